@@ -1,0 +1,59 @@
+"""vmae-cli: classify folders of videos with a VideoMAE model.
+
+The library is usable without the command line::
+
+    from vmae_cli import classify_paths
+    for prediction in classify_paths(["videos/"], model="path/to/model"):
+        print(prediction.path, prediction.status, prediction.label, prediction.score)
+
+Heavy dependencies (torch, transformers, OpenCV) are imported on first use, so importing
+this package is cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from .model import DEFAULT_MODEL, DeviceError, LoadedModel, ModelLoadError, load_model
+    from .pipeline import Classifier, ClassifyOptions, classify_paths
+    from .results import LabelScore, Prediction, VideoMeta
+
+_EXPORTS = {
+    "classify_paths": "pipeline",
+    "Classifier": "pipeline",
+    "ClassifyOptions": "pipeline",
+    "load_model": "model",
+    "LoadedModel": "model",
+    "ModelLoadError": "model",
+    "DeviceError": "model",
+    "DEFAULT_MODEL": "model",
+    "Prediction": "results",
+    "LabelScore": "results",
+    "VideoMeta": "results",
+}
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "Classifier",
+    "ClassifyOptions",
+    "DeviceError",
+    "LabelScore",
+    "LoadedModel",
+    "ModelLoadError",
+    "Prediction",
+    "VideoMeta",
+    "__version__",
+    "classify_paths",
+    "load_model",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

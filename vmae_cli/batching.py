@@ -1,0 +1,318 @@
+"""Stage 4: decode videos in parallel worker processes (a torch ``DataLoader``) and group the
+clips into model batches.
+
+Workers pull paths from a task queue (work sharing, so one long video does not hold up the
+others) and send back one :class:`~vmae_cli.results.DecodeOutcome` per path, in completion
+order. A plain ``DataLoader`` iteration dies with its workers; here every worker publishes the
+task it is working on in shared memory, so when a worker dies (a decoder crash) or is killed
+(``--timeout``), the run knows which video to blame, gives it a ``crashed`` / ``timeout``
+outcome, and starts a fresh loader for the rest. Nothing is lost: tasks that were queued or
+in flight in the dead loader are dispatched again.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .decoding import decode_video
+from .preprocessing import PreprocessConfig, resize_and_crop
+from .results import (
+    STATUS_CRASHED,
+    STATUS_TIMEOUT,
+    Clip,
+    DecodeOutcome,
+    Failure,
+)
+
+#: Decoded clips waiting in each worker's output, beyond the one being worked on.
+PREFETCH_PER_WORKER = 2
+#: How often the watchdog looks for videos that exceeded --timeout (seconds).
+WATCHDOG_INTERVAL_S = 0.25
+#: A worker whose death cannot be pinned on a video twice in a row means a broken set-up.
+MAX_UNEXPLAINED_RESTARTS = 3
+
+
+class WorkerPoolError(RuntimeError):
+    """Decoding workers keep dying without working on any video (a broken environment)."""
+
+
+@dataclass(frozen=True)
+class DecodeJob:
+    """The work a decoding worker does for one path: decode, resize and crop.
+
+    A plain picklable object, so that it also works with the ``spawn`` start method.
+    """
+
+    num_frames: int
+    preprocess: PreprocessConfig
+
+    def __call__(self, path: str) -> DecodeOutcome:
+        """Decode ``path`` into a :class:`DecodeOutcome`; never raises for a bad file."""
+        import torch
+
+        start = time.perf_counter()
+        decoded, failure, meta = decode_video(
+            path, self.num_frames, lambda rgb: resize_and_crop(rgb, self.preprocess)[0]
+        )
+        if decoded is None:
+            return DecodeOutcome(path, failure=failure, meta=meta, seconds=_since(start))
+        notes = []
+        if meta.frames_decoded < self.num_frames:
+            notes.append(
+                f"short video: {meta.frames_decoded} frames for {self.num_frames} samples, "
+                "frames repeated"
+            )
+        clip = Clip(path, meta, decoded.frame_indices, torch.stack(decoded.frames), notes)
+        return DecodeOutcome(path, clip=clip, meta=meta, seconds=_since(start))
+
+
+def _since(start: float) -> float:
+    return time.perf_counter() - start
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+def _worker_init(_worker_id: int) -> None:
+    import cv2
+    import torch
+
+    # One thread per worker: parallelism comes from running several workers.
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    try:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    except AttributeError:
+        pass
+    # Ctrl-C is the main process's business: it stops dispatching and flushes the rows.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _make_dataset(task_queue: Any, slots: Any, job: Callable[[str], DecodeOutcome]) -> Any:
+    from torch.utils.data import IterableDataset, get_worker_info
+
+    class _TaskStream(IterableDataset):
+        """Each worker pulls ``(task_id, path)`` from the queue until it gets ``None``."""
+
+        def __iter__(self) -> Iterator[tuple[int, DecodeOutcome]]:
+            info = get_worker_info()
+            wid = info.id if info is not None else 0
+            slots[3 * wid + 2] = os.getpid()
+            while True:
+                task = task_queue.get()
+                if task is None:
+                    return
+                task_id, path = task
+                slots[3 * wid + 1] = time.monotonic()
+                slots[3 * wid] = task_id
+                outcome = job(path)
+                slots[3 * wid] = -1
+                yield task_id, outcome
+
+    return _TaskStream()
+
+
+def _mp_context() -> Any:
+    import multiprocessing as mp
+
+    # fork starts workers in milliseconds and shares the imported modules; elsewhere (macOS,
+    # Windows) spawn is the only safe choice.
+    return mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+
+
+def iter_decoded(
+    paths: Iterable[str],
+    job: Callable[[str], DecodeOutcome],
+    *,
+    workers: int,
+    timeout_s: float | None = None,
+    stop: threading.Event | None = None,
+) -> Iterator[DecodeOutcome]:
+    """Decode every path with ``job`` in ``workers`` processes; yield outcomes as they finish.
+
+    Exactly one outcome is yielded per path, whatever happens to the workers. ``workers=0``
+    decodes in this process (no isolation, no timeout: for debugging). Setting ``stop`` ends
+    dispatching; the videos already being decoded are finished and yielded.
+    """
+    if workers <= 0:
+        for path in paths:
+            if stop is not None and stop.is_set():
+                return
+            yield job(path)
+        return
+    import torch.utils.data._utils.signal_handling as torch_signals
+    from torch.utils.data import DataLoader
+
+    # torch installs a SIGCHLD handler that raises in the main thread at an arbitrary point
+    # (in the middle of a model call or a row write) when a worker dies. Worker deaths are
+    # handled below instead, where the loader notices them.
+    torch_signals._SIGCHLD_handler_set = True
+
+    source = iter(enumerate(paths))
+    redo: deque[tuple[int, str]] = deque()
+    unexplained = 0
+    while True:
+        ctx = _mp_context()
+        task_queue = ctx.Queue()
+        # Per worker: current task id (-1 idle), its start time (monotonic s), worker pid.
+        slots = ctx.Array("d", [-1.0, 0.0, 0.0] * workers, lock=False)
+        in_flight: dict[int, str] = {}
+        timed_out: set[int] = set()
+        sentinels_sent = False
+        capacity = workers * (PREFETCH_PER_WORKER + 1)
+
+        def feed(
+            in_flight: dict[int, str] = in_flight,
+            task_queue: Any = task_queue,
+            capacity: int = capacity,
+        ) -> bool:
+            """Top up the task queue; False once there is nothing left to dispatch."""
+            while len(in_flight) < capacity:
+                if stop is not None and stop.is_set():
+                    return False
+                task = redo.popleft() if redo else next(source, None)
+                if task is None:
+                    return False
+                in_flight[task[0]] = task[1]
+                task_queue.put(task)
+            return True
+
+        loader = DataLoader(
+            _make_dataset(task_queue, slots, job),
+            batch_size=None,
+            num_workers=workers,
+            collate_fn=_identity,
+            worker_init_fn=_worker_init,
+            multiprocessing_context=ctx,
+            prefetch_factor=PREFETCH_PER_WORKER,
+            in_order=False,
+        )
+        watchdog_stop = threading.Event()
+        watchdog = None
+        if timeout_s:
+            watchdog = threading.Thread(
+                target=_watchdog,
+                args=(slots, workers, timeout_s, timed_out, watchdog_stop),
+                daemon=True,
+            )
+            watchdog.start()
+        progressed = False
+        it = iter(loader)
+        try:
+            if not feed():
+                sentinels_sent = _send_sentinels(task_queue, workers)
+            for task_id, outcome in it:
+                progressed = True
+                in_flight.pop(task_id, None)
+                yield outcome
+                if not sentinels_sent and not feed():
+                    sentinels_sent = _send_sentinels(task_queue, workers)
+            return  # every worker got its sentinel and finished
+        except RuntimeError as exc:
+            if "exited unexpectedly" not in str(exc) and "killed by signal" not in str(exc):
+                raise
+            failed = _blame(slots, workers, in_flight)
+        finally:
+            watchdog_stop.set()
+            if not sentinels_sent:
+                _send_sentinels(task_queue, workers)
+            del it
+        # A worker died: fail the video it was decoding, dispatch the others again.
+        for task_id in failed:
+            path = in_flight.pop(task_id)
+            if task_id in timed_out:
+                failure = Failure(STATUS_TIMEOUT, f"decoding took longer than {timeout_s:g} s")
+            else:
+                failure = Failure(STATUS_CRASHED, "the decoder crashed on this file")
+            yield DecodeOutcome(path, failure=failure)
+        unexplained = 0 if (failed or progressed) else unexplained + 1
+        if unexplained >= MAX_UNEXPLAINED_RESTARTS:
+            raise WorkerPoolError("decoding workers keep dying before they start on a video")
+        redo.extendleft(sorted(in_flight.items(), reverse=True))
+
+
+def _send_sentinels(task_queue: Any, workers: int) -> bool:
+    for _ in range(workers):
+        task_queue.put(None)
+    return True
+
+
+def _blame(slots: Any, workers: int, in_flight: dict[int, str]) -> list[int]:
+    """Task ids held by workers that are no longer alive."""
+    blamed = []
+    for wid in range(workers):
+        task_id, pid = int(slots[3 * wid]), int(slots[3 * wid + 2])
+        if task_id < 0 or task_id not in in_flight or pid <= 0:
+            continue
+        if not _alive(pid):
+            blamed.append(task_id)
+    return blamed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        # A dead child that has not been reaped yet still "exists": check its state too.
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().split(") ", 1)[1][:1] not in ("Z", "X")
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return True
+    except IndexError:
+        return False
+
+
+def _watchdog(
+    slots: Any, workers: int, timeout_s: float, timed_out: set[int], stop: threading.Event
+) -> None:
+    """Kill a worker whose current video has run longer than ``timeout_s``.
+
+    Killing the process is the only reliable way out: a FIFO or a stuck network mount blocks
+    inside FFmpeg, where neither SIGALRM nor a thread can interrupt it.
+    """
+    while not stop.wait(WATCHDOG_INTERVAL_S):
+        now = time.monotonic()
+        for wid in range(workers):
+            task_id, started, pid = slots[3 * wid], slots[3 * wid + 1], int(slots[3 * wid + 2])
+            if task_id >= 0 and pid > 0 and now - started > timeout_s:
+                timed_out.add(int(task_id))
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+
+
+def iter_batches(
+    outcomes: Iterable[DecodeOutcome], batch_size: int
+) -> Iterator[tuple[list[Clip], list[DecodeOutcome]]]:
+    """Group decoded clips into model batches of at most ``batch_size`` clips.
+
+    Yields ``(clips, failures)``: failures travel with the next batch so that rows keep
+    roughly the order in which videos finished. A partial batch is yielded at the end.
+    """
+    clips: list[Clip] = []
+    failures: list[DecodeOutcome] = []
+    for outcome in outcomes:
+        if outcome.clip is None:
+            failures.append(outcome)
+            if not clips:
+                yield [], failures
+                failures = []
+            continue
+        clips.append(outcome.clip)
+        if len(clips) >= batch_size:
+            yield clips, failures
+            clips, failures = [], []
+    if clips or failures:
+        yield clips, failures

@@ -1,0 +1,310 @@
+"""The ``vmae`` command: parses options, owns the progress bar, picks the writer, and maps
+library errors onto exit codes. Everything else lives in the library.
+
+stdout carries data only; progress, warnings and errors go to stderr.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+# Exit codes (documented in the README).
+EXIT_OK = 0  # every video classified
+EXIT_FATAL = 1  # nothing useful happened: model not loadable, output not writable, ...
+EXIT_USAGE = 2  # bad options or arguments (Typer/Click use 2 as well)
+EXIT_SOME_FAILED = 3  # the run completed, but some videos could not be classified
+EXIT_SIGNAL_BASE = 128  # + signal number when stopped by SIGINT / SIGTERM
+
+DEFAULT_MODEL = "MCG-NJU/videomae-base-finetuned-kinetics"  # = model.DEFAULT_MODEL
+
+app = typer.Typer(
+    name="vmae",
+    help="Classify folders of videos with a VideoMAE model; one CSV/JSONL row per video.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class OutputFormat(str, Enum):
+    """Formats of the output rows."""
+
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+@app.callback()
+def main() -> None:
+    """Classify folders of videos with a VideoMAE model; one CSV/JSONL row per video."""
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    # rich's default console writes to stdout, which carries only data here.
+    return Console(stderr=True, highlight=False)
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    _stderr_console().print(f"[bold red]vmae:[/] {message}", markup=True, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _open_output(output: Path | None, fmt: str) -> tuple[Any, bool]:
+    """The text stream rows go to, and whether it must be closed by us."""
+    if output is None or str(output) == "-":
+        buffer = getattr(sys.stdout, "buffer", None)
+        if buffer is None:
+            return sys.stdout, False
+        return io.TextIOWrapper(buffer, encoding="utf-8", newline="", write_through=True), False
+    # utf-8-sig: the byte-order mark makes spreadsheet programs read the file as UTF-8.
+    encoding = "utf-8-sig" if fmt == "csv" else "utf-8"
+    return open(output, "w", encoding=encoding, newline=""), True
+
+
+@app.command()
+def classify(
+    inputs: Annotated[
+        list[str], typer.Argument(help="Video files and/or folders (walked recursively).")
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Write rows to this file (.csv or .jsonl) instead of stdout."
+        ),
+    ] = None,
+    fmt: Annotated[
+        OutputFormat | None,
+        typer.Option("--format", "-f", help="Output format [default: from -o's extension, csv]."),
+    ] = None,
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Hugging Face model id or local folder.")
+    ] = DEFAULT_MODEL,
+    revision: Annotated[
+        str | None, typer.Option(help="Model revision (branch, tag or commit) on the Hub.")
+    ] = None,
+    top_k: Annotated[
+        int, typer.Option("--top-k", "-k", min=1, help="Also report the K best labels.")
+    ] = 1,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    dtype: Annotated[
+        str,
+        typer.Option(
+            help="auto, float32, bfloat16 or float16 (auto: bf16 on CUDA and bf16-capable CPUs)."
+        ),
+    ] = "auto",
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Clips per model call [default: 2 CPU, 16 GPU].")
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=0, help="Decoding processes [default: one per core; 0 = in-process]."),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(min=0.1, help="Give up on a video after this many seconds of decoding."),
+    ] = None,
+    escape_formulas: Annotated[
+        bool,
+        typer.Option(
+            help="In CSV, prefix ' to cells starting with = + - @ so spreadsheets do not run "
+            "them as formulas."
+        ),
+    ] = True,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")
+    ] = False,
+    debug: Annotated[bool, typer.Option(help="Show full tracebacks of fatal errors.")] = False,
+) -> None:
+    """Classify every video in INPUTS and write one row per video."""
+    from .discovery import InputNotFoundError, check_inputs
+    from .writers import UnknownFormatError, format_for_path
+
+    console = _stderr_console()
+    try:
+        check_inputs(inputs)
+    except InputNotFoundError as exc:
+        raise _fail(f"no such file or directory: {exc}", EXIT_USAGE) from None
+    try:
+        out_fmt = fmt.value if fmt else (format_for_path(str(output)) if output else "csv")
+    except UnknownFormatError as exc:
+        raise _fail(str(exc), EXIT_USAGE) from None
+    if debug:
+        os.environ["VMAE_DEBUG"] = "1"
+    try:
+        code = _run_classify(
+            inputs=inputs,
+            output=output,
+            out_fmt=out_fmt,
+            model=model,
+            revision=revision,
+            top_k=top_k,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+            workers=workers,
+            timeout=timeout,
+            escape_formulas=escape_formulas,
+            quiet=quiet,
+            console=console,
+        )
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        if debug:
+            raise
+        raise _fail(_describe(exc), EXIT_FATAL) from None
+    raise typer.Exit(code)
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for a fatal error; the full traceback is behind --debug."""
+    from .model import DeviceError, ModelLoadError
+
+    if isinstance(exc, (ModelLoadError, DeviceError)):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.filename:
+        return f"cannot write {exc.filename}: {exc.strerror}"
+    return f"{type(exc).__name__}: {exc} (run with --debug for the traceback)"
+
+
+def _run_classify(
+    *,
+    inputs: list[str],
+    output: Path | None,
+    out_fmt: str,
+    model: str,
+    revision: str | None,
+    top_k: int,
+    device: str,
+    dtype: str,
+    batch_size: int | None,
+    workers: int | None,
+    timeout: float | None,
+    escape_formulas: bool,
+    quiet: bool,
+    console: Any,
+) -> int:
+    from .discovery import count_video_paths, iter_video_paths
+    from .model import DeviceError, ModelLoadError
+    from .pipeline import Classifier, ClassifyOptions
+    from .results import STATUS_OK
+    from .writers import get_writer
+
+    def walk_error(path: str, reason: str) -> None:
+        console.print(f"vmae: warning: cannot read {path}: {reason}", markup=False)
+
+    try:
+        classifier = Classifier(model, revision=revision, device=device, dtype=dtype)
+    except (ModelLoadError, DeviceError) as exc:
+        raise _fail(str(exc), EXIT_FATAL) from None
+    stream, owned = _open_output(output, out_fmt)
+    writer = get_writer(out_fmt, stream, top_k=top_k, escape_formulas=escape_formulas)
+    show_bar = not quiet and console.is_terminal
+    total = count_video_paths(inputs) if show_bar else None
+
+    stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    counts: Counter[str] = Counter()
+    start = time.perf_counter()
+    opts = ClassifyOptions(top_k=top_k, batch_size=batch_size, workers=workers, timeout_s=timeout)
+    predictions = classifier.classify_paths(iter_video_paths(inputs, walk_error), opts, stop=stop)
+    try:
+        with _progress(console, total, show_bar) as advance:
+            for p in predictions:
+                writer.write(p)
+                counts[p.status] += 1
+                advance()
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly, as other Unix tools do.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's exit quiet
+        return EXIT_SIGNAL_BASE + signal.SIGPIPE
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        writer.close()
+        if owned:
+            stream.close()
+    elapsed = time.perf_counter() - start
+    if not quiet:
+        console.print(_summary(counts, elapsed), markup=False)
+    if received:
+        return EXIT_SIGNAL_BASE + received[0]
+    return EXIT_OK if sum(counts.values()) == counts[STATUS_OK] else EXIT_SOME_FAILED
+
+
+def _summary(counts: Counter[str], elapsed: float) -> str:
+    total = sum(counts.values())
+    rate = total / elapsed if elapsed > 0 else 0.0
+    parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    return (
+        f"vmae: {total} video{'s' if total != 1 else ''} in {elapsed:.1f} s "
+        f"({rate:.2f} videos/s): {parts or 'none found'}"
+    )
+
+
+class _progress:
+    """A rich progress bar on stderr, or nothing when it must not be drawn."""
+
+    def __init__(self, console: Any, total: int | None, enabled: bool):
+        self.console, self.total, self.enabled = console, total, enabled
+        self._progress: Any = None
+
+    def __enter__(self) -> Any:
+        if not self.enabled:
+            return lambda: None
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("classifying"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self._progress.start()
+        task = self._progress.add_task("videos", total=self.total, rate="")
+        started = time.perf_counter()
+
+        def advance() -> None:
+            done = self._progress.tasks[0].completed + 1
+            rate = done / max(time.perf_counter() - started, 1e-9)
+            self._progress.update(task, advance=1, rate=f"{rate:.2f} videos/s")
+
+        return advance
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

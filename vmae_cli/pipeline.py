@@ -1,0 +1,162 @@
+"""The library entry point: paths -> clips -> batches -> predictions.
+
+>>> from vmae_cli import Classifier
+>>> clf = Classifier(model="path/to/videomae", device="cpu")        # doctest: +SKIP
+>>> for p in clf.classify(["videos/"]):                              # doctest: +SKIP
+...     print(p.path, p.status, p.label, p.score)
+
+Predictions are yielded lazily, one per video, as soon as their batch is classified.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from .batching import DecodeJob, iter_batches, iter_decoded
+from .discovery import OnWalkError, iter_video_paths
+from .model import DEFAULT_MODEL, LoadedModel, load_model
+from .results import STATUS_OK, DecodeOutcome, LabelScore, Prediction
+
+#: Clips per model call when --batch-size is not given. On a CPU a larger batch gains little
+#: throughput and delays rows; a GPU needs several clips to keep busy.
+DEFAULT_BATCH_SIZE_CPU = 2
+DEFAULT_BATCH_SIZE_GPU = 16
+
+
+def default_workers() -> int:
+    """Decoding processes when --workers is not given: one per core available to us."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass
+class ClassifyOptions:
+    """How videos are classified (everything but the model itself)."""
+
+    top_k: int = 1
+    batch_size: int | None = None
+    workers: int | None = None
+    timeout_s: float | None = None
+
+
+class Classifier:
+    """A loaded model plus the pipeline around it. Load once, classify many folders."""
+
+    def __init__(
+        self,
+        model: str | LoadedModel = DEFAULT_MODEL,
+        *,
+        revision: str | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+    ):
+        """Load ``model`` (a Hub id, a local folder, or an already :class:`LoadedModel`).
+
+        Raises :class:`~vmae_cli.model.ModelLoadError` or :class:`~vmae_cli.model.DeviceError`.
+        """
+        self.loaded = (
+            model
+            if isinstance(model, LoadedModel)
+            else load_model(model, revision=revision, device=device, dtype=dtype)
+        )
+
+    def classify(
+        self,
+        inputs: Iterable[str],
+        options: ClassifyOptions | None = None,
+        *,
+        on_walk_error: OnWalkError | None = None,
+        stop: threading.Event | None = None,
+    ) -> Iterator[Prediction]:
+        """Yield one :class:`Prediction` per video found in ``inputs`` (files or folders).
+
+        Bad files become predictions with a non-ok status; nothing is raised for them.
+        ``stop`` ends the run early (used for SIGINT/SIGTERM): videos already decoded are
+        still classified and yielded.
+        """
+        opts = options or ClassifyOptions()
+        paths = iter_video_paths(list(inputs), on_walk_error or (lambda p, r: None))
+        yield from self.classify_paths(paths, opts, stop=stop)
+
+    def classify_paths(
+        self,
+        paths: Iterable[str],
+        options: ClassifyOptions | None = None,
+        *,
+        stop: threading.Event | None = None,
+    ) -> Iterator[Prediction]:
+        """Like :meth:`classify`, for an iterable of video file paths (no directory walk)."""
+        opts = options or ClassifyOptions()
+        lm = self.loaded
+        batch_size = opts.batch_size or (
+            DEFAULT_BATCH_SIZE_CPU if lm.device.type == "cpu" else DEFAULT_BATCH_SIZE_GPU
+        )
+        workers = default_workers() if opts.workers is None else opts.workers
+        job = DecodeJob(lm.num_frames, lm.preprocess)
+        outcomes = iter_decoded(paths, job, workers=workers, timeout_s=opts.timeout_s, stop=stop)
+        for clips, failures in iter_batches(outcomes, batch_size):
+            for outcome in failures:
+                yield self._failed(outcome)
+            if clips:
+                yield from self._predict(clips, opts.top_k)
+
+    def _failed(self, outcome: DecodeOutcome) -> Prediction:
+        assert outcome.failure is not None
+        return Prediction(
+            path=outcome.path,
+            status=outcome.failure.status,
+            error=outcome.failure.error,
+            meta=outcome.meta,
+            model=self.loaded.name,
+        )
+
+    def _predict(self, clips: list, top_k: int) -> Iterator[Prediction]:
+        import torch
+
+        lm = self.loaded
+        batch = torch.stack([c.frames for c in clips])
+        if lm.device.type == "cuda":
+            batch = batch.pin_memory()
+        probs = lm.predict(batch)
+        k = max(1, min(top_k, probs.shape[-1]))
+        scores, idx = probs.topk(k, dim=-1)
+        for clip, s_row, i_row in zip(clips, scores.tolist(), idx.tolist(), strict=True):
+            yield Prediction(
+                path=clip.path,
+                status=STATUS_OK,
+                top_k=[
+                    LabelScore(lm.id2label.get(i, f"LABEL_{i}"), float(s))
+                    for s, i in zip(s_row, i_row, strict=True)
+                ],
+                meta=clip.meta,
+                frame_indices=clip.frame_indices,
+                notes=clip.notes,
+                model=lm.name,
+            )
+
+
+def classify_paths(
+    inputs: Iterable[str],
+    *,
+    model: str = DEFAULT_MODEL,
+    revision: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    top_k: int = 1,
+    batch_size: int | None = None,
+    workers: int | None = None,
+    timeout_s: float | None = None,
+) -> Iterator[Prediction]:
+    """Load ``model`` and yield one :class:`Prediction` per video in ``inputs``.
+
+    A convenience wrapper around :class:`Classifier`; the model is loaded on the first
+    ``next()``. Use :class:`Classifier` directly to load once and classify several times.
+    """
+    clf = Classifier(model, revision=revision, device=device, dtype=dtype)
+    opts = ClassifyOptions(top_k=top_k, batch_size=batch_size, workers=workers, timeout_s=timeout_s)
+    yield from clf.classify(inputs, opts)

@@ -1,0 +1,155 @@
+"""Typed values that flow between the stages: video metadata, decoded clips, predictions.
+
+A failure is a value here, not an exception: every stage passes a :class:`Failure` along so
+that each input video ends as exactly one :class:`Prediction`, ok or not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # torch is imported lazily to keep `vmae --help` fast
+    import torch
+
+# Row statuses. ``ok`` means classified; every other value names what went wrong.
+STATUS_OK = "ok"
+STATUS_NOT_FOUND = "not_found"  # vanished between discovery and decoding, or a broken symlink
+STATUS_NOT_A_FILE = "not_a_file"  # a FIFO, socket or device: never handed to a decoder
+STATUS_EMPTY = "empty"  # a zero-byte file
+STATUS_UNREADABLE = "unreadable"  # permission denied or another OS error on open
+STATUS_NOT_VIDEO = "not_video"  # no decoder could open it as a video
+STATUS_NO_FRAMES = "no_frames"  # opened as a video, but no frame could be decoded
+STATUS_TOO_LARGE = "too_large"  # frame size above the memory guard
+STATUS_TIMEOUT = "timeout"  # took longer than --timeout
+STATUS_CRASHED = "crashed"  # the decoding process died (signal)
+STATUS_ERROR = "error"  # any other unexpected error
+
+FAILURE_STATUSES = (
+    STATUS_NOT_FOUND,
+    STATUS_NOT_A_FILE,
+    STATUS_EMPTY,
+    STATUS_UNREADABLE,
+    STATUS_NOT_VIDEO,
+    STATUS_NO_FRAMES,
+    STATUS_TOO_LARGE,
+    STATUS_TIMEOUT,
+    STATUS_CRASHED,
+    STATUS_ERROR,
+)
+
+
+@dataclass(frozen=True)
+class VideoMeta:
+    """What the decoder learned about a video.
+
+    ``frames_reported`` is what the container header claims (``None`` when it does not say);
+    ``frames_decoded`` is the number of frames actually decoded, the count sampling uses.
+    """
+
+    decoder: str = ""
+    frames_reported: int | None = None
+    frames_decoded: int = 0
+    fps: float | None = None
+    duration_s: float | None = None
+    width: int | None = None
+    height: int | None = None
+    rotation: int = 0
+
+
+@dataclass
+class Failure:
+    """Why a video produced no prediction. ``status`` is one of :data:`FAILURE_STATUSES`."""
+
+    status: str
+    error: str
+
+
+@dataclass
+class Clip:
+    """The sampled frames of one video, ready for the model.
+
+    ``frames`` is a uint8 tensor of shape ``(T, 3, H, W)`` (RGB, already resized and cropped):
+    uint8 is four times smaller than float32 to move between processes; normalisation happens
+    on the model's device.
+    """
+
+    path: str
+    meta: VideoMeta
+    frame_indices: list[int]
+    frames: torch.Tensor
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DecodeOutcome:
+    """A decoding worker's answer for one path: a clip, or a failure with what was learned."""
+
+    path: str
+    clip: Clip | None = None
+    failure: Failure | None = None
+    meta: VideoMeta = field(default_factory=VideoMeta)
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class LabelScore:
+    """One class of the model's output with its softmax probability."""
+
+    label: str
+    score: float
+
+
+@dataclass
+class Prediction:
+    """The result for one video: the thing :func:`vmae_cli.classify_paths` yields.
+
+    ``top_k`` is sorted by decreasing score and empty unless ``status == "ok"``.
+    """
+
+    path: str
+    status: str
+    error: str = ""
+    top_k: list[LabelScore] = field(default_factory=list)
+    meta: VideoMeta = field(default_factory=VideoMeta)
+    frame_indices: list[int] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    model: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when the video was classified."""
+        return self.status == STATUS_OK
+
+    @property
+    def label(self) -> str:
+        """The top-1 label, or ``""`` for a failure."""
+        return self.top_k[0].label if self.top_k else ""
+
+    @property
+    def score(self) -> float | None:
+        """The top-1 probability, or ``None`` for a failure."""
+        return self.top_k[0].score if self.top_k else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A flat, JSON-friendly view used by the writers."""
+        m = self.meta
+        return {
+            "path": self.path,
+            "status": self.status,
+            "error": self.error,
+            "label": self.label,
+            "score": self.score,
+            "top_k": [{"label": ls.label, "score": ls.score} for ls in self.top_k],
+            "frames_decoded": m.frames_decoded if m.decoder else None,
+            "frames_reported": m.frames_reported,
+            "duration_s": m.duration_s,
+            "fps": m.fps,
+            "width": m.width,
+            "height": m.height,
+            "rotation": m.rotation if m.decoder else None,
+            "decoder": m.decoder,
+            "frame_indices": list(self.frame_indices),
+            "notes": "; ".join(self.notes),
+            "model": self.model,
+        }
