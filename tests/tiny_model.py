@@ -26,7 +26,9 @@ TINY_LABELS = [
 ]
 
 
-def make_tiny_model(out_dir: str | Path, *, legacy_preprocessor: bool = False, seed: int = 0) -> Path:
+def make_tiny_model(
+    out_dir: str | Path, *, legacy_preprocessor: bool = False, seed: int = 0
+) -> Path:
     """Save a random-weight VideoMAE classifier (and its preprocessor config) to ``out_dir``."""
     import torch
     from transformers import VideoMAEConfig, VideoMAEForVideoClassification

@@ -61,16 +61,20 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _open_output(output: Path | None, fmt: str) -> tuple[Any, bool]:
-    """The text stream rows go to, and whether it must be closed by us."""
+def _open_output(output: Path | None, fmt: str) -> tuple[Any, Any]:
+    """The text stream rows go to, and how to let go of it when done."""
     if output is None or str(output) == "-":
         buffer = getattr(sys.stdout, "buffer", None)
         if buffer is None:
-            return sys.stdout, False
-        return io.TextIOWrapper(buffer, encoding="utf-8", newline="", write_through=True), False
+            return sys.stdout, sys.stdout.flush
+        # UTF-8 whatever the locale says, and no newline translation (the csv module's own).
+        wrapper = io.TextIOWrapper(buffer, encoding="utf-8", newline="", write_through=True)
+        # detach() instead of close(): stdout itself stays open for whoever owns it.
+        return wrapper, wrapper.detach
     # utf-8-sig: the byte-order mark makes spreadsheet programs read the file as UTF-8.
     encoding = "utf-8-sig" if fmt == "csv" else "utf-8"
-    return open(output, "w", encoding=encoding, newline=""), True
+    stream = open(output, "w", encoding=encoding, newline="")  # noqa: SIM115 - closed below
+    return stream, stream.close
 
 
 @app.command()
@@ -209,7 +213,7 @@ def _run_classify(
         classifier = Classifier(model, revision=revision, device=device, dtype=dtype)
     except (ModelLoadError, DeviceError) as exc:
         raise _fail(str(exc), EXIT_FATAL) from None
-    stream, owned = _open_output(output, out_fmt)
+    stream, release = _open_output(output, out_fmt)
     writer = get_writer(out_fmt, stream, top_k=top_k, escape_formulas=escape_formulas)
     show_bar = not quiet and console.is_terminal
     total = count_video_paths(inputs) if show_bar else None
@@ -239,9 +243,11 @@ def _run_classify(
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        writer.close()
-        if owned:
-            stream.close()
+        try:
+            writer.close()
+            release()
+        except BrokenPipeError:
+            pass
     elapsed = time.perf_counter() - start
     if not quiet:
         console.print(_summary(counts, elapsed), markup=False)

@@ -91,6 +91,35 @@ def sample_indices(num_frames: int, num_samples: int) -> list[int]:
     return [int((2 * i + 1) * num_frames // (2 * num_samples)) for i in range(num_samples)]
 
 
+#: File signatures of things FFmpeg would happily "decode" as a one-frame video, or that
+#: deserve a clearer message than "invalid data" (first bytes -> what the file is).
+_NOT_VIDEO_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"GIF87a", "a GIF image"),
+    (b"GIF89a", "a GIF image"),
+    (b"BM", "a BMP image"),
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
+    (b"\x00\x05\x16\x07", "macOS metadata (an AppleDouble '._' file)"),
+    (b"version https://git-lfs", "a Git LFS pointer (the video was never downloaded)"),
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive"),
+)
+#: Bytes read from the start of a file to recognise it.
+SNIFF_BYTES = 64
+
+
+def sniff_not_video(head: bytes) -> str | None:
+    """Name what a file is when its first bytes say it is certainly not a video."""
+    for signature, what in _NOT_VIDEO_SIGNATURES:
+        if head.startswith(signature):
+            return what
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "a WebP image"
+    return None
+
+
 def check_file(path: str) -> Failure | None:
     """Return a :class:`Failure` if ``path`` must not be handed to a decoder, else ``None``.
 
@@ -111,8 +140,20 @@ def check_file(path: str) -> Failure | None:
         return Failure(STATUS_NOT_A_FILE, f"not a video file: {kind}")
     if st.st_size == 0:
         return Failure(STATUS_EMPTY, "empty file (0 bytes)")
-    if not os.access(path, os.R_OK):
+    try:
+        # O_NONBLOCK: the file was a regular file a moment ago, but never block on open.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            head = os.read(fd, SNIFF_BYTES)
+        finally:
+            os.close(fd)
+    except PermissionError:
         return Failure(STATUS_UNREADABLE, "permission denied")
+    except OSError as exc:
+        return Failure(STATUS_UNREADABLE, f"cannot read file: {exc.strerror or exc}")
+    what = sniff_not_video(head)
+    if what is not None:
+        return Failure(STATUS_NOT_VIDEO, f"not a video: {what}")
     return None
 
 

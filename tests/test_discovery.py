@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from vmae_cli.discovery import (
+    InputNotFoundError,
+    check_inputs,
+    count_video_paths,
+    is_video_name,
+    iter_video_paths,
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("a.mp4", True),
+        ("A.MP4", True),
+        ("clip.Mkv", True),
+        ("x.webm", True),
+        ("x.ts", True),
+        ("x.3gp", True),
+        ("x.ogv", True),
+        ("x.wmv", True),
+        ("x.flv", True),
+        ("x.mpeg", True),
+        ("notes.txt", False),
+        ("mp4", False),
+        ("archive.mp4.zip", False),
+        (".mp4", False),  # a hidden file with no extension, as os.path.splitext sees it
+    ],
+)
+def test_is_video_name(name: str, expected: bool) -> None:
+    assert is_video_name(name) is expected
+
+
+def _touch(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x")
+    return path
+
+
+def test_walk_is_recursive_sorted_and_filters_extensions(tmp_path: Path) -> None:
+    _touch(tmp_path / "b" / "z.mp4")
+    _touch(tmp_path / "b" / "a.MOV")
+    _touch(tmp_path / "a.avi")
+    _touch(tmp_path / "c" / "d" / "deep.MKV")
+    _touch(tmp_path / "readme.txt")
+    _touch(tmp_path / "b" / "notes.md")
+    found = list(iter_video_paths([str(tmp_path)]))
+    assert found == [
+        os.path.join(str(tmp_path), "a.avi"),
+        os.path.join(str(tmp_path), "b", "a.MOV"),
+        os.path.join(str(tmp_path), "b", "z.mp4"),
+        os.path.join(str(tmp_path), "c", "d", "deep.MKV"),
+    ]
+    assert count_video_paths([str(tmp_path)]) == 4
+
+
+def test_paths_keep_the_argument_as_typed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _touch(tmp_path / "vids" / "x.mp4")
+    monkeypatch.chdir(tmp_path)
+    assert list(iter_video_paths(["vids"])) == ["vids/x.mp4"]
+    assert list(iter_video_paths(["vids/"])) == ["vids/x.mp4"]
+    assert list(iter_video_paths(["./vids"])) == ["./vids/x.mp4"]
+
+
+def test_file_arguments_are_yielded_whatever_their_extension(tmp_path: Path) -> None:
+    f = _touch(tmp_path / "clip.bin")
+    d = tmp_path / "d"
+    _touch(d / "y.mp4")
+    assert list(iter_video_paths([str(f), str(d)])) == [str(f), str(d / "y.mp4")]
+
+
+def test_symlinked_directories_are_not_followed_and_loops_end(tmp_path: Path) -> None:
+    _touch(tmp_path / "real" / "x.mp4")
+    os.symlink(tmp_path / "real", tmp_path / "link")
+    os.symlink(tmp_path, tmp_path / "real" / "loop")  # a loop back to the top
+    assert list(iter_video_paths([str(tmp_path)])) == [str(tmp_path / "real" / "x.mp4")]
+
+
+def test_symlinked_files_and_special_files_are_yielded(tmp_path: Path) -> None:
+    target = _touch(tmp_path / "t.bin")
+    os.symlink(target, tmp_path / "s.mp4")
+    os.symlink(tmp_path / "missing", tmp_path / "dangling.mp4")
+    os.mkfifo(tmp_path / "pipe.mp4")
+    found = [os.path.basename(p) for p in iter_video_paths([str(tmp_path)])]
+    assert found == ["dangling.mp4", "pipe.mp4", "s.mp4"]
+
+
+def test_unreadable_directory_is_reported_not_fatal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _touch(tmp_path / "ok" / "a.mp4")
+    _touch(tmp_path / "secret" / "b.mp4")
+    real_scandir = os.scandir
+
+    def scandir(path):  # root ignores chmod 000, so the permission error is simulated
+        if str(path).endswith("secret"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    errors: list[tuple[str, str]] = []
+    found = list(iter_video_paths([str(tmp_path)], lambda p, r: errors.append((p, r))))
+    assert found == [str(tmp_path / "ok" / "a.mp4")]
+    assert errors == [(str(tmp_path / "secret"), "Permission denied")]
+
+
+def test_missing_inputs_are_named(tmp_path: Path) -> None:
+    check_inputs([str(tmp_path)])
+    with pytest.raises(InputNotFoundError, match="nope"):
+        check_inputs([str(tmp_path), str(tmp_path / "nope")])
+
+
+def test_non_utf8_names_survive_the_walk(tmp_path: Path) -> None:
+    raw = os.fsencode(str(tmp_path)) + b"/caf\xe9.mp4"
+    with open(raw, "wb") as f:
+        f.write(b"x")
+    found = list(iter_video_paths([str(tmp_path)]))
+    assert [os.fsencode(p) for p in found] == [raw]

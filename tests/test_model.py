@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from vmae_cli.model import (
+    DeviceError,
+    ModelLoadError,
+    load_model,
+    resolve_device,
+    resolve_dtype,
+)
+from vmae_cli.preprocessing import PreprocessConfig
+
+
+def test_loads_a_local_folder_with_its_preprocessor_config(loaded_tiny) -> None:
+    assert loaded_tiny.num_frames == 8
+    assert loaded_tiny.id2label[0] == "arm wrestling"
+    assert loaded_tiny.preprocess.crop_hw == (64, 64)
+    assert loaded_tiny.preprocess.mean == (0.485, 0.456, 0.406)
+    assert loaded_tiny.model.config._attn_implementation == "sdpa"
+    assert not loaded_tiny.model.training
+
+
+def test_legacy_preprocessor_layout_loads(legacy_model_dir: Path) -> None:
+    lm = load_model(str(legacy_model_dir), device="cpu", dtype="float32")
+    assert lm.preprocess.shortest_edge == 64
+    # Hugging Face's processor falls back to its 224 crop when crop_size is absent.
+    assert lm.preprocess.crop_hw == (224, 224)
+
+
+def test_predict_returns_probabilities(loaded_tiny) -> None:
+    frames = torch.randint(0, 256, (3, 8, 3, 64, 64), dtype=torch.uint8)
+    probs = loaded_tiny.predict(frames)
+    assert probs.shape == (3, 10)
+    assert torch.allclose(probs.sum(-1), torch.ones(3), atol=1e-5)
+
+
+def test_missing_folder_is_a_one_line_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_model(str(tmp_path / "nope"), device="cpu")
+
+
+def test_folder_without_weights_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"size": 224}))
+    with pytest.raises(ModelLoadError) as info:
+        load_model(str(tmp_path), device="cpu")
+    assert "\n" not in str(info.value)
+
+
+def test_unreachable_hub_says_how_to_use_a_local_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError) as info:
+        load_model("someone/not-cached-videomae", device="cpu")
+    message = str(info.value)
+    assert "someone/not-cached-videomae" in message
+    assert "--model DIR" in message
+    assert "HF_HUB_OFFLINE=1" in message
+    assert "\n" not in message
+
+
+def test_devices_and_dtypes() -> None:
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(DeviceError):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="CUDA"):
+            resolve_device("cuda:0")
+    cpu = torch.device("cpu")
+    assert resolve_dtype("float32", cpu) == torch.float32
+    assert resolve_dtype("bfloat16", cpu) == torch.bfloat16
+    assert resolve_dtype("auto", cpu) in (torch.float32, torch.bfloat16)
+    assert resolve_dtype("auto", torch.device("cuda")) == torch.bfloat16
+    with pytest.raises(DeviceError):
+        resolve_dtype("int8", cpu)
+
+
+def test_default_config_is_videomae_base() -> None:
+    c = PreprocessConfig()
+    assert (c.shortest_edge, c.crop_hw) == (224, (224, 224))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_path(tiny_model_dir: Path) -> None:
+    lm = load_model(str(tiny_model_dir), device="cuda", dtype="auto")
+    assert lm.dtype == torch.bfloat16
+    probs = lm.predict(torch.randint(0, 256, (2, 8, 3, 64, 64), dtype=torch.uint8))
+    assert probs.device.type == "cpu"
+    assert probs.shape == (2, 10)

@@ -1,0 +1,758 @@
+"""Generate synthetic videos for the test-suite and for ``sample_videos/``.
+
+No real footage may be committed to this repository, so every video the project needs is
+made here, deterministically, from a frame pattern that encodes the frame index:
+
+* the background is a smooth colour gradient that moves every frame (so encoders see
+  motion and the clip looks like video rather than a still image);
+* a horizontal band of 12 large black/white blocks sits inside the *central square* of the
+  frame (side = the short side of the frame).  Block 0 is always white, block 11 always
+  black (reference levels) and blocks 1..10 carry the frame index in binary, MSB first.
+
+Because the code lives inside the central square, it survives the usual classifier
+pre-processing "resize the short side to N, centre-crop N x N": the crop *is* the central
+square.  :func:`read_index` therefore always looks for the code relative to the central
+square of whatever frame it is given.  The code is read from the channel mean (luma-like),
+so RGB, BGR and greyscale frames all work.
+
+Minimum size: the blocks are ``short_side / 12`` pixels wide.  Uncompressed patterns read
+back down to a short side of 24 px; encode/decode round trips with every codec here (at the
+default quality settings, also after resizing to 224 + centre crop) were verified at 48x32,
+i.e. a short side of 32 px (HEVC at 64x48, see :func:`write_video`).  Treat 32 px as the
+minimum short side; the presets use >= 64 px (96x64 is the smallest), a safety margin.
+
+Command line::
+
+    python tools/videogen.py samples DIR   # small demo clips (sample_videos/)
+    python tools/videogen.py tests DIR     # fast, tiny clips for automated tests
+    python tools/videogen.py bad DIR       # broken / non-video files
+    python tools/videogen.py check DIR     # decode everything under DIR with OpenCV + PyAV
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "CODECS",
+    "CODE_BITS",
+    "MAX_INDEX",
+    "SAMPLE_SPECS",
+    "TEST_SPECS",
+    "VideoSpec",
+    "available_codecs",
+    "cv2_indices",
+    "find_code",
+    "frame_pattern",
+    "make_bad_files",
+    "make_sample_videos",
+    "make_test_videos",
+    "pyav_indices",
+    "read_index",
+    "vfr_timestamps_ms",
+    "write_video",
+]
+
+# --------------------------------------------------------------------------------------
+# Frame pattern
+# --------------------------------------------------------------------------------------
+
+CODE_BITS = 10
+"""Number of index bits in the block code; indices wrap modulo ``2 ** CODE_BITS``."""
+MAX_INDEX = (1 << CODE_BITS) - 1
+_CELLS = CODE_BITS + 2  # white reference + bits + black reference
+# Vertical extent of the code band, as fractions of the central square's side.  The band
+# is deliberately tall (24 % of the short side) so that blur, chroma subsampling and
+# resampling only ever touch its edges, never the inner part that is sampled.
+_BAND_TOP = 0.38
+_BAND_BOTTOM = 0.62
+# Only the inner half of every block (in both directions) is sampled when reading, so a
+# crop/resize that is off by a pixel or two, or ringing at block edges, cannot flip a bit.
+_SAMPLE_MARGIN = 0.25
+# Reference contrast (white block minus black block, 0..255) below which we refuse to
+# read: the frame is then not one of ours or is too damaged to trust.
+_MIN_CONTRAST = 60.0
+
+
+def _triangle(phase: np.ndarray) -> np.ndarray:
+    """Integer triangle wave over a 512-step period, values 0..255."""
+    phase = phase % 512
+    return np.where(phase < 256, phase, 511 - phase)
+
+
+def _central_square(width: int, height: int) -> tuple[int, int, int]:
+    """Return ``(x0, y0, side)`` of the centred square whose side is the short side."""
+    side = min(width, height)
+    return (width - side) // 2, (height - side) // 2, side
+
+
+def frame_pattern(index: int, width: int, height: int) -> np.ndarray:
+    """Return the synthetic RGB frame for ``index`` as an ``(height, width, 3)`` uint8 array.
+
+    The background is a moving gradient; the index (modulo ``2 ** CODE_BITS``) is drawn as
+    black/white blocks in the middle band of the central square.  Only integer arithmetic
+    is used so the pixels are bit-identical on every platform and numpy version.
+    """
+    if width < 1 or height < 1:
+        raise ValueError(f"invalid frame size {width}x{height}")
+    if index < 0:
+        raise ValueError(f"frame index must be >= 0, got {index}")
+    xs = np.arange(width, dtype=np.int64)[None, :]
+    ys = np.arange(height, dtype=np.int64)[:, None]
+    t = int(index)
+    # Three ramps moving in different directions/speeds; the levels stay within 40..215
+    # so the background can never be mistaken for a pure black or white code block.
+    red = _triangle(xs * 512 // width + 7 * t)
+    green = _triangle(ys * 512 // height + 5 * t)
+    blue = _triangle((xs * 256 // width + ys * 256 // height) - 3 * t)
+    shape = (height, width)
+    frame = np.empty((height, width, 3), dtype=np.uint8)
+    for channel, ramp in enumerate((red, green, blue)):
+        frame[:, :, channel] = np.broadcast_to(40 + ramp * 175 // 255, shape)
+
+    x0, y0, side = _central_square(width, height)
+    top = y0 + round(side * _BAND_TOP)
+    bottom = max(top + 1, y0 + round(side * _BAND_BOTTOM))
+    code = int(index) & MAX_INDEX
+    levels = [255] + [255 if (code >> bit) & 1 else 0 for bit in range(CODE_BITS - 1, -1, -1)]
+    levels.append(0)
+    for cell, level in enumerate(levels):
+        left = x0 + cell * side // _CELLS
+        right = x0 + (cell + 1) * side // _CELLS
+        frame[top:bottom, left:right, :] = level
+    return frame
+
+
+def _cell_levels(frame: np.ndarray) -> np.ndarray:
+    """Median channel-mean level of the sampled inner part of each code block."""
+    if frame.ndim == 3:
+        gray = frame.astype(np.float32).mean(axis=2)
+    elif frame.ndim == 2:
+        gray = frame.astype(np.float32)
+    else:
+        raise ValueError(f"expected an (H, W) or (H, W, C) array, got shape {frame.shape}")
+    height, width = gray.shape
+    x0, y0, side = _central_square(width, height)
+    band_h = side * (_BAND_BOTTOM - _BAND_TOP)
+    top = round(y0 + side * _BAND_TOP + band_h * _SAMPLE_MARGIN)
+    bottom = max(top + 1, round(y0 + side * _BAND_BOTTOM - band_h * _SAMPLE_MARGIN))
+    cell_w = side / _CELLS
+    levels = np.empty(_CELLS, dtype=np.float32)
+    for cell in range(_CELLS):
+        left = round(x0 + (cell + _SAMPLE_MARGIN) * cell_w)
+        right = max(left + 1, round(x0 + (cell + 1 - _SAMPLE_MARGIN) * cell_w))
+        levels[cell] = float(np.median(gray[top:bottom, left:right]))
+    return levels
+
+
+def _decode_levels(levels: np.ndarray) -> tuple[int, float]:
+    """Turn block levels into ``(index, confidence)``; confidence is 0..1."""
+    white, black = float(levels[0]), float(levels[-1])
+    contrast = white - black
+    if contrast <= 0:
+        return -1, 0.0
+    threshold = (white + black) / 2
+    bits = levels[1:-1] > threshold
+    index = 0
+    for bit in bits:
+        index = (index << 1) | int(bit)
+    # How far the least certain bit is from the threshold, relative to half the contrast,
+    # scaled by the contrast itself so a washed-out frame scores low.
+    margin = float(np.min(np.abs(levels[1:-1] - threshold))) / (contrast / 2)
+    return index, max(0.0, min(1.0, margin)) * min(1.0, contrast / 255.0)
+
+
+def read_index(frame: np.ndarray) -> int:
+    """Decode the frame index from a decoded frame produced from :func:`frame_pattern`.
+
+    ``frame`` may be RGB, BGR or greyscale and of any size, e.g. the original frame, a
+    resized one, or one resized so its short side is 224 and centre-cropped to 224x224.
+    Raises :class:`ValueError` when no code can be found (reference blocks missing).
+    """
+    levels = _cell_levels(np.asarray(frame))
+    if levels[0] - levels[-1] < _MIN_CONTRAST:
+        raise ValueError(
+            f"no frame code found (white/black reference levels {levels[0]:.0f}/{levels[-1]:.0f})"
+        )
+    return _decode_levels(levels)[0]
+
+
+def find_code(frame: np.ndarray) -> tuple[int, int]:
+    """Decode the frame index from a frame that may have been rotated by a multiple of 90°.
+
+    Returns ``(index, rotation)`` where ``rotation`` (0, 90, 180 or 270) is the clockwise
+    rotation that was applied to the original pattern to give ``frame``; e.g. a decoder
+    that honours ``write_video(..., rotation=90)`` yields frames with ``rotation == 90``.
+    Raises :class:`ValueError` if no orientation yields a code.
+    """
+    frame = np.asarray(frame)
+    best: tuple[float, int, int] | None = None
+    for quarter_turns in range(4):
+        # np.rot90 turns counter-clockwise, undoing a clockwise rotation of 90*k degrees.
+        levels = _cell_levels(np.rot90(frame, quarter_turns))
+        if levels[0] - levels[-1] < _MIN_CONTRAST:
+            continue
+        index, confidence = _decode_levels(levels)
+        if best is None or confidence > best[0]:
+            best = (confidence, index, 90 * quarter_turns)
+    if best is None:
+        raise ValueError("no frame code found in any orientation")
+    return best[1], best[2]
+
+
+# --------------------------------------------------------------------------------------
+# Encoding
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _CodecInfo:
+    encoders: tuple[str, ...]  # candidate FFmpeg encoder names, first available wins
+    pix_fmt: str
+    options: Mapping[str, str] = field(default_factory=dict)
+    supports_bframes: bool = False
+
+
+CODECS: dict[str, _CodecInfo] = {
+    # Speed matters more than quality: clips are tiny and must encode in milliseconds.
+    "h264": _CodecInfo(
+        ("libx264", "h264"),
+        "yuv420p",
+        # One thread keeps x264 output byte-identical regardless of the machine's cores.
+        {"preset": "ultrafast", "crf": "20", "threads": "1"},
+        supports_bframes=True,
+    ),
+    "hevc": _CodecInfo(
+        ("libx265", "hevc"),
+        "yuv420p",
+        {
+            "preset": "ultrafast",
+            "crf": "24",
+            "x265-params": "log-level=error:pools=1:frame-threads=1",
+        },
+        supports_bframes=True,
+    ),
+    "vp9": _CodecInfo(
+        ("libvpx-vp9",),
+        "yuv420p",
+        # Constant-quality mode needs b=0; realtime/cpu-used=8 is the fastest libvpx mode.
+        {"deadline": "realtime", "cpu-used": "8", "crf": "30", "b": "0", "threads": "1"},
+    ),
+    "av1": _CodecInfo(
+        ("libsvtav1", "libaom-av1", "librav1e"),
+        "yuv420p",
+        # Presets >= 11 are "not for visual use" in SVT-AV1 4.x and really do blend blocks
+        # across frames (codes became unreadable); 10 is the fastest clean one. lp=1 = 1 thread.
+        {"preset": "10", "crf": "35", "svtav1-params": "lp=1"},
+    ),
+    "mpeg4": _CodecInfo(
+        ("mpeg4",),
+        "yuv420p",
+        {"qscale": "3", "threads": "1"},
+        supports_bframes=True,
+    ),
+    "mjpeg": _CodecInfo(
+        ("mjpeg",),
+        # MJPEG is full-range; yuvj420p is the only 4:2:0 format the encoder accepts
+        # without extra colour-range negotiation.
+        "yuvj420p",
+        {"qscale": "6", "threads": "1"},
+    ),
+    "prores": _CodecInfo(
+        ("prores_ks", "prores"),
+        "yuv422p10le",
+        {"profile": "0", "threads": "1"},  # profile 0 = ProRes 422 Proxy, the smallest
+    ),
+}
+
+
+def _encoder_exists(name: str) -> bool:
+    import av
+
+    try:
+        av.Codec(name, "w")
+    except av.codec.codec.UnknownCodecError:
+        return False
+    return True
+
+
+def _resolve_encoder(codec: str) -> tuple[str, _CodecInfo]:
+    """Map a friendly codec name (or a raw FFmpeg encoder name) to an available encoder."""
+    info = CODECS.get(codec)
+    if info is None:
+        if _encoder_exists(codec):
+            return codec, _CodecInfo((codec,), "yuv420p")
+        raise ValueError(f"unknown codec {codec!r}; friendly names: {sorted(CODECS)}")
+    for name in info.encoders:
+        if _encoder_exists(name):
+            return name, info
+    raise RuntimeError(f"no encoder for {codec!r} in this PyAV build (tried {info.encoders})")
+
+
+def available_codecs() -> dict[str, str]:
+    """Friendly codec names usable with :func:`write_video`, mapped to the FFmpeg encoder."""
+    found = {}
+    for friendly in CODECS:
+        try:
+            found[friendly] = _resolve_encoder(friendly)[0]
+        except RuntimeError:
+            pass
+    return found
+
+
+def vfr_timestamps_ms(num_frames: int, fps: float = 25) -> list[int]:
+    """Deterministic, irregular presentation timestamps (milliseconds) used for ``vfr=True``.
+
+    Frame durations cycle through 0.5x, 1x, 1.5x, 1x and 2x the nominal frame period, so
+    the average rate is close to ``fps`` but consecutive intervals differ.
+    """
+    period = 1000.0 / fps
+    factors = (0.5, 1.0, 1.5, 1.0, 2.0)
+    stamps, now = [], 0.0
+    for i in range(num_frames):
+        stamps.append(round(now))
+        now += period * factors[i % len(factors)]
+    return stamps
+
+
+def write_video(
+    path: str | os.PathLike[str],
+    *,
+    codec: str,
+    width: int,
+    height: int,
+    num_frames: int,
+    fps: float = 25,
+    pix_fmt: str | None = None,
+    container_options: Mapping[str, str] | None = None,
+    stream_options: Mapping[str, str] | None = None,
+    bframes: int | None = None,
+    gop: int | None = None,
+    rotation: int | None = None,
+    vfr: bool = False,
+    start_index: int = 0,
+) -> Path:
+    """Encode ``num_frames`` frames of :func:`frame_pattern` into ``path`` with PyAV.
+
+    Frame ``i`` shows ``frame_pattern(start_index + i, width, height)``.  The container is
+    chosen from the file extension (case-insensitive).
+
+    * ``codec``: ``"h264"``, ``"hevc"``, ``"vp9"``, ``"av1"``, ``"mpeg4"``, ``"mjpeg"``,
+      ``"prores"`` (see :func:`available_codecs`) or a raw FFmpeg encoder name.
+    * ``pix_fmt``: overrides the codec's default pixel format.
+    * ``container_options`` / ``stream_options``: extra muxer / encoder AVOptions, merged
+      over the defaults (``fflags=+bitexact`` for the muxer, fast presets for encoders).
+    * ``bframes``: maximum consecutive B-frames (h264, hevc, mpeg4).
+    * ``gop``: keyframe interval in frames.
+    * ``rotation``: clockwise display rotation in degrees (the meaning of the legacy
+      ``rotate`` tag, e.g. 90 for a phone held upright), stored as a display matrix.  Only
+      MP4/MOV carry it; other containers raise :class:`ValueError`.  On reading, OpenCV
+      reports the same value as ``CAP_PROP_ORIENTATION_META`` and rotates frames by
+      default; PyAV's ``VideoFrame.rotation`` reports it counter-clockwise (``-rotation``,
+      normalised to -180..180) and does not rotate.
+    * ``vfr``: use a 1/1000 time base and the irregular stamps of :func:`vfr_timestamps_ms`.
+    """
+    import av
+
+    path = Path(path)
+    if num_frames < 1:
+        raise ValueError("num_frames must be >= 1")
+    encoder, info = _resolve_encoder(codec)
+    suffix = path.suffix.lower()
+    if rotation is not None and rotation % 90:
+        raise ValueError(f"rotation must be a multiple of 90 degrees, got {rotation}")
+    if rotation is not None and rotation % 360 and suffix not in {".mp4", ".mov", ".m4v"}:
+        # FFmpeg writes the display matrix only in the MP4/MOV track header.
+        raise ValueError(f"rotation metadata is only supported for MP4/MOV, not {suffix!r}")
+    if vfr and suffix == ".avi":
+        raise ValueError("AVI cannot store variable frame timestamps")
+    if bframes and not info.supports_bframes:
+        raise ValueError(f"B-frames are not supported for codec {codec!r}")
+    if encoder == "libx265" and width < 64:
+        # The libx265 bundled with the PyAV 18.1 wheel corrupts the heap (glibc aborts the
+        # whole process: "free(): invalid next size") at widths 40 and 48; refuse narrow
+        # frames instead of crashing the test run.
+        raise ValueError(f"hevc needs a width >= 64 with libx265, got {width}")
+    if encoder == "libsvtav1":
+        # SVT-AV1 prints a banner to stderr for every encoder instance; keep test logs
+        # readable.  Only a default: a caller's explicit SVT_LOG wins.
+        os.environ.setdefault("SVT_LOG", "1")
+
+    muxer_options = {"fflags": "+bitexact"}  # no random mkv UIDs, no creation time
+    muxer_options.update(container_options or {})
+    codec_options = {"flags": "+bitexact"}  # no library version strings in the stream
+    codec_options.update(info.options)
+    codec_options.update(stream_options or {})
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rate = Fraction(fps).limit_denominator(1001)
+    if vfr:
+        time_base = Fraction(1, 1000)
+        stamps = vfr_timestamps_ms(num_frames, fps)
+    else:
+        time_base = 1 / rate
+        stamps = list(range(num_frames))
+
+    with av.open(str(path), "w", container_options=dict(muxer_options)) as container:
+        stream = container.add_stream(encoder, rate=rate)
+        stream.width = width
+        stream.height = height
+        stream.pix_fmt = pix_fmt or info.pix_fmt
+        ctx = stream.codec_context
+        ctx.time_base = time_base
+        stream.time_base = time_base
+        if gop is not None:
+            ctx.gop_size = gop
+        if bframes is not None:
+            ctx.max_b_frames = bframes
+        qscale = codec_options.pop("qscale", None)
+        if qscale is not None:
+            # Fixed quantiser for the native FFmpeg encoders (mpeg4, mjpeg): what the
+            # ffmpeg CLI calls -q:v.  It is a context field, not an AVOption.
+            ctx.qscale = True
+            ctx.global_quality = int(qscale)
+        ctx.options = dict(codec_options)
+        if rotation is not None and rotation % 360:
+            # PyAV takes a counter-clockwise angle (as FFmpeg's display matrix reports it).
+            stream.set_display_rotation(-(rotation % 360))
+        for i, pts in enumerate(stamps):
+            frame = av.VideoFrame.from_ndarray(
+                frame_pattern(start_index + i, width, height), format="rgb24"
+            )
+            frame.pts = pts
+            frame.time_base = time_base
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+# --------------------------------------------------------------------------------------
+# Presets
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VideoSpec:
+    """One generated video: file name relative to the output folder + write_video kwargs."""
+
+    filename: str
+    codec: str
+    width: int
+    height: int
+    num_frames: int
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def write(self, out_dir: str | os.PathLike[str]) -> Path:
+        """Write this video under ``out_dir`` and return its path."""
+        return write_video(
+            Path(out_dir) / self.filename,
+            codec=self.codec,
+            width=self.width,
+            height=self.height,
+            num_frames=self.num_frames,
+            **dict(self.options),
+        )
+
+
+SAMPLE_SPECS: tuple[VideoSpec, ...] = (
+    # User-facing demo clips: small but watchable, mixed extensions, one nested folder.
+    VideoSpec("gradient_h264.mp4", "h264", 320, 240, 75, {"stream_options": {"crf": "28"}}),
+    VideoSpec("gradient_hevc.MP4", "hevc", 320, 240, 75, {"stream_options": {"crf": "30"}}),
+    VideoSpec("gradient_vp9.webm", "vp9", 320, 240, 75, {"stream_options": {"crf": "40"}}),
+    VideoSpec(
+        "more/gradient_mpeg4.avi",
+        "mpeg4",
+        256,
+        192,
+        50,
+        {"bframes": 2, "stream_options": {"qscale": "8"}},
+    ),
+    VideoSpec(
+        "more/gradient_mjpeg.avi",
+        "mjpeg",
+        256,
+        192,
+        30,
+        {"fps": 15, "stream_options": {"qscale": "16"}},
+    ),
+)
+
+TEST_SPECS: dict[str, VideoSpec] = {
+    spec_name: spec
+    for spec_name, spec in (
+        ("h264", VideoSpec("h264.mp4", "h264", 128, 96, 24)),
+        (
+            "h264_bframes",
+            VideoSpec("h264_bframes.mp4", "h264", 128, 96, 24, {"bframes": 2, "gop": 12}),
+        ),
+        ("hevc", VideoSpec("hevc.mp4", "hevc", 128, 96, 24)),
+        ("vp9", VideoSpec("vp9.webm", "vp9", 128, 96, 24)),
+        ("av1", VideoSpec("av1.mp4", "av1", 128, 96, 24)),
+        (
+            "mpeg4_bframes",
+            VideoSpec("mpeg4_bframes.avi", "mpeg4", 128, 96, 24, {"bframes": 2, "gop": 12}),
+        ),
+        ("mjpeg", VideoSpec("mjpeg.avi", "mjpeg", 128, 96, 24)),
+        ("prores", VideoSpec("prores.mov", "prores", 128, 96, 12)),
+        ("short_3", VideoSpec("short_3.mp4", "h264", 128, 96, 3)),
+        ("single_frame", VideoSpec("single_frame.mp4", "h264", 128, 96, 1)),
+        (
+            # Matroska "live" mode writes neither a segment duration nor cues, like a
+            # stream recorded to a pipe: demuxers cannot know the length up front.
+            "mkv_no_duration",
+            VideoSpec("no_duration.mkv", "h264", 128, 96, 24, {"container_options": {"live": "1"}}),
+        ),
+        ("portrait", VideoSpec("portrait.mp4", "h264", 96, 128, 24)),
+        ("tiny", VideoSpec("tiny_96x64.mp4", "h264", 96, 64, 24)),
+        ("vfr", VideoSpec("vfr.mp4", "h264", 128, 96, 24, {"vfr": True})),
+        ("rotated", VideoSpec("rotated_90.mp4", "h264", 128, 96, 24, {"rotation": 90})),
+        ("start_index", VideoSpec("start_100.mp4", "h264", 128, 96, 12, {"start_index": 100})),
+    )
+}
+
+
+def make_sample_videos(out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Write the demo clips of :data:`SAMPLE_SPECS` (a few hundred KB in total)."""
+    return [spec.write(out_dir) for spec in SAMPLE_SPECS if _spec_supported(spec)]
+
+
+def make_test_videos(out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write the small test clips of :data:`TEST_SPECS`; returns ``{name: path}``.
+
+    Clips whose encoder is missing from the PyAV build are skipped (absent from the result).
+    """
+    return {name: spec.write(out_dir) for name, spec in TEST_SPECS.items() if _spec_supported(spec)}
+
+
+def _spec_supported(spec: VideoSpec) -> bool:
+    try:
+        _resolve_encoder(spec.codec)
+    except RuntimeError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------------------
+# Broken inputs
+# --------------------------------------------------------------------------------------
+
+_LFS_POINTER = (
+    "version https://git-lfs.github.com/spec/v1\n"
+    "oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\n"
+    "size 1048576\n"
+)
+
+
+def _write_bytes(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def _write_audio_only(path: Path, seconds: float = 1.0, rate: int = 16000) -> Path:
+    """An AAC audio track in an MP4 container, with no video stream at all."""
+    import av
+
+    t = np.arange(int(seconds * rate)) / rate
+    tone = (0.3 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
+    with av.open(str(path), "w", container_options={"fflags": "+bitexact"}) as container:
+        stream = container.add_stream("aac", rate=rate, layout="mono")
+        stream.codec_context.options = {"flags": "+bitexact"}
+        chunk = 1024
+        for start in range(0, len(tone), chunk):
+            part = tone[start : start + chunk]
+            frame = av.AudioFrame.from_ndarray(part[None, :], format="flt", layout="mono")
+            frame.sample_rate = rate
+            frame.pts = start
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def make_bad_files(out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write files a video tool must reject gracefully; returns ``{name: path}``.
+
+    Covers empty/random/text files, truncated and corrupted videos, an image, an
+    audio-only file, a Git LFS pointer and a macOS AppleDouble ``._`` file.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(20240601)
+    files: dict[str, Path] = {}
+
+    files["empty"] = _write_bytes(out / "empty.mp4", b"")
+    files["random_bytes"] = _write_bytes(
+        out / "random_bytes.mp4", rng.integers(0, 256, 8192, dtype=np.uint8).tobytes()
+    )
+    files["text"] = _write_bytes(
+        out / "notes.mp4", b"This is a plain text file, not a video.\nIt only has an .mp4 name.\n"
+    )
+
+    # Truncated: moov atom is at the end, so cutting the file loses the index entirely.
+    scratch = out / ".scratch"
+    full = write_video(scratch / "full.mp4", codec="h264", width=128, height=96, num_frames=48)
+    data = full.read_bytes()
+    files["truncated_h264"] = _write_bytes(out / "truncated_h264.mp4", data[: len(data) * 4 // 10])
+    # Truncated with the moov first ("faststart"): the header opens fine but the data
+    # stops early, which is what an interrupted download usually looks like.
+    fast = write_video(
+        scratch / "fast.mp4",
+        codec="h264",
+        width=128,
+        height=96,
+        num_frames=48,
+        container_options={"movflags": "+faststart"},
+    )
+    data = fast.read_bytes()
+    files["truncated_faststart"] = _write_bytes(
+        out / "truncated_faststart.mp4", data[: len(data) * 4 // 10]
+    )
+
+    # Corrupted in the middle: container structure intact at both ends, garbage inside.
+    mkv = write_video(scratch / "corrupt.mkv", codec="h264", width=128, height=96, num_frames=48)
+    data = bytearray(mkv.read_bytes())
+    span = min(4096, len(data) // 4)
+    middle = len(data) // 2 - span // 2
+    data[middle : middle + span] = rng.integers(0, 256, span, dtype=np.uint8).tobytes()
+    files["corrupted_middle"] = _write_bytes(out / "corrupted_middle.mkv", bytes(data))
+    for leftover in sorted(scratch.iterdir()):
+        leftover.unlink()
+    scratch.rmdir()
+
+    files["jpeg_renamed"] = _write_bytes(out / "photo.mp4", _jpeg_bytes(frame_pattern(0, 128, 96)))
+    files["audio_only"] = _write_audio_only(out / "audio_only.mp4")
+    files["lfs_pointer"] = _write_bytes(out / "lfs_pointer.mp4", _LFS_POINTER.encode())
+    # AppleDouble resource-fork file as macOS leaves on FAT/exFAT/SMB shares: magic
+    # 00 05 16 07, version 2, "Mac OS X" filler, then arbitrary entry data.
+    apple = b"\x00\x05\x16\x07\x00\x02\x00\x00" + b"Mac OS X        " + b"\x00\x02"
+    apple += rng.integers(0, 256, 4096 - len(apple), dtype=np.uint8).tobytes()
+    files["appledouble"] = _write_bytes(out / "._clip.mp4", apple)
+    return files
+
+
+def _jpeg_bytes(rgb: np.ndarray) -> bytes:
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:
+        raise RuntimeError("cv2.imencode failed")
+    return buf.tobytes()
+
+
+# --------------------------------------------------------------------------------------
+# Decoding helpers (for tests and the ``check`` command)
+# --------------------------------------------------------------------------------------
+
+
+def pyav_indices(path: str | os.PathLike[str]) -> list[int]:
+    """Decode every frame of the first video stream with PyAV; return the read indices."""
+    import av
+
+    with av.open(str(path)) as container:
+        return [read_index(frame.to_ndarray(format="rgb24")) for frame in container.decode(video=0)]
+
+
+def _cv2_frames(path: str | os.PathLike[str]) -> Iterator[np.ndarray]:
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            yield frame
+    finally:
+        cap.release()
+
+
+def cv2_indices(path: str | os.PathLike[str]) -> list[int]:
+    """Decode every frame with OpenCV (sequential ``read()``); return the read indices.
+
+    OpenCV applies display-matrix rotation by default, so rotated clips are read with
+    :func:`find_code`.  Returns an empty list if OpenCV cannot decode the stream.
+    """
+    return [find_code(frame)[0] for frame in _cv2_frames(path)]
+
+
+def _is_run(indices: list[int]) -> bool:
+    """True if ``indices`` are consecutive integers (the clip may start at any index)."""
+    return bool(indices) and indices == list(range(indices[0], indices[0] + len(indices)))
+
+
+def _check_file(path: Path) -> dict[str, Any]:
+    """Decode one file with OpenCV and with PyAV; report counts and index checks."""
+    import av
+    import cv2
+
+    row: dict[str, Any] = {"bytes": path.stat().st_size}
+    cap = cv2.VideoCapture(str(path))
+    row["cv2_opened"] = cap.isOpened()
+    row["cv2_frame_count_prop"] = cap.get(cv2.CAP_PROP_FRAME_COUNT) if cap.isOpened() else None
+    cap.release()
+    try:
+        found = [find_code(frame) for frame in _cv2_frames(path)]
+        row["cv2_decoded"] = len(found)
+        row["cv2_indices_in_order"] = _is_run([index for index, _ in found])
+        row["cv2_rotations_seen"] = sorted({rotation for _, rotation in found})
+    except ValueError as exc:  # a frame without a readable code
+        row["cv2_error"] = str(exc)
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                row["pyav_error"] = "no video stream"
+                return row
+            stream = container.streams.video[0]
+            row["pyav_codec"] = stream.codec_context.name
+            row["pyav_frames_prop"] = stream.frames
+            row["pyav_duration_us"] = container.duration
+            indices, rotations = [], set()
+            for frame in container.decode(stream):
+                indices.append(read_index(frame.to_ndarray(format="rgb24")))
+                rotations.add(frame.rotation)
+            row["pyav_decoded"] = len(indices)
+            row["pyav_indices_in_order"] = _is_run(indices)
+            row["pyav_frame_rotation"] = sorted(rotations)
+    except (av.FFmpegError, ValueError) as exc:  # report, keep going with the next file
+        row["pyav_error"] = f"{type(exc).__name__}: {exc}"
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; see the module docstring."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("what", choices=["samples", "tests", "bad", "check"])
+    parser.add_argument("out_dir", type=Path)
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    if args.what == "samples":
+        written = make_sample_videos(args.out_dir)
+    elif args.what == "tests":
+        written = list(make_test_videos(args.out_dir).values())
+    elif args.what == "bad":
+        written = list(make_bad_files(args.out_dir).values())
+    else:
+        # One JSON object per line on stdout (data); FFmpeg's own warnings go to stderr.
+        for path in sorted(p for p in args.out_dir.rglob("*") if p.is_file()):
+            row = {"file": path.relative_to(args.out_dir).as_posix(), **_check_file(path)}
+            print(json.dumps(row))
+        return 0
+    for path in written:
+        print(f"{path}  ({path.stat().st_size} bytes)")
+    print(f"{len(written)} files in {time.perf_counter() - start:.2f}s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
