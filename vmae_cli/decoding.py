@@ -247,6 +247,26 @@ def _opencv_pass(
         cap.release()
 
 
+def _plan(decoder: str, info: dict[str, Any], n: int, num_samples: int, kept: dict[int, Any]):
+    """After the first pass: the true sample indices and those the pass did not keep."""
+    if n == 0:
+        raise DecodeFailure(STATUS_NO_FRAMES, "no frame could be decoded", _meta(decoder, info, n))
+    indices = sample_indices(n, num_samples)
+    return indices, set(indices) - kept.keys()
+
+
+def _finish(
+    decoder: str, info: dict[str, Any], n: int, indices: list[int], kept: dict[int, Any]
+) -> DecodedFrames:
+    meta = _meta(decoder, info, n)
+    missing = set(indices) - kept.keys()
+    if missing:
+        raise DecodeFailure(
+            STATUS_NO_FRAMES, f"frames {sorted(missing)} could not be decoded twice", meta
+        )
+    return DecodedFrames([kept[i] for i in indices], indices, meta)
+
+
 def decode_opencv(path: str, num_samples: int, transform: FrameTransform) -> DecodedFrames:
     """Decode the uniformly sampled frames of ``path`` with OpenCV (FFmpeg backend).
 
@@ -254,23 +274,13 @@ def decode_opencv(path: str, num_samples: int, transform: FrameTransform) -> Dec
     """
     with decoder_path(path) as name:
         n, kept, info = _opencv_pass(name, None, num_samples, transform, limit=None)
-        meta = _meta(DECODER_OPENCV, info, n)
-        if n == 0:
-            raise DecodeFailure(STATUS_NO_FRAMES, "no frame could be decoded", meta)
-        indices = sample_indices(n, num_samples)
-        missing = set(indices) - kept.keys()
+        indices, missing = _plan(DECODER_OPENCV, info, n, num_samples, kept)
         if missing:
             # The header's frame count was wrong: fetch the right frames in a second pass.
             _, more, info2 = _opencv_pass(name, missing, num_samples, transform, limit=n)
             kept.update(more)
             info.setdefault("shape", info2.get("shape"))
-        missing = set(indices) - kept.keys()
-        if missing:
-            raise DecodeFailure(
-                STATUS_NO_FRAMES, f"frames {sorted(missing)} could not be decoded twice", meta
-            )
-        meta = _meta(DECODER_OPENCV, info, n)
-        return DecodedFrames([kept[i] for i in indices], indices, meta)
+        return _finish(DECODER_OPENCV, info, n, indices, kept)
 
 
 def _meta(decoder: str, info: dict[str, Any], n: int) -> VideoMeta:
@@ -357,11 +367,7 @@ def decode_pyav(path: str, num_samples: int, transform: FrameTransform) -> Decod
                 info.setdefault("shape", rgb.shape[:2])
                 kept[n] = transform(rgb)
             n += 1
-        meta = _meta(DECODER_PYAV, info, n)
-        if n == 0:
-            raise DecodeFailure(STATUS_NO_FRAMES, "no frame could be decoded", meta)
-        indices = sample_indices(n, num_samples)
-        missing = set(indices) - kept.keys()
+        indices, missing = _plan(DECODER_PYAV, info, n, num_samples, kept)
         if missing:
             for i, (frame, _) in enumerate(_pyav_frames(name)):
                 if i in missing:
@@ -370,12 +376,7 @@ def decode_pyav(path: str, num_samples: int, transform: FrameTransform) -> Decod
                     kept[i] = transform(rgb)
                 if i >= max(missing):
                     break
-        missing = set(indices) - kept.keys()
-        if missing:
-            raise DecodeFailure(
-                STATUS_NO_FRAMES, f"frames {sorted(missing)} could not be decoded twice", meta
-            )
-        return DecodedFrames([kept[i] for i in indices], indices, _meta(DECODER_PYAV, info, n))
+        return _finish(DECODER_PYAV, info, n, indices, kept)
 
 
 def decode_video(

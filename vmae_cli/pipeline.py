@@ -102,6 +102,10 @@ class Classifier:
         for clips, failures in iter_batches(outcomes, batch_size):
             for outcome in failures:
                 yield self._failed(outcome)
+            if stop is not None and stop.is_set():
+                # Stopping (SIGTERM/SIGINT) must take seconds, not a model call per queued
+                # clip: clips decoded but not classified get no row and are redone on resume.
+                return
             if clips:
                 yield from self._predict(clips, opts.top_k)
 
