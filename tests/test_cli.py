@@ -172,3 +172,32 @@ def test_empty_folder_is_not_an_error(tmp_path: Path, tiny_model_dir: Path) -> N
     assert result.exit_code == EXIT_OK
     assert result.stdout.splitlines()[0].startswith("path,status,error,label,score")
     assert "none found" in result.stderr
+
+
+def test_inspect_saves_what_the_model_sees(
+    test_videos, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    import numpy as np
+
+    from tools.videogen import pyav_indices
+
+    npz, sheet = tmp_path / "x.npz", tmp_path / "x.png"
+    video = test_videos["h264_bframes"]
+    result = _run(
+        "inspect", str(video), "-m", str(tiny_model_dir), "--npz", str(npz), "--sheet", str(sheet)
+    )
+    assert result.exit_code == EXIT_OK, result.stderr
+    assert "decoder: opencv" in result.stdout
+    n = len(pyav_indices(video))
+    assert f"frames decoded: {n}" in result.stdout
+    data = np.load(npz)
+    assert data["pixel_values"].dtype == np.float32
+    assert data["pixel_values"].shape == (1, 8, 3, 64, 64)
+    assert data["frame_indices"].tolist() == [int((i + 0.5) * n / 8) for i in range(8)]
+    assert sheet.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_inspect_bad_file_says_why(bad_files, tiny_model_dir: Path) -> None:
+    result = _run("inspect", str(bad_files["text"]), "-m", str(tiny_model_dir))
+    assert result.exit_code == EXIT_SOME_FAILED
+    assert "not_video" in result.stderr

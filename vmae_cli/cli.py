@@ -172,6 +172,56 @@ def classify(
     raise typer.Exit(code)
 
 
+@app.command()
+def inspect(
+    video: Annotated[Path, typer.Argument(help="The video to look at.")],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Hugging Face model id or local folder.")
+    ] = DEFAULT_MODEL,
+    revision: Annotated[str | None, typer.Option(help="Model revision on the Hub.")] = None,
+    npz: Annotated[
+        Path | None,
+        typer.Option(help="Save pixel_values (1, T, 3, H, W) and frame_indices (T,) here."),
+    ] = None,
+    sheet: Annotated[
+        Path | None, typer.Option(help="Save a PNG contact sheet of the sampled frames here.")
+    ] = None,
+) -> None:
+    """Show what the model will see for VIDEO: decoder, frame counts and sampled frames."""
+    from .inspection import inspect_video, save_npz, save_sheet
+    from .model import DeviceError, ModelLoadError, load_model
+
+    if not video.exists():
+        raise _fail(f"no such file: {video}", EXIT_USAGE)
+    try:
+        lm = load_model(model, revision=revision, device="cpu", dtype="float32")
+    except (ModelLoadError, DeviceError) as exc:
+        raise _fail(str(exc), EXIT_FATAL) from None
+    result = inspect_video(str(video), lm.num_frames, lm.preprocess)
+    m = result.meta
+    lines = [
+        f"path: {video}",
+        f"decoder: {m.decoder or '-'}",
+        f"frames reported: {m.frames_reported if m.frames_reported is not None else '-'}",
+        f"frames decoded: {m.frames_decoded}",
+        f"fps: {m.fps if m.fps is not None else '-'}",
+        f"duration_s: {m.duration_s if m.duration_s is not None else '-'}",
+        f"size: {m.width}x{m.height}" if m.width else "size: -",
+        f"rotation: {m.rotation}",
+        f"frame indices: {' '.join(map(str, result.frame_indices)) or '-'}",
+    ]
+    typer.echo("\n".join(lines))
+    if result.failure is not None:
+        raise _fail(f"{result.failure.status}: {result.failure.error}", EXIT_SOME_FAILED)
+    try:
+        if npz is not None:
+            save_npz(result, lm.preprocess, npz)
+        if sheet is not None:
+            save_sheet(result, sheet)
+    except OSError as exc:
+        raise _fail(f"cannot write output: {exc}", EXIT_FATAL) from None
+
+
 def _describe(exc: BaseException) -> str:
     """One line for a fatal error; the full traceback is behind --debug."""
     from .model import DeviceError, ModelLoadError
