@@ -19,6 +19,9 @@ from typing import Annotated, Any
 
 import typer
 
+# model.py imports torch and transformers lazily, so this keeps `vmae --help` fast.
+from .model import DEFAULT_MODEL
+
 # Exit codes (documented in the README).
 EXIT_OK = 0  # every video classified
 EXIT_FATAL = 1  # nothing useful happened: model not loadable, output not writable, ...
@@ -26,7 +29,6 @@ EXIT_USAGE = 2  # bad options or arguments (Typer/Click use 2 as well)
 EXIT_SOME_FAILED = 3  # the run completed, but some videos could not be classified
 EXIT_SIGNAL_BASE = 128  # + signal number when stopped by SIGINT / SIGTERM
 
-DEFAULT_MODEL = "MCG-NJU/videomae-base-finetuned-kinetics"  # = model.DEFAULT_MODEL
 
 app = typer.Typer(
     name="vmae",

@@ -179,6 +179,16 @@ def decoder_path(path: str) -> Iterator[str]:
     yield absolute
 
 
+def _refuse_huge_frames(width: int, height: int) -> None:
+    """Raise ``too_large`` before decoding frames above :data:`MAX_FRAME_PIXELS`."""
+    if width * height > MAX_FRAME_PIXELS:
+        raise DecodeFailure(
+            STATUS_TOO_LARGE,
+            f"frame size {width}x{height} is above the "
+            f"{MAX_FRAME_PIXELS // 1_000_000} megapixel limit",
+        )
+
+
 def _positive(value: float) -> float | None:
     return float(value) if value and value > 0 and math.isfinite(value) else None
 
@@ -212,12 +222,7 @@ def _opencv_pass(
             "height": int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
             "rotation": int(cap.get(cv2.CAP_PROP_ORIENTATION_META) or 0) % 360,
         }
-        if info["width"] * info["height"] > MAX_FRAME_PIXELS:
-            raise DecodeFailure(
-                STATUS_TOO_LARGE,
-                f"frame size {info['width']}x{info['height']} is above the "
-                f"{MAX_FRAME_PIXELS // 1_000_000} megapixel limit",
-            )
+        _refuse_huge_frames(info["width"], info["height"])
         if wanted is None:
             reported = info["reported"]
             wanted = set(sample_indices(reported, num_samples)) if reported > 0 else set()
@@ -322,12 +327,7 @@ def _pyav_frames(name: str) -> Iterator[tuple[Any, dict[str, Any]]]:
             "width": cc.width,
             "height": cc.height,
         }
-        if (cc.width or 0) * (cc.height or 0) > MAX_FRAME_PIXELS:
-            raise DecodeFailure(
-                STATUS_TOO_LARGE,
-                f"frame size {cc.width}x{cc.height} is above the "
-                f"{MAX_FRAME_PIXELS // 1_000_000} megapixel limit",
-            )
+        _refuse_huge_frames(cc.width or 0, cc.height or 0)
         for packet in container.demux(stream):
             try:
                 frames = packet.decode()
