@@ -106,6 +106,16 @@ FRAME_EXACT = [
     "tiny",
     "vfr",
     "start_index",
+    "edit_list",
+    "edit_list_delay",
+    "mpegts",
+    "mpeg2_ps",
+    "avi_overreport",
+    "avi_underreport",
+    "truncated_playable",
+    "truncated_mkv",
+    "vfr_mkv",
+    "vp9_no_duration",
 ]
 
 

@@ -36,9 +36,10 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +59,12 @@ __all__ = [
     "make_bad_files",
     "make_sample_videos",
     "make_test_videos",
+    "mp4_edit_lists",
+    "packet_positions",
+    "patch_avi_frame_counts",
     "pyav_indices",
     "read_index",
+    "truncate_before_packet",
     "vfr_timestamps_ms",
     "write_video",
 ]
@@ -262,6 +267,13 @@ CODECS: dict[str, _CodecInfo] = {
         {"qscale": "3", "threads": "1"},
         supports_bframes=True,
     ),
+    "mpeg1": _CodecInfo(("mpeg1video",), "yuv420p", {"qscale": "3"}, supports_bframes=True),
+    "mpeg2": _CodecInfo(("mpeg2video",), "yuv420p", {"qscale": "3"}, supports_bframes=True),
+    "vp8": _CodecInfo(
+        ("libvpx",),
+        "yuv420p",
+        {"deadline": "realtime", "cpu-used": "8", "crf": "10", "b": "1M", "threads": "1"},
+    ),
     "mjpeg": _CodecInfo(
         ("mjpeg",),
         # MJPEG is full-range; yuvj420p is the only 4:2:0 format the encoder accepts
@@ -342,6 +354,7 @@ def write_video(
     rotation: int | None = None,
     vfr: bool = False,
     start_index: int = 0,
+    pts_offset: int = 0,
 ) -> Path:
     """Encode ``num_frames`` frames of :func:`frame_pattern` into ``path`` with PyAV.
 
@@ -362,6 +375,11 @@ def write_video(
       default; PyAV's ``VideoFrame.rotation`` reports it counter-clockwise (``-rotation``,
       normalised to -180..180) and does not rotate.
     * ``vfr``: use a 1/1000 time base and the irregular stamps of :func:`vfr_timestamps_ms`.
+    * ``pts_offset``: shift every presentation timestamp by this many frame periods.  In
+      MP4/MOV a negative offset makes the muxer write an edit list whose media time skips
+      the first ``-pts_offset`` frames: they are stored and decoded but never shown (what
+      FFmpeg, and so OpenCV and PyAV, return starts at ``start_index - pts_offset``).  A
+      positive offset writes an empty edit: presentation starts late, every frame is shown.
     """
     import av
 
@@ -400,9 +418,11 @@ def write_video(
     if vfr:
         time_base = Fraction(1, 1000)
         stamps = vfr_timestamps_ms(num_frames, fps)
+        shift = round(pts_offset * 1000 / fps)
     else:
         time_base = 1 / rate
         stamps = list(range(num_frames))
+        shift = pts_offset
 
     with av.open(str(path), "w", container_options=dict(muxer_options)) as container:
         stream = container.add_stream(encoder, rate=rate)
@@ -430,11 +450,152 @@ def write_video(
             frame = av.VideoFrame.from_ndarray(
                 frame_pattern(start_index + i, width, height), format="rgb24"
             )
-            frame.pts = pts
+            frame.pts = pts + shift
             frame.time_base = time_base
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     return path
+
+
+# --------------------------------------------------------------------------------------
+# Container surgery: headers that lie, files cut short
+# --------------------------------------------------------------------------------------
+
+
+def _riff_chunks(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """Yield ``(fourcc, data_offset, data_size)`` of the RIFF chunks in ``data[start:end]``.
+
+    A ``LIST`` chunk is yielded as ``b"LIST"`` + its list type (8 bytes), with ``data_offset``
+    pointing after the list type, so callers can recurse into it.
+    """
+    import struct
+
+    pos = start
+    while pos + 8 <= end:
+        fourcc = data[pos : pos + 4]
+        (size,) = struct.unpack_from("<I", data, pos + 4)
+        body = pos + 8
+        if fourcc in (b"LIST", b"RIFF"):
+            yield fourcc + data[body : body + 4], body + 4, size - 4
+        else:
+            yield fourcc, body, size
+        pos = body + size + (size & 1)  # chunks are padded to an even size
+
+
+def patch_avi_frame_counts(path: str | os.PathLike[str], total_frames: int) -> Path:
+    """Overwrite the frame counts an AVI header claims, leaving the frames themselves alone.
+
+    Sets the main header's ``dwTotalFrames`` (``avih``) and the video stream header's
+    ``dwLength`` (``strh`` of type ``vids``) to ``total_frames``; FFmpeg reports the latter as
+    the stream's frame count (``CAP_PROP_FRAME_COUNT`` in OpenCV).
+    """
+    import struct
+
+    path = Path(path)
+    data = bytearray(path.read_bytes())
+    if data[:4] != b"RIFF" or data[8:12] != b"AVI ":
+        raise ValueError(f"{path} is not an AVI file")
+    patched = []
+
+    def walk(start: int, end: int) -> None:
+        for fourcc, offset, size in _riff_chunks(data, start, end):
+            if fourcc in (b"LISThdrl", b"LISTstrl"):
+                walk(offset, offset + size)
+            elif fourcc == b"avih" and size >= 20:
+                struct.pack_into("<I", data, offset + 16, total_frames)  # dwTotalFrames
+                patched.append("avih")
+            elif fourcc == b"strh" and size >= 36 and data[offset : offset + 4] == b"vids":
+                struct.pack_into("<I", data, offset + 32, total_frames)  # dwLength
+                patched.append("strh")
+
+    walk(12, len(data))
+    if sorted(patched) != ["avih", "strh"]:
+        raise ValueError(f"{path}: expected one avih and one video strh, patched {patched}")
+    path.write_bytes(bytes(data))
+    return path
+
+
+def packet_positions(path: str | os.PathLike[str]) -> list[int]:
+    """Byte offsets of the first video stream's packets in file order, as FFmpeg reports them."""
+    import av
+
+    with av.open(str(path)) as container:
+        return sorted(
+            packet.pos
+            for packet in container.demux(video=0)
+            if packet.size and packet.pos is not None and packet.pos >= 0
+        )
+
+
+def truncate_before_packet(path: str | os.PathLike[str], packet: int) -> Path:
+    """Cut ``path`` just before its ``packet``-th video packet (in file order).
+
+    Cutting on a packet boundary leaves every earlier packet whole, so for a clip without
+    B-frames the first ``packet`` frames still decode exactly, while the header (an MP4
+    ``moov`` written first, a Matroska duration) still describes the whole clip: like an
+    interrupted download.
+    """
+    path = Path(path)
+    positions = packet_positions(path)
+    if not 0 < packet < len(positions):
+        raise ValueError(f"{path} has {len(positions)} packets, cannot cut before #{packet}")
+    with open(path, "r+b") as f:
+        f.truncate(positions[packet])
+    return path
+
+
+def _mp4_boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """Yield ``(type, payload_offset, payload_end)`` of the ISO-BMFF boxes in a byte range."""
+    import struct
+
+    pos = start
+    while pos + 8 <= end:
+        size, kind = struct.unpack_from(">I4s", data, pos)
+        header = 8
+        if size == 1:
+            (size,) = struct.unpack_from(">Q", data, pos + 8)
+            header = 16
+        elif size == 0:
+            size = end - pos
+        if size < header:
+            return
+        yield kind, pos + header, min(end, pos + size)
+        pos += size
+
+
+def mp4_edit_lists(path: str | os.PathLike[str]) -> list[list[tuple[int, int]]]:
+    """The edit list of every track of an MP4/MOV file, like ``ffprobe -v trace`` shows it.
+
+    Returns one list per track (empty when the track has no ``elst``) of
+    ``(segment_duration, media_time)`` pairs; ``media_time == -1`` is an empty edit (a delay),
+    a positive ``media_time`` skips that much of the track's media (frames decoded, not shown).
+    """
+    import struct
+
+    data = Path(path).read_bytes()
+    tracks: list[list[tuple[int, int]]] = []
+    for kind, start, end in _mp4_boxes(data, 0, len(data)):
+        if kind != b"moov":
+            continue
+        for trak, t_start, t_end in _mp4_boxes(data, start, end):
+            if trak != b"trak":
+                continue
+            edits: list[tuple[int, int]] = []
+            for edts, e_start, e_end in _mp4_boxes(data, t_start, t_end):
+                if edts != b"edts":
+                    continue
+                for elst, l_start, _ in _mp4_boxes(data, e_start, e_end):
+                    if elst != b"elst":
+                        continue
+                    version = data[l_start]
+                    (count,) = struct.unpack_from(">I", data, l_start + 4)
+                    pos = l_start + 8
+                    fmt, step = (">Qq", 16) if version == 1 else (">Ii", 8)
+                    for _ in range(count):
+                        edits.append(struct.unpack_from(fmt, data, pos))
+                        pos += step + 4  # + media_rate (16.16)
+            tracks.append(edits)
+    return tracks
 
 
 # --------------------------------------------------------------------------------------
@@ -452,10 +613,12 @@ class VideoSpec:
     height: int
     num_frames: int
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: Called with the written file to damage or patch it (lying headers, truncation).
+    postprocess: Callable[[Path], Any] | None = None
 
     def write(self, out_dir: str | os.PathLike[str]) -> Path:
         """Write this video under ``out_dir`` and return its path."""
-        return write_video(
+        path = write_video(
             Path(out_dir) / self.filename,
             codec=self.codec,
             width=self.width,
@@ -463,6 +626,9 @@ class VideoSpec:
             num_frames=self.num_frames,
             **dict(self.options),
         )
+        if self.postprocess is not None:
+            self.postprocess(path)
+        return path
 
 
 SAMPLE_SPECS: tuple[VideoSpec, ...] = (
@@ -518,6 +684,85 @@ TEST_SPECS: dict[str, VideoSpec] = {
         ("vfr", VideoSpec("vfr.mp4", "h264", 128, 96, 24, {"vfr": True})),
         ("rotated", VideoSpec("rotated_90.mp4", "h264", 128, 96, 24, {"rotation": 90})),
         ("start_index", VideoSpec("start_100.mp4", "h264", 128, 96, 12, {"start_index": 100})),
+        # --- Frame exactness against lying or unusual containers -------------------------
+        (
+            # 24 frames stored, an edit list starts presentation at frame 3: FFmpeg decodes
+            # frames 0-2 (needed as references) and drops them; 21 are shown, the stream
+            # header still says 24.
+            "edit_list",
+            VideoSpec(
+                "edit_list.mp4", "h264", 128, 96, 24, {"bframes": 2, "gop": 12, "pts_offset": -3}
+            ),
+        ),
+        (
+            # An empty edit: presentation starts 5 frame periods late, all 24 frames shown.
+            "edit_list_delay",
+            VideoSpec("edit_list_delay.mp4", "h264", 128, 96, 24, {"pts_offset": 5}),
+        ),
+        (
+            "mpegts",
+            VideoSpec("mpegts.ts", "h264", 128, 96, 24, {"bframes": 2, "gop": 12}),
+        ),
+        (
+            "mpeg2_ps",
+            VideoSpec("mpeg2_ps.mpg", "mpeg2", 128, 96, 24, {"bframes": 2, "gop": 12}),
+        ),
+        (
+            # Header claims 48 frames (avih dwTotalFrames, strh dwLength); 24 are stored.
+            "avi_overreport",
+            VideoSpec(
+                "avi_overreport.avi",
+                "mpeg4",
+                128,
+                96,
+                24,
+                {"bframes": 2, "gop": 12},
+                postprocess=partial(patch_avi_frame_counts, total_frames=48),
+            ),
+        ),
+        (
+            # Header claims 12 frames; 24 are stored.
+            "avi_underreport",
+            VideoSpec(
+                "avi_underreport.avi",
+                "mjpeg",
+                128,
+                96,
+                24,
+                postprocess=partial(patch_avi_frame_counts, total_frames=12),
+            ),
+        ),
+        (
+            # Faststart MP4 cut before its 17th packet: the moov describes 24 frames, 16
+            # decode (an interrupted download).
+            "truncated_playable",
+            VideoSpec(
+                "truncated_playable.mp4",
+                "h264",
+                128,
+                96,
+                24,
+                {"container_options": {"movflags": "+faststart"}},
+                postprocess=partial(truncate_before_packet, packet=16),
+            ),
+        ),
+        (
+            # Matroska cut mid-way: its header duration says 24 frames, 14 decode.
+            "truncated_mkv",
+            VideoSpec(
+                "truncated.mkv",
+                "h264",
+                128,
+                96,
+                24,
+                postprocess=partial(truncate_before_packet, packet=14),
+            ),
+        ),
+        ("vfr_mkv", VideoSpec("vfr.mkv", "h264", 128, 96, 24, {"vfr": True})),
+        (
+            "vp9_no_duration",
+            VideoSpec("vp9_live.webm", "vp9", 128, 96, 24, {"container_options": {"live": "1"}}),
+        ),
     )
 }
 
