@@ -26,6 +26,8 @@ Command line::
     python tools/videogen.py samples DIR   # small demo clips (sample_videos/)
     python tools/videogen.py tests DIR     # fast, tiny clips for automated tests
     python tools/videogen.py bad DIR       # broken / non-video files
+    python tools/videogen.py awkward DIR   # unusual but valid formats, sizes, containers
+    python tools/videogen.py bomb DIR      # a 400 KB H.264 file of 16384x8192 frames
     python tools/videogen.py check DIR     # decode everything under DIR with OpenCV + PyAV
 """
 
@@ -46,6 +48,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "AWKWARD_SPECS",
     "CODECS",
     "CODE_BITS",
     "MAX_INDEX",
@@ -56,7 +59,9 @@ __all__ = [
     "cv2_indices",
     "find_code",
     "frame_pattern",
+    "make_awkward_videos",
     "make_bad_files",
+    "make_memory_bomb",
     "make_sample_videos",
     "make_test_videos",
     "mp4_edit_lists",
@@ -781,11 +786,109 @@ def make_test_videos(out_dir: str | os.PathLike[str]) -> dict[str, Path]:
 
 
 def _spec_supported(spec: VideoSpec) -> bool:
+    """True if this PyAV build has the spec's encoder and it accepts the spec's pixel format."""
+    import av
+
     try:
-        _resolve_encoder(spec.codec)
-    except RuntimeError:
+        encoder, _ = _resolve_encoder(spec.codec)
+    except (RuntimeError, ValueError):
         return False
-    return True
+    pix_fmt = spec.options.get("pix_fmt")
+    if pix_fmt is None:
+        return True
+    formats = av.Codec(encoder, "w").video_formats or ()
+    return any(f.name == pix_fmt for f in formats)
+
+
+def _awkward(filename: str, codec: str, width: int, height: int, frames: int, **options: Any):
+    return VideoSpec(filename, codec, width, height, frames, options)
+
+
+AWKWARD_SPECS: dict[str, VideoSpec] = {
+    # Files FFmpeg decodes, in formats, sizes and containers a classifier sees less often; a
+    # batch tool must classify every one of them (status ok).  Kept apart from TEST_SPECS
+    # because the 4K clip alone takes about a second to encode.
+    # Pixel formats.  H.264 4:0:0 decodes as yuv420p in FFmpeg; HEVC reports "gray".
+    "gray": _awkward("gray_hevc.mp4", "hevc", 128, 96, 12, pix_fmt="gray"),
+    "gray_h264": _awkward("gray_h264.mp4", "h264", 128, 96, 12, pix_fmt="gray"),
+    "h264_10bit": _awkward("h264_high10.mp4", "h264", 128, 96, 12, pix_fmt="yuv420p10le"),
+    "hevc_10bit": _awkward("hevc_main10.mkv", "hevc", 128, 96, 12, pix_fmt="yuv420p10le"),
+    "yuv422p": _awkward("h264_yuv422p.mp4", "h264", 128, 96, 12, pix_fmt="yuv422p"),
+    "yuv444p": _awkward("h264_yuv444p.mp4", "h264", 128, 96, 12, pix_fmt="yuv444p"),
+    # Alpha: VP9 stores it as a second stream in Matroska BlockAdditions (FFmpeg's native
+    # VP9 decoder ignores it); QuickTime RLE and PNG in MOV carry it in the pixels.
+    "vp9_alpha": _awkward("vp9_alpha.webm", "vp9", 128, 96, 12, pix_fmt="yuva420p"),
+    "qtrle_alpha": _awkward("qtrle_argb.mov", "qtrle", 64, 48, 4, pix_fmt="argb"),
+    "png_alpha": _awkward("png_rgba.mov", "png", 128, 96, 6, pix_fmt="rgba"),
+    # Sizes.  libx264 refuses odd sizes in 4:2:0, so the odd H.264 clip is 4:4:4.
+    "odd_h264": _awkward("odd_97x65_h264.mp4", "h264", 97, 65, 12, pix_fmt="yuv444p"),
+    "odd_vp9": _awkward("odd_97x65_vp9.webm", "vp9", 97, 65, 12),
+    "odd_mjpeg": _awkward("odd_97x65_mjpeg.avi", "mjpeg", 97, 65, 12),
+    "pixels_2x2": _awkward("pixels_2x2.mp4", "h264", 2, 2, 5),
+    "uhd_4k": _awkward("uhd_3840x2160.mp4", "h264", 3840, 2160, 3),
+    # Lengths.
+    "one_frame_vp9": _awkward("one_frame.webm", "vp9", 128, 96, 1),
+    "three_frames_mpeg4": _awkward("three_frames.avi", "mpeg4", 128, 96, 3),
+    # Older codecs and less common containers / extensions.
+    "mpeg1": _awkward("mpeg1.mpg", "mpeg1", 128, 96, 12, bframes=2),
+    "mpeg2_es": _awkward("mpeg2_elementary.m2v", "mpeg2", 128, 96, 12, bframes=2),
+    "h264_annexb": _awkward("raw_annexb.h264", "h264", 128, 96, 12),
+    "flv": _awkward("sorenson.flv", "flv", 128, 96, 12),
+    "h263_3gp": _awkward("h263.3gp", "h263", 128, 96, 12),
+    "m4v": _awkward("h264.m4v", "h264", 128, 96, 12),
+    "mov": _awkward("h264.mov", "h264", 128, 96, 12),
+    # No Theora encoder in the PyAV wheel: VP8 is the other video codec Ogg carries.
+    "ogv": _awkward("vp8.ogv", "vp8", 128, 96, 12),
+    "wmv": _awkward("wmv2.wmv", "wmv2", 128, 96, 12),
+    "ffv1": _awkward("ffv1.mkv", "ffv1", 128, 96, 6),
+}
+
+
+def make_awkward_videos(out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write the clips of :data:`AWKWARD_SPECS` (about 3 s); returns ``{name: path}``.
+
+    Clips whose encoder or pixel format is missing from the PyAV build are skipped.
+    """
+    return {
+        name: spec.write(out_dir) for name, spec in AWKWARD_SPECS.items() if _spec_supported(spec)
+    }
+
+
+def make_memory_bomb(
+    path: str | os.PathLike[str], *, width: int = 16384, height: int = 8192, num_frames: int = 2
+) -> Path:
+    """Write a small H.264 MP4 whose frames are enormous (16384x8192 by default).
+
+    The frames are flat grey, so the file is about 400 KB, but decoding one frame needs
+    over 200 MB (yuv420p) and its RGB conversion 400 MB more: a decoder that trusts the
+    header allocates gigabytes.  libx264 accepts the size (no level fits, it encodes
+    anyway); encoding takes about 1.5 s and 1.5 GB of memory per frame at the default size.
+    """
+    import av
+
+    path = Path(path)
+    if width % 2 or height % 2:
+        raise ValueError("width and height must be even (yuv420p)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    encoder, info = _resolve_encoder("h264")
+    options = {"flags": "+bitexact", **info.options, "crf": "51", "tune": "zerolatency"}
+    if encoder == "libx264":
+        options["x264-params"] = "rc-lookahead=0:sync-lookahead=0"
+    # One flat grey yuv420p frame, built directly: no RGB frame of this size is ever made.
+    planes = np.empty((height * 3 // 2, width), dtype=np.uint8)
+    planes[:height] = 96
+    planes[height:] = 128
+    with av.open(str(path), "w", container_options={"fflags": "+bitexact"}) as container:
+        stream = container.add_stream(encoder, rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 25)
+        stream.codec_context.options = options
+        for i in range(num_frames):
+            frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
 
 
 # --------------------------------------------------------------------------------------
@@ -977,7 +1080,7 @@ def _check_file(path: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["samples", "tests", "bad", "check"])
+    parser.add_argument("what", choices=["samples", "tests", "bad", "awkward", "bomb", "check"])
     parser.add_argument("out_dir", type=Path)
     args = parser.parse_args(argv)
     start = time.perf_counter()
@@ -987,6 +1090,10 @@ def main(argv: list[str] | None = None) -> int:
         written = list(make_test_videos(args.out_dir).values())
     elif args.what == "bad":
         written = list(make_bad_files(args.out_dir).values())
+    elif args.what == "awkward":
+        written = list(make_awkward_videos(args.out_dir).values())
+    elif args.what == "bomb":
+        written = [make_memory_bomb(args.out_dir / "bomb_16384x8192.mp4")]
     else:
         # One JSON object per line on stdout (data); FFmpeg's own warnings go to stderr.
         for path in sorted(p for p in args.out_dir.rglob("*") if p.is_file()):
