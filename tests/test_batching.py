@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+import torch
 
 from vmae_cli.batching import iter_batches, iter_decoded
 from vmae_cli.results import (
@@ -75,8 +76,9 @@ def test_stop_ends_dispatching_but_finishes_what_started() -> None:
     assert len(seen) == len(set(seen))
 
 
-def _clip(path: str) -> DecodeOutcome:
-    return DecodeOutcome(path, clip=Clip(path, VideoMeta(), [0], frames=None))  # type: ignore[arg-type]
+def _clip(path: str, views: int = 1) -> DecodeOutcome:
+    frames = torch.zeros((views, 1, 3, 2, 2), dtype=torch.uint8)
+    return DecodeOutcome(path, clip=Clip(path, VideoMeta(), [0], frames=frames))
 
 
 def _fail(path: str) -> DecodeOutcome:
@@ -90,6 +92,12 @@ def test_iter_batches_groups_clips_and_passes_failures_through() -> None:
         (["a", "c"], ["b"]),
         (["d", "f"], ["e"]),
     ]
+
+
+def test_iter_batches_counts_views_and_keeps_a_video_whole() -> None:
+    outcomes = [_clip("a", 15), _clip("b", 3), _clip("c", 3), _clip("d", 1)]
+    batches = list(iter_batches(outcomes, batch_size=4))
+    assert [[c.path for c in clips] for clips, _ in batches] == [["a"], ["b", "c"], ["d"]]
 
 
 def test_iter_batches_yields_failures_at_once_when_no_clip_waits() -> None:

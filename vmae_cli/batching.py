@@ -19,11 +19,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .decoding import decode_video
-from .preprocessing import PreprocessConfig, resize_and_crop
+from .preprocessing import PreprocessConfig, resize_and_crop, resize_to_cover, spatial_crops
+from .protocol import Protocol
 from .results import (
     STATUS_CRASHED,
     STATUS_TIMEOUT,
@@ -46,31 +47,57 @@ class WorkerPoolError(RuntimeError):
 
 @dataclass(frozen=True)
 class DecodeJob:
-    """The work a decoding worker does for one path: decode, resize and crop.
+    """The work a decoding worker does for one path: decode, resize and crop into views.
 
     A plain picklable object, so that it also works with the ``spawn`` start method.
     """
 
     num_frames: int
     preprocess: PreprocessConfig
+    protocol: Protocol = field(default_factory=Protocol)
+
+    def sample(self, frame_count: int) -> list[int]:
+        """The frame indices to decode for a video of ``frame_count`` frames, clip after clip."""
+        return self.protocol.flat_indices(frame_count, self.num_frames)
+
+    def transform(self, rgb: Any) -> Any:
+        """One decoded RGB frame -> the uint8 ``(3, h, w)`` tensor kept for it."""
+        if self.protocol.crops == 1:
+            return resize_and_crop(rgb, self.preprocess)[0]
+        # Several crops are cut later, per clip, from the frame resized to cover the crop.
+        return resize_to_cover(rgb, self.preprocess)[0]
+
+    def views(self, frames: list[Any]) -> Any:
+        """The kept frames (clip after clip) -> uint8 views ``(clips * crops, T, 3, h, w)``."""
+        import torch
+
+        x = torch.stack(frames).view(self.protocol.clips, self.num_frames, *frames[0].shape)
+        if self.protocol.crops == 1:
+            return x
+        crops = [
+            view
+            for clip in x
+            for view in spatial_crops(clip, self.preprocess.crop_hw, self.protocol.crops)
+        ]
+        return torch.stack(crops)
 
     def __call__(self, path: str) -> DecodeOutcome:
         """Decode ``path`` into a :class:`DecodeOutcome`; never raises for a bad file."""
-        import torch
-
         start = time.perf_counter()
-        decoded, failure, meta = decode_video(
-            path, self.num_frames, lambda rgb: resize_and_crop(rgb, self.preprocess)[0]
-        )
+        decoded, failure, meta = decode_video(path, self.sample, self.transform)
         if decoded is None:
             return DecodeOutcome(path, failure=failure, meta=meta, seconds=_since(start))
         notes = []
-        if meta.frames_decoded < self.num_frames:
+        clips = self.protocol.clip_indices(meta.frames_decoded, self.num_frames)
+        if any(len(set(c)) < len(c) for c in clips):
+            stride = self.protocol.frame_stride
+            available = -(-meta.frames_decoded // stride) if stride else meta.frames_decoded
+            at = f" at stride {stride}" if stride else ""
             notes.append(
-                f"short video: {meta.frames_decoded} frames for {self.num_frames} samples, "
+                f"short video: {available} frames{at} for {self.num_frames} per clip, "
                 "frames repeated"
             )
-        clip = Clip(path, meta, decoded.frame_indices, torch.stack(decoded.frames), notes)
+        clip = Clip(path, meta, decoded.frame_indices, self.views(decoded.frames), notes)
         return DecodeOutcome(path, clip=clip, meta=meta, seconds=_since(start))
 
 
@@ -296,13 +323,15 @@ def _watchdog(
 def iter_batches(
     outcomes: Iterable[DecodeOutcome], batch_size: int
 ) -> Iterator[tuple[list[Clip], list[DecodeOutcome]]]:
-    """Group decoded clips into model batches of at most ``batch_size`` clips.
+    """Group decoded videos into model batches of about ``batch_size`` views.
 
-    Yields ``(clips, failures)``: failures travel with the next batch so that rows keep
+    A video with several views (clips x crops) counts as that many; a batch holds at least one
+    video. Yields ``(clips, failures)``: failures travel with the next batch so that rows keep
     roughly the order in which videos finished. A partial batch is yielded at the end.
     """
     clips: list[Clip] = []
     failures: list[DecodeOutcome] = []
+    views = 0
     for outcome in outcomes:
         if outcome.clip is None:
             failures.append(outcome)
@@ -311,8 +340,9 @@ def iter_batches(
                 failures = []
             continue
         clips.append(outcome.clip)
-        if len(clips) >= batch_size:
+        views += outcome.clip.num_views
+        if views >= batch_size:
             yield clips, failures
-            clips, failures = [], []
+            clips, failures, views = [], [], 0
     if clips or failures:
         yield clips, failures

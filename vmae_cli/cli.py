@@ -46,6 +46,51 @@ class OutputFormat(str, Enum):
     jsonl = "jsonl"
 
 
+class ProtocolName(str, Enum):
+    """Named test protocols (see vmae_cli/protocol.py)."""
+
+    uniform = "uniform"
+    videomae = "videomae"
+
+
+# Options shared by `classify` and `inspect`.
+ProtocolOpt = Annotated[
+    ProtocolName,
+    typer.Option(
+        help="uniform: one clip of T frames spread over the whole video, centre crop. "
+        "videomae: the paper's test protocol (stride 4, 5 clips x 3 crops, softmax averaged)."
+    ),
+]
+ClipsOpt = Annotated[
+    int | None, typer.Option(min=1, help="Clips per video [default: from --protocol].")
+]
+CropsOpt = Annotated[
+    int | None, typer.Option(help="Crops per clip, 1 or 3 [default: from --protocol].")
+]
+StrideOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=0,
+        help="Take clip frames every S frames; 0 = spread over the whole video "
+        "[default: from --protocol].",
+    ),
+]
+
+
+def _protocol(name: ProtocolName, clips: int | None, crops: int | None, stride: int | None) -> Any:
+    """The protocol named by --protocol, with --clips/--crops/--frame-stride applied."""
+    from dataclasses import replace
+
+    from .protocol import PROTOCOLS, ProtocolError
+
+    base = PROTOCOLS[name.value]
+    changes = {"clips": clips, "crops": crops, "frame_stride": stride}
+    try:
+        return replace(base, **{k: v for k, v in changes.items() if v is not None})
+    except ProtocolError as exc:
+        raise _fail(str(exc), EXIT_USAGE) from None
+
+
 @app.callback()
 def main() -> None:
     """Classify folders of videos with a VideoMAE model; one CSV/JSONL row per video."""
@@ -111,7 +156,8 @@ def classify(
         ),
     ] = "auto",
     batch_size: Annotated[
-        int | None, typer.Option(min=1, help="Clips per model call [default: 2 CPU, 16 GPU].")
+        int | None,
+        typer.Option(min=1, help="Views (clips x crops) per model call [default: 2 CPU, 16 GPU]."),
     ] = None,
     workers: Annotated[
         int | None,
@@ -121,6 +167,10 @@ def classify(
         float | None,
         typer.Option(min=0.1, help="Give up on a video after this many seconds of decoding."),
     ] = None,
+    protocol: ProtocolOpt = ProtocolName.uniform,
+    clips: ClipsOpt = None,
+    crops: CropsOpt = None,
+    frame_stride: StrideOpt = None,
     escape_formulas: Annotated[
         bool,
         typer.Option(
@@ -138,6 +188,7 @@ def classify(
     from .writers import UnknownFormatError, format_for_path
 
     console = _stderr_console()
+    proto = _protocol(protocol, clips, crops, frame_stride)
     try:
         check_inputs(inputs)
     except InputNotFoundError as exc:
@@ -161,6 +212,7 @@ def classify(
             batch_size=batch_size,
             workers=workers,
             timeout=timeout,
+            protocol=proto,
             escape_formulas=escape_formulas,
             quiet=quiet,
             console=console,
@@ -188,18 +240,23 @@ def inspect(
     sheet: Annotated[
         Path | None, typer.Option(help="Save a PNG contact sheet of the sampled frames here.")
     ] = None,
+    protocol: ProtocolOpt = ProtocolName.uniform,
+    clips: ClipsOpt = None,
+    crops: CropsOpt = None,
+    frame_stride: StrideOpt = None,
 ) -> None:
     """Show what the model will see for VIDEO: decoder, frame counts and sampled frames."""
     from .inspection import inspect_video, save_npz, save_sheet
     from .model import DeviceError, ModelLoadError, load_model
 
+    proto = _protocol(protocol, clips, crops, frame_stride)
     if not video.exists():
         raise _fail(f"no such file: {video}", EXIT_USAGE)
     try:
         lm = load_model(model, revision=revision, device="cpu", dtype="float32")
     except (ModelLoadError, DeviceError) as exc:
         raise _fail(str(exc), EXIT_FATAL) from None
-    result = inspect_video(str(video), lm.num_frames, lm.preprocess)
+    result = inspect_video(str(video), lm.num_frames, lm.preprocess, proto)
     m = result.meta
     lines = [
         f"path: {video}",
@@ -210,7 +267,8 @@ def inspect(
         f"duration_s: {m.duration_s if m.duration_s is not None else '-'}",
         f"size: {m.width}x{m.height}" if m.width else "size: -",
         f"rotation: {m.rotation}",
-        f"frame indices: {' '.join(map(str, result.frame_indices)) or '-'}",
+        f"protocol: {proto.name}",
+        *_index_lines(result.frame_indices, lm.num_frames),
     ]
     typer.echo("\n".join(lines))
     if result.failure is not None:
@@ -222,6 +280,16 @@ def inspect(
             save_sheet(result, sheet)
     except OSError as exc:
         raise _fail(f"cannot write output: {exc}", EXIT_FATAL) from None
+
+
+def _index_lines(indices: list[int], clip_len: int) -> list[str]:
+    """``frame indices: ...``, one line per clip when there are several."""
+    if len(indices) <= clip_len:
+        return [f"frame indices: {' '.join(map(str, indices)) or '-'}"]
+    return [
+        f"frame indices, clip {c + 1}: {' '.join(map(str, indices[i : i + clip_len]))}"
+        for c, i in enumerate(range(0, len(indices), clip_len))
+    ]
 
 
 def _describe(exc: BaseException) -> str:
@@ -248,6 +316,7 @@ def _run_classify(
     batch_size: int | None,
     workers: int | None,
     timeout: float | None,
+    protocol: Any,
     escape_formulas: bool,
     quiet: bool,
     console: Any,
@@ -280,7 +349,9 @@ def _run_classify(
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     counts: Counter[str] = Counter()
     start = time.perf_counter()
-    opts = ClassifyOptions(top_k=top_k, batch_size=batch_size, workers=workers, timeout_s=timeout)
+    opts = ClassifyOptions(
+        top_k=top_k, batch_size=batch_size, workers=workers, timeout_s=timeout, protocol=protocol
+    )
     predictions = classifier.classify_paths(iter_video_paths(inputs, walk_error), opts, stop=stop)
     try:
         with _progress(console, total, show_bar) as advance:

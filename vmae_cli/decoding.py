@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .protocol import uniform_indices
 from .results import (
     STATUS_EMPTY,
     STATUS_ERROR,
@@ -58,6 +59,17 @@ DECODER_PYAV = "pyav"
 
 #: Turns one decoded RGB frame (H, W, 3 uint8) into whatever the caller keeps (e.g. a crop).
 FrameTransform = Callable[["np.ndarray"], Any]
+#: Maps a video's frame count to the indices to keep, in the order they are wanted (repeats
+#: allowed). An int T means :func:`sample_indices` with T samples.
+Sampler = Callable[[int], list[int]]
+
+
+def as_sampler(sampler: int | Sampler) -> Sampler:
+    """Turn a number of uniform samples into a :data:`Sampler`; pass samplers through."""
+    if callable(sampler):
+        return sampler
+    num_samples = int(sampler)
+    return lambda n: sample_indices(n, num_samples)
 
 
 class DecodeFailure(Exception):
@@ -84,11 +96,7 @@ def sample_indices(num_frames: int, num_samples: int) -> list[int]:
     ``floor((i + 0.5) * num_frames / num_samples)`` for ``i`` in ``range(num_samples)``; when the
     video has fewer frames than samples, indices repeat (each frame is used more than once).
     """
-    if num_frames <= 0:
-        raise ValueError("num_frames must be positive")
-    if num_samples <= 0:
-        raise ValueError("num_samples must be positive")
-    return [int((2 * i + 1) * num_frames // (2 * num_samples)) for i in range(num_samples)]
+    return uniform_indices(num_frames, num_samples)
 
 
 #: File signatures of things FFmpeg would happily "decode" as a one-frame video, or that
@@ -196,7 +204,7 @@ def _positive(value: float) -> float | None:
 def _opencv_pass(
     name: str,
     wanted: set[int] | None,
-    num_samples: int,
+    sampler: Sampler,
     transform: FrameTransform,
     limit: int | None,
 ) -> tuple[int, dict[int, Any], dict[str, Any]]:
@@ -225,7 +233,7 @@ def _opencv_pass(
         _refuse_huge_frames(info["width"], info["height"])
         if wanted is None:
             reported = info["reported"]
-            wanted = set(sample_indices(reported, num_samples)) if reported > 0 else set()
+            wanted = set(sampler(reported)) if reported > 0 else set()
         kept: dict[int, Any] = {}
         n = 0
         failures = 0
@@ -252,11 +260,11 @@ def _opencv_pass(
         cap.release()
 
 
-def _plan(decoder: str, info: dict[str, Any], n: int, num_samples: int, kept: dict[int, Any]):
+def _plan(decoder: str, info: dict[str, Any], n: int, sampler: Sampler, kept: dict[int, Any]):
     """After the first pass: the true sample indices and those the pass did not keep."""
     if n == 0:
         raise DecodeFailure(STATUS_NO_FRAMES, "no frame could be decoded", _meta(decoder, info, n))
-    indices = sample_indices(n, num_samples)
+    indices = sampler(n)
     return indices, set(indices) - kept.keys()
 
 
@@ -272,17 +280,19 @@ def _finish(
     return DecodedFrames([kept[i] for i in indices], indices, meta)
 
 
-def decode_opencv(path: str, num_samples: int, transform: FrameTransform) -> DecodedFrames:
-    """Decode the uniformly sampled frames of ``path`` with OpenCV (FFmpeg backend).
+def decode_opencv(path: str, sampler: int | Sampler, transform: FrameTransform) -> DecodedFrames:
+    """Decode the sampled frames of ``path`` with OpenCV (FFmpeg backend).
 
-    Raises :class:`DecodeFailure` when the file cannot be opened or yields no frame.
+    ``sampler`` is a number of uniform samples or a :data:`Sampler`. Raises
+    :class:`DecodeFailure` when the file cannot be opened or yields no frame.
     """
+    sampler = as_sampler(sampler)
     with decoder_path(path) as name:
-        n, kept, info = _opencv_pass(name, None, num_samples, transform, limit=None)
-        indices, missing = _plan(DECODER_OPENCV, info, n, num_samples, kept)
+        n, kept, info = _opencv_pass(name, None, sampler, transform, limit=None)
+        indices, missing = _plan(DECODER_OPENCV, info, n, sampler, kept)
         if missing:
             # The header's frame count was wrong: fetch the right frames in a second pass.
-            _, more, info2 = _opencv_pass(name, missing, num_samples, transform, limit=n)
+            _, more, info2 = _opencv_pass(name, missing, sampler, transform, limit=n)
             kept.update(more)
             info.setdefault("shape", info2.get("shape"))
         return _finish(DECODER_OPENCV, info, n, indices, kept)
@@ -347,12 +357,13 @@ def _rgb_upright(frame: Any) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(arr, k)) if k else arr
 
 
-def decode_pyav(path: str, num_samples: int, transform: FrameTransform) -> DecodedFrames:
-    """Decode the uniformly sampled frames of ``path`` with PyAV: the fallback decoder.
+def decode_pyav(path: str, sampler: int | Sampler, transform: FrameTransform) -> DecodedFrames:
+    """Decode the sampled frames of ``path`` with PyAV: the fallback decoder.
 
     Used when OpenCV cannot open a file or decodes no frame from it (the pip OpenCV wheel
     opens AV1 files, reports a frame count, and decodes 0 frames).
     """
+    sampler = as_sampler(sampler)
     with decoder_path(path) as name:
         kept: dict[int, Any] = {}
         n = 0
@@ -360,14 +371,14 @@ def decode_pyav(path: str, num_samples: int, transform: FrameTransform) -> Decod
         wanted: set[int] = set()
         for frame, info in _pyav_frames(name):
             if n == 0 and info["reported"] > 0:
-                wanted = set(sample_indices(info["reported"], num_samples))
+                wanted = set(sampler(info["reported"]))
                 info["rotation"] = int(frame.rotation or 0) % 360
             if n in wanted:
                 rgb = _rgb_upright(frame)
                 info.setdefault("shape", rgb.shape[:2])
                 kept[n] = transform(rgb)
             n += 1
-        indices, missing = _plan(DECODER_PYAV, info, n, num_samples, kept)
+        indices, missing = _plan(DECODER_PYAV, info, n, sampler, kept)
         if missing:
             for i, (frame, _) in enumerate(_pyav_frames(name)):
                 if i in missing:
@@ -380,7 +391,7 @@ def decode_pyav(path: str, num_samples: int, transform: FrameTransform) -> Decod
 
 
 def decode_video(
-    path: str, num_samples: int, transform: FrameTransform
+    path: str, sampler: int | Sampler, transform: FrameTransform
 ) -> tuple[DecodedFrames | None, Failure | None, VideoMeta]:
     """Check, then decode ``path``: OpenCV first, PyAV when OpenCV gets no frame out of it.
 
@@ -393,7 +404,7 @@ def decode_video(
     first: DecodeFailure | None = None
     for decode in (decode_opencv, decode_pyav):
         try:
-            decoded = decode(path, num_samples, transform)
+            decoded = decode(path, sampler, transform)
             return decoded, None, decoded.meta
         except DecodeFailure as exc:
             if exc.failure.status == STATUS_TOO_LARGE:

@@ -13,11 +13,12 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .batching import DecodeJob, iter_batches, iter_decoded
 from .discovery import OnWalkError, iter_video_paths
 from .model import DEFAULT_MODEL, LoadedModel, load_model
+from .protocol import Protocol
 from .results import STATUS_OK, DecodeOutcome, LabelScore, Prediction
 
 #: Clips per model call when --batch-size is not given. On a CPU a larger batch gains little
@@ -42,6 +43,7 @@ class ClassifyOptions:
     batch_size: int | None = None
     workers: int | None = None
     timeout_s: float | None = None
+    protocol: Protocol = field(default_factory=Protocol)
 
 
 class Classifier:
@@ -97,19 +99,19 @@ class Classifier:
             DEFAULT_BATCH_SIZE_CPU if lm.device.type == "cpu" else DEFAULT_BATCH_SIZE_GPU
         )
         workers = default_workers() if opts.workers is None else opts.workers
-        job = DecodeJob(lm.num_frames, lm.preprocess)
+        job = DecodeJob(lm.num_frames, lm.preprocess, opts.protocol)
         outcomes = iter_decoded(paths, job, workers=workers, timeout_s=opts.timeout_s, stop=stop)
         for clips, failures in iter_batches(outcomes, batch_size):
             for outcome in failures:
-                yield self._failed(outcome)
+                yield self._failed(outcome, opts.protocol)
             if stop is not None and stop.is_set():
                 # Stopping (SIGTERM/SIGINT) must take seconds, not a model call per queued
                 # clip: clips decoded but not classified get no row and are redone on resume.
                 return
             if clips:
-                yield from self._predict(clips, opts.top_k)
+                yield from self._predict(clips, opts.top_k, opts.protocol, batch_size)
 
-    def _failed(self, outcome: DecodeOutcome) -> Prediction:
+    def _failed(self, outcome: DecodeOutcome, protocol: Protocol) -> Prediction:
         assert outcome.failure is not None
         return Prediction(
             path=outcome.path,
@@ -117,16 +119,23 @@ class Classifier:
             error=outcome.failure.error,
             meta=outcome.meta,
             model=self.loaded.name,
+            protocol=protocol.name,
         )
 
-    def _predict(self, clips: list, top_k: int) -> Iterator[Prediction]:
+    def _predict(
+        self, clips: list, top_k: int, protocol: Protocol, batch_size: int
+    ) -> Iterator[Prediction]:
         import torch
 
         lm = self.loaded
-        batch = torch.stack([c.frames for c in clips])
+        views = torch.cat([c.frames for c in clips])
         if lm.device.type == "cuda":
-            batch = batch.pin_memory()
-        probs = lm.predict(batch)
+            views = views.pin_memory()
+        # At most batch_size views per model call; a video's views are averaged afterwards
+        # (softmax per view, then the mean: the VideoMAE test protocol).
+        probs = torch.cat([lm.predict(chunk) for chunk in views.split(batch_size)])
+        per_video = probs.split([c.num_views for c in clips])
+        probs = torch.stack([p.mean(dim=0) for p in per_video])
         k = max(1, min(top_k, probs.shape[-1]))
         scores, idx = probs.topk(k, dim=-1)
         for clip, s_row, i_row in zip(clips, scores.tolist(), idx.tolist(), strict=True):
@@ -141,6 +150,7 @@ class Classifier:
                 frame_indices=clip.frame_indices,
                 notes=clip.notes,
                 model=lm.name,
+                protocol=protocol.name,
             )
 
 
@@ -155,6 +165,7 @@ def classify_paths(
     batch_size: int | None = None,
     workers: int | None = None,
     timeout_s: float | None = None,
+    protocol: Protocol | None = None,
 ) -> Iterator[Prediction]:
     """Load ``model`` and yield one :class:`Prediction` per video in ``inputs``.
 
@@ -162,5 +173,11 @@ def classify_paths(
     ``next()``. Use :class:`Classifier` directly to load once and classify several times.
     """
     clf = Classifier(model, revision=revision, device=device, dtype=dtype)
-    opts = ClassifyOptions(top_k=top_k, batch_size=batch_size, workers=workers, timeout_s=timeout_s)
+    opts = ClassifyOptions(
+        top_k=top_k,
+        batch_size=batch_size,
+        workers=workers,
+        timeout_s=timeout_s,
+        protocol=protocol or Protocol(),
+    )
     yield from clf.classify(inputs, opts)

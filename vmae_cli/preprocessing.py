@@ -157,26 +157,39 @@ def crop_box(height: int, width: int, crop_hw: tuple[int, int]) -> tuple[int, in
     return top, left, pad_top, pad_left
 
 
+def _to_nchw(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    import torch
+
+    x = torch.as_tensor(frames)
+    if x.ndim == 3:
+        x = x.unsqueeze(0)
+    return x.permute(0, 3, 1, 2)
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    """Resize uint8 ``(T, 3, H, W)`` frames to ``size`` the way PIL does for ``mode``."""
+    import torch
+    import torch.nn.functional as F
+
+    if size == (int(x.shape[-2]), int(x.shape[-1])):
+        return x
+    # channels-last uint8 is the layout whose antialiased bilinear kernel matches PIL.
+    x = x.contiguous(memory_format=torch.channels_last)
+    kwargs = {} if mode == "nearest" else {"antialias": True, "align_corners": False}
+    return F.interpolate(x, size=size, mode=mode, **kwargs)
+
+
 def resize_and_crop(frames: np.ndarray | torch.Tensor, config: PreprocessConfig) -> torch.Tensor:
     """Resize then centre-crop uint8 RGB frames ``(T, H, W, 3)``; returns uint8 ``(T, 3, h, w)``.
 
     All frames of a video share one size, so they are resized in one call.
     """
     import torch
-    import torch.nn.functional as F
 
-    x = torch.as_tensor(frames)
-    if x.ndim == 3:
-        x = x.unsqueeze(0)
-    # channels-last uint8 is the layout whose antialiased bilinear kernel matches PIL.
-    x = x.permute(0, 3, 1, 2)
+    x = _to_nchw(frames)
     height, width = int(x.shape[-2]), int(x.shape[-1])
     new_h, new_w = resize_output_size(height, width, config)
-    if (new_h, new_w) != (height, width):
-        mode = config.interpolation
-        x = x.contiguous(memory_format=torch.channels_last)
-        kwargs = {} if mode == "nearest" else {"antialias": True, "align_corners": False}
-        x = F.interpolate(x, size=(new_h, new_w), mode=mode, **kwargs)
+    x = _resize(x, (new_h, new_w), config.interpolation)
     if config.do_center_crop:
         ch, cw = config.crop_hw
         top, left, pad_top, pad_left = crop_box(new_h, new_w, config.crop_hw)
@@ -186,6 +199,48 @@ def resize_and_crop(frames: np.ndarray | torch.Tensor, config: PreprocessConfig)
             out[:, :, pad_top : pad_top + x.shape[-2], pad_left : pad_left + x.shape[-1]] = x
             x = out
     return x.contiguous()
+
+
+def cover_size(height: int, width: int, crop_hw: tuple[int, int]) -> tuple[int, int]:
+    """The size a frame is resized to before several crops are cut from it (multi-crop test).
+
+    The side that fits the crop's aspect ratio less well becomes the crop's size and the other
+    keeps the frame's proportions, truncated as Hugging Face and the VideoMAE code do: for a
+    square crop of S, the short side becomes S and the long side ``int(S * long / short)``.
+    """
+    ch, cw = crop_hw
+    if width * ch >= height * cw:  # at least as wide as the crop: fit the height
+        return (ch, max(cw, int(ch * width / height)))
+    return (max(ch, int(cw * height / width)), cw)
+
+
+def resize_to_cover(frames: np.ndarray | torch.Tensor, config: PreprocessConfig) -> torch.Tensor:
+    """Resize uint8 RGB frames ``(T, H, W, 3)`` to :func:`cover_size`; returns ``(T, 3, h, w)``."""
+    x = _to_nchw(frames)
+    size = cover_size(int(x.shape[-2]), int(x.shape[-1]), config.crop_hw)
+    return _resize(x, size, config.interpolation).contiguous()
+
+
+def spatial_crops(frames: torch.Tensor, crop_hw: tuple[int, int], crops: int) -> list[torch.Tensor]:
+    """``crops`` crops of ``crop_hw`` spread along the long side of ``(..., H, W)`` frames.
+
+    Crop ``k`` starts at ``int(k * (long - crop) / (crops - 1))``: the start, the centre and
+    the end for three crops, as in the VideoMAE test code; one crop is the centre crop.
+    """
+    ch, cw = crop_hw
+    height, width = int(frames.shape[-2]), int(frames.shape[-1])
+    spare_h, spare_w = max(height - ch, 0), max(width - cw, 0)
+    along_width = spare_w >= spare_h and spare_w > 0
+    spare = spare_w if along_width else spare_h
+    out = []
+    for k in range(crops):
+        start = spare // 2 if crops == 1 else int(k * spare / (crops - 1))
+        if along_width:
+            top, left = spare_h // 2, start
+        else:
+            top, left = start, spare_w // 2
+        out.append(frames[..., top : top + ch, left : left + cw].contiguous())
+    return out
 
 
 def normalize(

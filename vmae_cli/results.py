@@ -69,9 +69,11 @@ class Failure:
 class Clip:
     """The sampled frames of one video, ready for the model.
 
-    ``frames`` is a uint8 tensor of shape ``(T, 3, H, W)`` (RGB, already resized and cropped):
-    uint8 is four times smaller than float32 to move between processes; normalisation happens
-    on the model's device.
+    ``frames`` is a uint8 tensor of shape ``(V, T, 3, H, W)``: V views (clips x crops of the
+    test protocol; 1 by default) of T frames, RGB, already resized and cropped. uint8 is four
+    times smaller than float32 to move between processes; normalisation happens on the
+    model's device. ``frame_indices`` lists the T indices of each clip, one clip after the
+    other.
     """
 
     path: str
@@ -79,6 +81,11 @@ class Clip:
     frame_indices: list[int]
     frames: torch.Tensor
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_views(self) -> int:
+        """How many model inputs this clip makes."""
+        return int(self.frames.shape[0])
 
 
 @dataclass
@@ -115,6 +122,7 @@ class Prediction:
     frame_indices: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     model: str = ""
+    protocol: str = ""
 
     @property
     def ok(self) -> bool:
@@ -151,5 +159,6 @@ class Prediction:
             "decoder": m.decoder,
             "frame_indices": list(self.frame_indices),
             "notes": "; ".join(self.notes),
+            "protocol": self.protocol,
             "model": self.model,
         }

@@ -26,6 +26,7 @@ CSV_TAIL = (
     "rotation",
     "decoder",
     "notes",
+    "protocol",
     "model",
 )
 #: JSONL keys, in order.

@@ -1,0 +1,254 @@
+"""The test protocols: temporal sampling, spatial crops, and the averaged prediction, each
+checked against an independent computation written the way the VideoMAE test code works."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from vmae_cli.cli import app
+from vmae_cli.preprocessing import cover_size, spatial_crops
+from vmae_cli.protocol import (
+    PROTOCOLS,
+    Protocol,
+    ProtocolError,
+    strided_clips,
+    uniform_indices,
+)
+
+
+def paper_clips(n: int, clip_len: int, stride: int, clips: int) -> list[list[int]]:
+    """The VideoMAE Kinetics test sampling, transcribed step by step (independent of ours)."""
+    all_index = [x for x in range(0, n, stride)]
+    while len(all_index) < clip_len:
+        all_index.append(all_index[-1])
+    buffer = np.asarray(all_index)
+    temporal_step = max(1.0 * (buffer.shape[0] - clip_len) / (clips - 1), 0)
+    out = []
+    for chunk_nb in range(clips):
+        temporal_start = int(chunk_nb * temporal_step)
+        out.append(buffer[temporal_start : temporal_start + clip_len].tolist())
+    return out
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 16, 31, 63, 64, 65, 100, 250, 301, 1000])
+@pytest.mark.parametrize(("clip_len", "stride", "clips"), [(16, 4, 5), (8, 4, 5), (16, 2, 3)])
+def test_strided_clips_follow_the_paper(n: int, clip_len: int, stride: int, clips: int) -> None:
+    got = strided_clips(n, clip_len, stride, clips)
+    assert got == paper_clips(n, clip_len, stride, clips)
+    assert all(len(c) == clip_len for c in got)
+    assert all(0 <= i < n for c in got for i in c)
+
+
+def test_strided_clips_span_the_whole_video() -> None:
+    clips = strided_clips(300, 16, 4, 5)
+    assert clips[0][0] == 0
+    assert clips[-1][-1] == 296  # the last frame at stride 4
+    assert all(b - a == 4 for c in clips for a, b in zip(c, c[1:], strict=False))
+
+
+def test_short_video_repeats_the_last_frame() -> None:
+    assert strided_clips(10, 8, 4, 2) == [[0, 4, 8, 8, 8, 8, 8, 8]] * 2
+
+
+def test_single_strided_clip_is_the_middle_one() -> None:
+    # 25 frames at stride 4, 17 to spare: the clip starts at the 9th (frame 32).
+    assert strided_clips(100, 8, 4, 1) == [list(range(32, 64, 4))]
+
+
+@pytest.mark.parametrize("n", [1, 3, 16, 17, 100, 281])
+@pytest.mark.parametrize("clips", [1, 2, 5])
+def test_uniform_clips_are_offset_segment_positions(n: int, clips: int) -> None:
+    from fractions import Fraction
+
+    got = Protocol(clips=clips).clip_indices(n, 8)
+    assert len(got) == clips
+    for c, clip in enumerate(got):
+        position = Fraction(2 * c + 1, 2 * clips)  # where in its segment each frame sits
+        assert clip == [int((i + position) * n / 8) for i in range(8)]
+    if clips == 1:
+        assert got[0] == uniform_indices(n, 8)
+
+
+def test_named_protocols() -> None:
+    assert Protocol().name == "uniform"
+    assert Protocol().views == 1
+    assert PROTOCOLS["videomae"] == Protocol(clips=5, crops=3, frame_stride=4)
+    assert PROTOCOLS["videomae"].name == "videomae"
+    assert PROTOCOLS["videomae"].views == 15
+    assert Protocol(clips=2, crops=1, frame_stride=4).name == "clips=2,crops=1,stride=4"
+
+
+@pytest.mark.parametrize("kwargs", [{"clips": 0}, {"crops": 2}, {"frame_stride": -1}])
+def test_bad_settings_are_refused(kwargs: dict) -> None:
+    with pytest.raises(ProtocolError):
+        Protocol(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("hw", "expected"),
+    [((240, 320), (224, 298)), ((1080, 1920), (224, 398)), ((1920, 1080), (398, 224))],
+)
+def test_cover_size_makes_the_short_side_the_crop(hw, expected) -> None:
+    assert cover_size(*hw, (224, 224)) == expected
+    # The same truncation as Hugging Face and the VideoMAE code: int(S * long / short).
+    h, w = hw
+    long_side = int(224 * max(h, w) / min(h, w))
+    assert max(expected) == long_side
+
+
+def test_three_crops_are_start_centre_end_along_the_long_side() -> None:
+    landscape = torch.arange(2 * 3 * 4 * 10).reshape(2, 3, 4, 10)
+    crops = spatial_crops(landscape, (4, 4), 3)
+    for crop, left in zip(crops, [0, 3, 6], strict=True):
+        assert torch.equal(crop, landscape[..., :, left : left + 4])
+    portrait = landscape.transpose(-1, -2).contiguous()
+    crops = spatial_crops(portrait, (4, 4), 3)
+    for crop, top in zip(crops, [0, 3, 6], strict=True):
+        assert torch.equal(crop, portrait[..., top : top + 4, :])
+    (centre,) = spatial_crops(landscape, (4, 4), 1)
+    assert torch.equal(centre, landscape[..., 3:7])
+
+
+# ---------------------------------------------------------------------------------------
+# The averaged prediction, end to end through the CLI, against an independent computation
+# ---------------------------------------------------------------------------------------
+
+
+def _reference_probs(path: Path, model_dir: Path, proto: Protocol) -> np.ndarray:
+    """Decode everything with PyAV, sample and crop as the paper does, resize with PIL."""
+    import av
+    from PIL import Image
+    from transformers import AutoModelForVideoClassification
+
+    cfg = json.loads((model_dir / "preprocessor_config.json").read_text())
+    crop = cfg["crop_size"]["height"]
+    mean = np.asarray(cfg["image_mean"], dtype=np.float32)
+    std = np.asarray(cfg["image_std"], dtype=np.float32)
+    model = AutoModelForVideoClassification.from_pretrained(model_dir).eval()
+    t = model.config.num_frames
+    with av.open(str(path)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    views = []
+    for clip in paper_clips(len(frames), t, proto.frame_stride, proto.clips):
+        resized = []
+        for i in clip:
+            img = Image.fromarray(frames[i])
+            w, h = img.size
+            size = (int(crop * w / h), crop) if w >= h else (crop, int(crop * h / w))
+            resized.append(np.asarray(img.resize(size, Image.BILINEAR)))
+        buf = np.stack(resized)  # (T, H, W, 3)
+        long_side = max(buf.shape[1], buf.shape[2])
+        step = (long_side - crop) / (proto.crops - 1)
+        for split_nb in range(proto.crops):
+            start = int(split_nb * step)
+            if buf.shape[1] >= buf.shape[2]:
+                views.append(buf[:, start : start + crop, :, :])
+            else:
+                views.append(buf[:, :, start : start + crop, :])
+    x = (np.stack(views).astype(np.float32) / 255.0 - mean) / std
+    pixel_values = torch.from_numpy(x).permute(0, 1, 4, 2, 3)  # (V, T, 3, H, W)
+    with torch.inference_mode():
+        probs = torch.softmax(model(pixel_values=pixel_values).logits, dim=-1)
+    return probs.mean(dim=0).numpy()
+
+
+@pytest.fixture(scope="module")
+def long_videos(tmp_path_factory) -> dict[str, Path]:
+    from tools.videogen import write_video
+
+    root = tmp_path_factory.mktemp("protocol")
+    return {
+        "landscape": write_video(
+            root / "landscape.mp4", codec="h264", width=160, height=96, num_frames=90, bframes=2
+        ),
+        "portrait": write_video(
+            root / "portrait.mkv", codec="h264", width=96, height=144, num_frames=45
+        ),
+    }
+
+
+@pytest.mark.parametrize("kind", ["landscape", "portrait"])
+def test_videomae_protocol_matches_an_independent_implementation(
+    kind: str, long_videos, tiny_model_dir: Path
+) -> None:
+    path = long_videos[kind]
+    result = CliRunner().invoke(
+        app,
+        [
+            "classify",
+            str(path),
+            "--model",
+            str(tiny_model_dir),
+            "--protocol",
+            "videomae",
+            "--dtype",
+            "float32",
+            "--device",
+            "cpu",
+            "--top-k",
+            "10",
+            "--format",
+            "jsonl",
+            "--workers",
+            "0",
+        ],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.stderr
+    row = json.loads(result.stdout)
+    assert row["status"] == "ok"
+    assert row["protocol"] == "videomae"
+    n = row["frames_decoded"]
+    assert row["frame_indices"] == [i for c in paper_clips(n, 8, 4, 5) for i in c]
+    ref = _reference_probs(path, tiny_model_dir, PROTOCOLS["videomae"])
+    from transformers import AutoConfig
+
+    id2label = AutoConfig.from_pretrained(tiny_model_dir).id2label
+    ours = {d["label"]: d["score"] for d in row["top_k"]}
+    assert len(ours) == 10
+    for i, label in id2label.items():
+        assert ours[label] == pytest.approx(float(ref[i]), abs=2e-3)
+
+
+def test_inspect_saves_every_view(long_videos, tiny_model_dir: Path, tmp_path: Path) -> None:
+    npz, sheet = tmp_path / "v.npz", tmp_path / "v.png"
+    result = CliRunner().invoke(
+        app,
+        [
+            "inspect",
+            str(long_videos["landscape"]),
+            "--model",
+            str(tiny_model_dir),
+            "--protocol",
+            "videomae",
+            "--clips",
+            "2",
+            "--npz",
+            str(npz),
+            "--sheet",
+            str(sheet),
+        ],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "protocol: clips=2,crops=3,stride=4" in result.stdout
+    assert "clip 2:" in result.stdout
+    data = np.load(npz)
+    assert data["pixel_values"].shape == (6, 8, 3, 64, 64)
+    assert data["frame_indices"].shape == (2, 8)
+    assert data["frame_indices"].tolist() == paper_clips(90, 8, 4, 2)
+    assert sheet.stat().st_size > 0
+
+
+def test_cli_refuses_bad_protocol_settings(tiny_model_dir: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["classify", str(tmp_path), "--model", str(tiny_model_dir), "--crops", "2"]
+    )
+    assert result.exit_code == 2
+    assert "crops must be 1 or 3" in result.stderr

@@ -1,0 +1,125 @@
+"""The test protocol: which frames of a video form each clip, and which crops of each clip the
+model sees. Its predictions are the softmax probabilities averaged over all views.
+
+Two protocols have names:
+
+* ``uniform`` (the default): one clip of T frames at the centres of T equal segments of the
+  whole video, one centre crop, exactly what the model's own preprocessor config describes.
+* ``videomae``: the VideoMAE paper's Kinetics test protocol (Tong et al., 2022, and its
+  ``VideoClsDataset`` test mode): frames at stride 4 over the whole video, 5 clips of T frames
+  whose starts are spread evenly from the beginning to the end, each frame resized so its short
+  side equals the crop size, and 3 square crops along the long side (start, centre, end):
+  15 views.
+
+The knobs behind them (clips, crops, frame stride) can be set one by one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Crops per clip that the protocol supports: the centre crop, or start/centre/end.
+CROP_CHOICES = (1, 3)
+
+PROTOCOL_UNIFORM = "uniform"
+PROTOCOL_VIDEOMAE = "videomae"
+
+
+class ProtocolError(ValueError):
+    """A protocol setting is out of range (the CLI turns this into a usage error)."""
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How many views of a video the model sees.
+
+    ``frame_stride`` is in frames of the video; ``0`` means the T frames of a clip are spread
+    uniformly over the whole video (with several clips, each is offset by a fraction of a
+    segment so the clips interleave).
+    """
+
+    clips: int = 1
+    crops: int = 1
+    frame_stride: int = 0
+
+    def __post_init__(self) -> None:
+        if self.clips < 1:
+            raise ProtocolError(f"clips must be at least 1, not {self.clips}")
+        if self.crops not in CROP_CHOICES:
+            raise ProtocolError(f"crops must be 1 or 3, not {self.crops}")
+        if self.frame_stride < 0:
+            raise ProtocolError(f"frame stride must be 0 or more, not {self.frame_stride}")
+
+    @property
+    def views(self) -> int:
+        """Clips times crops: the number of model inputs per video."""
+        return self.clips * self.crops
+
+    @property
+    def name(self) -> str:
+        """``uniform``, ``videomae``, or the settings spelled out for any other combination."""
+        for name, proto in PROTOCOLS.items():
+            if proto == self:
+                return name
+        return f"clips={self.clips},crops={self.crops},stride={self.frame_stride}"
+
+    def clip_indices(self, num_frames: int, clip_len: int) -> list[list[int]]:
+        """The frame indices of each clip, for a video of ``num_frames`` decodable frames."""
+        if num_frames <= 0:
+            raise ValueError("num_frames must be positive")
+        if clip_len <= 0:
+            raise ValueError("clip_len must be positive")
+        if self.frame_stride == 0:
+            return [
+                uniform_indices(num_frames, clip_len, offset=c, offsets=self.clips)
+                for c in range(self.clips)
+            ]
+        return strided_clips(num_frames, clip_len, self.frame_stride, self.clips)
+
+    def flat_indices(self, num_frames: int, clip_len: int) -> list[int]:
+        """:meth:`clip_indices` one clip after the other (what the decoder fetches)."""
+        return [i for clip in self.clip_indices(num_frames, clip_len) for i in clip]
+
+
+#: Named protocols (``--protocol``).
+PROTOCOLS: dict[str, Protocol] = {
+    PROTOCOL_UNIFORM: Protocol(),
+    PROTOCOL_VIDEOMAE: Protocol(clips=5, crops=3, frame_stride=4),
+}
+
+
+def uniform_indices(
+    num_frames: int, num_samples: int, offset: int = 0, offsets: int = 1
+) -> list[int]:
+    """Indices spread uniformly over the video: the centres of ``num_samples`` equal segments.
+
+    ``floor((i + 0.5) * num_frames / num_samples)``; with ``offsets > 1`` the position inside
+    each segment is ``(offset + 0.5) / offsets`` instead of the centre, so that ``offsets``
+    clips interleave. Indices repeat when the video has fewer frames than samples.
+    """
+    if num_frames <= 0:
+        raise ValueError("num_frames must be positive")
+    if num_samples <= 0:
+        raise ValueError("num_samples must be positive")
+    # Integer arithmetic: (i + (offset + 0.5) / offsets) * n / t, floored, without rounding.
+    den = 2 * offsets * num_samples
+    return [((2 * offsets * i + 2 * offset + 1) * num_frames) // den for i in range(num_samples)]
+
+
+def strided_clips(num_frames: int, clip_len: int, stride: int, clips: int) -> list[list[int]]:
+    """The paper's temporal sampling: clips of ``clip_len`` frames taken every ``stride`` frames.
+
+    All frames at ``0, stride, 2*stride, ...`` form one sequence, padded by repeating its last
+    frame up to ``clip_len``; clip ``c`` starts at ``int(c * (len - clip_len) / (clips - 1))``
+    in that sequence, so the first clip starts at the beginning and the last ends at the end.
+    A single clip is the middle one.
+    """
+    sequence = list(range(0, num_frames, stride))
+    sequence += [sequence[-1]] * (clip_len - len(sequence))
+    spare = len(sequence) - clip_len
+    if clips == 1:
+        starts = [spare // 2]
+    else:
+        step = spare / (clips - 1)
+        starts = [int(c * step) for c in range(clips)]
+    return [sequence[s : s + clip_len] for s in starts]
