@@ -11,6 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from tools.fidelity import model_probs, paper_clips, protocol_pixel_values, upright_frames
 from vmae_cli.cli import app
 from vmae_cli.preprocessing import cover_size, spatial_crops
 from vmae_cli.protocol import (
@@ -20,20 +21,6 @@ from vmae_cli.protocol import (
     strided_clips,
     uniform_indices,
 )
-
-
-def paper_clips(n: int, clip_len: int, stride: int, clips: int) -> list[list[int]]:
-    """The VideoMAE Kinetics test sampling, transcribed step by step (independent of ours)."""
-    all_index = [x for x in range(0, n, stride)]
-    while len(all_index) < clip_len:
-        all_index.append(all_index[-1])
-    buffer = np.asarray(all_index)
-    temporal_step = max(1.0 * (buffer.shape[0] - clip_len) / (clips - 1), 0)
-    out = []
-    for chunk_nb in range(clips):
-        temporal_start = int(chunk_nb * temporal_step)
-        out.append(buffer[temporal_start : temporal_start + clip_len].tolist())
-    return out
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 16, 31, 63, 64, 65, 100, 250, 301, 1000])
@@ -122,40 +109,14 @@ def test_three_crops_are_start_centre_end_along_the_long_side() -> None:
 
 def _reference_probs(path: Path, model_dir: Path, proto: Protocol) -> np.ndarray:
     """Decode everything with PyAV, sample and crop as the paper does, resize with PIL."""
-    import av
-    from PIL import Image
     from transformers import AutoModelForVideoClassification
 
-    cfg = json.loads((model_dir / "preprocessor_config.json").read_text())
-    crop = cfg["crop_size"]["height"]
-    mean = np.asarray(cfg["image_mean"], dtype=np.float32)
-    std = np.asarray(cfg["image_std"], dtype=np.float32)
     model = AutoModelForVideoClassification.from_pretrained(model_dir).eval()
-    t = model.config.num_frames
-    with av.open(str(path)) as container:
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    views = []
-    for clip in paper_clips(len(frames), t, proto.frame_stride, proto.clips):
-        resized = []
-        for i in clip:
-            img = Image.fromarray(frames[i])
-            w, h = img.size
-            size = (int(crop * w / h), crop) if w >= h else (crop, int(crop * h / w))
-            resized.append(np.asarray(img.resize(size, Image.BILINEAR)))
-        buf = np.stack(resized)  # (T, H, W, 3)
-        long_side = max(buf.shape[1], buf.shape[2])
-        step = (long_side - crop) / (proto.crops - 1)
-        for split_nb in range(proto.crops):
-            start = int(split_nb * step)
-            if buf.shape[1] >= buf.shape[2]:
-                views.append(buf[:, start : start + crop, :, :])
-            else:
-                views.append(buf[:, :, start : start + crop, :])
-    x = (np.stack(views).astype(np.float32) / 255.0 - mean) / std
-    pixel_values = torch.from_numpy(x).permute(0, 1, 4, 2, 3)  # (V, T, 3, H, W)
-    with torch.inference_mode():
-        probs = torch.softmax(model(pixel_values=pixel_values).logits, dim=-1)
-    return probs.mean(dim=0).numpy()
+    n, frames = upright_frames(path)
+    pv = protocol_pixel_values(
+        model_dir, frames, n, model.config.num_frames, proto.clips, proto.crops
+    )
+    return model_probs(model, pv).numpy()
 
 
 @pytest.fixture(scope="module")
