@@ -115,6 +115,7 @@ class CatalogueEntry:
     ``path`` is relative to the catalogue folder, as text; bytes that are not UTF-8 are
     kept with Python's ``surrogateescape`` (so ``os.fsencode(path)`` gives the exact name).
     ``status`` optionally names the one failure status that is right (``expect="not_ok"``).
+    ``frames`` is the reference decode's frame count, for damaged files judged by it.
     """
 
     path: str
@@ -122,6 +123,7 @@ class CatalogueEntry:
     kind: str
     reason: str
     status: str | None = None
+    frames: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -132,7 +134,7 @@ class CatalogueEntry:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> CatalogueEntry:
         path = os.fsdecode(bytes.fromhex(d["path_hex"]))
-        return cls(path, d["expect"], d["kind"], d["reason"], d.get("status"))
+        return cls(path, d["expect"], d["kind"], d["reason"], d.get("status"), d.get("frames"))
 
 
 def display_path(path: str) -> str:
@@ -162,8 +164,9 @@ class _Builder:
         kind: str,
         reason: str,
         status: str | None = None,
+        frames: int | None = None,
     ) -> Path:
-        self.entries.append(CatalogueEntry(rel, expect, kind, reason, status))
+        self.entries.append(CatalogueEntry(rel, expect, kind, reason, status, frames))
         return self.root / rel
 
     def write(self, rel: str, data: bytes, expect: str, kind: str, reason: str, **kw: Any):
@@ -179,18 +182,25 @@ class _Builder:
         path.write_bytes(data)
         frames = reference_frame_count(path)
         expect = EXPECT_OK if frames else EXPECT_NOT_OK
-        return self.add(rel, expect, kind, f"{what}; {frames} frames decode with FFmpeg")
+        return self.add(
+            rel, expect, kind, f"{what}; {frames} frames decode with FFmpeg", frames=frames
+        )
 
     def random(self, n: int) -> bytes:
         return self.rng.integers(0, 256, n, dtype=np.uint8).tobytes()
 
     def source(self, name: str) -> bytes:
-        """A 48-frame source clip to damage: ``moov_at_end.mp4``, ``faststart.mp4``, ..."""
+        """A source clip to damage: ``moov_at_end.mp4``, ``faststart.mp4``, ``matroska.mkv``,
+        ``mpeg4.avi`` (48 frames, one keyframe) or ``keyframes.mp4`` (96, one every 12)."""
         path = self.scratch / name
         if not path.exists():
             codec = "mpeg4" if name.endswith(".avi") else "h264"
-            options = {"container_options": {"movflags": "+faststart"}} if "fast" in name else {}
-            write_video(path, codec=codec, width=128, height=96, num_frames=48, **options)
+            options: dict[str, Any] = {"num_frames": 48}
+            if name == "keyframes.mp4":
+                options = {"num_frames": 96, "gop": 12}
+            if name in ("faststart.mp4", "keyframes.mp4"):
+                options["container_options"] = {"movflags": "+faststart"}
+            write_video(path, codec=codec, width=128, height=96, **options)
         return path.read_bytes()
 
 
@@ -323,6 +333,16 @@ def _corrupted(b: _Builder) -> None:
         zeroed = bytearray(data)
         zeroed[mid : mid + 4096] = bytes(4096)
         b.judged(f"corrupted/{stem}_zeroed{ext}", bytes(zeroed), kind, "4 KB zeroed mid-way")
+    # Damage followed by clean keyframes: a decoder must resynchronise, not stop there.
+    data = bytearray(b.source("keyframes.mp4"))
+    mid = len(data) // 2
+    data[mid : mid + 8192] = bytes(8192)
+    b.judged(
+        "corrupted/keyframes_zeroed.mp4",
+        bytes(data),
+        kind,
+        "96 frames, keyframe every 12, 8 KB zeroed mid-way (clean frames after it)",
+    )
 
 
 def _spec_entries(b: _Builder) -> None:
@@ -582,7 +602,7 @@ def check_rows(
     seen: dict[str, list[dict[str, str]]] = defaultdict(list)
     problems: list[str] = []
     for row in rows:
-        row_path = row.get("path") or ""
+        row_path = display_path(row.get("path") or "")  # rows from a file already are
         rel = _relative(row_path, prefixes)
         if rel is None or rel not in by_display:
             problems.append(f"unexpected row: {_short(row_path)} status={row.get('status')!r}")
