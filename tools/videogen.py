@@ -845,7 +845,7 @@ AWKWARD_SPECS: dict[str, VideoSpec] = {
 
 
 def make_awkward_videos(out_dir: str | os.PathLike[str]) -> dict[str, Path]:
-    """Write the clips of :data:`AWKWARD_SPECS` (about 3 s); returns ``{name: path}``.
+    """Write the clips of :data:`AWKWARD_SPECS` (about 1.5 s); returns ``{name: path}``.
 
     Clips whose encoder or pixel format is missing from the PyAV build are skipped.
     """
@@ -862,7 +862,8 @@ def make_memory_bomb(
     The frames are flat grey, so the file is about 400 KB, but decoding one frame needs
     over 200 MB (yuv420p) and its RGB conversion 400 MB more: a decoder that trusts the
     header allocates gigabytes.  libx264 accepts the size (no level fits, it encodes
-    anyway); encoding takes about 1.5 s and 1.5 GB of memory per frame at the default size.
+    anyway); at the default size encoding takes about 1.5 s per frame and needs up to
+    1.5 GB of memory.
     """
     import av
 
