@@ -14,6 +14,7 @@ FIFO named ``x.mp4`` would block ``open()`` forever in every FFmpeg-based decode
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 import stat
@@ -390,6 +391,199 @@ def decode_pyav(path: str, sampler: int | Sampler, transform: FrameTransform) ->
         return _finish(DECODER_PYAV, info, n, indices, kept)
 
 
+# --------------------------------------------------------------------------------------
+# Keyframe-aware seeking for long videos
+# --------------------------------------------------------------------------------------
+
+#: Videos shorter than this are read with one sequential pass: on short clips seeking costs
+#: more than it saves (OpenCV's per-frame seeking measured 1.5-8x a grab() pass at <= 15 s).
+SEEK_MIN_DURATION_S = 20.0
+#: Seek only when the plan decodes at most this fraction of the video's frames; each seek
+#: costs a demuxer seek and a decoder flush, and the index is only an estimate of the work.
+SEEK_MAX_FRACTION = 0.6
+#: Containers whose packets carry presentation timestamps and keyframe flags that can be
+#: trusted to index frames (FFmpeg demuxer names). MPEG-TS/PS and AVI are read sequentially:
+#: seeking returns wrong frames on them (and AVI packets carry no pts).
+SEEKABLE_FORMATS = ("mov", "mp4", "matroska", "webm")
+#: Codecs where one packet is one frame in those containers.
+SEEKABLE_CODECS = ("h264", "hevc", "vp9", "av1", "mpeg4", "vp8", "mjpeg", "prores")
+
+DECODER_PYAV_SEEK = "pyav-seek"
+
+
+class _NotSeekable(Exception):
+    """This file is read sequentially instead (not an error)."""
+
+
+@dataclass
+class FrameIndex:
+    """What a demux pass (no decoding) tells about a video stream.
+
+    ``shown`` holds the presentation timestamps of the frames a full decode shows, in order
+    (packets an edit list discards are left out); ``keyframes`` the timestamps of packets a
+    decoder can start from, sorted.
+    """
+
+    shown: list[int]
+    keyframes: list[int]
+
+
+def index_packets(container: Any, stream: Any) -> FrameIndex:
+    """Demux every packet of ``stream`` (no decoding) into a :class:`FrameIndex`.
+
+    Raises :class:`_NotSeekable` when the timestamps cannot identify frames.
+    """
+    shown: list[int] = []
+    keyframes: list[int] = []
+    for packet in container.demux(stream):
+        if packet.size == 0:
+            continue  # the flush packet at the end
+        if packet.pts is None:
+            raise _NotSeekable("a packet without a timestamp")
+        if packet.is_keyframe:
+            keyframes.append(packet.pts)
+        if not packet.is_discard:
+            shown.append(packet.pts)
+    shown.sort()
+    if not shown or not keyframes:
+        raise _NotSeekable("no frames or no keyframes")
+    if len(set(shown)) != len(shown):
+        raise _NotSeekable("duplicate timestamps")
+    keyframes.sort()
+    return FrameIndex(shown, keyframes)
+
+
+@dataclass
+class _Segment:
+    seek_to: int | None  # keyframe pts to seek to first, or None to keep decoding forward
+    targets: list[int]  # presentation timestamps to keep, ascending
+
+
+def plan_seeks(index: FrameIndex, targets: list[int]) -> tuple[list[_Segment], int]:
+    """Group target timestamps into decode segments; also return the frames the plan decodes.
+
+    Each target is decoded starting from the last keyframe at or before it. When that
+    keyframe was already passed, decoding simply continues; otherwise the decoder seeks.
+    """
+    segments: list[_Segment] = []
+    cost = 0
+    cursor: int | None = None  # pts of the last frame decoded so far
+    for t in sorted(set(targets)):
+        k = bisect.bisect_right(index.keyframes, t) - 1
+        if k < 0:
+            raise _NotSeekable("a frame before the first keyframe")
+        start = index.keyframes[k]
+        if cursor is not None and start <= cursor:
+            segments[-1].targets.append(t)
+            cost += _count_between(index.shown, cursor, t)
+        else:
+            segments.append(_Segment(start, [t]))
+            cost += _count_between(index.shown, start, t) + 1
+        cursor = t
+    return segments, cost
+
+
+def _count_between(sorted_pts: list[int], low: int, high: int) -> int:
+    """How many timestamps lie in ``(low, high]``."""
+    return bisect.bisect_right(sorted_pts, high) - bisect.bisect_right(sorted_pts, low)
+
+
+def _decoded_frames(container: Any, stream: Any) -> Iterator[Any]:
+    """Frames from the current demuxer position on, skipping packets that fail to decode."""
+    import av
+
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError:
+            continue
+        yield from frames
+
+
+def decode_pyav_seek(
+    path: str,
+    sampler: int | Sampler,
+    transform: FrameTransform,
+    *,
+    min_duration_s: float = SEEK_MIN_DURATION_S,
+    max_fraction: float = SEEK_MAX_FRACTION,
+) -> DecodedFrames | None:
+    """Decode the sampled frames of a long video by seeking to the keyframe before each one.
+
+    Frames are identified by their presentation timestamps from a demux-only pass over the
+    file, so the result is the same as a full sequential decode (measured on a 60 s 1080p
+    H.264 file: 1.7 s instead of 3.7 s). Returns ``None`` when the file should be read
+    sequentially instead: short, a container or codec whose timestamps cannot be trusted,
+    or a plan that would not save enough; any surprise while decoding also returns ``None``.
+    """
+    import av
+
+    sampler = as_sampler(sampler)
+    with decoder_path(path) as name:
+        try:
+            container = av.open(name, metadata_errors="ignore")
+        except (av.error.FFmpegError, UnicodeDecodeError, ValueError):
+            return None
+        with container:
+            try:
+                return _seek_decode(container, sampler, transform, min_duration_s, max_fraction)
+            except (_NotSeekable, av.error.FFmpegError):
+                return None
+
+
+def _seek_decode(
+    container: Any,
+    sampler: Sampler,
+    transform: FrameTransform,
+    min_duration_s: float,
+    max_fraction: float,
+) -> DecodedFrames:
+    fmt = container.format.name or ""
+    if not container.streams.video or not any(f in fmt.split(",") for f in SEEKABLE_FORMATS):
+        raise _NotSeekable(f"container {fmt}")
+    stream = container.streams.video[0]
+    cc = stream.codec_context
+    if cc.name not in SEEKABLE_CODECS:
+        raise _NotSeekable(f"codec {cc.name}")
+    duration = (container.duration or 0) / 1_000_000
+    if duration < min_duration_s:
+        raise _NotSeekable("short video")
+    _refuse_huge_frames(cc.width or 0, cc.height or 0)
+    stream.thread_type = "NONE"  # parallelism comes from decoding several videos at once
+    index = index_packets(container, stream)
+    n = len(index.shown)
+    indices = sampler(n)
+    wanted_pts = {index.shown[i]: i for i in indices}
+    segments, cost = plan_seeks(index, list(wanted_pts))
+    if cost > max_fraction * n:
+        raise _NotSeekable("seeking would not save enough")
+    kept: dict[int, Any] = {}
+    info: dict[str, Any] = {"reported": stream.frames or 0, "width": cc.width, "height": cc.height}
+    rate = stream.average_rate or stream.guessed_rate
+    info["fps"] = float(rate) if rate else None
+    frames: Iterator[Any] = iter(())
+    for segment in segments:
+        if segment.seek_to is not None:
+            container.seek(segment.seek_to, stream=stream, backward=True, any_frame=False)
+            frames = _decoded_frames(container, stream)
+        remaining = set(segment.targets)
+        last = segment.targets[-1]
+        for frame in frames:
+            if frame.pts is None:
+                raise _NotSeekable("a decoded frame without a timestamp")
+            if frame.pts in remaining:
+                remaining.discard(frame.pts)
+                rgb = _rgb_upright(frame)
+                info.setdefault("shape", rgb.shape[:2])
+                info.setdefault("rotation", int(frame.rotation or 0) % 360)
+                kept[wanted_pts[frame.pts]] = transform(rgb)
+            if frame.pts >= last:
+                break
+        if remaining:
+            raise _NotSeekable("a sampled frame did not come out of the decoder")
+    return _finish(DECODER_PYAV_SEEK, info, n, indices, kept)
+
+
 def decode_video(
     path: str, sampler: int | Sampler, transform: FrameTransform
 ) -> tuple[DecodedFrames | None, Failure | None, VideoMeta]:
@@ -401,6 +595,14 @@ def decode_video(
     failure = check_file(path)
     if failure is not None:
         return None, failure, VideoMeta()
+    try:
+        decoded = decode_pyav_seek(path, sampler, transform)
+    except DecodeFailure as exc:  # too_large, refused before any frame is decoded
+        return None, exc.failure, exc.meta
+    except Exception:  # noqa: BLE001 - any surprise: read the file sequentially instead
+        decoded = None
+    if decoded is not None:
+        return decoded, None, decoded.meta
     first: DecodeFailure | None = None
     for decode in (decode_opencv, decode_pyav):
         try:
