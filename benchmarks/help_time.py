@@ -1,0 +1,127 @@
+"""How long ``vmae --help`` takes (target: median <= 0.5 s), and what it imports.
+
+Runs ``vmae --help`` and ``vmae classify --help`` ``--runs`` times each (after one untimed
+run that warms the file cache) and prints the median, min and max wall time. With
+``--importtime`` it also runs ``python -X importtime`` on the same command and lists the
+slowest imports (cumulative and self time), and says whether heavy libraries (torch,
+transformers, cv2, av, numpy, pandas) were imported at all: none of them is needed to print
+help.
+
+Usage::
+
+    python benchmarks/help_time.py                  # 9 runs of each
+    python benchmarks/help_time.py --runs 21 --importtime --top 15 --json help.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import machine_info, machine_summary, median, vmae_command, write_json
+
+HEAVY = ("torch", "transformers", "cv2", "av", "numpy", "pandas", "PIL", "huggingface_hub")
+
+
+def time_command(cmd: list[str], runs: int) -> dict[str, Any]:
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    times = []
+    rc = 0
+    for _ in range(runs):
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        times.append(time.perf_counter() - start)
+        rc = rc or proc.returncode
+    return {
+        "cmd": " ".join(cmd),
+        "runs": runs,
+        "median_s": median(times),
+        "min_s": min(times),
+        "max_s": max(times),
+        "times_s": [round(t, 4) for t in times],
+        "exit_code": rc,
+    }
+
+
+def import_times(cmd: list[str]) -> list[dict[str, Any]]:
+    """Parse ``python -X importtime`` output of ``cmd`` (a console script or -m command)."""
+    if cmd[0] == sys.executable:
+        py_cmd = [sys.executable, "-X", "importtime", *cmd[1:]]
+    else:
+        py_cmd = [sys.executable, "-X", "importtime", cmd[0], *cmd[1:]]
+    proc = subprocess.run(py_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    rows = []
+    for line in proc.stderr.splitlines():
+        if not line.startswith("import time:") or "[us]" in line:
+            continue
+        try:
+            self_us, cumulative_us, name = line[len("import time:") :].split("|", 2)
+            rows.append(
+                {
+                    "module": name.strip(),
+                    "depth": (len(name) - len(name.lstrip())) // 2,
+                    "self_s": int(self_us) / 1e6,
+                    "cumulative_s": int(cumulative_us) / 1e6,
+                }
+            )
+        except ValueError:
+            continue
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=9, help="timed runs per command (default 9)")
+    parser.add_argument("--target", type=float, default=0.5, help="median target in s (0.5)")
+    parser.add_argument("--importtime", action="store_true", help="also list the slowest imports")
+    parser.add_argument("--top", type=int, default=12, help="imports listed (default 12)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+
+    base = vmae_command()
+    info = machine_info()
+    print(f"machine: {machine_summary(info)}")
+    report: dict[str, Any] = {"machine": info, "commands": []}
+    worst = 0.0
+    for extra in (["--help"], ["classify", "--help"]):
+        r = time_command([*base, *extra], args.runs)
+        report["commands"].append(r)
+        worst = max(worst, r["median_s"])
+        verdict = "PASS" if r["median_s"] <= args.target else "FAIL"
+        print(
+            f"vmae {' '.join(extra)}: median {r['median_s']:.3f} s (min {r['min_s']:.3f}, "
+            f"max {r['max_s']:.3f}, {args.runs} runs, exit {r['exit_code']}) "
+            f"target <= {args.target} s: {verdict}"
+        )
+    report["pass"] = worst <= args.target
+    if args.importtime:
+        report["imports"] = {}
+        for extra in (["--help"], ["classify", "--help"]):
+            name = f"vmae {' '.join(extra)}"
+            rows = import_times([*base, *extra])
+            top_level = {r["module"].split(".")[0] for r in rows}
+            heavy = [m for m in HEAVY if m in top_level]
+            report["imports"][name] = {"modules": rows, "heavy_imported": heavy}
+            total = sum(r["self_s"] for r in rows)
+            print(f"\n{name} imports {len(rows)} modules, {total:.3f} s of import time in all")
+            print(f"heavy libraries imported: {', '.join(heavy) if heavy else 'none'}")
+            print(f"slowest (cumulative), top {args.top}:")
+            for r in sorted(rows, key=lambda r: -r["cumulative_s"])[: args.top]:
+                print(f"  {r['cumulative_s']:8.3f} s  {'  ' * r['depth']}{r['module']}")
+            print(f"slowest (self), top {args.top}:")
+            for r in sorted(rows, key=lambda r: -r["self_s"])[: args.top]:
+                print(f"  {r['self_s']:8.3f} s  {r['module']}")
+    if args.json:
+        write_json(args.json, report)
+        print(f"\nwrote {args.json}")
+    return 0 if report["pass"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

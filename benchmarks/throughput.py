@@ -1,0 +1,559 @@
+"""Throughput of vmae against the Hugging Face pipeline and against the model alone, in one run.
+
+Three parts, each in its own process so that none disturbs the others (torch thread pools,
+memory, caches), measured one after the other on the same files:
+
+``model``  model-only rate: clips/s of ``vmae_cli.model.LoadedModel.predict`` on random uint8
+           batches ``(B, 16, 3, 224, 224)`` after warm-up, for each dtype (bfloat16, float32)
+           and batch size asked for. No decoding at all: the ceiling for vmae on this machine.
+``vmae``   ``vmae classify VIDEOS_DIR --model MODEL_DIR -q -o tmp.csv [--vmae-args]`` as a
+           subprocess, timed from start to exit (interpreter start-up, imports and model load
+           included), with the peak memory of its whole process tree (RSS and PSS sums, sampled
+           every 50 ms) and the rows per status of its CSV.
+``hf``     ``transformers.pipeline("video-classification", model=MODEL_DIR, device="cpu",
+           dtype=torch.float32)`` called once per video over the same files (what a user of
+           the library would write), timed both as a whole process and for the loop alone,
+           with the time split between ``preprocess`` (decoding + image processor) and the
+           model. What transformers does here (5.x, no torchvision, no torchcodec): the model
+           folder has no video processor, so the pipeline uses the image processor
+           (``VideoMAEImageProcessorPil``) and decodes with its own PyAV loop, which keeps the
+           frames ``np.linspace(0, num_frames * frame_sampling_rate - 1, num_frames)``, i.e.
+           frames 0..15: the first 16 frames (about half a second) of every video, decoded from
+           the start and converted to full-size RGB, the rest of the video never read. vmae
+           samples 16 frames spread over the whole video, which means decoding all of it, so
+           the two rates do not measure the same work; the JSON records what HF sampled.
+
+Then a table with the ratios vmae/HF and vmae/model-only (bf16) and the machine's details.
+
+Usage::
+
+    python benchmarks/throughput.py VIDEOS_DIR --model MODEL_DIR [--json out.json]
+    python benchmarks/throughput.py VIDEOS_DIR --model MODEL_DIR --parts vmae \\
+        --vmae-args="--workers 2 --batch-size 4" --runs 3
+    python benchmarks/throughput.py VIDEOS_DIR --model MODEL_DIR --parts model \\
+        --model-batch-sizes 1,2,4 --model-dtypes bfloat16,float32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    FirstRowWatch,
+    count_csv_rows,
+    describe_videos,
+    fmt_bytes,
+    fmt_duration,
+    fmt_rate,
+    list_videos,
+    machine_info,
+    machine_summary,
+    median,
+    print_table,
+    ratio,
+    run_measured,
+    vmae_command,
+    write_json,
+)
+
+PARTS = ("model", "vmae", "hf")
+
+
+# --------------------------------------------------------------------------------------
+# Workers (run in child processes: `throughput.py --_worker hf|model ...`)
+# --------------------------------------------------------------------------------------
+
+
+def _hf_worker(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.perf_counter()
+    import numpy as np
+    import torch
+    import transformers
+    from transformers.utils import (
+        is_av_available,
+        is_torchcodec_available,
+        is_torchvision_available,
+    )
+
+    transformers.logging.set_verbosity_error()
+    imported = time.perf_counter()
+    dtype = getattr(torch, args.hf_dtype)
+    pipe = transformers.pipeline(
+        "video-classification", model=args.model, device="cpu", dtype=dtype
+    )
+    loaded = time.perf_counter()
+    num_frames = int(getattr(pipe.model.config, "num_frames", 16))
+    # What VideoClassificationPipeline.preprocess samples with its defaults
+    # (frame_sampling_rate=1) when it decodes itself (no video processor).
+    indices = np.linspace(0, num_frames * 1 - 1, num=num_frames, dtype=np.int64).tolist()
+    info = {
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "image_processor": type(pipe.image_processor).__name__ if pipe.image_processor else None,
+        "video_processor": type(pipe.video_processor).__name__ if pipe.video_processor else None,
+        "torchvision_available": is_torchvision_available(),
+        "torchcodec_available": is_torchcodec_available(),
+        "av_available": is_av_available(),
+        "model_dtype": str(pipe.model.dtype).replace("torch.", ""),
+    }
+    if pipe.video_processor is None:
+        info["sampling"] = (
+            f"own PyAV loop: frames {indices} of the decoded stream "
+            f"(np.linspace(0, num_frames*frame_sampling_rate-1, num_frames)), i.e. the first "
+            f"{num_frames}; decoding stops after frame {indices[-1]}; frames converted to "
+            "full-size rgb24, then the image processor resizes and crops each one"
+        )
+    else:
+        info["sampling"] = (
+            f"video processor {type(pipe.video_processor).__name__} with "
+            f"num_frames={num_frames}, do_sample_frames=True"
+        )
+    info["sampled_indices"] = indices if pipe.video_processor is None else None
+
+    # Time the two halves of every call: preprocess (decode + image processor) and the model.
+    spent = {"preprocess": 0.0, "forward": 0.0}
+    orig_pre, orig_fwd = pipe.preprocess, pipe._forward
+
+    def timed_pre(*a: Any, **k: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return orig_pre(*a, **k)
+        finally:
+            spent["preprocess"] += time.perf_counter() - t
+
+    def timed_fwd(*a: Any, **k: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return orig_fwd(*a, **k)
+        finally:
+            spent["forward"] += time.perf_counter() - t
+
+    pipe.preprocess, pipe._forward = timed_pre, timed_fwd
+    paths = list_videos(args.videos)[: args.hf_limit or None]
+    ok, failures, per_video = 0, [], []
+    loop_start = time.perf_counter()
+    for path in paths:
+        t = time.perf_counter()
+        try:
+            pipe(path, top_k=1)
+            ok += 1
+        except Exception as exc:  # noqa: BLE001 - counted and reported per file
+            failures.append({"path": path, "error": f"{type(exc).__name__}: {exc}"[:300]})
+        per_video.append(round(time.perf_counter() - t, 4))
+    loop = time.perf_counter() - loop_start
+    return {
+        **info,
+        "videos": len(paths),
+        "ok": ok,
+        "failures": failures,
+        "import_s": round(imported - started, 3),
+        "load_s": round(loaded - imported, 3),
+        "loop_s": round(loop, 3),
+        "preprocess_s": round(spent["preprocess"], 3),
+        "forward_s": round(spent["forward"], 3),
+        "first_video_s": per_video[0] if per_video else None,
+        "per_video_s": per_video,
+        "loop_videos_per_s": len(paths) / loop if loop > 0 else None,
+    }
+
+
+def _model_worker(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from vmae_cli.model import load_model
+
+    results = []
+    for dtype in _split(args.model_dtypes):
+        t = time.perf_counter()
+        lm = load_model(args.model, device="cpu", dtype=dtype)
+        load_s = time.perf_counter() - t
+        crop = getattr(lm.preprocess, "crop_hw", None) or (224, 224)
+        for batch in (int(b) for b in _split(args.model_batch_sizes)):
+            gen = torch.Generator().manual_seed(0)
+            x = torch.randint(
+                0, 256, (batch, lm.num_frames, 3, *crop), dtype=torch.uint8, generator=gen
+            )
+            for _ in range(args.model_warmup):
+                lm.predict(x)
+            iters, start = 0, time.perf_counter()
+            times = []
+            while True:
+                t = time.perf_counter()
+                lm.predict(x)
+                times.append(time.perf_counter() - t)
+                iters += 1
+                elapsed = time.perf_counter() - start
+                if iters >= args.model_min_iters and elapsed >= args.model_seconds:
+                    break
+            results.append(
+                {
+                    "dtype": dtype,
+                    "resolved_dtype": str(lm.dtype).replace("torch.", ""),
+                    "batch_size": batch,
+                    "input_shape": list(x.shape),
+                    "iterations": iters,
+                    "seconds": round(elapsed, 3),
+                    "clips_per_s": batch * iters / elapsed,
+                    "median_batch_s": round(sorted(times)[len(times) // 2], 4),
+                    "load_s": round(load_s, 3),
+                    "torch_threads": torch.get_num_threads(),
+                }
+            )
+            print(
+                f"  model {dtype} B={batch}: {batch * iters / elapsed:.3f} clips/s "
+                f"({iters} batches in {elapsed:.1f} s)",
+                file=sys.stderr,
+            )
+        del lm
+    return {"runs": results}
+
+
+def _split(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+# --------------------------------------------------------------------------------------
+# Orchestration
+# --------------------------------------------------------------------------------------
+
+
+def _run_worker(kind: str, args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
+    """Run this script as ``--_worker kind`` in a child; return its JSON and measurement."""
+    with tempfile.TemporaryDirectory(prefix="vmae-bench-") as tmp:
+        out = Path(tmp) / "result.json"
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            args.videos,
+            "--model",
+            args.model,
+            "--_worker",
+            kind,
+            "--_out",
+            str(out),
+            "--model-dtypes",
+            args.model_dtypes,
+            "--model-batch-sizes",
+            args.model_batch_sizes,
+            "--model-seconds",
+            str(args.model_seconds),
+            "--model-min-iters",
+            str(args.model_min_iters),
+            "--model-warmup",
+            str(args.model_warmup),
+            "--hf-limit",
+            str(args.hf_limit or 0),
+            "--hf-dtype",
+            args.hf_dtype,
+        ]
+        m = run_measured(cmd, pss_every=args.pss_every)
+        if m.stderr.strip() and args.verbose:
+            sys.stderr.write(m.stderr)
+        if m.returncode != 0 or not out.exists():
+            tail = "\n".join(m.stderr.strip().splitlines()[-15:])
+            print(f"throughput: the {kind} part failed (exit {m.returncode}):\n{tail}")
+            return {"error": f"exit {m.returncode}", "stderr_tail": tail}, m
+        return json.loads(out.read_text()), m
+
+
+def _warm_page_cache(paths: list[str]) -> float:
+    """Read every file once so that no part pays for the first read from disk."""
+    start = time.perf_counter()
+    for p in paths:
+        try:
+            with open(p, "rb") as f:
+                while f.read(1 << 22):
+                    pass
+        except OSError:
+            pass
+    return time.perf_counter() - start
+
+
+def _measure_vmae(args: argparse.Namespace, n_videos: int) -> list[dict[str, Any]]:
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="vmae-bench-") as tmp:
+        for i in range(args.runs):
+            csv_path = Path(tmp) / f"run{i}.csv"
+            cmd = [
+                *vmae_command(),
+                "classify",
+                args.videos,
+                "--model",
+                args.model,
+                "-q",
+                "-o",
+                str(csv_path),
+                *shlex.split(args.vmae_args),
+            ]
+            watch = FirstRowWatch(csv_path)
+            m = run_measured(cmd, pss_every=args.pss_every, capture_stdout=False, on_tick=watch)
+            statuses = count_csv_rows(csv_path)
+            rows = sum(statuses.values())
+            run = {
+                "cmd": shlex.join(cmd),
+                "exit_code": m.returncode,
+                "wall_s": round(m.wall_s, 3),
+                "videos_per_s": n_videos / m.wall_s if m.wall_s > 0 else None,
+                "first_row_s": None if watch.seconds is None else round(watch.seconds, 2),
+                "rows": rows,
+                "ok": statuses.get("ok", 0),
+                "statuses": statuses,
+                "memory": m.memory.as_dict(with_timeline=True),
+                "stderr_tail": "\n".join(m.stderr.strip().splitlines()[-10:]),
+            }
+            runs.append(run)
+            print(
+                f"  vmae run {i + 1}/{args.runs}: {m.wall_s:.1f} s (first row after "
+                f"{run['first_row_s']} s), exit {m.returncode}, "
+                f"{run['ok']}/{rows} ok, peak RSS sum {fmt_bytes(m.memory.peak_rss_sum)}",
+                file=sys.stderr,
+            )
+            if m.returncode not in (0, 3) and run["stderr_tail"]:
+                print(run["stderr_tail"], file=sys.stderr)
+    return runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("videos", help="folder of videos (walked like vmae does)")
+    parser.add_argument("--model", required=True, help="model folder (save_pretrained layout)")
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"comma-separated parts to run, in this order (default {','.join(PARTS)})",
+    )
+    parser.add_argument("--skip-hf", action="store_true", help="same as leaving hf out of --parts")
+    parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
+    parser.add_argument(
+        "--vmae-args",
+        default="",
+        help='extra vmae arguments as one string, written --vmae-args="--workers 2"',
+    )
+    parser.add_argument("--runs", type=int, default=1, help="vmae end-to-end runs (default 1)")
+    parser.add_argument(
+        "--hf-limit", type=int, default=0, help="HF: only the first N videos (0 = all)"
+    )
+    parser.add_argument(
+        "--hf-dtype",
+        default="float32",
+        choices=["float32", "bfloat16"],
+        help="dtype of the HF pipeline (default float32, what a user gets without asking)",
+    )
+    parser.add_argument("--model-dtypes", default="bfloat16,float32")
+    parser.add_argument(
+        "--model-batch-sizes", default="2", help="comma-separated (default 2, vmae's CPU default)"
+    )
+    parser.add_argument(
+        "--model-seconds", type=float, default=20.0, help="measure each model setting this long"
+    )
+    parser.add_argument("--model-min-iters", type=int, default=3)
+    parser.add_argument("--model-warmup", type=int, default=2, help="untimed batches first")
+    parser.add_argument(
+        "--pss-every",
+        type=int,
+        default=40,
+        help="read PSS every N-th 50 ms memory sample (default 40 = every 2 s; 0 = never): "
+        "reading it walks the page tables, ~9 ms per GB-sized process, CPU the run then lacks",
+    )
+    parser.add_argument(
+        "--no-warm-cache", action="store_true", help="do not read the files once beforehand"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show the parts' stderr")
+    parser.add_argument("--_worker", choices=["hf", "model"], help=argparse.SUPPRESS)
+    parser.add_argument("--_out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.videos = os.path.abspath(args.videos)
+    args.model = os.path.abspath(args.model) if os.path.isdir(args.model) else args.model
+
+    if args._worker:
+        result = _hf_worker(args) if args._worker == "hf" else _model_worker(args)
+        write_json(args._out, result)
+        return 0
+
+    parts = [p for p in _split(args.parts) if not (args.skip_hf and p == "hf")]
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown:
+        parser.error(f"unknown part(s) {unknown}; choose from {PARTS}")
+    info = machine_info()
+    paths = list_videos(args.videos)
+    videos = describe_videos(paths)
+    print(f"machine: {machine_summary(info)}", file=sys.stderr)
+    print(
+        f"videos: {videos['videos']} files, {fmt_duration(videos['total_duration_s'])} of video, "
+        f"{fmt_bytes(videos['total_bytes'])}",
+        file=sys.stderr,
+    )
+    if not paths:
+        print("throughput: no videos found", file=sys.stderr)
+        return 2
+    report: dict[str, Any] = {
+        "machine": info,
+        "videos_dir": args.videos,
+        "model": args.model,
+        "videos": videos,
+        "options": {k: v for k, v in vars(args).items() if not k.startswith("_")},
+        "parts": {},
+    }
+    if not args.no_warm_cache:
+        report["page_cache_warm_s"] = round(_warm_page_cache(paths), 2)
+
+    for part in parts:
+        print(f"[{part}] ...", file=sys.stderr)
+        if part == "vmae":
+            report["parts"]["vmae"] = {"runs": _measure_vmae(args, len(paths))}
+            continue
+        data, m = _run_worker(part, args)
+        data["process"] = {
+            "wall_s": round(m.wall_s, 3),
+            "exit_code": m.returncode,
+            "memory": m.memory.as_dict(),
+        }
+        if part == "hf" and "loop_s" in data:
+            n = data["videos"]
+            data["process"]["videos_per_s"] = n / m.wall_s if m.wall_s > 0 else None
+            print(
+                f"  hf: {data['ok']}/{n} ok, loop {data['loop_s']:.1f} s "
+                f"(preprocess {data['preprocess_s']:.1f} s, model {data['forward_s']:.1f} s), "
+                f"process {m.wall_s:.1f} s",
+                file=sys.stderr,
+            )
+        report["parts"][part] = data
+
+    report["summary"] = _summarise(report)
+    _print_report(report)
+    if args.json:
+        write_json(args.json, report)
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+def _summarise(report: dict[str, Any]) -> dict[str, Any]:
+    parts = report["parts"]
+    s: dict[str, Any] = {}
+    vmae = parts.get("vmae", {}).get("runs", [])
+    rates = [r["videos_per_s"] for r in vmae if r.get("videos_per_s") and r["exit_code"] in (0, 3)]
+    s["vmae_videos_per_s"] = median(rates)
+    s["vmae_videos_per_s_best"] = max(rates) if rates else None
+    hf = parts.get("hf", {})
+    s["hf_videos_per_s_process"] = hf.get("process", {}).get("videos_per_s")
+    s["hf_videos_per_s_loop"] = hf.get("loop_videos_per_s")
+    hf_n = hf.get("videos")
+    if hf_n is not None and hf_n != report["videos"]["videos"]:
+        s["note"] = f"HF ran over the first {hf_n} videos only (--hf-limit)"
+    best: dict[str, Any] = {}
+    for run in parts.get("model", {}).get("runs", []):
+        key = run["dtype"]
+        if key not in best or run["clips_per_s"] > best[key]["clips_per_s"]:
+            best[key] = run
+    s["model_only"] = {
+        k: {"clips_per_s": v["clips_per_s"], "batch_size": v["batch_size"]} for k, v in best.items()
+    }
+    bf16 = best.get("bfloat16", {}).get("clips_per_s")
+    fp32 = best.get("float32", {}).get("clips_per_s")
+    s["ratio_vmae_over_hf_process"] = ratio(s["vmae_videos_per_s"], s["hf_videos_per_s_process"])
+    s["ratio_vmae_over_hf_loop"] = ratio(s["vmae_videos_per_s"], s["hf_videos_per_s_loop"])
+    s["ratio_vmae_over_model_bf16"] = ratio(s["vmae_videos_per_s"], bf16)
+    s["ratio_vmae_over_model_fp32"] = ratio(s["vmae_videos_per_s"], fp32)
+    return s
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    parts, s = report["parts"], report["summary"]
+    v = report["videos"]
+    print()
+    print(f"machine: {machine_summary(report['machine'])}")
+    print(
+        f"videos:  {v['videos']} files, {fmt_duration(v['total_duration_s'])} of video "
+        f"({v['total_duration_s']:.0f} s), {fmt_bytes(v['total_bytes'])}; model: {report['model']}"
+    )
+    header = [
+        "measurement",
+        "videos/s",
+        "clips/s",
+        "wall s",
+        "1st row s",
+        "peak RSS sum",
+        "peak PSS sum",
+        "ok",
+    ]
+    rows: list[list[str]] = []
+
+    def add(**cells: str) -> None:
+        keys = ["name", "vps", "cps", "wall", "first", "rss", "pss", "ok"]
+        rows.append([cells.get(k, "") for k in keys])
+
+    for run in parts.get("model", {}).get("runs", []):
+        add(
+            name=f"model only {run['dtype']} B={run['batch_size']}",
+            cps=fmt_rate(run["clips_per_s"]),
+            wall=f"{run['seconds']:.1f}",
+        )
+    for i, run in enumerate(parts.get("vmae", {}).get("runs", []), 1):
+        mem = run["memory"]
+        add(
+            name=f"vmae classify (process) run {i}",
+            vps=fmt_rate(run["videos_per_s"]),
+            wall=f"{run['wall_s']:.1f}",
+            first=fmt_rate(run.get("first_row_s"), 1),
+            rss=fmt_bytes(mem["peak_rss_sum"]),
+            pss=fmt_bytes(mem["peak_pss_sum"]),
+            ok=f"{run['ok']}/{run['rows']} (exit {run['exit_code']})",
+        )
+    hf = parts.get("hf", {})
+    if "loop_s" in hf:
+        mem = hf["process"]["memory"]
+        add(
+            name=f"HF pipeline {hf.get('model_dtype', '?')} (process)",
+            vps=fmt_rate(hf["process"]["videos_per_s"]),
+            wall=f"{hf['process']['wall_s']:.1f}",
+            rss=fmt_bytes(mem["peak_rss_sum"]),
+            pss=fmt_bytes(mem["peak_pss_sum"]),
+            ok=f"{hf['ok']}/{hf['videos']}",
+        )
+        add(
+            name=f"HF pipeline {hf.get('model_dtype', '?')} (loop only)",
+            vps=fmt_rate(hf["loop_videos_per_s"]),
+            wall=f"{hf['loop_s']:.1f}",
+        )
+    elif "error" in hf:
+        add(name="HF pipeline", vps="failed", ok=hf["error"])
+    print()
+    print_table(rows, header)
+    print()
+    ratios = [
+        ("vmae / HF (whole process each)", s.get("ratio_vmae_over_hf_process")),
+        ("vmae / HF (HF loop only, no start-up)", s.get("ratio_vmae_over_hf_loop")),
+        ("vmae / model-only bf16 (best B)", s.get("ratio_vmae_over_model_bf16")),
+        ("vmae / model-only fp32 (best B)", s.get("ratio_vmae_over_model_fp32")),
+    ]
+    for name, value in ratios:
+        print(f"{name:40s} {fmt_rate(value, 2)}")
+    if s.get("note"):
+        print(f"note: {s['note']}")
+    if "loop_s" in hf:
+        print(
+            f"HF: {hf['image_processor']} / video processor {hf['video_processor']}; "
+            f"torchvision {hf['torchvision_available']}, torchcodec {hf['torchcodec_available']}; "
+            f"preprocess {hf['preprocess_s']:.1f} s + model {hf['forward_s']:.1f} s of "
+            f"{hf['loop_s']:.1f} s loop"
+        )
+        print(f"HF sampling: {hf['sampling']}")
+        if hf["failures"]:
+            print(f"HF failures: {len(hf['failures'])}, first: {hf['failures'][0]}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
