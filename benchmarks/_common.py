@@ -503,8 +503,8 @@ class FirstRowWatch:
             pass
 
 
-def count_csv_rows(path: str | os.PathLike[str]) -> dict[str, int]:
-    """Rows per ``status`` in a vmae CSV file (``{}`` when the file is missing)."""
+def count_csv_rows(path: str | os.PathLike[str], column: str = "status") -> dict[str, int]:
+    """Rows per value of ``column`` in a vmae CSV file (``{}`` when the file is missing)."""
     import csv
     from collections import Counter
 
@@ -512,7 +512,7 @@ def count_csv_rows(path: str | os.PathLike[str]) -> dict[str, int]:
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
             for row in csv.DictReader(f):
-                counts[row.get("status") or "?"] += 1
+                counts[row.get(column) or "-"] += 1
     except OSError:
         return {}
     return dict(counts)

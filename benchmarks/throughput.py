@@ -309,6 +309,7 @@ def _measure_vmae(args: argparse.Namespace, n_videos: int) -> list[dict[str, Any
                 "rows": rows,
                 "ok": statuses.get("ok", 0),
                 "statuses": statuses,
+                "decoders": count_csv_rows(csv_path, "decoder"),
                 "memory": m.memory.as_dict(with_timeline=True),
                 "stderr_tail": "\n".join(m.stderr.strip().splitlines()[-10:]),
             }
@@ -543,6 +544,10 @@ def _print_report(report: dict[str, Any]) -> None:
         print(f"{name:40s} {fmt_rate(value, 2)}")
     if s.get("note"):
         print(f"note: {s['note']}")
+    for i, run in enumerate(parts.get("vmae", {}).get("runs", []), 1):
+        decoders = ", ".join(f"{k} {v}" for k, v in sorted(run.get("decoders", {}).items()))
+        statuses = ", ".join(f"{k} {v}" for k, v in sorted(run["statuses"].items()))
+        print(f"vmae run {i}: rows by status: {statuses or '-'}; by decoder: {decoders or '-'}")
     if "loop_s" in hf:
         print(
             f"HF: {hf['image_processor']} / video processor {hf['video_processor']}; "
