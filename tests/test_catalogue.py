@@ -110,13 +110,6 @@ def test_decode_video_agrees_with_the_manifest(
     assert not wrong, "\n".join(wrong)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="decode_opencv stops after MAX_CONSECUTIVE_READ_FAILURES (8) failed grab() calls; "
-    "a damaged stretch longer than that loses every frame after it, even clean ones after "
-    "the next keyframe (corrupted/keyframes_zeroed.mp4: 47 of 73 frames, "
-    "corrupted/faststart_zeroed.mp4: 22 of 33; decode_pyav gets all of them)",
-)
 def test_damaged_videos_lose_no_decodable_frames(
     catalogue: tuple[Path, list[CatalogueEntry]],
 ) -> None:

@@ -13,6 +13,7 @@ in flight in the dead loader are dispatched again.
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import sys
 import threading
@@ -31,12 +32,15 @@ from .results import (
     Clip,
     DecodeOutcome,
     Failure,
+    file_stamp,
 )
 
 #: Decoded clips waiting in each worker's output, beyond the one being worked on.
 PREFETCH_PER_WORKER = 2
 #: How often the watchdog looks for videos that exceeded --timeout (seconds).
 WATCHDOG_INTERVAL_S = 0.25
+#: How often an idle worker checks that the main process is still alive (seconds).
+PARENT_CHECK_INTERVAL_S = 2.0
 #: A worker whose death cannot be pinned on a video twice in a row means a broken set-up.
 MAX_UNEXPLAINED_RESTARTS = 3
 
@@ -84,9 +88,13 @@ class DecodeJob:
     def __call__(self, path: str) -> DecodeOutcome:
         """Decode ``path`` into a :class:`DecodeOutcome`; never raises for a bad file."""
         start = time.perf_counter()
+        # Stamped before decoding: a file that changes meanwhile is redone by --resume.
+        stamp = file_stamp(path)
         decoded, failure, meta = decode_video(path, self.sample, self.transform)
         if decoded is None:
-            return DecodeOutcome(path, failure=failure, meta=meta, seconds=_since(start))
+            return DecodeOutcome(
+                path, failure=failure, meta=meta, seconds=_since(start), stamp=stamp
+            )
         notes = []
         clips = self.protocol.clip_indices(meta.frames_decoded, self.num_frames)
         if any(len(set(c)) < len(c) for c in clips):
@@ -97,8 +105,8 @@ class DecodeJob:
                 f"short video: {available} frames{at} for {self.num_frames} per clip, "
                 "frames repeated"
             )
-        clip = Clip(path, meta, decoded.frame_indices, self.views(decoded.frames), notes)
-        return DecodeOutcome(path, clip=clip, meta=meta, seconds=_since(start))
+        clip = Clip(path, meta, decoded.frame_indices, self.views(decoded.frames), notes, stamp)
+        return DecodeOutcome(path, clip=clip, meta=meta, seconds=_since(start), stamp=stamp)
 
 
 def _since(start: float) -> float:
@@ -122,6 +130,30 @@ def _worker_init(_worker_id: int) -> None:
         pass
     # Ctrl-C is the main process's business: it stops dispatching and flushes the rows.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+
+
+#: prctl option that sends the calling process a signal when its parent dies (Linux).
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Make this worker exit when the main process is killed (even with SIGKILL).
+
+    An orphaned worker would otherwise wait for tasks forever and keep the output file's
+    lock (inherited through fork) alive.
+    """
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def _make_dataset(task_queue: Any, slots: Any, job: Callable[[str], DecodeOutcome]) -> Any:
@@ -134,8 +166,14 @@ def _make_dataset(task_queue: Any, slots: Any, job: Callable[[str], DecodeOutcom
             info = get_worker_info()
             wid = info.id if info is not None else 0
             slots[3 * wid + 2] = os.getpid()
+            parent = os.getppid()
             while True:
-                task = task_queue.get()
+                try:
+                    task = task_queue.get(timeout=PARENT_CHECK_INTERVAL_S)
+                except queue.Empty:
+                    if os.getppid() != parent:
+                        return  # orphaned (where prctl is not available)
+                    continue
                 if task is None:
                     return
                 task_id, path = task
@@ -179,6 +217,7 @@ def iter_decoded(
     import torch.utils.data._utils.signal_handling as torch_signals
     from torch.utils.data import DataLoader
 
+    _quiesce_opencv_threads()
     # torch installs a SIGCHLD handler that raises in the main thread at an arbitrary point
     # (in the middle of a model call or a row write) when a worker dies. Worker deaths are
     # handled below instead, where the loader notices them.
@@ -260,11 +299,24 @@ def iter_decoded(
                 failure = Failure(STATUS_TIMEOUT, f"decoding took longer than {timeout_s:g} s")
             else:
                 failure = Failure(STATUS_CRASHED, "the decoder crashed on this file")
-            yield DecodeOutcome(path, failure=failure)
+            yield DecodeOutcome(path, failure=failure, stamp=file_stamp(path))
         unexplained = 0 if (failed or progressed) else unexplained + 1
         if unexplained >= MAX_UNEXPLAINED_RESTARTS:
             raise WorkerPoolError("decoding workers keep dying before they start on a video")
         redo.extendleft(sorted(in_flight.items(), reverse=True))
+
+
+def _quiesce_opencv_threads() -> None:
+    """Stop OpenCV's thread pool in this process before workers are forked from it.
+
+    A forked child inherits the pool's state but not its threads, and hangs for ever the
+    next time it touches the pool (even in ``cv2.setNumThreads``): opencv/opencv#5150. The
+    pool only exists when this process already used OpenCV (a library caller decoding
+    in-process, or ``workers=0`` earlier).
+    """
+    cv2 = sys.modules.get("cv2")
+    if cv2 is not None and _mp_context().get_start_method() == "fork":
+        cv2.setNumThreads(1)
 
 
 def _send_sentinels(task_queue: Any, workers: int) -> bool:

@@ -51,9 +51,10 @@ if not os.environ.get("VMAE_DEBUG"):
 #: 16384x8192 H.264 frame of a 395 KB file made OpenCV allocate over 2 GB.
 MAX_FRAME_PIXELS = 7680 * 4320
 
-#: After ``grab()`` fails before the header's frame count is reached, try this many more times:
-#: a corrupt block makes FFmpeg report a failed read in the middle of a stream.
-MAX_CONSECUTIVE_READ_FAILURES = 8
+#: After ``grab()`` fails, try this many more times before taking it as the end: a corrupt
+#: stretch makes FFmpeg fail 9-20 reads in a row in the middle of a stream and then decode
+#: clean frames again from the next keyframe. At the real end each retry returns at once.
+MAX_CONSECUTIVE_READ_FAILURES = 64
 
 DECODER_OPENCV = "opencv"
 DECODER_PYAV = "pyav"
@@ -243,8 +244,8 @@ def _opencv_pass(
             if limit is not None and n > last_needed:
                 break
             if not cap.grab():
-                # A failed read before the advertised end may be a corrupt block, not the end.
-                if n < info["reported"] and failures < MAX_CONSECUTIVE_READ_FAILURES:
+                # A failed read may be a corrupt block, not the end (whatever the header says).
+                if failures < MAX_CONSECUTIVE_READ_FAILURES:
                     failures += 1
                     continue
                 break

@@ -120,6 +120,7 @@ class Classifier:
             meta=outcome.meta,
             model=self.loaded.name,
             protocol=protocol.name,
+            stamp=outcome.stamp,
         )
 
     def _predict(
@@ -151,6 +152,7 @@ class Classifier:
                 notes=clip.notes,
                 model=lm.name,
                 protocol=protocol.name,
+                stamp=clip.stamp,
             )
 
 

@@ -40,6 +40,26 @@ FAILURE_STATUSES = (
 
 
 @dataclass(frozen=True)
+class FileStamp:
+    """Size and modification time of a file when it was read: how --resume tells whether a
+    video changed since its row was written."""
+
+    size_bytes: int
+    mtime_ns: int
+
+
+def file_stamp(path: str) -> FileStamp | None:
+    """The :class:`FileStamp` of ``path``, or ``None`` when it cannot be ``stat``-ed."""
+    import os
+
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return FileStamp(st.st_size, st.st_mtime_ns)
+
+
+@dataclass(frozen=True)
 class VideoMeta:
     """What the decoder learned about a video.
 
@@ -81,6 +101,7 @@ class Clip:
     frame_indices: list[int]
     frames: torch.Tensor
     notes: list[str] = field(default_factory=list)
+    stamp: FileStamp | None = None
 
     @property
     def num_views(self) -> int:
@@ -97,6 +118,7 @@ class DecodeOutcome:
     failure: Failure | None = None
     meta: VideoMeta = field(default_factory=VideoMeta)
     seconds: float = 0.0
+    stamp: FileStamp | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +145,7 @@ class Prediction:
     notes: list[str] = field(default_factory=list)
     model: str = ""
     protocol: str = ""
+    stamp: FileStamp | None = None
 
     @property
     def ok(self) -> bool:
@@ -161,4 +184,6 @@ class Prediction:
             "notes": "; ".join(self.notes),
             "protocol": self.protocol,
             "model": self.model,
+            "size_bytes": self.stamp.size_bytes if self.stamp else None,
+            "mtime_ns": self.stamp.mtime_ns if self.stamp else None,
         }

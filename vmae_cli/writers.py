@@ -28,6 +28,8 @@ CSV_TAIL = (
     "notes",
     "protocol",
     "model",
+    "size_bytes",
+    "mtime_ns",
 )
 #: JSONL keys, in order.
 JSONL_KEYS = (*CSV_HEAD, "top_k", *CSV_TAIL, "frame_indices")
@@ -91,7 +93,10 @@ class CsvWriter:
         for i in range(1, self.top_k + 1):
             self.columns += [f"label_{i}", f"score_{i}"]
         self.columns += list(CSV_TAIL)
-        self._csv = csv.writer(stream, lineterminator="\n")
+        # CRLF as RFC 4180 says: the csv module quotes a cell only when it holds a character
+        # of the line terminator, so with "\n" alone a "\r" in a file name went unquoted
+        # and split the row for every CSV reader.
+        self._csv = csv.writer(stream, lineterminator="\r\n")
         if write_header:
             self._csv.writerow(self.columns)
             self.stream.flush()
