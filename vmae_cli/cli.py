@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,6 +28,7 @@ EXIT_OK = 0  # every video classified
 EXIT_FATAL = 1  # nothing useful happened: model not loadable, output not writable, ...
 EXIT_USAGE = 2  # bad options or arguments (Typer/Click use 2 as well)
 EXIT_SOME_FAILED = 3  # the run completed, but some videos could not be classified
+EXIT_BUSY = 75  # another run is writing the same output file (EX_TEMPFAIL: try again later)
 EXIT_SIGNAL_BASE = 128  # + signal number when stopped by SIGINT / SIGTERM
 
 
@@ -108,20 +110,15 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _open_output(output: Path | None, fmt: str) -> tuple[Any, Any]:
-    """The text stream rows go to, and how to let go of it when done."""
-    if output is None or str(output) == "-":
-        buffer = getattr(sys.stdout, "buffer", None)
-        if buffer is None:
-            return sys.stdout, sys.stdout.flush
-        # UTF-8 whatever the locale says, and no newline translation (the csv module's own).
-        wrapper = io.TextIOWrapper(buffer, encoding="utf-8", newline="", write_through=True)
-        # detach() instead of close(): stdout itself stays open for whoever owns it.
-        return wrapper, wrapper.detach
-    # utf-8-sig: the byte-order mark makes spreadsheet programs read the file as UTF-8.
-    encoding = "utf-8-sig" if fmt == "csv" else "utf-8"
-    stream = open(output, "w", encoding=encoding, newline="")  # noqa: SIM115 - closed below
-    return stream, stream.close
+def _stdout_stream() -> tuple[Any, Any]:
+    """The text stream rows go to on stdout, and how to let go of it when done."""
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:
+        return sys.stdout, sys.stdout.flush
+    # UTF-8 whatever the locale says, and no newline translation (the csv module's own).
+    wrapper = io.TextIOWrapper(buffer, encoding="utf-8", newline="", write_through=True)
+    # detach() instead of close(): stdout itself stays open for whoever owns it.
+    return wrapper, wrapper.detach
 
 
 @app.command()
@@ -178,8 +175,23 @@ def classify(
             "them as formulas."
         ),
     ] = True,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Keep the rows already in -o FILE and skip their videos when size and "
+            "modification time are unchanged; new and changed videos are done."
+        ),
+    ] = False,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(help="Like --resume, and also redo the videos whose row is not ok."),
+    ] = False,
+    summary: Annotated[
+        Path | None,
+        typer.Option(help="Write counts by status, elapsed time and videos/s to this JSON file."),
+    ] = None,
     quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")
+        bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line.")
     ] = False,
     debug: Annotated[bool, typer.Option(help="Show full tracebacks of fatal errors.")] = False,
 ) -> None:
@@ -197,26 +209,32 @@ def classify(
         out_fmt = fmt.value if fmt else (format_for_path(str(output)) if output else "csv")
     except UnknownFormatError as exc:
         raise _fail(str(exc), EXIT_USAGE) from None
+    to_stdout = output is None or str(output) == "-"
+    if (resume or retry_failed) and to_stdout:
+        raise _fail("--resume and --retry-failed need an output file (-o FILE)", EXIT_USAGE)
     if debug:
         os.environ["VMAE_DEBUG"] = "1"
+    run = _Run(
+        inputs=inputs,
+        output=None if to_stdout else output,
+        out_fmt=out_fmt,
+        model=model,
+        revision=revision,
+        top_k=top_k,
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+        workers=workers,
+        timeout=timeout,
+        protocol=proto,
+        escape_formulas=escape_formulas,
+        resume=resume or retry_failed,
+        retry_failed=retry_failed,
+        summary=summary,
+        quiet=quiet,
+    )
     try:
-        code = _run_classify(
-            inputs=inputs,
-            output=output,
-            out_fmt=out_fmt,
-            model=model,
-            revision=revision,
-            top_k=top_k,
-            device=device,
-            dtype=dtype,
-            batch_size=batch_size,
-            workers=workers,
-            timeout=timeout,
-            protocol=proto,
-            escape_formulas=escape_formulas,
-            quiet=quiet,
-            console=console,
-        )
+        code = _run_classify(run, console)
     except typer.Exit:
         raise
     except Exception as exc:
@@ -303,42 +321,99 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc} (run with --debug for the traceback)"
 
 
-def _run_classify(
-    *,
-    inputs: list[str],
-    output: Path | None,
-    out_fmt: str,
-    model: str,
-    revision: str | None,
-    top_k: int,
-    device: str,
-    dtype: str,
-    batch_size: int | None,
-    workers: int | None,
-    timeout: float | None,
-    protocol: Any,
-    escape_formulas: bool,
-    quiet: bool,
-    console: Any,
-) -> int:
-    from .discovery import count_video_paths, iter_video_paths
+@dataclass
+class _Run:
+    """The options of one `vmae classify` run, as parsed."""
+
+    inputs: list[str]
+    output: Path | None
+    out_fmt: str
+    model: str
+    revision: str | None
+    top_k: int
+    device: str
+    dtype: str
+    batch_size: int | None
+    workers: int | None
+    timeout: float | None
+    protocol: Any
+    escape_formulas: bool
+    resume: bool
+    retry_failed: bool
+    summary: Path | None
+    quiet: bool
+
+
+def _run_classify(run: _Run, console: Any) -> int:
     from .model import DeviceError, ModelLoadError
-    from .pipeline import Classifier, ClassifyOptions
-    from .results import STATUS_OK
+    from .pipeline import Classifier
+    from .resume import OutputBusyError, OutputFile, OutputMismatchError
     from .writers import get_writer
 
     def walk_error(path: str, reason: str) -> None:
         console.print(f"vmae: warning: cannot read {path}: {reason}", markup=False)
 
+    started_at = time.time()
+    # The lock comes first, so that a second run is refused at once, before the model loads;
+    # the file is only truncated (or read, to resume) once the model is there.
+    outfile = None
+    if run.output is not None:
+        try:
+            outfile = OutputFile(run.output).lock()
+        except OutputBusyError as exc:
+            raise _fail(str(exc), EXIT_BUSY) from None
     try:
-        classifier = Classifier(model, revision=revision, device=device, dtype=dtype)
-    except (ModelLoadError, DeviceError) as exc:
-        raise _fail(str(exc), EXIT_FATAL) from None
-    stream, release = _open_output(output, out_fmt)
-    writer = get_writer(out_fmt, stream, top_k=top_k, escape_formulas=escape_formulas)
-    show_bar = not quiet and console.is_terminal
-    total = count_video_paths(inputs) if show_bar else None
+        try:
+            classifier = Classifier(
+                run.model, revision=run.revision, device=run.device, dtype=run.dtype
+            )
+        except (ModelLoadError, DeviceError) as exc:
+            raise _fail(str(exc), EXIT_FATAL) from None
+        if outfile is None:
+            stream, release = _stdout_stream()
+            writer = get_writer(
+                run.out_fmt, stream, top_k=run.top_k, escape_formulas=run.escape_formulas
+            )
+        else:
+            columns = get_writer("csv", io.StringIO(), top_k=run.top_k, write_header=False)
+            try:
+                outfile.start(run.out_fmt, resume=run.resume, csv_columns=columns.columns)
+            except OutputMismatchError as exc:
+                raise _fail(str(exc), EXIT_USAGE) from None
+            stream = outfile.stream(run.out_fmt)
+            release = stream.flush
+            writer = get_writer(
+                run.out_fmt,
+                stream,
+                top_k=run.top_k,
+                escape_formulas=run.escape_formulas,
+                write_header=outfile.is_empty,
+            )
+        return _classify_loop(run, console, classifier, writer, release, outfile, started_at)
+    finally:
+        if outfile is not None:
+            outfile.close()
 
+
+def _classify_loop(
+    run: _Run,
+    console: Any,
+    classifier: Any,
+    writer: Any,
+    release: Any,
+    outfile: Any,
+    started_at: float,
+) -> int:
+    from .discovery import count_video_paths, iter_video_paths
+    from .pipeline import ClassifyOptions
+    from .results import STATUS_OK
+    from .resume import unfinished
+
+    def walk_error(path: str, reason: str) -> None:
+        console.print(f"vmae: warning: cannot read {path}: {reason}", markup=False)
+
+    show_bar = not run.quiet and console.is_terminal
+    total = count_video_paths(run.inputs) if show_bar else None
     stop = threading.Event()
     received: list[int] = []
 
@@ -348,41 +423,117 @@ def _run_classify(
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     counts: Counter[str] = Counter()
+    skipped = 0
     start = time.perf_counter()
     opts = ClassifyOptions(
-        top_k=top_k, batch_size=batch_size, workers=workers, timeout_s=timeout, protocol=protocol
+        top_k=run.top_k,
+        batch_size=run.batch_size,
+        workers=run.workers,
+        timeout_s=run.timeout,
+        protocol=run.protocol,
     )
-    predictions = classifier.classify_paths(iter_video_paths(inputs, walk_error), opts, stop=stop)
-    try:
-        with _progress(console, total, show_bar) as advance:
-            for p in predictions:
+    paths = iter_video_paths(run.inputs, walk_error)
+    done_before = outfile.previous if outfile is not None and run.resume else {}
+    code = EXIT_OK
+    with _progress(console, total, show_bar) as advance:
+
+        def on_skip(_path: str) -> None:
+            nonlocal skipped
+            skipped += 1
+            advance()
+
+        if done_before:
+            paths = unfinished(
+                paths,
+                done_before,
+                writer.path_cell,
+                retry_failed=run.retry_failed,
+                on_skip=on_skip,
+            )
+        try:
+            for p in classifier.classify_paths(paths, opts, stop=stop):
                 writer.write(p)
                 counts[p.status] += 1
                 advance()
-    except BrokenPipeError:
-        # The reader went away (e.g. `| head`): stop quietly, as other Unix tools do.
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's exit quiet
-        return EXIT_SIGNAL_BASE + signal.SIGPIPE
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        try:
-            writer.close()
-            release()
         except BrokenPipeError:
-            pass
+            # The reader went away (e.g. `| head`): stop quietly, as other Unix tools do.
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the exit quiet
+            code = EXIT_SIGNAL_BASE + signal.SIGPIPE
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            try:
+                writer.close()
+                release()
+            except BrokenPipeError:
+                pass
+    if outfile is not None:
+        # A redone video's older row goes now; if the run is killed first, the next
+        # --resume removes it instead.
+        outfile.finish(run.out_fmt, compact=bool(done_before) and sum(counts.values()) > 0)
     elapsed = time.perf_counter() - start
-    if not quiet:
-        console.print(_summary(counts, elapsed), markup=False)
-    if received:
-        return EXIT_SIGNAL_BASE + received[0]
-    return EXIT_OK if sum(counts.values()) == counts[STATUS_OK] else EXIT_SOME_FAILED
+    if code == EXIT_OK:
+        if received:
+            code = EXIT_SIGNAL_BASE + received[0]
+        elif sum(counts.values()) != counts[STATUS_OK]:
+            code = EXIT_SOME_FAILED
+    if not run.quiet:
+        console.print(_summary(counts, elapsed, skipped), markup=False)
+    if run.summary is not None:
+        _write_summary(run, counts, skipped, elapsed, started_at, code, received)
+    return code
 
 
-def _summary(counts: Counter[str], elapsed: float) -> str:
+def _write_summary(
+    run: _Run,
+    counts: Counter[str],
+    skipped: int,
+    elapsed: float,
+    started_at: float,
+    code: int,
+    received: list[int],
+) -> None:
+    """The run's figures as JSON, written aside then renamed so a reader never sees half."""
+    import json
+    from datetime import datetime, timezone
+
+    from .writers import display_path
+
+    def iso(t: float) -> str:
+        return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
+
+    total = sum(counts.values())
+    data = {
+        "started": iso(started_at),
+        "finished": iso(time.time()),
+        "elapsed_s": round(elapsed, 3),
+        "videos": total,
+        "videos_per_s": round(total / elapsed, 4) if elapsed > 0 else None,
+        "by_status": dict(sorted(counts.items())),
+        "ok": counts.get("ok", 0),
+        "failed": total - counts.get("ok", 0),
+        "skipped": skipped,
+        "exit_code": code,
+        "stopped_by": signal.Signals(received[0]).name if received else None,
+        "output": display_path(str(run.output)) if run.output else "-",
+        "model": run.model,
+        "protocol": run.protocol.name,
+    }
+    target = str(run.summary)
+    tmp = f"{target}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, target)
+
+
+def _summary(counts: Counter[str], elapsed: float, skipped: int = 0) -> str:
     total = sum(counts.values())
     rate = total / elapsed if elapsed > 0 else 0.0
     parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    if skipped:
+        parts = f"{parts}; " if parts else ""
+        parts += f"{skipped} skipped (already in the output)"
     return (
         f"vmae: {total} video{'s' if total != 1 else ''} in {elapsed:.1f} s "
         f"({rate:.2f} videos/s): {parts or 'none found'}"

@@ -104,6 +104,10 @@ class CsvWriter:
     def _text(self, value: str) -> str:
         return neutralize_formula(value) if self.escape_formulas else value
 
+    def path_cell(self, path: str) -> str:
+        """How ``path`` appears in the ``path`` column (what --resume matches rows by)."""
+        return self._text(display_path(path))
+
     def row(self, p: Prediction) -> list[Any]:
         """The CSV cells for ``p``, in :attr:`columns` order."""
         d = p.to_dict()
@@ -144,6 +148,10 @@ class JsonlWriter:
     def __init__(self, stream: IO[str], *, top_k: int = 1, **_: Any):
         self.stream = stream
         self.top_k = top_k
+
+    def path_cell(self, path: str) -> str:
+        """How ``path`` appears in the ``path`` key (what --resume matches rows by)."""
+        return display_path(path)
 
     def row(self, p: Prediction) -> dict[str, Any]:
         """The JSON object for ``p``."""

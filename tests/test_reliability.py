@@ -1,0 +1,325 @@
+"""Cron-grade reliability: the output lock, --resume / --retry-failed, torn records, kill -9,
+SIGTERM and --summary, through the library, the CLI runner and real processes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from vmae_cli.cli import EXIT_BUSY, app
+from vmae_cli.resume import (
+    OutputBusyError,
+    OutputFile,
+    newest_per_path,
+    parse_output,
+    split_csv_records,
+)
+
+# ---------------------------------------------------------------------------------------
+# Pure functions
+# ---------------------------------------------------------------------------------------
+
+
+def test_csv_records_keep_quoted_newlines_and_leave_a_torn_tail() -> None:
+    data = b'path,status\r\n"a\nb.mp4",ok\r\nc.mp4,ok\r\n"d\nhalf'
+    records, tail = split_csv_records(data)
+    assert records == [b"path,status\r\n", b'"a\nb.mp4",ok\r\n', b"c.mp4,ok\r\n"]
+    assert tail == b'"d\nhalf'
+
+
+def test_parse_output_reads_rows_and_ignores_torn_or_broken_records() -> None:
+    header = b"\xef\xbb\xbfpath,status,size_bytes,mtime_ns\r\n"
+    data = header + b"a.mp4,ok,10,20\r\nb.mp4,not_video,5,6\r\nc.mp4,o"
+    head, rows, tail = parse_output(data, "csv")
+    assert head == header[3:]
+    assert [(r.key, r.status, r.stamp.size_bytes) for r in rows] == [
+        ("a.mp4", "ok", 10),
+        ("b.mp4", "not_video", 5),
+    ]
+    assert tail == b"c.mp4,o"
+    jsonl = b'{"path": "a", "status": "ok"}\nnot json\n{"path": "b", "status": "ok"}\n{"pa'
+    _, rows, tail = parse_output(jsonl, "jsonl")
+    assert [r.key for r in rows] == ["a", "b"]
+    assert rows[0].stamp is None
+    assert tail == b'{"pa'
+
+
+def test_newest_row_per_path_wins() -> None:
+    _, rows, _ = parse_output(
+        b'{"path": "a", "status": "timeout"}\n{"path": "b", "status": "ok"}\n'
+        b'{"path": "a", "status": "ok"}\n',
+        "jsonl",
+    )
+    newest = newest_per_path(rows)
+    assert list(newest) == ["b", "a"]
+    assert newest["a"].status == "ok"
+
+
+def test_a_second_lock_on_the_same_output_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "labels.csv"
+    first = OutputFile(out).lock()
+    with pytest.raises(OutputBusyError, match="another vmae run"):
+        OutputFile(out).lock()
+    first.close()
+    OutputFile(out).lock().close()  # released: a later run may write
+
+
+# ---------------------------------------------------------------------------------------
+# Through the CLI runner
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def folder(tmp_path: Path, test_videos, bad_files) -> Path:
+    root = tmp_path / "videos"
+    (root / "sub").mkdir(parents=True)
+    for name in ("h264", "vp9", "mjpeg"):
+        shutil.copy(test_videos[name], root / test_videos[name].name)
+    shutil.copy(test_videos["hevc"], root / "sub" / "=hevc,1.mp4")
+    shutil.copy(bad_files["random_bytes"], root / "sub" / "broken.mp4")
+    return root
+
+
+def _classify(model: Path, *args: str) -> object:
+    return CliRunner().invoke(
+        app,
+        ["classify", "--model", str(model), "--device", "cpu", "--workers", "1", "-q", *args],
+        catch_exceptions=False,
+    )
+
+
+def _rows(path: Path) -> list[dict]:
+    text = path.read_text(encoding="utf-8-sig")
+    if path.suffix == ".csv":
+        return list(csv.DictReader(io.StringIO(text, newline="")))
+    return [json.loads(line) for line in text.splitlines()]
+
+
+@pytest.mark.parametrize("ext", [".csv", ".jsonl"])
+def test_resume_skips_done_videos_and_redoes_changed_ones(
+    ext: str, folder: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / f"labels{ext}"
+    summary = tmp_path / "summary.json"
+    assert _classify(tiny_model_dir, str(folder), "-o", str(out)).exit_code == 3
+    first = _rows(out)
+    assert len(first) == 5
+    # Unchanged: nothing to do, nothing doubled.
+    result = _classify(tiny_model_dir, str(folder), "-o", str(out), "--resume")
+    assert result.exit_code == 0
+    assert _rows(out) == first
+    # One video changed, one new: those two are done, the rest kept.
+    changed = folder / "vp9.webm"
+    os.utime(changed, ns=(time.time_ns(), time.time_ns() + 5_000_000_000))
+    shutil.copy(folder / "h264.mp4", folder / "sub" / "new.mp4")
+    result = _classify(
+        tiny_model_dir, str(folder), "-o", str(out), "--resume", "--summary", str(summary)
+    )
+    assert result.exit_code == 0
+    rows = _rows(out)
+    paths = [r["path"] for r in rows]
+    assert len(paths) == len(set(paths)) == 6
+    facts = json.loads(summary.read_text())
+    assert facts["videos"] == 2
+    assert facts["skipped"] == 4
+    assert facts["by_status"] == {"ok": 2}
+    assert facts["exit_code"] == 0
+    by_path = {r["path"]: r for r in rows}
+    assert str(by_path[str(changed)]["mtime_ns"]) == str(changed.stat().st_mtime_ns)
+
+
+def test_retry_failed_redoes_only_failed_rows(
+    folder: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    out, summary = tmp_path / "labels.jsonl", tmp_path / "summary.json"
+    _classify(tiny_model_dir, str(folder), "-o", str(out))
+    first = _rows(out)
+    result = _classify(tiny_model_dir, str(folder), "-o", str(out), "--resume")
+    assert result.exit_code == 0  # the failed row is kept: nothing was done
+    result = _classify(
+        tiny_model_dir, str(folder), "-o", str(out), "--retry-failed", "--summary", str(summary)
+    )
+    assert result.exit_code == 3  # the broken file is still broken
+    facts = json.loads(summary.read_text())
+    assert (facts["videos"], facts["skipped"], facts["by_status"]) == (1, 4, {"not_video": 1})
+    rows = _rows(out)
+    assert sorted(r["path"] for r in rows) == sorted(r["path"] for r in first)
+    assert rows[-1]["path"].endswith("broken.mp4")  # redone last, its old row removed
+
+
+def test_a_torn_last_record_is_cut_and_redone(
+    folder: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "labels.csv"
+    _classify(tiny_model_dir, str(folder), "-o", str(out))
+    data = out.read_bytes()
+    out.write_bytes(data[: len(data) - 25])  # a kill in the middle of the last row
+    result = _classify(tiny_model_dir, str(folder), "-o", str(out), "--resume")
+    assert result.exit_code in (0, 3)  # this run's one video decides
+    rows = _rows(out)
+    assert len(rows) == 5
+    assert len({r["path"] for r in rows}) == 5
+
+
+def test_resume_needs_a_file_and_the_same_columns(
+    folder: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    result = _classify(tiny_model_dir, str(folder), "--resume")
+    assert result.exit_code == 2
+    assert "-o FILE" in result.stderr
+    out = tmp_path / "labels.csv"
+    _classify(tiny_model_dir, str(folder), "-o", str(out))
+    result = _classify(tiny_model_dir, str(folder), "-o", str(out), "--resume", "--top-k", "3")
+    assert result.exit_code == 2
+    assert "other columns" in result.stderr
+    assert len(_rows(out)) == 5  # untouched
+
+
+# ---------------------------------------------------------------------------------------
+# Real processes: kill -9, SIGTERM, two runs at once
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory, test_videos) -> Path:
+    """60 small videos (hard links of a few clips under distinct names)."""
+    root = tmp_path_factory.mktemp("many")
+    sources = [test_videos[k] for k in ("h264", "h264_bframes", "vp9", "mjpeg", "hevc")]
+    for i in range(60):
+        src = sources[i % len(sources)]
+        os.link(src, root / f"v{i:03d}{src.suffix}")
+    return root
+
+
+def _start(model: Path, folder: Path, out: Path, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "vmae_cli.cli", "classify", str(folder), "-o", str(out)]
+    cmd += ["--model", str(model), "--device", "cpu", "--workers", "1", "--batch-size", "1"]
+    return subprocess.Popen(
+        [*cmd, "-q", *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
+def _wait_for_rows(out: Path, n: int, proc: subprocess.Popen, limit_s: float = 60) -> None:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        if out.exists() and out.read_bytes().count(b"\n") >= n:
+            return
+        time.sleep(0.02)
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii") as f:
+                    fields = f.read().rsplit(") ", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            alive = fields[0] not in ("Z", "X")
+            if alive and (int(fields[1]) == pid or int(fields[3]) == pid):  # ppid or group
+                found.append(int(entry))
+    return found
+
+
+def _no_orphans(pid: int, limit_s: float = 10) -> bool:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if not [p for p in _children_of(pid) if p != pid]:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize("ext", [".csv", ".jsonl"])
+def test_kill_9_twice_then_resume_gives_every_video_exactly_once(
+    ext: str, many: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / f"labels{ext}"
+    for at_rows in (8, 25):
+        proc = _start(tiny_model_dir, many, out, "--resume")
+        _wait_for_rows(out, at_rows, proc)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        # Decoding workers die with the main process instead of holding the lock.
+        assert _no_orphans(proc.pid)
+    proc = _start(tiny_model_dir, many, out, "--resume")
+    assert proc.wait(timeout=120) == 0, proc.stderr.read().decode()
+    rows = _rows(out)
+    paths = sorted(r["path"] for r in rows)
+    assert paths == sorted(str(p) for p in many.iterdir())
+    assert all(r["status"] == "ok" for r in rows)
+
+
+def test_sigterm_stops_within_seconds_with_whole_lines(
+    many: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "labels.jsonl"
+    proc = _start(tiny_model_dir, many, out)
+    _wait_for_rows(out, 5, proc)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=30)
+    assert time.monotonic() - sent < 10
+    if code == 0:
+        pytest.skip("the run finished before SIGTERM arrived")
+    assert code == 128 + signal.SIGTERM
+    data = out.read_bytes()
+    assert data.endswith(b"\n")
+    done = [json.loads(line) for line in data.splitlines()]
+    assert 0 < len(done) < 60
+    proc = _start(tiny_model_dir, many, out, "--resume")
+    assert proc.wait(timeout=120) == 0
+    paths = [r["path"] for r in _rows(out)]
+    assert sorted(paths) == sorted(str(p) for p in many.iterdir())
+
+
+def test_a_second_run_on_the_same_output_is_refused_at_once(
+    many: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "labels.csv"
+    first = _start(tiny_model_dir, many, out)
+    deadline = time.monotonic() + 60
+    while not out.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    started = time.monotonic()
+    second = _start(tiny_model_dir, many, out)
+    assert second.wait(timeout=30) == EXIT_BUSY
+    assert time.monotonic() - started < 10
+    assert b"another vmae run" in second.stderr.read()
+    if first.poll() is not None and first.returncode == 0:
+        # The first run had already finished: then the second was refused for nothing.
+        pytest.fail("the first run ended before the second one started; use more videos")
+    assert first.wait(timeout=120) == 0
+    assert len(_rows(out)) == 60
+
+
+def test_workers_do_not_hang_after_opencv_ran_in_this_process(tmp_path: Path, test_videos):
+    """A forked worker hangs in OpenCV's thread pool unless the parent stopped it first."""
+    import cv2
+    import numpy as np
+
+    from vmae_cli.batching import DecodeJob, iter_decoded
+    from vmae_cli.preprocessing import PreprocessConfig
+
+    big = np.zeros((1080, 1920, 3), dtype=np.uint8)
+    cv2.setNumThreads(2)
+    cv2.cvtColor(big, cv2.COLOR_BGR2RGB)  # starts OpenCV's pool here
+    paths = [str(test_videos["h264"])] * 4
+    job = DecodeJob(4, PreprocessConfig(shortest_edge=32, crop_hw=(32, 32)))
+    outcomes = list(iter_decoded(paths, job, workers=2, timeout_s=30))
+    assert [o.clip is not None for o in outcomes] == [True] * 4
