@@ -201,14 +201,19 @@ def iter_decoded(
     workers: int,
     timeout_s: float | None = None,
     stop: threading.Event | None = None,
+    on_start: Callable[[], Any] | None = None,
 ) -> Iterator[DecodeOutcome]:
     """Decode every path with ``job`` in ``workers`` processes; yield outcomes as they finish.
 
     Exactly one outcome is yielded per path, whatever happens to the workers. ``workers=0``
     decodes in this process (no isolation, no timeout: for debugging). Setting ``stop`` ends
-    dispatching; the videos already being decoded are finished and yielded.
+    dispatching; the videos already being decoded are finished and yielded. ``on_start`` is
+    called once the workers have their first tasks (the model loads then, in parallel with
+    the first decodes, and the workers are forked without the model's memory).
     """
     if workers <= 0:
+        if on_start is not None:
+            on_start()
         for path in paths:
             if stop is not None and stop.is_set():
                 return
@@ -276,6 +281,9 @@ def iter_decoded(
         try:
             if not feed():
                 sentinels_sent = _send_sentinels(task_queue, workers)
+            if on_start is not None:
+                on_start()
+                on_start = None
             for task_id, outcome in it:
                 progressed = True
                 in_flight.pop(task_id, None)

@@ -196,6 +196,11 @@ def classify(
     debug: Annotated[bool, typer.Option(help="Show full tracebacks of fatal errors.")] = False,
 ) -> None:
     """Classify every video in INPUTS and write one row per video."""
+    # Must precede the first torch import (OpenMP reads it once). The model's threads share
+    # the cores with the decoding workers; spinning while waiting wastes the time slices a
+    # worker needs. Measured on 2 cores, ViT-B bf16, 23 videos: 57.8 s passive, 62.4 s by
+    # default, while the model alone is 3 % slower passive (0.691 vs 0.714 clips/s).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from .discovery import InputNotFoundError, check_inputs
     from .writers import UnknownFormatError, format_for_path
 
@@ -364,8 +369,9 @@ def _run_classify(run: _Run, console: Any) -> int:
             raise _fail(str(exc), EXIT_BUSY) from None
     try:
         try:
+            # lazy: the weights load once decoding has started, in parallel with it.
             classifier = Classifier(
-                run.model, revision=run.revision, device=run.device, dtype=run.dtype
+                run.model, revision=run.revision, device=run.device, dtype=run.dtype, lazy=True
             )
         except (ModelLoadError, DeviceError) as exc:
             raise _fail(str(exc), EXIT_FATAL) from None

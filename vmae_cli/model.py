@@ -149,18 +149,79 @@ def hub_reachable(timeout_s: float = HUB_PROBE_TIMEOUT_S) -> bool:
         return False
 
 
-def _read_preprocess_config(
-    name: str, revision: str | None, local_files_only: bool
-) -> PreprocessConfig:
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the decoding stage needs to know about a model, read from its small config files
+    without loading the weights: decoding can start while the model loads."""
+
+    name: str
+    num_frames: int
+    preprocess: PreprocessConfig
+    offline: bool  # whether the Hub is out of reach (or not needed: a local folder)
+
+
+def _config_json(name: str, filename: str, revision: str | None, offline: bool) -> dict:
     from transformers.utils import cached_file
 
-    path = cached_file(
-        name, "preprocessor_config.json", revision=revision, local_files_only=local_files_only
-    )
+    path = cached_file(name, filename, revision=revision, local_files_only=offline)
     if path is None:
-        raise ModelLoadError(f"model {name!r} has no preprocessor_config.json")
+        raise ModelLoadError(f"model {name!r} has no {filename}")
     with open(path, encoding="utf-8") as f:
-        return parse_preprocess_config(json.load(f))
+        return json.load(f)
+
+
+def _is_missing_folder(name: str) -> bool:
+    return (
+        not os.path.isdir(name) and os.sep in name.strip("/") and name.startswith((".", "/", "~"))
+    )
+
+
+def _translate_load_error(exc: Exception, name: str, offline: bool) -> ModelLoadError:
+    """One line for a failure of loading ``name`` (a local folder or a Hub id)."""
+    local = os.path.isdir(name)
+    if isinstance(exc, OSError):
+        text = str(exc)
+        if local:
+            return ModelLoadError(f"cannot load model from folder {name!r}: {text.splitlines()[0]}")
+        if offline or any(s in text.lower() for s in ("offline", "connect", "resolve")):
+            return ModelLoadError(_offline_hint(name))
+        return ModelLoadError(f"cannot load model {name!r}: {text.splitlines()[0]}")
+    if isinstance(exc, (ValueError, KeyError)):
+        return ModelLoadError(
+            f"{name!r} is not a video classification model: {str(exc).splitlines()[0]}"
+        )
+    text = f"{type(exc).__name__}: {exc}"
+    if "connect" in text.lower() or "offline" in text.lower():
+        return ModelLoadError(_offline_hint(name))
+    return ModelLoadError(f"cannot load model {name!r}: {text.splitlines()[0]}")
+
+
+def read_model_spec(name: str = DEFAULT_MODEL, *, revision: str | None = None) -> ModelSpec:
+    """Read ``config.json`` and ``preprocessor_config.json`` of ``name`` (no weights).
+
+    Raises :class:`ModelLoadError` with a one-line explanation.
+    """
+    if _is_missing_folder(name):
+        raise ModelLoadError(f"model folder {name!r} does not exist")
+    offline = (
+        os.path.isdir(name)
+        or os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0")
+        or not hub_reachable()
+    )
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()  # stderr shows our progress, not weight loading
+        config = _config_json(name, "config.json", revision, offline)
+        preprocess = parse_preprocess_config(
+            _config_json(name, "preprocessor_config.json", revision, offline)
+        )
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - mapped to one line; --debug shows the rest
+        raise _translate_load_error(exc, name, offline) from None
+    return ModelSpec(name, int(config.get("num_frames", 16)), preprocess, offline)
 
 
 def load_model(
@@ -169,63 +230,37 @@ def load_model(
     revision: str | None = None,
     device: str = "auto",
     dtype: str = "auto",
+    spec: ModelSpec | None = None,
 ) -> LoadedModel:
     """Load a VideoMAE video classifier from the Hub or a local folder.
 
     ``name`` is a Hub id (``MCG-NJU/videomae-base-finetuned-kinetics``) or a folder written by
     ``save_pretrained`` holding ``config.json``, the weights and ``preprocessor_config.json``.
-    Raises :class:`ModelLoadError` with a one-line explanation when it cannot be loaded, and
+    ``spec`` is what :func:`read_model_spec` already read, if it was called. Raises
+    :class:`ModelLoadError` with a one-line explanation when it cannot be loaded, and
     :class:`DeviceError` for a device or dtype this machine does not have.
     """
     import torch
 
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
-    local = os.path.isdir(name)
-    if not local and (os.sep in name.strip("/") and name.startswith((".", "/", "~"))):
-        raise ModelLoadError(f"model folder {name!r} does not exist")
+    spec = spec or read_model_spec(name, revision=revision)
     try:
         # Imported here: transformers takes seconds to import and `vmae --help` must not wait.
         from transformers import AutoModelForVideoClassification
-        from transformers.utils import logging as hf_logging
 
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()  # stderr shows our progress, not weight loading
-        offline = (
-            local or os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0") or not (hub_reachable())
-        )
-        preprocess = _read_preprocess_config(name, revision, offline)
         model = AutoModelForVideoClassification.from_pretrained(
             name,
             revision=revision,
             dtype=torch_dtype,
             attn_implementation="sdpa",
-            local_files_only=offline,
+            local_files_only=spec.offline,
         )
-    except ModelLoadError:
-        raise
-    except OSError as exc:
-        text = str(exc)
-        if local:
-            raise ModelLoadError(
-                f"cannot load model from folder {name!r}: {text.splitlines()[0]}"
-            ) from None
-        if offline or any(s in text.lower() for s in ("offline", "connect", "resolve")):
-            raise ModelLoadError(_offline_hint(name)) from None
-        raise ModelLoadError(f"cannot load model {name!r}: {text.splitlines()[0]}") from None
-    except (ValueError, KeyError) as exc:
-        raise ModelLoadError(
-            f"{name!r} is not a video classification model: {str(exc).splitlines()[0]}"
-        ) from None
-    except Exception as exc:  # noqa: BLE001 - e.g. network errors raised by huggingface_hub
-        text = f"{type(exc).__name__}: {exc}"
-        if "connect" in text.lower() or "offline" in text.lower():
-            raise ModelLoadError(_offline_hint(name)) from None
-        raise ModelLoadError(f"cannot load model {name!r}: {text.splitlines()[0]}") from None
+    except Exception as exc:  # noqa: BLE001 - mapped to one line; --debug shows the rest
+        raise _translate_load_error(exc, name, spec.offline) from None
     model.eval().to(dev)
     config = model.config
     id2label = {int(k): str(v) for k, v in (config.id2label or {}).items()}
-    num_frames = int(getattr(config, "num_frames", 16))
     if dev.type == "cpu":
         # Dropping intermediate autograd state also applies to the weights' storage here.
         torch.set_grad_enabled(False)
@@ -235,8 +270,8 @@ def load_model(
         model=model,
         device=dev,
         dtype=torch_dtype,
-        num_frames=num_frames,
-        preprocess=preprocess,
+        num_frames=int(getattr(config, "num_frames", spec.num_frames)),
+        preprocess=spec.preprocess,
         id2label=id2label,
     )
 

@@ -17,7 +17,15 @@ from dataclasses import dataclass, field
 
 from .batching import DecodeJob, iter_batches, iter_decoded
 from .discovery import OnWalkError, iter_video_paths
-from .model import DEFAULT_MODEL, LoadedModel, load_model
+from .model import (
+    DEFAULT_MODEL,
+    LoadedModel,
+    ModelSpec,
+    load_model,
+    read_model_spec,
+    resolve_device,
+    resolve_dtype,
+)
 from .protocol import Protocol
 from .results import STATUS_OK, DecodeOutcome, LabelScore, Prediction
 
@@ -47,7 +55,7 @@ class ClassifyOptions:
 
 
 class Classifier:
-    """A loaded model plus the pipeline around it. Load once, classify many folders."""
+    """A model plus the pipeline around it. Load once, classify many folders."""
 
     def __init__(
         self,
@@ -56,16 +64,35 @@ class Classifier:
         revision: str | None = None,
         device: str = "auto",
         dtype: str = "auto",
+        lazy: bool = False,
     ):
         """Load ``model`` (a Hub id, a local folder, or an already :class:`LoadedModel`).
 
-        Raises :class:`~vmae_cli.model.ModelLoadError` or :class:`~vmae_cli.model.DeviceError`.
+        With ``lazy=True`` only the model's config files are read now (what decoding needs)
+        and the weights load when the first classification starts, while the decoding
+        workers already work. Raises :class:`~vmae_cli.model.ModelLoadError` or
+        :class:`~vmae_cli.model.DeviceError` (with ``lazy``, possibly from the first
+        classification).
         """
-        self.loaded = (
-            model
-            if isinstance(model, LoadedModel)
-            else load_model(model, revision=revision, device=device, dtype=dtype)
-        )
+        self._loaded: LoadedModel | None = None
+        if isinstance(model, LoadedModel):
+            self._loaded = model
+            self.spec = ModelSpec(model.name, model.num_frames, model.preprocess, True)
+            self.device = model.device
+            return
+        self._load_args = {"revision": revision, "device": device, "dtype": dtype}
+        self.device = resolve_device(device)
+        resolve_dtype(dtype, self.device)  # refuse a bad dtype now, not after decoding began
+        self.spec = read_model_spec(model, revision=revision)
+        if not lazy:
+            self._loaded = self.loaded
+
+    @property
+    def loaded(self) -> LoadedModel:
+        """The model with its weights, loaded on first use."""
+        if self._loaded is None:
+            self._loaded = load_model(self.spec.name, spec=self.spec, **self._load_args)
+        return self._loaded
 
     def classify(
         self,
@@ -94,13 +121,20 @@ class Classifier:
     ) -> Iterator[Prediction]:
         """Like :meth:`classify`, for an iterable of video file paths (no directory walk)."""
         opts = options or ClassifyOptions()
-        lm = self.loaded
         batch_size = opts.batch_size or (
-            DEFAULT_BATCH_SIZE_CPU if lm.device.type == "cpu" else DEFAULT_BATCH_SIZE_GPU
+            DEFAULT_BATCH_SIZE_CPU if self.device.type == "cpu" else DEFAULT_BATCH_SIZE_GPU
         )
         workers = default_workers() if opts.workers is None else opts.workers
-        job = DecodeJob(lm.num_frames, lm.preprocess, opts.protocol)
-        outcomes = iter_decoded(paths, job, workers=workers, timeout_s=opts.timeout_s, stop=stop)
+        job = DecodeJob(self.spec.num_frames, self.spec.preprocess, opts.protocol)
+        # The workers start first, then the weights load (if not yet) while they decode.
+        outcomes = iter_decoded(
+            paths,
+            job,
+            workers=workers,
+            timeout_s=opts.timeout_s,
+            stop=stop,
+            on_start=lambda: self.loaded,
+        )
         for clips, failures in iter_batches(outcomes, batch_size):
             for outcome in failures:
                 yield self._failed(outcome, opts.protocol)
@@ -118,7 +152,7 @@ class Classifier:
             status=outcome.failure.status,
             error=outcome.failure.error,
             meta=outcome.meta,
-            model=self.loaded.name,
+            model=self.spec.name,
             protocol=protocol.name,
             stamp=outcome.stamp,
         )
