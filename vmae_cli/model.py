@@ -161,9 +161,17 @@ class ModelSpec:
 
 
 def _config_json(name: str, filename: str, revision: str | None, offline: bool) -> dict:
-    from transformers.utils import cached_file
+    if os.path.isdir(name):
+        # A local folder needs no transformers import (seconds): decoding starts sooner.
+        path: str | None = os.path.join(name, filename)
+        if not os.path.isfile(path):
+            raise ModelLoadError(f"model folder {name!r} has no {filename}")
+    else:
+        from transformers.utils import cached_file
+        from transformers.utils import logging as hf_logging
 
-    path = cached_file(name, filename, revision=revision, local_files_only=offline)
+        hf_logging.set_verbosity_error()
+        path = cached_file(name, filename, revision=revision, local_files_only=offline)
     if path is None:
         raise ModelLoadError(f"model {name!r} has no {filename}")
     with open(path, encoding="utf-8") as f:
@@ -209,10 +217,6 @@ def read_model_spec(name: str = DEFAULT_MODEL, *, revision: str | None = None) -
         or not hub_reachable()
     )
     try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()  # stderr shows our progress, not weight loading
         config = _config_json(name, "config.json", revision, offline)
         preprocess = parse_preprocess_config(
             _config_json(name, "preprocessor_config.json", revision, offline)
@@ -248,6 +252,10 @@ def load_model(
     try:
         # Imported here: transformers takes seconds to import and `vmae --help` must not wait.
         from transformers import AutoModelForVideoClassification
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()  # stderr shows our progress, not weight loading
 
         model = AutoModelForVideoClassification.from_pretrained(
             name,
