@@ -355,12 +355,9 @@ def _run_classify(run: _Run, console: Any) -> int:
     from .resume import OutputBusyError, OutputFile, OutputMismatchError
     from .writers import get_writer
 
-    def walk_error(path: str, reason: str) -> None:
-        console.print(f"vmae: warning: cannot read {path}: {reason}", markup=False)
-
     started_at = time.time()
     # The lock comes first, so that a second run is refused at once, before the model loads;
-    # the file is only truncated (or read, to resume) once the model is there.
+    # the file is only truncated (or read, to resume) once the model's config files are read.
     outfile = None
     if run.output is not None:
         try:
