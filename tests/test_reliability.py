@@ -21,6 +21,7 @@ from vmae_cli.cli import EXIT_BUSY, app
 from vmae_cli.resume import (
     OutputBusyError,
     OutputFile,
+    OutputMismatchError,
     newest_per_path,
     parse_output,
     split_csv_records,
@@ -73,6 +74,17 @@ def test_a_second_lock_on_the_same_output_is_refused(tmp_path: Path) -> None:
         OutputFile(out).lock()
     first.close()
     OutputFile(out).lock().close()  # released: a later run may write
+
+
+def test_a_pipe_as_output_is_written_but_neither_locked_nor_resumed(tmp_path: Path) -> None:
+    fifo = tmp_path / "out.csv"
+    os.mkfifo(fifo)
+    out = OutputFile(fifo).lock()  # O_RDWR: opening a FIFO does not wait for a reader
+    assert not out.regular
+    with pytest.raises(OutputMismatchError, match="not a regular file"):
+        out.start("csv", resume=True)
+    out.start("csv", resume=False)  # no truncation of a pipe
+    out.close()
 
 
 # ---------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import csv
 import io
 import json
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -150,6 +151,7 @@ class OutputFile:
         self.previous: dict[str, PreviousRow] = {}
         self.is_empty = True
         self.dropped_torn = False
+        self.regular = True
         self._stream: io.TextIOWrapper | None = None
 
     def lock(self) -> OutputFile:
@@ -157,6 +159,10 @@ class OutputFile:
         import fcntl
 
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        if not stat.S_ISREG(os.fstat(self.fd).st_mode):
+            # -o /dev/stdout, a pipe or a terminal: nothing to lock, truncate or resume.
+            self.regular = False
+            return self
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -175,6 +181,10 @@ class OutputFile:
         ``csv_columns`` are the columns this run writes: a file with other columns cannot be
         continued (raises :class:`OutputMismatchError`).
         """
+        if not self.regular:
+            if resume:
+                raise OutputMismatchError(f"cannot resume into {self.path}: not a regular file")
+            return
         if not resume:
             os.ftruncate(self.fd, 0)
             return
@@ -193,10 +203,11 @@ class OutputFile:
 
     def stream(self, fmt: str) -> io.TextIOWrapper:
         """A text stream appending to the file (UTF-8, with a BOM first for a new CSV)."""
-        os.lseek(self.fd, 0, os.SEEK_END)
+        if self.regular:
+            os.lseek(self.fd, 0, os.SEEK_END)
         raw = os.fdopen(os.dup(self.fd), "ab", buffering=0)
         self._stream = io.TextIOWrapper(raw, encoding="utf-8", newline="", write_through=True)
-        if fmt == "csv" and self.is_empty:
+        if fmt == "csv" and self.is_empty and self.regular:
             self._stream.write("\ufeff")
         return self._stream
 
@@ -207,7 +218,7 @@ class OutputFile:
             self._stream.flush()
             self._stream.close()
             self._stream = None
-        if compact:
+        if compact and self.regular:
             data = _read_all(self.fd)
             header, rows, tail = parse_output(data, fmt)
             newest = newest_per_path(rows)
