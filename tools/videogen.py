@@ -929,6 +929,35 @@ def _write_audio_only(path: Path, seconds: float = 1.0, rate: int = 16000) -> Pa
     return path
 
 
+def _write_audio_with_cover(path: Path, seconds: float = 1.0, rate: int = 16000) -> Path:
+    """An MP3 track with a cover image (an ``attached_pic`` video stream), named like a video.
+
+    FFmpeg lists the cover as a video stream, and OpenCV reads it as a 1-frame video.
+    """
+    import av
+
+    t = np.arange(int(seconds * rate)) / rate
+    tone = (3000 * np.sin(2 * np.pi * 440.0 * t)).astype(np.int16)
+    with av.open(str(path), "w", format="mp3") as container:
+        audio = container.add_stream("mp3", rate=rate)
+        cover = container.add_stream("mjpeg")
+        cover.width, cover.height, cover.pix_fmt = 64, 48, "yuvj420p"
+        cover.disposition = av.stream.Disposition.attached_pic
+        packet = av.Packet(_jpeg_bytes(frame_pattern(0, 64, 48)))
+        packet.stream, packet.pts, packet.dts = cover, 0, 0
+        container.mux(packet)
+        chunk = 1152  # samples per MP3 frame
+        for start in range(0, len(tone) - chunk + 1, chunk):
+            frame = av.AudioFrame.from_ndarray(
+                tone[None, start : start + chunk], format="s16", layout="mono"
+            )
+            frame.sample_rate = rate
+            frame.pts = start
+            container.mux(audio.encode(frame))
+        container.mux(audio.encode(None))
+    return path
+
+
 def make_bad_files(out_dir: str | os.PathLike[str]) -> dict[str, Path]:
     """Write files a video tool must reject gracefully; returns ``{name: path}``.
 
@@ -981,6 +1010,12 @@ def make_bad_files(out_dir: str | os.PathLike[str]) -> dict[str, Path]:
 
     files["jpeg_renamed"] = _write_bytes(out / "photo.mp4", _jpeg_bytes(frame_pattern(0, 128, 96)))
     files["audio_only"] = _write_audio_only(out / "audio_only.mp4")
+    import av
+
+    try:
+        files["audio_with_cover"] = _write_audio_with_cover(out / "song_with_cover.mp4")
+    except (av.error.FFmpegError, OSError, AttributeError, ValueError):
+        pass  # no MP3 encoder or no disposition support in this PyAV build
     files["lfs_pointer"] = _write_bytes(out / "lfs_pointer.mp4", _LFS_POINTER.encode())
     # AppleDouble resource-fork file as macOS leaves on FAT/exFAT/SMB shares: magic
     # 00 05 16 07, version 2, "Mac OS X" filler, then arbitrary entry data.

@@ -326,9 +326,7 @@ def _pyav_frames(name: str) -> Iterator[tuple[Any, dict[str, Any]]]:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise DecodeFailure(STATUS_NOT_VIDEO, f"not a video, or damaged: {reason}") from None
     with container:
-        if not container.streams.video:
-            raise DecodeFailure(STATUS_NOT_VIDEO, "the file has no video stream")
-        stream = container.streams.video[0]
+        stream = video_stream(container)
         # Single-threaded: parallelism comes from decoding several videos at once.
         stream.thread_type = "NONE"
         cc = stream.codec_context
@@ -347,6 +345,26 @@ def _pyav_frames(name: str) -> Iterator[tuple[Any, dict[str, Any]]]:
                 continue  # a corrupt packet: the decoder resynchronises on the next one
             for frame in frames:
                 yield frame, info
+
+
+#: FFmpeg's AV_DISPOSITION_ATTACHED_PIC flag.
+_ATTACHED_PIC = 0x0400
+
+
+def video_stream(container: Any) -> Any:
+    """The first real video stream of a PyAV container.
+
+    A cover image (``attached_pic``: one picture in an MP3 or M4A file) is no video, although
+    FFmpeg lists it as a video stream and OpenCV happily "decodes" it as a 1-frame video;
+    raises ``not_video`` for a file that has nothing else.
+    """
+    streams = list(container.streams.video)
+    real = [s for s in streams if not int(getattr(s, "disposition", 0)) & _ATTACHED_PIC]
+    if real:
+        return real[0]
+    if streams:
+        raise DecodeFailure(STATUS_NOT_VIDEO, "audio with a cover image, no video stream")
+    raise DecodeFailure(STATUS_NOT_VIDEO, "the file has no video stream")
 
 
 def _rgb_upright(frame: Any) -> np.ndarray:
@@ -542,9 +560,9 @@ def _seek_decode(
     max_fraction: float,
 ) -> DecodedFrames:
     fmt = container.format.name or ""
-    if not container.streams.video or not any(f in fmt.split(",") for f in SEEKABLE_FORMATS):
+    stream = video_stream(container)  # raises not_video for audio with only cover art
+    if not any(f in fmt.split(",") for f in SEEKABLE_FORMATS):
         raise _NotSeekable(f"container {fmt}")
-    stream = container.streams.video[0]
     cc = stream.codec_context
     if cc.name not in SEEKABLE_CODECS:
         raise _NotSeekable(f"codec {cc.name}")
