@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from .model import DEFAULT_MODEL, DeviceError, LoadedModel, ModelLoadError, load_model
     from .pipeline import Classifier, ClassifyOptions, classify_paths
+    from .protocol import PROTOCOLS, Protocol
     from .results import LabelScore, Prediction, VideoMeta
 
 _EXPORTS = {
@@ -30,6 +31,8 @@ _EXPORTS = {
     "ModelLoadError": "model",
     "DeviceError": "model",
     "DEFAULT_MODEL": "model",
+    "Protocol": "protocol",
+    "PROTOCOLS": "protocol",
     "Prediction": "results",
     "LabelScore": "results",
     "VideoMeta": "results",
@@ -43,7 +46,9 @@ __all__ = [
     "LabelScore",
     "LoadedModel",
     "ModelLoadError",
+    "PROTOCOLS",
     "Prediction",
+    "Protocol",
     "VideoMeta",
     "__version__",
     "classify_paths",
