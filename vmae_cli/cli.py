@@ -31,6 +31,11 @@ EXIT_SOME_FAILED = 3  # the run completed, but some videos could not be classifi
 EXIT_BUSY = 75  # another run is writing the same output file (EX_TEMPFAIL: try again later)
 EXIT_SIGNAL_BASE = 128  # + signal number when stopped by SIGINT / SIGTERM
 
+#: Per-video decoding limit when --timeout is not given (seconds): a file that hangs a
+#: decoder (a stuck network mount, a pathological stream) must not hang a cron job for ever,
+#: while a long 4K video read sequentially still fits.
+DEFAULT_TIMEOUT_S = 600.0
+
 
 app = typer.Typer(
     name="vmae",
@@ -161,9 +166,13 @@ def classify(
         typer.Option(min=0, help="Decoding processes [default: one per core; 0 = in-process]."),
     ] = None,
     timeout: Annotated[
-        float | None,
-        typer.Option(min=0.1, help="Give up on a video after this many seconds of decoding."),
-    ] = None,
+        float,
+        typer.Option(
+            min=0,
+            help="Give up on a video after this many seconds of decoding (its row says "
+            "timeout); 0 = never.",
+        ),
+    ] = DEFAULT_TIMEOUT_S,
     protocol: ProtocolOpt = ProtocolName.uniform,
     clips: ClipsOpt = None,
     crops: CropsOpt = None,
@@ -340,7 +349,7 @@ class _Run:
     dtype: str
     batch_size: int | None
     workers: int | None
-    timeout: float | None
+    timeout: float
     protocol: Any
     escape_formulas: bool
     resume: bool
@@ -432,7 +441,7 @@ def _classify_loop(
         top_k=run.top_k,
         batch_size=run.batch_size,
         workers=run.workers,
-        timeout_s=run.timeout,
+        timeout_s=run.timeout or None,
         protocol=run.protocol,
     )
     paths = iter_video_paths(run.inputs, walk_error)
