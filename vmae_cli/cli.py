@@ -436,6 +436,7 @@ def _classify_loop(
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     counts: Counter[str] = Counter()
     skipped = 0
+    redone = 0  # videos of this run that already had a row (changed, or retried)
     start = time.perf_counter()
     opts = ClassifyOptions(
         top_k=run.top_k,
@@ -466,6 +467,7 @@ def _classify_loop(
             for p in classifier.classify_paths(paths, opts, stop=stop):
                 writer.write(p)
                 counts[p.status] += 1
+                redone += bool(done_before) and writer.path_cell(p.path) in done_before
                 advance()
         except BrokenPipeError:
             # The reader went away (e.g. `| head`): stop quietly, as other Unix tools do.
@@ -482,7 +484,7 @@ def _classify_loop(
     if outfile is not None:
         # A redone video's older row goes now; if the run is killed first, the next
         # --resume removes it instead.
-        outfile.finish(run.out_fmt, compact=bool(done_before) and sum(counts.values()) > 0)
+        outfile.finish(run.out_fmt, compact=redone > 0)
     elapsed = time.perf_counter() - start
     if code == EXIT_OK:
         if received:
@@ -509,6 +511,7 @@ def _write_summary(
     import json
     from datetime import datetime, timezone
 
+    from .results import STATUS_OK
     from .writers import display_path
 
     def iso(t: float) -> str:
@@ -522,8 +525,8 @@ def _write_summary(
         "videos": total,
         "videos_per_s": round(total / elapsed, 4) if elapsed > 0 else None,
         "by_status": dict(sorted(counts.items())),
-        "ok": counts.get("ok", 0),
-        "failed": total - counts.get("ok", 0),
+        "ok": counts[STATUS_OK],
+        "failed": total - counts[STATUS_OK],
         "skipped": skipped,
         "exit_code": code,
         "stopped_by": signal.Signals(received[0]).name if received else None,

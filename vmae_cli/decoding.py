@@ -338,13 +338,8 @@ def _pyav_frames(name: str) -> Iterator[tuple[Any, dict[str, Any]]]:
             "height": cc.height,
         }
         _refuse_huge_frames(cc.width or 0, cc.height or 0)
-        for packet in container.demux(stream):
-            try:
-                frames = packet.decode()
-            except av.error.FFmpegError:
-                continue  # a corrupt packet: the decoder resynchronises on the next one
-            for frame in frames:
-                yield frame, info
+        for frame in _decoded_frames(container, stream):
+            yield frame, info
 
 
 #: FFmpeg's AV_DISPOSITION_ATTACHED_PIC flag.
@@ -476,8 +471,8 @@ def index_packets(container: Any, stream: Any) -> FrameIndex:
 
 @dataclass
 class _Segment:
-    seek_to: int | None  # keyframe pts to seek to first, or None to keep decoding forward
-    targets: list[int]  # presentation timestamps to keep, ascending
+    seek_to: int  # pts of the keyframe to seek to
+    targets: list[int]  # presentation timestamps to keep from there on, ascending
 
 
 def plan_seeks(index: FrameIndex, targets: list[int]) -> tuple[list[_Segment], int]:
@@ -517,7 +512,7 @@ def _decoded_frames(container: Any, stream: Any) -> Iterator[Any]:
         try:
             frames = packet.decode()
         except av.error.FFmpegError:
-            continue
+            continue  # a corrupt packet: the decoder resynchronises on the next one
         yield from frames
 
 
@@ -582,14 +577,11 @@ def _seek_decode(
     info: dict[str, Any] = {"reported": stream.frames or 0, "width": cc.width, "height": cc.height}
     rate = stream.average_rate or stream.guessed_rate
     info["fps"] = float(rate) if rate else None
-    frames: Iterator[Any] = iter(())
     for segment in segments:
-        if segment.seek_to is not None:
-            container.seek(segment.seek_to, stream=stream, backward=True, any_frame=False)
-            frames = _decoded_frames(container, stream)
+        container.seek(segment.seek_to, stream=stream, backward=True, any_frame=False)
         remaining = set(segment.targets)
         last = segment.targets[-1]
-        for frame in frames:
+        for frame in _decoded_frames(container, stream):
             if frame.pts is None:
                 raise _NotSeekable("a decoded frame without a timestamp")
             if frame.pts in remaining:
@@ -608,7 +600,8 @@ def _seek_decode(
 def decode_video(
     path: str, sampler: int | Sampler, transform: FrameTransform
 ) -> tuple[DecodedFrames | None, Failure | None, VideoMeta]:
-    """Check, then decode ``path``: OpenCV first, PyAV when OpenCV gets no frame out of it.
+    """Check, then decode ``path``: by keyframe seeking when :func:`decode_pyav_seek` takes the
+    file (long MP4/MOV/MKV/WebM), else OpenCV, and PyAV when OpenCV gets no frame out of it.
 
     Returns ``(decoded, None, meta)`` or ``(None, failure, meta)`` where ``meta`` holds what
     was learned before the failure; never raises for a bad file.

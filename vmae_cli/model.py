@@ -168,14 +168,21 @@ def _config_json(name: str, filename: str, revision: str | None, offline: bool) 
             raise ModelLoadError(f"model folder {name!r} has no {filename}")
     else:
         from transformers.utils import cached_file
-        from transformers.utils import logging as hf_logging
 
-        hf_logging.set_verbosity_error()
+        _quiet_transformers()
         path = cached_file(name, filename, revision=revision, local_files_only=offline)
     if path is None:
         raise ModelLoadError(f"model {name!r} has no {filename}")
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def _quiet_transformers() -> None:
+    """No transformers warnings or progress bars on stderr: it shows vmae's progress."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
 
 
 def _is_missing_folder(name: str) -> bool:
@@ -252,11 +259,8 @@ def load_model(
     try:
         # Imported here: transformers takes seconds to import and `vmae --help` must not wait.
         from transformers import AutoModelForVideoClassification
-        from transformers.utils import logging as hf_logging
 
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()  # stderr shows our progress, not weight loading
-
+        _quiet_transformers()
         model = AutoModelForVideoClassification.from_pretrained(
             name,
             revision=revision,
@@ -278,7 +282,7 @@ def load_model(
         model=model,
         device=dev,
         dtype=torch_dtype,
-        num_frames=int(getattr(config, "num_frames", spec.num_frames)),
+        num_frames=spec.num_frames,  # from the same config.json, read once
         preprocess=spec.preprocess,
         id2label=id2label,
     )

@@ -150,7 +150,6 @@ class OutputFile:
         self.fd = -1
         self.previous: dict[str, PreviousRow] = {}
         self.is_empty = True
-        self.dropped_torn = False
         self.regular = True
         self._stream: io.TextIOWrapper | None = None
 
@@ -188,18 +187,7 @@ class OutputFile:
         if not resume:
             os.ftruncate(self.fd, 0)
             return
-        data = _read_all(self.fd)
-        header, rows, tail = parse_output(data, fmt)
-        if header is not None and csv_columns is not None and _columns(header) != csv_columns:
-            raise OutputMismatchError(
-                f"{self.path} has other columns than this run would write (different "
-                "--top-k?); use the same options as before, or another output file"
-            )
-        self.previous = newest_per_path(rows)
-        self.dropped_torn = bool(tail.strip())
-        self.is_empty = header is None and not rows
-        if len(self.previous) != len(rows) or tail:
-            self._rewrite(header, self.previous.values())
+        self.previous = self._compact(fmt, csv_columns)
 
     def stream(self, fmt: str) -> io.TextIOWrapper:
         """A text stream appending to the file (UTF-8, with a BOM first for a new CSV)."""
@@ -219,12 +207,23 @@ class OutputFile:
             self._stream.close()
             self._stream = None
         if compact and self.regular:
-            data = _read_all(self.fd)
-            header, rows, tail = parse_output(data, fmt)
-            newest = newest_per_path(rows)
-            if len(newest) != len(rows) or tail:
-                self._rewrite(header, newest.values())
+            self._compact(fmt)
         self.close()
+
+    def _compact(self, fmt: str, csv_columns: list[str] | None = None) -> dict[str, PreviousRow]:
+        """Read the rows, and rewrite the file without a torn tail or older duplicates if it
+        has them; returns the newest row per path. ``csv_columns``: see :meth:`start`."""
+        header, rows, tail = parse_output(_read_all(self.fd), fmt)
+        if header is not None and csv_columns is not None and _columns(header) != csv_columns:
+            raise OutputMismatchError(
+                f"{self.path} has other columns than this run would write (different "
+                "--top-k?); use the same options as before, or another output file"
+            )
+        newest = newest_per_path(rows)
+        self.is_empty = header is None and not rows
+        if len(newest) != len(rows) or tail:
+            self._rewrite(header, newest.values())
+        return newest
 
     def close(self) -> None:
         """Release the lock (also done by the kernel if the process dies)."""
