@@ -67,7 +67,7 @@ def test_probabilities_match_hf_processor_and_model(
 
     path = str(test_videos["h264_bframes"])
     pred = next(
-        iter(Classifier(loaded_tiny).classify_paths([path], ClassifyOptions(top_k=10, workers=0)))
+        iter(Classifier(loaded_tiny).classify_files([path], ClassifyOptions(top_k=10, workers=0)))
     )
     raw = decode_pyav(path, 8, lambda rgb: rgb)
     assert raw.frame_indices == pred.frame_indices

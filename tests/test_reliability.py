@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vmae_cli.cli import EXIT_BUSY, app
-from vmae_cli.resume import (
+from vmae_cli.output import (
     OutputBusyError,
     OutputFile,
     OutputMismatchError,

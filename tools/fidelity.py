@@ -140,7 +140,7 @@ def check_video(path: str, model_dir: str, loaded: Any, model: Any, protocol: bo
     pixel_mad = float((ours.pixel_values(loaded.preprocess) - ref_pv).abs().mean())
     clf = Classifier(loaded)
     k = len(loaded.id2label)
-    pred = next(iter(clf.classify_paths([path], ClassifyOptions(top_k=k, workers=0))))
+    pred = next(iter(clf.classify_files([path], ClassifyOptions(top_k=k, workers=0))))
     ref = model_probs(model, ref_pv)
     labels = loaded.id2label
     ours_p = {ls.label: ls.score for ls in pred.top_k}
@@ -161,7 +161,7 @@ def check_video(path: str, model_dir: str, loaded: Any, model: Any, protocol: bo
     if protocol:
         proto = PROTOCOLS["videomae"]
         opts = ClassifyOptions(top_k=k, workers=0, protocol=proto)
-        pred = next(iter(clf.classify_paths([path], opts)))
+        pred = next(iter(clf.classify_files([path], opts)))
         clips = paper_clips(n_true, t, proto.frame_stride, proto.clips)
         _, frames = upright_frames(path, keep={i for c in clips for i in c})
         pv = protocol_pixel_values(model_dir, frames, n_true, t, proto.clips, proto.crops)

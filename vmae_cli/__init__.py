@@ -2,9 +2,12 @@
 
 The library is usable without the command line::
 
-    from vmae_cli import classify_paths
-    for prediction in classify_paths(["videos/"], model="path/to/model"):
+    from vmae_cli import classify_paths, run
+    for prediction in classify_paths("videos/", model="path/to/model"):
         print(prediction.path, prediction.status, prediction.label, prediction.score)
+
+    report = run("videos/", "labels.csv", model="path/to/model", resume=True)
+    print(report.by_status, report.skipped)
 
 Heavy dependencies (torch, transformers, OpenCV) are imported on first use, so importing
 this package is cheap.
@@ -21,6 +24,7 @@ if TYPE_CHECKING:
     from .pipeline import Classifier, ClassifyOptions, classify_paths
     from .protocol import PROTOCOLS, Protocol
     from .results import LabelScore, Prediction, VideoMeta
+    from .runner import RunHooks, RunOptions, RunReport, StopRequest, run
 
 _EXPORTS = {
     "classify_paths": "pipeline",
@@ -36,6 +40,11 @@ _EXPORTS = {
     "Prediction": "results",
     "LabelScore": "results",
     "VideoMeta": "results",
+    "run": "runner",
+    "RunOptions": "runner",
+    "RunReport": "runner",
+    "RunHooks": "runner",
+    "StopRequest": "runner",
 }
 
 __all__ = [
@@ -49,10 +58,15 @@ __all__ = [
     "PROTOCOLS",
     "Prediction",
     "Protocol",
+    "RunHooks",
+    "RunOptions",
+    "RunReport",
+    "StopRequest",
     "VideoMeta",
     "__version__",
     "classify_paths",
     "load_model",
+    "run",
 ]
 
 

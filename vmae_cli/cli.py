@@ -1,27 +1,27 @@
-"""The ``vmae`` command: parses options, owns the progress bar, picks the writer, and maps
-library errors onto exit codes. Everything else lives in the library.
+"""The ``vmae`` command: parses options into one :class:`~vmae_cli.runner.RunOptions`, calls
+:func:`~vmae_cli.runner.run`, draws the progress bar, handles signals and maps the outcome
+and library errors onto exit codes (one table). Everything else lives in the library.
 
 stdout carries data only; progress, warnings and errors go to stderr.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import sys
-import threading
 import time
-from collections import Counter
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-# model.py imports torch and transformers lazily, so this keeps `vmae --help` fast.
-from .model import DEFAULT_MODEL
+# No torch, transformers or cv2 at import time: `vmae --help` must stay fast.
+from .model import DEFAULT_MODEL, DEVICE_CHOICES, DTYPE_CHOICES
+from .protocol import CROP_CHOICES, PROTOCOLS
+from .runner import DEFAULT_TIMEOUT_S
+from .writers import WRITERS
 
 # Exit codes (documented in the README).
 EXIT_OK = 0  # every video classified
@@ -29,12 +29,14 @@ EXIT_FATAL = 1  # nothing useful happened: model not loadable, output not writab
 EXIT_USAGE = 2  # bad options or arguments (Typer/Click use 2 as well)
 EXIT_SOME_FAILED = 3  # the run completed, but some videos could not be classified
 EXIT_BUSY = 75  # another run is writing the same output file (EX_TEMPFAIL: try again later)
-EXIT_SIGNAL_BASE = 128  # + signal number when stopped by SIGINT / SIGTERM
+EXIT_SIGNAL_BASE = 128  # + signal number when stopped by SIGINT / SIGTERM / SIGPIPE
 
-#: Per-video decoding limit when --timeout is not given (seconds): a file that hangs a
-#: decoder (a stuck network mount, a pathological stream) must not hang a cron job for ever,
-#: while a long 4K video read sequentially still fits.
-DEFAULT_TIMEOUT_S = 600.0
+#: Help panels of `vmae classify`, in the order they are shown.
+PANEL_IO = "Inputs and outputs"
+PANEL_MODEL = "Model"
+PANEL_SAMPLING = "Sampling"
+PANEL_SPEED = "Speed"
+PANEL_CRON = "Cron and reliability"
 
 
 app = typer.Typer(
@@ -45,57 +47,91 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-
-class OutputFormat(str, Enum):
-    """Formats of the output rows."""
-
-    csv = "csv"
-    jsonl = "jsonl"
+# Choices come from the library's registries: a new format or protocol needs no CLI change.
+OutputFormat = Enum("OutputFormat", {name: name for name in WRITERS}, type=str)  # type: ignore[misc]
+ProtocolName = Enum("ProtocolName", {name: name for name in PROTOCOLS}, type=str)  # type: ignore[misc]
+DtypeName = Enum("DtypeName", {name: name for name in DTYPE_CHOICES}, type=str)  # type: ignore[misc]
 
 
-class ProtocolName(str, Enum):
-    """Named test protocols (see vmae_cli/protocol.py)."""
+def _device(value: str) -> str:
+    """Accept the device names vmae knows; anything else is a usage error (exit 2)."""
+    name, _, index = value.partition(":")
+    if name in DEVICE_CHOICES and (not index or (name == "cuda" and index.isdigit())):
+        return value
+    raise typer.BadParameter(f"{value!r} is not one of {', '.join(DEVICE_CHOICES)}, cuda:N")
 
-    uniform = "uniform"
-    videomae = "videomae"
+
+def _crops(value: int | None) -> int | None:
+    if value is not None and value not in CROP_CHOICES:
+        raise typer.BadParameter(f"{value} is not one of {', '.join(map(str, CROP_CHOICES))}")
+    return value
 
 
 # Options shared by `classify` and `inspect`.
 ProtocolOpt = Annotated[
     ProtocolName,
     typer.Option(
-        help="uniform: one clip of T frames spread over the whole video, centre crop. "
-        "videomae: the paper's test protocol (stride 4, 5 clips x 3 crops, softmax averaged)."
+        help="uniform: T frames spread over the video, centre crop. videomae: the paper's "
+        "test (stride 4, 5 clips x 3 crops, softmax averaged).",
+        rich_help_panel=PANEL_SAMPLING,
     ),
 ]
 ClipsOpt = Annotated[
-    int | None, typer.Option(min=1, help="Clips per video [default: from --protocol].")
+    int | None,
+    typer.Option(
+        min=1,
+        metavar="N",
+        help="Clips per video.",
+        show_default="from --protocol",
+        rich_help_panel=PANEL_SAMPLING,
+    ),
 ]
 CropsOpt = Annotated[
-    int | None, typer.Option(help="Crops per clip, 1 or 3 [default: from --protocol].")
+    int | None,
+    typer.Option(
+        metavar="1|3",
+        callback=_crops,
+        help="Crops per clip.",
+        show_default="from --protocol",
+        rich_help_panel=PANEL_SAMPLING,
+    ),
 ]
 StrideOpt = Annotated[
     int | None,
     typer.Option(
         min=0,
-        help="Take clip frames every S frames; 0 = spread over the whole video "
-        "[default: from --protocol].",
+        metavar="S",
+        help="Take clip frames every S frames; 0 = spread over the whole video.",
+        show_default="from --protocol",
+        rich_help_panel=PANEL_SAMPLING,
+    ),
+]
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        metavar="ID|DIR",
+        help="Hugging Face model id or local folder.",
+        rich_help_panel=PANEL_MODEL,
+    ),
+]
+RevisionOpt = Annotated[
+    str | None,
+    typer.Option(
+        metavar="REV",
+        help="Model revision on the Hub (branch, tag or commit).",
+        rich_help_panel=PANEL_MODEL,
     ),
 ]
 
 
-def _protocol(name: ProtocolName, clips: int | None, crops: int | None, stride: int | None) -> Any:
+def _protocol(name: Any, clips: int | None, crops: int | None, stride: int | None) -> Any:
     """The protocol named by --protocol, with --clips/--crops/--frame-stride applied."""
     from dataclasses import replace
 
-    from .protocol import PROTOCOLS, ProtocolError
-
-    base = PROTOCOLS[name.value]
     changes = {"clips": clips, "crops": crops, "frame_stride": stride}
-    try:
-        return replace(base, **{k: v for k, v in changes.items() if v is not None})
-    except ProtocolError as exc:
-        raise _fail(str(exc), EXIT_USAGE) from None
+    return replace(PROTOCOLS[name.value], **{k: v for k, v in changes.items() if v is not None})
 
 
 @app.callback()
@@ -110,99 +146,178 @@ def _stderr_console() -> Any:
     return Console(stderr=True, highlight=False)
 
 
-def _fail(message: str, code: int) -> typer.Exit:
-    _stderr_console().print(f"[bold red]vmae:[/] {message}", markup=True, soft_wrap=True)
+def _say(console: Any, line: str) -> None:
+    """One line on stderr, never wrapped (a cron log is grepped line by line)."""
+    console.print(line, markup=False, soft_wrap=True)
+
+
+def _exit_for(exc: BaseException) -> tuple[int, str]:
+    """The one table from library errors to exit codes, with the line to print."""
+    from .discovery import InputNotFoundError
+    from .model import DeviceError, ModelLoadError
+    from .output import OutputBusyError
+    from .protocol import ProtocolError
+    from .writers import OutputMismatchError, UnknownFormatError
+
+    table: tuple[tuple[Any, int, Any], ...] = (
+        (InputNotFoundError, EXIT_USAGE, lambda e: f"no such file or directory: {e}"),
+        ((UnknownFormatError, OutputMismatchError, ProtocolError), EXIT_USAGE, str),
+        (OutputBusyError, EXIT_BUSY, str),
+        ((ModelLoadError, DeviceError), EXIT_FATAL, str),
+        (OSError, EXIT_FATAL, _os_error),
+    )
+    for kinds, code, message in table:
+        if isinstance(exc, kinds):
+            return code, message(exc)
+    return EXIT_FATAL, f"{type(exc).__name__}: {exc} (run with --debug for the traceback)"
+
+
+def _os_error(exc: OSError) -> str:
+    if exc.filename:
+        return f"cannot write {exc.filename}: {exc.strerror}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _fail(exc: BaseException, debug: bool) -> typer.Exit:
+    if debug:
+        raise exc
+    code, message = _exit_for(exc)
+    _say(_stderr_console(), f"vmae: {message}")
     return typer.Exit(code)
-
-
-def _stdout_stream() -> tuple[Any, Any]:
-    """The text stream rows go to on stdout, and how to let go of it when done."""
-    buffer = getattr(sys.stdout, "buffer", None)
-    if buffer is None:
-        return sys.stdout, sys.stdout.flush
-    # UTF-8 whatever the locale says, and no newline translation (the csv module's own).
-    wrapper = io.TextIOWrapper(buffer, encoding="utf-8", newline="", write_through=True)
-    # detach() instead of close(): stdout itself stays open for whoever owns it.
-    return wrapper, wrapper.detach
 
 
 @app.command()
 def classify(
     inputs: Annotated[
-        list[str], typer.Argument(help="Video files and/or folders (walked recursively).")
+        list[str],
+        typer.Argument(
+            metavar="INPUTS...",
+            help="Video files and/or folders (walked recursively).",
+            show_default=False,
+        ),
     ],
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="Write rows to this file (.csv or .jsonl) instead of stdout."
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="Write rows to FILE (.csv or .jsonl); - or a pipe is stdout.",
+            show_default="stdout",
+            rich_help_panel=PANEL_IO,
         ),
     ] = None,
     fmt: Annotated[
         OutputFormat | None,
-        typer.Option("--format", "-f", help="Output format [default: from -o's extension, csv]."),
-    ] = None,
-    model: Annotated[
-        str, typer.Option("--model", "-m", help="Hugging Face model id or local folder.")
-    ] = DEFAULT_MODEL,
-    revision: Annotated[
-        str | None, typer.Option(help="Model revision (branch, tag or commit) on the Hub.")
+        typer.Option(
+            "--format",
+            "-f",
+            help="Output format.",
+            show_default="from -o's extension; csv on stdout",
+            rich_help_panel=PANEL_IO,
+        ),
     ] = None,
     top_k: Annotated[
-        int, typer.Option("--top-k", "-k", min=1, help="Also report the K best labels.")
+        int,
+        typer.Option(
+            "--top-k",
+            "-k",
+            min=1,
+            metavar="K",
+            help="Also report the K best labels.",
+            rich_help_panel=PANEL_IO,
+        ),
     ] = 1,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    dtype: Annotated[
+    escape_formulas: Annotated[
+        bool,
+        typer.Option(
+            help="In CSV, prefix ' to cells starting with = + - @ so spreadsheets do not run them.",
+            rich_help_panel=PANEL_IO,
+        ),
+    ] = True,
+    model: ModelOpt = DEFAULT_MODEL,
+    revision: RevisionOpt = None,
+    device: Annotated[
         str,
         typer.Option(
-            help="auto, float32, bfloat16 or float16 (auto: bf16 on CUDA and bf16-capable CPUs)."
+            metavar="DEV",
+            callback=_device,
+            help="auto, cpu, cuda, cuda:N or mps (auto prefers CUDA).",
+            rich_help_panel=PANEL_MODEL,
         ),
     ] = "auto",
+    dtype: Annotated[
+        DtypeName,
+        typer.Option(
+            help="auto: bf16 on CUDA and bf16-capable CPUs, else float32.",
+            rich_help_panel=PANEL_MODEL,
+        ),
+    ] = DtypeName.auto,  # type: ignore[attr-defined]
+    protocol: ProtocolOpt = ProtocolName.uniform,  # type: ignore[attr-defined]
+    clips: ClipsOpt = None,
+    crops: CropsOpt = None,
+    frame_stride: StrideOpt = None,
     batch_size: Annotated[
         int | None,
-        typer.Option(min=1, help="Views (clips x crops) per model call [default: 2 CPU, 16 GPU]."),
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Views (clips x crops) per model call.",
+            show_default="2 on CPU, 16 on GPU",
+            rich_help_panel=PANEL_SPEED,
+        ),
     ] = None,
     workers: Annotated[
         int | None,
-        typer.Option(min=0, help="Decoding processes [default: one per core; 0 = in-process]."),
+        typer.Option(
+            min=0,
+            metavar="N",
+            help="Decoding processes; 0 = in this process.",
+            show_default="one per core",
+            rich_help_panel=PANEL_SPEED,
+        ),
     ] = None,
     timeout: Annotated[
         float,
         typer.Option(
             min=0,
-            help="Give up on a video after this many seconds of decoding (its row says "
-            "timeout); 0 = never.",
+            metavar="SECONDS",
+            help="Give up on a video after this long decoding (row: timeout); 0 = never.",
+            rich_help_panel=PANEL_CRON,
         ),
     ] = DEFAULT_TIMEOUT_S,
-    protocol: ProtocolOpt = ProtocolName.uniform,
-    clips: ClipsOpt = None,
-    crops: CropsOpt = None,
-    frame_stride: StrideOpt = None,
-    escape_formulas: Annotated[
-        bool,
-        typer.Option(
-            help="In CSV, prefix ' to cells starting with = + - @ so spreadsheets do not run "
-            "them as formulas."
-        ),
-    ] = True,
     resume: Annotated[
         bool,
         typer.Option(
-            help="Keep the rows already in -o FILE and skip their videos when size and "
-            "modification time are unchanged; new and changed videos are done."
+            help="Keep the rows already in -o FILE; skip their videos if unchanged.",
+            rich_help_panel=PANEL_CRON,
         ),
     ] = False,
     retry_failed: Annotated[
         bool,
-        typer.Option(help="Like --resume, and also redo the videos whose row is not ok."),
+        typer.Option(
+            help="Like --resume, and also redo the videos whose row is not ok.",
+            rich_help_panel=PANEL_CRON,
+        ),
     ] = False,
     summary: Annotated[
         Path | None,
-        typer.Option(help="Write counts by status, elapsed time and videos/s to this JSON file."),
+        typer.Option(
+            metavar="FILE.json",
+            help="Write counts by status, time and videos/s to this JSON file.",
+            rich_help_panel=PANEL_CRON,
+        ),
     ] = None,
     quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line.")
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="No progress bar and no summary line.", rich_help_panel=PANEL_CRON
+        ),
     ] = False,
-    debug: Annotated[bool, typer.Option(help="Show full tracebacks of fatal errors.")] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(help="Show full tracebacks of fatal errors.", rich_help_panel=PANEL_CRON),
+    ] = False,
 ) -> None:
     """Classify every video in INPUTS and write one row per video."""
     # Must precede the first torch import (OpenMP reads it once). The model's threads share
@@ -210,88 +325,129 @@ def classify(
     # worker needs. Measured on 2 cores, ViT-B bf16, 23 videos: 57.8 s passive, 62.4 s by
     # default, while the model alone is 3 % slower passive (0.691 vs 0.714 clips/s).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from .discovery import InputNotFoundError, check_inputs
-    from .writers import UnknownFormatError, format_for_path
-
-    console = _stderr_console()
-    proto = _protocol(protocol, clips, crops, frame_stride)
-    try:
-        check_inputs(inputs)
-    except InputNotFoundError as exc:
-        raise _fail(f"no such file or directory: {exc}", EXIT_USAGE) from None
-    try:
-        out_fmt = fmt.value if fmt else (format_for_path(str(output)) if output else "csv")
-    except UnknownFormatError as exc:
-        raise _fail(str(exc), EXIT_USAGE) from None
-    to_stdout = output is None or str(output) == "-"
-    if (resume or retry_failed) and to_stdout:
-        raise _fail("--resume and --retry-failed need an output file (-o FILE)", EXIT_USAGE)
     if debug:
         os.environ["VMAE_DEBUG"] = "1"
-    run = _Run(
-        inputs=inputs,
-        output=None if to_stdout else output,
-        out_fmt=out_fmt,
-        model=model,
-        revision=revision,
-        top_k=top_k,
-        device=device,
-        dtype=dtype,
-        batch_size=batch_size,
-        workers=workers,
-        timeout=timeout,
-        protocol=proto,
-        escape_formulas=escape_formulas,
-        resume=resume or retry_failed,
-        retry_failed=retry_failed,
-        summary=summary,
-        quiet=quiet,
-    )
+    from .output import check_writable
+    from .pipeline import ClassifyOptions
+    from .runner import STDOUT, RunHooks, RunOptions, StopRequest, run
+
+    console = _stderr_console()
     try:
-        code = _run_classify(run, console)
-    except typer.Exit:
-        raise
-    except Exception as exc:
-        if debug:
-            raise
-        raise _fail(_describe(exc), EXIT_FATAL) from None
+        options = RunOptions(
+            model=model,
+            revision=revision,
+            device=device,
+            dtype=dtype.value,
+            format=fmt.value if fmt else None,
+            escape_formulas=escape_formulas,
+            resume=resume,
+            retry_failed=retry_failed,
+            classify=ClassifyOptions(
+                top_k=top_k,
+                batch_size=batch_size,
+                workers=workers,
+                timeout_s=timeout or None,
+                protocol=_protocol(protocol, clips, crops, frame_stride),
+            ),
+        )
+        if summary is not None:
+            check_writable(summary)  # before the work, not after it
+    except Exception as exc:  # noqa: BLE001 - mapped by _exit_for, one table
+        raise _fail(exc, debug) from None
+    progress = _Progress(console, enabled=not quiet and console.is_terminal)
+    hooks = RunHooks(
+        on_total=progress.set_total,
+        on_row=lambda _p: progress.advance(),
+        on_skip=lambda _p: progress.advance(),
+        on_status=progress.set_status,
+        on_warning=lambda line: _say(console, f"vmae: warning: {line}"),
+    )
+    stop = StopRequest()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.request(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with progress:
+            report = run(
+                inputs,
+                STDOUT if output is None else str(output),
+                options=options,
+                hooks=hooks,
+                stop=stop,
+            )
+    except Exception as exc:  # noqa: BLE001 - mapped by _exit_for, one table
+        raise _fail(exc, debug) from None
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if report.stopped_by == "SIGPIPE":
+        # Python would complain about the unflushed stdout at exit: point it at /dev/null.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    code = _exit_code(report)
+    if not quiet:
+        _say(console, report.summary_line())
+    if summary is not None:
+        try:
+            report.write_json(summary, exit_code=code)
+        except OSError as exc:
+            raise _fail(exc, debug) from None
     raise typer.Exit(code)
+
+
+def _exit_code(report: Any) -> int:
+    """A finished run's exit code: stopped (128 + signal), some failed (3), or 0."""
+    if report.stopped_by is not None:
+        return EXIT_SIGNAL_BASE + signal.Signals[report.stopped_by].value
+    return EXIT_SOME_FAILED if report.failed else EXIT_OK
 
 
 @app.command()
 def inspect(
     video: Annotated[Path, typer.Argument(help="The video to look at.")],
-    model: Annotated[
-        str, typer.Option("--model", "-m", help="Hugging Face model id or local folder.")
-    ] = DEFAULT_MODEL,
-    revision: Annotated[str | None, typer.Option(help="Model revision on the Hub.")] = None,
+    model: ModelOpt = DEFAULT_MODEL,
+    revision: RevisionOpt = None,
     npz: Annotated[
         Path | None,
-        typer.Option(help="Save pixel_values (1, T, 3, H, W) and frame_indices (T,) here."),
+        typer.Option(
+            metavar="FILE.npz",
+            help="Save pixel_values (V, T, 3, H, W) and frame_indices here.",
+        ),
     ] = None,
     sheet: Annotated[
-        Path | None, typer.Option(help="Save a PNG contact sheet of the sampled frames here.")
+        Path | None,
+        typer.Option(metavar="FILE.png", help="Save a contact sheet of the sampled frames."),
     ] = None,
-    protocol: ProtocolOpt = ProtocolName.uniform,
+    protocol: ProtocolOpt = ProtocolName.uniform,  # type: ignore[attr-defined]
     clips: ClipsOpt = None,
     crops: CropsOpt = None,
     frame_stride: StrideOpt = None,
 ) -> None:
     """Show what the model will see for VIDEO: decoder, frame counts and sampled frames."""
     from .inspection import inspect_video, save_npz, save_sheet
-    from .model import DeviceError, ModelLoadError, load_model
+    from .model import load_model
+    from .output import check_writable
 
-    proto = _protocol(protocol, clips, crops, frame_stride)
     if not video.exists():
-        raise _fail(f"no such file: {video}", EXIT_USAGE)
+        raise _fail(_input_missing(str(video)), False)
     try:
+        proto = _protocol(protocol, clips, crops, frame_stride)
+        for target in (npz, sheet):
+            if target is not None:
+                check_writable(target)  # before the work, not after it
         lm = load_model(model, revision=revision, device="cpu", dtype="float32")
-    except (ModelLoadError, DeviceError) as exc:
-        raise _fail(str(exc), EXIT_FATAL) from None
+    except Exception as exc:  # noqa: BLE001 - mapped by _exit_for, one table
+        raise _fail(exc, False) from None
     result = inspect_video(str(video), lm.num_frames, lm.preprocess, proto)
     m = result.meta
+    status = "ok" if result.failure is None else result.failure.status
     lines = [
         f"path: {video}",
+        f"status: {status}",
+        *([f"error: {result.failure.error}"] if result.failure is not None else []),
         f"decoder: {m.decoder or '-'}",
         f"frames reported: {m.frames_reported if m.frames_reported is not None else '-'}",
         f"frames decoded: {m.frames_decoded}",
@@ -304,14 +460,21 @@ def inspect(
     ]
     typer.echo("\n".join(lines))
     if result.failure is not None:
-        raise _fail(f"{result.failure.status}: {result.failure.error}", EXIT_SOME_FAILED)
+        _say(_stderr_console(), f"vmae: {result.failure.status}: {result.failure.error}")
+        raise typer.Exit(EXIT_SOME_FAILED)
     try:
         if npz is not None:
             save_npz(result, lm.preprocess, npz)
         if sheet is not None:
             save_sheet(result, sheet)
     except OSError as exc:
-        raise _fail(f"cannot write output: {exc}", EXIT_FATAL) from None
+        raise _fail(exc, False) from None
+
+
+def _input_missing(path: str) -> Exception:
+    from .discovery import InputNotFoundError
+
+    return InputNotFoundError(path)
 
 
 def _index_lines(indices: list[int], clip_len: int) -> list[str]:
@@ -324,281 +487,75 @@ def _index_lines(indices: list[int], clip_len: int) -> list[str]:
     ]
 
 
-def _describe(exc: BaseException) -> str:
-    """One line for a fatal error; the full traceback is behind --debug."""
-    from .model import DeviceError, ModelLoadError
+class _Progress:
+    """A rich progress bar on stderr, or nothing when it must not be drawn (not a terminal,
+    ``--quiet``). Until the first video is done it says what the run is busy with; its ETA
+    divides the time since the run started by the videos done, start-up included."""
 
-    if isinstance(exc, (ModelLoadError, DeviceError)):
-        return str(exc)
-    if isinstance(exc, OSError) and exc.filename:
-        return f"cannot write {exc.filename}: {exc.strerror}"
-    return f"{type(exc).__name__}: {exc} (run with --debug for the traceback)"
+    def __init__(self, console: Any, enabled: bool):
+        self.console, self.enabled = console, enabled
+        self._bar: Any = None
+        self._task: Any = None
+        self._started = time.perf_counter()
+        self._done = 0
+        self._total: int | None = None
 
-
-@dataclass
-class _Run:
-    """The options of one `vmae classify` run, as parsed."""
-
-    inputs: list[str]
-    output: Path | None
-    out_fmt: str
-    model: str
-    revision: str | None
-    top_k: int
-    device: str
-    dtype: str
-    batch_size: int | None
-    workers: int | None
-    timeout: float
-    protocol: Any
-    escape_formulas: bool
-    resume: bool
-    retry_failed: bool
-    summary: Path | None
-    quiet: bool
-
-
-def _run_classify(run: _Run, console: Any) -> int:
-    from .model import DeviceError, ModelLoadError
-    from .pipeline import Classifier
-    from .resume import OutputBusyError, OutputFile, OutputMismatchError
-    from .writers import get_writer
-
-    started_at = time.time()
-    # The lock comes first, so that a second run is refused at once, before the model loads;
-    # the file is only truncated (or read, to resume) once the model's config files are read.
-    outfile = None
-    if run.output is not None:
-        try:
-            outfile = OutputFile(run.output).lock()
-        except OutputBusyError as exc:
-            raise _fail(str(exc), EXIT_BUSY) from None
-    try:
-        try:
-            # lazy: the weights load once decoding has started, in parallel with it.
-            classifier = Classifier(
-                run.model, revision=run.revision, device=run.device, dtype=run.dtype, lazy=True
-            )
-        except (ModelLoadError, DeviceError) as exc:
-            raise _fail(str(exc), EXIT_FATAL) from None
-        if outfile is None:
-            stream, release = _stdout_stream()
-            writer = get_writer(
-                run.out_fmt, stream, top_k=run.top_k, escape_formulas=run.escape_formulas
-            )
-        else:
-            columns = get_writer("csv", io.StringIO(), top_k=run.top_k, write_header=False)
-            try:
-                outfile.start(run.out_fmt, resume=run.resume, csv_columns=columns.columns)
-            except OutputMismatchError as exc:
-                raise _fail(str(exc), EXIT_USAGE) from None
-            stream = outfile.stream(run.out_fmt)
-            release = stream.flush
-            writer = get_writer(
-                run.out_fmt,
-                stream,
-                top_k=run.top_k,
-                escape_formulas=run.escape_formulas,
-                write_header=outfile.is_empty,
-            )
-        return _classify_loop(run, console, classifier, writer, release, outfile, started_at)
-    finally:
-        if outfile is not None:
-            outfile.close()
-
-
-def _classify_loop(
-    run: _Run,
-    console: Any,
-    classifier: Any,
-    writer: Any,
-    release: Any,
-    outfile: Any,
-    started_at: float,
-) -> int:
-    from .discovery import count_video_paths, iter_video_paths
-    from .pipeline import ClassifyOptions
-    from .results import STATUS_OK
-    from .resume import unfinished
-
-    def walk_error(path: str, reason: str) -> None:
-        console.print(f"vmae: warning: cannot read {path}: {reason}", markup=False)
-
-    show_bar = not run.quiet and console.is_terminal
-    total = count_video_paths(run.inputs) if show_bar else None
-    stop = threading.Event()
-    received: list[int] = []
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        received.append(signum)
-        stop.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    counts: Counter[str] = Counter()
-    skipped = 0
-    redone = 0  # videos of this run that already had a row (changed, or retried)
-    start = time.perf_counter()
-    opts = ClassifyOptions(
-        top_k=run.top_k,
-        batch_size=run.batch_size,
-        workers=run.workers,
-        timeout_s=run.timeout or None,
-        protocol=run.protocol,
-    )
-    paths = iter_video_paths(run.inputs, walk_error)
-    done_before = outfile.previous if outfile is not None and run.resume else {}
-    code = EXIT_OK
-    with _progress(console, total, show_bar) as advance:
-
-        def on_skip(_path: str) -> None:
-            nonlocal skipped
-            skipped += 1
-            advance()
-
-        if done_before:
-            paths = unfinished(
-                paths,
-                done_before,
-                writer.path_cell,
-                retry_failed=run.retry_failed,
-                on_skip=on_skip,
-            )
-        try:
-            for p in classifier.classify_paths(paths, opts, stop=stop):
-                writer.write(p)
-                counts[p.status] += 1
-                redone += bool(done_before) and writer.path_cell(p.path) in done_before
-                advance()
-        except BrokenPipeError:
-            # The reader went away (e.g. `| head`): stop quietly, as other Unix tools do.
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the exit quiet
-            code = EXIT_SIGNAL_BASE + signal.SIGPIPE
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-            try:
-                writer.close()
-                release()
-            except BrokenPipeError:
-                pass
-    if outfile is not None:
-        # A redone video's older row goes now; if the run is killed first, the next
-        # --resume removes it instead.
-        outfile.finish(run.out_fmt, compact=redone > 0)
-    elapsed = time.perf_counter() - start
-    if code == EXIT_OK:
-        if received:
-            code = EXIT_SIGNAL_BASE + received[0]
-        elif sum(counts.values()) != counts[STATUS_OK]:
-            code = EXIT_SOME_FAILED
-    if not run.quiet:
-        console.print(_summary(counts, elapsed, skipped), markup=False)
-    if run.summary is not None:
-        _write_summary(run, counts, skipped, elapsed, started_at, code, received)
-    return code
-
-
-def _write_summary(
-    run: _Run,
-    counts: Counter[str],
-    skipped: int,
-    elapsed: float,
-    started_at: float,
-    code: int,
-    received: list[int],
-) -> None:
-    """The run's figures as JSON, written aside then renamed so a reader never sees half."""
-    import json
-    from datetime import datetime, timezone
-
-    from .results import STATUS_OK
-    from .writers import display_path
-
-    def iso(t: float) -> str:
-        return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
-
-    total = sum(counts.values())
-    data = {
-        "started": iso(started_at),
-        "finished": iso(time.time()),
-        "elapsed_s": round(elapsed, 3),
-        "videos": total,
-        "videos_per_s": round(total / elapsed, 4) if elapsed > 0 else None,
-        "by_status": dict(sorted(counts.items())),
-        "ok": counts[STATUS_OK],
-        "failed": total - counts[STATUS_OK],
-        "skipped": skipped,
-        "exit_code": code,
-        "stopped_by": signal.Signals(received[0]).name if received else None,
-        "output": display_path(str(run.output)) if run.output else "-",
-        "model": run.model,
-        "protocol": run.protocol.name,
-    }
-    target = str(run.summary)
-    tmp = f"{target}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, target)
-
-
-def _summary(counts: Counter[str], elapsed: float, skipped: int = 0) -> str:
-    total = sum(counts.values())
-    rate = total / elapsed if elapsed > 0 else 0.0
-    parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-    if skipped:
-        parts = f"{parts}; " if parts else ""
-        parts += f"{skipped} skipped (already in the output)"
-    return (
-        f"vmae: {total} video{'s' if total != 1 else ''} in {elapsed:.1f} s "
-        f"({rate:.2f} videos/s): {parts or 'none found'}"
-    )
-
-
-class _progress:
-    """A rich progress bar on stderr, or nothing when it must not be drawn."""
-
-    def __init__(self, console: Any, total: int | None, enabled: bool):
-        self.console, self.total, self.enabled = console, total, enabled
-        self._progress: Any = None
-
-    def __enter__(self) -> Any:
+    def __enter__(self) -> _Progress:
         if not self.enabled:
-            return lambda: None
+            return self
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
             Progress,
             TextColumn,
             TimeElapsedColumn,
-            TimeRemainingColumn,
         )
 
-        self._progress = Progress(
-            TextColumn("classifying"),
+        self._bar = Progress(
+            TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[rate]}"),
             TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
+            TextColumn("{task.fields[eta]}"),
             console=self.console,
             transient=False,
         )
-        self._progress.start()
-        task = self._progress.add_task("videos", total=self.total, rate="")
-        started = time.perf_counter()
-
-        def advance() -> None:
-            done = self._progress.tasks[0].completed + 1
-            rate = done / max(time.perf_counter() - started, 1e-9)
-            self._progress.update(task, advance=1, rate=f"{rate:.2f} videos/s")
-
-        return advance
+        self._bar.start()
+        self._task = self._bar.add_task("starting", total=None, rate="", eta="")
+        self._started = time.perf_counter()
+        return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._progress is not None:
-            self._progress.stop()
+        if self._bar is not None:
+            self._bar.stop()
+
+    def set_total(self, total: int) -> None:
+        self._total = total
+        if self._bar is not None:
+            self._bar.update(self._task, total=total)
+
+    def set_status(self, text: str) -> None:
+        if self._bar is not None and self._done == 0:
+            self._bar.update(self._task, description=text)
+
+    def advance(self) -> None:
+        self._done += 1
+        if self._bar is None:
+            return
+        elapsed = max(time.perf_counter() - self._started, 1e-9)
+        rate = self._done / elapsed
+        eta = ""
+        if self._total:
+            left = max(self._total - self._done, 0) / rate
+            eta = f"ETA {int(left) // 3600}:{int(left) % 3600 // 60:02d}:{int(left) % 60:02d}"
+        self._bar.update(
+            self._task,
+            advance=1,
+            description="classifying",
+            rate=f"{rate:.2f} videos/s",
+            eta=eta,
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -58,6 +58,27 @@ def is_video_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS
 
 
+def as_inputs(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[str]:
+    """The user's inputs as a list of path strings.
+
+    A ``str`` (or ``os.PathLike``) is one input, not an iterable of one-character paths (a
+    string iterated character by character once walked ``/``). Anything else must be an
+    iterable of such paths; raises :class:`TypeError` otherwise.
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        return [os.fspath(inputs)]
+    if isinstance(inputs, bytes) or not isinstance(inputs, Iterable):
+        raise TypeError(
+            f"inputs must be a path or an iterable of paths, not {type(inputs).__name__}"
+        )
+    paths = []
+    for item in inputs:
+        if not isinstance(item, (str, os.PathLike)):
+            raise TypeError(f"each input must be a path (str or os.PathLike), not {item!r}")
+        paths.append(os.fspath(item))
+    return paths
+
+
 def check_inputs(inputs: Iterable[str]) -> None:
     """Raise :class:`InputNotFoundError` naming every argument that does not exist.
 

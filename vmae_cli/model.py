@@ -122,12 +122,28 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 def _offline_hint(name: str) -> str:
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):
+        why = "HF_HUB_OFFLINE is set and it is not in the local Hugging Face cache"
+    else:
+        why = "the Hugging Face Hub cannot be reached and it is not in the local cache"
     return (
-        f"cannot load model {name!r}: it is not in the local cache and the Hugging Face Hub "
-        "cannot be reached. Download it once where the Hub is reachable "
-        f"(`hf download {name} --local-dir DIR`) and pass --model DIR, "
-        "or set HF_HUB_OFFLINE=1 to use the local cache"
+        f"cannot load model {name!r}: {why}. Download it once where the Hub is reachable "
+        f"(`hf download {name} --local-dir DIR`) and pass --model DIR"
     )
+
+
+def dtype_warning(device: torch.device, dtype: torch.dtype) -> str | None:
+    """A one-line warning for a device/dtype pair that works but is slow, else ``None``."""
+    import torch
+
+    if device.type == "cpu" and dtype == torch.float16:
+        # Without float16 matrix units torch converts on the fly: ViT-B ran about 2x slower
+        # than float32 on the 2-core EPYC (AVX-512 BF16) where this was reported (issue 9).
+        return (
+            "float16 on a CPU is emulated and about 2x slower than float32; "
+            "use --dtype auto (bfloat16 where the CPU supports it, else float32)"
+        )
+    return None
 
 
 #: How long to wait for the Hub before treating it as unreachable; without this check
@@ -158,6 +174,16 @@ class ModelSpec:
     num_frames: int
     preprocess: PreprocessConfig
     offline: bool  # whether the Hub is out of reach (or not needed: a local folder)
+    num_labels: int | None = None  # classes of the head, when config.json says
+
+
+def _num_labels(config: dict[str, Any]) -> int | None:
+    """The number of classes config.json declares (``id2label``, else ``num_labels``)."""
+    id2label = config.get("id2label")
+    if isinstance(id2label, dict) and id2label:
+        return len(id2label)
+    value = config.get("num_labels")
+    return int(value) if isinstance(value, int) and value > 0 else None
 
 
 def _config_json(name: str, filename: str, revision: str | None, offline: bool) -> dict:
@@ -232,7 +258,9 @@ def read_model_spec(name: str = DEFAULT_MODEL, *, revision: str | None = None) -
         raise
     except Exception as exc:  # noqa: BLE001 - mapped to one line; --debug shows the rest
         raise _translate_load_error(exc, name, offline) from None
-    return ModelSpec(name, int(config.get("num_frames", 16)), preprocess, offline)
+    return ModelSpec(
+        name, int(config.get("num_frames", 16)), preprocess, offline, _num_labels(config)
+    )
 
 
 def load_model(

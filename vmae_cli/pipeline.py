@@ -10,13 +10,14 @@ Predictions are yielded lazily, one per video, as soon as their batch is classif
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from .batching import DecodeJob, iter_batches, iter_decoded
-from .discovery import OnWalkError, iter_video_paths
+from .discovery import OnWalkError, as_inputs, check_inputs, iter_video_paths
 from .model import (
     DEFAULT_MODEL,
     LoadedModel,
@@ -77,7 +78,9 @@ class Classifier:
         self._loaded: LoadedModel | None = None
         if isinstance(model, LoadedModel):
             self._loaded = model
-            self.spec = ModelSpec(model.name, model.num_frames, model.preprocess, True)
+            self.spec = ModelSpec(
+                model.name, model.num_frames, model.preprocess, True, len(model.id2label) or None
+            )
             self.device = model.device
             return
         self._load_args = {"revision": revision, "device": device, "dtype": dtype}
@@ -96,7 +99,7 @@ class Classifier:
 
     def classify(
         self,
-        inputs: Iterable[str],
+        inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
         options: ClassifyOptions | None = None,
         *,
         on_walk_error: OnWalkError | None = None,
@@ -104,27 +107,40 @@ class Classifier:
     ) -> Iterator[Prediction]:
         """Yield one :class:`Prediction` per video found in ``inputs`` (files or folders).
 
-        Bad files become predictions with a non-ok status; nothing is raised for them.
-        ``stop`` ends the run early (used for SIGINT/SIGTERM): videos already decoded are
-        still classified and yielded.
+        ``inputs`` is one path (``str`` or ``os.PathLike``) or an iterable of paths. Every
+        named input must exist: :class:`~vmae_cli.discovery.InputNotFoundError` is raised by
+        this call, before any work starts, as the CLI refuses them with exit code 2. Bad
+        files become predictions with a non-ok status; nothing is raised for them. ``stop``
+        ends the run early (used for SIGINT/SIGTERM): videos already decoded are still
+        classified and yielded.
         """
-        opts = options or ClassifyOptions()
-        paths = iter_video_paths(list(inputs), on_walk_error or (lambda p, r: None))
-        yield from self.classify_paths(paths, opts, stop=stop)
+        paths = as_inputs(inputs)
+        check_inputs(paths)
+        found = iter_video_paths(paths, on_walk_error or (lambda p, r: None))
+        return self.classify_files(found, options, stop=stop)
 
-    def classify_paths(
+    def classify_files(
         self,
         paths: Iterable[str],
         options: ClassifyOptions | None = None,
         *,
         stop: threading.Event | None = None,
     ) -> Iterator[Prediction]:
-        """Like :meth:`classify`, for an iterable of video file paths (no directory walk)."""
+        """Like :meth:`classify`, for an iterable of video file paths: no directory walk, and
+        a path that does not exist gets a ``not_found`` prediction.
+
+        The weights of a lazy classifier are not loaded when ``paths`` is empty.
+        """
         opts = options or ClassifyOptions()
         batch_size = opts.batch_size or (
             DEFAULT_BATCH_SIZE_CPU if self.device.type == "cpu" else DEFAULT_BATCH_SIZE_GPU
         )
         workers = default_workers() if opts.workers is None else opts.workers
+        pending = iter(paths)
+        first = next(pending, None)
+        if first is None:
+            return  # nothing to do: no workers, no weights (a --resume with all done)
+        paths = itertools.chain([first], pending)
         job = DecodeJob(self.spec.num_frames, self.spec.preprocess, opts.protocol)
         # The workers start first, then the weights load (if not yet) while they decode.
         outcomes = iter_decoded(
@@ -191,7 +207,7 @@ class Classifier:
 
 
 def classify_paths(
-    inputs: Iterable[str],
+    inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     *,
     model: str = DEFAULT_MODEL,
     revision: str | None = None,
@@ -205,10 +221,14 @@ def classify_paths(
 ) -> Iterator[Prediction]:
     """Load ``model`` and yield one :class:`Prediction` per video in ``inputs``.
 
-    A convenience wrapper around :class:`Classifier`; the model is loaded on the first
-    ``next()``. Use :class:`Classifier` directly to load once and classify several times.
+    A convenience wrapper around :class:`Classifier` (same rules for ``inputs``: a missing
+    input raises :class:`~vmae_cli.discovery.InputNotFoundError` here, before the model
+    loads). Use :class:`Classifier` to load once and classify several times, and
+    :func:`vmae_cli.run` for a whole run into an output file.
     """
-    clf = Classifier(model, revision=revision, device=device, dtype=dtype)
+    paths = as_inputs(inputs)
+    check_inputs(paths)
+    clf = Classifier(model, revision=revision, device=device, dtype=dtype, lazy=True)
     opts = ClassifyOptions(
         top_k=top_k,
         batch_size=batch_size,
@@ -216,4 +236,4 @@ def classify_paths(
         timeout_s=timeout_s,
         protocol=protocol or Protocol(),
     )
-    yield from clf.classify(inputs, opts)
+    return clf.classify(paths, opts)

@@ -1,4 +1,5 @@
-"""The output file of a run: an exclusive lock, resuming, and never a lost or doubled row.
+"""The output of a run: a file held under an exclusive lock, never a lost or doubled row, or
+stdout.
 
 * **Lock.** The output file is locked with ``flock`` for the whole run, so a second run on the
   same file is refused at once. The kernel drops the lock when the process dies, even by
@@ -7,22 +8,37 @@
 * **Nothing lost.** Rows are appended and flushed one by one (see :mod:`vmae_cli.writers`).
   A SIGKILL can leave at most a torn last record; it is cut off when the file is opened
   again, and its video is redone.
-* **Nothing doubled.** ``--resume`` skips videos whose row is there with the same size and
+* **Nothing doubled.** A resumed run skips videos whose row is there with the same size and
   modification time; a redone video's older row is removed when the run ends (or, if the run
   is killed first, when the file is next opened), keeping the newest row per path.
+
+How a format reads its own file back lives with its writer (:mod:`vmae_cli.writers`).
 """
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 import os
 import stat
-from collections.abc import Callable, Iterable, Iterator
+import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
-from .results import STATUS_OK, FileStamp, file_stamp
+from .results import FileStamp
+from .writers import WRITERS, OutputMismatchError, csv_columns, split_csv_records
+
+__all__ = [
+    "BOM",
+    "OutputBusyError",
+    "OutputFile",
+    "OutputMismatchError",
+    "PreviousRow",
+    "newest_per_path",
+    "parse_output",
+    "split_csv_records",
+    "stdout_stream",
+]
 
 #: The UTF-8 byte-order mark a CSV file starts with (so spreadsheets read it as UTF-8).
 BOM = "\ufeff".encode()
@@ -32,18 +48,17 @@ class OutputBusyError(RuntimeError):
     """Another run holds the output file's lock."""
 
 
-class OutputMismatchError(ValueError):
-    """The existing output file cannot be continued (other CSV columns, not vmae output)."""
-
-
 @dataclass(frozen=True)
 class PreviousRow:
-    """A row found in the output file: its path cell, status and file stamp, and its bytes."""
+    """A row found in the output file: its path cell, status, file stamp, the model and
+    protocol that made it, and its bytes."""
 
     key: str
     status: str
     stamp: FileStamp | None
     record: bytes
+    model: str = ""
+    protocol: str = ""
 
 
 def _int(value: object) -> int | None:
@@ -53,80 +68,32 @@ def _int(value: object) -> int | None:
         return None
 
 
-def _row(record: bytes, values: dict) -> PreviousRow | None:
+def _row(record: bytes, values: dict[str, Any]) -> PreviousRow | None:
     key = values.get("path")
     if not isinstance(key, str):
         return None
     size, mtime = _int(values.get("size_bytes")), _int(values.get("mtime_ns"))
     stamp = FileStamp(size, mtime) if size is not None and mtime is not None else None
-    return PreviousRow(key, str(values.get("status") or ""), stamp, record)
-
-
-def _columns(header: bytes) -> list[str]:
-    return next(csv.reader(io.StringIO(header.decode("utf-8", "replace"), newline="")), [])
-
-
-def split_csv_records(data: bytes) -> tuple[list[bytes], bytes]:
-    """Split CSV bytes into complete records (each ending in a newline outside quotes) and the
-    incomplete tail (empty when the file ends cleanly).
-
-    ``"`` and ``\\n`` are ASCII and never part of a multi-byte UTF-8 character, so counting
-    them on bytes is exact; a doubled quote inside a field toggles twice and changes nothing.
-    """
-    records: list[bytes] = []
-    start = 0
-    pending_quotes = 0
-    pos = 0
-    while True:
-        nl = data.find(b"\n", pos)
-        if nl < 0:
-            break
-        pending_quotes += data.count(b'"', pos, nl)
-        pos = nl + 1
-        if pending_quotes % 2 == 0:
-            records.append(data[start:pos])
-            start = pos
-            pending_quotes = 0
-    return records, data[start:]
+    return PreviousRow(
+        key,
+        str(values.get("status") or ""),
+        stamp,
+        record,
+        str(values.get("model") or ""),
+        str(values.get("protocol") or ""),
+    )
 
 
 def parse_output(data: bytes, fmt: str) -> tuple[bytes | None, list[PreviousRow], bytes]:
-    """Parse an output file: ``(csv header record or None, rows, torn tail bytes)``.
+    """Parse an output file of format ``fmt``: ``(header record or None, rows, torn tail)``.
 
-    Records that cannot be parsed are dropped (they are redone); only the last record can be
-    torn by a kill, but a damaged one in the middle must not stop a resume either.
+    Records that cannot be parsed are dropped (they are redone).
     """
     if data.startswith(BOM):
         data = data[len(BOM) :]
-    rows: list[PreviousRow] = []
-    if fmt == "csv":
-        records, tail = split_csv_records(data)
-        if not records:
-            return None, [], tail
-        header = records[0]
-        columns = _columns(header)
-        if "path" not in columns:
-            raise OutputMismatchError("the existing file is not a vmae CSV (no path column)")
-        for record in records[1:]:
-            text = record.decode("utf-8", "replace")
-            cells = next(csv.reader(io.StringIO(text, newline="")), None)
-            if cells is None or len(cells) != len(columns):
-                continue
-            row = _row(record, dict(zip(columns, cells, strict=True)))
-            if row is not None:
-                rows.append(row)
-        return header, rows, tail
-    lines = data.split(b"\n")
-    tail = lines.pop()  # what follows the last newline: empty, or a torn line
-    for line in lines:
-        try:
-            values = json.loads(line)
-        except ValueError:
-            continue
-        row = _row(line + b"\n", values) if isinstance(values, dict) else None
-        if row is not None:
-            rows.append(row)
-    return None, rows, tail
+    parsed = WRITERS[fmt].parse(data)
+    rows = [row for record, values in parsed.records if (row := _row(record, values))]
+    return parsed.header, rows, parsed.tail
 
 
 def newest_per_path(rows: Iterable[PreviousRow]) -> dict[str, PreviousRow]:
@@ -173,29 +140,42 @@ class OutputFile:
             ) from None
         return self
 
-    def start(self, fmt: str, *, resume: bool, csv_columns: list[str] | None = None) -> None:
+    def start(self, fmt: str, *, resume: bool, columns: list[str] | None = None) -> int:
         """Truncate the file for a fresh run, or read its rows to resume.
 
-        Resuming cuts off a torn last record and removes older duplicates of a path. For CSV,
-        ``csv_columns`` are the columns this run writes: a file with other columns cannot be
-        continued (raises :class:`OutputMismatchError`).
+        Resuming cuts off a torn last record and removes older duplicates of a path.
+        ``columns`` are the header columns this run writes (CSV): a file with other columns
+        cannot be continued (raises :class:`OutputMismatchError`). Returns how many rows a
+        fresh run replaced (0 when resuming).
         """
         if not self.regular:
             if resume:
                 raise OutputMismatchError(f"cannot resume into {self.path}: not a regular file")
-            return
+            return 0
         if not resume:
+            replaced = self._count_rows(fmt)
             os.ftruncate(self.fd, 0)
-            return
-        self.previous = self._compact(fmt, csv_columns)
+            return replaced
+        self.previous = self._compact(fmt, columns)
+        return 0
+
+    def _count_rows(self, fmt: str) -> int:
+        """Rows in the file as it is, read as ``fmt`` (0 for a file that is not ours)."""
+        if os.fstat(self.fd).st_size == 0:
+            return 0
+        try:
+            return len(parse_output(_read_all(self.fd), fmt)[1])
+        except OutputMismatchError:
+            return 0
 
     def stream(self, fmt: str) -> io.TextIOWrapper:
-        """A text stream appending to the file (UTF-8, with a BOM first for a new CSV)."""
+        """A text stream appending to the file (UTF-8, with a BOM first for a new file of a
+        format that wants one)."""
         if self.regular:
             os.lseek(self.fd, 0, os.SEEK_END)
         raw = os.fdopen(os.dup(self.fd), "ab", buffering=0)
         self._stream = io.TextIOWrapper(raw, encoding="utf-8", newline="", write_through=True)
-        if fmt == "csv" and self.is_empty and self.regular:
+        if WRITERS[fmt].bom and self.is_empty and self.regular:
             self._stream.write("\ufeff")
         return self._stream
 
@@ -210,11 +190,11 @@ class OutputFile:
             self._compact(fmt)
         self.close()
 
-    def _compact(self, fmt: str, csv_columns: list[str] | None = None) -> dict[str, PreviousRow]:
+    def _compact(self, fmt: str, columns: list[str] | None = None) -> dict[str, PreviousRow]:
         """Read the rows, and rewrite the file without a torn tail or older duplicates if it
-        has them; returns the newest row per path. ``csv_columns``: see :meth:`start`."""
+        has them; returns the newest row per path. ``columns``: see :meth:`start`."""
         header, rows, tail = parse_output(_read_all(self.fd), fmt)
-        if header is not None and csv_columns is not None and _columns(header) != csv_columns:
+        if header is not None and columns is not None and csv_columns(header) != columns:
             raise OutputMismatchError(
                 f"{self.path} has other columns than this run would write (different "
                 "--top-k?); use the same options as before, or another output file"
@@ -278,24 +258,28 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def unfinished(
-    paths: Iterable[str],
-    previous: dict[str, PreviousRow],
-    key_of: Callable[[str], str],
-    *,
-    retry_failed: bool = False,
-    on_skip: Callable[[str], None] | None = None,
-) -> Iterator[str]:
-    """The paths a resumed run must (re)do: new ones, changed ones (size or modification time
-    differ from the row's), and with ``retry_failed`` those whose row is not ``ok``."""
-    for path in paths:
-        row = previous.get(key_of(path))
-        if (
-            row is not None
-            and row.stamp == file_stamp(path)
-            and (row.status == STATUS_OK or not retry_failed)
-        ):
-            if on_skip is not None:
-                on_skip(path)
-            continue
-        yield path
+def stdout_stream() -> tuple[io.TextIOBase | Any, Any]:
+    """The text stream rows go to on stdout, and how to let go of it when done."""
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:
+        return sys.stdout, sys.stdout.flush
+    # UTF-8 whatever the locale says, and no newline translation (the csv module's own).
+    wrapper = io.TextIOWrapper(buffer, encoding="utf-8", newline="", write_through=True)
+    # detach() instead of close(): stdout itself stays open for whoever owns it.
+    return wrapper, wrapper.detach
+
+
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`OSError` now if a file cannot be written at ``path`` later (its folder
+    is missing or not writable, or it is a folder), so a run fails before its work, not
+    after it. Creates nothing."""
+    import errno
+
+    target = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(target))
+    if os.path.isdir(target):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), target)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(errno.ENOENT, "no such folder", target)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), target)

@@ -1,0 +1,437 @@
+"""One classification run, as a library call: the thing ``vmae classify`` does.
+
+>>> from vmae_cli import run
+>>> report = run(["videos/"], "labels.csv", model="path/to/videomae")     # doctest: +SKIP
+>>> report = run(["videos/"], "labels.csv", model="path/to/videomae", resume=True)  # +SKIP
+>>> report.skipped, report.by_status                                       # doctest: +SKIP
+
+It reads top to bottom: lock the output, read the model's config, walk the inputs once, drop
+what a resumed output already holds, classify the rest (rows written and flushed one by one),
+tidy the output file, report. Everything a person sees (the progress bar, the summary line,
+exit codes, signals) belongs to the caller, which follows the run through :class:`RunHooks`
+and may end it early through a :class:`StopRequest`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from typing import Any
+
+from .discovery import as_inputs, check_inputs, iter_video_paths
+from .model import DEFAULT_MODEL, dtype_warning, resolve_dtype
+from .output import OutputFile, OutputMismatchError, PreviousRow, stdout_stream
+from .pipeline import Classifier, ClassifyOptions, default_workers
+from .results import STATUS_OK, Prediction, file_stamp
+from .writers import WRITERS, display_path, resolve_format
+
+#: Per-video decoding limit of a run when none is given (seconds): a file that hangs a
+#: decoder (a stuck network mount, a pathological stream) must not hang a cron job for ever,
+#: while a long 4K video read sequentially still fits.
+DEFAULT_TIMEOUT_S = 600.0
+
+#: ``output`` value meaning "write rows to stdout".
+STDOUT = "-"
+
+#: ``RunReport.stopped_by`` when the reader of the output went away (``| head``, ``| true``):
+#: the signal a C program would have died of.
+STOPPED_BY_CLOSED_OUTPUT = "SIGPIPE"
+
+
+@dataclass
+class RunOptions:
+    """Everything that shapes a run besides its inputs and output.
+
+    ``classify`` holds what each classification needs (top-k, batch size, workers, timeout,
+    protocol); the rest chooses the model and how the output file is written.
+    """
+
+    model: str = DEFAULT_MODEL
+    revision: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    format: str | None = None  # from the output's extension when None; csv on stdout
+    escape_formulas: bool = True
+    resume: bool = False
+    retry_failed: bool = False  # implies resume
+    classify: ClassifyOptions = field(
+        default_factory=lambda: ClassifyOptions(timeout_s=DEFAULT_TIMEOUT_S)
+    )
+
+    @classmethod
+    def of(cls, **kwargs: Any) -> RunOptions:
+        """Build options from flat keywords: those of this class and of
+        :class:`~vmae_cli.pipeline.ClassifyOptions` (``top_k=5, workers=2``)."""
+        own = {f.name for f in fields(cls)} - {"classify"}
+        per_call = {f.name for f in fields(ClassifyOptions)}
+        unknown = set(kwargs) - own - per_call
+        if unknown:
+            raise TypeError(f"unknown run option(s): {', '.join(sorted(unknown))}")
+        classify = ClassifyOptions(timeout_s=DEFAULT_TIMEOUT_S)
+        for name in per_call & set(kwargs):
+            setattr(classify, name, kwargs[name])
+        return cls(classify=classify, **{k: v for k, v in kwargs.items() if k in own})
+
+
+class StopRequest(threading.Event):
+    """An event that ends a run early, and why (``"SIGINT"``, ``"SIGTERM"``, ...).
+
+    Videos already being decoded are finished and written; the others get no row and are
+    done by a later ``resume`` run.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reason: str | None = None
+
+    def request(self, reason: str) -> None:
+        """Stop the run; the first reason given is the one reported."""
+        if self.reason is None:
+            self.reason = reason
+        self.set()
+
+
+@dataclass
+class RunHooks:
+    """Callbacks through which a caller follows a run (all optional, called in the run's
+    thread): progress, and warnings meant for a person."""
+
+    on_total: Callable[[int], None] | None = None  # videos found, once the walk is done
+    on_row: Callable[[Prediction], None] | None = None  # each row, once written
+    on_skip: Callable[[str], None] | None = None  # each video a resumed output already has
+    on_status: Callable[[str], None] | None = None  # what the run is busy with
+    on_warning: Callable[[str], None] | None = None  # one line each
+
+
+@dataclass
+class RunReport:
+    """What a run did: counts by status, videos skipped because the output already had them,
+    time, and whether (and by what) it was stopped before the end."""
+
+    output: str | None
+    model: str
+    protocol: str
+    found: int | None = None  # videos in the inputs (None: stopped before the walk ended)
+    by_status: dict[str, int] = field(default_factory=dict)
+    skipped: int = 0
+    replaced: int = 0  # rows of an earlier run that a fresh (not resumed) run replaced
+    started: float = 0.0  # wall clock, seconds since the epoch
+    elapsed_s: float = 0.0
+    stopped_by: str | None = None
+
+    @property
+    def videos(self) -> int:
+        """Rows this run wrote."""
+        return sum(self.by_status.values())
+
+    @property
+    def ok(self) -> int:
+        """Rows with status ``ok``."""
+        return self.by_status.get(STATUS_OK, 0)
+
+    @property
+    def failed(self) -> int:
+        """Rows with any other status."""
+        return self.videos - self.ok
+
+    @property
+    def videos_per_s(self) -> float | None:
+        """Rows per second of the whole run, start-up included."""
+        return self.videos / self.elapsed_s if self.elapsed_s > 0 else None
+
+    def to_json(self, **extra: Any) -> dict[str, Any]:
+        """The report as a JSON-ready dict (``extra`` keys, such as an exit code, added)."""
+
+        def iso(t: float) -> str:
+            return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
+
+        rate = self.videos_per_s
+        return {
+            "started": iso(self.started),
+            "finished": iso(self.started + self.elapsed_s),
+            "elapsed_s": round(self.elapsed_s, 3),
+            "videos": self.videos,
+            "videos_per_s": round(rate, 4) if rate is not None else None,
+            "by_status": dict(sorted(self.by_status.items())),
+            "ok": self.ok,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "found": self.found,
+            **extra,
+            "stopped_by": self.stopped_by,
+            "output": display_path(self.output) if self.output else "-",
+            "model": self.model,
+            "protocol": self.protocol,
+        }
+
+    def write_json(self, path: str | os.PathLike[str], **extra: Any) -> None:
+        """Write :meth:`to_json` to ``path``, aside then renamed, so no reader sees half."""
+        target = os.fspath(path)
+        tmp = f"{target}.tmp{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(self.to_json(**extra), f, indent=2)
+            f.write("\n")
+        os.replace(tmp, target)
+
+    def summary_line(self) -> str:
+        """One line for a person (or a log grep): counts, time, speed, and how it ended."""
+        n = self.videos
+        parts = ", ".join(f"{count} {status}" for status, count in sorted(self.by_status.items()))
+        if self.skipped:
+            parts = f"{parts}; " if parts else ""
+            parts += f"{self.skipped} skipped (already in the output)"
+        took = f"in {self.elapsed_s:.1f} s ({self.videos_per_s or 0.0:.2f} videos/s)"
+        if self.stopped_by is None:
+            plural = "s" if n != 1 else ""
+            return f"vmae: {n} video{plural} {took}: {parts or 'none found'}"
+        why = (
+            "the output was closed"
+            if self.stopped_by == STOPPED_BY_CLOSED_OUTPUT
+            else f"{self.stopped_by}"
+        )
+        done = n + self.skipped
+        of = f"{done} of {self.found} videos" if self.found is not None else f"{done} videos"
+        if self.found is None:
+            of += " (while listing the inputs)"
+        again = (
+            "rerun the same command with --resume to finish"
+            if self.output and self.output != STDOUT
+            else "write to a file (-o FILE) to be able to finish later with --resume"
+        )
+        return f"vmae: stopped by {why} after {of} {took}: {parts or 'no rows'}; {again}"
+
+
+def run(
+    inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    output: str | os.PathLike[str] | None = None,
+    *,
+    options: RunOptions | None = None,
+    hooks: RunHooks | None = None,
+    stop: StopRequest | None = None,
+    **kwargs: Any,
+) -> RunReport:
+    """Classify every video in ``inputs`` into ``output``; return a :class:`RunReport`.
+
+    ``inputs``: a path or an iterable of paths (files, and folders walked recursively); a
+    missing one raises :class:`~vmae_cli.discovery.InputNotFoundError` before any work.
+    ``output``: a ``.csv``/``.jsonl`` file, ``"-"`` for stdout, or ``None`` for no file
+    (rows then reach the caller only through ``hooks.on_row``). Options are keywords
+    (``model=``, ``resume=True``, ``retry_failed=True``, ``top_k=5``, ``workers=2``, ...: the
+    fields of :class:`RunOptions` and :class:`~vmae_cli.pipeline.ClassifyOptions`) or one
+    ``options`` object. With ``resume`` the rows already in ``output`` are kept and their
+    videos skipped when unchanged; a video never gets two rows.
+
+    Raises before any work for bad arguments (:class:`TypeError`, ``InputNotFoundError``,
+    :class:`~vmae_cli.writers.UnknownFormatError`, :class:`~vmae_cli.writers.
+    OutputMismatchError`), a busy output (:class:`~vmae_cli.output.OutputBusyError`), a
+    model that cannot be loaded (:class:`~vmae_cli.model.ModelLoadError`,
+    :class:`~vmae_cli.model.DeviceError`) and an output that cannot be written
+    (:class:`OSError`). Bad videos never raise: each gets a row with its status.
+    """
+    opts = dataclass_replace(options, kwargs) if options else RunOptions.of(**kwargs)
+    return _Run(as_inputs(inputs), output, opts, hooks or RunHooks(), stop).execute()
+
+
+def dataclass_replace(options: RunOptions, overrides: dict[str, Any]) -> RunOptions:
+    """``options`` with flat keyword overrides applied (see :meth:`RunOptions.of`)."""
+    if not overrides:
+        return options
+    flat = {f.name: getattr(options, f.name) for f in fields(options) if f.name != "classify"}
+    flat |= {f.name: getattr(options.classify, f.name) for f in fields(options.classify)}
+    return RunOptions.of(**(flat | overrides))
+
+
+class _Run:
+    """The state of one :func:`run`; :meth:`execute` is the whole story."""
+
+    def __init__(
+        self,
+        inputs: list[str],
+        output: str | os.PathLike[str] | None,
+        options: RunOptions,
+        hooks: RunHooks,
+        stop: StopRequest | None,
+    ):
+        self.inputs = inputs
+        self.output = os.fspath(output) if output is not None else None
+        self.opts = options
+        self.hooks = hooks
+        self.stop = stop or StopRequest()
+        self.resume = options.resume or options.retry_failed
+
+    def execute(self) -> RunReport:
+        started, t0 = time.time(), time.perf_counter()
+        check_inputs(self.inputs)
+        fmt = resolve_format(self.output, self.opts.format)
+        to_file = self.output is not None and self.output != STDOUT
+        if self.resume and not to_file:
+            raise OutputMismatchError("--resume and --retry-failed need an output file (-o FILE)")
+        # The lock comes first, so that a second run is refused at once, before the model's
+        # files are read; the file is only truncated (or read, to resume) after that.
+        outfile = OutputFile(self.output).lock() if to_file else None
+        try:
+            classifier = self._classifier()
+            report = RunReport(self.output, classifier.spec.name, self.opts.classify.protocol.name)
+            report.started = started
+            self._classify(classifier, fmt, outfile, report)
+        finally:
+            if outfile is not None:
+                outfile.close()
+        report.elapsed_s = time.perf_counter() - t0
+        return report
+
+    def _classifier(self) -> Classifier:
+        """The model, lazily (weights load while the first videos decode), with warnings
+        about settings that work but cost."""
+        o = self.opts
+        self._status("reading the model's config")
+        classifier = Classifier(
+            o.model, revision=o.revision, device=o.device, dtype=o.dtype, lazy=True
+        )
+        slow = dtype_warning(classifier.device, resolve_dtype(o.dtype, classifier.device))
+        if slow:
+            self._warn(slow)
+        cores = default_workers()
+        if o.classify.workers is not None and o.classify.workers > cores:
+            self._warn(
+                f"{o.classify.workers} decoding workers on {cores} cores: workers beyond one "
+                "per core only add overhead"
+            )
+        labels = classifier.spec.num_labels
+        if labels is not None and o.classify.top_k > labels:
+            self._warn(
+                f"--top-k {o.classify.top_k}, but the model has {labels} labels: using {labels}"
+            )
+            o.classify.top_k = labels
+        return classifier
+
+    def _classify(
+        self, classifier: Classifier, fmt: str, outfile: OutputFile | None, report: RunReport
+    ) -> None:
+        o = self.opts
+        writer_cls = WRITERS[fmt]
+        previous: dict[str, PreviousRow] = {}
+        if outfile is not None:
+            report.replaced = outfile.start(
+                fmt, resume=self.resume, columns=writer_cls.columns_for(o.classify.top_k)
+            )
+            if report.replaced:
+                self._warn(
+                    f"replacing the {report.replaced} rows already in {self.output} "
+                    "(--resume keeps them)"
+                )
+            previous = outfile.previous
+            _refuse_other_model(previous, report, self.output or "")
+        paths = self._walk()
+        report.found = len(paths) if paths is not None else None
+        if paths is None:
+            report.stopped_by = self.stop.reason
+            return
+        if self.hooks.on_total:
+            self.hooks.on_total(len(paths))
+        if outfile is not None:
+            stream = outfile.stream(fmt)
+            release = stream.flush
+        elif self.output == STDOUT:
+            stream, release = stdout_stream()
+        else:
+            stream, release = None, None
+        counts: Counter[str] = Counter()
+        redone = 0  # videos of this run that already had a row (changed, or retried)
+        try:
+            writer = (
+                writer_cls(
+                    stream,
+                    top_k=o.classify.top_k,
+                    escape_formulas=o.escape_formulas,
+                    write_header=outfile is None or outfile.is_empty,
+                )
+                if stream is not None
+                else None
+            )
+            key = writer.path_cell if writer is not None else display_path
+            todo = list(self._unfinished(paths, previous, key, report))
+            if todo:
+                self._status("loading the model and decoding the first videos")
+                rows = classifier.classify_files(todo, o.classify, stop=self.stop)
+                for p in rows:
+                    if writer is not None:
+                        writer.write(p)
+                    counts[p.status] += 1
+                    redone += bool(previous) and key(p.path) in previous
+                    if self.hooks.on_row:
+                        self.hooks.on_row(p)
+            if writer is not None:
+                writer.close()
+            if release is not None:
+                release()
+        except BrokenPipeError:
+            # The reader went away (`| head`, `| true`): stop quietly, as Unix tools do.
+            self.stop.request(STOPPED_BY_CLOSED_OUTPUT)
+        report.by_status = dict(counts)
+        report.stopped_by = self.stop.reason if self.stop.is_set() else None
+        if outfile is not None:
+            # A redone video's older row goes now; if the run is killed first, the next
+            # --resume removes it instead.
+            outfile.finish(fmt, compact=redone > 0)
+
+    def _walk(self) -> list[str] | None:
+        """Every video path in the inputs (one walk), or ``None`` when stopped meanwhile."""
+        self._status("listing the videos")
+        paths = []
+        walk = iter_video_paths(self.inputs, lambda p, why: self._warn(f"cannot read {p}: {why}"))
+        for path in walk:
+            if self.stop.is_set():
+                return None
+            paths.append(path)
+        return paths
+
+    def _unfinished(
+        self,
+        paths: list[str],
+        previous: dict[str, PreviousRow],
+        key: Callable[[str], str],
+        report: RunReport,
+    ) -> Iterator[str]:
+        """The paths to (re)do: new ones, changed ones (size or modification time differ from
+        the row's), and with ``retry_failed`` those whose row is not ``ok``."""
+        for path in paths:
+            row = previous.get(key(path))
+            if (
+                row is not None
+                and row.stamp == file_stamp(path)
+                and (row.status == STATUS_OK or not self.opts.retry_failed)
+            ):
+                report.skipped += 1
+                if self.hooks.on_skip:
+                    self.hooks.on_skip(path)
+                continue
+            yield path
+
+    def _warn(self, message: str) -> None:
+        if self.hooks.on_warning:
+            self.hooks.on_warning(message)
+
+    def _status(self, message: str) -> None:
+        if self.hooks.on_status:
+            self.hooks.on_status(message)
+
+
+def _refuse_other_model(previous: dict[str, PreviousRow], report: RunReport, path: str) -> None:
+    """Rows of another model or protocol must not be mixed with this run's in one file."""
+    for row in previous.values():
+        if (row.model and row.model != report.model) or (
+            row.protocol and row.protocol != report.protocol
+        ):
+            raise OutputMismatchError(
+                f"{path} holds rows of model {row.model!r} with protocol {row.protocol}, "
+                f"this run uses {report.model!r} with protocol {report.protocol}: resuming "
+                "would mix them in one file; use the same --model and --protocol, or another "
+                "output file"
+            )
