@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -201,3 +202,192 @@ def test_inspect_bad_file_says_why(bad_files, tiny_model_dir: Path) -> None:
     result = _run("inspect", str(bad_files["text"]), "-m", str(tiny_model_dir))
     assert result.exit_code == EXIT_SOME_FAILED
     assert "not_video" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# Issue 9: what a new user hit
+# ---------------------------------------------------------------------------------------
+
+
+#: A full stop after a space, where a default eaten as markup used to be ("Output format .").
+STRAY_FULL_STOP = re.compile(r" \.(\s|$)")
+
+
+def _help(*command: str, columns: int = 200) -> str:
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0
+    return result.stdout
+
+
+def _options(command_name: str) -> list:
+    import typer.main
+
+    command = typer.main.get_command(app).commands[command_name]  # type: ignore[attr-defined]
+    return [p for p in command.params if p.param_type_name == "option" and p.name != "help"]
+
+
+@pytest.mark.parametrize("command_name", ["classify", "inspect"])
+def test_help_shows_every_option_and_every_default(command_name: str) -> None:
+    text = _help(command_name)
+    options = _options(command_name)
+    for option in options:
+        assert option.opts[0] in text, option.opts[0]
+    # Every option with a value (or an on/off pair) and a default, or a word on where its
+    # default comes from, shows it: rich ate "[default: ...]" written into help text.
+    with_default = [
+        o
+        for o in options
+        if (not o.is_flag or o.secondary_opts)
+        and (o.default is not None or isinstance(o.show_default, str))
+    ]
+    assert text.count("[default:") == len(with_default)
+    assert not STRAY_FULL_STOP.search(text)
+
+
+def test_help_groups_options_in_panels_at_80_columns() -> None:
+    text = _help("classify", columns=80)
+    for panel in ("Inputs and outputs", "Model", "Sampling", "Speed", "Cron and reliability"):
+        assert f"─ {panel} ─" in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert not STRAY_FULL_STOP.search(text)
+
+
+@pytest.mark.parametrize(
+    ("args", "choices"),
+    [
+        (["--dtype", "fp16"], "float32"),
+        (["--device", "gpu"], "cuda:N"),
+        (["--crops", "2"], "1, 3"),
+        (["--format", "xml"], "jsonl"),
+        (["--protocol", "paper"], "videomae"),
+    ],
+)
+def test_bad_option_values_are_usage_errors_naming_the_choices(
+    args: list[str], choices: str, good_dir: Path
+) -> None:
+    result = runner.invoke(app, ["classify", str(good_dir), *args])
+    assert result.exit_code == EXIT_USAGE
+    assert choices in result.stderr
+    assert result.stdout == ""
+
+
+def test_output_names_and_formats(good_dir: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    clash = _run("classify", str(good_dir), "-o", str(tmp_path / "x.csv"), "--format", "jsonl")
+    assert clash.exit_code == EXIT_USAGE
+    assert "contradicts" in clash.stderr
+    assert not (tmp_path / "x.csv").exists()
+    json_name = _run("classify", str(good_dir), "-o", str(tmp_path / "out.json"))
+    assert json_name.exit_code == EXIT_USAGE
+    assert ".jsonl" in json_name.stderr
+    # -o /dev/stdout is stdout: CSV by default, like no -o at all.
+    cmd = [sys.executable, "-m", "vmae_cli.cli", "classify", str(good_dir)]
+    cmd += ["-m", str(tiny_model_dir), "--workers", "1", "-o", "/dev/stdout"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == EXIT_OK, proc.stderr
+    assert proc.stdout.splitlines()[0].startswith("path,status,error,label,score")
+    assert len(proc.stdout.splitlines()) == 3
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_closed_stdout_ends_every_format_the_same_way(
+    fmt: str, good_dir: Path, tiny_model_dir: Path
+) -> None:
+    import subprocess
+    import sys
+
+    cmd = f"{sys.executable} -m vmae_cli.cli classify {good_dir} -m {tiny_model_dir} -f {fmt}"
+    proc = subprocess.run(
+        ["bash", "-c", f"{cmd} --workers 1 | true; exit ${{PIPESTATUS[0]}}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 141, proc.stderr
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+    assert "stopped (the output was closed) after" in proc.stderr
+    assert "none found" not in proc.stderr
+
+
+def test_stderr_lines_are_never_wrapped(good_dir: Path, tiny_model_dir: Path, tmp_path: Path):
+    out = tmp_path / "a-rather-long-name-for-an-output-file-that-people-do-use.csv"
+    _run("classify", str(good_dir), "-m", str(tiny_model_dir), "-o", str(out))
+    result = _run("classify", str(good_dir), "-m", str(tiny_model_dir), "-o", str(out))
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2  # the "replacing" warning and the summary, each on one line
+    assert all(line.startswith("vmae:") for line in lines)
+    assert "replacing the 2 rows" in lines[0] and len(lines[0]) > 80
+
+
+def test_output_paths_are_checked_before_the_work(
+    good_dir: Path, tiny_model_dir: Path, tmp_path: Path, test_videos
+) -> None:
+    missing = tmp_path / "missing" / "s.json"
+    result = _run("classify", str(good_dir), "-m", str(tiny_model_dir), "--summary", str(missing))
+    assert result.exit_code == EXIT_FATAL
+    assert "cannot write" in result.stderr
+    assert result.stdout == ""  # refused before a single row
+    for option in ("--sheet", "--npz"):
+        result = _run(
+            "inspect", str(test_videos["h264"]), "-m", str(tiny_model_dir), option, str(missing)
+        )
+        assert result.exit_code == EXIT_FATAL
+        assert result.stdout == ""
+
+
+def test_slow_or_pointless_settings_get_one_warning_line(
+    good_dir: Path, tiny_model_dir: Path
+) -> None:
+    from vmae_cli.pipeline import default_workers
+
+    cores = default_workers()
+    result = _run(
+        "classify", str(good_dir), "-m", str(tiny_model_dir), "--device", "cpu", "--dtype",
+        "float16", "--workers", str(cores + 1), "--top-k", "50",
+    )  # fmt: skip
+    assert result.exit_code == EXIT_OK, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 3
+    assert "float16" in warnings[0] and "slower" in warnings[0]
+    assert f"{cores + 1} decoding workers on {cores} cores" in warnings[1]
+    assert "10 labels" in warnings[2]
+    assert "DataLoader" not in result.stderr
+    header = result.stdout.splitlines()[0].split(",")
+    assert "label_10" in header and "label_11" not in header
+
+
+def test_inspect_says_the_status_on_stdout(bad_files, tiny_model_dir: Path) -> None:
+    result = _run("inspect", str(bad_files["text"]), "-m", str(tiny_model_dir))
+    assert result.exit_code == EXIT_SOME_FAILED
+    assert "status: not_video" in result.stdout
+    assert "error: " in result.stdout
+
+
+def test_jsonl_mtime_is_exact_and_readable_as_seconds(good_dir: Path, tiny_model_dir: Path) -> None:
+    result = _run("classify", str(good_dir), "-m", str(tiny_model_dir), "-f", "jsonl")
+    row = json.loads(result.stdout.splitlines()[0])
+    assert isinstance(row["mtime_ns"], int)
+    assert row["mtime"] == pytest.approx(row["mtime_ns"] / 1e9, abs=1e-6)
+
+
+def test_progress_eta_counts_the_start_up() -> None:
+    import time
+
+    from rich.console import Console
+
+    from vmae_cli.cli import _Progress
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=120)
+    with _Progress(console, enabled=True) as progress:
+        progress.set_status("loading the model")
+        assert progress._bar.tasks[0].description == "loading the model"
+        progress.set_total(20)
+        progress._started = time.perf_counter() - 10.0  # 10 s of start-up before any video
+        progress.advance()
+        progress.advance()
+        task = progress._bar.tasks[0]
+        assert task.description == "classifying"
+        # 2 videos in 10 s: 18 left take 90 s, not the 1 s a rate of the last seconds says.
+        assert task.fields["eta"] in ("ETA 0:01:29", "ETA 0:01:30")

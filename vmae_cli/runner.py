@@ -191,9 +191,9 @@ class RunReport:
             plural = "s" if n != 1 else ""
             return f"vmae: {n} video{plural} {took}: {parts or 'none found'}"
         why = (
-            "the output was closed"
+            "stopped (the output was closed)"
             if self.stopped_by == STOPPED_BY_CLOSED_OUTPUT
-            else f"{self.stopped_by}"
+            else f"stopped by {self.stopped_by}"
         )
         done = n + self.skipped
         of = f"{done} of {self.found} videos" if self.found is not None else f"{done} videos"
@@ -204,7 +204,7 @@ class RunReport:
             if self.output and self.output != STDOUT
             else "write to a file (-o FILE) to be able to finish later with --resume"
         )
-        return f"vmae: stopped by {why} after {of} {took}: {parts or 'no rows'}; {again}"
+        return f"vmae: {why} after {of} {took}: {parts or 'no rows'}; {again}"
 
 
 def run(
@@ -369,11 +369,15 @@ class _Run:
                         self.hooks.on_row(p)
             if writer is not None:
                 writer.close()
-            if release is not None:
-                release()
         except BrokenPipeError:
             # The reader went away (`| head`, `| true`): stop quietly, as Unix tools do.
             self.stop.request(STOPPED_BY_CLOSED_OUTPUT)
+        finally:
+            if release is not None:
+                try:
+                    release()
+                except BrokenPipeError:
+                    self.stop.request(STOPPED_BY_CLOSED_OUTPUT)
         report.by_status = dict(counts)
         report.stopped_by = self.stop.reason if self.stop.is_set() else None
         if outfile is not None:
