@@ -18,11 +18,14 @@ from pathlib import Path
 import pytest
 
 from tools.catalogue import (
+    DAMAGED,
     EXPECT_NO_ROW,
     EXPECT_NOT_OK,
     EXPECT_OK,
     KINDS,
     MANIFEST,
+    NO_FRAMES,
+    NOT_VIDEO,
     CatalogueEntry,
     check_rows,
     display_path,
@@ -126,6 +129,22 @@ def test_damaged_videos_lose_no_decodable_frames(
                 f"FFmpeg gives {entry.frames} ({failure})"
             )
     assert not short, "\n".join(short)
+
+
+def test_manifest_names_damaged_and_not_video(
+    catalogue: tuple[Path, list[CatalogueEntry]],
+) -> None:
+    """Truncated files that start like a video but open nowhere are ``damaged``; text,
+    pictures and audio (an MP4 with only an AAC track included) stay ``not_video``."""
+    _, entries = catalogue
+    by_path = {e.path: e for e in entries}
+    for cut in ("header_only", "10pct", "50pct", "90pct"):
+        assert by_path[f"truncated/moov_at_end_{cut}.mp4"].status == DAMAGED
+    assert by_path["truncated/faststart_header_only.mp4"].status == NO_FRAMES  # opens, no frame
+    assert by_path["corrupted/faststart_start.mp4"].status == NOT_VIDEO  # first bytes random
+    not_videos = [e for e in entries if e.kind == "not_video" and e.path != "not_video/empty.mp4"]
+    assert {e.status for e in not_videos} == {NOT_VIDEO}
+    assert "not_video/audio_aac.mp4" in {e.path for e in not_videos}
 
 
 def test_every_kind_is_represented(catalogue: tuple[Path, list[CatalogueEntry]]) -> None:

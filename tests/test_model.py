@@ -9,6 +9,7 @@ import torch
 from vmae_cli.model import (
     DeviceError,
     ModelLoadError,
+    cpu_has_native_bf16,
     load_model,
     resolve_device,
     resolve_dtype,
@@ -91,3 +92,40 @@ def test_cuda_path(tiny_model_dir: Path) -> None:
     probs = lm.predict(torch.randint(0, 256, (2, 8, 3, 64, 64), dtype=torch.uint8))
     assert probs.device.type == "cpu"
     assert probs.shape == (2, 10)
+
+
+@pytest.mark.parametrize("cuda", [True, False])
+def test_auto_device_prefers_cuda_then_cpu(cuda: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_device("auto").type == ("cuda" if cuda else "cpu")
+
+
+@pytest.mark.parametrize(("native_bf16", "expected"), [(True, "bfloat16"), (False, "float32")])
+def test_auto_dtype_on_cpu_follows_native_bf16(
+    native_bf16: bool, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("vmae_cli.model.cpu_has_native_bf16", lambda: native_bf16)
+    assert resolve_dtype("auto", torch.device("cpu")) == getattr(torch, expected)
+    assert resolve_dtype("auto", torch.device("cuda")) == torch.bfloat16
+
+
+def test_this_machine_cpu_flags_are_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """cpu_has_native_bf16 reads /proc/cpuinfo: AVX-512 BF16 (this machine) or AMX count."""
+    import builtins
+
+    real_open = builtins.open
+    for flags, expected in (
+        ("fpu avx512f avx512_bf16", True),
+        ("fpu amx_bf16", True),
+        ("fpu avx2", False),
+    ):
+        cpuinfo = tmp_path / "cpuinfo"
+        cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+
+        def fake_open(path, *args, _cpuinfo=cpuinfo, **kwargs):
+            return real_open(_cpuinfo if path == "/proc/cpuinfo" else path, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "open", fake_open)
+        assert cpu_has_native_bf16() is expected
+        monkeypatch.setattr(builtins, "open", real_open)

@@ -6,13 +6,17 @@ classifier must do with it:
 
 * ``ok``: a row whose status is ``ok`` (FFmpeg decodes at least one frame of it);
 * ``not_ok``: a row whose status is anything else (sometimes a specific status, e.g.
-  ``too_large`` for the 16384x8192 memory bomb or ``not_a_file`` for a FIFO);
+  ``too_large`` for the 16384x8192 memory bomb, ``not_a_file`` for a FIFO, ``not_video`` for
+  text, pictures and audio, ``damaged`` for a truncated MP4 without its index);
 * ``no_row``: no row at all (a ``.txt`` file, a directory named ``dir.mp4``, symlinks to
   directories, which are never followed).
 
 Files whose fate depends on how much of them survives (truncated or overwritten videos) are
 judged by a reference decode: every packet of the first video stream is decoded with PyAV,
-skipping packets the decoder rejects; ``ok`` if at least one frame comes out.
+skipping packets the decoder rejects; ``ok`` if at least one frame comes out. When none does,
+the status expected is ``no_frames`` if PyAV opens the file as a video, else ``damaged`` if
+the file still starts as the video did (truncated, or damaged further on) and ``not_video``
+if its first bytes were overwritten.
 
 Command line::
 
@@ -58,11 +62,14 @@ from tools.videogen import (
 )
 
 __all__ = [
+    "DAMAGED",
     "EXPECT_NO_ROW",
     "EXPECT_NOT_OK",
     "EXPECT_OK",
     "KINDS",
     "MANIFEST",
+    "NO_FRAMES",
+    "NOT_VIDEO",
     "CatalogueEntry",
     "check_rows",
     "display_path",
@@ -70,6 +77,7 @@ __all__ = [
     "make_catalogue",
     "read_rows",
     "reference_frame_count",
+    "reference_opens",
 ]
 
 EXPECT_OK = "ok"
@@ -77,6 +85,12 @@ EXPECT_NOT_OK = "not_ok"
 EXPECT_NO_ROW = "no_row"
 
 MANIFEST = "catalogue.json"
+
+#: Failure statuses the manifest names for files that are not (or no longer) videos: spelled
+#: out here rather than imported, so that the catalogue stays an independent reference.
+NOT_VIDEO = "not_video"  # does not start like a video, or has no video stream
+DAMAGED = "damaged"  # starts like a video, but nothing can open it
+NO_FRAMES = "no_frames"  # opens as a video, but no frame decodes
 
 #: Entry classes, in the order they are built (also the sub-folder each one lives in).
 KINDS = (
@@ -175,15 +189,30 @@ class _Builder:
         path.write_bytes(data)
         return path
 
-    def judged(self, rel: str, data: bytes, kind: str, what: str) -> Path:
-        """Write ``data``; expect ``ok`` iff the reference decode gets a frame out of it."""
+    def judged(
+        self, rel: str, data: bytes, kind: str, what: str, *, intact_start: bool = True
+    ) -> Path:
+        """Write ``data``; expect ``ok`` iff the reference decode gets a frame out of it.
+
+        Otherwise the status expected is ``no_frames`` when PyAV still opens it as a video,
+        else ``damaged`` when ``intact_start`` (the first bytes are the video's own) and
+        ``not_video`` when not.
+        """
         path = self.root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         frames = reference_frame_count(path)
         expect = EXPECT_OK if frames else EXPECT_NOT_OK
+        status = None
+        if not frames:
+            status = NO_FRAMES if reference_opens(path) else DAMAGED if intact_start else NOT_VIDEO
         return self.add(
-            rel, expect, kind, f"{what}; {frames} frames decode with FFmpeg", frames=frames
+            rel,
+            expect,
+            kind,
+            f"{what}; {frames} frames decode with FFmpeg",
+            status=status,
+            frames=frames,
         )
 
     def random(self, n: int) -> bytes:
@@ -202,6 +231,17 @@ class _Builder:
                 options["container_options"] = {"movflags": "+faststart"}
             write_video(path, codec=codec, width=128, height=96, **options)
         return path.read_bytes()
+
+
+def reference_opens(path: str | os.PathLike[str]) -> bool:
+    """True if FFmpeg (through PyAV) opens ``path`` and finds a video stream in it."""
+    import av
+
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            return bool(container.streams.video)
+    except (av.FFmpegError, UnicodeDecodeError, ValueError):
+        return False
 
 
 def reference_frame_count(path: str | os.PathLike[str]) -> int:
@@ -236,25 +276,29 @@ def _not_videos(b: _Builder) -> None:
 
     kind = "not_video"
     no = EXPECT_NOT_OK
+
+    def write(rel: str, data: bytes, reason: str) -> None:
+        b.write(rel, data, no, kind, reason, status=NOT_VIDEO)
+
     b.write("not_video/empty.mp4", b"", no, kind, "zero bytes", status="empty")
-    b.write("not_video/random.mp4", b.random(8192), no, kind, "8 KB of random bytes")
-    b.write("not_video/text.mp4", b"Just some notes.\nNot a video.\n", no, kind, "plain text")
+    write("not_video/random.mp4", b.random(8192), "8 KB of random bytes")
+    write("not_video/text.mp4", b"Just some notes.\nNot a video.\n", "plain text")
     html = b"<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head>\n"
     html += b"<body><h1>Not Found</h1></body></html>\n"
-    b.write("not_video/error_page.mp4", html, no, kind, "an HTML error page saved as video")
+    write("not_video/error_page.mp4", html, "an HTML error page saved as video")
     srt = b"1\n00:00:00,000 --> 00:00:01,500\nHello\n\n2\n00:00:02,000 --> 00:00:03,000\nBye\n"
-    b.write("not_video/subtitles.mp4", srt, no, kind, "SRT subtitles: FFmpeg opens, no video")
-    b.write("not_video/subtitles.mkv", srt, no, kind, "SRT subtitles named .mkv")
+    write("not_video/subtitles.mp4", srt, "SRT subtitles: FFmpeg opens, no video")
+    write("not_video/subtitles.mkv", srt, "SRT subtitles named .mkv")
     meta = json.dumps({"video": "clip.mp4", "label": "cat", "frames": 42}).encode()
-    b.write("not_video/metadata.mp4", meta, no, kind, "JSON")
-    b.write("not_video/lfs_pointer.mp4", _LFS_POINTER.encode(), no, kind, "Git LFS pointer")
+    write("not_video/metadata.mp4", meta, "JSON")
+    write("not_video/lfs_pointer.mp4", _LFS_POINTER.encode(), "Git LFS pointer")
     apple = b"\x00\x05\x16\x07\x00\x02\x00\x00" + b"Mac OS X        " + b"\x00\x02"
-    b.write("not_video/._clip.mp4", apple + b.random(4000), no, kind, "AppleDouble '._' file")
+    write("not_video/._clip.mp4", apple + b.random(4000), "AppleDouble '._' file")
 
     # Audio only, in the containers audio usually comes in, all named .mp4.
     b.scratch.mkdir(parents=True, exist_ok=True)
     m4a = _write_audio_only(b.scratch / "audio.m4a")
-    b.write("not_video/audio_aac.mp4", m4a.read_bytes(), no, kind, "AAC audio in MP4, no video")
+    write("not_video/audio_aac.mp4", m4a.read_bytes(), "AAC audio in MP4, no video")
     for codec, ext, label in (("libmp3lame", "mp3", "MP3"), ("pcm_s16le", "wav", "WAV")):
         path = b.scratch / f"audio.{ext}"
         tone = (np.sin(np.arange(8000) / 8000 * 2 * np.pi * 440) * 8000).astype(np.int16)
@@ -265,24 +309,24 @@ def _not_videos(b: _Builder) -> None:
             frame.sample_rate, frame.pts = 8000, 0
             out.mux(stream.encode(frame))
             out.mux(stream.encode(None))
-        b.write(f"not_video/audio_{ext}.mp4", path.read_bytes(), no, kind, f"{label} audio")
+        write(f"not_video/audio_{ext}.mp4", path.read_bytes(), f"{label} audio")
 
     # Pictures and documents renamed .mp4.  An animated GIF is a video to FFmpeg, but not
     # what a video classifier is asked to look at.
     rgb = frame_pattern(0, 128, 96)
-    b.write("not_video/photo.mp4", _jpeg_bytes(rgb), no, kind, "a JPEG renamed .mp4")
+    write("not_video/photo.mp4", _jpeg_bytes(rgb), "a JPEG renamed .mp4")
     ok, png = cv2.imencode(".png", rgb[:, :, ::-1])
     assert ok
-    b.write("not_video/image.mp4", png.tobytes(), no, kind, "a PNG renamed .mp4")
+    write("not_video/image.mp4", png.tobytes(), "a PNG renamed .mp4")
     gif = b.scratch / "anim.gif"
     write_video(gif, codec="gif", width=64, height=48, num_frames=4, pix_fmt="rgb8")
-    b.write("not_video/anim.mp4", gif.read_bytes(), no, kind, "an animated GIF renamed .mp4")
+    write("not_video/anim.mp4", gif.read_bytes(), "an animated GIF renamed .mp4")
     pdf = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
-    b.write("not_video/document.mp4", pdf, no, kind, "a PDF renamed .mp4")
+    write("not_video/document.mp4", pdf, "a PDF renamed .mp4")
     zip_path = b.scratch / "archive.zip"
     with zipfile.ZipFile(zip_path, "w") as zf:
         zf.writestr(zipfile.ZipInfo("clip.mp4", (2024, 1, 1, 0, 0, 0)), b.random(2048))
-    b.write("not_video/archive.mp4", zip_path.read_bytes(), no, kind, "a ZIP renamed .mp4")
+    write("not_video/archive.mp4", zip_path.read_bytes(), "a ZIP renamed .mp4")
 
 
 def _truncated(b: _Builder) -> None:
@@ -328,7 +372,11 @@ def _corrupted(b: _Builder) -> None:
             "2 KB overwritten in the middle",
         )
         b.judged(
-            f"corrupted/{stem}_start{ext}", overwrite(data, 0, 64), kind, "first 64 bytes random"
+            f"corrupted/{stem}_start{ext}",
+            overwrite(data, 0, 64),
+            kind,
+            "first 64 bytes random",
+            intact_start=False,
         )
         zeroed = bytearray(data)
         zeroed[mid : mid + 4096] = bytes(4096)

@@ -977,13 +977,15 @@ def make_bad_files(out_dir: str | os.PathLike[str]) -> dict[str, Path]:
         out / "notes.mp4", b"This is a plain text file, not a video.\nIt only has an .mp4 name.\n"
     )
 
-    # Truncated: moov atom is at the end, so cutting the file loses the index entirely.
+    # Truncated: moov atom is at the end, so cutting the file loses the index entirely: it
+    # still starts like an MP4, so it is ``damaged``, not ``not_video``.
     scratch = out / ".scratch"
     full = write_video(scratch / "full.mp4", codec="h264", width=128, height=96, num_frames=48)
     data = full.read_bytes()
     files["truncated_h264"] = _write_bytes(out / "truncated_h264.mp4", data[: len(data) * 4 // 10])
     # Truncated with the moov first ("faststart"): the header opens fine but the data
-    # stops early, which is what an interrupted download usually looks like.
+    # stops early, which is what an interrupted download usually looks like (``ok`` with
+    # the frames that decode, or ``no_frames`` when none does).
     fast = write_video(
         scratch / "fast.mp4",
         codec="h264",

@@ -9,7 +9,9 @@ differs, a second pass fetches the right ones. Sampling always uses the number o
 actually decoded.
 
 Before any decoder sees a path it is checked to be a regular, non-empty, readable file: a
-FIFO named ``x.mp4`` would block ``open()`` forever in every FFmpeg-based decoder.
+FIFO named ``x.mp4`` would block ``open()`` forever in every FFmpeg-based decoder. Its first
+bytes decide how a file no decoder can open is reported: ``damaged`` when they look like a
+video container or stream (an MP4 cut before its index), ``not_video`` otherwise.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import bisect
 import math
 import os
 import stat
+import struct
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from .protocol import uniform_indices
 from .results import (
+    STATUS_DAMAGED,
     STATUS_EMPTY,
     STATUS_ERROR,
     STATUS_NO_FRAMES,
@@ -83,6 +87,18 @@ class DecodeFailure(Exception):
         self.meta = meta or VideoMeta()
 
 
+class _CannotOpen(DecodeFailure):
+    """A decoder could not open the file at all; ``reason`` says why, in the decoder's words.
+
+    :func:`decode_video` turns this ``not_video`` into ``damaged`` when the file's first bytes
+    look like a video (:func:`sniff_video`).
+    """
+
+    def __init__(self, error: str, reason: str):
+        super().__init__(STATUS_NOT_VIDEO, error)
+        self.reason = reason
+
+
 @dataclass
 class DecodedFrames:
     """The frames kept for one video (in the order of ``frame_indices``) and its metadata."""
@@ -116,8 +132,8 @@ _NOT_VIDEO_SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"%PDF", "a PDF document"),
     (b"PK\x03\x04", "a ZIP archive"),
 )
-#: Bytes read from the start of a file to recognise it.
-SNIFF_BYTES = 64
+#: Bytes read from the start of a file to recognise it: enough for three MPEG-TS packets.
+SNIFF_BYTES = 512
 
 
 def sniff_not_video(head: bytes) -> str | None:
@@ -130,26 +146,186 @@ def sniff_not_video(head: bytes) -> str | None:
     return None
 
 
+# Signatures of video containers and streams: a file that starts like one of these but that no
+# decoder can open is ``damaged``, not ``not_video``. Containers that also carry audio-only files
+# are told apart where the first bytes allow (M4A brands, FLV flags, Ogg codec ids); where they do
+# not (Matroska, ASF), an audio file is only affected when no decoder can open it at all.
+
+#: Video containers and streams recognised by fixed bytes at the start of the file.
+_VIDEO_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x1a\x45\xdf\xa3", "Matroska/WebM"),  # EBML header
+    (b"\x30\x26\xb2\x75\x8e\x66\xcf\x11", "ASF/WMV"),  # ASF header object GUID
+    (b"\x00\x00\x01\xba", "MPEG program stream"),  # pack header (also VOB)
+    (b"\x00\x00\x01\xb3", "MPEG-1/2 video stream"),  # sequence header
+)
+#: MP4/MOV/3GP: the box type at offset 4 of a file (after the 32-bit box size).
+_MP4_FIRST_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot")
+#: Of those, boxes that are never 16 MB or more at the start of a file: their size's first byte
+#: must be 0 (this keeps text such as ``"Get free ..."`` from passing for a ``free`` box).
+_MP4_SMALL_BOXES = (b"ftyp", b"free", b"wide", b"skip", b"pnot")
+#: ``ftyp`` major brands of audio-only MP4 files (iTunes audio and audiobooks, Flash audio).
+_MP4_AUDIO_BRANDS = (b"M4A ", b"M4B ", b"M4P ", b"F4A ", b"F4B ")
+#: RIFF form types of AVI (``AVIX`` continues an OpenDML AVI over 1 GB).
+_AVI_FORMS = (b"AVI ", b"AVIX")
+#: FLV header: ``FLV``, a version byte, then flags whose bit 0 says "has video".
+_FLV_MAGIC = b"FLV"
+_FLV_HAS_VIDEO = 0x01
+#: Ogg page magic, and the first packets of the audio codecs Ogg usually carries.
+_OGG_MAGIC = b"OggS"
+_OGG_AUDIO_CODECS = (b"\x01vorbis", b"OpusHead", b"\x7fFLAC", b"Speex   ")
+#: MPEG-TS: a sync byte every 188 bytes (192 in Blu-ray M2TS, after a 4-byte timestamp);
+#: three in a row are required (one 0x47 byte is common in any binary file).
+_TS_SYNC = 0x47
+_TS_LAYOUTS = ((0, 188), (4, 192))  # (offset of the first sync byte, packet size)
+_TS_SYNC_COUNT = 3
+#: Raw H.264/HEVC (Annex B): a 4-byte start code followed by the NAL header of what such a
+#: stream starts with: H.264 access unit delimiter or SPS, HEVC AUD, VPS or SPS. Any other byte
+#: after a start code is not accepted (00 00 00 01 alone is too common in binary files).
+_ANNEX_B_START = b"\x00\x00\x00\x01"
+_H264_FIRST_NAL_HEADERS = (b"\x09", b"\x27", b"\x47", b"\x67")
+_HEVC_FIRST_NAL_HEADERS = (b"\x46\x01", b"\x40\x01", b"\x42\x01")
+
+
+def sniff_video(head: bytes) -> str | None:
+    """Name the video container or stream that a file's first bytes look like, else ``None``.
+
+    E.g. ``"MP4"``, ``"MOV"``, ``"Matroska/WebM"``, ``"AVI"``. Only a resemblance: the file may
+    still be broken anywhere after these bytes. Audio-only files are ``None`` where their first
+    bytes say so (an M4A ``ftyp`` brand, an FLV without the video flag, Ogg Vorbis/Opus).
+    """
+    for magic, what in _VIDEO_MAGIC:
+        if head.startswith(magic):
+            return what
+    box = head[4:8]
+    if box in _MP4_FIRST_BOXES and (head[0] == 0 or box not in _MP4_SMALL_BOXES):
+        if box != b"ftyp":
+            return "MP4/MOV"
+        brand = head[8:12]
+        if brand in _MP4_AUDIO_BRANDS:
+            return None
+        if brand == b"qt  ":
+            return "MOV"
+        return "3GP" if brand.startswith(b"3g") else "MP4"
+    if head[:4] == b"RIFF" and head[8:12] in _AVI_FORMS:
+        return "AVI"
+    if head.startswith(_FLV_MAGIC) and len(head) > 4:
+        return "FLV" if head[4] & _FLV_HAS_VIDEO else None
+    if head.startswith(_OGG_MAGIC):
+        # The first page's first packet follows its 27-byte header and segment table.
+        first_packet = head[27 + head[26] :] if len(head) > 26 else b""
+        return None if first_packet.startswith(_OGG_AUDIO_CODECS) else "Ogg"
+    for first, size in _TS_LAYOUTS:
+        syncs = [first + i * size for i in range(_TS_SYNC_COUNT)]
+        if len(head) > syncs[-1] and all(head[i] == _TS_SYNC for i in syncs):
+            return "MPEG-TS"
+    if head.startswith(_ANNEX_B_START):
+        nal = head[len(_ANNEX_B_START) :]
+        if nal.startswith(_HEVC_FIRST_NAL_HEADERS):
+            return "HEVC stream"
+        if nal.startswith(_H264_FIRST_NAL_HEADERS):
+            return "H.264 stream"
+    return None
+
+
+#: The MP4 box that indexes every frame; without it no decoder can find any.
+_MP4_INDEX_BOX = b"moov"
+#: Top-level boxes walked at most when explaining a damaged MP4 (a real file has a handful).
+_MAX_MP4_BOXES = 1000
+
+
+def _mp4_index_state(path: str) -> str:
+    """``"whole"``, ``"cut"`` (the moov box runs past the end of the file) or ``"missing"``.
+
+    Walks the top-level boxes by their sizes, reading only box headers.
+    """
+    with open(path, "rb") as f:
+        end = os.fstat(f.fileno()).st_size
+        offset = 0
+        for _ in range(_MAX_MP4_BOXES):
+            f.seek(offset)
+            header = f.read(16)
+            if len(header) < 8:
+                break
+            size, box = struct.unpack(">I4s", header[:8])
+            if size == 1 and len(header) == 16:
+                size = struct.unpack(">Q", header[8:])[0]  # 64-bit size
+            elif size == 0:
+                size = end - offset  # the box runs to the end of the file
+            if size < 8:
+                break  # not a box: garbage, the walk cannot go on
+            if box == _MP4_INDEX_BOX:
+                return "whole" if offset + size <= end else "cut"
+            offset += size
+            if offset >= end:
+                break
+    return "missing"
+
+
+#: What :func:`sniff_video` calls the ISO base media (MP4/MOV) family.
+_MP4_FAMILY = ("MP4", "MOV", "3GP", "MP4/MOV")
+
+
+def _mp4_index_damage(path: str, what: str) -> str | None:
+    """Say what is wrong with an MP4/MOV's index (moov box), if anything."""
+    if what not in _MP4_FAMILY:
+        return None
+    try:
+        state = _mp4_index_state(path)
+    except OSError:
+        return None
+    if state == "missing":
+        return f"damaged {what}: no index (moov box) found; truncated or still being copied?"
+    if state == "cut":
+        return (
+            f"damaged {what}: the index (moov box) is cut short; truncated or still being copied?"
+        )
+    return None
+
+
+def _damaged_or_not_video(exc: DecodeFailure, head: bytes, path: str) -> Failure:
+    """The failure to report for ``exc``: a ``not_video`` becomes ``damaged`` when the file
+    starts like a video (:func:`sniff_video`) and either no decoder could open it at all or
+    its MP4 index is cut short (FFmpeg then opens it and finds no stream). A file that opens
+    whole and has no video stream (audio only) stays ``not_video``.
+    """
+    if exc.failure.status != STATUS_NOT_VIDEO:
+        return exc.failure
+    what = sniff_video(head)
+    if what is None:
+        return exc.failure
+    message = _mp4_index_damage(path, what)
+    if message is not None:
+        return Failure(STATUS_DAMAGED, message)
+    if isinstance(exc, _CannotOpen):
+        return Failure(STATUS_DAMAGED, f"damaged {what}: no decoder could open it ({exc.reason})")
+    return exc.failure
+
+
 def check_file(path: str) -> Failure | None:
     """Return a :class:`Failure` if ``path`` must not be handed to a decoder, else ``None``.
 
     Uses ``stat`` (which never blocks, unlike ``open`` on a FIFO).
     """
+    return _check_and_read_head(path)[0]
+
+
+def _check_and_read_head(path: str) -> tuple[Failure | None, bytes]:
+    """:func:`check_file`, also returning the first :data:`SNIFF_BYTES` bytes it read."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
         if os.path.islink(path):
-            return Failure(STATUS_NOT_FOUND, "broken symbolic link")
-        return Failure(STATUS_NOT_FOUND, "file not found")
+            return Failure(STATUS_NOT_FOUND, "broken symbolic link"), b""
+        return Failure(STATUS_NOT_FOUND, "file not found"), b""
     except OSError as exc:
-        return Failure(STATUS_UNREADABLE, f"cannot access file: {exc.strerror or exc}")
+        return Failure(STATUS_UNREADABLE, f"cannot access file: {exc.strerror or exc}"), b""
     if not stat.S_ISREG(st.st_mode):
         kind = "a named pipe (FIFO)" if stat.S_ISFIFO(st.st_mode) else "not a regular file"
         if stat.S_ISDIR(st.st_mode):
             kind = "a directory"
-        return Failure(STATUS_NOT_A_FILE, f"not a video file: {kind}")
+        return Failure(STATUS_NOT_A_FILE, f"not a video file: {kind}"), b""
     if st.st_size == 0:
-        return Failure(STATUS_EMPTY, "empty file (0 bytes)")
+        return Failure(STATUS_EMPTY, "empty file (0 bytes)"), b""
     try:
         # O_NONBLOCK: the file was a regular file a moment ago, but never block on open.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
@@ -158,13 +334,13 @@ def check_file(path: str) -> Failure | None:
         finally:
             os.close(fd)
     except PermissionError:
-        return Failure(STATUS_UNREADABLE, "permission denied")
+        return Failure(STATUS_UNREADABLE, "permission denied"), b""
     except OSError as exc:
-        return Failure(STATUS_UNREADABLE, f"cannot read file: {exc.strerror or exc}")
+        return Failure(STATUS_UNREADABLE, f"cannot read file: {exc.strerror or exc}"), b""
     what = sniff_not_video(head)
     if what is not None:
-        return Failure(STATUS_NOT_VIDEO, f"not a video: {what}")
-    return None
+        return Failure(STATUS_NOT_VIDEO, f"not a video: {what}"), head
+    return None, head
 
 
 @contextmanager
@@ -221,7 +397,9 @@ def _opencv_pass(
     cap = cv2.VideoCapture(name, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
     try:
         if not cap.isOpened():
-            raise DecodeFailure(STATUS_NOT_VIDEO, "not a video, or a format OpenCV cannot open")
+            raise _CannotOpen(
+                "not a video, or a format OpenCV cannot open", "OpenCV cannot open it"
+            )
         # Rotation metadata is applied explicitly: OpenCV's default changed between 4.6, 4.11
         # and 5.x, and it is not accepted as an open() parameter.
         cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
@@ -265,7 +443,11 @@ def _opencv_pass(
 def _plan(decoder: str, info: dict[str, Any], n: int, sampler: Sampler, kept: dict[int, Any]):
     """After the first pass: the true sample indices and those the pass did not keep."""
     if n == 0:
-        raise DecodeFailure(STATUS_NO_FRAMES, "no frame could be decoded", _meta(decoder, info, n))
+        reported = info.get("reported") or 0
+        said = f" (the header says {reported} frames)" if reported > 0 else ""
+        raise DecodeFailure(
+            STATUS_NO_FRAMES, f"no frame could be decoded{said}", _meta(decoder, info, n)
+        )
     indices = sampler(n)
     return indices, set(indices) - kept.keys()
 
@@ -324,7 +506,7 @@ def _pyav_frames(name: str) -> Iterator[tuple[Any, dict[str, Any]]]:
         container = av.open(name, metadata_errors="ignore")
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
-        raise DecodeFailure(STATUS_NOT_VIDEO, f"not a video, or damaged: {reason}") from None
+        raise _CannotOpen(f"not a video, or damaged at the start: {reason}", reason) from None
     with container:
         stream = video_stream(container)
         # Single-threaded: parallelism comes from decoding several videos at once.
@@ -606,13 +788,13 @@ def decode_video(
     Returns ``(decoded, None, meta)`` or ``(None, failure, meta)`` where ``meta`` holds what
     was learned before the failure; never raises for a bad file.
     """
-    failure = check_file(path)
+    failure, head = _check_and_read_head(path)
     if failure is not None:
         return None, failure, VideoMeta()
     try:
         decoded = decode_pyav_seek(path, sampler, transform)
-    except DecodeFailure as exc:  # too_large, refused before any frame is decoded
-        return None, exc.failure, exc.meta
+    except DecodeFailure as exc:  # too_large or no video stream, before any frame is decoded
+        return None, _damaged_or_not_video(exc, head, path), exc.meta
     except Exception:  # noqa: BLE001 - any surprise: read the file sequentially instead
         decoded = None
     if decoded is not None:
@@ -634,4 +816,33 @@ def decode_video(
         except Exception as exc:  # noqa: BLE001 - a decoder bug must cost one row, not the run
             first = first or DecodeFailure(STATUS_ERROR, f"{type(exc).__name__}: {exc}")
     assert first is not None
-    return None, first.failure, first.meta
+    return None, _damaged_or_not_video(first, head, path), first.meta
+
+
+#: A header's frame count is questioned only when the frames that decode fall short of it by
+#: both this many frames and this fraction of the count. Headers are often a little off
+#: without anything being wrong: Matroska reports duration x fps (one frame too many is usual,
+#: VFR clips more: 28 for 24 in the tests), an MP4 edit list hides a few frames (B-frame delay,
+#: encoder priming; 24 for 21 in the tests) and a stream-copy cut can hide a GOP of pre-roll.
+#: A cut-off download or copy usually loses far more (the reported case: 300 for 144).
+TRUNCATION_MIN_MISSING_FRAMES = 10
+TRUNCATION_MIN_MISSING_FRACTION = 0.2
+
+
+def truncation_note(meta: VideoMeta) -> str | None:
+    """A note for an ``ok`` row whose header promises clearly more frames than decode.
+
+    E.g. ``"header says 300 frames, 144 decode (truncated?)"``; ``None`` when the counts agree
+    within :data:`TRUNCATION_MIN_MISSING_FRAMES` / :data:`TRUNCATION_MIN_MISSING_FRACTION`
+    or the header gives no count. Worded as a question: an AVI header can also simply lie.
+    """
+    reported, decoded = meta.frames_reported, meta.frames_decoded
+    if not reported or decoded <= 0:
+        return None
+    missing = reported - decoded
+    if (
+        missing < TRUNCATION_MIN_MISSING_FRAMES
+        or missing < TRUNCATION_MIN_MISSING_FRACTION * reported
+    ):
+        return None
+    return f"header says {reported} frames, {decoded} decode (truncated?)"

@@ -122,8 +122,9 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 def _offline_hint(name: str) -> str:
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):
-        why = "HF_HUB_OFFLINE is set and it is not in the local Hugging Face cache"
+    offline = os.environ.get("HF_HUB_OFFLINE", "0")
+    if offline not in ("", "0"):
+        why = f"HF_HUB_OFFLINE={offline} is set and it is not in the local Hugging Face cache"
     else:
         why = "the Hugging Face Hub cannot be reached and it is not in the local cache"
     return (

@@ -18,7 +18,10 @@ STATUS_NOT_FOUND = "not_found"  # vanished between discovery and decoding, or a 
 STATUS_NOT_A_FILE = "not_a_file"  # a FIFO, socket or device: never handed to a decoder
 STATUS_EMPTY = "empty"  # a zero-byte file
 STATUS_UNREADABLE = "unreadable"  # permission denied or another OS error on open
-STATUS_NOT_VIDEO = "not_video"  # no decoder could open it as a video
+STATUS_NOT_VIDEO = "not_video"  # no video stream, or neither opens nor looks like a video
+# Starts like a video container or stream (MP4 boxes, Matroska, AVI, ...) but no decoder could
+# open it: truncated (an MP4 without its moov index), still being copied, or overwritten.
+STATUS_DAMAGED = "damaged"
 STATUS_NO_FRAMES = "no_frames"  # opened as a video, but no frame could be decoded
 STATUS_TOO_LARGE = "too_large"  # frame size above the memory guard
 STATUS_TIMEOUT = "timeout"  # took longer than --timeout
@@ -31,6 +34,7 @@ FAILURE_STATUSES = (
     STATUS_EMPTY,
     STATUS_UNREADABLE,
     STATUS_NOT_VIDEO,
+    STATUS_DAMAGED,
     STATUS_NO_FRAMES,
     STATUS_TOO_LARGE,
     STATUS_TIMEOUT,
