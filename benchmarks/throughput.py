@@ -182,7 +182,7 @@ def _model_worker(args: argparse.Namespace) -> dict[str, Any]:
         for batch in (int(b) for b in _split(args.model_batch_sizes)):
             gen = torch.Generator().manual_seed(0)
             x = torch.randint(
-                0, 256, (batch, lm.num_frames, 3, *crop), dtype=torch.uint8, generator=gen
+                0, 256, (batch, lm.frames_per_clip, 3, *crop), dtype=torch.uint8, generator=gen
             )
             for _ in range(args.model_warmup):
                 lm.predict(x)

@@ -18,7 +18,7 @@ from vmae_cli.preprocessing import PreprocessConfig
 
 
 def test_loads_a_local_folder_with_its_preprocessor_config(loaded_tiny) -> None:
-    assert loaded_tiny.num_frames == 8
+    assert loaded_tiny.frames_per_clip == 8
     assert loaded_tiny.id2label[0] == "arm wrestling"
     assert loaded_tiny.preprocess.crop_hw == (64, 64)
     assert loaded_tiny.preprocess.mean == (0.485, 0.456, 0.406)

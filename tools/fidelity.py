@@ -127,7 +127,7 @@ def check_video(path: str, model_dir: str, loaded: Any, model: Any, protocol: bo
     from vmae_cli.inspection import inspect_video
     from vmae_cli.protocol import PROTOCOLS
 
-    t = loaded.num_frames
+    t = loaded.frames_per_clip
     started = time.perf_counter()
     ours = inspect_video(path, t, loaded.preprocess)
     if ours.failure is not None:

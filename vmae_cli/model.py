@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +12,9 @@ from .preprocessing import PreprocessConfig, normalize, parse_preprocess_config
 
 if TYPE_CHECKING:
     import torch
+
+#: Debug messages (``vmae classify --debug`` shows them on stderr).
+log = logging.getLogger(__name__)
 
 #: The model used when none is given: VideoMAE-base fine-tuned on Kinetics-400 (400 classes,
 #: 16 frames of 224x224; its card reports top-1 80.9 / top-5 94.7).
@@ -40,7 +43,7 @@ class LoadedModel:
     model: Any
     device: torch.device
     dtype: torch.dtype
-    num_frames: int
+    frames_per_clip: int  # T: the frames of one clip the model takes (config num_frames)
     preprocess: PreprocessConfig
     id2label: dict[int, str]
 
@@ -172,7 +175,7 @@ class ModelSpec:
     without loading the weights: decoding can start while the model loads."""
 
     name: str
-    num_frames: int
+    frames_per_clip: int  # T: the frames of one clip the model takes (config num_frames)
     preprocess: PreprocessConfig
     offline: bool  # whether the Hub is out of reach (or not needed: a local folder)
     num_labels: int | None = None  # classes of the head, when config.json says
@@ -305,19 +308,14 @@ def load_model(
     if dev.type == "cpu":
         # Dropping intermediate autograd state also applies to the weights' storage here.
         torch.set_grad_enabled(False)
-    print_debug(f"loaded {name} on {dev} as {torch_dtype}", file=sys.stderr)
+    log.debug("loaded %s on %s as %s", name, dev, torch_dtype)
     return LoadedModel(
         name=name,
         model=model,
         device=dev,
         dtype=torch_dtype,
-        num_frames=spec.num_frames,  # from the same config.json, read once
+        frames_per_clip=spec.frames_per_clip,  # from the same config.json, read once
         preprocess=spec.preprocess,
         id2label=id2label,
     )
 
-
-def print_debug(message: str, file: Any = None) -> None:
-    """Print ``message`` to stderr when ``VMAE_DEBUG`` is set."""
-    if os.environ.get("VMAE_DEBUG"):
-        print(message, file=file or sys.stderr)

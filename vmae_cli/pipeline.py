@@ -79,7 +79,11 @@ class Classifier:
         if isinstance(model, LoadedModel):
             self._loaded = model
             self.spec = ModelSpec(
-                model.name, model.num_frames, model.preprocess, True, len(model.id2label) or None
+                model.name,
+                model.frames_per_clip,
+                model.preprocess,
+                True,
+                len(model.id2label) or None,
             )
             self.device = model.device
             return
@@ -141,7 +145,7 @@ class Classifier:
         if first is None:
             return  # nothing to do: no workers, no weights (a --resume with all done)
         paths = itertools.chain([first], pending)
-        job = DecodeJob(self.spec.num_frames, self.spec.preprocess, opts.protocol)
+        job = DecodeJob(self.spec.frames_per_clip, self.spec.preprocess, opts.protocol)
         # The workers start first, then the weights load (if not yet) while they decode.
         outcomes = iter_decoded(
             paths,

@@ -63,22 +63,22 @@ class Protocol:
                 return name
         return f"clips={self.clips},crops={self.crops},stride={self.frame_stride}"
 
-    def clip_indices(self, num_frames: int, clip_len: int) -> list[list[int]]:
-        """The frame indices of each clip, for a video of ``num_frames`` decodable frames."""
-        if num_frames <= 0:
-            raise ValueError("num_frames must be positive")
-        if clip_len <= 0:
-            raise ValueError("clip_len must be positive")
+    def clip_indices(self, frame_count: int, frames_per_clip: int) -> list[list[int]]:
+        """The frame indices of each clip, for a video of ``frame_count`` decodable frames."""
+        if frame_count <= 0:
+            raise ValueError("frame_count must be positive")
+        if frames_per_clip <= 0:
+            raise ValueError("frames_per_clip must be positive")
         if self.frame_stride == 0:
             return [
-                uniform_indices(num_frames, clip_len, offset=c, offsets=self.clips)
+                uniform_indices(frame_count, frames_per_clip, offset=c, offsets=self.clips)
                 for c in range(self.clips)
             ]
-        return strided_clips(num_frames, clip_len, self.frame_stride, self.clips)
+        return strided_clips(frame_count, frames_per_clip, self.frame_stride, self.clips)
 
-    def flat_indices(self, num_frames: int, clip_len: int) -> list[int]:
+    def flat_indices(self, frame_count: int, frames_per_clip: int) -> list[int]:
         """:meth:`clip_indices` one clip after the other (what the decoder fetches)."""
-        return [i for clip in self.clip_indices(num_frames, clip_len) for i in clip]
+        return [i for clip in self.clip_indices(frame_count, frames_per_clip) for i in clip]
 
 
 #: Named protocols (``--protocol``).
@@ -89,37 +89,40 @@ PROTOCOLS: dict[str, Protocol] = {
 
 
 def uniform_indices(
-    num_frames: int, num_samples: int, offset: int = 0, offsets: int = 1
+    frame_count: int, num_samples: int, offset: int = 0, offsets: int = 1
 ) -> list[int]:
     """Indices spread uniformly over the video: the centres of ``num_samples`` equal segments.
 
-    ``floor((i + 0.5) * num_frames / num_samples)``; with ``offsets > 1`` the position inside
+    ``floor((i + 0.5) * frame_count / num_samples)``; with ``offsets > 1`` the position inside
     each segment is ``(offset + 0.5) / offsets`` instead of the centre, so that ``offsets``
     clips interleave. Indices repeat when the video has fewer frames than samples.
     """
-    if num_frames <= 0:
-        raise ValueError("num_frames must be positive")
+    if frame_count <= 0:
+        raise ValueError("frame_count must be positive")
     if num_samples <= 0:
         raise ValueError("num_samples must be positive")
     # Integer arithmetic: (i + (offset + 0.5) / offsets) * n / t, floored, without rounding.
     den = 2 * offsets * num_samples
-    return [((2 * offsets * i + 2 * offset + 1) * num_frames) // den for i in range(num_samples)]
+    return [((2 * offsets * i + 2 * offset + 1) * frame_count) // den for i in range(num_samples)]
 
 
-def strided_clips(num_frames: int, clip_len: int, stride: int, clips: int) -> list[list[int]]:
-    """The paper's temporal sampling: clips of ``clip_len`` frames taken every ``stride`` frames.
+def strided_clips(
+    frame_count: int, frames_per_clip: int, stride: int, clips: int
+) -> list[list[int]]:
+    """The paper's temporal sampling: clips of ``frames_per_clip`` (T) frames taken every
+    ``stride`` frames.
 
     All frames at ``0, stride, 2*stride, ...`` form one sequence, padded by repeating its last
-    frame up to ``clip_len``; clip ``c`` starts at ``int(c * (len - clip_len) / (clips - 1))``
-    in that sequence, so the first clip starts at the beginning and the last ends at the end.
-    A single clip is the middle one.
+    frame up to T; clip ``c`` starts at ``int(c * (len - T) / (clips - 1))`` in that
+    sequence, so the first clip starts at the beginning and the last ends at the end. A single
+    clip is the middle one.
     """
-    sequence = list(range(0, num_frames, stride))
-    sequence += [sequence[-1]] * (clip_len - len(sequence))
-    spare = len(sequence) - clip_len
+    sequence = list(range(0, frame_count, stride))
+    sequence += [sequence[-1]] * (frames_per_clip - len(sequence))
+    spare = len(sequence) - frames_per_clip
     if clips == 1:
         starts = [spare // 2]
     else:
         step = spare / (clips - 1)
         starts = [int(c * step) for c in range(clips)]
-    return [sequence[s : s + clip_len] for s in starts]
+    return [sequence[s : s + frames_per_clip] for s in starts]
