@@ -82,4 +82,9 @@ def make_tiny_model(
 if __name__ == "__main__":
     import sys
 
+    from transformers.utils import logging as hf_logging
+
+    # Only the folder on stdout: no "Writing model shards" bar (save_pretrained) or warnings.
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     print(make_tiny_model(sys.argv[1] if len(sys.argv) > 1 else "tiny-videomae"))

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .batching import DecodeJob
-from .preprocessing import PreprocessConfig, normalize
+from .preprocessing import PreprocessConfig, cover_size, normalize
 from .protocol import Protocol
 from .results import Failure, VideoMeta
 
@@ -19,10 +19,29 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-#: Frames per row of the contact sheet.
+#: Frames per row of the contact sheet of a single view (the default protocol).
 SHEET_COLUMNS = 4
-#: Height in pixels of the caption strip under each frame of the contact sheet.
+#: Height in pixels of a caption strip: under each frame of a single view, above each clip of
+#: several views (the frame indices, shared by the clip's crops).
 SHEET_CAPTION_PX = 22
+#: The largest contact sheet, in pixels. Frames are shrunk (cv2.INTER_AREA, never enlarged)
+#: until the sheet fits: the paper's 5 clips x 3 crops of 16 frames of 224 px come out as
+#: 113 px cells on a sheet of 1990 x 1925 px instead of 3584 x 3690 px.
+SHEET_MAX_WIDTH_PX = 2000
+SHEET_MAX_HEIGHT_PX = 2000
+#: White space between frames, and between the clips of a sheet of several views.
+SHEET_GUTTER_PX = 2
+SHEET_CLIP_GAP_PX = 10
+#: Font scales of cv2.FONT_HERSHEY_SIMPLEX (1.0 is about 22 px tall): chosen from the cell
+#: size between these bounds, shrunk to the minimum only when a caption would not fit.
+SHEET_FONT_MAX = 0.5
+SHEET_FONT_MIN = 0.35
+SHEET_FONT_FLOOR = 0.3
+#: Padding in pixels around the row labels in the left margin and around captions.
+SHEET_PAD_PX = 6
+
+#: Names of the crops along each side (see :func:`~vmae_cli.preprocessing.spatial_crops`).
+CROP_NAMES = {"width": ("left", "centre", "right"), "height": ("top", "centre", "bottom")}
 
 
 @dataclass
@@ -78,41 +97,245 @@ def _index_array(inspection: Inspection) -> np.ndarray:
     return indices if indices.size == clip_len else indices.reshape(-1, clip_len)
 
 
-def contact_sheet(frames: torch.Tensor, indices: list[int]) -> np.ndarray:
-    """An RGB image of the frames in a grid, each captioned with its frame index.
+@dataclass(frozen=True)
+class SheetText:
+    """A line of text on the contact sheet: ``(x, y)`` is the left end of its baseline."""
+
+    text: str
+    x: int
+    y: int
+    scale: float
+
+
+@dataclass(frozen=True)
+class SheetCell:
+    """Where frame ``position`` (0 to T-1) of view ``view`` goes: its top-left corner."""
+
+    view: int
+    position: int
+    x: int
+    y: int
+
+
+@dataclass(frozen=True)
+class SheetLayout:
+    """Everything :func:`contact_sheet` draws, computed without drawing (see :func:`sheet_layout`).
+
+    ``row_labels`` has one entry per view when there are several (``"clip 2/5 · crop left"``,
+    drawn as two lines in the left margin) and is empty for one view.
+    """
+
+    width: int
+    height: int
+    cell_hw: tuple[int, int]
+    cells: tuple[SheetCell, ...]
+    captions: tuple[SheetText, ...]
+    labels: tuple[SheetText, ...]
+    row_labels: tuple[str, ...]
+
+
+def crop_axis_for(meta: VideoMeta, crop_hw: tuple[int, int]) -> str | None:
+    """``"width"`` or ``"height"``: the side of the video the crops were spread along.
+
+    The same rule as :func:`~vmae_cli.preprocessing.spatial_crops` on the frame resized by
+    :func:`~vmae_cli.preprocessing.cover_size`; ``None`` when the size is unknown or the crops
+    all coincide (a video with the crop's own aspect ratio).
+    """
+    if not meta.width or not meta.height:
+        return None
+    height, width = cover_size(meta.height, meta.width, crop_hw)
+    spare_h, spare_w = height - crop_hw[0], width - crop_hw[1]
+    if spare_w >= spare_h and spare_w > 0:
+        return "width"
+    return "height" if spare_h > 0 else None
+
+
+def crop_name(crop: int, crops: int, axis: str | None) -> str:
+    """``"left"``, ``"centre"``, ``"top"``... or ``"2/3"`` when the side is unknown."""
+    if crops == 1:
+        return "centre"
+    if crops == 3 and axis in CROP_NAMES:
+        return CROP_NAMES[axis][crop]
+    return f"{crop + 1}/{crops}"
+
+
+def _text_size(text: str, scale: float) -> tuple[int, int, int]:
+    """``(width, height above the baseline, depth below it)`` of ``text`` in pixels."""
+    import cv2
+
+    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    return w, h, base
+
+
+def _fit_scale(texts: list[str], scale: float, width: int, height: int) -> float:
+    """``scale``, or less (down to :data:`SHEET_FONT_FLOOR`) until every text fits the box."""
+    while scale > SHEET_FONT_FLOOR:
+        sizes = [_text_size(t, scale) for t in texts]
+        if all(w <= width and h + b <= height for w, h, b in sizes):
+            break
+        scale = round(scale - 0.05, 2)
+    return max(scale, SHEET_FONT_FLOOR)
+
+
+def _cell_scale(cell: int, per_font: float) -> float:
+    return min(SHEET_FONT_MAX, max(SHEET_FONT_MIN, cell / per_font))
+
+
+def sheet_layout(
+    shape: tuple[int, ...], indices: list[int], *, crop_axis: str | None = None
+) -> SheetLayout:
+    """The layout of the contact sheet of frames of ``shape``, as :func:`contact_sheet` draws it.
+
+    ``shape`` is ``(T, 3, H, W)`` or ``(V, T, 3, H, W)``. One view: T frames in rows of
+    :data:`SHEET_COLUMNS`, each captioned ``"#3 | frame 45"`` (position in the clip, frame of
+    the video). Several views (``indices`` then lists each clip's T indices, one clip after the
+    other, shared by its crops; views are clip after clip, crop after crop): one row per view
+    with T frames, labelled ``clip c/C`` and ``crop left|centre|right`` (``top|centre|bottom``
+    when ``crop_axis`` is ``"height"``) in a left margin, and a strip of ``"f 123"`` captions
+    above each clip. Frames are shrunk so the sheet fits :data:`SHEET_MAX_WIDTH_PX` x
+    :data:`SHEET_MAX_HEIGHT_PX`.
+    """
+    if len(shape) == 5 and shape[0] == 1:
+        shape = tuple(shape[1:])
+    if len(shape) == 4:
+        return _single_view_layout(int(shape[0]), int(shape[2]), int(shape[3]), indices)
+    views, clip_len, h, w = int(shape[0]), int(shape[1]), int(shape[3]), int(shape[4])
+    clips = len(indices) // clip_len if clip_len else 0
+    if clips < 1 or clips * clip_len != len(indices) or views % clips:
+        raise ValueError(
+            f"{len(indices)} frame indices do not make clips of {clip_len} for {views} views"
+        )
+    return _multi_view_layout(clips, views // clips, clip_len, h, w, indices, crop_axis)
+
+
+def _fit(cols: int, rows: int, h: int, w: int, fixed_w: int, fixed_h: int) -> tuple[int, int]:
+    """The cell size: ``(h, w)`` shrunk so ``cols x rows`` cells plus the fixed parts fit."""
+    scale = min(
+        1.0,
+        (SHEET_MAX_WIDTH_PX - fixed_w) / (cols * w),
+        (SHEET_MAX_HEIGHT_PX - fixed_h) / (rows * h),
+    )
+    if scale >= 1.0:
+        return h, w
+    return max(1, int(h * scale)), max(1, int(w * scale))
+
+
+def _single_view_layout(t: int, h: int, w: int, indices: list[int]) -> SheetLayout:
+    cols = max(1, min(SHEET_COLUMNS, t))
+    rows = (t + cols - 1) // cols
+    gutter = SHEET_GUTTER_PX
+    ch, cw = _fit(
+        cols, rows, h, w, (cols - 1) * gutter, rows * SHEET_CAPTION_PX + (rows - 1) * gutter
+    )
+    texts = [f"#{k} | frame {indices[k]}" for k in range(t)]
+    scale = _fit_scale(texts, _cell_scale(cw, 160), cw - SHEET_PAD_PX, SHEET_CAPTION_PX - 4)
+    cells, captions = [], []
+    row_h = ch + SHEET_CAPTION_PX + gutter
+    for k in range(t):
+        r, c = divmod(k, cols)
+        x, y = c * (cw + gutter), r * row_h
+        cells.append(SheetCell(0, k, x, y))
+        _, th, base = _text_size(texts[k], scale)
+        baseline = y + ch + (SHEET_CAPTION_PX + th - base) // 2
+        captions.append(SheetText(texts[k], x + SHEET_PAD_PX // 2, baseline, scale))
+    return SheetLayout(
+        width=cols * cw + (cols - 1) * gutter,
+        height=rows * row_h - gutter,
+        cell_hw=(ch, cw),
+        cells=tuple(cells),
+        captions=tuple(captions),
+        labels=(),
+        row_labels=(),
+    )
+
+
+def _multi_view_layout(
+    clips: int,
+    crops: int,
+    clip_len: int,
+    h: int,
+    w: int,
+    indices: list[int],
+    axis: str | None,
+) -> SheetLayout:
+    gutter, gap, strip, pad = SHEET_GUTTER_PX, SHEET_CLIP_GAP_PX, SHEET_CAPTION_PX, SHEET_PAD_PX
+    lines = [
+        (f"clip {c + 1}/{clips}", f"crop {crop_name(k, crops, axis)}")
+        for c in range(clips)
+        for k in range(crops)
+    ]
+    margin = max(_text_size(t, SHEET_FONT_MAX)[0] for pair in lines for t in pair) + 2 * pad
+    rows = clips * crops
+    fixed_w = margin + (clip_len - 1) * gutter
+    fixed_h = clips * strip + clips * (crops - 1) * gutter + (clips - 1) * gap
+    ch, cw = _fit(clip_len, rows, h, w, fixed_w, fixed_h)
+    caption_texts = [f"f {i}" for i in indices]
+    cap_scale = _fit_scale(caption_texts, _cell_scale(cw, 160), cw - 2, strip - 4)
+    label_scale = _fit_scale(
+        [t for pair in lines for t in pair], _cell_scale(ch, 160), margin - 2 * pad, ch // 2 - 2
+    )
+    cells, captions, labels = [], [], []
+    y = 0
+    for c in range(clips):
+        for p in range(clip_len):
+            text = caption_texts[c * clip_len + p]
+            tw, th, base = _text_size(text, cap_scale)
+            x = margin + p * (cw + gutter) + max(0, (cw - tw) // 2)
+            captions.append(SheetText(text, x, y + (strip + th - base) // 2, cap_scale))
+        y += strip
+        for k in range(crops):
+            view = c * crops + k
+            for p in range(clip_len):
+                cells.append(SheetCell(view, p, margin + p * (cw + gutter), y))
+            first, second = lines[view]
+            _, th, base = _text_size(first, label_scale)
+            line_h = th + base + 2
+            top = y + (ch - 2 * line_h) // 2 + th
+            labels.append(SheetText(first, pad, top, label_scale))
+            labels.append(SheetText(second, pad, top + line_h, label_scale))
+            y += ch + (gutter if k < crops - 1 else 0)
+        y += gap if c < clips - 1 else 0
+    return SheetLayout(
+        width=margin + clip_len * cw + (clip_len - 1) * gutter,
+        height=y,
+        cell_hw=(ch, cw),
+        cells=tuple(cells),
+        captions=tuple(captions),
+        labels=tuple(labels),
+        row_labels=tuple(f"{a} · {b}" for a, b in lines),
+    )
+
+
+def contact_sheet(
+    frames: torch.Tensor, indices: list[int], *, crop_axis: str | None = None
+) -> np.ndarray:
+    """An RGB image of the frames in a grid, laid out by :func:`sheet_layout`.
 
     ``frames`` is ``(T, 3, H, W)`` (T frames in rows of four) or ``(V, T, 3, H, W)``
-    (one row per view; ``indices`` then lists each clip's T indices, shared by its crops).
+    (one row per view, labelled with its clip and crop; ``indices`` then lists each clip's T
+    indices, shared by its crops). ``crop_axis`` (``"width"`` or ``"height"``, see
+    :func:`crop_axis_for`) names three crops left/centre/right or top/centre/bottom.
     """
     import cv2
     import numpy as np
 
-    cols = SHEET_COLUMNS
-    if frames.ndim == 5 and frames.shape[0] == 1:
-        frames = frames[0]
-    elif frames.ndim == 5:
-        views, clip_len = int(frames.shape[0]), int(frames.shape[1])
-        crops = views // max(1, len(indices) // clip_len)
-        indices = [
-            indices[(v // crops) * clip_len + i] for v in range(views) for i in range(clip_len)
-        ]
-        frames = frames.reshape(views * clip_len, *frames.shape[2:])
-        cols = clip_len
-    t, _, h, w = frames.shape
-    cols = min(cols, t)
-    rows = (t + cols - 1) // cols
-    cell_h = h + SHEET_CAPTION_PX
-    sheet = np.full((rows * cell_h, cols * w, 3), 255, dtype=np.uint8)
-    for k in range(t):
-        r, c = divmod(k, cols)
-        y, x = r * cell_h, c * w
-        sheet[y : y + h, x : x + w] = frames[k].permute(1, 2, 0).numpy()
+    layout = sheet_layout(tuple(frames.shape), indices, crop_axis=crop_axis)
+    if frames.ndim == 4:
+        frames = frames.unsqueeze(0)
+    ch, cw = layout.cell_hw
+    sheet = np.full((layout.height, layout.width, 3), 255, dtype=np.uint8)
+    for cell in layout.cells:
+        image = np.ascontiguousarray(frames[cell.view, cell.position].permute(1, 2, 0).numpy())
+        if image.shape[:2] != (ch, cw):
+            image = cv2.resize(image, (cw, ch), interpolation=cv2.INTER_AREA)
+        sheet[cell.y : cell.y + ch, cell.x : cell.x + cw] = image
+    for text in (*layout.captions, *layout.labels):
         cv2.putText(
             sheet,
-            f"#{k}: frame {indices[k]}",
-            (x + 4, y + h + SHEET_CAPTION_PX - 6),
+            text.text,
+            (text.x, text.y),
             cv2.FONT_HERSHEY_SIMPLEX,
-            0.45,
+            text.scale,
             (0, 0, 0),
             1,
             cv2.LINE_AA,
@@ -125,6 +348,8 @@ def save_sheet(inspection: Inspection, out: str | Path) -> None:
     import cv2
 
     assert inspection.frames is not None
-    sheet = contact_sheet(inspection.frames, inspection.frame_indices)
+    crop_hw = (int(inspection.frames.shape[-2]), int(inspection.frames.shape[-1]))
+    axis = crop_axis_for(inspection.meta, crop_hw)
+    sheet = contact_sheet(inspection.frames, inspection.frame_indices, crop_axis=axis)
     if not cv2.imwrite(str(out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
         raise OSError(f"cannot write {out}")
