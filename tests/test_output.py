@@ -1,0 +1,83 @@
+"""vmae_cli.output: the output file (lock, start, resume read-back, rewrite) and stdout."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from vmae_cli.output import BOM, OutputFile, check_writable, parse_output
+from vmae_cli.writers import WRITERS
+
+CSV_FILE = (
+    BOM + b"path,status,model,protocol,size_bytes,mtime_ns\r\n"
+    b"a.mp4,ok,m,uniform,10,20\r\n"
+    b"b.mp4,not_video,m,uniform,5,6\r\n"
+)
+
+
+def test_rows_carry_the_model_and_protocol_that_made_them() -> None:
+    _, rows, _ = parse_output(CSV_FILE, "csv")
+    assert [(r.key, r.model, r.protocol) for r in rows] == [
+        ("a.mp4", "m", "uniform"),
+        ("b.mp4", "m", "uniform"),
+    ]
+    _, rows, _ = parse_output(b'{"path": "a", "model": "x", "protocol": "videomae"}\n', "jsonl")
+    assert (rows[0].model, rows[0].protocol) == ("x", "videomae")
+
+
+def test_a_fresh_start_truncates_and_counts_what_it_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "labels.csv"
+    path.write_bytes(CSV_FILE)
+    out = OutputFile(path).lock()
+    assert out.start("csv", resume=False) == 2
+    assert path.read_bytes() == b""
+    out.close()
+    other = tmp_path / "notes.csv"
+    other.write_text("name,size\nx,2\n")
+    out = OutputFile(other).lock()
+    assert out.start("csv", resume=False) == 0  # not vmae's: nothing to count
+    out.close()
+
+
+def test_resume_reads_the_rows_and_keeps_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "labels.csv"
+    path.write_bytes(CSV_FILE)
+    out = OutputFile(path).lock()
+    columns = WRITERS["csv"].columns_for(1)
+    assert out.start("csv", resume=True, columns=None) == 0
+    assert list(out.previous) == ["a.mp4", "b.mp4"]
+    assert not out.is_empty
+    out.close()
+    assert path.read_bytes() == CSV_FILE
+    out = OutputFile(path).lock()
+    with pytest.raises(ValueError, match="other columns"):
+        out.start("csv", resume=True, columns=columns)
+    out.close()
+
+
+@pytest.mark.parametrize(("fmt", "bom"), [("csv", True), ("jsonl", False)])
+def test_a_new_file_starts_with_a_bom_only_where_the_format_wants_one(
+    fmt: str, bom: bool, tmp_path: Path
+) -> None:
+    path = tmp_path / f"labels.{fmt}"
+    out = OutputFile(path).lock()
+    out.start(fmt, resume=False)
+    out.stream(fmt).write("x\n")
+    out.finish(fmt, compact=False)
+    assert path.read_bytes().startswith(BOM) is bom
+
+
+def test_output_paths_are_checked_without_creating_anything(tmp_path: Path) -> None:
+    check_writable(tmp_path / "new.json")
+    assert not (tmp_path / "new.json").exists()
+    with pytest.raises(FileNotFoundError):
+        check_writable(tmp_path / "missing" / "s.json")
+    with pytest.raises(IsADirectoryError):
+        check_writable(tmp_path)
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(PermissionError):
+            check_writable(locked / "s.json")
