@@ -34,8 +34,9 @@ from tools.catalogue import (
     make_catalogue,
     read_rows,
 )
-from vmae_cli.decoding import check_file, decode_video
+from vmae_cli.decoding import decode_video
 from vmae_cli.discovery import iter_video_paths
+from vmae_cli.filegate import check_file
 
 T = 8
 

@@ -352,11 +352,11 @@ def test_slow_or_pointless_settings_get_one_warning_line(
         )  # fmt: skip
     assert not [w for w in python_warnings if "DataLoader" in str(w.message)]
     assert result.exit_code == EXIT_OK, result.stderr
-    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
-    assert len(warnings) == 3
-    assert "float16" in warnings[0] and "slower" in warnings[0]
-    assert f"{cores + 1} decoding workers on {cores} cores" in warnings[1]
-    assert "10 labels" in warnings[2]
+    said = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(said) == 3
+    assert "float16" in said[0] and "slower" in said[0]
+    assert f"{cores + 1} decoding workers on {cores} cores" in said[1]
+    assert "10 labels" in said[2]
     assert "DataLoader" not in result.stderr
     header = result.stdout.splitlines()[0].split(",")
     assert "label_10" in header and "label_11" not in header

@@ -10,15 +10,14 @@ from vmae_cli.decoding import (
     DECODER_OPENCV,
     DECODER_PYAV,
     DecodeFailure,
-    check_file,
     decode_opencv,
     decode_pyav,
     decode_video,
     decoder_path,
     sample_indices,
-    sniff_video,
     truncation_note,
 )
+from vmae_cli.filegate import check_file, sniff_video
 from vmae_cli.results import (
     FAILURE_STATUSES,
     STATUS_DAMAGED,

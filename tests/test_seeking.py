@@ -8,12 +8,11 @@ import pytest
 
 from vmae_cli.decoding import (
     DECODER_PYAV_SEEK,
-    FrameIndex,
     decode_pyav_seek,
     decode_video,
-    plan_seeks,
     sample_indices,
 )
+from vmae_cli.seeking import FrameIndex, plan_seeks
 
 T = 16
 

@@ -6,50 +6,53 @@ truncated files) and frame seeking returns wrong frames on several formats, so t
 walks the stream in order with ``grab()`` and only converts (``retrieve()``) the frames it
 needs. The header's count is used as a guess of which frames those are; when the real count
 differs, a second pass fetches the right ones. Sampling always uses the number of frames that
-actually decoded.
+actually decoded. Long MP4/MOV/MKV/WebM files are decoded by seeking to the keyframe before
+each sampled frame instead, along a plan made by :mod:`vmae_cli.seeking`.
 
-Before any decoder sees a path it is checked to be a regular, non-empty, readable file: a
-FIFO named ``x.mp4`` would block ``open()`` forever in every FFmpeg-based decoder. Its first
-bytes decide how a file no decoder can open is reported: ``damaged`` when they look like a
-video container or stream (an MP4 cut before its index), ``not_video`` otherwise.
+Before any decoder sees a path, :mod:`vmae_cli.filegate` checks that it is a regular,
+non-empty, readable file and reads its first bytes, which decide how a file no decoder can
+open is reported (``damaged`` or ``not_video``). :func:`decode_video` is the policy that ties
+these together: which decoder runs when, and which failure a video ends with.
 """
 
 from __future__ import annotations
 
-import bisect
 import math
 import os
-import stat
-import struct
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .filegate import check_and_read_head, damaged_or_not_video
 from .protocol import uniform_indices
 from .results import (
-    STATUS_DAMAGED,
-    STATUS_EMPTY,
     STATUS_ERROR,
     STATUS_NO_FRAMES,
-    STATUS_NOT_A_FILE,
-    STATUS_NOT_FOUND,
     STATUS_NOT_VIDEO,
     STATUS_TOO_LARGE,
-    STATUS_UNREADABLE,
     Failure,
     VideoMeta,
+)
+from .seeking import (
+    SEEK_MAX_FRACTION,
+    SEEK_MIN_DURATION_S,
+    SEEKABLE_CODECS,
+    SEEKABLE_FORMATS,
+    NotSeekable,
+    index_packets,
+    plan_seeks,
 )
 
 if TYPE_CHECKING:
     import numpy as np
 
 # FFmpeg and OpenCV print their own complaints about bad files on stderr ("moov atom not
-# found"); here every failure becomes a row instead, so they are silenced unless debugging.
-# Must happen before cv2 is first imported.
-if not os.environ.get("VMAE_DEBUG"):
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
+# found"); here every failure becomes a row instead, so they are silenced. Must happen before
+# cv2 is first imported. setdefault: a user who wants FFmpeg's messages (debugging a file)
+# sets OPENCV_FFMPEG_LOGLEVEL (e.g. 24 for warnings) or OPENCV_LOG_LEVEL themselves.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
 
 #: Frames larger than this are refused before decoding (8K UHD, 7680x4320, is allowed): one
 #: 16384x8192 H.264 frame of a 395 KB file made OpenCV allocate over 2 GB.
@@ -62,6 +65,7 @@ MAX_CONSECUTIVE_READ_FAILURES = 64
 
 DECODER_OPENCV = "opencv"
 DECODER_PYAV = "pyav"
+DECODER_PYAV_SEEK = "pyav-seek"
 
 #: Turns one decoded RGB frame (H, W, 3 uint8) into whatever the caller keeps (e.g. a crop).
 FrameTransform = Callable[["np.ndarray"], Any]
@@ -91,7 +95,7 @@ class _CannotOpen(DecodeFailure):
     """A decoder could not open the file at all; ``reason`` says why, in the decoder's words.
 
     :func:`decode_video` turns this ``not_video`` into ``damaged`` when the file's first bytes
-    look like a video (:func:`sniff_video`).
+    look like a video (:func:`vmae_cli.filegate.damaged_or_not_video`).
     """
 
     def __init__(self, error: str, reason: str):
@@ -117,230 +121,39 @@ def sample_indices(num_frames: int, num_samples: int) -> list[int]:
     return uniform_indices(num_frames, num_samples)
 
 
-#: File signatures of things FFmpeg would happily "decode" as a one-frame video, or that
-#: deserve a clearer message than "invalid data" (first bytes -> what the file is).
-_NOT_VIDEO_SIGNATURES: tuple[tuple[bytes, str], ...] = (
-    (b"\xff\xd8\xff", "a JPEG image"),
-    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
-    (b"GIF87a", "a GIF image"),
-    (b"GIF89a", "a GIF image"),
-    (b"BM", "a BMP image"),
-    (b"II*\x00", "a TIFF image"),
-    (b"MM\x00*", "a TIFF image"),
-    (b"\x00\x05\x16\x07", "macOS metadata (an AppleDouble '._' file)"),
-    (b"version https://git-lfs", "a Git LFS pointer (the video was never downloaded)"),
-    (b"%PDF", "a PDF document"),
-    (b"PK\x03\x04", "a ZIP archive"),
-)
-#: Bytes read from the start of a file to recognise it: enough for three MPEG-TS packets.
-SNIFF_BYTES = 512
+@dataclass
+class StreamFacts:
+    """What a decoder learned about a video stream while decoding it; becomes its metadata.
 
-
-def sniff_not_video(head: bytes) -> str | None:
-    """Name what a file is when its first bytes say it is certainly not a video."""
-    for signature, what in _NOT_VIDEO_SIGNATURES:
-        if head.startswith(signature):
-            return what
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "a WebP image"
-    return None
-
-
-# Signatures of video containers and streams: a file that starts like one of these but that no
-# decoder can open is ``damaged``, not ``not_video``. Containers that also carry audio-only files
-# are told apart where the first bytes allow (M4A brands, FLV flags, Ogg codec ids); where they do
-# not (Matroska, ASF), an audio file is only affected when no decoder can open it at all.
-
-#: Video containers and streams recognised by fixed bytes at the start of the file.
-_VIDEO_MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"\x1a\x45\xdf\xa3", "Matroska/WebM"),  # EBML header
-    (b"\x30\x26\xb2\x75\x8e\x66\xcf\x11", "ASF/WMV"),  # ASF header object GUID
-    (b"\x00\x00\x01\xba", "MPEG program stream"),  # pack header (also VOB)
-    (b"\x00\x00\x01\xb3", "MPEG-1/2 video stream"),  # sequence header
-)
-#: MP4/MOV/3GP: the box type at offset 4 of a file (after the 32-bit box size).
-_MP4_FIRST_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot")
-#: Of those, boxes that are never 16 MB or more at the start of a file: their size's first byte
-#: must be 0 (this keeps text such as ``"Get free ..."`` from passing for a ``free`` box).
-_MP4_SMALL_BOXES = (b"ftyp", b"free", b"wide", b"skip", b"pnot")
-#: ``ftyp`` major brands of audio-only MP4 files (iTunes audio and audiobooks, Flash audio).
-_MP4_AUDIO_BRANDS = (b"M4A ", b"M4B ", b"M4P ", b"F4A ", b"F4B ")
-#: RIFF form types of AVI (``AVIX`` continues an OpenDML AVI over 1 GB).
-_AVI_FORMS = (b"AVI ", b"AVIX")
-#: FLV header: ``FLV``, a version byte, then flags whose bit 0 says "has video".
-_FLV_MAGIC = b"FLV"
-_FLV_HAS_VIDEO = 0x01
-#: Ogg page magic, and the first packets of the audio codecs Ogg usually carries.
-_OGG_MAGIC = b"OggS"
-_OGG_AUDIO_CODECS = (b"\x01vorbis", b"OpusHead", b"\x7fFLAC", b"Speex   ")
-#: MPEG-TS: a sync byte every 188 bytes (192 in Blu-ray M2TS, after a 4-byte timestamp);
-#: three in a row are required (one 0x47 byte is common in any binary file).
-_TS_SYNC = 0x47
-_TS_LAYOUTS = ((0, 188), (4, 192))  # (offset of the first sync byte, packet size)
-_TS_SYNC_COUNT = 3
-#: Raw H.264/HEVC (Annex B): a 4-byte start code followed by the NAL header of what such a
-#: stream starts with: H.264 access unit delimiter or SPS, HEVC AUD, VPS or SPS. Any other byte
-#: after a start code is not accepted (00 00 00 01 alone is too common in binary files).
-_ANNEX_B_START = b"\x00\x00\x00\x01"
-_H264_FIRST_NAL_HEADERS = (b"\x09", b"\x27", b"\x47", b"\x67")
-_HEVC_FIRST_NAL_HEADERS = (b"\x46\x01", b"\x40\x01", b"\x42\x01")
-
-
-def sniff_video(head: bytes) -> str | None:
-    """Name the video container or stream that a file's first bytes look like, else ``None``.
-
-    E.g. ``"MP4"``, ``"MOV"``, ``"Matroska/WebM"``, ``"AVI"``. Only a resemblance: the file may
-    still be broken anywhere after these bytes. Audio-only files are ``None`` where their first
-    bytes say so (an M4A ``ftyp`` brand, an FLV without the video flag, Ogg Vorbis/Opus).
+    ``reported`` is the header's frame count (0 or negative: none); ``width``/``height`` the
+    stream's coded size as the container states it; ``shape`` the (height, width) of the first
+    frame kept, after rotation, which wins over ``width``/``height`` in :meth:`to_meta`.
+    Values learned from kept frames (``shape``; ``rotation`` when seeking) are set only while
+    still ``None``: the first frame's value stands for the video's.
     """
-    for magic, what in _VIDEO_MAGIC:
-        if head.startswith(magic):
-            return what
-    box = head[4:8]
-    if box in _MP4_FIRST_BOXES and (head[0] == 0 or box not in _MP4_SMALL_BOXES):
-        if box != b"ftyp":
-            return "MP4/MOV"
-        brand = head[8:12]
-        if brand in _MP4_AUDIO_BRANDS:
-            return None
-        if brand == b"qt  ":
-            return "MOV"
-        return "3GP" if brand.startswith(b"3g") else "MP4"
-    if head[:4] == b"RIFF" and head[8:12] in _AVI_FORMS:
-        return "AVI"
-    if head.startswith(_FLV_MAGIC) and len(head) > 4:
-        return "FLV" if head[4] & _FLV_HAS_VIDEO else None
-    if head.startswith(_OGG_MAGIC):
-        # The first page's first packet follows its 27-byte header and segment table.
-        first_packet = head[27 + head[26] :] if len(head) > 26 else b""
-        return None if first_packet.startswith(_OGG_AUDIO_CODECS) else "Ogg"
-    for first, size in _TS_LAYOUTS:
-        syncs = [first + i * size for i in range(_TS_SYNC_COUNT)]
-        if len(head) > syncs[-1] and all(head[i] == _TS_SYNC for i in syncs):
-            return "MPEG-TS"
-    if head.startswith(_ANNEX_B_START):
-        nal = head[len(_ANNEX_B_START) :]
-        if nal.startswith(_HEVC_FIRST_NAL_HEADERS):
-            return "HEVC stream"
-        if nal.startswith(_H264_FIRST_NAL_HEADERS):
-            return "H.264 stream"
-    return None
 
+    reported: int = 0
+    fps: float | None = None
+    width: int | None = None
+    height: int | None = None
+    rotation: int | None = None
+    shape: tuple[int, int] | None = None
 
-#: The MP4 box that indexes every frame; without it no decoder can find any.
-_MP4_INDEX_BOX = b"moov"
-#: Top-level boxes walked at most when explaining a damaged MP4 (a real file has a handful).
-_MAX_MP4_BOXES = 1000
-
-
-def _mp4_index_state(path: str) -> str:
-    """``"whole"``, ``"cut"`` (the moov box runs past the end of the file) or ``"missing"``.
-
-    Walks the top-level boxes by their sizes, reading only box headers.
-    """
-    with open(path, "rb") as f:
-        end = os.fstat(f.fileno()).st_size
-        offset = 0
-        for _ in range(_MAX_MP4_BOXES):
-            f.seek(offset)
-            header = f.read(16)
-            if len(header) < 8:
-                break
-            size, box = struct.unpack(">I4s", header[:8])
-            if size == 1 and len(header) == 16:
-                size = struct.unpack(">Q", header[8:])[0]  # 64-bit size
-            elif size == 0:
-                size = end - offset  # the box runs to the end of the file
-            if size < 8:
-                break  # not a box: garbage, the walk cannot go on
-            if box == _MP4_INDEX_BOX:
-                return "whole" if offset + size <= end else "cut"
-            offset += size
-            if offset >= end:
-                break
-    return "missing"
-
-
-#: What :func:`sniff_video` calls the ISO base media (MP4/MOV) family.
-_MP4_FAMILY = ("MP4", "MOV", "3GP", "MP4/MOV")
-
-
-def _mp4_index_damage(path: str, what: str) -> str | None:
-    """Say what is wrong with an MP4/MOV's index (moov box), if anything."""
-    if what not in _MP4_FAMILY:
-        return None
-    try:
-        state = _mp4_index_state(path)
-    except OSError:
-        return None
-    if state == "missing":
-        return f"damaged {what}: no index (moov box) found; truncated or still being copied?"
-    if state == "cut":
-        return (
-            f"damaged {what}: the index (moov box) is cut short; truncated or still being copied?"
+    def to_meta(self, decoder: str, n: int) -> VideoMeta:
+        """The :class:`VideoMeta` of a video ``decoder`` decoded ``n`` frames from."""
+        fps = self.fps
+        height, width = self.shape or (self.height, self.width)
+        reported = self.reported
+        return VideoMeta(
+            decoder=decoder,
+            frames_reported=reported if reported and reported > 0 else None,
+            frames_decoded=n,
+            fps=round(fps, 3) if fps else None,
+            duration_s=round(n / fps, 3) if fps and n else None,
+            width=int(width) if width else None,
+            height=int(height) if height else None,
+            rotation=int(self.rotation or 0),
         )
-    return None
-
-
-def _damaged_or_not_video(exc: DecodeFailure, head: bytes, path: str) -> Failure:
-    """The failure to report for ``exc``: a ``not_video`` becomes ``damaged`` when the file
-    starts like a video (:func:`sniff_video`) and either no decoder could open it at all or
-    its MP4 index is cut short (FFmpeg then opens it and finds no stream). A file that opens
-    whole and has no video stream (audio only) stays ``not_video``.
-    """
-    if exc.failure.status != STATUS_NOT_VIDEO:
-        return exc.failure
-    what = sniff_video(head)
-    if what is None:
-        return exc.failure
-    message = _mp4_index_damage(path, what)
-    if message is not None:
-        return Failure(STATUS_DAMAGED, message)
-    if isinstance(exc, _CannotOpen):
-        return Failure(STATUS_DAMAGED, f"damaged {what}: no decoder could open it ({exc.reason})")
-    return exc.failure
-
-
-def check_file(path: str) -> Failure | None:
-    """Return a :class:`Failure` if ``path`` must not be handed to a decoder, else ``None``.
-
-    Uses ``stat`` (which never blocks, unlike ``open`` on a FIFO).
-    """
-    return _check_and_read_head(path)[0]
-
-
-def _check_and_read_head(path: str) -> tuple[Failure | None, bytes]:
-    """:func:`check_file`, also returning the first :data:`SNIFF_BYTES` bytes it read."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        if os.path.islink(path):
-            return Failure(STATUS_NOT_FOUND, "broken symbolic link"), b""
-        return Failure(STATUS_NOT_FOUND, "file not found"), b""
-    except OSError as exc:
-        return Failure(STATUS_UNREADABLE, f"cannot access file: {exc.strerror or exc}"), b""
-    if not stat.S_ISREG(st.st_mode):
-        kind = "a named pipe (FIFO)" if stat.S_ISFIFO(st.st_mode) else "not a regular file"
-        if stat.S_ISDIR(st.st_mode):
-            kind = "a directory"
-        return Failure(STATUS_NOT_A_FILE, f"not a video file: {kind}"), b""
-    if st.st_size == 0:
-        return Failure(STATUS_EMPTY, "empty file (0 bytes)"), b""
-    try:
-        # O_NONBLOCK: the file was a regular file a moment ago, but never block on open.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        try:
-            head = os.read(fd, SNIFF_BYTES)
-        finally:
-            os.close(fd)
-    except PermissionError:
-        return Failure(STATUS_UNREADABLE, "permission denied"), b""
-    except OSError as exc:
-        return Failure(STATUS_UNREADABLE, f"cannot read file: {exc.strerror or exc}"), b""
-    what = sniff_not_video(head)
-    if what is not None:
-        return Failure(STATUS_NOT_VIDEO, f"not a video: {what}"), head
-    return None, head
 
 
 @contextmanager
@@ -385,7 +198,7 @@ def _opencv_pass(
     sampler: Sampler,
     transform: FrameTransform,
     limit: int | None,
-) -> tuple[int, dict[int, Any], dict[str, Any]]:
+) -> tuple[int, dict[int, Any], StreamFacts]:
     """One sequential pass: count frames, keep the transformed frames whose index is wanted.
 
     ``wanted=None`` means "the sample indices for the frame count the header reports".
@@ -403,16 +216,18 @@ def _opencv_pass(
         # Rotation metadata is applied explicitly: OpenCV's default changed between 4.6, 4.11
         # and 5.x, and it is not accepted as an open() parameter.
         cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
-        info = {
-            "reported": int(cap.get(cv2.CAP_PROP_FRAME_COUNT)),
-            "fps": _positive(cap.get(cv2.CAP_PROP_FPS)),
-            "width": int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
-            "height": int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-            "rotation": int(cap.get(cv2.CAP_PROP_ORIENTATION_META) or 0) % 360,
-        }
-        _refuse_huge_frames(info["width"], info["height"])
+        width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        facts = StreamFacts(
+            reported=int(cap.get(cv2.CAP_PROP_FRAME_COUNT)),
+            fps=_positive(cap.get(cv2.CAP_PROP_FPS)),
+            width=width,
+            height=height,
+            rotation=int(cap.get(cv2.CAP_PROP_ORIENTATION_META) or 0) % 360,
+        )
+        _refuse_huge_frames(width, height)
         if wanted is None:
-            reported = info["reported"]
+            reported = facts.reported
             wanted = set(sampler(reported)) if reported > 0 else set()
         kept: dict[int, Any] = {}
         n = 0
@@ -432,30 +247,32 @@ def _opencv_pass(
                 ok, frame = cap.retrieve()
                 if ok and frame is not None:
                     kept[n] = transform(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-                    if "shape" not in info:
-                        info["shape"] = frame.shape[:2]
+                    if facts.shape is None:
+                        facts.shape = frame.shape[:2]
             n += 1
-        return n, kept, info
+        return n, kept, facts
     finally:
         cap.release()
 
 
-def _plan(decoder: str, info: dict[str, Any], n: int, sampler: Sampler, kept: dict[int, Any]):
+def _plan(
+    decoder: str, facts: StreamFacts, n: int, sampler: Sampler, kept: dict[int, Any]
+) -> tuple[list[int], set[int]]:
     """After the first pass: the true sample indices and those the pass did not keep."""
     if n == 0:
-        reported = info.get("reported") or 0
+        reported = facts.reported or 0
         said = f" (the header says {reported} frames)" if reported > 0 else ""
         raise DecodeFailure(
-            STATUS_NO_FRAMES, f"no frame could be decoded{said}", _meta(decoder, info, n)
+            STATUS_NO_FRAMES, f"no frame could be decoded{said}", facts.to_meta(decoder, n)
         )
     indices = sampler(n)
     return indices, set(indices) - kept.keys()
 
 
 def _finish(
-    decoder: str, info: dict[str, Any], n: int, indices: list[int], kept: dict[int, Any]
+    decoder: str, facts: StreamFacts, n: int, indices: list[int], kept: dict[int, Any]
 ) -> DecodedFrames:
-    meta = _meta(decoder, info, n)
+    meta = facts.to_meta(decoder, n)
     missing = set(indices) - kept.keys()
     if missing:
         raise DecodeFailure(
@@ -472,34 +289,22 @@ def decode_opencv(path: str, sampler: int | Sampler, transform: FrameTransform) 
     """
     sampler = as_sampler(sampler)
     with decoder_path(path) as name:
-        n, kept, info = _opencv_pass(name, None, sampler, transform, limit=None)
-        indices, missing = _plan(DECODER_OPENCV, info, n, sampler, kept)
+        n, kept, facts = _opencv_pass(name, None, sampler, transform, limit=None)
+        indices, missing = _plan(DECODER_OPENCV, facts, n, sampler, kept)
         if missing:
             # The header's frame count was wrong: fetch the right frames in a second pass.
-            _, more, info2 = _opencv_pass(name, missing, sampler, transform, limit=n)
+            _, more, facts2 = _opencv_pass(name, missing, sampler, transform, limit=n)
             kept.update(more)
-            info.setdefault("shape", info2.get("shape"))
-        return _finish(DECODER_OPENCV, info, n, indices, kept)
+            if facts.shape is None:
+                facts.shape = facts2.shape
+        return _finish(DECODER_OPENCV, facts, n, indices, kept)
 
 
-def _meta(decoder: str, info: dict[str, Any], n: int) -> VideoMeta:
-    fps = info.get("fps")
-    height, width = info.get("shape") or (info.get("height"), info.get("width"))
-    reported = info.get("reported")
-    return VideoMeta(
-        decoder=decoder,
-        frames_reported=reported if reported and reported > 0 else None,
-        frames_decoded=n,
-        fps=round(fps, 3) if fps else None,
-        duration_s=round(n / fps, 3) if fps and n else None,
-        width=int(width) if width else None,
-        height=int(height) if height else None,
-        rotation=int(info.get("rotation") or 0),
-    )
+def _pyav_frames(name: str) -> Iterator[tuple[Any, StreamFacts]]:
+    """Yield every decodable frame of the first video stream, skipping corrupt packets.
 
-
-def _pyav_frames(name: str) -> Iterator[tuple[Any, dict[str, Any]]]:
-    """Yield every decodable frame of the first video stream, skipping corrupt packets."""
+    Each frame comes with the same :class:`StreamFacts` object, read from the stream's header.
+    """
     import av
 
     try:
@@ -513,15 +318,15 @@ def _pyav_frames(name: str) -> Iterator[tuple[Any, dict[str, Any]]]:
         stream.thread_type = "NONE"
         cc = stream.codec_context
         rate = stream.average_rate or stream.guessed_rate
-        info = {
-            "reported": stream.frames or 0,
-            "fps": float(rate) if rate else None,
-            "width": cc.width,
-            "height": cc.height,
-        }
+        facts = StreamFacts(
+            reported=stream.frames or 0,
+            fps=float(rate) if rate else None,
+            width=cc.width,
+            height=cc.height,
+        )
         _refuse_huge_frames(cc.width or 0, cc.height or 0)
         for frame in _decoded_frames(container, stream):
-            yield frame, info
+            yield frame, facts
 
 
 #: FFmpeg's AV_DISPOSITION_ATTACHED_PIC flag.
@@ -564,126 +369,35 @@ def decode_pyav(path: str, sampler: int | Sampler, transform: FrameTransform) ->
     with decoder_path(path) as name:
         kept: dict[int, Any] = {}
         n = 0
-        info: dict[str, Any] = {}
+        # Stays empty when no frame decodes: such a failure reports no header facts.
+        facts = StreamFacts()
         wanted: set[int] = set()
-        for frame, info in _pyav_frames(name):
-            if n == 0 and info["reported"] > 0:
-                wanted = set(sampler(info["reported"]))
-                info["rotation"] = int(frame.rotation or 0) % 360
+        for frame, facts in _pyav_frames(name):
+            if n == 0 and facts.reported > 0:
+                wanted = set(sampler(facts.reported))
+                facts.rotation = int(frame.rotation or 0) % 360
             if n in wanted:
                 rgb = _rgb_upright(frame)
-                info.setdefault("shape", rgb.shape[:2])
+                if facts.shape is None:
+                    facts.shape = rgb.shape[:2]
                 kept[n] = transform(rgb)
             n += 1
-        indices, missing = _plan(DECODER_PYAV, info, n, sampler, kept)
+        indices, missing = _plan(DECODER_PYAV, facts, n, sampler, kept)
         if missing:
             for i, (frame, _) in enumerate(_pyav_frames(name)):
                 if i in missing:
                     rgb = _rgb_upright(frame)
-                    info.setdefault("shape", rgb.shape[:2])
+                    if facts.shape is None:
+                        facts.shape = rgb.shape[:2]
                     kept[i] = transform(rgb)
                 if i >= max(missing):
                     break
-        return _finish(DECODER_PYAV, info, n, indices, kept)
+        return _finish(DECODER_PYAV, facts, n, indices, kept)
 
 
 # --------------------------------------------------------------------------------------
-# Keyframe-aware seeking for long videos
+# Keyframe-aware seeking for long videos (the plan: vmae_cli.seeking)
 # --------------------------------------------------------------------------------------
-
-#: Videos shorter than this are read with one sequential OpenCV pass: on short clips the
-#: frames to decode are most of the video anyway.
-SEEK_MIN_DURATION_S = 10.0
-#: Seek only when the plan decodes at most this fraction of the video's frames. Measured on
-#: 10-115 s clips from 540p to 1080p, decoding the plan's frames with PyAV never cost more
-#: CPU than OpenCV's grab() pass over all frames (0.78 vs 0.86 s up to 13.3 vs 45.6 s), so
-#: only a plan that decodes more frames than the video has is refused.
-SEEK_MAX_FRACTION = 1.0
-#: Containers whose packets carry presentation timestamps and keyframe flags that can be
-#: trusted to index frames (FFmpeg demuxer names). MPEG-TS/PS and AVI are read sequentially:
-#: seeking returns wrong frames on them (and AVI packets carry no pts).
-SEEKABLE_FORMATS = ("mov", "mp4", "matroska", "webm")
-#: Codecs where one packet is one frame in those containers.
-SEEKABLE_CODECS = ("h264", "hevc", "vp9", "av1", "mpeg4", "vp8", "mjpeg", "prores")
-
-DECODER_PYAV_SEEK = "pyav-seek"
-
-
-class _NotSeekable(Exception):
-    """This file is read sequentially instead (not an error)."""
-
-
-@dataclass
-class FrameIndex:
-    """What a demux pass (no decoding) tells about a video stream.
-
-    ``shown`` holds the presentation timestamps of the frames a full decode shows, in order
-    (packets an edit list discards are left out); ``keyframes`` the timestamps of packets a
-    decoder can start from, sorted.
-    """
-
-    shown: list[int]
-    keyframes: list[int]
-
-
-def index_packets(container: Any, stream: Any) -> FrameIndex:
-    """Demux every packet of ``stream`` (no decoding) into a :class:`FrameIndex`.
-
-    Raises :class:`_NotSeekable` when the timestamps cannot identify frames.
-    """
-    shown: list[int] = []
-    keyframes: list[int] = []
-    for packet in container.demux(stream):
-        if packet.size == 0:
-            continue  # the flush packet at the end
-        if packet.pts is None:
-            raise _NotSeekable("a packet without a timestamp")
-        if packet.is_keyframe:
-            keyframes.append(packet.pts)
-        if not packet.is_discard:
-            shown.append(packet.pts)
-    shown.sort()
-    if not shown or not keyframes:
-        raise _NotSeekable("no frames or no keyframes")
-    if len(set(shown)) != len(shown):
-        raise _NotSeekable("duplicate timestamps")
-    keyframes.sort()
-    return FrameIndex(shown, keyframes)
-
-
-@dataclass
-class _Segment:
-    seek_to: int  # pts of the keyframe to seek to
-    targets: list[int]  # presentation timestamps to keep from there on, ascending
-
-
-def plan_seeks(index: FrameIndex, targets: list[int]) -> tuple[list[_Segment], int]:
-    """Group target timestamps into decode segments; also return the frames the plan decodes.
-
-    Each target is decoded starting from the last keyframe at or before it. When that
-    keyframe was already passed, decoding simply continues; otherwise the decoder seeks.
-    """
-    segments: list[_Segment] = []
-    cost = 0
-    cursor: int | None = None  # pts of the last frame decoded so far
-    for t in sorted(set(targets)):
-        k = bisect.bisect_right(index.keyframes, t) - 1
-        if k < 0:
-            raise _NotSeekable("a frame before the first keyframe")
-        start = index.keyframes[k]
-        if cursor is not None and start <= cursor:
-            segments[-1].targets.append(t)
-            cost += _count_between(index.shown, cursor, t)
-        else:
-            segments.append(_Segment(start, [t]))
-            cost += _count_between(index.shown, start, t) + 1
-        cursor = t
-    return segments, cost
-
-
-def _count_between(sorted_pts: list[int], low: int, high: int) -> int:
-    """How many timestamps lie in ``(low, high]``."""
-    return bisect.bisect_right(sorted_pts, high) - bisect.bisect_right(sorted_pts, low)
 
 
 def _decoded_frames(container: Any, stream: Any) -> Iterator[Any]:
@@ -725,7 +439,7 @@ def decode_pyav_seek(
         with container:
             try:
                 return _seek_decode(container, sampler, transform, min_duration_s, max_fraction)
-            except (_NotSeekable, av.error.FFmpegError):
+            except (NotSeekable, av.error.FFmpegError):
                 return None
 
 
@@ -739,13 +453,13 @@ def _seek_decode(
     fmt = container.format.name or ""
     stream = video_stream(container)  # raises not_video for audio with only cover art
     if not any(f in fmt.split(",") for f in SEEKABLE_FORMATS):
-        raise _NotSeekable(f"container {fmt}")
+        raise NotSeekable(f"container {fmt}")
     cc = stream.codec_context
     if cc.name not in SEEKABLE_CODECS:
-        raise _NotSeekable(f"codec {cc.name}")
+        raise NotSeekable(f"codec {cc.name}")
     duration = (container.duration or 0) / 1_000_000
     if duration < min_duration_s:
-        raise _NotSeekable("short video")
+        raise NotSeekable("short video")
     _refuse_huge_frames(cc.width or 0, cc.height or 0)
     stream.thread_type = "NONE"  # parallelism comes from decoding several videos at once
     index = index_packets(container, stream)
@@ -754,29 +468,36 @@ def _seek_decode(
     wanted_pts = {index.shown[i]: i for i in indices}
     segments, cost = plan_seeks(index, list(wanted_pts))
     if cost > max_fraction * n:
-        raise _NotSeekable("seeking would not save enough")
+        raise NotSeekable("seeking would not save enough")
     kept: dict[int, Any] = {}
-    info: dict[str, Any] = {"reported": stream.frames or 0, "width": cc.width, "height": cc.height}
     rate = stream.average_rate or stream.guessed_rate
-    info["fps"] = float(rate) if rate else None
+    facts = StreamFacts(
+        reported=stream.frames or 0,
+        fps=float(rate) if rate else None,
+        width=cc.width,
+        height=cc.height,
+    )
     for segment in segments:
         container.seek(segment.seek_to, stream=stream, backward=True, any_frame=False)
         remaining = set(segment.targets)
         last = segment.targets[-1]
         for frame in _decoded_frames(container, stream):
             if frame.pts is None:
-                raise _NotSeekable("a decoded frame without a timestamp")
+                raise NotSeekable("a decoded frame without a timestamp")
             if frame.pts in remaining:
                 remaining.discard(frame.pts)
                 rgb = _rgb_upright(frame)
-                info.setdefault("shape", rgb.shape[:2])
-                info.setdefault("rotation", int(frame.rotation or 0) % 360)
+                # The first kept frame's size and rotation stand for the video's.
+                if facts.shape is None:
+                    facts.shape = rgb.shape[:2]
+                if facts.rotation is None:
+                    facts.rotation = int(frame.rotation or 0) % 360
                 kept[wanted_pts[frame.pts]] = transform(rgb)
             if frame.pts >= last:
                 break
         if remaining:
-            raise _NotSeekable("a sampled frame did not come out of the decoder")
-    return _finish(DECODER_PYAV_SEEK, info, n, indices, kept)
+            raise NotSeekable("a sampled frame did not come out of the decoder")
+    return _finish(DECODER_PYAV_SEEK, facts, n, indices, kept)
 
 
 def decode_video(
@@ -788,13 +509,13 @@ def decode_video(
     Returns ``(decoded, None, meta)`` or ``(None, failure, meta)`` where ``meta`` holds what
     was learned before the failure; never raises for a bad file.
     """
-    failure, head = _check_and_read_head(path)
+    failure, head = check_and_read_head(path)
     if failure is not None:
         return None, failure, VideoMeta()
     try:
         decoded = decode_pyav_seek(path, sampler, transform)
     except DecodeFailure as exc:  # too_large or no video stream, before any frame is decoded
-        return None, _damaged_or_not_video(exc, head, path), exc.meta
+        return None, _reported_failure(exc, head, path), exc.meta
     except Exception:  # noqa: BLE001 - any surprise: read the file sequentially instead
         decoded = None
     if decoded is not None:
@@ -816,7 +537,14 @@ def decode_video(
         except Exception as exc:  # noqa: BLE001 - a decoder bug must cost one row, not the run
             first = first or DecodeFailure(STATUS_ERROR, f"{type(exc).__name__}: {exc}")
     assert first is not None
-    return None, _damaged_or_not_video(first, head, path), first.meta
+    return None, _reported_failure(first, head, path), first.meta
+
+
+def _reported_failure(exc: DecodeFailure, head: bytes, path: str) -> Failure:
+    """The failure to report for ``exc``: ``not_video`` or ``damaged``, as the file gate
+    decides from the file's first bytes (:func:`vmae_cli.filegate.damaged_or_not_video`)."""
+    open_error = exc.reason if isinstance(exc, _CannotOpen) else None
+    return damaged_or_not_video(path, head, exc.failure, open_error)
 
 
 #: A header's frame count is questioned only when the frames that decode fall short of it by

@@ -318,4 +318,3 @@ def load_model(
         preprocess=spec.preprocess,
         id2label=id2label,
     )
-
