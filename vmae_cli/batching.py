@@ -7,27 +7,35 @@ order. A plain ``DataLoader`` iteration dies with its workers; here every worker
 task it is working on in shared memory, so when a worker dies (a decoder crash) or is killed
 (``--timeout``), the run knows which video to blame, gives it a ``crashed`` / ``timeout``
 outcome, and starts a fresh loader for the rest. Nothing is lost: tasks that were queued or
-in flight in the dead loader are dispatched again.
+in flight in the dead loader are dispatched again. A loader whose workers cannot start (an
+exception while a worker sets itself up, or workers that die before taking a video) is tried
+again a few times; if it still cannot start, every remaining path gets an ``error`` outcome.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import queue
+import re
 import signal
 import sys
 import threading
 import time
+import traceback
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from .decoding import decode_video
+from .decoding import decode_video, truncation_note
 from .preprocessing import PreprocessConfig, resize_and_crop, resize_to_cover, spatial_crops
 from .protocol import Protocol
 from .results import (
     STATUS_CRASHED,
+    STATUS_ERROR,
     STATUS_TIMEOUT,
     Clip,
     DecodeOutcome,
@@ -41,12 +49,20 @@ PREFETCH_PER_WORKER = 2
 WATCHDOG_INTERVAL_S = 0.25
 #: How often an idle worker checks that the main process is still alive (seconds).
 PARENT_CHECK_INTERVAL_S = 2.0
-#: A worker whose death cannot be pinned on a video twice in a row means a broken set-up.
+#: Loaders in a row whose workers fail without finishing a video (they die before taking one,
+#: or raise while they start) before the remaining videos are given up as ``error`` rows.
 MAX_UNEXPLAINED_RESTARTS = 3
+#: Extension modules every decoding worker loads, imported in the main process before forking
+#: (see :func:`_preload_decoding_libraries`); torch seeds ``numpy.random`` in each worker.
+PRELOADED_MODULES = ("cv2", "av", "numpy.random")
 
 
 class WorkerPoolError(RuntimeError):
-    """Decoding workers keep dying without working on any video (a broken environment)."""
+    """Decoding workers keep dying without working on any video (a broken environment).
+
+    No longer raised by :func:`iter_decoded`, which gives every remaining path an ``error``
+    outcome instead; kept for code that catches it.
+    """
 
 
 @dataclass(frozen=True)
@@ -96,6 +112,9 @@ class DecodeJob:
                 path, failure=failure, meta=meta, seconds=_since(start), stamp=stamp
             )
         notes = []
+        truncated = truncation_note(meta)
+        if truncated:
+            notes.append(truncated)
         clips = self.protocol.clip_indices(meta.frames_decoded, self.num_frames)
         if any(len(set(c)) < len(c) for c in clips):
             stride = self.protocol.frame_stride
@@ -205,7 +224,11 @@ def iter_decoded(
 ) -> Iterator[DecodeOutcome]:
     """Decode every path with ``job`` in ``workers`` processes; yield outcomes as they finish.
 
-    Exactly one outcome is yielded per path, whatever happens to the workers. ``workers=0``
+    Exactly one outcome is yielded per path, whatever happens to the workers: a video whose
+    worker dies is ``crashed`` (``timeout`` when the watchdog killed it); when the workers
+    cannot start (:data:`MAX_UNEXPLAINED_RESTARTS` loaders in a row), every remaining path is
+    an ``error`` saying why. Exceptions raised by ``paths``, ``on_start`` or ``job`` itself
+    propagate (the decoding job turns bad files into failures; it never raises). ``workers=0``
     decodes in this process (no isolation, no timeout: for debugging). Setting ``stop`` ends
     dispatching; the videos already being decoded are finished and yielded. ``on_start`` is
     called once the workers have their first tasks (the model loads then, in parallel with
@@ -223,6 +246,7 @@ def iter_decoded(
     from torch.utils.data import DataLoader
 
     _quiesce_opencv_threads()
+    _preload_decoding_libraries()
     # torch installs a SIGCHLD handler that raises in the main thread at an arbitrary point
     # (in the middle of a model call or a row write) when a worker dies. Worker deaths are
     # handled below instead, where the loader notices them.
@@ -257,16 +281,17 @@ def iter_decoded(
                 task_queue.put(task)
             return True
 
-        loader = DataLoader(
-            _make_dataset(task_queue, slots, job),
-            batch_size=None,
-            num_workers=workers,
-            collate_fn=_identity,
-            worker_init_fn=_worker_init,
-            multiprocessing_context=ctx,
-            prefetch_factor=PREFETCH_PER_WORKER,
-            in_order=False,
-        )
+        with _quiet_worker_count_warning():
+            loader = DataLoader(
+                _make_dataset(task_queue, slots, job),
+                batch_size=None,
+                num_workers=workers,
+                collate_fn=_identity,
+                worker_init_fn=_worker_init,
+                multiprocessing_context=ctx,
+                prefetch_factor=PREFETCH_PER_WORKER,
+                in_order=False,
+            )
         watchdog_stop = threading.Event()
         watchdog = None
         if timeout_s:
@@ -277,24 +302,44 @@ def iter_decoded(
             )
             watchdog.start()
         progressed = False
-        it = iter(loader)
+        failed: list[int] = []
+        # Why this loader's workers stopped working (told in the rows if they cannot start).
+        start_error: str | None = None
+        it = None
         try:
-            if not feed():
-                sentinels_sent = _send_sentinels(task_queue, workers)
-            if on_start is not None:
-                on_start()
-                on_start = None
-            for task_id, outcome in it:
-                progressed = True
-                in_flight.pop(task_id, None)
-                yield outcome
-                if not sentinels_sent and not feed():
+            try:
+                with _quiet_worker_count_warning():
+                    it = iter(loader)  # forks the workers
+            except Exception as exc:  # noqa: BLE001 - fork or pipe failure: retried below
+                start_error = _describe(exc)
+                _release_frames(exc)
+            else:
+                if not feed():
                     sentinels_sent = _send_sentinels(task_queue, workers)
-            return  # every worker got its sentinel and finished
-        except RuntimeError as exc:
-            if "exited unexpectedly" not in str(exc) and "killed by signal" not in str(exc):
-                raise
-            failed = _blame(slots, workers, in_flight)
+                if on_start is not None:
+                    on_start()
+                    on_start = None
+                while True:
+                    try:
+                        task_id, outcome = next(it)
+                    except StopIteration:
+                        return  # every worker got its sentinel and finished
+                    except Exception as exc:
+                        if _is_worker_death(exc):
+                            failed = _blame(slots, workers, in_flight)
+                        elif _raised_in_job(exc, slots, workers, in_flight):
+                            _release_frames(exc)
+                            raise  # the job's own bug: not a worker that cannot start
+                        # Else raised while a worker set itself up (worker_init_fn) or outside
+                        # any job: this loader's workers cannot work.
+                        start_error = _describe(exc)
+                        _release_frames(exc)
+                        break
+                    progressed = True
+                    in_flight.pop(task_id, None)
+                    yield outcome
+                    if not sentinels_sent and not feed():
+                        sentinels_sent = _send_sentinels(task_queue, workers)
         finally:
             watchdog_stop.set()
             if not sentinels_sent:
@@ -309,9 +354,135 @@ def iter_decoded(
                 failure = Failure(STATUS_CRASHED, "the decoder crashed on this file")
             yield DecodeOutcome(path, failure=failure, stamp=file_stamp(path))
         unexplained = 0 if (failed or progressed) else unexplained + 1
-        if unexplained >= MAX_UNEXPLAINED_RESTARTS:
-            raise WorkerPoolError("decoding workers keep dying before they start on a video")
         redo.extendleft(sorted(in_flight.items(), reverse=True))
+        if unexplained >= MAX_UNEXPLAINED_RESTARTS:
+            error = f"decoding worker could not start: {start_error or 'no reason given'}"
+            yield from _fail_remaining(redo, source, error, stop)
+            return
+
+
+def _fail_remaining(
+    redo: deque[tuple[int, str]],
+    source: Iterator[tuple[int, str]],
+    error: str,
+    stop: threading.Event | None,
+) -> Iterator[DecodeOutcome]:
+    """One ``error`` outcome for every path not decoded yet (dispatching as usual: not once
+    ``stop`` is set)."""
+    while True:
+        if stop is not None and stop.is_set():
+            return
+        task = redo.popleft() if redo else next(source, None)
+        if task is None:
+            return
+        path = task[1]
+        yield DecodeOutcome(path, failure=Failure(STATUS_ERROR, error), stamp=file_stamp(path))
+
+
+def _is_worker_death(exc: BaseException) -> bool:
+    """Whether the loader raised because a worker process died (crash, --timeout kill)."""
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (
+        "exited unexpectedly" in text or "killed by signal" in text
+    )
+
+
+#: Where torch's ``ExceptionWrapper.reraise`` says an exception came from.
+_IN_WORKER = re.compile(r"in DataLoader worker process (\d+)")
+#: The first line of a re-raised worker exception: "Caught ImportError in DataLoader ...".
+_CAUGHT = re.compile(r"Caught (\w+) in DataLoader worker process \d+")
+
+
+def _raised_in_job(exc: BaseException, slots: Any, workers: int, in_flight: dict) -> bool:
+    """Whether ``exc`` was raised by the job while a worker decoded a path (the worker's slot
+    still names the task: it is reset to -1 only when the job returns)."""
+    match = _IN_WORKER.search(str(exc))
+    if match is None or int(match.group(1)) >= workers:
+        return False
+    task_id = int(slots[3 * int(match.group(1))])
+    return task_id >= 0 and task_id in in_flight
+
+
+def _describe(exc: BaseException, limit: int = 300) -> str:
+    """``Type: message`` on one line, for an exception from a worker or from the loader.
+
+    A worker's exception reaches this process re-raised by torch as "Caught ImportError in
+    DataLoader worker process 0. Original Traceback ...": the original last line is kept.
+    """
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    caught = _CAUGHT.match(text)
+    line = ""
+    if caught is not None:
+        name = caught.group(1)
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        ends = [ln for ln in lines if re.match(rf"([\w.]+\.)?{name}(:|$)", ln)]
+        line = (ends or lines)[-1]
+    else:
+        first = text.strip().splitlines()[0] if text.strip() else ""
+        line = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _release_frames(exc: BaseException) -> None:
+    """Let the dead loader go with ``del it``, not at the next garbage collection.
+
+    torch re-raises a worker's exception from a frame that holds it (``ExceptionWrapper.
+    reraise``): a reference cycle through the traceback, whose frames hold the loader
+    iterator. It and its worker processes stayed alive until the garbage collector ran, at
+    times inside a newly forked worker ("AssertionError: can only test a child process" in
+    ``__del__``), at times 10 s into a later loader (joining workers). The frames' locals are
+    cleared; the traceback itself stays printable.
+    """
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if link.__traceback__ is not None:
+            traceback.clear_frames(link.__traceback__)  # skips the frames still running
+        link = link.__cause__ or link.__context__
+
+
+@contextmanager
+def _quiet_worker_count_warning() -> Iterator[None]:
+    """Silence torch's "This DataLoader will create N worker processes in total. Our
+    suggested max number of worker ..." UserWarning (given at every loader and iterator made,
+    so twice per loader); the command line says it once, in its own words."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore",
+            message=r"This DataLoader will create \d+ worker processes in total",
+            category=UserWarning,
+        )
+        yield
+
+
+def _preload_decoding_libraries() -> None:
+    """Import OpenCV and PyAV here, before the workers are forked, so that no worker loads
+    them, and the dozens of native libraries their wheels bundle (FFmpeg, OpenBLAS,
+    libgfortran, libquadmath...), after the fork.
+
+    A worker is forked from a process that has other threads (OpenBLAS, OpenMP, whatever the
+    caller runs), and glibc's ``fork`` does not wait for the dynamic loader's lock: the child
+    re-initialises it. A library that another thread was loading at that moment is "loaded"
+    in the child in whatever state it had reached (shown with glibc 2.36: a ``dlopen`` whose
+    constructor was still running in another thread at the fork is found by the child, its
+    constructor never finished). Every worker then ran ``import cv2``, ~25 ``dlopen``-ed
+    libraries, in such a child. The user report of "ImportError: ...libgfortran-....so.5.0.0:
+    undefined symbol: __floatunditf" in DataLoader worker 0 (``_worker_init``), which ended
+    the whole run, is that symptom; it was not reproduced here. See python/cpython#100228
+    (os.fork warns when threads exist) and python/cpython#84559. Imported here, the workers
+    inherit these libraries loaded and relocated, and their ``import cv2`` is a dictionary
+    look-up (it also saves each worker the loading: ~0.07 s of CPU). Only with fork: spawned
+    workers start from an empty process anyway. A decoder that cannot be imported is left to
+    the decoding stage, which reports it per video.
+    """
+    if _mp_context().get_start_method() != "fork":
+        return
+    for name in PRELOADED_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
 
 
 def _quiesce_opencv_threads() -> None:
