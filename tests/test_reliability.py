@@ -325,13 +325,13 @@ def test_workers_do_not_hang_after_opencv_ran_in_this_process(tmp_path: Path, te
     import cv2
     import numpy as np
 
-    from vmae_cli.batching import DecodeJob, iter_decoded
     from vmae_cli.preprocessing import PreprocessConfig
+    from vmae_cli.views import ViewMaker, iter_decoded
 
     big = np.zeros((1080, 1920, 3), dtype=np.uint8)
     cv2.setNumThreads(2)
     cv2.cvtColor(big, cv2.COLOR_BGR2RGB)  # starts OpenCV's pool here
     paths = [str(test_videos["h264"])] * 4
-    job = DecodeJob(4, PreprocessConfig(shortest_edge=32, crop_hw=(32, 32)))
+    job = ViewMaker(4, PreprocessConfig(shortest_edge=32, crop_hw=(32, 32)))
     outcomes = list(iter_decoded(paths, job, workers=2, timeout_s=30))
-    assert [o.clip is not None for o in outcomes] == [True] * 4
+    assert [o.views is not None for o in outcomes] == [True] * 4

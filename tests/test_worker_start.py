@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from vmae_cli import batching
-from vmae_cli.batching import iter_decoded
+from vmae_cli import views, workerpool
 from vmae_cli.results import STATUS_ERROR, STATUS_OK, DecodeOutcome, Failure
+from vmae_cli.views import iter_decoded
 
 #: Real `python - < script` runs. 4 failures in 36 runs is p = 1/9 per run: 27 runs catch it
 #: with probability 1 - (8/9)**27 = 96%.
@@ -39,10 +39,10 @@ if FULL:
     rows = [(p.path, p.status, p.error) for p in
             vmae_cli.classify_paths(PATHS, model=MODEL, device="cpu", workers=2)]
 else:
-    from vmae_cli.batching import DecodeJob, iter_decoded
+    from vmae_cli.views import ViewMaker, iter_decoded
     from vmae_cli.model import read_model_spec
     spec = read_model_spec(MODEL)
-    job = DecodeJob(spec.frames_per_clip, spec.preprocess)
+    job = ViewMaker(spec.frames_per_clip, spec.preprocess)
     rows = [(o.path, o.failure.status if o.failure else "ok", o.failure.error if o.failure else "")
             for o in iter_decoded(PATHS, job, workers=2)]
 print("RESULT " + json.dumps({{"rows": rows, "forks": forks}}))
@@ -122,7 +122,7 @@ class _Raises:
 
 
 def _failing_init(log: Path, only_first_pool: bool = False):
-    def init(worker_id: int) -> None:
+    def init() -> None:
         with open(log, "a", encoding="utf-8") as f:
             f.write(f"{os.getpid()}\n")
         flag = log.with_suffix(".once")
@@ -150,17 +150,17 @@ def test_workers_that_cannot_start_give_an_error_row_per_video(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     log = tmp_path / "starts.log"
-    monkeypatch.setattr(batching, "_worker_init", _failing_init(log))
+    monkeypatch.setattr(views, "prepare_worker", _failing_init(log))
     paths = [f"v{i:02d}.mp4" for i in range(20)]
     got = _by_path(iter_decoded(paths, _Done(), workers=2))
     assert sorted(got) == paths
     for o in got.values():
-        assert o.clip is None and o.failure.status == STATUS_ERROR
+        assert o.views is None and o.failure.status == STATUS_ERROR
         assert o.failure.error.startswith("decoding worker could not start: ImportError: ")
         assert "undefined symbol: __floatunditf" in o.failure.error
         assert "\n" not in o.failure.error
     # A fresh loader was tried for each of the allowed restarts.
-    assert len(log.read_text().split()) >= batching.MAX_UNEXPLAINED_RESTARTS
+    assert len(log.read_text().split()) >= workerpool.MAX_UNEXPLAINED_RESTARTS
 
 
 @linux_only
@@ -168,7 +168,7 @@ def test_a_worker_start_that_fails_once_is_retried_with_a_fresh_pool(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
-        batching, "_worker_init", _failing_init(tmp_path / "starts.log", only_first_pool=True)
+        views, "prepare_worker", _failing_init(tmp_path / "starts.log", only_first_pool=True)
     )
     paths = [f"v{i:02d}.mp4" for i in range(20)]
     got = _by_path(iter_decoded(paths, _Done(), workers=2))
@@ -180,12 +180,12 @@ def test_a_worker_start_that_fails_once_is_retried_with_a_fresh_pool(
 def test_workers_that_die_before_taking_a_video_give_error_rows(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def die(worker_id: int) -> None:
+    def die() -> None:
         os._exit(3)
 
-    monkeypatch.setattr(batching, "_worker_init", die)
+    monkeypatch.setattr(views, "prepare_worker", die)
     # torch notices dead idle workers every 5 s: one loader is enough to show the give-up.
-    monkeypatch.setattr(batching, "MAX_UNEXPLAINED_RESTARTS", 1)
+    monkeypatch.setattr(workerpool, "MAX_UNEXPLAINED_RESTARTS", 1)
     paths = [f"v{i:02d}.mp4" for i in range(12)]
     got = _by_path(iter_decoded(paths, _Done(), workers=2))
     assert sorted(got) == paths

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .batching import DecodeJob
 from .preprocessing import PreprocessConfig, cover_size, normalize
 from .protocol import Protocol
 from .results import Failure, VideoMeta
+from .views import ViewMaker
 
 if TYPE_CHECKING:
     import numpy as np
@@ -64,13 +64,13 @@ class Inspection:
 
 
 def inspect_video(
-    path: str, num_frames: int, config: PreprocessConfig, protocol: Protocol | None = None
+    path: str, frames_per_clip: int, config: PreprocessConfig, protocol: Protocol | None = None
 ) -> Inspection:
     """Decode and preprocess ``path`` as `vmae classify` would, without running the model."""
-    outcome = DecodeJob(num_frames, config, protocol or Protocol())(path)
-    if outcome.clip is None:
+    outcome = ViewMaker(frames_per_clip, config, protocol or Protocol())(path)
+    if outcome.views is None:
         return Inspection(path, outcome.meta, [], None, outcome.failure)
-    c = outcome.clip
+    c = outcome.views
     return Inspection(path, c.meta, c.frame_indices, c.frames)
 
 

@@ -1,4 +1,5 @@
-"""The library entry point: paths -> clips -> batches -> predictions.
+"""The classifier: paths -> views (decoded in the worker pool) -> batches -> model ->
+predictions.
 
 >>> from vmae_cli import Classifier
 >>> clf = Classifier(model="path/to/videomae", device="cpu")        # doctest: +SKIP
@@ -16,7 +17,6 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from .batching import DecodeJob, iter_batches, iter_decoded
 from .discovery import OnWalkError, as_inputs, check_inputs, iter_video_paths
 from .model import (
     DEFAULT_MODEL,
@@ -28,10 +28,11 @@ from .model import (
     resolve_dtype,
 )
 from .protocol import Protocol
-from .results import STATUS_OK, DecodeOutcome, LabelScore, Prediction
+from .results import STATUS_OK, DecodeOutcome, LabelScore, Prediction, VideoViews
+from .views import ViewMaker, iter_decoded
 
-#: Clips per model call when --batch-size is not given. On a CPU a larger batch gains little
-#: throughput and delays rows; a GPU needs several clips to keep busy.
+#: Views per model call when --batch-size is not given. On a CPU a larger batch gains little
+#: throughput and delays rows; a GPU needs several views to keep busy.
 DEFAULT_BATCH_SIZE_CPU = 2
 DEFAULT_BATCH_SIZE_GPU = 16
 
@@ -145,7 +146,7 @@ class Classifier:
         if first is None:
             return  # nothing to do: no workers, no weights (a --resume with all done)
         paths = itertools.chain([first], pending)
-        job = DecodeJob(self.spec.frames_per_clip, self.spec.preprocess, opts.protocol)
+        job = ViewMaker(self.spec.frames_per_clip, self.spec.preprocess, opts.protocol)
         # The workers start first, then the weights load (if not yet) while they decode.
         outcomes = iter_decoded(
             paths,
@@ -155,15 +156,15 @@ class Classifier:
             stop=stop,
             on_start=lambda: self.loaded,
         )
-        for clips, failures in iter_batches(outcomes, batch_size):
+        for videos, failures in iter_batches(outcomes, batch_size):
             for outcome in failures:
                 yield self._failed(outcome, opts.protocol)
             if stop is not None and stop.is_set():
                 # Stopping (SIGTERM/SIGINT) must take seconds, not a model call per queued
                 # clip: clips decoded but not classified get no row and are redone on resume.
                 return
-            if clips:
-                yield from self._predict(clips, opts.top_k, opts.protocol, batch_size)
+            if videos:
+                yield from self._predict(videos, opts.top_k, opts.protocol, batch_size)
 
     def _failed(self, outcome: DecodeOutcome, protocol: Protocol) -> Prediction:
         assert outcome.failure is not None
@@ -178,35 +179,35 @@ class Classifier:
         )
 
     def _predict(
-        self, clips: list, top_k: int, protocol: Protocol, batch_size: int
+        self, videos: list[VideoViews], top_k: int, protocol: Protocol, batch_size: int
     ) -> Iterator[Prediction]:
         import torch
 
         lm = self.loaded
-        views = torch.cat([c.frames for c in clips])
+        views = torch.cat([v.frames for v in videos])
         if lm.device.type == "cuda":
             views = views.pin_memory()
         # At most batch_size views per model call; a video's views are averaged afterwards
         # (softmax per view, then the mean: the VideoMAE test protocol).
         probs = torch.cat([lm.predict(chunk) for chunk in views.split(batch_size)])
-        per_video = probs.split([c.num_views for c in clips])
+        per_video = probs.split([v.num_views for v in videos])
         probs = torch.stack([p.mean(dim=0) for p in per_video])
         k = max(1, min(top_k, probs.shape[-1]))
         scores, idx = probs.topk(k, dim=-1)
-        for clip, s_row, i_row in zip(clips, scores.tolist(), idx.tolist(), strict=True):
+        for video, s_row, i_row in zip(videos, scores.tolist(), idx.tolist(), strict=True):
             yield Prediction(
-                path=clip.path,
+                path=video.path,
                 status=STATUS_OK,
                 top_k=[
                     LabelScore(lm.id2label.get(i, f"LABEL_{i}"), float(s))
                     for s, i in zip(s_row, i_row, strict=True)
                 ],
-                meta=clip.meta,
-                frame_indices=clip.frame_indices,
-                notes=clip.notes,
+                meta=video.meta,
+                frame_indices=video.frame_indices,
+                notes=video.notes,
                 model=lm.name,
                 protocol=protocol.name,
-                stamp=clip.stamp,
+                stamp=video.stamp,
             )
 
 
@@ -241,3 +242,31 @@ def classify_paths(
         protocol=protocol or Protocol(),
     )
     return clf.classify(paths, opts)
+
+
+def iter_batches(
+    outcomes: Iterable[DecodeOutcome], batch_size: int
+) -> Iterator[tuple[list[VideoViews], list[DecodeOutcome]]]:
+    """Group decoded videos into model batches of about ``batch_size`` views.
+
+    A video with several views (clips x crops) counts as that many; a batch holds at least one
+    video. Yields ``(videos, failures)``: failures travel with the next batch so that rows
+    keep roughly the order in which videos finished. A partial batch is yielded at the end.
+    """
+    videos: list[VideoViews] = []
+    failures: list[DecodeOutcome] = []
+    views = 0
+    for outcome in outcomes:
+        if outcome.views is None:
+            failures.append(outcome)
+            if not videos:
+                yield [], failures
+                failures = []
+            continue
+        videos.append(outcome.views)
+        views += outcome.views.num_views
+        if views >= batch_size:
+            yield videos, failures
+            videos, failures, views = [], [], 0
+    if videos or failures:
+        yield videos, failures

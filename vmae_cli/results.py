@@ -90,8 +90,9 @@ class Failure:
 
 
 @dataclass
-class Clip:
-    """The sampled frames of one video, ready for the model.
+class VideoViews:
+    """All the views of one video, ready for the model (a view is one clip, or one crop of a
+    clip, of T frames; ``Protocol.clips`` counts the clips).
 
     ``frames`` is a uint8 tensor of shape ``(V, T, 3, H, W)``: V views (clips x crops of the
     test protocol; 1 by default) of T frames, RGB, already resized and cropped. uint8 is four
@@ -109,16 +110,17 @@ class Clip:
 
     @property
     def num_views(self) -> int:
-        """How many model inputs this clip makes."""
+        """How many model inputs this video makes (clips x crops)."""
         return int(self.frames.shape[0])
 
 
 @dataclass
 class DecodeOutcome:
-    """A decoding worker's answer for one path: a clip, or a failure with what was learned."""
+    """A decoding worker's answer for one path: its views, or a failure with what was
+    learned."""
 
     path: str
-    clip: Clip | None = None
+    views: VideoViews | None = None
     failure: Failure | None = None
     meta: VideoMeta = field(default_factory=VideoMeta)
     seconds: float = 0.0

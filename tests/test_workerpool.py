@@ -8,15 +8,16 @@ import time
 import pytest
 import torch
 
-from vmae_cli.batching import iter_batches, iter_decoded
+from vmae_cli.pipeline import iter_batches
 from vmae_cli.results import (
     STATUS_CRASHED,
     STATUS_TIMEOUT,
-    Clip,
     DecodeOutcome,
     Failure,
     VideoMeta,
+    VideoViews,
 )
+from vmae_cli.views import iter_decoded
 
 
 class FakeJob:
@@ -78,7 +79,7 @@ def test_stop_ends_dispatching_but_finishes_what_started() -> None:
 
 def _clip(path: str, views: int = 1) -> DecodeOutcome:
     frames = torch.zeros((views, 1, 3, 2, 2), dtype=torch.uint8)
-    return DecodeOutcome(path, clip=Clip(path, VideoMeta(), [0], frames=frames))
+    return DecodeOutcome(path, views=VideoViews(path, VideoMeta(), [0], frames=frames))
 
 
 def _fail(path: str) -> DecodeOutcome:

@@ -1,20 +1,24 @@
-"""Stage 4: decode videos in parallel worker processes (a torch ``DataLoader``) and group the
-clips into model batches.
+"""A process pool that survives its workers: items in, exactly one result per item out.
 
-Workers pull paths from a task queue (work sharing, so one long video does not hold up the
-others) and send back one :class:`~vmae_cli.results.DecodeOutcome` per path, in completion
-order. A plain ``DataLoader`` iteration dies with its workers; here every worker publishes the
-task it is working on in shared memory, so when a worker dies (a decoder crash) or is killed
-(``--timeout``), the run knows which video to blame, gives it a ``crashed`` / ``timeout``
-outcome, and starts a fresh loader for the rest. Nothing is lost: tasks that were queued or
-in flight in the dead loader are dispatched again. A loader whose workers cannot start (an
-exception while a worker sets itself up, or workers that die before taking a video) is tried
-again a few times; if it still cannot start, every remaining path gets an ``error`` outcome.
+Built on a torch ``DataLoader`` (its worker processes, pinned-memory transport and shutdown)
+but fed from a task queue: workers pull items (work sharing, so one slow item does not hold
+up the others) and send back one result per item, in completion order. A plain ``DataLoader``
+iteration dies with its workers; here every worker publishes the task it is working on in
+shared memory, so when a worker dies (a crash in native code) or is killed (it ran past
+``timeout_s``), the pool knows which item to blame, gives it a "lost" result made by the
+caller (``on_lost``), and starts a fresh loader for the rest. Nothing is lost: tasks that were
+queued or in flight in the dead loader are dispatched again. A loader whose workers cannot
+start (an exception while a worker sets itself up, or workers that die before taking an item)
+is tried again a few times; if it still cannot start, every remaining item is lost as
+"not started".
+
+The pool knows nothing of videos: what a worker does, how it is set up and what a lost item
+becomes are the caller's (:mod:`vmae_cli.views` for decoding).
 """
 
 from __future__ import annotations
 
-import importlib
+import functools
 import os
 import queue
 import re
@@ -27,126 +31,38 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from .decoding import decode_video, truncation_note
-from .preprocessing import PreprocessConfig, resize_and_crop, resize_to_cover, spatial_crops
-from .protocol import Protocol
-from .results import (
-    STATUS_CRASHED,
-    STATUS_ERROR,
-    STATUS_TIMEOUT,
-    Clip,
-    DecodeOutcome,
-    Failure,
-    file_stamp,
-)
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
-#: Decoded clips waiting in each worker's output, beyond the one being worked on.
+#: Why an item got no result from a worker (``on_lost``'s second argument).
+LOST_CRASHED = "crashed"  # its worker died while working on it
+LOST_TIMEOUT = "timeout"  # its worker was killed after ``timeout_s``
+LOST_NOT_STARTED = "not_started"  # the workers could not start (the detail says why)
+
+#: Results waiting in each worker's output, beyond the one being worked on.
 PREFETCH_PER_WORKER = 2
-#: How often the watchdog looks for videos that exceeded --timeout (seconds).
+#: How often the watchdog looks for items that ran past timeout_s (seconds).
 WATCHDOG_INTERVAL_S = 0.25
 #: How often an idle worker checks that the main process is still alive (seconds).
 PARENT_CHECK_INTERVAL_S = 2.0
-#: Loaders in a row whose workers fail without finishing a video (they die before taking one,
-#: or raise while they start) before the remaining videos are given up as ``error`` rows.
+#: Loaders in a row whose workers fail without finishing an item (they die before taking one,
+#: or raise while they start) before the remaining items are given up as not started.
 MAX_UNEXPLAINED_RESTARTS = 3
-#: Extension modules every decoding worker loads, imported in the main process before forking
-#: (see :func:`_preload_decoding_libraries`); torch seeds ``numpy.random`` in each worker.
-PRELOADED_MODULES = ("cv2", "av", "numpy.random")
-
-
-class WorkerPoolError(RuntimeError):
-    """Decoding workers keep dying without working on any video (a broken environment).
-
-    No longer raised by :func:`iter_decoded`, which gives every remaining path an ``error``
-    outcome instead; kept for code that catches it.
-    """
-
-
-@dataclass(frozen=True)
-class DecodeJob:
-    """The work a decoding worker does for one path: decode, resize and crop into views.
-
-    A plain picklable object, so that it also works with the ``spawn`` start method.
-    """
-
-    num_frames: int
-    preprocess: PreprocessConfig
-    protocol: Protocol = field(default_factory=Protocol)
-
-    def sample(self, frame_count: int) -> list[int]:
-        """The frame indices to decode for a video of ``frame_count`` frames, clip after clip."""
-        return self.protocol.flat_indices(frame_count, self.num_frames)
-
-    def transform(self, rgb: Any) -> Any:
-        """One decoded RGB frame -> the uint8 ``(3, h, w)`` tensor kept for it."""
-        if self.protocol.crops == 1:
-            return resize_and_crop(rgb, self.preprocess)[0]
-        # Several crops are cut later, per clip, from the frame resized to cover the crop.
-        return resize_to_cover(rgb, self.preprocess)[0]
-
-    def views(self, frames: list[Any]) -> Any:
-        """The kept frames (clip after clip) -> uint8 views ``(clips * crops, T, 3, h, w)``."""
-        import torch
-
-        x = torch.stack(frames).view(self.protocol.clips, self.num_frames, *frames[0].shape)
-        if self.protocol.crops == 1:
-            return x
-        crops = [
-            view
-            for clip in x
-            for view in spatial_crops(clip, self.preprocess.crop_hw, self.protocol.crops)
-        ]
-        return torch.stack(crops)
-
-    def __call__(self, path: str) -> DecodeOutcome:
-        """Decode ``path`` into a :class:`DecodeOutcome`; never raises for a bad file."""
-        start = time.perf_counter()
-        # Stamped before decoding: a file that changes meanwhile is redone by --resume.
-        stamp = file_stamp(path)
-        decoded, failure, meta = decode_video(path, self.sample, self.transform)
-        if decoded is None:
-            return DecodeOutcome(
-                path, failure=failure, meta=meta, seconds=_since(start), stamp=stamp
-            )
-        notes = []
-        truncated = truncation_note(meta)
-        if truncated:
-            notes.append(truncated)
-        clips = self.protocol.clip_indices(meta.frames_decoded, self.num_frames)
-        if any(len(set(c)) < len(c) for c in clips):
-            stride = self.protocol.frame_stride
-            available = -(-meta.frames_decoded // stride) if stride else meta.frames_decoded
-            at = f" at stride {stride}" if stride else ""
-            notes.append(
-                f"short video: {available} frames{at} for {self.num_frames} per clip, "
-                "frames repeated"
-            )
-        clip = Clip(path, meta, decoded.frame_indices, self.views(decoded.frames), notes, stamp)
-        return DecodeOutcome(path, clip=clip, meta=meta, seconds=_since(start), stamp=stamp)
-
-
-def _since(start: float) -> float:
-    return time.perf_counter() - start
 
 
 def _identity(x: Any) -> Any:
     return x
 
 
-def _worker_init(_worker_id: int) -> None:
-    import cv2
+def _worker_init(_worker_id: int, prepare: Callable[[], None] | None = None) -> None:
     import torch
 
     # One thread per worker: parallelism comes from running several workers.
-    cv2.setNumThreads(1)
     torch.set_num_threads(1)
-    try:
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    except AttributeError:
-        pass
+    if prepare is not None:
+        prepare()
     # Ctrl-C is the main process's business: it stops dispatching and flushes the rows.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
@@ -175,13 +91,13 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def _make_dataset(task_queue: Any, slots: Any, job: Callable[[str], DecodeOutcome]) -> Any:
+def _make_dataset(task_queue: Any, slots: Any, job: Callable[[Any], Any]) -> Any:
     from torch.utils.data import IterableDataset, get_worker_info
 
     class _TaskStream(IterableDataset):
-        """Each worker pulls ``(task_id, path)`` from the queue until it gets ``None``."""
+        """Each worker pulls ``(task_id, item)`` from the queue until it gets ``None``."""
 
-        def __iter__(self) -> Iterator[tuple[int, DecodeOutcome]]:
+        def __iter__(self) -> Iterator[tuple[int, Any]]:
             info = get_worker_info()
             wid = info.id if info is not None else 0
             slots[3 * wid + 2] = os.getpid()
@@ -195,12 +111,12 @@ def _make_dataset(task_queue: Any, slots: Any, job: Callable[[str], DecodeOutcom
                     continue
                 if task is None:
                     return
-                task_id, path = task
+                task_id, item = task
                 slots[3 * wid + 1] = time.monotonic()
                 slots[3 * wid] = task_id
-                outcome = job(path)
+                result = job(item)
                 slots[3 * wid] = -1
-                yield task_id, outcome
+                yield task_id, result
 
     return _TaskStream()
 
@@ -213,60 +129,67 @@ def _mp_context() -> Any:
     return mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
 
 
-def iter_decoded(
-    paths: Iterable[str],
-    job: Callable[[str], DecodeOutcome],
+def forks_workers() -> bool:
+    """Whether workers are forked from this process (Linux) rather than spawned."""
+    return _mp_context().get_start_method() == "fork"
+
+
+def iter_pool(
+    items: Iterable[Item],
+    job: Callable[[Item], Result],
     *,
+    on_lost: Callable[[Item, str, str], Result],
     workers: int,
     timeout_s: float | None = None,
     stop: threading.Event | None = None,
     on_start: Callable[[], Any] | None = None,
-) -> Iterator[DecodeOutcome]:
-    """Decode every path with ``job`` in ``workers`` processes; yield outcomes as they finish.
+    worker_init: Callable[[], None] | None = None,
+) -> Iterator[Result]:
+    """Run ``job`` on every item in ``workers`` processes; yield results as they finish.
 
-    Exactly one outcome is yielded per path, whatever happens to the workers: a video whose
-    worker dies is ``crashed`` (``timeout`` when the watchdog killed it); when the workers
-    cannot start (:data:`MAX_UNEXPLAINED_RESTARTS` loaders in a row), every remaining path is
-    an ``error`` saying why. Exceptions raised by ``paths``, ``on_start`` or ``job`` itself
-    propagate (the decoding job turns bad files into failures; it never raises). ``workers=0``
-    decodes in this process (no isolation, no timeout: for debugging). Setting ``stop`` ends
-    dispatching; the videos already being decoded are finished and yielded. ``on_start`` is
-    called once the workers have their first tasks (the model loads then, in parallel with
-    the first decodes, and the workers are forked without the model's memory).
+    Exactly one result is yielded per item, whatever happens to the workers: an item whose
+    worker dies gets ``on_lost(item, LOST_CRASHED, "")`` (``LOST_TIMEOUT`` when it ran past
+    ``timeout_s`` and was killed); when the workers cannot start
+    (:data:`MAX_UNEXPLAINED_RESTARTS` loaders in a row) every remaining item gets
+    ``on_lost(item, LOST_NOT_STARTED, why)``. Exceptions raised by ``items``, ``on_start``
+    or ``job`` itself propagate (a job should turn its failures into results). ``job`` and
+    ``worker_init`` (run once in each worker) must be picklable where workers are spawned.
+    ``workers=0`` runs the jobs in this process (no isolation, no timeout: for debugging).
+    Setting ``stop`` ends dispatching; the items already being worked on are finished and
+    yielded. ``on_start`` is called once the workers have their first tasks (e.g. loading a
+    model in parallel with the first jobs, and forking the workers without its memory).
     """
     if workers <= 0:
         if on_start is not None:
             on_start()
-        for path in paths:
+        for item in items:
             if stop is not None and stop.is_set():
                 return
-            yield job(path)
+            yield job(item)
         return
     import torch.utils.data._utils.signal_handling as torch_signals
     from torch.utils.data import DataLoader
 
-    _quiesce_opencv_threads()
-    _preload_decoding_libraries()
     # torch installs a SIGCHLD handler that raises in the main thread at an arbitrary point
     # (in the middle of a model call or a row write) when a worker dies. Worker deaths are
     # handled below instead, where the loader notices them.
     torch_signals._SIGCHLD_handler_set = True
 
-    source = iter(enumerate(paths))
-    redo: deque[tuple[int, str]] = deque()
+    source = iter(enumerate(items))
+    redo: deque[tuple[int, Any]] = deque()
     unexplained = 0
     while True:
         ctx = _mp_context()
         task_queue = ctx.Queue()
         # Per worker: current task id (-1 idle), its start time (monotonic s), worker pid.
         slots = ctx.Array("d", [-1.0, 0.0, 0.0] * workers, lock=False)
-        in_flight: dict[int, str] = {}
+        in_flight: dict[int, Any] = {}
         timed_out: set[int] = set()
         sentinels_sent = False
         capacity = workers * (PREFETCH_PER_WORKER + 1)
 
         def feed(
-            in_flight: dict[int, str] = in_flight,
+            in_flight: dict[int, Any] = in_flight,
             task_queue: Any = task_queue,
             capacity: int = capacity,
         ) -> bool:
@@ -287,7 +210,7 @@ def iter_decoded(
                 batch_size=None,
                 num_workers=workers,
                 collate_fn=_identity,
-                worker_init_fn=_worker_init,
+                worker_init_fn=functools.partial(_worker_init, prepare=worker_init),
                 multiprocessing_context=ctx,
                 prefetch_factor=PREFETCH_PER_WORKER,
                 in_order=False,
@@ -321,7 +244,7 @@ def iter_decoded(
                     on_start = None
                 while True:
                     try:
-                        task_id, outcome = next(it)
+                        task_id, result = next(it)
                     except StopIteration:
                         return  # every worker got its sentinel and finished
                     except Exception as exc:
@@ -337,7 +260,7 @@ def iter_decoded(
                         break
                     progressed = True
                     in_flight.pop(task_id, None)
-                    yield outcome
+                    yield result
                     if not sentinels_sent and not feed():
                         sentinels_sent = _send_sentinels(task_queue, workers)
         finally:
@@ -345,38 +268,20 @@ def iter_decoded(
             if not sentinels_sent:
                 _send_sentinels(task_queue, workers)
             del it
-        # A worker died: fail the video it was decoding, dispatch the others again.
+        # A worker died: the item it was working on is lost, the others are dispatched again.
         for task_id in failed:
-            path = in_flight.pop(task_id)
-            if task_id in timed_out:
-                failure = Failure(STATUS_TIMEOUT, f"decoding took longer than {timeout_s:g} s")
-            else:
-                failure = Failure(STATUS_CRASHED, "the decoder crashed on this file")
-            yield DecodeOutcome(path, failure=failure, stamp=file_stamp(path))
+            item = in_flight.pop(task_id)
+            yield on_lost(item, LOST_TIMEOUT if task_id in timed_out else LOST_CRASHED, "")
         unexplained = 0 if (failed or progressed) else unexplained + 1
         redo.extendleft(sorted(in_flight.items(), reverse=True))
         if unexplained >= MAX_UNEXPLAINED_RESTARTS:
-            error = f"decoding worker could not start: {start_error or 'no reason given'}"
-            yield from _fail_remaining(redo, source, error, stop)
+            why = start_error or "no reason given"
+            while not (stop is not None and stop.is_set()):  # dispatching as usual
+                task = redo.popleft() if redo else next(source, None)
+                if task is None:
+                    return
+                yield on_lost(task[1], LOST_NOT_STARTED, why)
             return
-
-
-def _fail_remaining(
-    redo: deque[tuple[int, str]],
-    source: Iterator[tuple[int, str]],
-    error: str,
-    stop: threading.Event | None,
-) -> Iterator[DecodeOutcome]:
-    """One ``error`` outcome for every path not decoded yet (dispatching as usual: not once
-    ``stop`` is set)."""
-    while True:
-        if stop is not None and stop.is_set():
-            return
-        task = redo.popleft() if redo else next(source, None)
-        if task is None:
-            return
-        path = task[1]
-        yield DecodeOutcome(path, failure=Failure(STATUS_ERROR, error), stamp=file_stamp(path))
 
 
 def _is_worker_death(exc: BaseException) -> bool:
@@ -394,7 +299,7 @@ _CAUGHT = re.compile(r"Caught (\w+) in DataLoader worker process \d+")
 
 
 def _raised_in_job(exc: BaseException, slots: Any, workers: int, in_flight: dict) -> bool:
-    """Whether ``exc`` was raised by the job while a worker decoded a path (the worker's slot
+    """Whether ``exc`` was raised by the job while a worker worked on an item (the worker's slot
     still names the task: it is reset to -1 only when the job returns)."""
     match = _IN_WORKER.search(str(exc))
     if match is None or int(match.group(1)) >= workers:
@@ -456,48 +361,6 @@ def _quiet_worker_count_warning() -> Iterator[None]:
         yield
 
 
-def _preload_decoding_libraries() -> None:
-    """Import OpenCV and PyAV here, before the workers are forked, so that no worker loads
-    them, and the dozens of native libraries their wheels bundle (FFmpeg, OpenBLAS,
-    libgfortran, libquadmath...), after the fork.
-
-    A worker is forked from a process that has other threads (OpenBLAS, OpenMP, whatever the
-    caller runs), and glibc's ``fork`` does not wait for the dynamic loader's lock: the child
-    re-initialises it. A library that another thread was loading at that moment is "loaded"
-    in the child in whatever state it had reached (shown with glibc 2.36: a ``dlopen`` whose
-    constructor was still running in another thread at the fork is found by the child, its
-    constructor never finished). Every worker then ran ``import cv2``, ~25 ``dlopen``-ed
-    libraries, in such a child. The user report of "ImportError: ...libgfortran-....so.5.0.0:
-    undefined symbol: __floatunditf" in DataLoader worker 0 (``_worker_init``), which ended
-    the whole run, is that symptom; it was not reproduced here. See python/cpython#100228
-    (os.fork warns when threads exist) and python/cpython#84559. Imported here, the workers
-    inherit these libraries loaded and relocated, and their ``import cv2`` is a dictionary
-    look-up (it also saves each worker the loading: ~0.07 s of CPU). Only with fork: spawned
-    workers start from an empty process anyway. A decoder that cannot be imported is left to
-    the decoding stage, which reports it per video.
-    """
-    if _mp_context().get_start_method() != "fork":
-        return
-    for name in PRELOADED_MODULES:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            pass
-
-
-def _quiesce_opencv_threads() -> None:
-    """Stop OpenCV's thread pool in this process before workers are forked from it.
-
-    A forked child inherits the pool's state but not its threads, and hangs for ever the
-    next time it touches the pool (even in ``cv2.setNumThreads``): opencv/opencv#5150. The
-    pool only exists when this process already used OpenCV (a library caller decoding
-    in-process, or ``workers=0`` earlier).
-    """
-    cv2 = sys.modules.get("cv2")
-    if cv2 is not None and _mp_context().get_start_method() == "fork":
-        cv2.setNumThreads(1)
-
-
 def _send_sentinels(task_queue: Any, workers: int) -> bool:
     for _ in range(workers):
         task_queue.put(None)
@@ -534,7 +397,7 @@ def _alive(pid: int) -> bool:
 def _watchdog(
     slots: Any, workers: int, timeout_s: float, timed_out: set[int], stop: threading.Event
 ) -> None:
-    """Kill a worker whose current video has run longer than ``timeout_s``.
+    """Kill a worker whose current item has run longer than ``timeout_s``.
 
     Killing the process is the only reliable way out: a FIFO or a stuck network mount blocks
     inside FFmpeg, where neither SIGALRM nor a thread can interrupt it.
@@ -549,31 +412,3 @@ def _watchdog(
                     os.kill(pid, signal.SIGKILL)
                 except OSError:
                     pass
-
-
-def iter_batches(
-    outcomes: Iterable[DecodeOutcome], batch_size: int
-) -> Iterator[tuple[list[Clip], list[DecodeOutcome]]]:
-    """Group decoded videos into model batches of about ``batch_size`` views.
-
-    A video with several views (clips x crops) counts as that many; a batch holds at least one
-    video. Yields ``(clips, failures)``: failures travel with the next batch so that rows keep
-    roughly the order in which videos finished. A partial batch is yielded at the end.
-    """
-    clips: list[Clip] = []
-    failures: list[DecodeOutcome] = []
-    views = 0
-    for outcome in outcomes:
-        if outcome.clip is None:
-            failures.append(outcome)
-            if not clips:
-                yield [], failures
-                failures = []
-            continue
-        clips.append(outcome.clip)
-        views += outcome.clip.num_views
-        if views >= batch_size:
-            yield clips, failures
-            clips, failures, views = [], [], 0
-    if clips or failures:
-        yield clips, failures
