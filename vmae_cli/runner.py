@@ -20,7 +20,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -234,11 +234,11 @@ def run(
     :class:`~vmae_cli.model.DeviceError`) and an output that cannot be written
     (:class:`OSError`). Bad videos never raise: each gets a row with its status.
     """
-    opts = dataclass_replace(options, kwargs) if options else RunOptions.of(**kwargs)
+    opts = _with_overrides(options, kwargs) if options else RunOptions.of(**kwargs)
     return _Run(as_inputs(inputs), output, opts, hooks or RunHooks(), stop).execute()
 
 
-def dataclass_replace(options: RunOptions, overrides: dict[str, Any]) -> RunOptions:
+def _with_overrides(options: RunOptions, overrides: dict[str, Any]) -> RunOptions:
     """``options`` with flat keyword overrides applied (see :meth:`RunOptions.of`)."""
     if not overrides:
         return options
@@ -260,7 +260,8 @@ class _Run:
     ):
         self.inputs = inputs
         self.output = os.fspath(output) if output is not None else None
-        self.opts = options
+        # A copy: the run adjusts it (top-k clamped to the labels), the caller's stays as is.
+        self.opts = replace(options, classify=replace(options.classify))
         self.hooks = hooks
         self.stop = stop or StopRequest()
         self.resume = options.resume or options.retry_failed
