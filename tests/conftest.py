@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import sys
 from pathlib import Path
 
@@ -48,3 +51,11 @@ def loaded_tiny(tiny_model_dir: Path):
     from vmae_cli.model import load_model
 
     return load_model(str(tiny_model_dir), device="cpu", dtype="float32")
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The rows of a vmae output file (CSV with its BOM, or JSONL) as dicts."""
+    text = path.read_text(encoding="utf-8-sig")
+    if path.suffix == ".csv":
+        return list(csv.DictReader(io.StringIO(text, newline="")))
+    return [json.loads(line) for line in text.splitlines()]

@@ -283,17 +283,23 @@ def test_truncated_mp4_without_its_index_is_damaged(bad_files: dict[str, Path]) 
     )
 
 
-def test_mp4_cut_inside_its_index_is_damaged(tmp_path: Path) -> None:
+def _faststart_mp4(tmp_path: Path) -> bytes:
+    """The bytes of a 48-frame H.264 MP4 with its index (moov) before the frames."""
     from tools.videogen import write_video
 
-    full = write_video(
+    path = write_video(
         tmp_path / "full.mp4",
         codec="h264",
         width=64,
         height=48,
         num_frames=48,
         container_options={"movflags": "+faststart"},
-    ).read_bytes()
+    )
+    return path.read_bytes()
+
+
+def test_mp4_cut_inside_its_index_is_damaged(tmp_path: Path) -> None:
+    full = _faststart_mp4(tmp_path)
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(full[: full.index(b"moov") + 64])
     decoded, failure, _ = decode_video(str(cut), T, lambda f: f)
@@ -326,16 +332,7 @@ def test_what_does_not_look_like_a_video_stays_not_video(
 
 def test_no_frames_says_what_the_header_promised(tmp_path: Path) -> None:
     """moov first, cut before any frame: it opens as a video, so no_frames, not damaged."""
-    from tools.videogen import write_video
-
-    full = write_video(
-        tmp_path / "full.mp4",
-        codec="h264",
-        width=64,
-        height=48,
-        num_frames=48,
-        container_options={"movflags": "+faststart"},
-    ).read_bytes()
+    full = _faststart_mp4(tmp_path)
     header_only = tmp_path / "header_only.mp4"
     header_only.write_bytes(full[: full.index(b"mdat") + 4])
     decoded, failure, _ = decode_video(str(header_only), T, lambda f: f)

@@ -3,8 +3,6 @@ SIGTERM and --summary, through the library, the CLI runner and real processes.""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import shutil
@@ -15,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import read_rows
 from typer.testing import CliRunner
 
 from vmae_cli.cli import EXIT_BUSY, app
@@ -111,13 +110,6 @@ def _classify(model: Path, *args: str) -> object:
     )
 
 
-def _rows(path: Path) -> list[dict]:
-    text = path.read_text(encoding="utf-8-sig")
-    if path.suffix == ".csv":
-        return list(csv.DictReader(io.StringIO(text, newline="")))
-    return [json.loads(line) for line in text.splitlines()]
-
-
 @pytest.mark.parametrize("ext", [".csv", ".jsonl"])
 def test_resume_skips_done_videos_and_redoes_changed_ones(
     ext: str, folder: Path, tiny_model_dir: Path, tmp_path: Path
@@ -125,12 +117,12 @@ def test_resume_skips_done_videos_and_redoes_changed_ones(
     out = tmp_path / f"labels{ext}"
     summary = tmp_path / "summary.json"
     assert _classify(tiny_model_dir, str(folder), "-o", str(out)).exit_code == 3
-    first = _rows(out)
+    first = read_rows(out)
     assert len(first) == 5
     # Unchanged: nothing to do, nothing doubled.
     result = _classify(tiny_model_dir, str(folder), "-o", str(out), "--resume")
     assert result.exit_code == 0
-    assert _rows(out) == first
+    assert read_rows(out) == first
     # One video changed, one new: those two are done, the rest kept.
     changed = folder / "vp9.webm"
     os.utime(changed, ns=(time.time_ns(), time.time_ns() + 5_000_000_000))
@@ -139,7 +131,7 @@ def test_resume_skips_done_videos_and_redoes_changed_ones(
         tiny_model_dir, str(folder), "-o", str(out), "--resume", "--summary", str(summary)
     )
     assert result.exit_code == 0
-    rows = _rows(out)
+    rows = read_rows(out)
     paths = [r["path"] for r in rows]
     assert len(paths) == len(set(paths)) == 6
     facts = json.loads(summary.read_text())
@@ -151,12 +143,12 @@ def test_resume_skips_done_videos_and_redoes_changed_ones(
     assert str(by_path[str(changed)]["mtime_ns"]) == str(changed.stat().st_mtime_ns)
 
 
-def test_retry_failed_redoes_only_failed_rows(
+def test_retry_failed_redoes_only_failedread_rows(
     folder: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
     out, summary = tmp_path / "labels.jsonl", tmp_path / "summary.json"
     _classify(tiny_model_dir, str(folder), "-o", str(out))
-    first = _rows(out)
+    first = read_rows(out)
     result = _classify(tiny_model_dir, str(folder), "-o", str(out), "--resume")
     assert result.exit_code == 0  # the failed row is kept: nothing was done
     result = _classify(
@@ -165,7 +157,7 @@ def test_retry_failed_redoes_only_failed_rows(
     assert result.exit_code == 3  # the broken file is still broken
     facts = json.loads(summary.read_text())
     assert (facts["videos"], facts["skipped"], facts["by_status"]) == (1, 4, {"not_video": 1})
-    rows = _rows(out)
+    rows = read_rows(out)
     assert sorted(r["path"] for r in rows) == sorted(r["path"] for r in first)
     assert rows[-1]["path"].endswith("broken.mp4")  # redone last, its old row removed
 
@@ -179,7 +171,7 @@ def test_a_torn_last_record_is_cut_and_redone(
     out.write_bytes(data[: len(data) - 25])  # a kill in the middle of the last row
     result = _classify(tiny_model_dir, str(folder), "-o", str(out), "--resume")
     assert result.exit_code in (0, 3)  # this run's one video decides
-    rows = _rows(out)
+    rows = read_rows(out)
     assert len(rows) == 5
     assert len({r["path"] for r in rows}) == 5
 
@@ -195,7 +187,7 @@ def test_resume_needs_a_file_and_the_same_columns(
     result = _classify(tiny_model_dir, str(folder), "-o", str(out), "--resume", "--top-k", "3")
     assert result.exit_code == 2
     assert "other columns" in result.stderr
-    assert len(_rows(out)) == 5  # untouched
+    assert len(read_rows(out)) == 5  # untouched
 
 
 # ---------------------------------------------------------------------------------------
@@ -225,7 +217,7 @@ def _start(model: Path, folder: Path, out: Path, *extra: str) -> subprocess.Pope
     )
 
 
-def _wait_for_rows(out: Path, n: int, proc: subprocess.Popen, limit_s: float = 60) -> None:
+def _wait_forread_rows(out: Path, n: int, proc: subprocess.Popen, limit_s: float = 60) -> None:
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline and proc.poll() is None:
         if out.exists() and out.read_bytes().count(b"\n") >= n:
@@ -264,14 +256,14 @@ def test_kill_9_twice_then_resume_gives_every_video_exactly_once(
     out = tmp_path / f"labels{ext}"
     for at_rows in (8, 25):
         proc = _start(tiny_model_dir, many, out, "--resume")
-        _wait_for_rows(out, at_rows, proc)
+        _wait_forread_rows(out, at_rows, proc)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         # Decoding workers die with the main process instead of holding the lock.
         assert _no_orphans(proc.pid)
     proc = _start(tiny_model_dir, many, out, "--resume")
     assert proc.wait(timeout=120) == 0, proc.stderr.read().decode()
-    rows = _rows(out)
+    rows = read_rows(out)
     paths = sorted(r["path"] for r in rows)
     assert paths == sorted(str(p) for p in many.iterdir())
     assert all(r["status"] == "ok" for r in rows)
@@ -282,7 +274,7 @@ def test_sigterm_stops_within_seconds_with_whole_lines(
 ) -> None:
     out = tmp_path / "labels.jsonl"
     proc = _start(tiny_model_dir, many, out)
-    _wait_for_rows(out, 5, proc)
+    _wait_forread_rows(out, 5, proc)
     sent = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     code = proc.wait(timeout=30)
@@ -296,7 +288,7 @@ def test_sigterm_stops_within_seconds_with_whole_lines(
     assert 0 < len(done) < 60
     proc = _start(tiny_model_dir, many, out, "--resume")
     assert proc.wait(timeout=120) == 0
-    paths = [r["path"] for r in _rows(out)]
+    paths = [r["path"] for r in read_rows(out)]
     assert sorted(paths) == sorted(str(p) for p in many.iterdir())
 
 
@@ -317,7 +309,7 @@ def test_a_second_run_on_the_same_output_is_refused_at_once(
         # The first run had already finished: then the second was refused for nothing.
         pytest.fail("the first run ended before the second one started; use more videos")
     assert first.wait(timeout=120) == 0
-    assert len(_rows(out)) == 60
+    assert len(read_rows(out)) == 60
 
 
 def test_workers_do_not_hang_after_opencv_ran_in_this_process(tmp_path: Path, test_videos):

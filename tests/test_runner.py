@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import shutil
 from pathlib import Path
 
 import pytest
+from conftest import read_rows
 
 import vmae_cli
 from vmae_cli import Classifier, ClassifyOptions, RunHooks, StopRequest, run
@@ -27,13 +25,6 @@ def videos(tmp_path: Path, test_videos, bad_files) -> Path:
     return root
 
 
-def _rows(path: Path) -> list[dict]:
-    text = path.read_text(encoding="utf-8-sig")
-    if path.suffix == ".csv":
-        return list(csv.DictReader(io.StringIO(text, newline="")))
-    return [json.loads(line) for line in text.splitlines()]
-
-
 @pytest.mark.parametrize("ext", [".csv", ".jsonl"])
 def test_run_then_resume_skips_every_video_and_doubles_none(
     ext: str, videos: Path, tiny_model_dir: Path, tmp_path: Path
@@ -45,7 +36,7 @@ def test_run_then_resume_skips_every_video_and_doubles_none(
     assert first.stopped_by is None and first.found == 4
     again = vmae_cli.run([str(videos)], output=str(out), model=str(tiny_model_dir), resume=True)
     assert again.skipped == 4 and again.videos == 0
-    paths = [r["path"] for r in _rows(out)]
+    paths = [r["path"] for r in read_rows(out)]
     assert len(paths) == len(set(paths)) == 4
     facts = again.to_json(exit_code=0)
     assert (facts["skipped"], facts["videos"], facts["exit_code"]) == (4, 0, 0)
@@ -153,7 +144,7 @@ def test_top_k_is_clamped_to_the_number_of_labels(
     run(
         videos, out, model=str(tiny_model_dir), top_k=50, hooks=RunHooks(on_warning=warnings.append)
     )
-    header = _rows(out)[0].keys()
+    header = read_rows(out)[0].keys()
     assert "label_10" in header and "label_11" not in header
     assert any("10 labels" in w for w in warnings)
 
