@@ -59,3 +59,12 @@ def read_rows(path: Path) -> list[dict]:
     if path.suffix == ".csv":
         return list(csv.DictReader(io.StringIO(text, newline="")))
     return [json.loads(line) for line in text.splitlines()]
+
+
+def by_path(outcomes) -> dict:
+    """Outcomes (or predictions) keyed by path, asserting that none came twice."""
+    got: dict = {}
+    for o in outcomes:
+        assert o.path not in got, f"{o.path} yielded twice"
+        got[o.path] = o
+    return got

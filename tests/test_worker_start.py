@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from conftest import by_path
 
 from vmae_cli import views, workerpool
 from vmae_cli.results import STATUS_ERROR, STATUS_OK, DecodeOutcome, Failure
@@ -137,14 +138,6 @@ def _failing_init(log: Path, only_first_pool: bool = False):
     return init
 
 
-def _by_path(outcomes) -> dict[str, DecodeOutcome]:
-    got: dict[str, DecodeOutcome] = {}
-    for o in outcomes:
-        assert o.path not in got, f"{o.path} yielded twice"
-        got[o.path] = o
-    return got
-
-
 @linux_only
 def test_workers_that_cannot_start_give_an_error_row_per_video(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -152,7 +145,7 @@ def test_workers_that_cannot_start_give_an_error_row_per_video(
     log = tmp_path / "starts.log"
     monkeypatch.setattr(views, "prepare_worker", _failing_init(log))
     paths = [f"v{i:02d}.mp4" for i in range(20)]
-    got = _by_path(iter_decoded(paths, _Done(), workers=2))
+    got = by_path(iter_decoded(paths, _Done(), workers=2))
     assert sorted(got) == paths
     for o in got.values():
         assert o.views is None and o.failure.status == STATUS_ERROR
@@ -171,7 +164,7 @@ def test_a_worker_start_that_fails_once_is_retried_with_a_fresh_pool(
         views, "prepare_worker", _failing_init(tmp_path / "starts.log", only_first_pool=True)
     )
     paths = [f"v{i:02d}.mp4" for i in range(20)]
-    got = _by_path(iter_decoded(paths, _Done(), workers=2))
+    got = by_path(iter_decoded(paths, _Done(), workers=2))
     assert sorted(got) == paths
     assert all(o.failure.status == "done" for o in got.values())
 
@@ -187,7 +180,7 @@ def test_workers_that_die_before_taking_a_video_give_error_rows(
     # torch notices dead idle workers every 5 s: one loader is enough to show the give-up.
     monkeypatch.setattr(workerpool, "MAX_UNEXPLAINED_RESTARTS", 1)
     paths = [f"v{i:02d}.mp4" for i in range(12)]
-    got = _by_path(iter_decoded(paths, _Done(), workers=2))
+    got = by_path(iter_decoded(paths, _Done(), workers=2))
     assert sorted(got) == paths
     for o in got.values():
         assert o.failure.status == STATUS_ERROR
@@ -207,7 +200,7 @@ def test_torch_worker_count_warning_is_silenced() -> None:
     workers = (cores or 1) + 1  # more than torch suggests: it would warn
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        got = _by_path(iter_decoded(["a.mp4", "b.mp4"], _Done(), workers=workers))
+        got = by_path(iter_decoded(["a.mp4", "b.mp4"], _Done(), workers=workers))
     assert sorted(got) == ["a.mp4", "b.mp4"]
     assert not [w for w in caught if "worker processes in total" in str(w.message)]
     # ... and only inside iter_decoded: the caller's filters are as they were.

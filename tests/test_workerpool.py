@@ -7,6 +7,7 @@ import time
 
 import pytest
 import torch
+from conftest import by_path
 
 from vmae_cli.pipeline import iter_batches
 from vmae_cli.results import (
@@ -31,25 +32,17 @@ class FakeJob:
         return DecodeOutcome(path, failure=Failure("error", f"done {path}"))
 
 
-def _by_path(outcomes) -> dict[str, DecodeOutcome]:
-    result: dict[str, DecodeOutcome] = {}
-    for o in outcomes:
-        assert o.path not in result, f"{o.path} yielded twice"
-        result[o.path] = o
-    return result
-
-
 @pytest.mark.parametrize("workers", [0, 1, 3])
 def test_one_outcome_per_path_in_any_worker_count(workers: int) -> None:
     paths = [f"v{i:03d}.mp4" for i in range(25)]
-    got = _by_path(iter_decoded(paths, FakeJob(), workers=workers))
+    got = by_path(iter_decoded(paths, FakeJob(), workers=workers))
     assert sorted(got) == paths
     assert all(o.failure.error == f"done {p}" for p, o in got.items())
 
 
 def test_a_crashing_decoder_costs_one_row_not_the_run() -> None:
     paths = [f"v{i}.mp4" for i in range(6)] + ["crash.mp4"] + [f"w{i}.mp4" for i in range(6)]
-    got = _by_path(iter_decoded(paths, FakeJob(), workers=2))
+    got = by_path(iter_decoded(paths, FakeJob(), workers=2))
     assert sorted(got) == sorted(paths)
     assert got["crash.mp4"].failure.status == STATUS_CRASHED
     assert all(got[p].failure.status == "error" for p in paths if p != "crash.mp4")
@@ -58,7 +51,7 @@ def test_a_crashing_decoder_costs_one_row_not_the_run() -> None:
 def test_a_hanging_decoder_is_killed_after_the_timeout() -> None:
     paths = ["a.mp4", "hang.mp4", "b.mp4", "c.mp4"]
     start = time.monotonic()
-    got = _by_path(iter_decoded(paths, FakeJob(), workers=2, timeout_s=1.0))
+    got = by_path(iter_decoded(paths, FakeJob(), workers=2, timeout_s=1.0))
     assert time.monotonic() - start < 30
     assert sorted(got) == sorted(paths)
     assert got["hang.mp4"].failure.status == STATUS_TIMEOUT

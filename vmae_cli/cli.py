@@ -346,7 +346,7 @@ def classify(
         _log_to_stderr()
     from .output import check_writable
     from .pipeline import ClassifyOptions
-    from .runner import STDOUT, RunHooks, RunOptions, StopRequest, run
+    from .runner import STDOUT, STOPPED_BY_CLOSED_OUTPUT, RunHooks, RunOptions, StopRequest, run
 
     console = _stderr_console()
     try:
@@ -399,7 +399,7 @@ def classify(
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    if report.stopped_by == "SIGPIPE":
+    if report.stopped_by == STOPPED_BY_CLOSED_OUTPUT:
         # Python would complain about the unflushed stdout at exit: point it at /dev/null.
         try:
             devnull = os.open(os.devnull, os.O_WRONLY)

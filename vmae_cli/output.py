@@ -176,7 +176,7 @@ class OutputFile:
         raw = os.fdopen(os.dup(self.fd), "ab", buffering=0)
         self._stream = io.TextIOWrapper(raw, encoding="utf-8", newline="", write_through=True)
         if WRITERS[fmt].bom and self.is_empty and self.regular:
-            self._stream.write("\ufeff")
+            self._stream.write(BOM.decode("utf-8"))
         return self._stream
 
     def finish(self, fmt: str, *, compact: bool) -> None:

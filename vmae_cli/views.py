@@ -103,10 +103,6 @@ def _since(start: float) -> float:
     return time.perf_counter() - start
 
 
-def _since(start: float) -> float:
-    return time.perf_counter() - start
-
-
 def iter_decoded(
     paths: Iterable[str],
     job: Callable[[str], DecodeOutcome],
@@ -149,13 +145,12 @@ def iter_decoded(
 
 
 def prepare_worker() -> None:
-    """Set up a decoding worker process: one thread, OpenCV's own logging silenced."""
+    """Set up a decoding worker process (the pool already limits torch to one thread):
+    OpenCV single-threaded too, and its own logging silenced."""
     import cv2
-    import torch
 
     # One thread per worker: parallelism comes from running several workers.
     cv2.setNumThreads(1)
-    torch.set_num_threads(1)
     try:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     except AttributeError:
