@@ -20,7 +20,8 @@ import typer
 # No torch, transformers or cv2 at import time: `vmae --help` must stay fast.
 from .model import DEFAULT_MODEL, DEVICE_CHOICES, DTYPE_CHOICES
 from .protocol import CROP_CHOICES, PROTOCOLS
-from .runner import DEFAULT_TIMEOUT_S
+from .ray_engine import DEFAULT_VIDEOS_PER_TASK
+from .runner import DEFAULT_TIMEOUT_S, ENGINES
 from .writers import WRITERS
 
 # Exit codes (documented in the README).
@@ -37,6 +38,7 @@ PANEL_MODEL = "Model"
 PANEL_SAMPLING = "Sampling"
 PANEL_SPEED = "Speed"
 PANEL_CRON = "Cron and reliability"
+PANEL_RAY = "Many machines (--engine ray)"
 
 
 app = typer.Typer(
@@ -51,6 +53,7 @@ app = typer.Typer(
 OutputFormat = Enum("OutputFormat", {name: name for name in WRITERS}, type=str)  # type: ignore[misc]
 ProtocolName = Enum("ProtocolName", {name: name for name in PROTOCOLS}, type=str)  # type: ignore[misc]
 DtypeName = Enum("DtypeName", {name: name for name in DTYPE_CHOICES}, type=str)  # type: ignore[misc]
+EngineName = Enum("EngineName", {name: name for name in ENGINES}, type=str)  # type: ignore[misc]
 
 
 def _device(value: str) -> str:
@@ -158,16 +161,20 @@ def _log_to_stderr() -> None:
 def _exit_for(exc: BaseException) -> tuple[int, str]:
     """The one table from library errors to exit codes, with the line to print."""
     from .discovery import InputNotFoundError
+    from .extras import MissingExtraError
     from .model import DeviceError, ModelLoadError
     from .output import OutputBusyError
     from .protocol import ProtocolError
+    from .ray_engine import EngineError
+    from .runner import RunOptionsError
     from .writers import OutputMismatchError, UnknownFormatError
 
+    usage = (UnknownFormatError, OutputMismatchError, ProtocolError, RunOptionsError)
     table: tuple[tuple[Any, int, Any], ...] = (
         (InputNotFoundError, EXIT_USAGE, lambda e: f"no such file or directory: {e}"),
-        ((UnknownFormatError, OutputMismatchError, ProtocolError), EXIT_USAGE, str),
+        (usage + (MissingExtraError,), EXIT_USAGE, str),
         (OutputBusyError, EXIT_BUSY, str),
-        ((ModelLoadError, DeviceError), EXIT_FATAL, str),
+        ((ModelLoadError, DeviceError, EngineError), EXIT_FATAL, str),
         (OSError, EXIT_FATAL, _os_error),
     )
     for kinds, code, message in table:
@@ -331,10 +338,66 @@ def classify(
         typer.Option(
             "--debug",
             metavar="",
-            help="Show full tracebacks of fatal errors.",
+            help="Show full tracebacks of fatal errors (and where Ray keeps its logs).",
             rich_help_panel=PANEL_CRON,
         ),
     ] = False,
+    engine: Annotated[
+        EngineName,
+        typer.Option(
+            help="local: this machine. ray: the nodes of a Ray cluster (pip install "
+            "'vmae-cli[ray]').",
+            rich_help_panel=PANEL_RAY,
+        ),
+    ] = EngineName.local,  # type: ignore[attr-defined]
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            metavar="auto|ray://HOST:PORT",
+            help="Join this Ray cluster (auto: the one started on this machine with `ray start`).",
+            show_default="start a local Ray for this run",
+            rich_help_panel=PANEL_RAY,
+        ),
+    ] = None,
+    actors: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Ray actors, each a model with its own decoding workers.",
+            show_default="as many as the cluster has room for",
+            rich_help_panel=PANEL_RAY,
+        ),
+    ] = None,
+    cpus_per_actor: Annotated[
+        float | None,
+        typer.Option(
+            min=0.01,
+            metavar="C",
+            help="CPUs each actor reserves; also its decoding workers unless --workers.",
+            show_default="a whole node (CPU), the node's share (GPU)",
+            rich_help_panel=PANEL_RAY,
+        ),
+    ] = None,
+    gpus_per_actor: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            metavar="G",
+            help="GPUs each actor reserves.",
+            show_default="1 with --device cuda, else 0",
+            rich_help_panel=PANEL_RAY,
+        ),
+    ] = None,
+    videos_per_task: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Videos handed to an actor at a time (what a lost node redoes).",
+            rich_help_panel=PANEL_RAY,
+        ),
+    ] = DEFAULT_VIDEOS_PER_TASK,
 ) -> None:
     """Classify every video in INPUTS and write one row per video."""
     # Must precede the first torch import (OpenMP reads it once). The model's threads share
@@ -346,6 +409,7 @@ def classify(
         _log_to_stderr()
     from .output import check_writable
     from .pipeline import ClassifyOptions
+    from .ray_engine import RayOptions
     from .runner import STDOUT, STOPPED_BY_CLOSED_OUTPUT, RunHooks, RunOptions, StopRequest, run
 
     console = _stderr_console()
@@ -359,6 +423,14 @@ def classify(
             escape_formulas=escape_formulas,
             resume=resume,
             retry_failed=retry_failed,
+            engine=engine.value,
+            ray=RayOptions(
+                ray_address=ray_address,
+                actors=actors,
+                cpus_per_actor=cpus_per_actor,
+                gpus_per_actor=gpus_per_actor,
+                videos_per_task=videos_per_task,
+            ),
             classify=ClassifyOptions(
                 top_k=top_k,
                 batch_size=batch_size,

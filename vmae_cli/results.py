@@ -152,6 +152,7 @@ class Prediction:
     model: str = ""
     protocol: str = ""
     stamp: FileStamp | None = None
+    node: str = ""  # the Ray node that classified it (--engine ray); not a column
 
     @property
     def ok(self) -> bool:

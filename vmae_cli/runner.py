@@ -20,14 +20,18 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 from typing import Any
 
 from .discovery import as_inputs, check_inputs, iter_video_paths
-from .model import DEFAULT_MODEL, dtype_warning, resolve_dtype
+from .extras import require
+from .model import DEFAULT_MODEL, ModelSpec, dtype_warning, read_model_spec, resolve_dtype
 from .output import OutputFile, OutputMismatchError, PreviousRow, stdout_stream
 from .pipeline import Classifier, ClassifyOptions, default_workers
+from .ray_engine import EXTRA as EXTRA_RAY
+from .ray_engine import RayOptions
 from .results import STATUS_OK, Prediction, file_stamp
 from .writers import WRITERS, display_path, resolve_format
 
@@ -35,6 +39,12 @@ from .writers import WRITERS, display_path, resolve_format
 #: decoder (a stuck network mount, a pathological stream) must not hang a cron job for ever,
 #: while a long 4K video read sequentially still fits.
 DEFAULT_TIMEOUT_S = 600.0
+
+#: Ways to spread the work: ``local`` (this machine's cores, or its GPU) and ``ray`` (the
+#: nodes of a Ray cluster, :mod:`vmae_cli.ray_engine`; the optional extra ``vmae-cli[ray]``).
+ENGINE_LOCAL = "local"
+ENGINE_RAY = "ray"
+ENGINES = (ENGINE_LOCAL, ENGINE_RAY)
 
 #: ``output`` value meaning "write rows to stdout".
 STDOUT = "-"
@@ -49,7 +59,8 @@ class RunOptions:
     """Everything that shapes a run besides its inputs and output.
 
     ``classify`` holds what each classification needs (top-k, batch size, workers, timeout,
-    protocol); the rest chooses the model and how the output file is written.
+    protocol); ``ray`` where ``engine="ray"`` runs; the rest chooses the model, the engine
+    and how the output file is written.
     """
 
     model: str = DEFAULT_MODEL
@@ -60,23 +71,35 @@ class RunOptions:
     escape_formulas: bool = True
     resume: bool = False
     retry_failed: bool = False  # implies resume
+    engine: str = ENGINE_LOCAL
     classify: ClassifyOptions = field(
         default_factory=lambda: ClassifyOptions(timeout_s=DEFAULT_TIMEOUT_S)
     )
+    ray: RayOptions = field(default_factory=RayOptions)
 
     @classmethod
     def of(cls, **kwargs: Any) -> RunOptions:
-        """Build options from flat keywords: those of this class and of
-        :class:`~vmae_cli.pipeline.ClassifyOptions` (``top_k=5, workers=2``)."""
-        own = {f.name for f in fields(cls)} - {"classify"}
-        per_call = {f.name for f in fields(ClassifyOptions)}
-        unknown = set(kwargs) - own - per_call
+        """Build options from flat keywords: those of this class, of
+        :class:`~vmae_cli.pipeline.ClassifyOptions` (``top_k=5, workers=2``) and of
+        :class:`~vmae_cli.ray_engine.RayOptions` (``ray_address="auto", actors=4``)."""
+        groups = {"classify": ClassifyOptions(timeout_s=DEFAULT_TIMEOUT_S), "ray": RayOptions()}
+        own = {f.name for f in fields(cls)} - set(groups)
+        unknown = set(kwargs) - own - {f.name for g in groups.values() for f in fields(g)}
         if unknown:
             raise TypeError(f"unknown run option(s): {', '.join(sorted(unknown))}")
-        classify = ClassifyOptions(timeout_s=DEFAULT_TIMEOUT_S)
-        for name in per_call & set(kwargs):
-            setattr(classify, name, kwargs[name])
-        return cls(classify=classify, **{k: v for k, v in kwargs.items() if k in own})
+        for group in groups.values():
+            for f in fields(group):
+                if f.name in kwargs:
+                    setattr(group, f.name, kwargs[f.name])
+        return cls(**groups, **{k: v for k, v in kwargs.items() if k in own})
+
+    def flat(self) -> dict[str, Any]:
+        """The options as the flat keywords :meth:`of` takes."""
+        flat = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in ("classify", "ray"):
+            group = flat.pop(name)
+            flat |= {f.name: getattr(group, f.name) for f in fields(group)}
+        return flat
 
 
 class StopRequest(threading.Event):
@@ -124,6 +147,8 @@ class RunReport:
     started: float = 0.0  # wall clock, seconds since the epoch
     elapsed_s: float = 0.0
     stopped_by: str | None = None
+    engine: str = ENGINE_LOCAL
+    by_node: dict[str, int] = field(default_factory=dict)  # rows per Ray node (engine ray)
 
     @property
     def videos(self) -> int:
@@ -168,6 +193,8 @@ class RunReport:
             "output": display_path(self.output) if self.output else "-",
             "model": self.model,
             "protocol": self.protocol,
+            "engine": self.engine,
+            "by_node": dict(sorted(self.by_node.items())),
         }
 
     def write_json(self, path: str | os.PathLike[str], **extra: Any) -> None:
@@ -187,6 +214,8 @@ class RunReport:
             parts = f"{parts}; " if parts else ""
             parts += f"{self.skipped} skipped (already in the output)"
         took = f"in {self.elapsed_s:.1f} s ({self.videos_per_s or 0.0:.2f} videos/s)"
+        if self.by_node:
+            took += f" on {len(self.by_node)} Ray node{'s' if len(self.by_node) != 1 else ''}"
         if self.stopped_by is None:
             plural = "s" if n != 1 else ""
             return f"vmae: {n} video{plural} {took}: {parts or 'none found'}"
@@ -242,9 +271,7 @@ def _with_overrides(options: RunOptions, overrides: dict[str, Any]) -> RunOption
     """``options`` with flat keyword overrides applied (see :meth:`RunOptions.of`)."""
     if not overrides:
         return options
-    flat = {f.name: getattr(options, f.name) for f in fields(options) if f.name != "classify"}
-    flat |= {f.name: getattr(options.classify, f.name) for f in fields(options.classify)}
-    return RunOptions.of(**(flat | overrides))
+    return RunOptions.of(**(options.flat() | overrides))
 
 
 class _Run:
@@ -261,7 +288,7 @@ class _Run:
         self.inputs = inputs
         self.output = os.fspath(output) if output is not None else None
         # A copy: the run adjusts it (top-k clamped to the labels), the caller's stays as is.
-        self.opts = replace(options, classify=replace(options.classify))
+        self.opts = replace(options, classify=replace(options.classify), ray=replace(options.ray))
         self.hooks = hooks
         self.stop = stop or StopRequest()
         self.resume = options.resume or options.retry_failed
@@ -269,6 +296,7 @@ class _Run:
     def execute(self) -> RunReport:
         started, t0 = time.time(), time.perf_counter()
         check_inputs(self.inputs)
+        _check_engine(self.opts)
         fmt = resolve_format(self.output, self.opts.format)
         to_file = self.output is not None and self.output != STDOUT
         if self.resume and not to_file:
@@ -277,43 +305,73 @@ class _Run:
         # files are read; the file is only truncated (or read, to resume) after that.
         outfile = OutputFile(self.output).lock() if to_file else None
         try:
-            classifier = self._classifier()
-            report = RunReport(self.output, classifier.spec.name, self.opts.classify.protocol.name)
+            model = self._model()
+            report = RunReport(self.output, model.spec.name, self.opts.classify.protocol.name)
             report.started = started
-            self._classify(classifier, fmt, outfile, report)
+            report.engine = self.opts.engine
+            self._classify(model, fmt, outfile, report)
         finally:
             if outfile is not None:
                 outfile.close()
         report.elapsed_s = time.perf_counter() - t0
         return report
 
-    def _classifier(self) -> Classifier:
+    def _model(self) -> Classifier | _ModelOnly:
         """The model, lazily (weights load while the first videos decode), with warnings
-        about settings that work but cost."""
+        about settings that work but cost. With the Ray engine only its config is read
+        here: the actors load it, on their own devices."""
         o = self.opts
         self._status("reading the model's config")
-        classifier = Classifier(
-            o.model, revision=o.revision, device=o.device, dtype=o.dtype, lazy=True
-        )
-        slow = dtype_warning(classifier.device, resolve_dtype(o.dtype, classifier.device))
-        if slow:
-            self._warn(slow)
-        cores = default_workers()
-        if o.classify.workers is not None and o.classify.workers > cores:
-            self._warn(
-                f"{o.classify.workers} decoding workers on {cores} cores: workers beyond one "
-                "per core only add overhead"
+        model: Classifier | _ModelOnly
+        if o.engine == ENGINE_RAY:
+            model = _ModelOnly(read_model_spec(o.model, revision=o.revision))
+        else:
+            model = Classifier(
+                o.model, revision=o.revision, device=o.device, dtype=o.dtype, lazy=True
             )
-        labels = classifier.spec.num_labels
+            slow = dtype_warning(model.device, resolve_dtype(o.dtype, model.device))
+            if slow:
+                self._warn(slow)
+            cores = default_workers()
+            if o.classify.workers is not None and o.classify.workers > cores:
+                self._warn(
+                    f"{o.classify.workers} decoding workers on {cores} cores: workers beyond "
+                    "one per core only add overhead"
+                )
+        labels = model.spec.num_labels
         if labels is not None and o.classify.top_k > labels:
             self._warn(
                 f"--top-k {o.classify.top_k}, but the model has {labels} labels: using {labels}"
             )
             o.classify.top_k = labels
-        return classifier
+        return model
+
+    def _rows(self, model: Classifier | _ModelOnly, todo: list[str]) -> Iterator[Prediction]:
+        """The engine's rows for ``todo``, one per path."""
+        o = self.opts
+        if isinstance(model, Classifier):
+            return model.classify_files(todo, o.classify, stop=self.stop)
+        from .ray_engine import classify_on_ray
+
+        return classify_on_ray(
+            todo,
+            model.spec,
+            revision=o.revision,
+            device=o.device,
+            dtype=o.dtype,
+            classify=o.classify,
+            ray_options=o.ray,
+            stop=self.stop,
+            on_status=self._status,
+            on_warning=self._warn,
+        )
 
     def _classify(
-        self, classifier: Classifier, fmt: str, outfile: OutputFile | None, report: RunReport
+        self,
+        model: Classifier | _ModelOnly,
+        fmt: str,
+        outfile: OutputFile | None,
+        report: RunReport,
     ) -> None:
         o = self.opts
         writer_cls = WRITERS[fmt]
@@ -344,6 +402,7 @@ class _Run:
         else:
             stream, release = None, None
         counts: Counter[str] = Counter()
+        nodes: Counter[str] = Counter()
         redone = 0  # videos of this run that already had a row (changed, or retried)
         try:
             writer = (
@@ -360,14 +419,16 @@ class _Run:
             todo = list(self._unfinished(paths, previous, key, report))
             if todo:
                 self._status("loading the model and decoding the first videos")
-                rows = classifier.classify_files(todo, o.classify, stop=self.stop)
-                for p in rows:
-                    if writer is not None:
-                        writer.write(p)
-                    counts[p.status] += 1
-                    redone += bool(previous) and key(p.path) in previous
-                    if self.hooks.on_row:
-                        self.hooks.on_row(p)
+                with closing(self._rows(model, todo)) as rows:
+                    for p in rows:
+                        if writer is not None:
+                            writer.write(p)
+                        counts[p.status] += 1
+                        if p.node:
+                            nodes[p.node] += 1
+                        redone += bool(previous) and key(p.path) in previous
+                        if self.hooks.on_row:
+                            self.hooks.on_row(p)
             if writer is not None:
                 writer.close()
         except BrokenPipeError:
@@ -380,6 +441,7 @@ class _Run:
                 except BrokenPipeError:
                     self.stop.request(STOPPED_BY_CLOSED_OUTPUT)
         report.by_status = dict(counts)
+        report.by_node = dict(nodes)
         report.stopped_by = self.stop.reason if self.stop.is_set() else None
         if outfile is not None:
             # A redone video's older row goes now; if the run is killed first, the next
@@ -426,6 +488,35 @@ class _Run:
     def _status(self, message: str) -> None:
         if self.hooks.on_status:
             self.hooks.on_status(message)
+
+
+@dataclass
+class _ModelOnly:
+    """A model known by its config alone: the Ray engine's actors load the weights."""
+
+    spec: ModelSpec
+
+
+class RunOptionsError(ValueError):
+    """Options that cannot go together (``actors=`` without ``engine="ray"``, ...)."""
+
+
+def _check_engine(o: RunOptions) -> None:
+    """Refuse an unknown engine, Ray options without the Ray engine, and the Ray engine
+    without its extra, before any work."""
+    if o.engine not in ENGINES:
+        raise RunOptionsError(f"unknown engine {o.engine!r}: use one of {', '.join(ENGINES)}")
+    if o.engine == ENGINE_RAY:
+        require("ray", EXTRA_RAY, "--engine ray")
+        return
+    given = [
+        f.name
+        for f in fields(RayOptions)
+        if getattr(o.ray, f.name) != getattr(RayOptions(), f.name)
+    ]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise RunOptionsError(f"{flags} only apply with --engine ray")
 
 
 def _refuse_other_model(previous: dict[str, PreviousRow], report: RunReport, path: str) -> None:

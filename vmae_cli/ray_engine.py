@@ -1,0 +1,572 @@
+"""``--engine ray``: the same classification spread over the nodes of a Ray cluster with Ray
+Data (the optional extra ``vmae-cli[ray]``; ray is imported only when this engine runs).
+
+Only paths and rows cross Ray. The driver (the ``vmae`` process) hands numbered paths to
+``Dataset.map_batches`` with a pool of actors; each actor is vmae's own local pipeline
+(:meth:`~vmae_cli.pipeline.Classifier.classify_files`: its decoding worker processes,
+timeouts, crash isolation, the model on its device) and returns exactly one pickled
+:class:`~vmae_cli.results.Prediction` per path. Decoded frames never leave the node that
+decoded them (a 16x224x224x3 clip is 2.4 MB; a GPU node classifies hundreds per second).
+The driver keeps the output file, resume and the report (:mod:`vmae_cli.runner`).
+
+Nothing is dropped silently: Ray Data's ``max_errored_blocks`` stays 0 (above 0 it drops
+whole blocks, good videos included), every per-file failure is a row made inside an actor,
+and an actor that dies (a lost node, the out-of-memory killer, a decoder that crashes with
+``--workers 0``) is restarted a bounded number of times (Ray Data's default is for ever,
+which hung a test job on a video that killed its actor every time). A batch whose actor died
+is redone one video at a time; a video whose actor dies while it is classified alone gets a
+``crashed`` row and the others of its batch their own rows (:class:`_Ledger` remembers).
+
+A local Ray that vmae starts is vmae's to stop: ``ray.shutdown`` at the end, and a
+:class:`~vmae_cli.reaper.Reaper` for a driver killed with SIGKILL. Ray's log lines go to its
+session folder (named with ``--debug``), never to the terminal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+import queue
+import sys
+import threading
+import warnings
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .extras import require
+from .model import ModelSpec
+from .pipeline import ClassifyOptions
+from .results import STATUS_CRASHED, STATUS_ERROR, Prediction, file_stamp
+
+log = logging.getLogger(__name__)
+
+#: The optional extra that installs this engine.
+EXTRA = "ray"
+#: Videos per Ray task (one ``map_batches`` batch): small enough to spread work evenly and
+#: to lose little when a node fails, large enough that starting each task's decoding pool
+#: (about 0.1 s) is noise next to the videos' own time.
+DEFAULT_VIDEOS_PER_TASK = 8
+#: How often Ray restarts an actor that died, and retries the task it had. Actors only die
+#: of something outside vmae's control (decoding runs in worker processes), except with
+#: ``--workers 0``, where each video that crashes its decoder costs two restarts.
+MAX_ACTOR_RESTARTS = 8
+#: How long the driver waits for the first actor to be placed and started (seconds): the
+#: model loads there, but an actor that cannot be placed must not wait for ever.
+ACTOR_START_TIMEOUT_S = 300.0
+#: How long a node has to answer the shared-storage check (seconds).
+NODE_CHECK_TIMEOUT_S = 120.0
+#: How often the driver looks at a stop request while no row arrives (seconds).
+STOP_POLL_S = 0.2
+#: Output blocks Ray Data may hold ready for the driver.
+PREFETCH_BLOCKS = 2
+
+
+class EngineError(RuntimeError):
+    """Ray could not run the classification (not a video's fault: those are rows)."""
+
+
+class PlacementError(EngineError):
+    """No node of the cluster can host an actor with the resources asked for."""
+
+
+class SharedStorageError(EngineError):
+    """A node cannot see the videos (or the model folder) at the paths the driver sees."""
+
+
+@dataclass
+class RayOptions:
+    """Where and how ``--engine ray`` runs (ignored by the local engine)."""
+
+    ray_address: str | None = None  # None: start a local Ray; "auto" or "ray://HOST:PORT"
+    actors: int | None = None  # None: as many as the cluster has room for
+    cpus_per_actor: float | None = None  # None: a whole node's CPUs (CPU) or its share (GPU)
+    gpus_per_actor: float | None = None  # None: 1 with --device cuda, else 0
+    videos_per_task: int = DEFAULT_VIDEOS_PER_TASK
+
+
+@dataclass(frozen=True)
+class ActorPlan:
+    """How many actors, with which resources, and how many decoding workers each."""
+
+    actors: int
+    cpus: float
+    gpus: float
+    workers: int
+    nodes: int
+
+
+def classify_on_ray(
+    paths: list[str],
+    spec: ModelSpec,
+    *,
+    revision: str | None,
+    device: str,
+    dtype: str,
+    classify: ClassifyOptions,
+    ray_options: RayOptions,
+    stop: threading.Event,
+    on_status: Callable[[str], None],
+    on_warning: Callable[[str], None],
+) -> Iterator[Prediction]:
+    """Yield one :class:`Prediction` per path, in completion order, classified by Ray actors.
+
+    Starts a local Ray (``ray_address`` None) or joins a cluster, checks placement and shared
+    storage, and stops what it started when the generator ends or is closed. Raises
+    :class:`~vmae_cli.extras.MissingExtraError`, :class:`EngineError` (and its kinds) or a
+    model error an actor met (:class:`~vmae_cli.model.ModelLoadError`, ...).
+    """
+    ray = require("ray", EXTRA, "--engine ray")
+    require("ray.data", EXTRA, "--engine ray")
+    session = _Session(ray, ray_options.ray_address, on_status)
+    try:
+        plan = plan_actors(_node_resources(ray), ray_options, classify.workers, _wants_gpu(device))
+        if ray_options.actors is not None and plan.actors < ray_options.actors:
+            on_warning(f"--actors {ray_options.actors}, but the cluster has room for {plan.actors}")
+        model = os.path.abspath(spec.name) if os.path.isdir(spec.name) else spec.name
+        absolute = [os.path.abspath(p) for p in paths]
+        probes = _probe_dirs(absolute, model)
+        on_status("checking that every node sees the videos")
+        _check_shared_storage(ray, probes)
+        on_status(
+            f"starting {plan.actors} actor{'s' if plan.actors != 1 else ''} "
+            f"on {plan.nodes} node{'s' if plan.nodes != 1 else ''}"
+        )
+        dataset = _dataset(
+            ray,
+            absolute,
+            plan,
+            ray_options.videos_per_task,
+            actor_args={
+                "model": model,
+                "revision": revision,
+                "device": device,
+                "dtype": dtype,
+                "classify": replace(classify, workers=plan.workers),
+                "probes": probes,
+                "ledger": ray.remote(num_cpus=0)(_Ledger).remote(),
+            },
+        )
+        yield from _rows(dataset, paths, stop, spec.name, classify.protocol.name)
+    finally:
+        session.close()
+
+
+def plan_actors(
+    nodes: list[dict[str, float]],
+    options: RayOptions,
+    workers: int | None,
+    wants_gpu: bool,
+) -> ActorPlan:
+    """The actor pool for a cluster whose nodes have the given ``CPU``/``GPU`` totals.
+
+    Defaults: on CPUs one actor per node with all of its CPUs; with GPUs one actor per
+    ``gpus_per_actor`` GPUs with the node's CPUs shared between them. Decoding workers per
+    actor: ``workers``, else one per CPU of the actor. Raises :class:`PlacementError` when no
+    node can host one actor.
+    """
+    gpus = options.gpus_per_actor
+    if gpus is None:
+        gpus = 1.0 if wants_gpu else 0.0
+    if gpus > 0:
+        hosts = [n for n in nodes if n.get("GPU", 0) >= gpus]
+        cpus = options.cpus_per_actor
+        if cpus is None:
+            shares = [n.get("CPU", 0) / (n["GPU"] // gpus) for n in hosts]
+            cpus = float(max(1, int(min(shares)))) if shares else 1.0
+    else:
+        cpus = options.cpus_per_actor
+        if cpus is None:
+            cpus = float(max(1, int(min((n.get("CPU", 0) for n in nodes), default=1))))
+        hosts = nodes
+    room = {
+        i: int(min(n.get("CPU", 0) // cpus, n.get("GPU", 0) // gpus if gpus > 0 else 1 << 30))
+        for i, n in enumerate(hosts)
+    }
+    fits = sum(room.values())
+    if fits == 0:
+        have = (
+            "; ".join(f"{n.get('CPU', 0):g} CPU, {n.get('GPU', 0):g} GPU" for n in nodes)
+            or "no nodes"
+        )
+        raise PlacementError(
+            f"no Ray node can host an actor with {cpus:g} CPU and {gpus:g} GPU "
+            f"(the nodes have: {have}); lower --cpus-per-actor/--gpus-per-actor"
+        )
+    actors = min(options.actors or fits, fits)
+    used = sum(1 for r in room.values() if r > 0)
+    return ActorPlan(
+        actors=actors,
+        cpus=cpus,
+        gpus=gpus,
+        workers=workers if workers is not None else max(1, int(cpus)),
+        nodes=min(used, actors),
+    )
+
+
+def _wants_gpu(device: str) -> bool:
+    return device.startswith("cuda")
+
+
+def _node_resources(ray: Any) -> list[dict[str, float]]:
+    return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+
+
+def _probe_dirs(paths: list[str], model: str) -> list[str]:
+    """Folders every node must see: those of the first and last video, and a model folder."""
+    dirs = list(dict.fromkeys(os.path.dirname(p) for p in (paths[0], paths[-1])))
+    if os.path.isdir(model):
+        dirs.append(model)
+    return dirs
+
+
+def node_label() -> str:
+    """This Ray node as rows and the summary name it: its IP and the start of its id."""
+    import ray
+
+    return f"{ray.util.get_node_ip_address()}/{ray.get_runtime_context().get_node_id()[:8]}"
+
+
+def _missing_dirs(dirs: list[str]) -> tuple[str, list[str]]:
+    return node_label(), [d for d in dirs if not os.path.isdir(d)]
+
+
+def _shared_storage_error(node: str, missing: list[str]) -> SharedStorageError:
+    return SharedStorageError(
+        f"shared storage needed: {missing[0]} is not visible on Ray node {node}; every node "
+        "must see the videos (and a --model folder) at the same path"
+    )
+
+
+def _check_shared_storage(ray: Any, dirs: list[str]) -> None:
+    """Ask every other alive node whether it sees ``dirs``; raise for the first that does
+    not. The driver's own node needs no asking (a local run costs nothing)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = ray.get_runtime_context().get_node_id()
+    probe = ray.remote(num_cpus=0)(_missing_dirs)
+    refs = [
+        probe.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+        ).remote(dirs)
+        for n in ray.nodes()
+        if n.get("Alive") and n["NodeID"] != here
+    ]
+    for node, missing in ray.get(refs, timeout=NODE_CHECK_TIMEOUT_S):
+        if missing:
+            raise _shared_storage_error(node, missing)
+
+
+class _Session:
+    """A connection to Ray: a local Ray started for this run (and stopped, even when the
+    driver is killed), or an existing cluster joined (left at the end)."""
+
+    def __init__(self, ray: Any, address: str | None, on_status: Callable[[str], None]):
+        from .reaper import Reaper, children, command_name
+
+        self.ray = ray
+        self.reaper: Reaper | None = None
+        self.joined_existing = ray.is_initialized()
+        if self.joined_existing:  # a caller's own Ray (a notebook, tests): use it as it is
+            return
+        common = {
+            "include_dashboard": False,
+            "log_to_driver": False,  # workers' prints and logs stay in the session folder
+            "logging_level": logging.ERROR,
+            "configure_logging": True,
+        }
+        quiet = log.getEffectiveLevel() > logging.DEBUG
+        if quiet:
+            # Ray's C++ core logs errors to the driver's stderr as well as to its files, among
+            # them one that Ray Data's own actor arguments always trigger with bounded restarts
+            # (ray-project/ray#53727, #57838): fatal ones only, unless --debug asks for all.
+            os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+        if address is None:
+            on_status("starting a local Ray")
+            self.reaper = Reaper()
+            before = set(children(os.getpid()))
+            with _stderr_silenced(quiet):
+                context = ray.init(address="local", **common)
+            started = [p for p in children(os.getpid()) if p not in before]
+            raylets = [p for p in started if command_name(p) == "raylet"]
+            self.reaper.kill_later(started, [f"RAY_RAYLET_PID={p}" for p in raylets])
+        else:
+            on_status(f"connecting to Ray at {address}")
+            with _stderr_silenced(quiet):
+                context = ray.init(address=address, **common)
+        _quiet_ray_data()
+        session_dir = getattr(context, "address_info", {}).get("session_dir")
+        if session_dir:
+            log.debug("Ray's logs: %s", os.path.join(session_dir, "logs"))
+
+    def close(self) -> None:
+        if not self.joined_existing:
+            self.ray.shutdown()
+        if self.reaper is not None:
+            self.reaper.close()
+
+
+@contextmanager
+def _stderr_silenced(silence: bool) -> Iterator[None]:
+    """File descriptor 2 on /dev/null for a moment: Ray's C++ core announces a log level set
+    from the environment on stderr, whatever that level is."""
+    if not silence:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _quiet_ray_data() -> None:
+    """No Ray Data progress bars or execution banners on the terminal: stderr carries vmae's
+    own progress and summary."""
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.enable_operator_progress_bars = False
+    ctx.print_on_execution_start = False
+    ctx.max_errored_blocks = 0  # never drop a block (its videos would get no row)
+    ctx.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S
+    for name in ("ray", "ray.data"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if isinstance(handler, logging.StreamHandler) and not isinstance(
+                handler, logging.FileHandler
+            ):
+                logger.removeHandler(handler)
+        logger.propagate = False
+
+
+def _dataset(
+    ray: Any, paths: list[str], plan: ActorPlan, per_task: int, actor_args: dict[str, Any]
+) -> Any:
+    """The Ray Data pipeline: numbered paths (as bytes: a file name need not be UTF-8) ->
+    actors -> rows."""
+    import ray.data
+
+    _quiet_ray_data()
+    items = [{"index": i, "path": os.fsencode(p)} for i, p in enumerate(paths)]
+    blocks = max(1, min(len(items), -(-len(items) // per_task)))
+    with warnings.catch_warnings():
+        # Ray 2.60 deprecates ray_remote_args, but map_batches has no named parameter for
+        # max_restarts and max_task_retries yet.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return ray.data.from_items(items, override_num_blocks=blocks).map_batches(
+            _Actor,
+            batch_size=per_task,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(
+                min_size=1, max_size=plan.actors, initial_size=plan.actors
+            ),
+            num_cpus=plan.cpus,
+            num_gpus=plan.gpus or None,
+            fn_constructor_kwargs=actor_args,
+            max_restarts=MAX_ACTOR_RESTARTS,
+            max_task_retries=MAX_ACTOR_RESTARTS,
+        )
+
+
+def _rows(
+    dataset: Any, paths: list[str], stop: threading.Event, model: str, protocol: str
+) -> Iterator[Prediction]:
+    """The dataset's rows as predictions (with the driver's spelling of each path), as they
+    arrive. A stop request ends the stream within :data:`STOP_POLL_S`; the batches still in
+    the actors get no row. Every path gets exactly one row when the dataset completes."""
+    done: set[int] = set()
+    arrived: queue.Queue[Any] = queue.Queue(maxsize=PREFETCH_BLOCKS)
+    finished = object()
+
+    def pump() -> None:
+        try:
+            for batch in dataset.iter_batches(
+                batch_size=None, batch_format="numpy", prefetch_batches=PREFETCH_BLOCKS
+            ):
+                _put(arrived, batch, stop)
+            _put(arrived, finished, stop)
+        except BaseException as exc:  # noqa: BLE001 - handed to the driver's thread
+            _put(arrived, exc, stop)
+
+    threading.Thread(target=pump, name="vmae-ray-rows", daemon=True).start()
+    while not stop.is_set():
+        try:
+            item = arrived.get(timeout=STOP_POLL_S)
+        except queue.Empty:
+            continue
+        if item is finished:
+            break
+        if isinstance(item, BaseException):
+            raise _translate(item)
+        for index, row in zip(item["index"].tolist(), item["row"], strict=True):
+            if index in done:  # a block delivered twice must not give a second row
+                continue
+            done.add(index)
+            prediction = pickle.loads(row)
+            # The driver's spelling: actors got absolute paths (their working folder is not
+            # the driver's), and the model as the user named it is what resume compares.
+            prediction.path = paths[index]
+            prediction.model = model
+            yield prediction
+    else:
+        return
+    for index, path in enumerate(paths):  # never a lost row, whatever Ray did
+        if index not in done:
+            yield Prediction(
+                path=path,
+                status=STATUS_ERROR,
+                error="the Ray engine returned no row for it",
+                model=model,
+                protocol=protocol,
+                stamp=file_stamp(path),
+            )
+
+
+def _put(q: queue.Queue[Any], item: Any, stop: threading.Event) -> None:
+    """Put ``item`` unless the driver stopped reading."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=STOP_POLL_S)
+            return
+        except queue.Full:
+            continue
+
+
+def _translate(exc: BaseException) -> BaseException:
+    """The error to report for a failed Ray execution: vmae's own error from an actor when
+    there is one (a model that cannot load, a node without the videos), else one line."""
+    from .model import DeviceError, ModelLoadError
+
+    ours = (SharedStorageError, ModelLoadError, DeviceError)
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        e = todo.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, ours):
+            return type(e)(*e.args) if e.args else e
+        for attr in ("cause", "__cause__", "__context__"):
+            nxt = getattr(e, attr, None)
+            if isinstance(nxt, BaseException):
+                todo.append(nxt)
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return EngineError(f"the Ray engine failed: {first} (Ray's logs: run with --debug)")
+
+
+class _Ledger:
+    """What the actors remember across their deaths (a Ray actor on the driver's node):
+    how often each batch began, and the videos being classified alone when an actor died."""
+
+    def __init__(self) -> None:
+        self.begun: Counter[str] = Counter()
+        self.alone: Counter[str] = Counter()
+
+    def begin(self, batch: str) -> int:
+        """Count a start of ``batch``; return how many starts came before."""
+        self.begun[batch] += 1
+        return self.begun[batch] - 1
+
+    def start_alone(self, path: str) -> int:
+        """Count a start of ``path`` alone; return how many such starts never finished."""
+        self.alone[path] += 1
+        return self.alone[path] - 1
+
+    def finish_alone(self, path: str) -> None:
+        self.alone.pop(path, None)
+
+
+class _Actor:
+    """One Ray actor: vmae's local pipeline on the paths of each batch it is given."""
+
+    def __init__(
+        self,
+        model: str,
+        revision: str | None,
+        device: str,
+        dtype: str,
+        classify: ClassifyOptions,
+        probes: list[str],
+        ledger: Any,
+    ):
+        from .pipeline import Classifier
+
+        self.node = node_label()
+        node, missing = _missing_dirs(probes)
+        if missing:
+            raise _shared_storage_error(node, missing)
+        # Lazy: the weights load while the first batch's videos decode, as in a local run.
+        self.classifier = Classifier(
+            model, revision=revision, device=device, dtype=dtype, lazy=True
+        )
+        self.options = classify
+        self.ledger = ledger
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+        import ray
+
+        index = batch["index"]
+        paths = [os.fsdecode(bytes(p)) for p in batch["path"]]
+        key = hashlib.sha1(np.ascontiguousarray(index).tobytes()).hexdigest()
+        if ray.get(self.ledger.begin.remote(key)) == 0:
+            rows = self._in_order(paths, self.classifier.classify_files(paths, self.options))
+        else:
+            rows = [self._alone(path) for path in paths]
+        for row in rows:
+            row.node = self.node
+        return {"index": index, "row": np.array([pickle.dumps(r) for r in rows], dtype=object)}
+
+    def _alone(self, path: str) -> Prediction:
+        """Classify ``path`` by itself, after an actor died on its batch; ``crashed`` if an
+        actor already died while it was classified alone."""
+        import ray
+
+        if ray.get(self.ledger.start_alone.remote(path)) > 0:
+            row = Prediction(
+                path=path,
+                status=STATUS_CRASHED,
+                error="its Ray actor died while classifying it (a decoder crash with "
+                "--workers 0, out of memory, or a lost node)",
+                model=self.classifier.spec.name,
+                protocol=self.options.protocol.name,
+                stamp=file_stamp(path),
+            )
+        else:
+            row = self._in_order([path], self.classifier.classify_files([path], self.options))[0]
+        ray.get(self.ledger.finish_alone.remote(path))
+        return row
+
+    def _in_order(self, paths: list[str], rows: Iterator[Prediction]) -> list[Prediction]:
+        """``rows`` (in completion order) in the order of ``paths``, exactly one each."""
+        by_path: dict[str, deque[Prediction]] = defaultdict(deque)
+        for row in rows:
+            by_path[row.path].append(row)
+        ordered = []
+        for path in paths:
+            if by_path[path]:
+                ordered.append(by_path[path].popleft())
+            else:
+                ordered.append(
+                    Prediction(
+                        path=path,
+                        status=STATUS_ERROR,
+                        error="the pipeline returned no row for it",
+                        model=self.classifier.spec.name,
+                        protocol=self.options.protocol.name,
+                        stamp=file_stamp(path),
+                    )
+                )
+        return ordered
