@@ -48,6 +48,14 @@ def test_a_crashing_decoder_costs_one_row_not_the_run() -> None:
     assert all(got[p].failure.status == "error" for p in paths if p != "crash.mp4")
 
 
+def test_a_crash_is_not_called_a_timeout() -> None:
+    """A dead worker's item is ``crashed`` even when the watchdog looks after --timeout and
+    before the loader noticed the death (one worker: nothing else wakes the loader)."""
+    got = by_path(iter_decoded(["crash.mp4", "a.mp4"], FakeJob(), workers=1, timeout_s=0.5))
+    assert got["crash.mp4"].failure.status == STATUS_CRASHED
+    assert got["a.mp4"].failure.error == "done a.mp4"
+
+
 def test_a_hanging_decoder_is_killed_after_the_timeout() -> None:
     paths = ["a.mp4", "hang.mp4", "b.mp4", "c.mp4"]
     start = time.monotonic()

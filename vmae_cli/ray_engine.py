@@ -217,11 +217,11 @@ def _node_resources(ray: Any) -> list[dict[str, float]]:
 
 
 def _probe_dirs(paths: list[str], model: str) -> list[str]:
-    """Folders every node must see: those of the first and last video, and a model folder."""
+    """Folders every node must see: those of the first and last video, and a model folder;
+    only those the driver sees (a folder gone meanwhile makes ``not_found`` rows, as in a
+    local run, not a storage error)."""
     dirs = list(dict.fromkeys(os.path.dirname(p) for p in (paths[0], paths[-1])))
-    if os.path.isdir(model):
-        dirs.append(model)
-    return dirs
+    return [d for d in [*dirs, model] if os.path.isdir(d)]
 
 
 def node_label() -> str:
@@ -299,6 +299,7 @@ class _Session:
             with _stderr_silenced(quiet):
                 context = ray.init(address=address, **common)
         _quiet_ray_data()
+        self._unrouted = _route_ray_messages()
         session_dir = getattr(context, "address_info", {}).get("session_dir")
         if session_dir:
             log.debug("Ray's logs: %s", os.path.join(session_dir, "logs"))
@@ -306,6 +307,7 @@ class _Session:
     def close(self) -> None:
         if not self.joined_existing:
             self.ray.shutdown()
+            self._unrouted()
         if self.reaper is not None:
             self.reaper.close()
 
@@ -327,6 +329,32 @@ def _stderr_silenced(silence: bool) -> Iterator[None]:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+def _route_ray_messages() -> Callable[[], None]:
+    """Send the messages Ray's driver thread prints for the raylet ("a worker died...",
+    "the task will be retried") to the debug log instead of stdout, where they would land in
+    the middle of the rows (ray 2.60 prints them with ``print_to_stdstream`` to
+    ``sys.stdout``, whatever ``log_to_driver`` says). Returns what undoes it."""
+    try:
+        from ray._private import worker
+    except ImportError:  # another Ray layout: nothing to reroute
+        return lambda: None
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None:
+        return lambda: None
+
+    def to_debug_log(data: dict[str, Any], ignore_prefix: bool = False) -> None:
+        del ignore_prefix
+        for line in data.get("lines", ()):
+            log.debug("ray (%s): %s", data.get("pid", "?"), line)
+
+    worker.print_to_stdstream = to_debug_log
+
+    def undo() -> None:
+        worker.print_to_stdstream = original
+
+    return undo
 
 
 def _quiet_ray_data() -> None:
