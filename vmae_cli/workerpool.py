@@ -65,27 +65,7 @@ def _worker_init(_worker_id: int, prepare: Callable[[], None] | None = None) -> 
         prepare()
     # Ctrl-C is the main process's business: it stops dispatching and flushes the rows.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _crash_at_once()
     _die_with_parent()
-
-
-#: Signals of a crash in native code.
-_CRASH_SIGNALS = ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGABRT")
-
-
-def _crash_at_once() -> None:
-    """Let a crash kill this worker at once, as the pool expects, whatever handlers it
-    inherited through fork. A worker forked from a Ray actor inherits Ray's C++ failure
-    handler, which in the forked child hung on a segfault instead of dying (seen with ray
-    2.60: the video got ``timeout`` after --timeout instead of ``crashed`` at once)."""
-    import faulthandler
-
-    faulthandler.disable()
-    for name in _CRASH_SIGNALS:
-        try:
-            signal.signal(getattr(signal, name), signal.SIG_DFL)
-        except (AttributeError, OSError, ValueError):
-            pass
 
 
 #: prctl option that sends the calling process a signal when its parent dies (Linux).
