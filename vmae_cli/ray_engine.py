@@ -29,6 +29,7 @@ import logging
 import os
 import pickle
 import queue
+import socket
 import sys
 import threading
 import warnings
@@ -60,6 +61,8 @@ MAX_ACTOR_RESTARTS = 8
 ACTOR_START_TIMEOUT_S = 300.0
 #: How long a node has to answer the shared-storage check (seconds).
 NODE_CHECK_TIMEOUT_S = 120.0
+#: How long a --ray-address HOST:PORT has to accept a connection (seconds).
+CONNECT_TIMEOUT_S = 10.0
 #: How often the driver looks at a stop request while no row arrives (seconds).
 STOP_POLL_S = 0.2
 #: Output blocks Ray Data may hold ready for the driver.
@@ -256,7 +259,13 @@ def _check_shared_storage(ray: Any, dirs: list[str]) -> None:
         for n in ray.nodes()
         if n.get("Alive") and n["NodeID"] != here
     ]
-    for node, missing in ray.get(refs, timeout=NODE_CHECK_TIMEOUT_S):
+    try:
+        answers = ray.get(refs, timeout=NODE_CHECK_TIMEOUT_S)
+    except ray.exceptions.GetTimeoutError:
+        raise EngineError(
+            f"a Ray node did not answer within {NODE_CHECK_TIMEOUT_S:g} s whether it sees {dirs[0]}"
+        ) from None
+    for node, missing in answers:
         if missing:
             raise _shared_storage_error(node, missing)
 
@@ -290,14 +299,14 @@ class _Session:
             self.reaper = Reaper()
             before = set(children(os.getpid()))
             with _stderr_silenced(quiet):
-                context = ray.init(address="local", **common)
+                context = _init(ray, "local", common)
             started = [p for p in children(os.getpid()) if p not in before]
             raylets = [p for p in started if command_name(p) == "raylet"]
             self.reaper.kill_later(started, [f"RAY_RAYLET_PID={p}" for p in raylets])
         else:
             on_status(f"connecting to Ray at {address}")
             with _stderr_silenced(quiet):
-                context = ray.init(address=address, **common)
+                context = _init(ray, address, common)
         _quiet_ray_data()
         self._unrouted = _route_ray_messages()
         session_dir = getattr(context, "address_info", {}).get("session_dir")
@@ -310,6 +319,32 @@ class _Session:
             self._unrouted()
         if self.reaper is not None:
             self.reaper.close()
+
+
+def _init(ray: Any, address: str, options: dict[str, Any]) -> Any:
+    """``ray.init``, its failures (no cluster at that address, ...) as one line."""
+    _check_reachable(address)
+    try:
+        return ray.init(address=address, **options)
+    except Exception as exc:  # whatever Ray raises, the user gets one line
+        where = "a local Ray" if address == "local" else f"Ray at {address}"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EngineError(f"cannot start or reach {where}: {first}") from exc
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse at once an address where nothing listens: ``ray.init`` keeps retrying such a
+    HOST:PORT for minutes (seen with ray 2.60)."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto", "local": Ray finds the cluster itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise EngineError(
+            f"nothing answers at {address} ({exc.strerror or exc}): is the Ray cluster "
+            "started (ray start --head), and is the address its head's?"
+        ) from None
 
 
 @contextmanager
@@ -416,39 +451,52 @@ def _rows(
     done: set[int] = set()
     arrived: queue.Queue[Any] = queue.Queue(maxsize=PREFETCH_BLOCKS)
     finished = object()
+    # Set when the driver stops reading (a stop request, or the caller closed this
+    # generator): the reading thread then ends Ray Data's execution instead of going on.
+    abandoned = threading.Event()
 
     def pump() -> None:
+        batches = dataset.iter_batches(
+            batch_size=None, batch_format="numpy", prefetch_batches=PREFETCH_BLOCKS
+        )
         try:
-            for batch in dataset.iter_batches(
-                batch_size=None, batch_format="numpy", prefetch_batches=PREFETCH_BLOCKS
-            ):
-                _put(arrived, batch, stop)
-            _put(arrived, finished, stop)
+            for batch in batches:
+                if not _put(arrived, batch, abandoned):
+                    return
+            _put(arrived, finished, abandoned)
         except BaseException as exc:  # noqa: BLE001 - handed to the driver's thread
-            _put(arrived, exc, stop)
+            _put(arrived, exc, abandoned)
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
 
     threading.Thread(target=pump, name="vmae-ray-rows", daemon=True).start()
-    while not stop.is_set():
-        try:
-            item = arrived.get(timeout=STOP_POLL_S)
-        except queue.Empty:
-            continue
-        if item is finished:
-            break
-        if isinstance(item, BaseException):
-            raise _translate(item)
-        for index, row in zip(item["index"].tolist(), item["row"], strict=True):
-            if index in done:  # a block delivered twice must not give a second row
+    try:
+        while True:
+            if stop.is_set():
+                return
+            try:
+                item = arrived.get(timeout=STOP_POLL_S)
+            except queue.Empty:
                 continue
-            done.add(index)
-            prediction = pickle.loads(row)
-            # The driver's spelling: actors got absolute paths (their working folder is not
-            # the driver's), and the model as the user named it is what resume compares.
-            prediction.path = paths[index]
-            prediction.model = model
-            yield prediction
-    else:
-        return
+            if item is finished:
+                break
+            if isinstance(item, BaseException):
+                raise _translate(item)
+            for index, row in zip(item["index"].tolist(), item["row"], strict=True):
+                if index in done:  # a block delivered twice must not give a second row
+                    continue
+                done.add(index)
+                prediction = pickle.loads(row)
+                # The driver's spelling: actors got absolute paths (their working folder is
+                # not the driver's), and the model as the user named it is what resume
+                # compares.
+                prediction.path = paths[index]
+                prediction.model = model
+                yield prediction
+    finally:
+        abandoned.set()
     for index, path in enumerate(paths):  # never a lost row, whatever Ray did
         if index not in done:
             yield Prediction(
@@ -461,14 +509,15 @@ def _rows(
             )
 
 
-def _put(q: queue.Queue[Any], item: Any, stop: threading.Event) -> None:
-    """Put ``item`` unless the driver stopped reading."""
-    while not stop.is_set():
+def _put(q: queue.Queue[Any], item: Any, abandoned: threading.Event) -> bool:
+    """Put ``item`` unless the driver stopped reading; whether it was put."""
+    while not abandoned.is_set():
         try:
             q.put(item, timeout=STOP_POLL_S)
-            return
+            return True
         except queue.Full:
             continue
+    return False
 
 
 def _translate(exc: BaseException) -> BaseException:
@@ -484,8 +533,10 @@ def _translate(exc: BaseException) -> BaseException:
         if id(e) in seen:
             continue
         seen.add(id(e))
-        if isinstance(e, ours):
-            return type(e)(*e.args) if e.args else e
+        # Ray re-raises an actor's exception as a class deriving from both RayTaskError and
+        # the original: report the original, found as its cause.
+        if isinstance(e, ours) and type(e).__module__.startswith("vmae_cli"):
+            return e
         for attr in ("cause", "__cause__", "__context__"):
             nxt = getattr(e, attr, None)
             if isinstance(nxt, BaseException):
