@@ -353,8 +353,8 @@ def classify(
     ray_address: Annotated[
         str | None,
         typer.Option(
-            metavar="auto|ray://HOST:PORT",
-            help="Join this Ray cluster (auto: the one started on this machine with `ray start`).",
+            metavar="auto|HOST:PORT",
+            help="Join this Ray cluster (auto: the one this machine joined with `ray start`).",
             show_default="start a local Ray for this run",
             rich_help_panel=PANEL_RAY,
         ),

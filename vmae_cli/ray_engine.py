@@ -85,7 +85,7 @@ class SharedStorageError(EngineError):
 class RayOptions:
     """Where and how ``--engine ray`` runs (ignored by the local engine)."""
 
-    ray_address: str | None = None  # None: start a local Ray; "auto" or "ray://HOST:PORT"
+    ray_address: str | None = None  # None: start a local Ray; "auto" or "HOST:PORT"
     actors: int | None = None  # None: as many as the cluster has room for
     cpus_per_actor: float | None = None  # None: a whole node's CPUs (CPU) or its share (GPU)
     gpus_per_actor: float | None = None  # None: 1 with --device cuda, else 0
@@ -133,6 +133,9 @@ def classify_on_ray(
         model = os.path.abspath(spec.name) if os.path.isdir(spec.name) else spec.name
         absolute = [os.path.abspath(p) for p in paths]
         probes = _probe_dirs(absolute, model)
+        # Held here for the whole run: Ray ends an actor once its creator drops the handle,
+        # whatever the handles pickled into the actors' arguments.
+        ledger = ray.remote(num_cpus=0)(_Ledger).remote()
         on_status("checking that every node sees the videos")
         _check_shared_storage(ray, probes)
         on_status(
@@ -151,7 +154,7 @@ def classify_on_ray(
                 "dtype": dtype,
                 "classify": replace(classify, workers=plan.workers),
                 "probes": probes,
-                "ledger": ray.remote(num_cpus=0)(_Ledger).remote(),
+                "ledger": ledger,
             },
         )
         yield from _rows(dataset, paths, stop, spec.name, classify.protocol.name)
@@ -329,13 +332,23 @@ def _init(ray: Any, address: str, options: dict[str, Any]) -> Any:
     except Exception as exc:  # whatever Ray raises, the user gets one line
         where = "a local Ray" if address == "local" else f"Ray at {address}"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EngineError(f"cannot start or reach {where}: {first}") from exc
+        hint = ""
+        if address != "local" and "RAY_AUTH_MODE" not in os.environ:
+            # ray 2.60's `ray start` turns token authentication on, and a driver without
+            # RAY_AUTH_MODE=token is refused with only "Failed to connect to Ray cluster".
+            # Setting it here would not do: Ray reads it when imported, and a driver in token
+            # mode on a cluster without authentication gets its actors cancelled.
+            hint = (
+                "; if the cluster uses token authentication (ray start's default since ray "
+                "2.60), run vmae with RAY_AUTH_MODE=token and the cluster's token"
+            )
+        raise EngineError(f"cannot start or reach {where}: {first}{hint}") from exc
 
 
 def _check_reachable(address: str) -> None:
     """Refuse at once an address where nothing listens: ``ray.init`` keeps retrying such a
     HOST:PORT for minutes (seen with ray 2.60)."""
-    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit():
         return  # "auto", "local": Ray finds the cluster itself
     try:
@@ -483,7 +496,8 @@ def _rows(
             if item is finished:
                 break
             if isinstance(item, BaseException):
-                raise _translate(item)
+                log.debug("Ray Data failed", exc_info=item)
+                raise _translate(item) from item
             for index, row in zip(item["index"].tolist(), item["row"], strict=True):
                 if index in done:  # a block delivered twice must not give a second row
                     continue

@@ -507,6 +507,14 @@ def _check_engine(o: RunOptions) -> None:
     if o.engine not in ENGINES:
         raise RunOptionsError(f"unknown engine {o.engine!r}: use one of {', '.join(ENGINES)}")
     if o.engine == ENGINE_RAY:
+        if (o.ray.ray_address or "").startswith("ray://"):
+            # Ray Data's executor needs a real driver: over Ray Client it fails with
+            # "'Worker' object has no attribute 'core_worker'" (ray 2.60).
+            raise RunOptionsError(
+                "--ray-address ray://... (Ray Client) cannot run Ray Data: run vmae on a node "
+                "of the cluster with --ray-address auto or HEAD:PORT, or through "
+                "`ray job submit -- vmae classify ... --ray-address auto`"
+            )
         require("ray", EXTRA_RAY, "--engine ray")
         return
     given = [
