@@ -29,6 +29,7 @@ import logging
 import os
 import pickle
 import queue
+import signal
 import socket
 import sys
 import threading
@@ -65,6 +66,8 @@ NODE_CHECK_TIMEOUT_S = 120.0
 CONNECT_TIMEOUT_S = 10.0
 #: How often the driver looks at a stop request while no row arrives (seconds).
 STOP_POLL_S = 0.2
+#: How long the driver waits for its reading thread to leave Ray Data when it stops (s).
+READER_JOIN_S = 30.0
 #: Output blocks Ray Data may hold ready for the driver.
 PREFETCH_BLOCKS = 2
 
@@ -297,19 +300,21 @@ class _Session:
             # them one that Ray Data's own actor arguments always trigger with bounded restarts
             # (ray-project/ray#53727, #57838): fatal ones only, unless --debug asks for all.
             os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
-        if address is None:
-            on_status("starting a local Ray")
-            self.reaper = Reaper()
-            before = set(children(os.getpid()))
-            with _stderr_silenced(quiet):
-                context = _init(ray, "local", common)
-            started = [p for p in children(os.getpid()) if p not in before]
-            raylets = [p for p in started if command_name(p) == "raylet"]
-            self.reaper.kill_later(started, [f"RAY_RAYLET_PID={p}" for p in raylets])
-        else:
-            on_status(f"connecting to Ray at {address}")
-            with _stderr_silenced(quiet):
-                context = _init(ray, address, common)
+        with _signal_handlers_kept():
+            if address is None:
+                on_status("starting a local Ray")
+                self.reaper = Reaper()
+                before = set(children(os.getpid()))
+                with _stderr_silenced(quiet):
+                    context = _init(ray, "local", common)
+                started = [p for p in children(os.getpid()) if p not in before]
+                raylets = [p for p in started if command_name(p) == "raylet"]
+                agents = [p for raylet in raylets for p in children(raylet)]
+                self.reaper.kill_later(started + agents, [f"RAY_RAYLET_PID={p}" for p in raylets])
+            else:
+                on_status(f"connecting to Ray at {address}")
+                with _stderr_silenced(quiet):
+                    context = _init(ray, address, common)
         _quiet_ray_data()
         self._unrouted = _route_ray_messages()
         session_dir = getattr(context, "address_info", {}).get("session_dir")
@@ -358,6 +363,23 @@ def _check_reachable(address: str) -> None:
             f"nothing answers at {address} ({exc.strerror or exc}): is the Ray cluster "
             "started (ray start --head), and is the address its head's?"
         ) from None
+
+
+@contextmanager
+def _signal_handlers_kept() -> Iterator[None]:
+    """Keep the caller's SIGINT and SIGTERM handlers: ``ray.init`` installs its own in the
+    driver (ray 2.60), which exit at once instead of letting vmae write the rows it has and
+    stop Ray."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # handlers can only be set, and are only replaced, in the main thread
+        return
+    kept = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in kept.items():
+            if handler is not None:
+                signal.signal(s, handler)
 
 
 @contextmanager
@@ -469,8 +491,11 @@ def _rows(
     abandoned = threading.Event()
 
     def pump() -> None:
-        batches = dataset.iter_batches(
-            batch_size=None, batch_format="numpy", prefetch_batches=PREFETCH_BLOCKS
+        # iter(): iter_batches gives an iterable; its generator is what can be closed.
+        batches = iter(
+            dataset.iter_batches(
+                batch_size=None, batch_format="numpy", prefetch_batches=PREFETCH_BLOCKS
+            )
         )
         try:
             for batch in batches:
@@ -484,7 +509,8 @@ def _rows(
             if close is not None:
                 close()
 
-    threading.Thread(target=pump, name="vmae-ray-rows", daemon=True).start()
+    pumper = threading.Thread(target=pump, name="vmae-ray-rows", daemon=True)
+    pumper.start()
     try:
         while True:
             if stop.is_set():
@@ -511,6 +537,7 @@ def _rows(
                 yield prediction
     finally:
         abandoned.set()
+        _end_reading(dataset, pumper)
     for index, path in enumerate(paths):  # never a lost row, whatever Ray did
         if index not in done:
             yield Prediction(
@@ -521,6 +548,26 @@ def _rows(
                 protocol=protocol,
                 stamp=file_stamp(path),
             )
+
+
+def _end_reading(dataset: Any, pumper: threading.Thread) -> None:
+    """Stop Ray Data's execution and wait for the reading thread, before Ray is shut down.
+
+    A reading thread still inside Ray Data after ``ray.shutdown`` calls Ray again when its
+    iterator closes, and Ray then starts a new local instance from that thread, whose agents
+    nobody stops (seen with ray 2.60 after a SIGTERM). The thread waits for the next block,
+    which can take a whole batch: shutting the executor down (``Dataset._current_executor``,
+    ray 2.60) ends that wait, and its actors, at once.
+    """
+    if not pumper.is_alive():
+        return
+    executor = getattr(dataset, "_current_executor", None)
+    if executor is not None:
+        try:
+            executor.shutdown(force=True)
+        except Exception as exc:  # noqa: BLE001 - the join below still bounds the wait
+            log.debug("stopping Ray Data's executor: %r", exc)
+    pumper.join(timeout=READER_JOIN_S)
 
 
 def _put(q: queue.Queue[Any], item: Any, abandoned: threading.Event) -> bool:
