@@ -77,6 +77,7 @@ class Classifier:
         classification).
         """
         self._loaded: LoadedModel | None = None
+        self._loading = threading.Lock()  # classify_files may run in several threads
         if isinstance(model, LoadedModel):
             self._loaded = model
             self.spec = ModelSpec(
@@ -99,7 +100,9 @@ class Classifier:
     def loaded(self) -> LoadedModel:
         """The model with its weights, loaded on first use."""
         if self._loaded is None:
-            self._loaded = load_model(self.spec.name, spec=self.spec, **self._load_args)
+            with self._loading:
+                if self._loaded is None:
+                    self._loaded = load_model(self.spec.name, spec=self.spec, **self._load_args)
         return self._loaded
 
     def classify(
