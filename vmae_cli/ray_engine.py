@@ -49,12 +49,13 @@ log = logging.getLogger(__name__)
 
 #: The optional extra that installs this engine.
 EXTRA = "ray"
-#: Videos per Ray task (one ``map_batches`` batch): small enough to spread work evenly and
-#: to lose little when a node fails, large enough that starting each task's decoding pool
-#: (about 0.1 s) is noise next to the videos' own time.
-DEFAULT_VIDEOS_PER_TASK = 8
-#: Batches an actor works on at once (each with its own decoding workers).
-TASKS_PER_ACTOR = 2
+#: Videos per Ray task (one ``map_batches`` batch). An actor takes one batch at a time, and
+#: at the end of each its decoding workers wait while the last videos go through the model:
+#: on 2 cores with ViT-B, 23 videos took 73-74 s in batches of 8 against 56-60 s locally.
+#: Larger batches pay that wait less often; smaller ones spread work more evenly, stream rows
+#: sooner and lose less when a node fails. (Two batches at once per actor, through Ray
+#: Data's max_concurrent_calls_per_actor, failed a run with an error in the actor.)
+DEFAULT_VIDEOS_PER_TASK = 16
 #: How often Ray restarts an actor that died, and retries the task it had. Actors only die
 #: of something outside vmae's control (decoding runs in worker processes), except with
 #: ``--workers 0``, where each video that crashes its decoder costs two restarts.
@@ -472,15 +473,6 @@ def _dataset(
                 min_size=1,
                 max_size=plan.actors,
                 initial_size=plan.actors,
-                # Two batches at once per actor: the next one decodes while the last videos
-                # of the previous one go through the model. One at a time, the decoding
-                # workers sat idle at the end of every batch (23 videos, ViT-B, 2 cores:
-                # 73.4 s against 55.7 s locally). With --workers 0 the actor decodes itself
-                # and must take one batch at a time: the redo of a batch whose actor died
-                # tells which video killed it only when that video was alone in the actor
-                # (with two at once, a crashing video was seen to end "ok").
-                max_concurrent_calls_per_actor=TASKS_PER_ACTOR if plan.workers > 0 else 1,
-                enable_true_multi_threading=plan.workers > 0,
             ),
             num_cpus=plan.cpus,
             num_gpus=plan.gpus or None,
