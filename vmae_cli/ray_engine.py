@@ -460,14 +460,17 @@ def _dataset(
 
     _quiet_ray_data()
     items = [{"index": i, "path": os.fsencode(p)} for i, p in enumerate(paths)]
-    blocks = max(1, min(len(items), -(-len(items) // per_task)))
+    blocks = max(1, min(len(items), -(-len(items) // per_task)))  # at most per_task each
     with warnings.catch_warnings():
         # Ray 2.60 deprecates ray_remote_args, but map_batches has no named parameter for
         # max_restarts and max_task_retries yet.
         warnings.simplefilter("ignore", DeprecationWarning)
         return ray.data.from_items(items, override_num_blocks=blocks).map_batches(
             _Actor,
-            batch_size=per_task,
+            # One block, one task, one call: with batch_size=per_task Ray Data bundled the
+            # blocks up to per_task rows first (23 videos in blocks of 12 and 11 became one
+            # task of two calls, whose rows all came at the end).
+            batch_size=None,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(
                 min_size=1,
