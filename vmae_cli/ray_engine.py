@@ -549,14 +549,21 @@ def _rows(
         _end_reading(dataset, pumper)
     for index, path in enumerate(paths):  # never a lost row, whatever Ray did
         if index not in done:
-            yield Prediction(
-                path=path,
-                status=STATUS_ERROR,
-                error="the Ray engine returned no row for it",
-                model=model,
-                protocol=protocol,
-                stamp=file_stamp(path),
+            yield _failure_row(
+                path, STATUS_ERROR, "the Ray engine returned no row for it", model, protocol
             )
+
+
+def _failure_row(path: str, status: str, error: str, model: str, protocol: str) -> Prediction:
+    """The row of a video that got none from the pipeline (stamped now, for --resume)."""
+    return Prediction(
+        path=path,
+        status=status,
+        error=error,
+        model=model,
+        protocol=protocol,
+        stamp=file_stamp(path),
+    )
 
 
 def _end_reading(dataset: Any, pumper: threading.Thread) -> None:
@@ -684,14 +691,11 @@ class _Actor:
         import ray
 
         if ray.get(self.ledger.start_alone.remote(path)) > 0:
-            row = Prediction(
-                path=path,
-                status=STATUS_CRASHED,
-                error="its Ray actor died while classifying it (a decoder crash with "
-                "--workers 0, out of memory, or a lost node)",
-                model=self.classifier.spec.name,
-                protocol=self.options.protocol.name,
-                stamp=file_stamp(path),
+            row = self._failure_row(
+                path,
+                STATUS_CRASHED,
+                "its Ray actor died while classifying it (a decoder crash with --workers 0, "
+                "out of memory, or a lost node)",
             )
         else:
             row = self._in_order([path], self.classifier.classify_files([path], self.options))[0]
@@ -709,13 +713,11 @@ class _Actor:
                 ordered.append(by_path[path].popleft())
             else:
                 ordered.append(
-                    Prediction(
-                        path=path,
-                        status=STATUS_ERROR,
-                        error="the pipeline returned no row for it",
-                        model=self.classifier.spec.name,
-                        protocol=self.options.protocol.name,
-                        stamp=file_stamp(path),
-                    )
+                    self._failure_row(path, STATUS_ERROR, "the pipeline returned no row for it")
                 )
         return ordered
+
+    def _failure_row(self, path: str, status: str, error: str) -> Prediction:
+        return _failure_row(
+            path, status, error, self.classifier.spec.name, self.options.protocol.name
+        )
