@@ -4,8 +4,10 @@ Three parts, each in its own process so that none disturbs the others (torch thr
 memory, caches), measured one after the other on the same files:
 
 ``model``  model-only rate: clips/s of ``vmae_cli.model.LoadedModel.predict`` on random uint8
-           batches ``(B, 16, 3, 224, 224)`` after warm-up, for each dtype (bfloat16, float32)
-           and batch size asked for. No decoding at all: the ceiling for vmae on this machine.
+           batches ``(B, 16, 3, 224, 224)`` after warm-up, for each backend (torch, and
+           OpenVINO when installed, from vmae's conversion cache: the first run converts),
+           dtype (bfloat16, float32) and batch size asked for. No decoding at all: the best
+           of them is the ceiling for vmae on this machine.
 ``vmae``   ``vmae classify VIDEOS_DIR --model MODEL_DIR -q -o tmp.csv [--vmae-args]`` as a
            subprocess, timed from start to exit (interpreter start-up, imports and model load
            included), with the peak memory of its whole process tree (RSS and PSS sums, sampled
@@ -23,7 +25,8 @@ memory, caches), measured one after the other on the same files:
            samples 16 frames spread over the whole video, which means decoding all of it, so
            the two rates do not measure the same work; the JSON records what HF sampled.
 
-Then a table with the ratios vmae/HF and vmae/model-only (bf16) and the machine's details.
+Then a table with the ratios vmae/HF and vmae/model-only (the best setting, and each backend's
+bf16) and the machine's details.
 
 Usage::
 
@@ -171,12 +174,17 @@ def _hf_worker(args: argparse.Namespace) -> dict[str, Any]:
 def _model_worker(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
+    from vmae_cli import openvino_backend
     from vmae_cli.model import load_model
 
     results = []
-    for dtype in _split(args.model_dtypes):
+    settings = [(b, d) for b in _split(args.model_backends) for d in _split(args.model_dtypes)]
+    for backend, dtype in settings:
+        if backend == "openvino" and not openvino_backend.available():
+            print("  model openvino: not installed, skipped", file=sys.stderr)
+            continue
         t = time.perf_counter()
-        lm = load_model(args.model, device="cpu", dtype=dtype)
+        lm = load_model(args.model, device="cpu", dtype=dtype, backend=backend)
         load_s = time.perf_counter() - t
         crop = getattr(lm.preprocess, "crop_hw", None) or (224, 224)
         for batch in (int(b) for b in _split(args.model_batch_sizes)):
@@ -198,8 +206,9 @@ def _model_worker(args: argparse.Namespace) -> dict[str, Any]:
                     break
             results.append(
                 {
+                    "backend": lm.backend,
                     "dtype": dtype,
-                    "resolved_dtype": str(lm.dtype).replace("torch.", ""),
+                    "resolved_dtype": lm.precision,
                     "batch_size": batch,
                     "input_shape": list(x.shape),
                     "iterations": iters,
@@ -211,7 +220,7 @@ def _model_worker(args: argparse.Namespace) -> dict[str, Any]:
                 }
             )
             print(
-                f"  model {dtype} B={batch}: {batch * iters / elapsed:.3f} clips/s "
+                f"  model {lm.backend} {dtype} B={batch}: {batch * iters / elapsed:.3f} clips/s "
                 f"({iters} batches in {elapsed:.1f} s)",
                 file=sys.stderr,
             )
@@ -244,6 +253,8 @@ def _run_worker(kind: str, args: argparse.Namespace) -> tuple[dict[str, Any], An
             str(out),
             "--model-dtypes",
             args.model_dtypes,
+            "--model-backends",
+            args.model_backends,
             "--model-batch-sizes",
             args.model_batch_sizes,
             "--model-seconds",
@@ -280,11 +291,20 @@ def _warm_page_cache(paths: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def _runtime(summary: Path) -> str | None:
+    """The model runtime a vmae run reported in its --summary file (``"openvino bfloat16"``)."""
+    try:
+        return json.loads(summary.read_text(encoding="utf-8")).get("runtime")
+    except (OSError, ValueError):
+        return None
+
+
 def _measure_vmae(args: argparse.Namespace, n_videos: int) -> list[dict[str, Any]]:
     runs = []
     with tempfile.TemporaryDirectory(prefix="vmae-bench-") as tmp:
         for i in range(args.runs):
             csv_path = Path(tmp) / f"run{i}.csv"
+            summary_path = Path(tmp) / f"run{i}.json"
             cmd = [
                 *vmae_command(),
                 "classify",
@@ -294,6 +314,8 @@ def _measure_vmae(args: argparse.Namespace, n_videos: int) -> list[dict[str, Any
                 "-q",
                 "-o",
                 str(csv_path),
+                "--summary",
+                str(summary_path),
                 *shlex.split(args.vmae_args),
             ]
             watch = FirstRowWatch(csv_path)
@@ -310,6 +332,7 @@ def _measure_vmae(args: argparse.Namespace, n_videos: int) -> list[dict[str, Any
                 "ok": statuses.get("ok", 0),
                 "statuses": statuses,
                 "decoders": count_csv_rows(csv_path, "decoder"),
+                "runtime": _runtime(summary_path),
                 "memory": m.memory.as_dict(with_timeline=True),
                 "stderr_tail": "\n".join(m.stderr.strip().splitlines()[-10:]),
             }
@@ -354,6 +377,11 @@ def main(argv: list[str] | None = None) -> int:
         help="dtype of the HF pipeline (default float32, what a user gets without asking)",
     )
     parser.add_argument("--model-dtypes", default="bfloat16,float32")
+    parser.add_argument(
+        "--model-backends",
+        default="torch,openvino",
+        help="model-only backends (default torch,openvino; openvino is skipped if missing)",
+    )
     parser.add_argument(
         "--model-batch-sizes", default="2", help="comma-separated (default 2, vmae's CPU default)"
     )
@@ -454,20 +482,24 @@ def _summarise(report: dict[str, Any]) -> dict[str, Any]:
     hf_n = hf.get("videos")
     if hf_n is not None and hf_n != report["videos"]["videos"]:
         s["note"] = f"HF ran over the first {hf_n} videos only (--hf-limit)"
-    best: dict[str, Any] = {}
+    best: dict[str, Any] = {}  # per "backend dtype", the best batch size
     for run in parts.get("model", {}).get("runs", []):
-        key = run["dtype"]
+        key = f"{run.get('backend', 'torch')} {run['dtype']}"
         if key not in best or run["clips_per_s"] > best[key]["clips_per_s"]:
             best[key] = run
     s["model_only"] = {
         k: {"clips_per_s": v["clips_per_s"], "batch_size": v["batch_size"]} for k, v in best.items()
     }
-    bf16 = best.get("bfloat16", {}).get("clips_per_s")
-    fp32 = best.get("float32", {}).get("clips_per_s")
-    s["ratio_vmae_over_hf_process"] = ratio(s["vmae_videos_per_s"], s["hf_videos_per_s_process"])
-    s["ratio_vmae_over_hf_loop"] = ratio(s["vmae_videos_per_s"], s["hf_videos_per_s_loop"])
-    s["ratio_vmae_over_model_bf16"] = ratio(s["vmae_videos_per_s"], bf16)
-    s["ratio_vmae_over_model_fp32"] = ratio(s["vmae_videos_per_s"], fp32)
+    top = max(best, key=lambda k: best[k]["clips_per_s"]) if best else None
+    s["model_only_best"] = top
+    runtimes = {r.get("runtime") for r in vmae} - {None}
+    s["vmae_runtime"] = ", ".join(sorted(runtimes)) or None
+    rate = s["vmae_videos_per_s"]
+    s["ratio_vmae_over_hf_process"] = ratio(rate, s["hf_videos_per_s_process"])
+    s["ratio_vmae_over_hf_loop"] = ratio(rate, s["hf_videos_per_s_loop"])
+    s["ratio_vmae_over_model_best"] = ratio(rate, best[top]["clips_per_s"] if top else None)
+    for key, run in best.items():
+        s[f"ratio_vmae_over_model {key}"] = ratio(rate, run["clips_per_s"])
     return s
 
 
@@ -498,7 +530,7 @@ def _print_report(report: dict[str, Any]) -> None:
 
     for run in parts.get("model", {}).get("runs", []):
         add(
-            name=f"model only {run['dtype']} B={run['batch_size']}",
+            name=f"model only {run.get('backend', 'torch')} {run['dtype']} B={run['batch_size']}",
             cps=fmt_rate(run["clips_per_s"]),
             wall=f"{run['seconds']:.1f}",
         )
@@ -537,11 +569,17 @@ def _print_report(report: dict[str, Any]) -> None:
     ratios = [
         ("vmae / HF (whole process each)", s.get("ratio_vmae_over_hf_process")),
         ("vmae / HF (HF loop only, no start-up)", s.get("ratio_vmae_over_hf_loop")),
-        ("vmae / model-only bf16 (best B)", s.get("ratio_vmae_over_model_bf16")),
-        ("vmae / model-only fp32 (best B)", s.get("ratio_vmae_over_model_fp32")),
+        (
+            f"vmae / best model-only ({s.get('model_only_best')})",
+            s.get("ratio_vmae_over_model_best"),
+        ),
     ]
+    for key in s.get("model_only", {}):
+        ratios.append((f"vmae / model-only {key} (best B)", s.get(f"ratio_vmae_over_model {key}")))
     for name, value in ratios:
-        print(f"{name:40s} {fmt_rate(value, 2)}")
+        print(f"{name:48s} {fmt_rate(value, 2)}")
+    if s.get("vmae_runtime"):
+        print(f"vmae ran the model with: {s['vmae_runtime']}")
     if s.get("note"):
         print(f"note: {s['note']}")
     for i, run in enumerate(parts.get("vmae", {}).get("runs", []), 1):

@@ -17,6 +17,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # for `tiny_model`
 from tiny_model import make_tiny_model  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _openvino_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Converted models go to a folder of this test session, not the user's cache (the
+    variable is inherited by the processes tests start, Ray's workers included)."""
+    import os
+
+    before = os.environ.get("VMAE_CACHE_DIR")
+    os.environ["VMAE_CACHE_DIR"] = str(tmp_path_factory.mktemp("vmae-cache"))
+    yield
+    if before is None:
+        os.environ.pop("VMAE_CACHE_DIR", None)
+    else:
+        os.environ["VMAE_CACHE_DIR"] = before
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight VideoMAE (8 frames, 64 px, 10 labels) saved with save_pretrained."""
@@ -47,10 +62,10 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def loaded_tiny(tiny_model_dir: Path):
-    """The tiny model loaded once, on CPU in float32."""
+    """The tiny model loaded once with torch, on CPU in float32."""
     from vmae_cli.model import load_model
 
-    return load_model(str(tiny_model_dir), device="cpu", dtype="float32")
+    return load_model(str(tiny_model_dir), device="cpu", dtype="float32", backend="torch")
 
 
 def read_rows(path: Path) -> list[dict]:

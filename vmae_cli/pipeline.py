@@ -19,11 +19,15 @@ from dataclasses import dataclass, field
 
 from .discovery import OnWalkError, as_inputs, check_inputs, iter_video_paths
 from .model import (
+    BACKEND_AUTO,
     DEFAULT_MODEL,
     LoadedModel,
     ModelSpec,
+    Say,
+    backend_device,
     load_model,
     read_model_spec,
+    resolve_backend,
     resolve_device,
     resolve_dtype,
 )
@@ -66,15 +70,21 @@ class Classifier:
         revision: str | None = None,
         device: str = "auto",
         dtype: str = "auto",
+        backend: str = BACKEND_AUTO,
         lazy: bool = False,
+        on_notice: Say | None = None,
+        on_warning: Say | None = None,
     ):
         """Load ``model`` (a Hub id, a local folder, or an already :class:`LoadedModel`).
 
         With ``lazy=True`` only the model's config files are read now (what decoding needs)
         and the weights load when the first classification starts, while the decoding
-        workers already work. Raises :class:`~vmae_cli.model.ModelLoadError` or
-        :class:`~vmae_cli.model.DeviceError` (with ``lazy``, possibly from the first
-        classification).
+        workers already work. ``backend`` picks the runtime (``auto``, ``torch``,
+        ``openvino``: :func:`~vmae_cli.model.load_model` says what ``on_notice`` and
+        ``on_warning`` get, called from the thread that loads). Raises
+        :class:`~vmae_cli.model.ModelLoadError`, :class:`~vmae_cli.model.DeviceError` (with
+        ``lazy``, possibly from the first classification) or
+        :class:`~vmae_cli.extras.MissingExtraError` (``openvino`` not installed).
         """
         self._loaded: LoadedModel | None = None
         self._loading = threading.Lock()  # classify_files may run in several threads
@@ -88,13 +98,30 @@ class Classifier:
                 len(model.id2label) or None,
             )
             self.device = model.device
+            self.backend = model.backend
             return
-        self._load_args = {"revision": revision, "device": device, "dtype": dtype}
-        self.device = resolve_device(device)
-        resolve_dtype(dtype, self.device)  # refuse a bad dtype now, not after decoding began
+        self._load_args = {
+            "revision": revision,
+            "device": device,
+            "dtype": dtype,
+            "backend": backend,
+            "on_notice": on_notice,
+            "on_warning": on_warning,
+        }
+        self.device = resolve_device(backend_device(backend, device))
+        # Refuse a bad dtype or backend now, not after decoding began.
+        resolve_dtype(dtype, self.device)
+        self.backend = resolve_backend(backend, self.device)
         self.spec = read_model_spec(model, revision=revision)
         if not lazy:
             self._loaded = self.loaded
+
+    @property
+    def runtime(self) -> str | None:
+        """The loaded model's backend and precision (``"openvino bfloat16"``, ``"torch
+        float32"``); ``None`` while a lazy model is not loaded yet."""
+        lm = self._loaded
+        return f"{lm.backend} {lm.precision}" if lm is not None else None
 
     @property
     def loaded(self) -> LoadedModel:

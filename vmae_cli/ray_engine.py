@@ -116,6 +116,7 @@ def classify_on_ray(
     revision: str | None,
     device: str,
     dtype: str,
+    backend: str,
     classify: ClassifyOptions,
     ray_options: RayOptions,
     stop: threading.Event,
@@ -158,6 +159,7 @@ def classify_on_ray(
                 "revision": revision,
                 "device": device,
                 "dtype": dtype,
+                "backend": backend,
                 "classify": replace(classify, workers=plan.workers),
                 "probes": probes,
                 "ledger": ledger,
@@ -653,6 +655,7 @@ class _Actor:
         revision: str | None,
         device: str,
         dtype: str,
+        backend: str,
         classify: ClassifyOptions,
         probes: list[str],
         ledger: Any,
@@ -664,8 +667,9 @@ class _Actor:
         if missing:
             raise _shared_storage_error(node, missing)
         # Lazy: the weights load while the first batch's videos decode, as in a local run.
+        # A conversion notice or an OpenVINO fallback goes to the actor's log (--debug).
         self.classifier = Classifier(
-            model, revision=revision, device=device, dtype=dtype, lazy=True
+            model, revision=revision, device=device, dtype=dtype, backend=backend, lazy=True
         )
         self.options = classify
         self.ledger = ledger

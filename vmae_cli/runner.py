@@ -27,7 +27,15 @@ from typing import Any
 
 from .discovery import as_inputs, check_inputs, iter_video_paths
 from .extras import require
-from .model import DEFAULT_MODEL, ModelSpec, dtype_warning, read_model_spec, resolve_dtype
+from .model import (
+    BACKEND_AUTO,
+    BACKEND_TORCH,
+    DEFAULT_MODEL,
+    ModelSpec,
+    dtype_warning,
+    read_model_spec,
+    resolve_dtype,
+)
 from .output import OutputFile, OutputMismatchError, PreviousRow, stdout_stream
 from .pipeline import Classifier, ClassifyOptions, default_workers
 from .ray_engine import EXTRA as EXTRA_RAY
@@ -67,6 +75,7 @@ class RunOptions:
     revision: str | None = None
     device: str = "auto"
     dtype: str = "auto"
+    backend: str = BACKEND_AUTO  # the model's runtime: auto, torch or openvino
     format: str | None = None  # from the output's extension when None; csv on stdout
     escape_formulas: bool = True
     resume: bool = False
@@ -81,7 +90,10 @@ class RunOptions:
     def of(cls, **kwargs: Any) -> RunOptions:
         """Build options from flat keywords: those of this class, of
         :class:`~vmae_cli.pipeline.ClassifyOptions` (``top_k=5, workers=2``) and of
-        :class:`~vmae_cli.ray_engine.RayOptions` (``ray_address="auto", actors=4``)."""
+        :class:`~vmae_cli.ray_engine.RayOptions` (``ray_address="auto", actors=4``), and
+        ``sampling="keyframes"``, which sets the protocol's ``sampling``."""
+        # A field of the protocol, taken flat as --sampling is; applied after ``protocol=``.
+        sampling = kwargs.pop("sampling", None)
         groups = {"classify": ClassifyOptions(timeout_s=DEFAULT_TIMEOUT_S), "ray": RayOptions()}
         own = {f.name for f in fields(cls)} - set(groups)
         unknown = set(kwargs) - own - {f.name for g in groups.values() for f in fields(g)}
@@ -91,6 +103,9 @@ class RunOptions:
             for f in fields(group):
                 if f.name in kwargs:
                     setattr(group, f.name, kwargs[f.name])
+        if sampling is not None:
+            classify = groups["classify"]
+            classify.protocol = replace(classify.protocol, sampling=sampling)
         return cls(**groups, **{k: v for k, v in kwargs.items() if k in own})
 
     def flat(self) -> dict[str, Any]:
@@ -129,6 +144,7 @@ class RunHooks:
     on_row: Callable[[Prediction], None] | None = None  # each row, once written
     on_skip: Callable[[str], None] | None = None  # each video a resumed output already has
     on_status: Callable[[str], None] | None = None  # what the run is busy with
+    on_notice: Callable[[str], None] | None = None  # one line each, e.g. a model conversion
     on_warning: Callable[[str], None] | None = None  # one line each
 
 
@@ -149,6 +165,9 @@ class RunReport:
     stopped_by: str | None = None
     engine: str = ENGINE_LOCAL
     by_node: dict[str, int] = field(default_factory=dict)  # rows per Ray node (engine ray)
+    #: The model's runtime and precision, e.g. ``"openvino bfloat16"`` (None: the model was
+    #: not loaded in this process, as with the Ray engine or nothing to do).
+    runtime: str | None = None
 
     @property
     def videos(self) -> int:
@@ -194,6 +213,7 @@ class RunReport:
             "model": self.model,
             "protocol": self.protocol,
             "engine": self.engine,
+            "runtime": self.runtime,
             "by_node": dict(sorted(self.by_node.items())),
         }
 
@@ -213,7 +233,8 @@ class RunReport:
         if self.skipped:
             parts = f"{parts}; " if parts else ""
             parts += f"{self.skipped} skipped (already in the output)"
-        took = f"in {self.elapsed_s:.1f} s ({self.videos_per_s or 0.0:.2f} videos/s)"
+        runtime = f", {self.runtime}" if self.runtime else ""
+        took = f"in {self.elapsed_s:.1f} s ({self.videos_per_s or 0.0:.2f} videos/s{runtime})"
         if self.by_node:
             took += f" on {len(self.by_node)} Ray node{'s' if len(self.by_node) != 1 else ''}"
         if self.stopped_by is None:
@@ -309,7 +330,11 @@ class _Run:
             report = RunReport(self.output, model.spec.name, self.opts.classify.protocol.name)
             report.started = started
             report.engine = self.opts.engine
-            self._classify(model, fmt, outfile, report)
+            try:
+                self._classify(model, fmt, outfile, report)
+            finally:
+                if isinstance(model, Classifier):
+                    report.runtime = model.runtime
         finally:
             if outfile is not None:
                 outfile.close()
@@ -327,9 +352,18 @@ class _Run:
             model = _ModelOnly(read_model_spec(o.model, revision=o.revision))
         else:
             model = Classifier(
-                o.model, revision=o.revision, device=o.device, dtype=o.dtype, lazy=True
+                o.model,
+                revision=o.revision,
+                device=o.device,
+                dtype=o.dtype,
+                backend=o.backend,
+                lazy=True,
+                on_notice=self._notice,
+                on_warning=self._warn,
             )
-            slow = dtype_warning(model.device, resolve_dtype(o.dtype, model.device))
+            slow = model.backend == BACKEND_TORCH and dtype_warning(
+                model.device, resolve_dtype(o.dtype, model.device)
+            )
             if slow:
                 self._warn(slow)
             cores = default_workers()
@@ -359,6 +393,7 @@ class _Run:
             revision=o.revision,
             device=o.device,
             dtype=o.dtype,
+            backend=o.backend,
             classify=o.classify,
             ray_options=o.ray,
             stop=self.stop,
@@ -484,6 +519,10 @@ class _Run:
     def _warn(self, message: str) -> None:
         if self.hooks.on_warning:
             self.hooks.on_warning(message)
+
+    def _notice(self, message: str) -> None:
+        if self.hooks.on_notice:
+            self.hooks.on_notice(message)
 
     def _status(self, message: str) -> None:
         if self.hooks.on_status:

@@ -1,0 +1,302 @@
+"""The OpenVINO backend: agreement with torch, the conversion cache, fallbacks, the option."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("openvino")
+
+import torch
+from typer.testing import CliRunner
+
+from vmae_cli import openvino_backend as ovb
+from vmae_cli.cli import app
+from vmae_cli.extras import MissingExtraError
+from vmae_cli.model import DeviceError, load_model, resolve_backend
+
+#: The bounds of issue 12: probabilities of OpenVINO against torch float32.
+MAX_DIFF_F32 = 1e-4
+MAX_DIFF_BF16 = 0.01
+#: The tiny model's head is scaled by this so that its predictions are confident (a random
+#: head gives ~1/10 to every label, where any runtime "agrees" within 0.01).
+HEAD_SCALE = 40.0
+
+
+@pytest.fixture(scope="module")
+def sharp_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with a confident head (top-1 probabilities 0.3-1; 0.1 for a random one)."""
+    import shutil
+
+    from transformers import VideoMAEForVideoClassification
+
+    out = tmp_path_factory.mktemp("sharp-videomae")
+    model = VideoMAEForVideoClassification.from_pretrained(tiny_model_dir)
+    with torch.no_grad():
+        model.classifier.weight.mul_(HEAD_SCALE)
+    model.save_pretrained(out)
+    shutil.copy(tiny_model_dir / "preprocessor_config.json", out)
+    return out
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty conversion cache of this test's own."""
+    monkeypatch.setenv(ovb.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    return tmp_path / "cache" / "openvino"
+
+
+def _clips(frames: int, side: int, batch: int, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (batch, frames, 3, side, side), dtype=torch.uint8, generator=gen)
+
+
+class Said:
+    """Collects the notices and warnings of a load."""
+
+    def __init__(self) -> None:
+        self.notices: list[str] = []
+        self.warnings: list[str] = []
+
+    def load(self, model: Path, **kwargs):
+        return load_model(
+            str(model),
+            device="cpu",
+            on_notice=self.notices.append,
+            on_warning=self.warnings.append,
+            **kwargs,
+        )
+
+
+@pytest.mark.parametrize(
+    ("dtype", "bound"), [("float32", MAX_DIFF_F32), ("bfloat16", MAX_DIFF_BF16)]
+)
+def test_probabilities_agree_with_torch_float32(
+    sharp_model_dir: Path, cache: Path, dtype: str, bound: float
+) -> None:
+    reference = load_model(str(sharp_model_dir), device="cpu", dtype="float32", backend="torch")
+    said = Said()
+    ov = said.load(sharp_model_dir, dtype=dtype, backend="openvino")
+    assert (ov.backend, ov.precision) == ("openvino", dtype)
+    assert ov.id2label == reference.id2label
+    side = reference.preprocess.crop_hw[0]
+    for batch in (1, 3):  # the batch dimension is dynamic
+        x = _clips(reference.frames_per_clip, side, batch, seed=batch)
+        want, got = reference.predict(x), ov.predict(x)
+        assert got.shape == want.shape and got.dtype == torch.float32
+        assert want.max(dim=-1).values.min() > 0.3, "the head is not confident enough to test"
+        assert (got - want).abs().max().item() <= bound
+        assert torch.equal(got.argmax(dim=-1), want.argmax(dim=-1))
+    assert said.warnings == []
+
+
+def test_a_second_load_reuses_the_conversion(
+    tiny_model_dir: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = Said()
+    first.load(tiny_model_dir, dtype="bfloat16", backend="openvino")
+    assert len(first.notices) == 1 and "converting" in first.notices[0]
+    entries = [p for p in cache.iterdir() if p.is_dir()]
+    assert len(entries) == 1
+    key = json.loads((entries[0] / ovb.ENTRY_KEY).read_text())
+    assert key["input_shape"] == [-1, 8, 3, 64, 64] and key["weights"] == "f16"
+    assert set(key["files"]) == {"config.json", "model.safetensors"}
+
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("converted again")
+
+    monkeypatch.setattr(ovb, "convert", no_conversion)
+    second = Said()
+    lm = second.load(tiny_model_dir, dtype="bfloat16", backend="openvino")
+    assert (lm.backend, second.notices, second.warnings) == ("openvino", [], [])
+    assert lm.model.entry == entries[0]
+
+
+def test_the_key_follows_precision_and_weights(
+    tiny_model_dir: Path, cache: Path, tmp_path: Path
+) -> None:
+    Said().load(tiny_model_dir, dtype="float32", backend="openvino")
+    Said().load(tiny_model_dir, dtype="bfloat16", backend="openvino")
+    assert len([p for p in cache.iterdir() if p.is_dir()]) == 2
+    # The same weights in another folder are the same model: no new entry.
+    import shutil
+
+    copy = shutil.copytree(tiny_model_dir, tmp_path / "copy")
+    again = Said()
+    again.load(copy, dtype="float32", backend="openvino")
+    assert again.notices == []
+    # Other weights are another model.
+    from tiny_model import make_tiny_model
+
+    other = Said()
+    other.load(make_tiny_model(tmp_path / "other", seed=1), dtype="float32", backend="openvino")
+    assert len(other.notices) == 1
+    assert len([p for p in cache.iterdir() if p.is_dir()]) == 3
+
+
+@pytest.mark.parametrize("damage", ["key", "weights", "xml"])
+def test_a_stale_or_broken_entry_is_converted_again(
+    tiny_model_dir: Path, cache: Path, damage: str
+) -> None:
+    Said().load(tiny_model_dir, dtype="float32", backend="openvino")
+    (entry,) = [p for p in cache.iterdir() if p.is_dir()]
+    if damage == "key":
+        key = json.loads((entry / ovb.ENTRY_KEY).read_text())
+        key["openvino"] = "0.0"
+        (entry / ovb.ENTRY_KEY).write_text(json.dumps(key))
+    elif damage == "weights":
+        (entry / "model.bin").write_bytes(b"")
+    else:
+        (entry / ovb.ENTRY_XML).write_text("<net")
+    said = Said()
+    lm = said.load(tiny_model_dir, dtype="float32", backend="openvino")
+    assert lm.backend == "openvino"
+    assert len(said.notices) == 1 and said.warnings == []
+    key = json.loads((entry / ovb.ENTRY_KEY).read_text())
+    assert key["openvino"] != "0.0"
+
+
+def test_two_processes_converting_at_once_both_succeed(tiny_model_dir: Path, cache: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from vmae_cli.model import load_model
+        lm = load_model({str(tiny_model_dir)!r}, device="cpu", dtype="float32",
+                        backend="openvino", on_notice=print, on_warning=print)
+        print("backend", lm.backend)
+        """
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [e.decode()[-2000:] for _, e in outs]
+    text = "".join(o.decode() for o, _ in outs)
+    assert text.count("backend openvino") == 2
+    # One converted; the other waited for it (or came after it), then read its entry.
+    assert text.count("to OpenVINO f32") == 1
+    assert len([p for p in cache.iterdir() if p.is_dir()]) == 1
+    assert not [p for p in cache.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_an_unwritable_cache_converts_in_memory(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv(ovb.CACHE_DIR_ENV, str(blocker / "cache"))
+    said = Said()
+    lm = said.load(tiny_model_dir, dtype="float32", backend="openvino")
+    assert lm.backend == "openvino" and lm.model.entry is None
+    assert len(said.warnings) == 1 and "cannot write the OpenVINO cache" in said.warnings[0]
+
+
+def test_a_model_openvino_cannot_convert_runs_on_torch(
+    tiny_model_dir: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import openvino
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("Cannot convert operation aten::strange\nmore detail")
+
+    monkeypatch.setattr(openvino, "convert_model", refuse)
+    said = Said()
+    lm = said.load(tiny_model_dir, dtype="float32", backend="auto")
+    assert (lm.backend, lm.precision) == ("torch", "float32")
+    assert len(said.warnings) == 1
+    assert "aten::strange" in said.warnings[0] and "on torch instead" in said.warnings[0]
+    assert "\n" not in said.warnings[0]
+    x = _clips(lm.frames_per_clip, lm.preprocess.crop_hw[0], 1)
+    assert lm.predict(x).shape == (1, len(lm.id2label))
+    assert not [p for p in cache.iterdir() if p.is_dir()]
+
+
+def test_auto_picks_openvino_on_the_cpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_backend("auto", cpu) == "openvino"
+    assert resolve_backend("auto", cuda) == "torch"
+    assert resolve_backend("torch", cpu) == "torch"
+    with pytest.raises(DeviceError, match="runs on the CPU"):
+        resolve_backend("openvino", cuda)
+    monkeypatch.setattr(ovb, "available", lambda: False)
+    assert resolve_backend("auto", cpu) == "torch"
+
+
+def test_openvino_without_its_extra_exits_2_naming_it(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ovb, "available", lambda: False)
+    monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` fails
+    with pytest.raises(MissingExtraError, match=r"vmae-cli\[openvino\]"):
+        resolve_backend("openvino", torch.device("cpu"))
+    result = CliRunner().invoke(
+        app,
+        ["classify", str(tmp_path), "--model", str(tiny_model_dir), "--backend", "openvino"],
+    )
+    assert result.exit_code == 2
+    assert "pip install 'vmae-cli[openvino]'" in result.stderr
+    assert result.stdout == ""
+
+
+def test_openvino_on_a_gpu_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from vmae_cli.pipeline import Classifier
+
+    with pytest.raises(DeviceError, match="runs on the CPU"):
+        resolve_backend("openvino", torch.device("mps"))
+    # --device auto with --backend openvino means the CPU, GPU or not.
+    assert Classifier(str(tiny_model_dir), backend="openvino", lazy=True).device.type == "cpu"
+
+
+def test_classify_with_openvino_end_to_end(
+    tiny_model_dir: Path, test_videos: dict[str, Path], tmp_path: Path, cache: Path
+) -> None:
+    from conftest import read_rows
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("h264", "h264_bframes", "mjpeg"):
+        os.symlink(test_videos[name], videos / f"{name}{test_videos[name].suffix}")
+    rows = {}
+    for backend in ("torch", "openvino"):
+        out = tmp_path / f"{backend}.csv"
+        summary = tmp_path / f"{backend}.json"
+        args = ["classify", str(videos), "--model", str(tiny_model_dir), "-o", str(out)]
+        args += ["--backend", backend, "--dtype", "float32", "--summary", str(summary), "-k", "3"]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.stderr
+        assert f"{backend} float32" in result.stderr
+        assert json.loads(summary.read_text())["runtime"] == f"{backend} float32"
+        rows[backend] = {r["path"]: r for r in read_rows(out)}
+        if backend == "openvino":
+            assert result.stderr.count("converting") == 1
+    assert rows["torch"].keys() == rows["openvino"].keys()
+    for path, want in rows["torch"].items():
+        got = rows["openvino"][path]
+        assert got["status"] == want["status"] == "ok"
+        assert got["frames_decoded"] == want["frames_decoded"]
+        for column in ("score", "score_2", "score_3"):
+            assert abs(float(got[column]) - float(want[column])) <= MAX_DIFF_F32
+
+
+def test_a_precision_the_cpu_lacks_is_said(tiny_model_dir: Path, cache: Path) -> None:
+    import openvino
+
+    supported = openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    if "FP16" in supported:
+        pytest.skip("this CPU computes float16 natively")
+    said = Said()
+    lm = said.load(tiny_model_dir, dtype="float16", backend="openvino")
+    assert lm.precision != "float16"
+    assert said.warnings == [
+        f"--dtype float16: OpenVINO computes in {lm.precision} on this CPU "
+        "(it has no native float16)"
+    ]

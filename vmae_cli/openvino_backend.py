@@ -1,0 +1,428 @@
+"""OpenVINO as the model runtime on CPUs (``--backend openvino``, the optional extra
+``vmae-cli[openvino]``): convert the Hugging Face model once, cache the result, compile it.
+
+Converting ViT-B takes 25-35 s on two cores, so the converted model is a cache entry, like
+the Hugging Face cache: a folder named by a key made of what it was converted from (the
+hashes of the model's config and weight files, the input shape, the stored weight precision,
+the OpenVINO version and :data:`CACHE_FORMAT`), written under a temporary name and renamed
+into place, under a lock file so that two runs starting together convert once (the second
+waits for the first and reads its result). An entry whose recorded key does not match, or
+that cannot be compiled, is converted again. Compiling a cached entry takes about 0.3 s.
+
+Nothing here is imported unless the OpenVINO backend is chosen (``openvino`` itself only
+inside functions).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .extras import require
+
+log = logging.getLogger(__name__)
+
+#: The extra that installs OpenVINO, and the module it provides.
+OPENVINO_EXTRA = "openvino"
+OPENVINO_MODULE = "openvino"
+
+#: Where converted models go: ``$VMAE_CACHE_DIR/openvino``, else
+#: ``$XDG_CACHE_HOME/vmae/openvino``, else ``~/.cache/vmae/openvino``.
+CACHE_DIR_ENV = "VMAE_CACHE_DIR"
+#: Part of every cache key: raise it when the conversion or the entry's layout changes, so
+#: that entries written by an older vmae are converted again instead of trusted.
+CACHE_FORMAT = 1
+#: Files of a model folder that decide the converted network: its config and its weights
+#: (single-file or sharded, safetensors or pickled torch).
+MODEL_FILE_PATTERNS = (
+    "config.json",
+    "*.safetensors",
+    "*.safetensors.index.json",
+    "pytorch_model*.bin",
+    "pytorch_model.bin.index.json",
+)
+#: The weight files of a Hub model, in the order transformers looks for them.
+HUB_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+#: Bytes read at a time while hashing the model's files.
+HASH_CHUNK_BYTES = 1 << 22
+
+#: OpenVINO's names for the precisions ``--dtype`` can ask for.
+PRECISIONS = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
+#: And back: what ``INFERENCE_PRECISION_HINT`` of a compiled model reports.
+_DTYPE_OF = {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}
+
+#: Compile settings. One inference runs at a time (a batch of views), so the LATENCY hint:
+#: one stream over all cores. No thread pinning: the decoding workers share these cores, and
+#: a thread pinned to a core that a worker holds waits instead of moving.
+COMPILE_CONFIG = {"PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False}
+
+ENTRY_XML = "model.xml"
+ENTRY_KEY = "key.json"
+
+
+class ConversionError(RuntimeError):
+    """The model could not be converted to (or compiled by) OpenVINO; the message says why."""
+
+
+def available() -> bool:
+    """True when the OpenVINO extra is installed (checked without importing it)."""
+    import importlib.util
+
+    return importlib.util.find_spec(OPENVINO_MODULE) is not None
+
+
+def cache_root() -> Path:
+    """The folder holding the converted models (see :data:`CACHE_DIR_ENV`)."""
+    base = os.environ.get(CACHE_DIR_ENV)
+    if base:
+        return Path(base).expanduser() / "openvino"
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(xdg) / "vmae" / "openvino"
+
+
+def model_files(name: str, revision: str | None = None, offline: bool = True) -> list[Path]:
+    """The files of model ``name`` (a folder or a Hub id) that decide its converted form.
+
+    For a Hub id the files are fetched the way transformers fetches them (from the local
+    cache when ``offline``). Raises :class:`ConversionError` when no weights are found.
+    """
+    if os.path.isdir(name):
+        folder = Path(name)
+        found = sorted({p for pattern in MODEL_FILE_PATTERNS for p in folder.glob(pattern)})
+    else:
+        from transformers.utils import cached_file
+
+        def fetch(filename: str) -> Path | None:
+            path = cached_file(
+                name,
+                filename,
+                revision=revision,
+                local_files_only=offline,
+                _raise_exceptions_for_missing_entries=False,
+            )
+            return Path(path) if path else None
+
+        config = fetch("config.json")
+        found = [config] if config else []
+        for filename in HUB_WEIGHT_FILES:
+            weights = fetch(filename)
+            if weights is None:
+                continue
+            found.append(weights)
+            if filename.endswith(".index.json"):
+                shards = json.loads(weights.read_text(encoding="utf-8")).get("weight_map", {})
+                found += [p for p in map(fetch, sorted(set(shards.values()))) if p]
+            break
+    if not any(p.name != "config.json" for p in found):
+        raise ConversionError(f"no weight files found for model {name!r}")
+    return found
+
+
+def file_digest(path: Path) -> str:
+    """The sha256 of a file's content, hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cache_key(
+    files: list[Path], frames_per_clip: int, crop_hw: tuple[int, int], precision: str
+) -> dict[str, Any]:
+    """Everything a converted model depends on, as a JSON-ready dict (its hash names the
+    cache entry; the entry stores the dict itself and is trusted only when it matches)."""
+    import openvino
+
+    return {
+        "format": CACHE_FORMAT,
+        "openvino": openvino.__version__,
+        # Dynamic batch: any number of views per call.
+        "input_shape": [-1, frames_per_clip, 3, *crop_hw],
+        "weights": stored_weight_precision(precision),
+        "files": {p.name: file_digest(p) for p in files},
+    }
+
+
+def stored_weight_precision(precision: str) -> str:
+    """How the weights are stored in the cache entry for an inference ``precision``.
+
+    f32 inference keeps f32 weights (probabilities within 1e-4 of torch float32). For bf16
+    and f16 the weights are stored as f16, half the disk and load time; f16's 10-bit mantissa
+    is finer than bf16's 7, so bf16 results do not change measurably.
+    """
+    return "f32" if precision == "f32" else "f16"
+
+
+def entry_name(key: dict[str, Any]) -> str:
+    """The cache entry's folder name for ``key``."""
+    text = json.dumps(key, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@dataclass
+class OpenVINOModel:
+    """A compiled OpenVINO model: normalised float32 ``pixel_values`` in, logits out.
+
+    One inference at a time (a lock), like a torch module called from one thread.
+    """
+
+    compiled: Any
+    precision: str  # what OpenVINO really uses: float32, bfloat16 or float16
+    entry: Path | None  # the cache entry it was compiled from (None: not cached)
+
+    def __post_init__(self) -> None:
+        self._request = self.compiled.create_infer_request()
+        self._lock = threading.Lock()
+
+    def __call__(self, pixel_values: Any) -> Any:
+        """Logits (a float32 torch tensor) for ``(B, T, 3, H, W)`` float32 pixel values."""
+        import torch
+
+        array = pixel_values.detach().cpu().contiguous().numpy()
+        with self._lock:
+            self._request.infer({0: array})
+            logits = self._request.get_output_tensor(0).data.copy()
+        return torch.from_numpy(logits)
+
+
+def load_openvino(
+    name: str,
+    *,
+    revision: str | None,
+    offline: bool,
+    frames_per_clip: int,
+    crop_hw: tuple[int, int],
+    dtype: str,
+    on_notice: Callable[[str], None],
+    on_warning: Callable[[str], None],
+) -> OpenVINOModel:
+    """Compile model ``name`` with OpenVINO on the CPU, converting it first when the cache
+    has no entry for it.
+
+    ``dtype`` is ``float32``, ``bfloat16`` or ``float16`` (OpenVINO falls back to what the
+    CPU supports: :attr:`OpenVINOModel.precision` says what it chose). ``on_notice`` gets one
+    line when a conversion starts; ``on_warning`` one line when the cache cannot be written
+    (the model is then converted in memory, each run). Raises :class:`ConversionError` for a
+    model that cannot be converted or compiled.
+    """
+    ov = require(OPENVINO_MODULE, OPENVINO_EXTRA, "--backend openvino")
+    precision = PRECISIONS[dtype]
+    try:
+        key = cache_key(model_files(name, revision, offline), frames_per_clip, crop_hw, precision)
+    except ConversionError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the files could not be found or read
+        raise ConversionError(f"cannot read the model's files: {exc}") from None
+    core = ov.Core()
+    root = cache_root()
+    entry = root / entry_name(key)
+
+    def uncached(exc: OSError, model: Any = None) -> OpenVINOModel:
+        """Without a usable cache: convert (unless done) and compile from memory."""
+        on_warning(
+            f"cannot write the OpenVINO cache {root} ({exc.strerror or exc}): the converted "
+            f"model serves this run only (set {CACHE_DIR_ENV} to a writable folder)"
+        )
+        if model is None:
+            on_notice(_converting(name, precision, None))
+            model = convert(name, revision, offline, frames_per_clip, crop_hw)
+        return _compile(core, model, precision, None)
+
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        lock_file = open(root / f"{entry.name}.lock", "a+b")  # noqa: SIM115 - held below
+    except OSError as exc:
+        return uncached(exc)
+    with lock_file:
+        # Entries are renamed into place whole, so reading one needs no lock.
+        compiled = _compile_entry(core, entry, key, precision, remove_broken=False)
+        if compiled is not None:
+            return compiled
+        with _locked(lock_file, lambda: on_notice(_waiting(name, root))):
+            # Another run may have converted it while this one waited for the lock.
+            compiled = _compile_entry(core, entry, key, precision, remove_broken=True)
+            if compiled is not None:
+                return compiled
+            on_notice(_converting(name, precision, root))
+            model = convert(name, revision, offline, frames_per_clip, crop_hw)
+            try:
+                _write_entry(ov, model, entry, key)
+            except OSError as exc:  # a full disk, a read-only cache
+                return uncached(exc, model)
+            compiled = _compile_entry(core, entry, key, precision, remove_broken=True)
+    if compiled is None:
+        raise ConversionError("OpenVINO cannot compile the model it converted")
+    return compiled
+
+
+def _converting(name: str, precision: str, root: Path | None) -> str:
+    where = f"cached in {root}" if root else "not cached"
+    return (
+        f"converting {name} to OpenVINO {precision} (once per model and machine, about half a "
+        f"minute for ViT-B; {where})"
+    )
+
+
+def _waiting(name: str, root: Path) -> str:
+    return f"waiting for another vmae converting {name} to OpenVINO ({root})"
+
+
+@contextlib.contextmanager
+def _locked(lock_file: Any, on_wait: Callable[[], None]) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_file``; ``on_wait`` is called if it is taken."""
+    try:
+        fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        on_wait()
+        fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
+
+
+def _compile_entry(
+    core: Any, entry: Path, key: dict[str, Any], precision: str, *, remove_broken: bool
+) -> OpenVINOModel | None:
+    """The cache entry compiled, or ``None`` when there is no usable entry; with
+    ``remove_broken`` (only under the lock) a stale or broken one is removed, so that it is
+    converted again."""
+    xml = entry / ENTRY_XML
+    try:
+        recorded = json.loads((entry / ENTRY_KEY).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if recorded != key or not xml.is_file():
+        log.debug("OpenVINO cache entry %s does not match its key", entry)
+        if remove_broken:
+            shutil.rmtree(entry, ignore_errors=True)
+        return None
+    try:
+        return _compile(core, str(xml), precision, entry)
+    except ConversionError as exc:
+        log.debug("OpenVINO cache entry %s cannot be compiled: %s", entry, exc)
+        if remove_broken:
+            shutil.rmtree(entry, ignore_errors=True)
+        return None
+
+
+def _compile(core: Any, model: Any, precision: str, entry: Path | None) -> OpenVINOModel:
+    import torch
+
+    config = {
+        **COMPILE_CONFIG,
+        "INFERENCE_PRECISION_HINT": precision,
+        # As many threads as torch would use: the cores this process may run on, or the
+        # OMP_NUM_THREADS that Ray gives each actor (OpenVINO reads neither by itself).
+        "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+    }
+    try:
+        compiled = core.compile_model(model, "CPU", config)
+        chosen = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+    except Exception as exc:  # noqa: BLE001 - any OpenVINO failure is a conversion failure
+        raise ConversionError(f"OpenVINO cannot compile it: {_first_line(exc)}") from None
+    log.debug("compiled %s for the CPU in %s", entry or "the model", chosen)
+    return OpenVINOModel(compiled, _DTYPE_OF.get(chosen, chosen), entry)
+
+
+def convert(
+    name: str,
+    revision: str | None,
+    offline: bool,
+    frames_per_clip: int,
+    crop_hw: tuple[int, int],
+) -> Any:
+    """The Hugging Face model ``name`` as an OpenVINO model with a dynamic batch dimension.
+
+    Raises :class:`ConversionError` (with OpenVINO's or transformers' reason) when it cannot
+    be loaded or converted.
+    """
+    import openvino as ov
+    import torch
+    from transformers import AutoModelForVideoClassification
+
+    from .model import quiet_transformers
+
+    quiet_transformers()
+    try:
+        model = AutoModelForVideoClassification.from_pretrained(
+            name,
+            revision=revision,
+            dtype=torch.float32,
+            attn_implementation="sdpa",
+            local_files_only=offline,
+        ).eval()
+        # Two views as the example: a batch of one could be traced as a constant.
+        example = torch.zeros((2, frames_per_clip, 3, *crop_hw), dtype=torch.float32)
+        with torch.no_grad(), warnings_silenced():
+            return ov.convert_model(
+                _logits_only(model),
+                example_input=(example,),
+                input=[ov.PartialShape([-1, frames_per_clip, 3, *crop_hw])],
+            )
+    except Exception as exc:  # noqa: BLE001 - an architecture OpenVINO cannot convert
+        raise ConversionError(f"{type(exc).__name__}: {_first_line(exc)}") from None
+
+
+def _write_entry(ov: Any, model: Any, entry: Path, key: dict[str, Any]) -> None:
+    """Save ``model`` as the cache entry ``entry``: written aside, then renamed into place."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
+    try:
+        ov.save_model(model, str(tmp / ENTRY_XML), compress_to_fp16=key["weights"] == "f16")
+        (tmp / ENTRY_KEY).write_text(json.dumps(key, indent=2, sort_keys=True), encoding="utf-8")
+        for path in tmp.iterdir():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+        shutil.rmtree(entry, ignore_errors=True)  # a stale entry (under the lock)
+        os.rename(tmp, entry)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _logits_only(model: Any) -> Any:
+    """``model`` (a Hugging Face classifier) as a module mapping ``pixel_values -> logits``,
+    which is what the tracer must see."""
+    import torch
+
+    class LogitsOnly(torch.nn.Module):
+        def __init__(self, inner: Any):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+            return self.inner(pixel_values=pixel_values).logits
+
+    return LogitsOnly(model).eval()
+
+
+@contextlib.contextmanager
+def warnings_silenced() -> Iterator[None]:
+    """No tracer warnings on stderr while converting (``TracerWarning: Converting a tensor
+    to a Python boolean...`` from the model's shape checks): vmae's stderr is for people."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
