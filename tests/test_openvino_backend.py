@@ -300,3 +300,36 @@ def test_a_precision_the_cpu_lacks_is_said(tiny_model_dir: Path, cache: Path) ->
         f"--dtype float16: OpenVINO computes in {lm.precision} on this CPU "
         "(it has no native float16)"
     ]
+
+
+def test_a_hub_model_in_the_local_cache_is_keyed_by_its_files(
+    tiny_model_dir: Path, test_videos: dict[str, Path], tmp_path: Path
+) -> None:
+    """A Hub id read from the Hugging Face cache (offline) converts and classifies too."""
+    import shutil
+
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--someone--tiny-videomae"
+    snapshot = repo / "snapshots" / revision
+    shutil.copytree(tiny_model_dir, snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    env = {
+        **os.environ,
+        "HF_HUB_CACHE": str(tmp_path / "hub"),
+        "HF_HUB_OFFLINE": "1",
+        ovb.CACHE_DIR_ENV: str(tmp_path / "cache"),
+    }
+    out = tmp_path / "rows.csv"
+    cmd = [sys.executable, "-m", "vmae_cli.cli", "classify", str(test_videos["h264"])]
+    cmd += ["--model", "someone/tiny-videomae", "--backend", "openvino", "-o", str(out)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "converting someone/tiny-videomae to OpenVINO" in done.stderr
+    assert ", openvino " in done.stderr
+    (entry,) = [p for p in (tmp_path / "cache" / "openvino").iterdir() if p.is_dir()]
+    key = json.loads((entry / ovb.ENTRY_KEY).read_text())
+    assert key["files"] == {
+        name: ovb.file_digest(tiny_model_dir / name)
+        for name in ("config.json", "model.safetensors")
+    }
