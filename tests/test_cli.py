@@ -348,7 +348,7 @@ def test_slow_or_pointless_settings_get_one_warning_line(
         warnings.simplefilter("always")
         result = _run(
             "classify", str(good_dir), "-m", str(tiny_model_dir), "--device", "cpu", "--dtype",
-            "float16", "--workers", str(cores + 1), "--top-k", "50",
+            "float16", "--workers", str(cores + 1), "--top-k", "50", "--backend", "torch",
         )  # fmt: skip
     assert not [w for w in python_warnings if "DataLoader" in str(w.message)]
     assert result.exit_code == EXIT_OK, result.stderr
@@ -395,3 +395,99 @@ def test_progress_eta_counts_the_start_up() -> None:
         assert task.description == "classifying"
         # 2 videos in 10 s: 18 left take 90 s, not the 1 s a rate of the last seconds says.
         assert task.fields["eta"] in ("ETA 0:01:29", "ETA 0:01:30")
+
+
+# ---------------------------------------------------------------------------------------
+# Issue 12: --sampling keyframes
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def keyframe_dir(tmp_path_factory, test_videos, bad_files) -> Path:
+    """A 60-frame MP4 with a keyframe every 10 frames, an AVI (no keyframe sampling) and a
+    text file named like a video."""
+    from tools.videogen import write_video
+
+    d = tmp_path_factory.mktemp("keyframes")
+    write_video(d / "gops.mp4", codec="h264", width=128, height=96, num_frames=60, gop=10)
+    shutil.copy(test_videos["mjpeg"], d / "b.avi")
+    shutil.copy(bad_files["text"], d / "broken.mp4")
+    return d
+
+
+def _classify_jsonl(folder: Path, model: Path, out: Path, *extra: str):
+    return _run(
+        "classify", str(folder), "-m", str(model), "-o", str(out), "--workers", "0", "-q", *extra
+    )
+
+
+def test_sampling_keyframes_rows_name_the_decoder_and_the_protocol(
+    keyframe_dir: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from conftest import read_rows
+
+    exact_out, keyed_out = tmp_path / "exact.jsonl", tmp_path / "keyed.jsonl"
+    exact = _classify_jsonl(keyframe_dir, tiny_model_dir, exact_out)
+    keyed = _classify_jsonl(keyframe_dir, tiny_model_dir, keyed_out, "--sampling", "keyframes")
+    assert exact.exit_code == keyed.exit_code == EXIT_SOME_FAILED, keyed.stderr
+    exact_rows = {Path(r["path"]).name: r for r in read_rows(exact_out)}
+    rows = {Path(r["path"]).name: r for r in read_rows(keyed_out)}
+    assert {r["protocol"] for r in rows.values()} == {"uniform+keyframes"}
+    assert {r["protocol"] for r in exact_rows.values()} == {"uniform"}
+
+    mp4 = rows["gops.mp4"]
+    assert (mp4["status"], mp4["decoder"], mp4["notes"]) == ("ok", "pyav-keyframes", "")
+    # 8 positions over 60 frames (3, 11, 18, ...) -> the nearest of keyframes 0, 10, ..., 50.
+    assert mp4["frame_indices"] == [0, 10, 20, 30, 30, 40, 50, 50]
+    assert exact_rows["gops.mp4"]["frame_indices"] == [3, 11, 18, 26, 33, 41, 48, 56]
+
+    avi = rows["b.avi"]
+    assert avi["status"] == "ok"
+    assert avi["decoder"] == exact_rows["b.avi"]["decoder"]
+    assert avi["frame_indices"] == exact_rows["b.avi"]["frame_indices"]
+    assert avi["notes"].startswith("keyframe sampling not possible (container avi)")
+
+    # A bad file gets the same row either way.
+    for key in ("status", "error", "decoder"):
+        assert rows["broken.mp4"][key] == exact_rows["broken.mp4"][key]
+
+
+@pytest.mark.parametrize(("first", "then"), [("keyframes", "exact"), ("exact", "keyframes")])
+def test_resume_refuses_to_mix_sampling_modes(
+    first: str, then: str, keyframe_dir: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "labels.jsonl"
+    result = _classify_jsonl(keyframe_dir, tiny_model_dir, out, "--sampling", first)
+    assert result.exit_code == EXIT_SOME_FAILED, result.stderr
+    before = out.read_bytes()
+    result = _classify_jsonl(keyframe_dir, tiny_model_dir, out, "--sampling", then, "--resume")
+    assert result.exit_code == EXIT_USAGE
+    assert "uniform+keyframes" in result.stderr and "mix" in result.stderr
+    assert out.read_bytes() == before
+    again = _classify_jsonl(keyframe_dir, tiny_model_dir, out, "--sampling", first, "--resume")
+    assert again.exit_code == EXIT_OK, again.stderr  # the same mode resumes (nothing to do)
+
+
+def test_inspect_honours_sampling(keyframe_dir: Path, tiny_model_dir: Path) -> None:
+    video = str(keyframe_dir / "gops.mp4")
+    result = _run("inspect", video, "-m", str(tiny_model_dir), "--sampling", "keyframes")
+    assert result.exit_code == EXIT_OK, result.stderr
+    assert "decoder: pyav-keyframes" in result.stdout
+    assert "protocol: uniform+keyframes" in result.stdout
+    assert "frame indices: 0 10 20 30 30 40 50 50" in result.stdout
+
+
+def test_sampling_is_part_of_the_protocol_and_of_run_options() -> None:
+    from vmae_cli.protocol import PROTOCOLS, Protocol, ProtocolError
+    from vmae_cli.runner import RunOptions
+
+    assert Protocol(sampling="keyframes").name == "uniform+keyframes"
+    videomae = RunOptions.of(protocol=PROTOCOLS["videomae"], sampling="keyframes")
+    assert videomae.classify.protocol.name == "videomae+keyframes"
+    assert Protocol(clips=2, sampling="keyframes").name == "clips=2,crops=1,stride=0+keyframes"
+    assert RunOptions.of().classify.protocol.name == "uniform"
+    with pytest.raises(ProtocolError, match="exact, keyframes"):
+        Protocol(sampling="nearest")
+    result = _run("classify", ".", "--sampling", "nearest")
+    assert result.exit_code == EXIT_USAGE
+    assert "keyframes" in result.stderr

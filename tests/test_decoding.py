@@ -180,9 +180,26 @@ def test_rotated_video_comes_out_upright(test_videos: dict[str, Path]) -> None:
         pytest.skip("rotation metadata not writable here")
     decoded, failure, meta = decode_video(str(test_videos["rotated"]), T, lambda f: f.shape)
     assert failure is None
-    assert meta.rotation in (90, 270)
+    assert meta.rotation == 90  # clockwise, as written (the legacy `rotate` tag's meaning)
     assert decoded.frames[0][:2] == (128, 96)  # stored 128x96 landscape, shown portrait
     assert (meta.width, meta.height) == (96, 128)
+
+
+def test_every_decoder_reports_rotation_the_same_way(test_videos: dict[str, Path]) -> None:
+    if "rotated" not in test_videos:
+        pytest.skip("rotation metadata not writable here")
+    from vmae_cli.decoding import decode_pyav_seek
+
+    path = str(test_videos["rotated"])
+    metas = {
+        "opencv": decode_opencv(path, T, lambda f: None).meta,
+        "pyav": decode_pyav(path, T, lambda f: None).meta,
+        "pyav-seek": decode_pyav_seek(path, T, lambda f: None, min_duration_s=0).meta,
+        "pyav-keyframes": decode_video(path, T, lambda f: None, sampling="keyframes")[2],
+    }
+    assert metas["pyav-keyframes"].decoder == "pyav-keyframes"
+    assert {name: m.rotation for name, m in metas.items()} == dict.fromkeys(metas, 90)
+    assert {(m.width, m.height) for m in metas.values()} == {(96, 128)}
 
 
 def test_metadata_is_reported(test_videos: dict[str, Path]) -> None:

@@ -18,8 +18,8 @@ from typing import Annotated, Any
 import typer
 
 # No torch, transformers or cv2 at import time: `vmae --help` must stay fast.
-from .model import DEFAULT_MODEL, DEVICE_CHOICES, DTYPE_CHOICES
-from .protocol import CROP_CHOICES, PROTOCOLS
+from .model import BACKEND_CHOICES, DEFAULT_MODEL, DEVICE_CHOICES, DTYPE_CHOICES
+from .protocol import CROP_CHOICES, PROTOCOLS, SAMPLING_CHOICES
 from .ray_engine import DEFAULT_VIDEOS_PER_TASK
 from .runner import DEFAULT_TIMEOUT_S, ENGINES
 from .writers import WRITERS
@@ -52,7 +52,9 @@ app = typer.Typer(
 # Choices come from the library's registries: a new format or protocol needs no CLI change.
 OutputFormat = Enum("OutputFormat", {name: name for name in WRITERS}, type=str)  # type: ignore[misc]
 ProtocolName = Enum("ProtocolName", {name: name for name in PROTOCOLS}, type=str)  # type: ignore[misc]
+SamplingName = Enum("SamplingName", {name: name for name in SAMPLING_CHOICES}, type=str)  # type: ignore[misc]
 DtypeName = Enum("DtypeName", {name: name for name in DTYPE_CHOICES}, type=str)  # type: ignore[misc]
+BackendName = Enum("BackendName", {name: name for name in BACKEND_CHOICES}, type=str)  # type: ignore[misc]
 EngineName = Enum("EngineName", {name: name for name in ENGINES}, type=str)  # type: ignore[misc]
 
 
@@ -102,6 +104,14 @@ StrideOpt = Annotated[
         rich_help_panel=PANEL_SAMPLING,
     ),
 ]
+SamplingOpt = Annotated[
+    SamplingName,
+    typer.Option(
+        help="exact: decode the protocol's frames. keyframes: the keyframe nearest each one "
+        "instead; faster, not frame-exact (AVI and MPEG-TS stay exact, with a note).",
+        rich_help_panel=PANEL_SAMPLING,
+    ),
+]
 ModelOpt = Annotated[
     str,
     typer.Option(
@@ -122,11 +132,14 @@ RevisionOpt = Annotated[
 ]
 
 
-def _protocol(name: Any, clips: int | None, crops: int | None, stride: int | None) -> Any:
-    """The protocol named by --protocol, with --clips/--crops/--frame-stride applied."""
+def _protocol(
+    name: Any, clips: int | None, crops: int | None, stride: int | None, sampling: Any
+) -> Any:
+    """The protocol named by --protocol, with --clips/--crops/--frame-stride/--sampling
+    applied."""
     from dataclasses import replace
 
-    changes = {"clips": clips, "crops": crops, "frame_stride": stride}
+    changes = {"clips": clips, "crops": crops, "frame_stride": stride, "sampling": sampling.value}
     return replace(PROTOCOLS[name.value], **{k: v for k, v in changes.items() if v is not None})
 
 
@@ -264,10 +277,19 @@ def classify(
             rich_help_panel=PANEL_MODEL,
         ),
     ] = DtypeName.auto,  # type: ignore[attr-defined]
+    backend: Annotated[
+        BackendName,
+        typer.Option(
+            help="Model runtime. auto: OpenVINO on the CPU when vmae-cli[openvino] is "
+            "installed (converted once, cached), else torch; torch on CUDA and MPS.",
+            rich_help_panel=PANEL_MODEL,
+        ),
+    ] = BackendName.auto,  # type: ignore[attr-defined]
     protocol: ProtocolOpt = ProtocolName.uniform,  # type: ignore[attr-defined]
     clips: ClipsOpt = None,
     crops: CropsOpt = None,
     frame_stride: StrideOpt = None,
+    sampling: SamplingOpt = SamplingName.exact,  # type: ignore[attr-defined]
     batch_size: Annotated[
         int | None,
         typer.Option(
@@ -419,6 +441,7 @@ def classify(
             revision=revision,
             device=device,
             dtype=dtype.value,
+            backend=backend.value,
             format=fmt.value if fmt else None,
             escape_formulas=escape_formulas,
             resume=resume,
@@ -436,7 +459,7 @@ def classify(
                 batch_size=batch_size,
                 workers=workers,
                 timeout_s=timeout or None,
-                protocol=_protocol(protocol, clips, crops, frame_stride),
+                protocol=_protocol(protocol, clips, crops, frame_stride, sampling),
             ),
         )
         if summary is not None:
@@ -449,6 +472,7 @@ def classify(
         on_row=lambda _p: progress.advance(),
         on_skip=lambda _p: progress.advance(),
         on_status=progress.set_status,
+        on_notice=lambda line: _say(console, f"vmae: {line}"),
         on_warning=lambda line: _say(console, f"vmae: warning: {line}"),
     )
     stop = StopRequest()
@@ -517,6 +541,7 @@ def inspect(
     clips: ClipsOpt = None,
     crops: CropsOpt = None,
     frame_stride: StrideOpt = None,
+    sampling: SamplingOpt = SamplingName.exact,  # type: ignore[attr-defined]
 ) -> None:
     """Show what the model will see for VIDEO: decoder, frame counts and sampled frames."""
     from .inspection import inspect_video, save_npz, save_sheet
@@ -526,11 +551,12 @@ def inspect(
     if not video.exists():
         raise _fail(_input_missing(str(video)), False)
     try:
-        proto = _protocol(protocol, clips, crops, frame_stride)
+        proto = _protocol(protocol, clips, crops, frame_stride, sampling)
         for target in (npz, sheet):
             if target is not None:
                 check_writable(target)  # before the work, not after it
-        lm = load_model(model, revision=revision, device="cpu", dtype="float32")
+        # torch: inspect only needs the model's input shape, never an OpenVINO conversion.
+        lm = load_model(model, revision=revision, device="cpu", dtype="float32", backend="torch")
     except Exception as exc:  # noqa: BLE001 - mapped by _exit_for, one table
         raise _fail(exc, False) from None
     result = inspect_video(str(video), lm.frames_per_clip, lm.preprocess, proto)

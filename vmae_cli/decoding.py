@@ -7,7 +7,9 @@ walks the stream in order with ``grab()`` and only converts (``retrieve()``) the
 needs. The header's count is used as a guess of which frames those are; when the real count
 differs, a second pass fetches the right ones. Sampling always uses the number of frames that
 actually decoded. Long MP4/MOV/MKV/WebM files are decoded by seeking to the keyframe before
-each sampled frame instead, along a plan made by :mod:`vmae_cli.seeking`.
+each sampled frame instead, along a plan made by :mod:`vmae_cli.seeking`. Only
+``--sampling keyframes`` gives exactness up, by choice: :func:`decode_keyframes` decodes the
+keyframe nearest each sampled frame.
 
 Before any decoder sees a path, :mod:`vmae_cli.filegate` checks that it is a regular,
 non-empty, readable file and reads its first bytes, which decide how a file no decoder can
@@ -19,13 +21,13 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .filegate import check_and_read_head, damaged_or_not_video
-from .protocol import uniform_indices
+from .protocol import SAMPLING_CHOICES, SAMPLING_EXACT, SAMPLING_KEYFRAMES, uniform_indices
 from .results import (
     STATUS_ERROR,
     STATUS_NO_FRAMES,
@@ -39,9 +41,12 @@ from .seeking import (
     SEEK_MIN_DURATION_S,
     SEEKABLE_CODECS,
     SEEKABLE_FORMATS,
+    DecodeCounts,
     NotSeekable,
     index_packets,
+    nearest_keyframes,
     plan_seeks,
+    skips_nonref_exactly,
 )
 
 if TYPE_CHECKING:
@@ -105,11 +110,13 @@ class _CannotOpen(DecodeFailure):
 
 @dataclass
 class DecodedFrames:
-    """The frames kept for one video (in the order of ``frame_indices``) and its metadata."""
+    """The frames kept for one video (in the order of ``frame_indices``) and its metadata;
+    ``notes`` are for the video's row (e.g. why keyframe sampling was not possible)."""
 
     frames: list[Any]
     frame_indices: list[int]
     meta: VideoMeta
+    notes: list[str] = field(default_factory=list)
 
 
 def sample_indices(num_frames: int, num_samples: int) -> list[int]:
@@ -349,6 +356,16 @@ def video_stream(container: Any) -> Any:
     raise DecodeFailure(STATUS_NOT_VIDEO, "the file has no video stream")
 
 
+def display_rotation(frame: Any) -> int:
+    """The clockwise rotation (0, 90, 180, 270) a PyAV frame's display matrix asks for.
+
+    The convention of the ``rotation`` column, of the legacy ``rotate`` tag and of OpenCV's
+    ``CAP_PROP_ORIENTATION_META`` (90 for a phone held upright); PyAV's ``frame.rotation``
+    is the same angle counter-clockwise (-90 for that phone), so it is negated.
+    """
+    return (-int(frame.rotation or 0)) % 360
+
+
 def _rgb_upright(frame: Any) -> np.ndarray:
     import numpy as np
 
@@ -375,7 +392,7 @@ def decode_pyav(path: str, sampler: int | Sampler, transform: FrameTransform) ->
         for frame, facts in _pyav_frames(name):
             if n == 0 and facts.reported > 0:
                 wanted = set(sampler(facts.reported))
-                facts.rotation = int(frame.rotation or 0) % 360
+                facts.rotation = display_rotation(frame)
             if n in wanted:
                 rgb = _rgb_upright(frame)
                 if facts.shape is None:
@@ -400,16 +417,57 @@ def decode_pyav(path: str, sampler: int | Sampler, transform: FrameTransform) ->
 # --------------------------------------------------------------------------------------
 
 
-def _decoded_frames(container: Any, stream: Any) -> Iterator[Any]:
-    """Frames from the current demuxer position on, skipping packets that fail to decode."""
+def _decoded_frames(
+    container: Any,
+    stream: Any,
+    targets: Collection[int] | None = None,
+    *,
+    skip_nonref: bool = False,
+    counts: DecodeCounts | None = None,
+) -> Iterator[Any]:
+    """Frames from the current demuxer position on, skipping packets that fail to decode.
+
+    With ``targets`` (the presentation timestamps a seek segment keeps), decoding stops once
+    the last target's packet is sent: the decoder is drained instead, which hands out the
+    frames it holds back for reordering without decoding the packets that follow. With
+    ``skip_nonref`` too, every packet that is not a target is decoded with ``skip_frame =
+    "NONREF"``: the decoder drops its frame if it is not a reference (nothing refers to it,
+    so every other frame decodes exactly as in a full decode) and, frames being identified
+    by timestamp, a dropped frame simply never comes out. Only for streams
+    :func:`~vmae_cli.seeking.skips_nonref_exactly` accepts. ``counts`` adds up what was sent
+    and what came out.
+    """
     import av
 
+    cc = stream.codec_context
+    unsent = set(targets) if targets is not None else None
     for packet in container.demux(stream):
+        skippable = skip_nonref and unsent is not None and packet.pts not in unsent
+        if skip_nonref:
+            # Frame threading is off, so the decoder reads the setting while it decodes the
+            # packet sent next: it may change from one packet to the next.
+            cc.skip_frame = "NONREF" if skippable else "DEFAULT"
         try:
             frames = packet.decode()
         except av.error.FFmpegError:
-            continue  # a corrupt packet: the decoder resynchronises on the next one
+            frames = []  # a corrupt packet: the decoder resynchronises on the next one
+        done = False
+        if unsent is not None:
+            unsent.discard(packet.pts)
+            done = not unsent
+            if done:
+                # Drained, the decoder takes no more packets until flushed (the next seek).
+                try:
+                    frames = [*frames, *cc.decode(None)]
+                except av.error.FFmpegError:
+                    pass
+        if counts is not None and packet.size:
+            counts.packets += 1
+            counts.skippable += skippable
+            counts.frames += len(frames)
         yield from frames
+        if done:
+            return
 
 
 def decode_pyav_seek(
@@ -419,14 +477,23 @@ def decode_pyav_seek(
     *,
     min_duration_s: float = SEEK_MIN_DURATION_S,
     max_fraction: float = SEEK_MAX_FRACTION,
+    skip_nonref: bool = True,
+    counts: DecodeCounts | None = None,
 ) -> DecodedFrames | None:
-    """Decode the sampled frames of a long video by seeking to the keyframe before each one.
+    """Decode the sampled frames of a video by seeking to the keyframe before each one.
 
     Frames are identified by their presentation timestamps from a demux-only pass over the
     file, so the result is the same as a full sequential decode (measured on a 60 s 1080p
-    H.264 file: 1.7 s instead of 3.7 s). Returns ``None`` when the file should be read
-    sequentially instead: short, a container or codec whose timestamps cannot be trusted,
-    or a plan that would not save enough; any surprise while decoding also returns ``None``.
+    H.264 file: 1.7 s instead of 3.7 s, before non-reference frames were skipped). Returns
+    ``None`` when the file should be read sequentially instead: shorter than
+    ``min_duration_s``, a container or codec whose timestamps cannot be trusted, a damaged
+    packet, or a plan that would not save enough; any surprise while decoding also returns
+    ``None``.
+
+    ``skip_nonref`` lets the decoder skip the non-reference frames between a keyframe and a
+    sampled frame where that is exact (:data:`~vmae_cli.seeking.SKIP_NONREF_DECODERS`); off,
+    every frame on the way is decoded (for comparisons). ``counts``, when given, receives
+    the packets sent and frames decoded (:class:`~vmae_cli.seeking.DecodeCounts`).
     """
     import av
 
@@ -438,7 +505,15 @@ def decode_pyav_seek(
             return None
         with container:
             try:
-                return _seek_decode(container, sampler, transform, min_duration_s, max_fraction)
+                return _seek_decode(
+                    container,
+                    sampler,
+                    transform,
+                    min_duration_s,
+                    max_fraction,
+                    skip_nonref=skip_nonref,
+                    counts=counts,
+                )
             except (NotSeekable, av.error.FFmpegError):
                 return None
 
@@ -449,6 +524,9 @@ def _seek_decode(
     transform: FrameTransform,
     min_duration_s: float,
     max_fraction: float,
+    *,
+    skip_nonref: bool = True,
+    counts: DecodeCounts | None = None,
 ) -> DecodedFrames:
     fmt = container.format.name or ""
     stream = video_stream(container)  # raises not_video for audio with only cover art
@@ -462,6 +540,8 @@ def _seek_decode(
         raise NotSeekable("short video")
     _refuse_huge_frames(cc.width or 0, cc.height or 0)
     stream.thread_type = "NONE"  # parallelism comes from decoding several videos at once
+    # The decoder's name (cc.name), not the codec's: skipping is the implementation's doing.
+    skip = skip_nonref and skips_nonref_exactly(cc.name, cc.extradata)
     index = index_packets(container, stream)
     n = len(index.shown)
     indices = sampler(n)
@@ -481,7 +561,10 @@ def _seek_decode(
         container.seek(segment.seek_to, stream=stream, backward=True, any_frame=False)
         remaining = set(segment.targets)
         last = segment.targets[-1]
-        for frame in _decoded_frames(container, stream):
+        frames = _decoded_frames(
+            container, stream, segment.targets, skip_nonref=skip, counts=counts
+        )
+        for frame in frames:
             if frame.pts is None:
                 raise NotSeekable("a decoded frame without a timestamp")
             if frame.pts in remaining:
@@ -491,8 +574,10 @@ def _seek_decode(
                 if facts.shape is None:
                     facts.shape = rgb.shape[:2]
                 if facts.rotation is None:
-                    facts.rotation = int(frame.rotation or 0) % 360
+                    facts.rotation = display_rotation(frame)
                 kept[wanted_pts[frame.pts]] = transform(rgb)
+            # Frames come out in presentation order: past the last target, a target still
+            # missing will not come (and when none is missing, the segment is done).
             if frame.pts >= last:
                 break
         if remaining:
@@ -501,17 +586,28 @@ def _seek_decode(
 
 
 def decode_video(
-    path: str, sampler: int | Sampler, transform: FrameTransform
+    path: str,
+    sampler: int | Sampler,
+    transform: FrameTransform,
+    *,
+    sampling: str = SAMPLING_EXACT,
 ) -> tuple[DecodedFrames | None, Failure | None, VideoMeta]:
     """Check, then decode ``path``: by keyframe seeking when :func:`decode_pyav_seek` takes the
     file (long MP4/MOV/MKV/WebM), else OpenCV, and PyAV when OpenCV gets no frame out of it.
 
-    Returns ``(decoded, None, meta)`` or ``(None, failure, meta)`` where ``meta`` holds what
-    was learned before the failure; never raises for a bad file.
+    With ``sampling="keyframes"`` (one of :data:`~vmae_cli.protocol.SAMPLING_CHOICES`),
+    :func:`decode_keyframes` is tried first; a file it cannot serve is decoded exactly as
+    above, with a note saying why. Returns ``(decoded, None, meta)`` or
+    ``(None, failure, meta)`` where ``meta`` holds what was learned before the failure;
+    never raises for a bad file.
     """
+    if sampling not in SAMPLING_CHOICES:
+        raise ValueError(f"sampling must be one of {', '.join(SAMPLING_CHOICES)}: {sampling!r}")
     failure, head = check_and_read_head(path)
     if failure is not None:
         return None, failure, VideoMeta()
+    if sampling == SAMPLING_KEYFRAMES:
+        return _keyframes_or_exact(path, sampler, transform)
     try:
         decoded = decode_pyav_seek(path, sampler, transform)
     except DecodeFailure as exc:  # too_large or no video stream, before any frame is decoded
@@ -574,3 +670,110 @@ def truncation_note(meta: VideoMeta) -> str | None:
     ):
         return None
     return f"header says {reported} frames, {decoded} decode (truncated?)"
+
+
+# --------------------------------------------------------------------------------------
+# --sampling keyframes: the keyframe nearest each sampled frame, decoded by itself (the
+# plan: vmae_cli.seeking.nearest_keyframes)
+# --------------------------------------------------------------------------------------
+
+DECODER_PYAV_KEYFRAMES = "pyav-keyframes"
+
+
+def decode_keyframes(path: str, sampler: int | Sampler, transform: FrameTransform) -> DecodedFrames:
+    """Decode, for each sampled frame of ``path``, the keyframe nearest to it instead.
+
+    The frame count and the keyframes come from a demux-only pass
+    (:func:`~vmae_cli.seeking.index_packets`); then each distinct keyframe costs one seek and
+    one decoded packet, and nothing between keyframes is decoded: far cheaper than an exact
+    decode, and not frame-exact. ``frame_indices`` holds the keyframes' indices, one per
+    sampled frame (repeats allowed).
+
+    Raises :class:`~vmae_cli.seeking.NotSeekable`, saying why, where keyframes cannot be
+    trusted: a container or codec outside :data:`~vmae_cli.seeking.SEEKABLE_FORMATS` /
+    :data:`~vmae_cli.seeking.SEEKABLE_CODECS` (AVI, MPEG-TS, ...), packets without
+    timestamps, a seek that does not find its keyframe, a keyframe that gives no frame by
+    itself. Raises :class:`DecodeFailure` for frames above :data:`MAX_FRAME_PIXELS` or no
+    video stream, and lets PyAV's errors through; :func:`decode_video` then decodes exactly.
+    """
+    import av
+
+    sampler = as_sampler(sampler)
+    with decoder_path(path) as name, av.open(name, metadata_errors="ignore") as container:
+        stream = video_stream(container)
+        fmt = container.format.name or ""
+        if not any(f in fmt.split(",") for f in SEEKABLE_FORMATS):
+            raise NotSeekable(f"container {fmt}")
+        cc = stream.codec_context
+        # The codec's own name: PyAV may decode with a library (AV1 with "libdav1d").
+        codec = cc.codec.canonical_name
+        if codec not in SEEKABLE_CODECS:
+            raise NotSeekable(f"codec {codec}")
+        _refuse_huge_frames(cc.width or 0, cc.height or 0)
+        stream.thread_type = "NONE"  # parallelism comes from decoding several videos at once
+        index = index_packets(container, stream)
+        n = len(index.shown)
+        indices = nearest_keyframes(index, sampler(n))
+        rate = stream.average_rate or stream.guessed_rate
+        facts = StreamFacts(
+            reported=stream.frames or 0,
+            fps=float(rate) if rate else None,
+            width=cc.width,
+            height=cc.height,
+        )
+        kept: dict[int, Any] = {}
+        for i in sorted(set(indices)):
+            frame = _decode_keyframe(container, stream, index.shown[i])
+            rgb = _rgb_upright(frame)
+            # The first kept frame's size and rotation stand for the video's.
+            if facts.shape is None:
+                facts.shape = rgb.shape[:2]
+            if facts.rotation is None:
+                facts.rotation = display_rotation(frame)
+            kept[i] = transform(rgb)
+        return _finish(DECODER_PYAV_KEYFRAMES, facts, n, indices, kept)
+
+
+def _decode_keyframe(container: Any, stream: Any, pts: int) -> Any:
+    """Seek to the keyframe shown at ``pts`` and decode its packet alone."""
+    container.seek(pts, stream=stream, backward=True, any_frame=False)
+    for packet in container.demux(stream):
+        if packet.pts != pts:
+            # The demuxer may land on an earlier keyframe (it does on an MP4 with an edit
+            # list): read on to the wanted packet without decoding anything.
+            if packet.is_keyframe and packet.pts is not None and packet.pts > pts:
+                break
+            continue
+        if not packet.is_keyframe:
+            break
+        # Draining the decoder (decode(None)) makes it give the frame now, whatever its
+        # reordering delay; the next seek resets it.
+        frames = [*packet.decode(), *stream.codec_context.decode(None)]
+        for frame in frames:
+            if frame.pts == pts:
+                return frame
+        raise NotSeekable("a keyframe gave no frame by itself")
+    raise NotSeekable("a seek did not find its keyframe")
+
+
+def _keyframes_or_exact(
+    path: str, sampler: int | Sampler, transform: FrameTransform
+) -> tuple[DecodedFrames | None, Failure | None, VideoMeta]:
+    """:func:`decode_keyframes`, or else the exact decode, whose row says why.
+
+    Whatever goes wrong with keyframes (a bad file included) hands the file to the exact
+    path, so failures are decided, and worded, exactly as with exact sampling.
+    """
+    try:
+        decoded = decode_keyframes(path, sampler, transform)
+    except Exception as exc:  # noqa: BLE001 - any surprise: decode exactly instead
+        why = exc.failure.error if isinstance(exc, DecodeFailure) else str(exc)
+        if not isinstance(exc, NotSeekable | DecodeFailure):
+            why = f"{type(exc).__name__}: {why}"
+    else:
+        return decoded, None, decoded.meta
+    # The file gate runs again there: a stat and a short read, nothing next to decoding.
+    decoded, failure, meta = decode_video(path, sampler, transform)
+    if decoded is not None:
+        decoded.notes.append(f"keyframe sampling not possible ({why}): frames sampled exactly")
+    return decoded, failure, meta

@@ -12,17 +12,29 @@ Two protocols have names:
   15 views.
 
 The knobs behind them (clips, crops, frame stride) can be set one by one.
+
+How the chosen frames are fetched is part of the protocol too (``sampling``): ``exact``
+decodes exactly the frames named above; ``keyframes`` takes the keyframe nearest each of them
+instead, which is much cheaper to decode but not frame-exact (see
+:func:`vmae_cli.decoding.decode_keyframes`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 #: Crops per clip that the protocol supports: the centre crop, or start/centre/end.
 CROP_CHOICES = (1, 3)
 
 PROTOCOL_UNIFORM = "uniform"
 PROTOCOL_VIDEOMAE = "videomae"
+
+#: Decode exactly the frames the protocol names (the default).
+SAMPLING_EXACT = "exact"
+#: Decode the keyframe nearest each frame the protocol names: no decoding between keyframes.
+SAMPLING_KEYFRAMES = "keyframes"
+#: How the frames are fetched (``--sampling``); the first is the default.
+SAMPLING_CHOICES = (SAMPLING_EXACT, SAMPLING_KEYFRAMES)
 
 
 class ProtocolError(ValueError):
@@ -35,12 +47,13 @@ class Protocol:
 
     ``frame_stride`` is in frames of the video; ``0`` means the T frames of a clip are spread
     uniformly over the whole video (with several clips, each is offset by a fraction of a
-    segment so the clips interleave).
+    segment so the clips interleave). ``sampling`` is one of :data:`SAMPLING_CHOICES`.
     """
 
     clips: int = 1
     crops: int = 1
     frame_stride: int = 0
+    sampling: str = SAMPLING_EXACT
 
     def __post_init__(self) -> None:
         if self.clips < 1:
@@ -49,6 +62,10 @@ class Protocol:
             raise ProtocolError(f"crops must be 1 or 3, not {self.crops}")
         if self.frame_stride < 0:
             raise ProtocolError(f"frame stride must be 0 or more, not {self.frame_stride}")
+        if self.sampling not in SAMPLING_CHOICES:
+            raise ProtocolError(
+                f"sampling must be one of {', '.join(SAMPLING_CHOICES)}, not {self.sampling!r}"
+            )
 
     @property
     def views(self) -> int:
@@ -57,7 +74,11 @@ class Protocol:
 
     @property
     def name(self) -> str:
-        """``uniform``, ``videomae``, or the settings spelled out for any other combination."""
+        """``uniform``, ``videomae``, or the settings spelled out for any other combination;
+        with ``+keyframes`` appended when sampling is not exact (``uniform+keyframes``), so
+        that rows and ``--resume`` tell the two apart."""
+        if self.sampling != SAMPLING_EXACT:
+            return f"{replace(self, sampling=SAMPLING_EXACT).name}+{self.sampling}"
         for name, proto in PROTOCOLS.items():
             if proto == self:
                 return name

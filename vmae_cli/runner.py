@@ -575,6 +575,6 @@ def _refuse_other_model(previous: dict[str, PreviousRow], report: RunReport, pat
             raise OutputMismatchError(
                 f"{path} holds rows of model {row.model!r} with protocol {row.protocol}, "
                 f"this run uses {report.model!r} with protocol {report.protocol}: resuming "
-                "would mix them in one file; use the same --model and --protocol, or another "
-                "output file"
+                "would mix them in one file; use the same --model, --protocol and --sampling, "
+                "or another output file"
             )

@@ -4,9 +4,12 @@ A demux-only pass (no decoding) over a video stream gives the presentation times
 frames a full decode shows and of the keyframes a decoder can start from
 (:func:`index_packets`). From those, :func:`plan_seeks` groups the sampled frames into
 segments, each decoded from the last keyframe at or before its first frame, and counts the
-frames the plan decodes, so the caller can tell whether seeking saves anything.
+frames the plan decodes, so the caller can tell whether seeking saves anything. For
+``--sampling keyframes``, :func:`nearest_keyframes` maps the sampled frames to the nearest
+keyframes instead, which decode alone.
 
-Nothing here decodes a frame; :func:`vmae_cli.decoding.decode_pyav_seek` carries out a plan.
+Nothing here decodes a frame; :func:`vmae_cli.decoding.decode_pyav_seek` carries out a plan,
+:func:`vmae_cli.decoding.decode_keyframes` decodes the nearest keyframes.
 """
 
 from __future__ import annotations
@@ -15,9 +18,16 @@ import bisect
 from dataclasses import dataclass
 from typing import Any
 
-#: Videos shorter than this are read with one sequential OpenCV pass: on short clips the
-#: frames to decode are most of the video anyway.
-SEEK_MIN_DURATION_S = 10.0
+#: Videos shorter than this are read with one sequential OpenCV pass. Measured with
+#: benchmarks/decode_cost.py (CPU time, one thread, 16 frames sampled, resized and cropped;
+#: least of 5 interleaved runs; 2026-12-01), seeking with PyAV and skipping non-reference
+#: frames against OpenCV's pass over every frame: 6 s clips cut from the benchmark mix
+#: 0.68 vs 1.02 s (1080p H.264), 0.85 vs 1.32 s (1080p HEVC), 0.16 vs 0.22 s (540x960
+#: H.264), 0.28 vs 0.29 s (540p VP9: nothing to skip); the mix's 3-7 s videos 0.76-0.94 of
+#: OpenCV's cost (H.264, HEVC) and 0.91-1.02 (VP9); 2 s clips 0.71-1.12, about even (the
+#: same pass measured twice differs by up to 11 % on such clips); 1 s clips 0.99-1.47: half
+#: the frames are sampled, little is left to skip, and the demux pass and seeks come on top.
+SEEK_MIN_DURATION_S = 2.0
 #: Seek only when the plan decodes at most this fraction of the video's frames. Measured on
 #: 10-115 s clips from 540p to 1080p, decoding the plan's frames with PyAV never cost more
 #: CPU than OpenCV's grab() pass over all frames (0.78 vs 0.86 s up to 13.3 vs 45.6 s), so
@@ -29,6 +39,23 @@ SEEK_MAX_FRACTION = 1.0
 SEEKABLE_FORMATS = ("mov", "mp4", "matroska", "webm")
 #: Codecs where one packet is one frame in those containers.
 SEEKABLE_CODECS = ("h264", "hevc", "vp9", "av1", "mpeg4", "vp8", "mjpeg", "prores")
+#: FFmpeg decoders (decoder names, not codec names: the behaviour is the implementation's)
+#: that may skip non-reference frames (``skip_frame = "NONREF"``) between a keyframe and a
+#: sampled frame, the setting changed packet by packet. Measured with PyAV 18.1 (FFmpeg
+#: 8.1), frame threading off, on 150-frame clips with B-frames (b-pyramid for H.264 and
+#: HEVC), every frame compared with a full decode: exact for these three, which skipped
+#: 29-40 % (H.264), 42-51 % (HEVC) and 57 % (MPEG-4 part 2) of the frames. On the benchmark
+#: mix (benchmarks/RESULTS.md) the sampled frames cost 32 % (H.264) and 30 % (HEVC) less
+#: CPU time, 27 % less over the whole mix. Left out:
+#: ``vp9``, ``vp8`` and ``mjpeg`` skipped nothing (VP9's decoder ignores the setting, and a
+#: VP9 frame that refreshes no reference can still update the probabilities later frames
+#: use); ``libdav1d`` (AV1) reads it only when the decoder opens, so a change between
+#: packets is ignored and sampled non-reference frames never came out.
+SKIP_NONREF_DECODERS = ("h264", "hevc", "mpeg4")
+#: The NAL unit type of an HEVC sequence parameter set.
+_HEVC_NAL_SPS = 33
+#: Offset of ``numOfArrays`` in an HEVC decoder configuration record (``hvcC``).
+_HVCC_ARRAYS_OFFSET = 22
 
 
 class NotSeekable(Exception):
@@ -51,7 +78,8 @@ class FrameIndex:
 def index_packets(container: Any, stream: Any) -> FrameIndex:
     """Demux every packet of ``stream`` (no decoding) into a :class:`FrameIndex`.
 
-    Raises :class:`NotSeekable` when the timestamps cannot identify frames.
+    Raises :class:`NotSeekable` when the timestamps cannot identify frames, or a packet is
+    damaged (its frame may not decode, so counting it could shift every frame index).
     """
     shown: list[int] = []
     keyframes: list[int] = []
@@ -60,6 +88,10 @@ def index_packets(container: Any, stream: Any) -> FrameIndex:
             continue  # the flush packet at the end
         if packet.pts is None:
             raise NotSeekable("a packet without a timestamp")
+        if packet.is_corrupt:
+            # A file cut inside a packet (an MP4 whose index comes first): a full decode
+            # gets no frame out of it, and the index would count one more frame.
+            raise NotSeekable("a damaged packet")
         if packet.is_keyframe:
             keyframes.append(packet.pts)
         if not packet.is_discard:
@@ -79,6 +111,20 @@ class SeekSegment:
 
     seek_to: int  # pts of the keyframe to seek to
     targets: list[int]  # presentation timestamps to keep from there on, ascending
+
+
+@dataclass
+class DecodeCounts:
+    """What carrying out a plan cost, for measurements: packets sent to the decoder, how many
+    of them were sent with non-reference frames skippable, and frames that came out.
+
+    With one frame per packet, ``packets - frames`` is the frames the decoder skipped (plus
+    any it decodes but never shows, such as those an edit list hides).
+    """
+
+    packets: int = 0
+    skippable: int = 0
+    frames: int = 0
 
 
 def plan_seeks(index: FrameIndex, targets: list[int]) -> tuple[list[SeekSegment], int]:
@@ -108,3 +154,83 @@ def plan_seeks(index: FrameIndex, targets: list[int]) -> tuple[list[SeekSegment]
 def _count_between(sorted_pts: list[int], low: int, high: int) -> int:
     """How many timestamps lie in ``(low, high]``."""
     return bisect.bisect_right(sorted_pts, high) - bisect.bisect_right(sorted_pts, low)
+
+
+def skips_nonref_exactly(decoder: str, extradata: bytes | None) -> bool:
+    """Whether ``decoder`` may skip a stream's non-reference frames without changing any other
+    frame (see :data:`SKIP_NONREF_DECODERS`); ``extradata`` is the stream's codec private data.
+
+    HEVC needs more than the decoder's name. FFmpeg skips every "sub-layer non-reference"
+    picture, and the standard lets pictures of a higher temporal sub-layer still refer to
+    those (x265's temporal layers happen not to); a skipped one would silently turn into a
+    grey stand-in frame. Only a stream whose sequence parameter sets declare a single
+    sub-layer is taken: there no picture refers to them.
+    """
+    if decoder not in SKIP_NONREF_DECODERS:
+        return False
+    if decoder == "hevc":
+        return _hevc_single_sublayer(extradata or b"")
+    return True
+
+
+def _hevc_single_sublayer(hvcc: bytes) -> bool:
+    """True when an ``hvcC`` record (MP4, Matroska) holds sequence parameter sets and each
+    says ``sps_max_sub_layers_minus1 == 0``; false when unsure (Annex B, malformed)."""
+    if len(hvcc) <= _HVCC_ARRAYS_OFFSET or hvcc[0] != 1:
+        return False
+    pos = _HVCC_ARRAYS_OFFSET + 1
+    sps_seen = 0
+    for _ in range(hvcc[_HVCC_ARRAYS_OFFSET]):
+        if pos + 3 > len(hvcc):
+            return False
+        count = int.from_bytes(hvcc[pos + 1 : pos + 3], "big")
+        pos += 3  # array_completeness and NAL_unit_type, then numNalus
+        for _ in range(count):
+            length = int.from_bytes(hvcc[pos : pos + 2], "big")
+            nal = hvcc[pos + 2 : pos + 2 + length]
+            pos += 2 + length
+            if len(nal) != length or length < 3:
+                return False
+            if (nal[0] >> 1) & 0x3F != _HEVC_NAL_SPS:
+                continue
+            # The byte after the 2-byte NAL header: sps_video_parameter_set_id (4 bits),
+            # sps_max_sub_layers_minus1 (3 bits), sps_temporal_id_nesting_flag (1 bit).
+            if (nal[2] >> 1) & 0x7:
+                return False
+            sps_seen += 1
+    return sps_seen > 0
+
+
+def nearest_keyframes(index: FrameIndex, positions: list[int]) -> list[int]:
+    """For each frame index in ``positions``, the frame index of the nearest keyframe.
+
+    Frame indices count the shown frames in presentation order (``index.shown``); a keyframe
+    that is not shown (an edit list drops it) cannot be taken. "Nearest" is by frame index,
+    and a position halfway between two keyframes takes the earlier one. The result has one
+    entry per position, in the same order (repeats allowed). Raises :class:`NotSeekable`
+    when no keyframe is shown, and :class:`ValueError` for a position outside the video.
+    """
+    shown = index.shown
+    candidates: set[int] = set()
+    for pts in index.keyframes:
+        i = bisect.bisect_left(shown, pts)
+        if i < len(shown) and shown[i] == pts:
+            candidates.add(i)
+    if not candidates:
+        raise NotSeekable("no keyframe is a shown frame")
+    frames = sorted(candidates)
+    nearest = []
+    for position in positions:
+        if not 0 <= position < len(shown):
+            raise ValueError(f"frame {position} is outside a video of {len(shown)} frames")
+        after = bisect.bisect_left(frames, position)  # the first keyframe at or after it
+        if after == len(frames):
+            nearest.append(frames[-1])
+        elif after == 0 or frames[after] == position:
+            nearest.append(frames[after])
+        else:
+            before = frames[after - 1]
+            # Ties go to the earlier keyframe: "<=".
+            closer = before if position - before <= frames[after] - position else frames[after]
+            nearest.append(closer)
+    return nearest

@@ -76,12 +76,14 @@ class ViewMaker:
         start = time.perf_counter()
         # Stamped before decoding: a file that changes meanwhile is redone by --resume.
         stamp = file_stamp(path)
-        decoded, failure, meta = decode_video(path, self.sample, self.transform)
+        decoded, failure, meta = decode_video(
+            path, self.sample, self.transform, sampling=self.protocol.sampling
+        )
         if decoded is None:
             return DecodeOutcome(
                 path, failure=failure, meta=meta, seconds=_since(start), stamp=stamp
             )
-        notes = []
+        notes = list(decoded.notes)
         truncated = truncation_note(meta)
         if truncated:
             notes.append(truncated)
