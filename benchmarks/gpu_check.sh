@@ -36,7 +36,7 @@
 #            GPU_CHECK_COPIES, GPU_CHECK_FORCE_CV2=1, GPU_CHECK_DECODE_DEVICE=cpu.
 #
 # PREPARING THE WHEELS (here, before the device call)
-#   The device (docs: /work/.library/device/KINDS.md) has Python 3.12.3 at
+#   The device (per the device tool's KINDS.md) has Python 3.12.3 at
 #   /opt/torch/.venv/bin/python3 with torch 2.11.0+cu130, transformers, opencv-python-headless,
 #   typer, rich, pandas, pytest, setuptools; no PyAV, no torchcodec, no network. The setup part
 #   prints that Python's wheel tags and says which carried wheel does not fit and what to fetch.
