@@ -1,7 +1,7 @@
 """OpenVINO as the model runtime on CPUs (``--backend openvino``, the optional extra
 ``vmae-cli[openvino]``): convert the Hugging Face model once, cache the result, compile it.
 
-Converting ViT-B takes 25-35 s on two cores, so the converted model is a cache entry, like
+Converting ViT-B takes about 40 s on two cores, so the converted model is a cache entry, like
 the Hugging Face cache: a folder named by a key made of what it was converted from (the
 hashes of the model's config and weight files, the input shape, the OpenVINO version and
 :data:`CACHE_FORMAT`), written under a temporary name and renamed into place, under a lock
@@ -315,8 +315,8 @@ def load_openvino(
 def _converting(name: str, root: Path | None) -> str:
     where = f"cached in {root}" if root else "not cached"
     return (
-        f"converting {name} to OpenVINO (once per model and machine, about half a minute for "
-        f"ViT-B; {where})"
+        f"converting {name} to OpenVINO (once per model and machine, about 40 s for ViT-B on "
+        f"2 cores; {where})"
     )
 
 
