@@ -45,6 +45,18 @@ def _assert_exact(path: Path, decoded) -> None:
     assert decoded.frames == [truth[i] for i in expected]
 
 
+#: The clips of the ``multi_gop`` fixture.
+MULTI_GOP_NAMES = [
+    "h264_bframes.mp4",
+    "h264_bframes.mkv",
+    "hevc.mp4",
+    "vp9.webm",
+    "edit_list.mp4",
+    "vfr.mp4",
+    "mpeg4.mp4",
+]
+
+
 @pytest.fixture(scope="module")
 def multi_gop(tmp_path_factory) -> dict[str, Path]:
     """150-frame clips with a keyframe every 10 frames, in the containers seeking serves."""
@@ -64,18 +76,7 @@ def multi_gop(tmp_path_factory) -> dict[str, Path]:
     return {name: write_video(root / name, **common, **kw) for name, kw in specs.items()}
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "h264_bframes.mp4",
-        "h264_bframes.mkv",
-        "hevc.mp4",
-        "vp9.webm",
-        "edit_list.mp4",
-        "vfr.mp4",
-        "mpeg4.mp4",
-    ],
-)
+@pytest.mark.parametrize("name", MULTI_GOP_NAMES)
 def test_seeking_is_frame_exact_across_many_keyframes(name: str, multi_gop) -> None:
     decoded = _forced(multi_gop[name])
     assert decoded is not None, "these containers must take the seeking path"
@@ -420,18 +421,7 @@ def _full_decode(path: Path) -> tuple[list, list[int]]:
     return frames, [i for i, f in enumerate(decoded) if f.key_frame]
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "h264_bframes.mp4",
-        "h264_bframes.mkv",
-        "hevc.mp4",
-        "vp9.webm",
-        "edit_list.mp4",
-        "vfr.mp4",
-        "mpeg4.mp4",
-    ],
-)
+@pytest.mark.parametrize("name", MULTI_GOP_NAMES)
 def test_keyframe_sampling_returns_full_decode_keyframes_nearest_each_position(
     name: str, multi_gop
 ) -> None:

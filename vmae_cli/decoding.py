@@ -146,6 +146,18 @@ class StreamFacts:
     rotation: int | None = None
     shape: tuple[int, int] | None = None
 
+    @classmethod
+    def of_stream(cls, stream: Any) -> StreamFacts:
+        """What a PyAV video stream's header says (frame count, rate, coded size)."""
+        rate = stream.average_rate or stream.guessed_rate
+        cc = stream.codec_context
+        return cls(
+            reported=stream.frames or 0,
+            fps=float(rate) if rate else None,
+            width=cc.width,
+            height=cc.height,
+        )
+
     def to_meta(self, decoder: str, n: int) -> VideoMeta:
         """The :class:`VideoMeta` of a video ``decoder`` decoded ``n`` frames from."""
         fps = self.fps
@@ -324,13 +336,7 @@ def _pyav_frames(name: str) -> Iterator[tuple[Any, StreamFacts]]:
         # Single-threaded: parallelism comes from decoding several videos at once.
         stream.thread_type = "NONE"
         cc = stream.codec_context
-        rate = stream.average_rate or stream.guessed_rate
-        facts = StreamFacts(
-            reported=stream.frames or 0,
-            fps=float(rate) if rate else None,
-            width=cc.width,
-            height=cc.height,
-        )
+        facts = StreamFacts.of_stream(stream)
         _refuse_huge_frames(cc.width or 0, cc.height or 0)
         for frame in _decoded_frames(container, stream):
             yield frame, facts
@@ -550,13 +556,7 @@ def _seek_decode(
     if cost > max_fraction * n:
         raise NotSeekable("seeking would not save enough")
     kept: dict[int, Any] = {}
-    rate = stream.average_rate or stream.guessed_rate
-    facts = StreamFacts(
-        reported=stream.frames or 0,
-        fps=float(rate) if rate else None,
-        width=cc.width,
-        height=cc.height,
-    )
+    facts = StreamFacts.of_stream(stream)
     for segment in segments:
         container.seek(segment.seek_to, stream=stream, backward=True, any_frame=False)
         remaining = set(segment.targets)
@@ -714,13 +714,7 @@ def decode_keyframes(path: str, sampler: int | Sampler, transform: FrameTransfor
         index = index_packets(container, stream)
         n = len(index.shown)
         indices = nearest_keyframes(index, sampler(n))
-        rate = stream.average_rate or stream.guessed_rate
-        facts = StreamFacts(
-            reported=stream.frames or 0,
-            fps=float(rate) if rate else None,
-            width=cc.width,
-            height=cc.height,
-        )
+        facts = StreamFacts.of_stream(stream)
         kept: dict[int, Any] = {}
         for i in sorted(set(indices)):
             frame = _decode_keyframe(container, stream, index.shown[i])
