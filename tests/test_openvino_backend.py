@@ -341,3 +341,18 @@ def test_a_hub_model_in_the_local_cache_is_keyed_by_its_files(
         name: ovb.file_digest(tiny_model_dir / name)
         for name in ("config.json", "model.safetensors")
     }
+
+
+def test_a_read_only_cache_with_the_entry_is_used_as_it_is(
+    tiny_model_dir: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Said().load(tiny_model_dir, dtype="float32", backend="openvino")
+
+    def read_only(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    said = Said()
+    lm = said.load(tiny_model_dir, dtype="float32", backend="openvino")
+    assert (lm.backend, said.notices, said.warnings) == ("openvino", [], [])
+    assert lm.model.entry is not None

@@ -269,7 +269,7 @@ def load_openvino(
     except ConversionError:
         raise
     except Exception as exc:  # noqa: BLE001 - the files could not be found or read
-        raise ConversionError(f"cannot read the model's files: {exc}") from None
+        raise ConversionError(f"cannot read the model's files: {_first_line(exc)}") from None
     core = ov.Core()
     root = cache_root()
     entry = root / entry_name(key)
@@ -285,28 +285,28 @@ def load_openvino(
             converted = convert(name, revision, offline, frames_per_clip, crop_hw)
         return _compile(core, converted, precision, None)
 
+    # Entries are renamed into place whole, so reading one needs no lock (and works in a
+    # read-only cache filled elsewhere).
+    compiled = _compile_entry(core, entry, key, precision, remove_broken=False)
+    if compiled is not None:
+        return compiled
     try:
         root.mkdir(parents=True, exist_ok=True)
         lock_file = open(root / f"{entry.name}.lock", "a+b")  # noqa: SIM115 - held below
     except OSError as exc:
         return uncached(exc)
-    with lock_file:
-        # Entries are renamed into place whole, so reading one needs no lock.
-        compiled = _compile_entry(core, entry, key, precision, remove_broken=False)
+    with lock_file, _locked(lock_file, lambda: on_notice(_waiting(name, root))):
+        # Another run may have converted it while this one waited for the lock.
+        compiled = _compile_entry(core, entry, key, precision, remove_broken=True)
         if compiled is not None:
             return compiled
-        with _locked(lock_file, lambda: on_notice(_waiting(name, root))):
-            # Another run may have converted it while this one waited for the lock.
-            compiled = _compile_entry(core, entry, key, precision, remove_broken=True)
-            if compiled is not None:
-                return compiled
-            on_notice(_converting(name, root))
-            converted = convert(name, revision, offline, frames_per_clip, crop_hw)
-            try:
-                _write_entry(ov, converted, entry, key)
-            except OSError as exc:  # a full disk, a read-only cache
-                return uncached(exc, converted)
-            compiled = _compile_entry(core, entry, key, precision, remove_broken=True)
+        on_notice(_converting(name, root))
+        converted = convert(name, revision, offline, frames_per_clip, crop_hw)
+        try:
+            _write_entry(ov, converted, entry, key)
+        except OSError as exc:  # a full disk, a read-only cache
+            return uncached(exc, converted)
+        compiled = _compile_entry(core, entry, key, precision, remove_broken=True)
     if compiled is None:
         raise ConversionError("OpenVINO cannot compile the model it converted")
     return compiled
