@@ -524,6 +524,42 @@ def decode_pyav_seek(
                 return None
 
 
+def _seekable_stream(
+    container: Any, codec_of: Callable[[Any], str], min_duration_s: float = 0.0
+) -> Any:
+    """The first video stream of ``container``, single-threaded, once its timestamps and
+    keyframes can be trusted for seeking: a container in
+    :data:`~vmae_cli.seeking.SEEKABLE_FORMATS`, a codec in
+    :data:`~vmae_cli.seeking.SEEKABLE_CODECS` (as ``codec_of(codec_context)`` names it), a
+    duration of at least ``min_duration_s``. Raises :class:`~vmae_cli.seeking.NotSeekable`
+    saying why, or :class:`DecodeFailure` for no video stream or frames too large.
+    """
+    fmt = container.format.name or ""
+    stream = video_stream(container)  # raises not_video for audio with only cover art
+    if not any(f in fmt.split(",") for f in SEEKABLE_FORMATS):
+        raise NotSeekable(f"container {fmt}")
+    cc = stream.codec_context
+    codec = codec_of(cc)
+    if codec not in SEEKABLE_CODECS:
+        raise NotSeekable(f"codec {codec}")
+    if (container.duration or 0) / 1_000_000 < min_duration_s:
+        raise NotSeekable("short video")
+    _refuse_huge_frames(cc.width or 0, cc.height or 0)
+    stream.thread_type = "NONE"  # parallelism comes from decoding several videos at once
+    return stream
+
+
+def _keep(frame: Any, facts: StreamFacts, transform: FrameTransform) -> Any:
+    """A kept PyAV frame, upright and transformed; the first kept frame's size and rotation
+    stand for the video's (set in ``facts`` while still unknown)."""
+    rgb = _rgb_upright(frame)
+    if facts.shape is None:
+        facts.shape = rgb.shape[:2]
+    if facts.rotation is None:
+        facts.rotation = display_rotation(frame)
+    return transform(rgb)
+
+
 def _seek_decode(
     container: Any,
     sampler: Sampler,
@@ -534,18 +570,10 @@ def _seek_decode(
     skip_nonref: bool = True,
     counts: DecodeCounts | None = None,
 ) -> DecodedFrames:
-    fmt = container.format.name or ""
-    stream = video_stream(container)  # raises not_video for audio with only cover art
-    if not any(f in fmt.split(",") for f in SEEKABLE_FORMATS):
-        raise NotSeekable(f"container {fmt}")
+    # By the decoder's name, as before keyframe sampling came: AV1, decoded by "libdav1d",
+    # is read sequentially here.
+    stream = _seekable_stream(container, lambda cc: cc.name, min_duration_s)
     cc = stream.codec_context
-    if cc.name not in SEEKABLE_CODECS:
-        raise NotSeekable(f"codec {cc.name}")
-    duration = (container.duration or 0) / 1_000_000
-    if duration < min_duration_s:
-        raise NotSeekable("short video")
-    _refuse_huge_frames(cc.width or 0, cc.height or 0)
-    stream.thread_type = "NONE"  # parallelism comes from decoding several videos at once
     # The decoder's name (cc.name), not the codec's: skipping is the implementation's doing.
     skip = skip_nonref and skips_nonref_exactly(cc.name, cc.extradata)
     index = index_packets(container, stream)
@@ -569,13 +597,7 @@ def _seek_decode(
                 raise NotSeekable("a decoded frame without a timestamp")
             if frame.pts in remaining:
                 remaining.discard(frame.pts)
-                rgb = _rgb_upright(frame)
-                # The first kept frame's size and rotation stand for the video's.
-                if facts.shape is None:
-                    facts.shape = rgb.shape[:2]
-                if facts.rotation is None:
-                    facts.rotation = display_rotation(frame)
-                kept[wanted_pts[frame.pts]] = transform(rgb)
+                kept[wanted_pts[frame.pts]] = _keep(frame, facts, transform)
             # Frames come out in presentation order: past the last target, a target still
             # missing will not come (and when none is missing, the segment is done).
             if frame.pts >= last:
@@ -700,17 +722,8 @@ def decode_keyframes(path: str, sampler: int | Sampler, transform: FrameTransfor
 
     sampler = as_sampler(sampler)
     with decoder_path(path) as name, av.open(name, metadata_errors="ignore") as container:
-        stream = video_stream(container)
-        fmt = container.format.name or ""
-        if not any(f in fmt.split(",") for f in SEEKABLE_FORMATS):
-            raise NotSeekable(f"container {fmt}")
-        cc = stream.codec_context
         # The codec's own name: PyAV may decode with a library (AV1 with "libdav1d").
-        codec = cc.codec.canonical_name
-        if codec not in SEEKABLE_CODECS:
-            raise NotSeekable(f"codec {codec}")
-        _refuse_huge_frames(cc.width or 0, cc.height or 0)
-        stream.thread_type = "NONE"  # parallelism comes from decoding several videos at once
+        stream = _seekable_stream(container, lambda cc: cc.codec.canonical_name)
         index = index_packets(container, stream)
         n = len(index.shown)
         indices = nearest_keyframes(index, sampler(n))
@@ -718,13 +731,7 @@ def decode_keyframes(path: str, sampler: int | Sampler, transform: FrameTransfor
         kept: dict[int, Any] = {}
         for i in sorted(set(indices)):
             frame = _decode_keyframe(container, stream, index.shown[i])
-            rgb = _rgb_upright(frame)
-            # The first kept frame's size and rotation stand for the video's.
-            if facts.shape is None:
-                facts.shape = rgb.shape[:2]
-            if facts.rotation is None:
-                facts.rotation = display_rotation(frame)
-            kept[i] = transform(rgb)
+            kept[i] = _keep(frame, facts, transform)
         return _finish(DECODER_PYAV_KEYFRAMES, facts, n, indices, kept)
 
 

@@ -24,7 +24,7 @@ DEFAULT_MODEL = "MCG-NJU/videomae-base-finetuned-kinetics"
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")  # plus "cuda:N"
 DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
 
-#: The model runtimes. ``auto`` is OpenVINO on the CPU when its extra is installed (1.4x the
+#: The model runtimes. ``auto`` is OpenVINO on the CPU when its extra is installed (1.47x the
 #: clips/s of torch bf16 for ViT-B on a 2-core AVX-512 BF16 CPU), torch everywhere else.
 BACKEND_AUTO = "auto"
 BACKEND_TORCH = "torch"
@@ -347,6 +347,7 @@ def load_model(
 
     dev = resolve_device(backend_device(backend, device))
     torch_dtype = resolve_dtype(dtype, dev)
+    dtype_name = str(torch_dtype).removeprefix("torch.")  # float32, bfloat16, float16
     runtime = resolve_backend(backend, dev)
     spec = spec or read_model_spec(name, revision=revision)
     if runtime == BACKEND_OPENVINO:
@@ -360,18 +361,17 @@ def load_model(
                 offline=spec.offline,
                 frames_per_clip=spec.frames_per_clip,
                 crop_hw=spec.preprocess.crop_hw,
-                dtype=str(torch_dtype).removeprefix("torch."),
+                dtype=dtype_name,
                 on_notice=on_notice or log.info,
                 on_warning=warn,
             )
         except ConversionError as exc:
             warn(f"OpenVINO cannot run this model ({exc}); running it on torch instead")
         else:
-            asked = str(torch_dtype).removeprefix("torch.")
-            if compiled.precision != asked:
+            if compiled.precision != dtype_name:
                 warn(
-                    f"--dtype {asked}: OpenVINO computes in {compiled.precision} on this CPU "
-                    f"(it has no native {asked})"
+                    f"--dtype {dtype_name}: OpenVINO computes in {compiled.precision} on this "
+                    f"CPU (it has no native {dtype_name})"
                 )
             log.debug("loaded %s with OpenVINO in %s", name, compiled.precision)
             return LoadedModel(
@@ -414,7 +414,7 @@ def load_model(
         preprocess=spec.preprocess,
         id2label=id2label,
         backend=BACKEND_TORCH,
-        precision=str(torch_dtype).removeprefix("torch."),
+        precision=dtype_name,
     )
 
 
