@@ -36,6 +36,7 @@ EXIT_SIGNAL_BASE = 128  # + signal number when stopped by SIGINT / SIGTERM / SIG
 PANEL_IO = "Inputs and outputs"
 PANEL_MODEL = "Model"
 PANEL_SAMPLING = "Sampling"
+PANEL_SEGMENTS = "Segments: what happens when, in long videos"
 PANEL_SPEED = "Speed"
 PANEL_CRON = "Cron and reliability"
 PANEL_RAY = "Many machines (--engine ray)"
@@ -112,6 +113,52 @@ SamplingOpt = Annotated[
         rich_help_panel=PANEL_SAMPLING,
     ),
 ]
+
+
+def _span(value: str | None) -> str | None:
+    """Check a --window/--hop length now (a usage error, exit 2)."""
+    from .segments import SegmentsError, Span
+
+    if value is not None:
+        try:
+            Span.parse(value)
+        except SegmentsError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+SegmentsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--segments",
+        metavar="",
+        help="Classify consecutive windows of each video, not one clip spread over it; "
+        "the row's label is their mean.",
+        rich_help_panel=PANEL_SEGMENTS,
+    ),
+]
+WindowOpt = Annotated[
+    str | None,
+    typer.Option(
+        metavar="64f|2s",
+        callback=_span,
+        help="Window length in frames or seconds (implies --segments).",
+        show_default="the model's clip: T frames every --frame-stride (4), 64 for VideoMAE",
+        rich_help_panel=PANEL_SEGMENTS,
+    ),
+]
+HopOpt = Annotated[
+    str | None,
+    typer.Option(
+        metavar="64f|2s",
+        callback=_span,
+        help="Start a window every this many frames or seconds (implies --segments).",
+        show_default="the window: no overlap",
+        rich_help_panel=PANEL_SEGMENTS,
+    ),
+]
+
+
 ModelOpt = Annotated[
     str,
     typer.Option(
@@ -133,14 +180,30 @@ RevisionOpt = Annotated[
 
 
 def _protocol(
-    name: Any, clips: int | None, crops: int | None, stride: int | None, sampling: Any
+    name: Any,
+    clips: int | None,
+    crops: int | None,
+    stride: int | None,
+    sampling: Any,
+    segments: Any = None,
 ) -> Any:
-    """The protocol named by --protocol, with --clips/--crops/--frame-stride/--sampling
-    applied."""
+    """The protocol named by --protocol, with --clips/--crops/--frame-stride/--sampling and
+    the segments (``vmae_cli.segments.Segments`` or None) applied."""
     from dataclasses import replace
 
     changes = {"clips": clips, "crops": crops, "frame_stride": stride, "sampling": sampling.value}
+    changes["segments"] = segments
     return replace(PROTOCOLS[name.value], **{k: v for k, v in changes.items() if v is not None})
+
+
+def _segments(on: bool, window: str | None, hop: str | None, out: Any = None) -> Any:
+    """The ``Segments`` asked for: by --segments, or implied by --window, --hop or
+    --segments-out; None when none of them is given."""
+    from .segments import Segments, Span
+
+    if not (on or window or hop or out is not None):
+        return None
+    return Segments(Span.parse(window) if window else None, Span.parse(hop) if hop else None)
 
 
 @app.callback()
@@ -180,9 +243,16 @@ def _exit_for(exc: BaseException) -> tuple[int, str]:
     from .protocol import ProtocolError
     from .ray_engine import EngineError
     from .runner import RunOptionsError
+    from .segments import SegmentsError
     from .writers import OutputMismatchError, UnknownFormatError
 
-    usage = (UnknownFormatError, OutputMismatchError, ProtocolError, RunOptionsError)
+    usage = (
+        UnknownFormatError,
+        OutputMismatchError,
+        ProtocolError,
+        RunOptionsError,
+        SegmentsError,
+    )
     table: tuple[tuple[Any, int, Any], ...] = (
         (InputNotFoundError, EXIT_USAGE, lambda e: f"no such file or directory: {e}"),
         (usage + (MissingExtraError,), EXIT_USAGE, str),
@@ -290,6 +360,19 @@ def classify(
     crops: CropsOpt = None,
     frame_stride: StrideOpt = None,
     sampling: SamplingOpt = SamplingName.exact,  # type: ignore[attr-defined]
+    segments: SegmentsOpt = False,
+    window: WindowOpt = None,
+    hop: HopOpt = None,
+    segments_out: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Write one row per window to FILE (.csv or .jsonl; - is stdout); implies "
+            "--segments.",
+            show_default="no window rows",
+            rich_help_panel=PANEL_SEGMENTS,
+        ),
+    ] = None,
     batch_size: Annotated[
         int | None,
         typer.Option(
@@ -443,6 +526,7 @@ def classify(
             dtype=dtype.value,
             backend=backend.value,
             format=fmt.value if fmt else None,
+            segments_output=str(segments_out) if segments_out is not None else None,
             escape_formulas=escape_formulas,
             resume=resume,
             retry_failed=retry_failed,
@@ -459,7 +543,14 @@ def classify(
                 batch_size=batch_size,
                 workers=workers,
                 timeout_s=timeout or None,
-                protocol=_protocol(protocol, clips, crops, frame_stride, sampling),
+                protocol=_protocol(
+                    protocol,
+                    clips,
+                    crops,
+                    frame_stride,
+                    sampling,
+                    _segments(segments, window, hop, segments_out),
+                ),
             ),
         )
         if summary is not None:
@@ -473,6 +564,7 @@ def classify(
         on_skip=lambda _p: progress.advance(),
         on_status=progress.set_status,
         on_notice=lambda line: _say(console, f"vmae: {line}"),
+        on_windows=progress.add_windows,
         on_warning=lambda line: _say(console, f"vmae: warning: {line}"),
     )
     stop = StopRequest()
@@ -617,6 +709,7 @@ class _Progress:
         self._started = time.perf_counter()
         self._done = 0
         self._total: int | None = None
+        self._windows = 0
 
     def __enter__(self) -> _Progress:
         if not self.enabled:
@@ -657,6 +750,16 @@ class _Progress:
         if self._bar is not None and self._done == 0:
             self._bar.update(self._task, description=text)
 
+    def add_windows(self, count: int) -> None:
+        """``count`` more windows classified (--segments): a long video shows progress
+        before its row is done."""
+        self._windows += count
+        if self._bar is not None:
+            self._bar.update(self._task, description=self._description())
+
+    def _description(self) -> str:
+        return f"classifying, {self._windows} windows" if self._windows else "classifying"
+
     def advance(self) -> None:
         self._done += 1
         if self._bar is None:
@@ -670,7 +773,7 @@ class _Progress:
         self._bar.update(
             self._task,
             advance=1,
-            description="classifying",
+            description=self._description(),
             rate=f"{rate:.2f} videos/s",
             eta=eta,
         )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import deque
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,12 +43,15 @@ from .seeking import (
     SEEKABLE_CODECS,
     SEEKABLE_FORMATS,
     DecodeCounts,
+    FrameIndex,
     NotSeekable,
+    SeekSegment,
     index_packets,
     nearest_keyframes,
     plan_seeks,
     skips_nonref_exactly,
 )
+from .segments import Window, WindowGeometry, WindowTracker, plan_windows
 
 if TYPE_CHECKING:
     import numpy as np
@@ -207,6 +211,11 @@ def _refuse_huge_frames(width: int, height: int) -> None:
         )
 
 
+def _seconds(pts: int | None, time_base: Any) -> float | None:
+    """A timestamp in seconds (``None`` when there is none)."""
+    return float(pts * time_base) if pts is not None and time_base else None
+
+
 def _positive(value: float) -> float | None:
     return float(value) if value and value > 0 and math.isfinite(value) else None
 
@@ -319,8 +328,11 @@ def decode_opencv(path: str, sampler: int | Sampler, transform: FrameTransform) 
         return _finish(DECODER_OPENCV, facts, n, indices, kept)
 
 
-def _pyav_frames(name: str) -> Iterator[tuple[Any, StreamFacts]]:
-    """Yield every decodable frame of the first video stream, skipping corrupt packets.
+def _pyav_frames(
+    name: str, failed: list[float | None] | None = None
+) -> Iterator[tuple[Any, StreamFacts]]:
+    """Yield every decodable frame of the first video stream, skipping corrupt packets (their
+    times go to ``failed`` when given).
 
     Each frame comes with the same :class:`StreamFacts` object, read from the stream's header.
     """
@@ -338,7 +350,7 @@ def _pyav_frames(name: str) -> Iterator[tuple[Any, StreamFacts]]:
         cc = stream.codec_context
         facts = StreamFacts.of_stream(stream)
         _refuse_huge_frames(cc.width or 0, cc.height or 0)
-        for frame in _decoded_frames(container, stream):
+        for frame in _decoded_frames(container, stream, failed=failed):
             yield frame, facts
 
 
@@ -430,6 +442,7 @@ def _decoded_frames(
     *,
     skip_nonref: bool = False,
     counts: DecodeCounts | None = None,
+    failed: list[float | None] | None = None,
 ) -> Iterator[Any]:
     """Frames from the current demuxer position on, skipping packets that fail to decode.
 
@@ -441,7 +454,8 @@ def _decoded_frames(
     so every other frame decodes exactly as in a full decode) and, frames being identified
     by timestamp, a dropped frame simply never comes out. Only for streams
     :func:`~vmae_cli.seeking.skips_nonref_exactly` accepts. ``counts`` adds up what was sent
-    and what came out.
+    and what came out; ``failed`` collects the time (seconds, ``None`` if unknown) of each
+    packet that failed to decode.
     """
     import av
 
@@ -457,6 +471,8 @@ def _decoded_frames(
             frames = packet.decode()
         except av.error.FFmpegError:
             frames = []  # a corrupt packet: the decoder resynchronises on the next one
+            if failed is not None:
+                failed.append(_seconds(packet.pts, stream.time_base))
         done = False
         if unsent is not None:
             unsent.discard(packet.pts)
@@ -573,38 +589,67 @@ def _seek_decode(
     # By the decoder's name, as before keyframe sampling came: AV1, decoded by "libdav1d",
     # is read sequentially here.
     stream = _seekable_stream(container, lambda cc: cc.name, min_duration_s)
-    cc = stream.codec_context
-    # The decoder's name (cc.name), not the codec's: skipping is the implementation's doing.
-    skip = skip_nonref and skips_nonref_exactly(cc.name, cc.extradata)
     index = index_packets(container, stream)
     n = len(index.shown)
     indices = sampler(n)
-    wanted_pts = {index.shown[i]: i for i in indices}
-    segments, cost = plan_seeks(index, list(wanted_pts))
+    positions = sorted(set(indices))
+    segments, cost = plan_seeks(index, [index.shown[i] for i in positions])
     if cost > max_fraction * n:
         raise NotSeekable("seeking would not save enough")
     kept: dict[int, Any] = {}
     facts = StreamFacts.of_stream(stream)
+    frames = _planned_frames(
+        container, stream, index, segments, transform, facts, skip_nonref, counts
+    )
+    for i, frame in frames:
+        if frame is None:
+            raise NotSeekable("a sampled frame did not come out of the decoder")
+        kept[i] = frame
+    return _finish(DECODER_PYAV_SEEK, facts, n, indices, kept)
+
+
+def _planned_frames(
+    container: Any,
+    stream: Any,
+    index: FrameIndex,
+    segments: list[SeekSegment],
+    transform: FrameTransform,
+    facts: StreamFacts,
+    skip_nonref: bool,
+    counts: DecodeCounts | None = None,
+    failed: list[float | None] | None = None,
+) -> Iterator[tuple[int, Any]]:
+    """Carry out a seek plan (:func:`~vmae_cli.seeking.plan_seeks` over ``index``); yield
+    ``(frame index, kept frame)`` for each target in presentation order, with ``None`` for a
+    target that did not come out of the decoder (a damaged packet). ``skip_nonref``: skip
+    non-reference frames that are not targets, where
+    :func:`~vmae_cli.seeking.skips_nonref_exactly` allows it. ``failed`` collects the times of
+    packets that failed to decode."""
+    cc = stream.codec_context
+    skip = skip_nonref and skips_nonref_exactly(cc.name, cc.extradata)
+    position = {pts: i for i, pts in enumerate(index.shown)}
     for segment in segments:
         container.seek(segment.seek_to, stream=stream, backward=True, any_frame=False)
-        remaining = set(segment.targets)
-        last = segment.targets[-1]
+        targets = segment.targets  # ascending
+        next_target = 0
         frames = _decoded_frames(
-            container, stream, segment.targets, skip_nonref=skip, counts=counts
+            container, stream, targets, skip_nonref=skip, counts=counts, failed=failed
         )
         for frame in frames:
             if frame.pts is None:
                 raise NotSeekable("a decoded frame without a timestamp")
-            if frame.pts in remaining:
-                remaining.discard(frame.pts)
-                kept[wanted_pts[frame.pts]] = _keep(frame, facts, transform)
-            # Frames come out in presentation order: past the last target, a target still
-            # missing will not come (and when none is missing, the segment is done).
-            if frame.pts >= last:
+            # Frames come out in presentation order: a target before this frame that has not
+            # come will not come.
+            while next_target < len(targets) and targets[next_target] < frame.pts:
+                yield position[targets[next_target]], None
+                next_target += 1
+            if next_target < len(targets) and targets[next_target] == frame.pts:
+                yield position[frame.pts], _keep(frame, facts, transform)
+                next_target += 1
+            if next_target == len(targets):
                 break
-        if remaining:
-            raise NotSeekable("a sampled frame did not come out of the decoder")
-    return _finish(DECODER_PYAV_SEEK, facts, n, indices, kept)
+        for pts in targets[next_target:]:
+            yield position[pts], None
 
 
 def decode_video(
@@ -778,3 +823,227 @@ def _keyframes_or_exact(
     if decoded is not None:
         decoded.notes.append(f"keyframe sampling not possible ({why}): frames sampled exactly")
     return decoded, failure, meta
+
+
+# --------------------------------------------------------------------------------------
+# --segments: the frames of consecutive windows, streamed (the plan: vmae_cli.segments)
+# --------------------------------------------------------------------------------------
+
+#: A sequential pass learns the frame count only at the end, where the last window is placed
+#: (it ends on the last frame). Every frame is kept from this far before the end the header
+#: announces (frames, or this fraction of the count, whichever is more), so that the last
+#: window's frames are at hand when the header is about right; when it is not (a truncated
+#: file, a header that says nothing), a second pass fetches them.
+TAIL_MARGIN_FRAMES = 32
+TAIL_MARGIN_FRACTION = 0.05
+
+#: A video's window geometry from its frame rate, and a note for its row (``""`` if none):
+#: :meth:`vmae_cli.segments.Segments.geometry` for the model's T.
+GeometryFor = Callable[[float | None], tuple[WindowGeometry, str]]
+
+
+@dataclass
+class DecodedWindow:
+    """One window of a video: its T kept frames in order (``None`` when some of them did not
+    decode) and the presentation times of its first and last frame, in seconds."""
+
+    window: Window
+    frames: list[Any] | None
+    start_s: float | None
+    end_s: float | None
+
+
+@dataclass
+class WindowsDone:
+    """What :func:`decode_windows` yields after a video's last window: its metadata and the
+    notes for its row, or the failure that gave it no window at all."""
+
+    meta: VideoMeta
+    notes: list[str] = field(default_factory=list)
+    failure: Failure | None = None
+
+
+def decode_windows(
+    path: str, geometry_for: GeometryFor, transform: FrameTransform
+) -> Iterator[DecodedWindow | WindowsDone]:
+    """Decode the consecutive windows of ``path`` (``--segments``), yielding each as soon as
+    its frames are decoded, in order, then one :class:`WindowsDone`. Never raises for a bad
+    file: a file no window comes from ends with a failure, as :func:`decode_video` reports it.
+
+    Memory does not grow with the video's length: only the frames of windows not yet complete
+    are held (and, in a sequential pass, those near the end). Frames are the ones a full
+    decode gives. In containers whose timestamps can be trusted, a demux-only pass gives the
+    frame count and every frame's time first, and the frames are decoded along a seek plan
+    (non-reference frames no window uses are skipped, stretches no window uses are seeked
+    over); a frame that does not decode there fails only its windows. Elsewhere one
+    sequential PyAV pass reads every frame that decodes (a damaged stretch is left out and
+    named in the notes).
+    """
+    failure, head = check_and_read_head(path)
+    if failure is not None:
+        yield WindowsDone(VideoMeta(), failure=failure)
+        return
+    try:
+        with decoder_path(path) as name:
+            done = yield from _indexed_windows(name, geometry_for, transform)
+            if done is None:
+                done = yield from _sequential_windows(name, geometry_for, transform)
+    except DecodeFailure as exc:
+        done = WindowsDone(exc.meta, failure=_reported_failure(exc, head, path))
+    except MemoryError:
+        done = WindowsDone(VideoMeta(), failure=Failure(STATUS_TOO_LARGE, "out of memory"))
+    except Exception as exc:  # noqa: BLE001 - a decoder bug must cost one row, not the run
+        done = WindowsDone(
+            VideoMeta(), failure=Failure(STATUS_ERROR, f"{type(exc).__name__}: {exc}")
+        )
+    yield done
+
+
+def _indexed_windows(
+    name: str, geometry_for: GeometryFor, transform: FrameTransform
+) -> Iterator[DecodedWindow]:
+    """Windows by a demux-only index and a seek plan; returns the :class:`WindowsDone`, or
+    ``None`` (having yielded nothing) when the file is not one to index."""
+    import av
+
+    try:
+        container = av.open(name, metadata_errors="ignore")
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError):
+        return None
+    with container:
+        try:
+            stream = _seekable_stream(container, lambda cc: cc.name)
+            index = index_packets(container, stream)
+        except (NotSeekable, av.error.FFmpegError):
+            return None
+        facts = StreamFacts.of_stream(stream)
+        n = len(index.shown)
+        geometry, note = geometry_for(facts.fps)
+        windows = deque(plan_windows(n, geometry))
+        positions = sorted({i for w in windows for i in w.frame_indices})
+        segments, _ = plan_seeks(index, [index.shown[i] for i in positions])
+        time_base = stream.time_base
+
+        def placed(w: Window, frames: list[Any] | None) -> DecodedWindow:
+            start = _seconds(index.shown[w.start_frame], time_base)
+            return DecodedWindow(w, frames, start, _seconds(index.shown[w.end_frame], time_base))
+
+        failed: list[float | None] = []
+        missing: list[int] = []
+        got: dict[int, Any] = {}
+        stopped = ""
+        frames = _planned_frames(
+            container, stream, index, segments, transform, facts, True, failed=failed
+        )
+        try:
+            for i, frame in frames:
+                got[i] = frame
+                if frame is None:
+                    missing.append(i)
+                while windows and windows[0].frame_indices[-1] <= i:
+                    w = windows.popleft()
+                    kept = [got[j] for j in w.frame_indices]
+                    yield placed(w, None if any(f is None for f in kept) else kept)
+                    first_needed = windows[0].start_frame if windows else n
+                    for j in [j for j in got if j < first_needed]:
+                        del got[j]
+        except (NotSeekable, av.error.FFmpegError) as exc:
+            stopped = f"decoding stopped ({exc})"
+        unfinished = list(windows)
+        for w in unfinished:
+            yield placed(w, None)
+        notes = [note] if note else []
+        if missing:
+            notes.append(_missing_note(missing, index, time_base))
+        if stopped and unfinished:
+            notes.append(f"{stopped}: windows {_span_text(unfinished)} not classified")
+        notes += _short_note(n, geometry)
+        return WindowsDone(facts.to_meta(DECODER_PYAV_SEEK, n), notes)
+
+
+def _sequential_windows(
+    name: str, geometry_for: GeometryFor, transform: FrameTransform
+) -> Iterator[DecodedWindow]:
+    """Windows from one sequential PyAV pass (a second one only for the last window, when the
+    header's frame count was far off); returns the :class:`WindowsDone`."""
+    from array import array
+
+    failed: list[float | None] = []
+    times = array("d")  # every frame's time (NaN: none), for windows' first and last frames
+    kept: dict[int, Any] = {}
+    facts = StreamFacts()
+    tracker: WindowTracker | None = None
+    note = ""
+    keep_all_from = 0
+    n = 0
+    for frame, facts in _pyav_frames(name, failed):
+        if tracker is None:
+            geometry, note = geometry_for(facts.fps)
+            tracker = WindowTracker(geometry)
+            facts.rotation = display_rotation(frame)
+            expected = facts.reported
+            if expected > 0:
+                margin = max(TAIL_MARGIN_FRAMES, int(TAIL_MARGIN_FRACTION * expected))
+                keep_all_from = max(0, expected - geometry.span - margin)
+        times.append(frame.time if frame.time is not None else math.nan)
+        if n >= keep_all_from or tracker.wanted(n):
+            kept[n] = _keep(frame, facts, transform)
+        w = tracker.completed_by(n)
+        if w is not None:
+            yield _timed(w, [kept[i] for i in w.frame_indices], times)
+        # No window still open, nor the last one, needs a frame this far back.
+        for j in [j for j in kept if j <= n - tracker.geometry.span]:
+            del kept[j]
+        n += 1
+    if tracker is None or n == 0:
+        _plan(DECODER_PYAV, facts, 0, lambda _: [], {})  # raises no_frames
+        raise AssertionError("unreachable")
+    rest = tracker.finish(n)
+    need = {i for w in rest for i in w.frame_indices} - kept.keys()
+    if need:
+        # The header's count was far off: fetch the last window's frames again.
+        for i, (frame, _) in enumerate(_pyav_frames(name)):
+            if i in need:
+                kept[i] = _keep(frame, facts, transform)
+            if i >= max(need):
+                break
+    for w in rest:
+        frames = [kept.get(i) for i in w.frame_indices]
+        yield _timed(w, None if any(f is None for f in frames) else frames, times)
+    notes = [note] if note else []
+    if failed:
+        known = [t for t in failed if t is not None]
+        where = f" between {min(known):.1f} and {max(known):.1f} s" if known else ""
+        notes.append(
+            f"{len(failed)} packets did not decode{where}: their frames are left out of the windows"
+        )
+    notes += _short_note(n, tracker.geometry)
+    return WindowsDone(facts.to_meta(DECODER_PYAV, n), notes)
+
+
+def _timed(w: Window, frames: list[Any] | None, times: Any) -> DecodedWindow:
+    def at(i: int) -> float | None:
+        t = times[i]
+        return None if math.isnan(t) else t
+
+    return DecodedWindow(w, frames, at(w.start_frame), at(w.end_frame))
+
+
+def _short_note(n: int, geometry: WindowGeometry) -> list[str]:
+    if n >= geometry.span:
+        return []
+    return [f"short video: {n} frames for a window of {geometry.span}, frames repeated"]
+
+
+def _span_text(windows: list[Window]) -> str:
+    first, last = windows[0].index, windows[-1].index
+    return str(first) if first == last else f"{first}-{last}"
+
+
+def _missing_note(missing: list[int], index: FrameIndex, time_base: Any) -> str:
+    """Which frames did not decode, e.g. ``frames 300-340 (12.0-13.6 s) did not decode``."""
+    first, last = min(missing), max(missing)
+    t0 = _seconds(index.shown[first], time_base) or 0.0
+    t1 = _seconds(index.shown[last], time_base) or 0.0
+    what = f"frame {first}" if first == last else f"{len(missing)} frames in {first}-{last}"
+    return f"{what} ({t0:.1f}-{t1:.1f} s) did not decode: their windows are not classified"

@@ -59,6 +59,8 @@ class PreviousRow:
     record: bytes
     model: str = ""
     protocol: str = ""
+    windows: int | None = None  # a segmented video's window count (--segments)
+    window: int | None = None  # a window row's number (--segments-out)
 
 
 def _int(value: object) -> int | None:
@@ -81,6 +83,8 @@ def _row(record: bytes, values: dict[str, Any]) -> PreviousRow | None:
         record,
         str(values.get("model") or ""),
         str(values.get("protocol") or ""),
+        _int(values.get("windows")),
+        _int(values.get("window")),
     )
 
 
@@ -158,6 +162,37 @@ class OutputFile:
             return replaced
         self.previous = self._compact(fmt, columns)
         return 0
+
+    def start_windows(
+        self, fmt: str, *, resume: bool, columns: list[str] | None = None
+    ) -> list[PreviousRow]:
+        """Like :meth:`start` for the window rows (many rows per path): truncate the file for
+        a fresh run, or return its complete rows to resume. Then, before writing, call
+        :meth:`keep_only` with the rows whose videos are kept."""
+        if not self.regular:
+            return []
+        if not resume:
+            os.ftruncate(self.fd, 0)
+            return []
+        header, rows, tail = parse_output(_read_all(self.fd), fmt)
+        if header is not None and columns is not None and csv_columns(header) != columns:
+            raise OutputMismatchError(
+                f"{self.path} has other columns than this run would write (different "
+                "--top-k?); use the same options as before, or another output file"
+            )
+        self._header, self._rows, self._tail = header, rows, tail
+        self.is_empty = header is None and not rows
+        return rows
+
+    def keep_only(self, rows: list[PreviousRow]) -> None:
+        """Rewrite the file read by :meth:`start_windows` with only ``rows`` (in the file's
+        order), when that drops anything: window rows of videos that are redone, orphaned
+        (their video's row never got written) or torn by a kill."""
+        if not self.regular or not hasattr(self, "_rows"):
+            return
+        if len(rows) != len(self._rows) or self._tail:
+            self._rewrite(self._header, rows)
+        del self._header, self._rows, self._tail
 
     def _count_rows(self, fmt: str) -> int:
         """Rows in the file as it is, read as ``fmt`` (0 for a file that is not ours)."""

@@ -14,8 +14,9 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from .discovery import OnWalkError, as_inputs, check_inputs, iter_video_paths
 from .model import (
@@ -32,8 +33,17 @@ from .model import (
     resolve_dtype,
 )
 from .protocol import Protocol
-from .results import STATUS_OK, DecodeOutcome, LabelScore, Prediction, VideoViews
-from .views import ViewMaker, iter_decoded
+from .results import (
+    STATUS_NO_FRAMES,
+    STATUS_OK,
+    DecodeOutcome,
+    LabelScore,
+    Prediction,
+    VideoViews,
+    WindowChunk,
+    WindowPrediction,
+)
+from .views import ViewMaker, WindowMaker, iter_decoded
 
 #: Views per model call when --batch-size is not given. On a CPU a larger batch gains little
 #: throughput and delays rows; a GPU needs several views to keep busy.
@@ -160,10 +170,13 @@ class Classifier:
         options: ClassifyOptions | None = None,
         *,
         stop: threading.Event | None = None,
+        on_windows: Callable[[int], None] | None = None,
     ) -> Iterator[Prediction]:
         """Like :meth:`classify`, for an iterable of video file paths: no directory walk, and
         a path that does not exist gets a ``not_found`` prediction.
 
+        With segments in the protocol, each prediction carries its windows and
+        ``on_windows(n)`` is told each time ``n`` more windows are classified (progress).
         The weights of a lazy classifier are not loaded when ``paths`` is empty.
         """
         opts = options or ClassifyOptions()
@@ -176,7 +189,10 @@ class Classifier:
         if first is None:
             return  # nothing to do: no workers, no weights (a --resume with all done)
         paths = itertools.chain([first], pending)
-        job = ViewMaker(self.spec.frames_per_clip, self.spec.preprocess, opts.protocol)
+        protocol = opts.protocol.for_model(self.spec.frames_per_clip)
+        T, preprocess = self.spec.frames_per_clip, self.spec.preprocess
+        segmented = protocol.segments is not None
+        job = (WindowMaker if segmented else ViewMaker)(T, preprocess, protocol)
         # The workers start first, then the weights load (if not yet) while they decode.
         outcomes = iter_decoded(
             paths,
@@ -186,15 +202,75 @@ class Classifier:
             stop=stop,
             on_start=lambda: self.loaded,
         )
+        if segmented:
+            yield from self._segmented(outcomes, opts.top_k, protocol, batch_size, stop, on_windows)
+            return
         for videos, failures in iter_batches(outcomes, batch_size):
             for outcome in failures:
-                yield self._failed(outcome, opts.protocol)
+                yield self._failed(outcome, protocol)
             if stop is not None and stop.is_set():
                 # Stopping (SIGTERM/SIGINT) must take seconds, not a model call per queued
                 # clip: clips decoded but not classified get no row and are redone on resume.
                 return
             if videos:
-                yield from self._predict(videos, opts.top_k, opts.protocol, batch_size)
+                yield from self._predict(videos, opts.top_k, protocol, batch_size)
+
+    def _segmented(
+        self,
+        outcomes: Iterable[DecodeOutcome | WindowChunk],
+        top_k: int,
+        protocol: Protocol,
+        batch_size: int,
+        stop: threading.Event | None,
+        on_windows: Callable[[int], None] | None,
+    ) -> Iterator[Prediction]:
+        """Window chunks -> model batches of about ``batch_size`` views -> one prediction per
+        video, with its windows, once its last chunk is classified."""
+        import torch
+
+        videos: dict[str, _WindowTally] = {}
+        queue: list[tuple[_WindowTally, WindowPrediction, torch.Tensor]] = []
+        crops = protocol.crops
+
+        def classify_queue() -> None:
+            if not queue:
+                return
+            lm = self.loaded
+            views = torch.cat([v for _, _, v in queue])
+            probs = torch.cat([lm.predict(chunk) for chunk in views.split(batch_size)])
+            per_window = probs.split(crops)
+            for (tally, window, _), p in zip(queue, per_window, strict=True):
+                tally.add(window, p.mean(dim=0), top_k, lm.id2label)
+            if on_windows is not None:
+                on_windows(len(queue))
+            queue.clear()
+
+        for item in outcomes:
+            if stop is not None and stop.is_set():
+                return  # as above: seconds, not minutes; unfinished videos get no row
+            if isinstance(item, WindowChunk):
+                tally = videos.get(item.path)
+                if tally is None or item.windows[0].index <= tally.last_index:
+                    # First chunk, or the video sent again from its start (its worker's
+                    # loader restarted): start afresh, the earlier windows are the same.
+                    tally = videos[item.path] = _WindowTally()
+                tally.last_index = item.windows[-1].index
+                views = item.frames.split(crops) if item.frames is not None else ()
+                ok = [w for w in item.windows if w.ok]
+                for window in item.windows:
+                    if not window.ok:
+                        tally.windows[window.index] = window
+                queue.extend(zip([tally] * len(ok), ok, views, strict=True))
+                if len(queue) * crops >= batch_size:
+                    classify_queue()
+                continue
+            tally = videos.pop(item.path, None)
+            if item.failure is not None:
+                yield self._failed(item, protocol)
+                continue
+            if tally is not None and any(t is tally for t, _, _ in queue):
+                classify_queue()
+            yield (tally or _WindowTally()).prediction(item, self.spec.name, protocol, top_k)
 
     def _failed(self, outcome: DecodeOutcome, protocol: Protocol) -> Prediction:
         assert outcome.failure is not None
@@ -206,6 +282,8 @@ class Classifier:
             model=self.spec.name,
             protocol=protocol.name,
             stamp=outcome.stamp,
+            # A segmented run's failed video has no windows (a count of 0 in its row).
+            windows=[] if protocol.segments is not None else None,
         )
 
     def _predict(
@@ -221,17 +299,11 @@ class Classifier:
         # (softmax per view, then the mean: the VideoMAE test protocol).
         probs = torch.cat([lm.predict(chunk) for chunk in views.split(batch_size)])
         per_video = probs.split([v.num_views for v in videos])
-        probs = torch.stack([p.mean(dim=0) for p in per_video])
-        k = max(1, min(top_k, probs.shape[-1]))
-        scores, idx = probs.topk(k, dim=-1)
-        for video, s_row, i_row in zip(videos, scores.tolist(), idx.tolist(), strict=True):
+        for video, p in zip(videos, per_video, strict=True):
             yield Prediction(
                 path=video.path,
                 status=STATUS_OK,
-                top_k=[
-                    LabelScore(lm.id2label.get(i, f"LABEL_{i}"), float(s))
-                    for s, i in zip(s_row, i_row, strict=True)
-                ],
+                top_k=_top_k(p.mean(dim=0), top_k, lm.id2label),
                 meta=video.meta,
                 frame_indices=video.frame_indices,
                 notes=video.notes,
@@ -239,6 +311,61 @@ class Classifier:
                 protocol=protocol.name,
                 stamp=video.stamp,
             )
+
+
+class _WindowTally:
+    """The windows of one segmented video classified so far, and the sum of their
+    probabilities (what its row's label comes from): memory does not grow with the length of
+    the video beyond one small record per window."""
+
+    def __init__(self) -> None:
+        self.windows: dict[int, WindowPrediction] = {}
+        self.total: Any = None  # sum of the ok windows' probabilities (a tensor)
+        self.ok = 0
+        self.last_index = -1
+        self.id2label: dict[int, str] = {}
+
+    def add(self, window: WindowPrediction, probs: Any, top_k: int, id2label: dict[int, str]):
+        """Record ``window``'s probabilities (averaged over its crops)."""
+        probs = probs.float()
+        self.total = probs.clone() if self.total is None else self.total + probs
+        self.ok += 1
+        self.id2label = id2label
+        window.top_k = _top_k(probs, top_k, id2label)
+        self.windows[window.index] = window
+
+    def prediction(
+        self, outcome: DecodeOutcome, model: str, protocol: Protocol, top_k: int
+    ) -> Prediction:
+        """The video's row: the mean of its windows' probabilities, its windows in order."""
+        windows = [self.windows[i] for i in sorted(self.windows)]
+        status, error, best = STATUS_OK, "", []
+        if self.total is None:
+            status, error = STATUS_NO_FRAMES, "no window could be decoded"
+        else:
+            best = _top_k(self.total / self.ok, top_k, self.id2label)
+        return Prediction(
+            path=outcome.path,
+            status=status,
+            error=error,
+            top_k=best,
+            meta=outcome.meta,
+            notes=outcome.notes,
+            model=model,
+            protocol=protocol.name,
+            stamp=outcome.stamp,
+            windows=windows,
+        )
+
+
+def _top_k(probs: Any, k: int, id2label: dict[int, str]) -> list[LabelScore]:
+    """The ``k`` best classes of one probability vector, best first."""
+    k = max(1, min(k, probs.shape[-1]))
+    scores, idx = probs.topk(k)
+    return [
+        LabelScore(id2label.get(i, f"LABEL_{i}"), float(s))
+        for s, i in zip(scores.tolist(), idx.tolist(), strict=True)
+    ]
 
 
 def classify_paths(

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from .segments import Segments
+
 #: Crops per clip that the protocol supports: the centre crop, or start/centre/end.
 CROP_CHOICES = (1, 3)
 
@@ -48,12 +50,16 @@ class Protocol:
     ``frame_stride`` is in frames of the video; ``0`` means the T frames of a clip are spread
     uniformly over the whole video (with several clips, each is offset by a fraction of a
     segment so the clips interleave). ``sampling`` is one of :data:`SAMPLING_CHOICES`.
+    ``segments`` (``--segments``) classifies consecutive windows of the video instead of
+    clips spread over it: one clip per window (``clips`` must be 1), each cut into ``crops``
+    views, frames sampled exactly.
     """
 
     clips: int = 1
     crops: int = 1
     frame_stride: int = 0
     sampling: str = SAMPLING_EXACT
+    segments: Segments | None = None
 
     def __post_init__(self) -> None:
         if self.clips < 1:
@@ -66,6 +72,26 @@ class Protocol:
             raise ProtocolError(
                 f"sampling must be one of {', '.join(SAMPLING_CHOICES)}, not {self.sampling!r}"
             )
+        if self.segments is not None and self.clips != 1:
+            raise ProtocolError(
+                "segments take one clip per window: drop --clips and --protocol videomae "
+                "(--crops 3 gives the paper's three crops of each window)"
+            )
+        if self.segments is not None and self.sampling != SAMPLING_EXACT:
+            raise ProtocolError(
+                "--sampling keyframes cannot sample windows: keyframes are further apart "
+                "than a window is long"
+            )
+        if self.segments is not None and self.clips != 1:
+            raise ProtocolError(
+                "segments take one clip per window: drop --clips and --protocol videomae "
+                "(--crops 3 gives the paper's three crops of each window)"
+            )
+        if self.segments is not None and self.sampling != SAMPLING_EXACT:
+            raise ProtocolError(
+                "--sampling keyframes cannot sample windows: keyframes are further apart "
+                "than a window is long"
+            )
 
     @property
     def views(self) -> int:
@@ -76,7 +102,11 @@ class Protocol:
     def name(self) -> str:
         """``uniform``, ``videomae``, or the settings spelled out for any other combination;
         with ``+keyframes`` appended when sampling is not exact (``uniform+keyframes``), so
-        that rows and ``--resume`` tell the two apart."""
+        that rows and ``--resume`` tell the two apart. With segments, their settings:
+        ``segments(window=64f,hop=64f)``, and ``+crops=3`` with three crops."""
+        if self.segments is not None:
+            crops = f"+crops={self.crops}" if self.crops != 1 else ""
+            return f"{self.segments.name}{crops}"
         if self.sampling != SAMPLING_EXACT:
             return f"{replace(self, sampling=SAMPLING_EXACT).name}+{self.sampling}"
         for name, proto in PROTOCOLS.items():
@@ -100,6 +130,13 @@ class Protocol:
     def flat_indices(self, frame_count: int, frames_per_clip: int) -> list[int]:
         """:meth:`clip_indices` one clip after the other (what the decoder fetches)."""
         return [i for clip in self.clip_indices(frame_count, frames_per_clip) for i in clip]
+
+    def for_model(self, frames_per_clip: int) -> Protocol:
+        """This protocol with the segments' defaults filled in for a model of
+        ``frames_per_clip`` frames (see :meth:`~vmae_cli.segments.Segments.resolved`)."""
+        if self.segments is None:
+            return self
+        return replace(self, segments=self.segments.resolved(frames_per_clip, self.frame_stride))
 
 
 #: Named protocols (``--protocol``).

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .segments import TIMELINE_MAX_CHARS, TimelineEntry, timeline
+
 if TYPE_CHECKING:  # torch is imported lazily to keep `vmae --help` fast
     import torch
 
@@ -117,7 +119,8 @@ class VideoViews:
 @dataclass
 class DecodeOutcome:
     """A decoding worker's answer for one path: its views, or a failure with what was
-    learned."""
+    learned. For a segmented video (``--segments``), the last answer after its window chunks
+    (:class:`WindowChunk`): ``windows`` counts the windows sent, ``notes`` are for its row."""
 
     path: str
     views: VideoViews | None = None
@@ -125,6 +128,86 @@ class DecodeOutcome:
     meta: VideoMeta = field(default_factory=VideoMeta)
     seconds: float = 0.0
     stamp: FileStamp | None = None
+    windows: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class WindowPrediction:
+    """One window of a segmented video (``--segments``): where it lies (frames, and the
+    presentation times of its first and last frame in seconds), the T frames the model saw,
+    and what it said. ``status`` is ``ok``, or ``no_frames`` when a frame of the window did
+    not decode (then ``top_k`` is empty)."""
+
+    index: int
+    start_frame: int
+    end_frame: int
+    start_s: float | None
+    end_s: float | None
+    frame_indices: list[int]
+    status: str = STATUS_OK
+    error: str = ""
+    top_k: list[LabelScore] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when the window was classified."""
+        return self.status == STATUS_OK
+
+    @property
+    def label(self) -> str:
+        """The top-1 label, or ``""``."""
+        return self.top_k[0].label if self.top_k else ""
+
+    @property
+    def score(self) -> float | None:
+        """The top-1 probability, or ``None``."""
+        return self.top_k[0].score if self.top_k else None
+
+
+@dataclass
+class WindowRow:
+    """A window with its video's path: one row of the ``--segments-out`` file."""
+
+    path: str
+    window: WindowPrediction
+
+    def to_dict(self) -> dict[str, Any]:
+        """A flat, JSON-friendly view used by the writers."""
+        w = self.window
+        return {
+            "path": self.path,
+            "window": w.index,
+            "status": w.status,
+            "error": w.error,
+            "label": w.label,
+            "score": w.score,
+            "top_k": [{"label": ls.label, "score": ls.score} for ls in w.top_k],
+            "start_frame": w.start_frame,
+            "end_frame": w.end_frame,
+            "start_s": _time(w.start_s),
+            "end_s": _time(w.end_s),
+            "frame_indices": list(w.frame_indices),
+        }
+
+
+def _time(seconds: float | None) -> float | None:
+    """Seconds as written in rows: microseconds are finer than any frame."""
+    return round(seconds, 6) if seconds is not None else None
+
+
+@dataclass
+class WindowChunk:
+    """A few consecutive windows of one video on their way from a decoding worker to the model
+    (a long video's windows are sent as they are decoded, not all at once).
+
+    ``windows`` are in order, without ``top_k`` yet; those with status ``ok`` have their views
+    in ``frames``, a uint8 tensor ``(ok windows x crops, T, 3, H, W)``.
+    """
+
+    path: str
+    windows: list[WindowPrediction]
+    frames: torch.Tensor | None
 
 
 @dataclass(frozen=True)
@@ -153,6 +236,9 @@ class Prediction:
     protocol: str = ""
     stamp: FileStamp | None = None
     node: str = ""  # the Ray node that classified it (--engine ray); not a column
+    #: The windows of a segmented video (``--segments``), in order; ``None`` otherwise. Its
+    #: ``top_k`` is then the mean of the windows' probabilities.
+    windows: list[WindowPrediction] | None = None
 
     @property
     def ok(self) -> bool:
@@ -193,4 +279,16 @@ class Prediction:
             "model": self.model,
             "size_bytes": self.stamp.size_bytes if self.stamp else None,
             "mtime_ns": self.stamp.mtime_ns if self.stamp else None,
+            "windows": len(self.windows) if self.windows is not None else None,
+            "timeline": self.timeline() if self.windows is not None else None,
         }
+
+    def timeline(self, max_chars: int = TIMELINE_MAX_CHARS) -> str:
+        """The windows as ``"0.0-12.8 playing guitar 0.81; ..."`` (see
+        :func:`vmae_cli.segments.timeline`); ``""`` when not segmented."""
+        entries = [
+            TimelineEntry(w.start_s, w.end_s, w.label, w.score or 0.0)
+            for w in self.windows or []
+            if w.ok
+        ]
+        return timeline(entries, max_chars)

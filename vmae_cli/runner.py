@@ -40,8 +40,16 @@ from .output import OutputFile, OutputMismatchError, PreviousRow, stdout_stream
 from .pipeline import Classifier, ClassifyOptions, default_workers
 from .ray_engine import EXTRA as EXTRA_RAY
 from .ray_engine import RayOptions
-from .results import STATUS_OK, Prediction, file_stamp
-from .writers import WRITERS, display_path, resolve_format
+from .results import STATUS_OK, Prediction, WindowRow, file_stamp
+from .writers import (
+    SEGMENTED_VIDEO_ROWS,
+    VIDEO_ROWS,
+    WINDOW_ROWS,
+    WRITERS,
+    display_path,
+    path_key,
+    resolve_format,
+)
 
 #: Per-video decoding limit of a run when none is given (seconds): a file that hangs a
 #: decoder (a stuck network mount, a pathological stream) must not hang a cron job for ever,
@@ -77,6 +85,8 @@ class RunOptions:
     dtype: str = "auto"
     backend: str = BACKEND_AUTO  # the model's runtime: auto, torch or openvino
     format: str | None = None  # from the output's extension when None; csv on stdout
+    #: Where window rows go with segments (a .csv/.jsonl file, "-" for stdout; None: none).
+    segments_output: str | None = None
     escape_formulas: bool = True
     resume: bool = False
     retry_failed: bool = False  # implies resume
@@ -145,6 +155,7 @@ class RunHooks:
     on_skip: Callable[[str], None] | None = None  # each video a resumed output already has
     on_status: Callable[[str], None] | None = None  # what the run is busy with
     on_notice: Callable[[str], None] | None = None  # one line each, e.g. a model conversion
+    on_windows: Callable[[int], None] | None = None  # this many more windows classified
     on_warning: Callable[[str], None] | None = None  # one line each
 
 
@@ -168,6 +179,7 @@ class RunReport:
     #: The model's runtime and precision, e.g. ``"openvino bfloat16"`` (None: the model was
     #: not loaded in this process, as with the Ray engine or nothing to do).
     runtime: str | None = None
+    windows: int | None = None  # windows of the videos written (None: not segmented)
 
     @property
     def videos(self) -> int:
@@ -212,6 +224,7 @@ class RunReport:
             "output": display_path(self.output) if self.output else "-",
             "model": self.model,
             "protocol": self.protocol,
+            "windows": self.windows,
             "engine": self.engine,
             "runtime": self.runtime,
             "by_node": dict(sorted(self.by_node.items())),
@@ -230,6 +243,8 @@ class RunReport:
         """One line for a person (or a log grep): counts, time, speed, and how it ended."""
         n = self.videos
         parts = ", ".join(f"{count} {status}" for status, count in sorted(self.by_status.items()))
+        if self.windows is not None and parts:
+            parts += f"; {self.windows} window{'s' if self.windows != 1 else ''}"
         if self.skipped:
             parts = f"{parts}; " if parts else ""
             parts += f"{self.skipped} skipped (already in the output)"
@@ -325,21 +340,44 @@ class _Run:
         # The lock comes first, so that a second run is refused at once, before the model's
         # files are read; the file is only truncated (or read, to resume) after that.
         outfile = OutputFile(self.output).lock() if to_file else None
+        windows_file = None
         try:
+            windows_file = self._lock_windows_output(fmt)
             model = self._model()
             report = RunReport(self.output, model.spec.name, self.opts.classify.protocol.name)
             report.started = started
             report.engine = self.opts.engine
             try:
-                self._classify(model, fmt, outfile, report)
+                self._classify(model, fmt, outfile, windows_file, report)
             finally:
                 if isinstance(model, Classifier):
                     report.runtime = model.runtime
         finally:
-            if outfile is not None:
-                outfile.close()
+            for f in (outfile, windows_file):
+                if f is not None:
+                    f.close()
         report.elapsed_s = time.perf_counter() - t0
         return report
+
+    def _lock_windows_output(self, fmt: str) -> OutputFile | None:
+        """Check the window rows' output (``segments_output``) and lock it when it is a file."""
+        o = self.opts
+        target = o.segments_output
+        if target is None:
+            return None
+        if o.classify.protocol.segments is None:
+            raise RunOptionsError("segments_output (--segments-out) needs segments (--segments)")
+        self.windows_format = resolve_format(target, None if target != STDOUT else fmt)
+        if target == STDOUT:
+            if self.output == STDOUT and self.windows_format == "csv":
+                raise OutputMismatchError(
+                    "video rows and window rows cannot share stdout as CSV: write one of them "
+                    "to a file (-o FILE or --segments-out FILE), or use --format jsonl"
+                )
+            return None
+        if self.output and os.path.abspath(target) == os.path.abspath(self.output):
+            raise OutputMismatchError("--segments-out must be another file than -o")
+        return OutputFile(target).lock()
 
     def _model(self) -> Classifier | _ModelOnly:
         """The model, lazily (weights load while the first videos decode), with warnings
@@ -372,6 +410,9 @@ class _Run:
                     f"{o.classify.workers} decoding workers on {cores} cores: workers beyond "
                     "one per core only add overhead"
                 )
+        # Segments' defaults (the window: the model's clip) are known now: rows and resume
+        # name the windows in frames.
+        o.classify.protocol = o.classify.protocol.for_model(model.spec.frames_per_clip)
         labels = model.spec.num_labels
         if labels is not None and o.classify.top_k > labels:
             self._warn(
@@ -384,7 +425,9 @@ class _Run:
         """The engine's rows for ``todo``, one per path."""
         o = self.opts
         if isinstance(model, Classifier):
-            return model.classify_files(todo, o.classify, stop=self.stop)
+            return model.classify_files(
+                todo, o.classify, stop=self.stop, on_windows=self.hooks.on_windows
+            )
         from .ray_engine import classify_on_ray
 
         return classify_on_ray(
@@ -406,14 +449,17 @@ class _Run:
         model: Classifier | _ModelOnly,
         fmt: str,
         outfile: OutputFile | None,
+        windows_file: OutputFile | None,
         report: RunReport,
     ) -> None:
         o = self.opts
+        segmented = o.classify.protocol.segments is not None
+        table = SEGMENTED_VIDEO_ROWS if segmented else VIDEO_ROWS
         writer_cls = WRITERS[fmt]
         previous: dict[str, PreviousRow] = {}
         if outfile is not None:
             report.replaced = outfile.start(
-                fmt, resume=self.resume, columns=writer_cls.columns_for(o.classify.top_k)
+                fmt, resume=self.resume, columns=writer_cls.columns_for(o.classify.top_k, table)
             )
             if report.replaced:
                 self._warn(
@@ -422,6 +468,16 @@ class _Run:
                 )
             previous = outfile.previous
             _refuse_other_model(previous, report, self.output or "")
+        windows_key = None
+        if o.segments_output is not None:
+            windows_key = path_key(self.windows_format, o.escape_formulas)
+        previous_windows: list[PreviousRow] = []
+        if windows_file is not None:
+            previous_windows = windows_file.start_windows(
+                self.windows_format,
+                resume=self.resume,
+                columns=WRITERS[self.windows_format].columns_for(o.classify.top_k, WINDOW_ROWS),
+            )
         paths = self._walk()
         report.found = len(paths) if paths is not None else None
         if paths is None:
@@ -429,59 +485,83 @@ class _Run:
             return
         if self.hooks.on_total:
             self.hooks.on_total(len(paths))
-        if outfile is not None:
-            stream = outfile.stream(fmt)
-            release = stream.flush
-        elif self.output == STDOUT:
-            stream, release = stdout_stream()
-        else:
-            stream, release = None, None
+        key = path_key(fmt, o.escape_formulas) if self.output is not None else display_path
+        has_windows = _window_sets(previous_windows)
+        skipped: set[str] = set()
+
+        def complete(path: str, row: PreviousRow) -> bool:
+            """A kept video's window rows are all there (when window rows are kept)."""
+            if windows_file is None or windows_key is None:
+                return True
+            got = has_windows.get(windows_key(path), ())
+            return row.windows is not None and sorted(got) == list(range(row.windows))
+
+        todo = list(self._unfinished(paths, previous, key, report, complete, skipped))
+        if windows_file is not None and windows_key is not None:
+            # Window rows count only with their video's row: those of videos redone now, of
+            # videos whose row was never written (a kill in between) and torn ones go.
+            kept = {windows_key(path) for path in skipped}
+            windows_file.keep_only([r for r in previous_windows if r.key in kept])
+        streams = _Streams(
+            (self.output, outfile, fmt), (o.segments_output, windows_file, self.windows_format)
+        )
         counts: Counter[str] = Counter()
         nodes: Counter[str] = Counter()
+        windows = 0
         redone = 0  # videos of this run that already had a row (changed, or retried)
         try:
-            writer = (
-                writer_cls(
-                    stream,
-                    top_k=o.classify.top_k,
-                    escape_formulas=o.escape_formulas,
-                    write_header=outfile is None or outfile.is_empty,
+            writer = streams.writer(
+                writer_cls, o, table, outfile is None or outfile.is_empty, main=True
+            )
+            window_writer = (
+                streams.writer(
+                    WRITERS[self.windows_format],
+                    o,
+                    WINDOW_ROWS,
+                    windows_file is None or windows_file.is_empty,
+                    main=False,
                 )
-                if stream is not None
+                if o.segments_output is not None
                 else None
             )
-            key = writer.path_cell if writer is not None else display_path
-            todo = list(self._unfinished(paths, previous, key, report))
             if todo:
                 self._status("loading the model and decoding the first videos")
                 with closing(self._rows(model, todo)) as rows:
                     for p in rows:
+                        # Window rows first: they count only once the video's row follows.
+                        if window_writer is not None:
+                            for w in p.windows or ():
+                                window_writer.write(WindowRow(p.path, w))
                         if writer is not None:
                             writer.write(p)
                         counts[p.status] += 1
+                        windows += len(p.windows or ())
                         if p.node:
                             nodes[p.node] += 1
+                            if self.hooks.on_windows and p.windows:
+                                self.hooks.on_windows(len(p.windows))
                         redone += bool(previous) and key(p.path) in previous
                         if self.hooks.on_row:
                             self.hooks.on_row(p)
-            if writer is not None:
-                writer.close()
+            for w in (window_writer, writer):
+                if w is not None:
+                    w.close()
         except BrokenPipeError:
             # The reader went away (`| head`, `| true`): stop quietly, as Unix tools do.
             self.stop.request(STOPPED_BY_CLOSED_OUTPUT)
         finally:
-            if release is not None:
-                try:
-                    release()
-                except BrokenPipeError:
-                    self.stop.request(STOPPED_BY_CLOSED_OUTPUT)
+            if streams.release():
+                self.stop.request(STOPPED_BY_CLOSED_OUTPUT)
         report.by_status = dict(counts)
         report.by_node = dict(nodes)
+        report.windows = windows if segmented else None
         report.stopped_by = self.stop.reason if self.stop.is_set() else None
         if outfile is not None:
             # A redone video's older row goes now; if the run is killed first, the next
             # --resume removes it instead.
             outfile.finish(fmt, compact=redone > 0)
+        if windows_file is not None:
+            windows_file.finish(self.windows_format, compact=False)
 
     def _walk(self) -> list[str] | None:
         """Every video path in the inputs (one walk), or ``None`` when stopped meanwhile."""
@@ -500,16 +580,21 @@ class _Run:
         previous: dict[str, PreviousRow],
         key: Callable[[str], str],
         report: RunReport,
+        complete: Callable[[str, PreviousRow], bool],
+        skipped: set[str],
     ) -> Iterator[str]:
         """The paths to (re)do: new ones, changed ones (size or modification time differ from
-        the row's), and with ``retry_failed`` those whose row is not ``ok``."""
+        the row's), those whose window rows are not all there (``complete``), and with
+        ``retry_failed`` those whose row is not ``ok``. Those skipped go into ``skipped``."""
         for path in paths:
             row = previous.get(key(path))
             if (
                 row is not None
                 and row.stamp == file_stamp(path)
                 and (row.status == STATUS_OK or not self.opts.retry_failed)
+                and complete(path, row)
             ):
+                skipped.add(path)
                 report.skipped += 1
                 if self.hooks.on_skip:
                     self.hooks.on_skip(path)
@@ -527,6 +612,66 @@ class _Run:
     def _status(self, message: str) -> None:
         if self.hooks.on_status:
             self.hooks.on_status(message)
+
+
+def _window_sets(rows: list[PreviousRow]) -> dict[str, list[int]]:
+    """The window numbers found for each path in the window rows of an earlier run."""
+    found: dict[str, list[int]] = {}
+    for row in rows:
+        if row.window is not None:
+            found.setdefault(row.key, []).append(row.window)
+    return found
+
+
+class _Streams:
+    """Where a run's rows go: the video rows (a locked file, stdout or nowhere) and the window
+    rows (the same choices); stdout is shared when both go there."""
+
+    def __init__(
+        self,
+        main: tuple[str | None, OutputFile | None, str],
+        windows: tuple[str | None, OutputFile | None, str | None],
+    ):
+        self._stdout: tuple[Any, Any] | None = None
+        self._releases: list[Callable[[], Any]] = []
+        self.main = self._open(*main)
+        self.windows = self._open(*windows)
+
+    def _open(self, target: str | None, file: OutputFile | None, fmt: str | None) -> Any:
+        """The text stream for ``target`` (a locked file, ``-``, or None for no rows)."""
+        if file is not None and fmt is not None:
+            stream = file.stream(fmt)
+            self._releases.append(stream.flush)
+            return stream
+        if target == STDOUT:
+            if self._stdout is None:
+                self._stdout = stdout_stream()
+                self._releases.append(self._stdout[1])
+            return self._stdout[0]
+        return None
+
+    def writer(self, cls: Any, o: RunOptions, table: Any, write_header: bool, *, main: bool) -> Any:
+        """A writer of ``cls`` on the video (``main``) or window stream, or None."""
+        stream = self.main if main else self.windows
+        if stream is None:
+            return None
+        return cls(
+            stream,
+            top_k=o.classify.top_k,
+            escape_formulas=o.escape_formulas,
+            write_header=write_header,
+            table=table,
+        )
+
+    def release(self) -> bool:
+        """Flush and let go of the streams; True when the reader of stdout went away."""
+        closed = False
+        for release in self._releases:
+            try:
+                release()
+            except BrokenPipeError:
+                closed = True
+        return closed
 
 
 @dataclass

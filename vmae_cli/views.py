@@ -12,19 +12,23 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .decoding import decode_video, truncation_note
+from .decoding import DecodedWindow, decode_video, decode_windows, truncation_note
 from .preprocessing import PreprocessConfig, resize_and_crop, resize_to_cover, spatial_crops
 from .protocol import Protocol
 from .results import (
     STATUS_CRASHED,
     STATUS_ERROR,
+    STATUS_NO_FRAMES,
+    STATUS_OK,
     STATUS_TIMEOUT,
     DecodeOutcome,
     Failure,
     VideoViews,
+    WindowChunk,
+    WindowPrediction,
     file_stamp,
 )
 from .workerpool import LOST_CRASHED, LOST_NOT_STARTED, LOST_TIMEOUT, forks_workers, iter_pool
@@ -101,24 +105,118 @@ class ViewMaker:
         return DecodeOutcome(path, views=views, meta=meta, seconds=_since(start), stamp=stamp)
 
 
+#: Windows a decoding worker sends together: a chunk of 4 default windows is ~10 MB of uint8
+#: frames at 224 px, and each worker has at most a few chunks in flight.
+WINDOWS_PER_CHUNK = 4
+
+
+@dataclass(frozen=True)
+class WindowMaker:
+    """One path -> its windows (``--segments``), sent a few at a time as they are decoded: what
+    a decoding worker does for each video when the protocol has segments.
+
+    Calling it returns an iterator of :class:`~vmae_cli.results.WindowChunk` objects, then one
+    :class:`~vmae_cli.results.DecodeOutcome` (``windows`` set, or a failure); never raises
+    for a bad file. ``protocol.segments`` must be resolved
+    (:meth:`~vmae_cli.protocol.Protocol.for_model`).
+    """
+
+    frames_per_clip: int  # T
+    preprocess: PreprocessConfig
+    protocol: Protocol
+    windows_per_chunk: int = WINDOWS_PER_CHUNK
+
+    def __call__(self, path: str) -> Iterator[WindowChunk | DecodeOutcome]:
+        start = time.perf_counter()
+        stamp = file_stamp(path)  # before decoding, as ViewMaker does
+        segments = self.protocol.segments
+        assert segments is not None and segments.window is not None
+        # One clip of T frames per window: its frames are made exactly as ViewMaker makes a
+        # clip's (resize, crops).
+        one_clip = replace(self.protocol, segments=None)
+        clip = ViewMaker(self.frames_per_clip, self.preprocess, one_clip)
+        pending: list[DecodedWindow] = []
+        sent = 0
+        for item in decode_windows(
+            path, lambda fps: segments.geometry(self.frames_per_clip, fps), clip.transform
+        ):
+            if isinstance(item, DecodedWindow):
+                pending.append(item)
+                if len(pending) >= self.windows_per_chunk:
+                    yield self._chunk(path, pending, clip)
+                    sent += len(pending)
+                    pending = []
+                continue
+            if pending:
+                yield self._chunk(path, pending, clip)
+                sent += len(pending)
+            if item.failure is not None:
+                yield DecodeOutcome(
+                    path, failure=item.failure, meta=item.meta, seconds=_since(start), stamp=stamp
+                )
+                return
+            notes = list(item.notes)
+            truncated = truncation_note(item.meta)
+            if truncated:
+                notes.append(truncated)
+            yield DecodeOutcome(
+                path,
+                meta=item.meta,
+                seconds=_since(start),
+                stamp=stamp,
+                windows=sent,
+                notes=notes,
+            )
+            return
+
+    @staticmethod
+    def _chunk(path: str, decoded: list[DecodedWindow], clip: ViewMaker) -> WindowChunk:
+        import torch
+
+        windows = []
+        views = []
+        for d in decoded:
+            w = d.window
+            status, error = STATUS_OK, ""
+            if d.frames is None:
+                status, error = STATUS_NO_FRAMES, "a frame of this window did not decode"
+            else:
+                views.append(clip.views(d.frames))
+            windows.append(
+                WindowPrediction(
+                    w.index,
+                    w.start_frame,
+                    w.end_frame,
+                    d.start_s,
+                    d.end_s,
+                    list(w.frame_indices),
+                    status,
+                    error,
+                )
+            )
+        return WindowChunk(path, windows, torch.cat(views) if views else None)
+
+
 def _since(start: float) -> float:
     return time.perf_counter() - start
 
 
 def iter_decoded(
     paths: Iterable[str],
-    job: Callable[[str], DecodeOutcome],
+    job: Callable[[str], DecodeOutcome | Iterator[WindowChunk | DecodeOutcome]],
     *,
     workers: int,
     timeout_s: float | None = None,
     stop: threading.Event | None = None,
     on_start: Callable[[], Any] | None = None,
-) -> Iterator[DecodeOutcome]:
-    """Decode every path with ``job`` (a :class:`ViewMaker`) in ``workers`` processes; yield
-    one outcome per path as they finish: a video whose worker dies is ``crashed``
-    (``timeout`` when it ran past ``timeout_s``), and when the workers cannot start every
-    remaining path is an ``error`` saying why. See :func:`~vmae_cli.workerpool.iter_pool`
-    for ``workers=0``, ``stop`` and ``on_start``.
+) -> Iterator[DecodeOutcome | WindowChunk]:
+    """Decode every path with ``job`` in ``workers`` processes; yield one outcome per path as
+    they finish (with a :class:`WindowMaker`, each path's window chunks as they come, then
+    its outcome): a video whose worker dies is ``crashed`` (``timeout`` when it ran past
+    ``timeout_s``, or for a :class:`WindowMaker`, when it went that long without sending a
+    chunk), and when the workers cannot start every remaining path is an ``error`` saying
+    why; a path whose worker restarts is sent again from its first chunk. See
+    :func:`~vmae_cli.workerpool.iter_pool` for ``workers=0``, ``stop`` and ``on_start``.
     """
 
     def lost(path: str, why: str, detail: str) -> DecodeOutcome:

@@ -19,6 +19,7 @@ becomes are the caller's (:mod:`vmae_cli.views` for decoding).
 from __future__ import annotations
 
 import functools
+import math
 import os
 import queue
 import re
@@ -50,6 +51,13 @@ PARENT_CHECK_INTERVAL_S = 2.0
 #: Loaders in a row whose workers fail without finishing an item (they die before taking one,
 #: or raise while they start) before the remaining items are given up as not started.
 MAX_UNEXPLAINED_RESTARTS = 3
+
+
+#: What a worker sends back: ``(task id, kind, value)``. A job returning an iterator sends
+#: each element as a part, then an end; any other job sends one result.
+_RESULT = 0
+_PART = 1
+_END = 2
 
 
 def _identity(x: Any) -> Any:
@@ -115,8 +123,18 @@ def _make_dataset(task_queue: Any, slots: Any, job: Callable[[Any], Any]) -> Any
                 slots[3 * wid + 1] = time.monotonic()
                 slots[3 * wid] = task_id
                 result = job(item)
+                if isinstance(result, Iterator):
+                    for part in result:
+                        # Waiting for the main process to ask for more is not the job's
+                        # time: the clock restarts when the next part is wanted.
+                        slots[3 * wid + 1] = math.inf
+                        yield task_id, _PART, part
+                        slots[3 * wid + 1] = time.monotonic()
+                    slots[3 * wid] = -1
+                    yield task_id, _END, None
+                    continue
                 slots[3 * wid] = -1
-                yield task_id, result
+                yield task_id, _RESULT, result
 
     return _TaskStream()
 
@@ -155,6 +173,13 @@ def iter_pool(
     or ``job`` itself propagate (a job should turn its failures into results). ``job`` and
     ``worker_init`` (run once in each worker) must be picklable where workers are spawned.
     ``workers=0`` runs the jobs in this process (no isolation, no timeout: for debugging).
+
+    A job may return an iterator instead: its elements are yielded as the worker makes them
+    (it makes the next one only once the previous ones are taken, so a long item's parts do
+    not pile up), the last one being its result. ``timeout_s`` then applies to each element,
+    not the whole item; an item that dies after some parts gets ``on_lost`` as its result,
+    and an item dispatched again (another worker of its loader died) yields its parts again
+    from the first.
     Setting ``stop`` ends dispatching; the items already being worked on are finished and
     yielded. ``on_start`` is called once the workers have their first tasks (e.g. loading a
     model in parallel with the first jobs, and forking the workers without its memory).
@@ -165,7 +190,11 @@ def iter_pool(
         for item in items:
             if stop is not None and stop.is_set():
                 return
-            yield job(item)
+            result = job(item)
+            if isinstance(result, Iterator):
+                yield from result
+            else:
+                yield result
         return
     import torch.utils.data._utils.signal_handling as torch_signals
     from torch.utils.data import DataLoader
@@ -244,7 +273,7 @@ def iter_pool(
                     on_start = None
                 while True:
                     try:
-                        task_id, result = next(it)
+                        task_id, kind, result = next(it)
                     except StopIteration:
                         return  # every worker got its sentinel and finished
                     except Exception as exc:
@@ -259,8 +288,10 @@ def iter_pool(
                         _release_frames(exc)
                         break
                     progressed = True
-                    in_flight.pop(task_id, None)
-                    yield result
+                    if kind != _PART:
+                        in_flight.pop(task_id, None)
+                    if kind != _END:
+                        yield result
                     if not sentinels_sent and not feed():
                         sentinels_sent = _send_sentinels(task_queue, workers)
         finally:

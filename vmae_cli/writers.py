@@ -14,10 +14,14 @@ import json
 import math
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any, ClassVar
 
-from .results import Prediction
+from .results import Prediction, WindowRow
+
+#: What a writer writes: a video's prediction or a window's row.
+Record = Prediction | WindowRow
 
 #: CSV columns before the top-k columns and after them.
 CSV_HEAD = ("path", "status", "error", "label", "score")
@@ -38,6 +42,48 @@ CSV_TAIL = (
 )
 #: JSONL keys, in order.
 JSONL_KEYS = (*CSV_HEAD, "top_k", *CSV_TAIL, "mtime", "frame_indices")
+#: What a segmented video's row adds (``--segments``), after its label and scores.
+SEGMENTED_COLUMNS = ("windows", "timeline")
+
+
+@dataclass(frozen=True)
+class Table:
+    """The columns of one kind of row: those before the top-k label/score pairs and those
+    after them (CSV), and the keys of a JSON line. A record is anything with ``to_dict()``
+    giving these keys, ``path`` and ``top_k`` (a list of ``{label, score}``) among them."""
+
+    head: tuple[str, ...]
+    tail: tuple[str, ...]
+    keys: tuple[str, ...]
+
+
+#: One row per video (the main output).
+VIDEO_ROWS = Table(CSV_HEAD, CSV_TAIL, JSONL_KEYS)
+#: One row per video of a segmented run: its window count and timeline as well.
+SEGMENTED_VIDEO_ROWS = Table(
+    CSV_HEAD,
+    (*SEGMENTED_COLUMNS, *CSV_TAIL),
+    (*CSV_HEAD, "top_k", *SEGMENTED_COLUMNS, *JSONL_KEYS[len(CSV_HEAD) + 1 :]),
+)
+#: One row per window (``--segments-out``, :class:`~vmae_cli.results.WindowRow`).
+WINDOW_ROWS = Table(
+    ("path", "window", "status", "error", "label", "score"),
+    ("start_frame", "end_frame", "start_s", "end_s"),
+    (
+        "path",
+        "window",
+        "status",
+        "error",
+        "label",
+        "score",
+        "top_k",
+        "start_frame",
+        "end_frame",
+        "start_s",
+        "end_s",
+        "frame_indices",
+    ),
+)
 
 #: Spreadsheets run a cell starting with one of these as a formula (CSV injection).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -144,11 +190,12 @@ class CsvWriter:
         top_k: int = 1,
         escape_formulas: bool = True,
         write_header: bool = True,
+        table: Table = VIDEO_ROWS,
     ):
         self.stream = stream
         self.top_k = top_k if top_k > 1 else 0
         self.escape_formulas = escape_formulas
-        self.columns = self.columns_for(top_k)
+        self.columns = self.columns_for(top_k, table)
         # CRLF as RFC 4180 says: the csv module quotes a cell only when it holds a character
         # of the line terminator, so with "\n" alone a "\r" in a file name went unquoted
         # and split the row for every CSV reader.
@@ -158,12 +205,12 @@ class CsvWriter:
             self.stream.flush()
 
     @staticmethod
-    def columns_for(top_k: int) -> list[str]:
+    def columns_for(top_k: int, table: Table = VIDEO_ROWS) -> list[str]:
         """The header this format writes for ``top_k`` (label/score pairs only when K > 1)."""
-        columns = list(CSV_HEAD)
+        columns = list(table.head)
         for i in range(1, (top_k if top_k > 1 else 0) + 1):
             columns += [f"label_{i}", f"score_{i}"]
-        return columns + list(CSV_TAIL)
+        return columns + list(table.tail)
 
     @staticmethod
     def parse(data: bytes) -> ParsedOutput:
@@ -195,15 +242,16 @@ class CsvWriter:
         """How ``path`` appears in the ``path`` column (what --resume matches rows by)."""
         return self._text(display_path(path))
 
-    def row(self, p: Prediction) -> list[Any]:
+    def row(self, p: Record) -> list[Any]:
         """The CSV cells for ``p``, in :attr:`columns` order."""
         d = p.to_dict()
         d["path"] = display_path(d["path"])
         d["score"] = _score(d["score"])
+        best = d["top_k"]
         for i in range(1, self.top_k + 1):
-            ls = p.top_k[i - 1] if i <= len(p.top_k) else None
-            d[f"label_{i}"] = ls.label if ls else ""
-            d[f"score_{i}"] = _score(ls.score) if ls else None
+            ls = best[i - 1] if i <= len(best) else None
+            d[f"label_{i}"] = ls["label"] if ls else ""
+            d[f"score_{i}"] = _score(ls["score"]) if ls else None
         cells = []
         for col in self.columns:
             v = d.get(col)
@@ -215,7 +263,7 @@ class CsvWriter:
                 cells.append(v)
         return cells
 
-    def write(self, p: Prediction) -> None:
+    def write(self, p: Record) -> None:
         """Write and flush one row."""
         self._csv.writerow(self.row(p))
         self.stream.flush()
@@ -234,14 +282,15 @@ class JsonlWriter:
     extensions: ClassVar[tuple[str, ...]] = (".jsonl", ".ndjson")
     bom: ClassVar[bool] = False
 
-    def __init__(self, stream: IO[str], *, top_k: int = 1, **_: Any):
+    def __init__(self, stream: IO[str], *, top_k: int = 1, table: Table = VIDEO_ROWS, **_: Any):
         self.stream = stream
         self.top_k = top_k
+        self.keys = table.keys
 
     @staticmethod
-    def columns_for(top_k: int) -> None:
+    def columns_for(top_k: int, table: Table = VIDEO_ROWS) -> None:
         """JSONL has no header: its rows can be continued whatever ``--top-k`` was."""
-        del top_k
+        del top_k, table
 
     @staticmethod
     def parse(data: bytes) -> ParsedOutput:
@@ -262,7 +311,7 @@ class JsonlWriter:
         """How ``path`` appears in the ``path`` key (what --resume matches rows by)."""
         return display_path(path)
 
-    def row(self, p: Prediction) -> dict[str, Any]:
+    def row(self, p: Record) -> dict[str, Any]:
         """The JSON object for ``p``."""
         d = p.to_dict()
         d["path"] = display_path(d["path"])
@@ -272,10 +321,11 @@ class JsonlWriter:
         ]
         # 19-digit integers lose precision in jq and JavaScript (doubles): mtime_ns stays
         # exact for Python and --resume, and mtime gives the same instant in float seconds.
-        d["mtime"] = d["mtime_ns"] / 1e9 if d["mtime_ns"] is not None else None
-        return {k: d[k] for k in JSONL_KEYS}
+        if "mtime" in self.keys:
+            d["mtime"] = d["mtime_ns"] / 1e9 if d["mtime_ns"] is not None else None
+        return {k: d[k] for k in self.keys}
 
-    def write(self, p: Prediction) -> None:
+    def write(self, p: Record) -> None:
         """Write and flush one line."""
         self.stream.write(json.dumps(self.row(p), ensure_ascii=False) + "\n")
         self.stream.flush()
@@ -352,6 +402,14 @@ def resolve_format(output: str | None, fmt: str | None = None) -> str:
             "or drop --format"
         )
     return implied
+
+
+def path_key(fmt: str, escape_formulas: bool = True) -> Callable[[str], str]:
+    """How format ``fmt`` writes a path in its ``path`` cell: what ``--resume`` matches rows
+    by (see the writers' ``path_cell``)."""
+    return WRITERS[fmt](
+        io.StringIO(), escape_formulas=escape_formulas, write_header=False
+    ).path_cell
 
 
 def get_writer(fmt: str, stream: IO[str], **options: Any) -> CsvWriter | JsonlWriter:
