@@ -602,10 +602,15 @@ def _seek_decode(
         container, stream, index, segments, transform, facts, skip_nonref, counts
     )
     for i, frame in frames:
-        if frame is None:
+        if frame is _MISSING:
             raise NotSeekable("a sampled frame did not come out of the decoder")
         kept[i] = frame
     return _finish(DECODER_PYAV_SEEK, facts, n, indices, kept)
+
+
+#: Stands for a planned frame that did not come out of the decoder (a transform may return
+#: anything, None included).
+_MISSING: Any = object()
 
 
 def _planned_frames(
@@ -620,8 +625,8 @@ def _planned_frames(
     failed: list[float | None] | None = None,
 ) -> Iterator[tuple[int, Any]]:
     """Carry out a seek plan (:func:`~vmae_cli.seeking.plan_seeks` over ``index``); yield
-    ``(frame index, kept frame)`` for each target in presentation order, with ``None`` for a
-    target that did not come out of the decoder (a damaged packet). ``skip_nonref``: skip
+    ``(frame index, kept frame)`` for each target in presentation order, with :data:`_MISSING`
+    for a target that did not come out of the decoder (a damaged packet). ``skip_nonref``: skip
     non-reference frames that are not targets, where
     :func:`~vmae_cli.seeking.skips_nonref_exactly` allows it. ``failed`` collects the times of
     packets that failed to decode."""
@@ -641,7 +646,7 @@ def _planned_frames(
             # Frames come out in presentation order: a target before this frame that has not
             # come will not come.
             while next_target < len(targets) and targets[next_target] < frame.pts:
-                yield position[targets[next_target]], None
+                yield position[targets[next_target]], _MISSING
                 next_target += 1
             if next_target < len(targets) and targets[next_target] == frame.pts:
                 yield position[frame.pts], _keep(frame, facts, transform)
@@ -649,7 +654,7 @@ def _planned_frames(
             if next_target == len(targets):
                 break
         for pts in targets[next_target:]:
-            yield position[pts], None
+            yield position[pts], _MISSING
 
 
 def decode_video(
@@ -938,12 +943,12 @@ def _indexed_windows(
         try:
             for i, frame in frames:
                 got[i] = frame
-                if frame is None:
+                if frame is _MISSING:
                     missing.append(i)
                 while windows and windows[0].frame_indices[-1] <= i:
                     w = windows.popleft()
                     kept = [got[j] for j in w.frame_indices]
-                    yield placed(w, None if any(f is None for f in kept) else kept)
+                    yield placed(w, None if any(f is _MISSING for f in kept) else kept)
                     first_needed = windows[0].start_frame if windows else n
                     for j in [j for j in got if j < first_needed]:
                         del got[j]
@@ -1008,8 +1013,8 @@ def _sequential_windows(
             if i >= max(need):
                 break
     for w in rest:
-        frames = [kept.get(i) for i in w.frame_indices]
-        yield _timed(w, None if any(f is None for f in frames) else frames, times)
+        frames = [kept.get(i, _MISSING) for i in w.frame_indices]
+        yield _timed(w, None if any(f is _MISSING for f in frames) else frames, times)
     notes = [note] if note else []
     if failed:
         known = [t for t in failed if t is not None]

@@ -1,19 +1,22 @@
 """`vmae inspect`: show what the model will see for one video.
 
 Uses the same decoding and preprocessing as `vmae classify`, so what it saves is exactly what
-classification feeds the model.
+classification feeds the model. With ``--segments``, :func:`inspect_windows` goes through the
+video's windows one by one as `vmae classify --segments` does, keeping the frames of only the
+first :data:`SHEET_WINDOWS` of them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .preprocessing import PreprocessConfig, cover_size, normalize
 from .protocol import Protocol
-from .results import Failure, VideoMeta
-from .views import ViewMaker
+from .results import Failure, VideoMeta, WindowChunk, WindowPrediction
+from .views import ViewMaker, WindowMaker
 
 if TYPE_CHECKING:
     import numpy as np
@@ -39,6 +42,11 @@ SHEET_FONT_MIN = 0.35
 SHEET_FONT_FLOOR = 0.3
 #: Padding in pixels around the row labels in the left margin and around captions.
 SHEET_PAD_PX = 6
+
+#: Windows of `vmae inspect --segments` whose frames are kept, for ``--sheet`` (one row per
+#: window, per crop with ``--crops 3``) and ``--npz``: the others are only listed, so memory
+#: does not grow with the video.
+SHEET_WINDOWS = 8
 
 #: Names of the crops along each side (see :func:`~vmae_cli.preprocessing.spatial_crops`).
 CROP_NAMES = {"width": ("left", "centre", "right"), "height": ("top", "centre", "bottom")}
@@ -74,13 +82,122 @@ def inspect_video(
     return Inspection(path, c.meta, c.frame_indices, c.frames)
 
 
-def save_npz(inspection: Inspection, config: PreprocessConfig, out: str | Path) -> None:
+@dataclass
+class InspectedWindow:
+    """One window of `vmae inspect --segments`, as :func:`inspect_windows` yields it.
+
+    ``window`` says where it lies (``index``, ``start_frame``/``end_frame``,
+    ``start_s``/``end_s``), its T ``frame_indices`` and its ``status`` (``ok``, or
+    ``no_frames`` when a frame of it did not decode). ``frames`` is uint8 ``(crops, T, 3, H,
+    W)`` after resize and crop, ``None`` when it did not decode.
+    """
+
+    window: WindowPrediction
+    frames: torch.Tensor | None
+
+
+@dataclass
+class WindowsInspection:
+    """What :func:`inspect_windows` yields after a video's last window.
+
+    ``protocol`` has its segments resolved (its ``name`` is what rows say); ``windows`` counts
+    the windows yielded; ``kept`` holds the first ones that decoded (up to ``keep``), with
+    their frames, for :func:`save_sheet` and :func:`save_npz`; ``notes`` are those of the
+    video's row in `vmae classify` (short video, damaged stretch, truncated file).
+    """
+
+    path: str
+    meta: VideoMeta
+    protocol: Protocol
+    windows: int
+    kept: list[InspectedWindow]
+    notes: list[str]
+    failure: Failure | None = None
+
+    @property
+    def frames(self) -> torch.Tensor:
+        """uint8 ``(kept windows x crops, T, 3, H, W)``: window after window, crop after crop."""
+        import torch
+
+        if not self.kept:
+            raise ValueError(f"no window of {self.path} decoded")
+        return torch.cat([w.frames for w in self.kept if w.frames is not None])
+
+    def pixel_values(self, config: PreprocessConfig) -> torch.Tensor:
+        """float32 ``(kept windows x crops, T, 3, H, W)``: what the model gets, each window's
+        ``crops`` views in one batch."""
+        return normalize(self.frames, config)
+
+
+def inspect_windows(
+    path: str,
+    frames_per_clip: int,
+    config: PreprocessConfig,
+    protocol: Protocol,
+    keep: int = SHEET_WINDOWS,
+) -> Iterator[InspectedWindow | WindowsInspection]:
+    """Decode and preprocess the windows of ``path`` as `vmae classify --segments` would,
+    without running the model: yield each window (:class:`InspectedWindow`) as soon as it is
+    decoded, in order, then one :class:`WindowsInspection`. Never raises for a bad file (the
+    last item then has a ``failure``).
+
+    ``protocol`` must have segments (its defaults are filled in for ``frames_per_clip``).
+    Memory does not grow with the video: a window's frames are dropped once the caller lets go
+    of it, except those of the first ``keep`` windows that decode.
+    """
+    proto = protocol.for_model(frames_per_clip)
+    if proto.segments is None:
+        raise ValueError("inspect_windows needs a protocol with segments")
+    maker = WindowMaker(frames_per_clip, config, proto, windows_per_chunk=1)
+    kept: list[InspectedWindow] = []
+    count = 0
+    for item in maker(path):
+        if isinstance(item, WindowChunk):
+            at = 0
+            for w in item.windows:
+                frames = None
+                if w.ok and item.frames is not None:
+                    frames = item.frames[at : at + proto.crops]
+                    at += proto.crops
+                window = InspectedWindow(w, frames)
+                if frames is not None and len(kept) < keep:
+                    kept.append(window)
+                count += 1
+                yield window
+            continue
+        yield WindowsInspection(path, item.meta, proto, count, kept, list(item.notes), item.failure)
+        return
+
+
+def save_npz(
+    inspection: Inspection | WindowsInspection, config: PreprocessConfig, out: str | Path
+) -> None:
     """Save ``pixel_values`` (float32, ``(V, T, 3, H, W)``) and ``frame_indices`` (int64).
 
-    ``frame_indices`` has shape ``(T,)`` for one clip and ``(clips, T)`` for several.
+    ``frame_indices`` has shape ``(T,)`` for one clip and ``(clips, T)`` for several. For the
+    windows of a :class:`WindowsInspection` (its ``kept`` ones): V is windows x crops,
+    ``frame_indices`` is ``(windows, T)``, and ``window``, ``start_frame``, ``end_frame``
+    (int64) and ``start_s``, ``end_s`` (float64, NaN where unknown) have one entry per window.
     """
     import numpy as np
 
+    if isinstance(inspection, WindowsInspection):
+        ws = [k.window for k in inspection.kept]
+
+        def seconds(values: list[float | None]) -> np.ndarray:
+            return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+        np.savez(
+            out,
+            pixel_values=inspection.pixel_values(config).numpy().astype(np.float32),
+            frame_indices=np.array([w.frame_indices for w in ws], dtype=np.int64),
+            window=np.array([w.index for w in ws], dtype=np.int64),
+            start_frame=np.array([w.start_frame for w in ws], dtype=np.int64),
+            end_frame=np.array([w.end_frame for w in ws], dtype=np.int64),
+            start_s=seconds([w.start_s for w in ws]),
+            end_s=seconds([w.end_s for w in ws]),
+        )
+        return
     np.savez(
         out,
         pixel_values=inspection.pixel_values(config).numpy().astype(np.float32),
@@ -122,7 +239,8 @@ class SheetLayout:
     """Everything :func:`contact_sheet` draws, computed without drawing (see :func:`sheet_layout`).
 
     ``row_labels`` has one entry per view when there are several (``"clip 2/5 · crop left"``,
-    drawn as two lines in the left margin) and is empty for one view.
+    drawn as two lines in the left margin; ``"window 3 · 6.40-8.53 s"`` for windows) and is
+    empty for one view.
     """
 
     width: int
@@ -182,7 +300,11 @@ def _cell_scale(cell: int, per_font: float) -> float:
 
 
 def sheet_layout(
-    shape: tuple[int, ...], indices: list[int], *, crop_axis: str | None = None
+    shape: tuple[int, ...],
+    indices: list[int],
+    *,
+    crop_axis: str | None = None,
+    clip_labels: Sequence[tuple[str, ...]] | None = None,
 ) -> SheetLayout:
     """The layout of the contact sheet of frames of ``shape``, as :func:`contact_sheet` draws it.
 
@@ -194,8 +316,12 @@ def sheet_layout(
     when ``crop_axis`` is ``"height"``) in a left margin, and a strip of ``"f 123"`` captions
     above each clip. Frames are shrunk so the sheet fits :data:`SHEET_MAX_WIDTH_PX` x
     :data:`SHEET_MAX_HEIGHT_PX`.
+
+    ``clip_labels`` (one tuple of lines per clip, e.g. ``("window 3", "6.40-8.53 s")``)
+    replaces ``clip c/C``; the crop line then follows only with several crops, and even one
+    view is laid out as a labelled row (the windows of `vmae inspect --segments`).
     """
-    if len(shape) == 5 and shape[0] == 1:
+    if len(shape) == 5 and shape[0] == 1 and clip_labels is None:
         shape = tuple(shape[1:])
     if len(shape) == 4:
         return _single_view_layout(int(shape[0]), int(shape[2]), int(shape[3]), indices)
@@ -205,7 +331,11 @@ def sheet_layout(
         raise ValueError(
             f"{len(indices)} frame indices do not make clips of {clip_len} for {views} views"
         )
-    return _multi_view_layout(clips, views // clips, clip_len, h, w, indices, crop_axis)
+    if clip_labels is not None and len(clip_labels) != clips:
+        raise ValueError(f"{len(clip_labels)} clip labels for {clips} clips")
+    return _multi_view_layout(
+        clips, views // clips, clip_len, h, w, indices, crop_axis, clip_labels
+    )
 
 
 def _fit(cols: int, rows: int, h: int, w: int, fixed_w: int, fixed_h: int) -> tuple[int, int]:
@@ -257,14 +387,18 @@ def _multi_view_layout(
     w: int,
     indices: list[int],
     axis: str | None,
+    clip_labels: Sequence[tuple[str, ...]] | None = None,
 ) -> SheetLayout:
     gutter, gap, strip, pad = SHEET_GUTTER_PX, SHEET_CLIP_GAP_PX, SHEET_CAPTION_PX, SHEET_PAD_PX
+    heads = clip_labels or [(f"clip {c + 1}/{clips}",) for c in range(clips)]
+    with_crop = clip_labels is None or crops > 1
     lines = [
-        (f"clip {c + 1}/{clips}", f"crop {crop_name(k, crops, axis)}")
+        (*heads[c], *([f"crop {crop_name(k, crops, axis)}"] if with_crop else []))
         for c in range(clips)
         for k in range(crops)
     ]
-    margin = max(_text_size(t, SHEET_FONT_MAX)[0] for pair in lines for t in pair) + 2 * pad
+    most = max(len(row) for row in lines)
+    margin = max(_text_size(t, SHEET_FONT_MAX)[0] for row in lines for t in row) + 2 * pad
     rows = clips * crops
     fixed_w = margin + (clip_len - 1) * gutter
     fixed_h = clips * strip + clips * (crops - 1) * gutter + (clips - 1) * gap
@@ -272,7 +406,7 @@ def _multi_view_layout(
     caption_texts = [f"f {i}" for i in indices]
     cap_scale = _fit_scale(caption_texts, _cell_scale(cw, 160), cw - 2, strip - 4)
     label_scale = _fit_scale(
-        [t for pair in lines for t in pair], _cell_scale(ch, 160), margin - 2 * pad, ch // 2 - 2
+        [t for row in lines for t in row], _cell_scale(ch, 160), margin - 2 * pad, ch // most - 2
     )
     cells, captions, labels = [], [], []
     y = 0
@@ -287,12 +421,11 @@ def _multi_view_layout(
             view = c * crops + k
             for p in range(clip_len):
                 cells.append(SheetCell(view, p, margin + p * (cw + gutter), y))
-            first, second = lines[view]
-            _, th, base = _text_size(first, label_scale)
+            _, th, base = _text_size(lines[view][0], label_scale)
             line_h = th + base + 2
-            top = y + (ch - 2 * line_h) // 2 + th
-            labels.append(SheetText(first, pad, top, label_scale))
-            labels.append(SheetText(second, pad, top + line_h, label_scale))
+            top = y + (ch - len(lines[view]) * line_h) // 2 + th
+            for j, text in enumerate(lines[view]):
+                labels.append(SheetText(text, pad, top + j * line_h, label_scale))
             y += ch + (gutter if k < crops - 1 else 0)
         y += gap if c < clips - 1 else 0
     return SheetLayout(
@@ -302,24 +435,31 @@ def _multi_view_layout(
         cells=tuple(cells),
         captions=tuple(captions),
         labels=tuple(labels),
-        row_labels=tuple(f"{a} · {b}" for a, b in lines),
+        row_labels=tuple(" · ".join(row) for row in lines),
     )
 
 
 def contact_sheet(
-    frames: torch.Tensor, indices: list[int], *, crop_axis: str | None = None
+    frames: torch.Tensor,
+    indices: list[int],
+    *,
+    crop_axis: str | None = None,
+    clip_labels: Sequence[tuple[str, ...]] | None = None,
 ) -> np.ndarray:
     """An RGB image of the frames in a grid, laid out by :func:`sheet_layout`.
 
     ``frames`` is ``(T, 3, H, W)`` (T frames in rows of four) or ``(V, T, 3, H, W)``
     (one row per view, labelled with its clip and crop; ``indices`` then lists each clip's T
     indices, shared by its crops). ``crop_axis`` (``"width"`` or ``"height"``, see
-    :func:`crop_axis_for`) names three crops left/centre/right or top/centre/bottom.
+    :func:`crop_axis_for`) names three crops left/centre/right or top/centre/bottom;
+    ``clip_labels`` names the clips instead of ``clip c/C`` (see :func:`sheet_layout`).
     """
     import cv2
     import numpy as np
 
-    layout = sheet_layout(tuple(frames.shape), indices, crop_axis=crop_axis)
+    layout = sheet_layout(
+        tuple(frames.shape), indices, crop_axis=crop_axis, clip_labels=clip_labels
+    )
     if frames.ndim == 4:
         frames = frames.unsqueeze(0)
     ch, cw = layout.cell_hw
@@ -343,13 +483,38 @@ def contact_sheet(
     return sheet
 
 
-def save_sheet(inspection: Inspection, out: str | Path) -> None:
-    """Write the contact sheet of ``inspection`` as a PNG file."""
+def window_label(window: WindowPrediction) -> tuple[str, str]:
+    """The two lines naming a window on the contact sheet: ``("window 3", "6.40-8.53 s")``,
+    or its frames (``"f 192-255"``) when its times are unknown."""
+    if window.start_s is None or window.end_s is None:
+        return f"window {window.index}", f"f {window.start_frame}-{window.end_frame}"
+    return f"window {window.index}", f"{window.start_s:.2f}-{window.end_s:.2f} s"
+
+
+def window_sheet(inspection: WindowsInspection) -> np.ndarray:
+    """The contact sheet of the windows ``inspection`` kept: one row per window (per crop of
+    it with several crops), labelled with its number and times (see :func:`window_label`)."""
+    frames = inspection.frames
+    crop_hw = (int(frames.shape[-2]), int(frames.shape[-1]))
+    return contact_sheet(
+        frames,
+        [i for w in inspection.kept for i in w.window.frame_indices],
+        crop_axis=crop_axis_for(inspection.meta, crop_hw),
+        clip_labels=[window_label(w.window) for w in inspection.kept],
+    )
+
+
+def save_sheet(inspection: Inspection | WindowsInspection, out: str | Path) -> None:
+    """Write the contact sheet of ``inspection`` as a PNG file (of its kept windows, for a
+    :class:`WindowsInspection`: see :func:`window_sheet`)."""
     import cv2
 
-    assert inspection.frames is not None
-    crop_hw = (int(inspection.frames.shape[-2]), int(inspection.frames.shape[-1]))
-    axis = crop_axis_for(inspection.meta, crop_hw)
-    sheet = contact_sheet(inspection.frames, inspection.frame_indices, crop_axis=axis)
+    if isinstance(inspection, WindowsInspection):
+        sheet = window_sheet(inspection)
+    else:
+        assert inspection.frames is not None
+        crop_hw = (int(inspection.frames.shape[-2]), int(inspection.frames.shape[-1]))
+        axis = crop_axis_for(inspection.meta, crop_hw)
+        sheet = contact_sheet(inspection.frames, inspection.frame_indices, crop_axis=axis)
     if not cv2.imwrite(str(out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
         raise OSError(f"cannot write {out}")

@@ -328,6 +328,7 @@ class _Run:
         self.hooks = hooks
         self.stop = stop or StopRequest()
         self.resume = options.resume or options.retry_failed
+        self.windows_format: str | None = None  # of segments_output, once checked
 
     def execute(self) -> RunReport:
         started, t0 = time.time(), time.perf_counter()
