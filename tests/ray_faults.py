@@ -33,18 +33,22 @@ HANG_S = 3600.0
 
 
 def install() -> None:
-    """Wrap ``vmae_cli.views.decode_video`` with the faults above (idempotent).
+    """Wrap ``vmae_cli.views.decode_video`` and ``decode_windows`` (``--segments``) with the
+    faults above (idempotent).
 
-    ``views`` imported ``decode_video`` by name, so the name is replaced in ``views``
-    itself: patching ``vmae_cli.decoding`` would not reach the caller.
+    ``views`` imported them by name, so the names are replaced in ``views`` itself:
+    patching ``vmae_cli.decoding`` would not reach the caller.
     """
     from vmae_cli import views
 
-    original = views.decode_video
-    if getattr(original, "_ray_faults", False):
-        return
+    for name in ("decode_video", "decode_windows"):
+        original = getattr(views, name)
+        if not getattr(original, "_ray_faults", False):
+            setattr(views, name, _faulty(original))
 
-    def decode_video(path: str, *args: Any, **kwargs: Any) -> Any:
+
+def _faulty(original: Any) -> Any:
+    def decode(path: str, *args: Any, **kwargs: Any) -> Any:
         name = os.path.basename(path)
         if SEGFAULT in name:
             os.kill(os.getpid(), signal.SIGSEGV)
@@ -52,5 +56,5 @@ def install() -> None:
             time.sleep(HANG_S)
         return original(path, *args, **kwargs)
 
-    decode_video._ray_faults = True  # type: ignore[attr-defined]
-    views.decode_video = decode_video
+    decode._ray_faults = True  # type: ignore[attr-defined]
+    return decode

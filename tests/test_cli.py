@@ -491,3 +491,40 @@ def test_sampling_is_part_of_the_protocol_and_of_run_options() -> None:
     result = _run("classify", ".", "--sampling", "nearest")
     assert result.exit_code == EXIT_USAGE
     assert "keyframes" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--window", "3x"], "is not a length"),
+        (["--hop", "0s"], "must be positive"),
+        (["--window", "2.5f"], "whole"),
+        (["--segments", "--protocol", "videomae"], "one clip per window"),
+        (["--segments", "--clips", "2"], "one clip per window"),
+        (["--segments", "--sampling", "keyframes"], "keyframes cannot sample windows"),
+    ],
+)
+def test_segment_options_that_cannot_work_exit_2(
+    args: list[str], message: str, good_dir: Path, tiny_model_dir: Path
+) -> None:
+    result = _run("classify", str(good_dir), "-m", str(tiny_model_dir), *args)
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert message in result.output
+
+
+def test_segments_out_implies_segments_and_names_the_windows(
+    good_dir: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    out, windows = tmp_path / "v.jsonl", tmp_path / "w.csv"
+    args = ["--window", "0.4s", "--hop", "0.2s", "-o", str(out), "--segments-out", str(windows)]
+    result = _run("classify", str(good_dir), "-m", str(tiny_model_dir), *args)
+    assert result.exit_code == EXIT_OK, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {r["protocol"] for r in rows} == {"segments(window=0.4s,hop=0.2s)"}
+    with windows.open(encoding="utf-8-sig", newline="") as f:
+        window_rows = list(csv.DictReader(f))
+    assert sum(r["windows"] for r in rows) == len(window_rows) > len(rows)
+    # 25 fps: 10-frame windows every 5 frames.
+    first = window_rows[0]
+    assert (first["start_frame"], first["end_frame"]) == ("0", "9")
+    assert "windows" in result.output  # the summary line counts them

@@ -23,6 +23,7 @@ from typer.testing import CliRunner  # noqa: E402
 import vmae_cli  # noqa: E402
 from vmae_cli.cli import EXIT_USAGE, app  # noqa: E402
 from vmae_cli.model import ModelLoadError  # noqa: E402
+from vmae_cli.protocol import Protocol  # noqa: E402
 from vmae_cli.ray_engine import (  # noqa: E402
     ActorPlan,
     EngineError,
@@ -33,6 +34,7 @@ from vmae_cli.ray_engine import (  # noqa: E402
     _translate,
     plan_actors,
 )
+from vmae_cli.segments import Segments, Span  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
 #: Object store of each test node: Ray's default is 30 % of the memory, per node; only paths
@@ -349,3 +351,30 @@ def test_an_actor_no_node_can_host_is_refused_within_seconds(
         _run(folder, tmp_path / "out.csv", tiny_model_dir, engine="ray", gpus_per_actor=1)
     assert time.monotonic() - started < 10
     assert ray.is_initialized()  # the caller's Ray is left as it was
+
+
+def test_segments_on_ray_bring_window_rows_back_through_the_driver(
+    cluster: Any, tmp_path: Path, tiny_model_dir: Path, test_videos
+) -> None:
+    good = {test_videos[k].name: test_videos[k] for k in ("h264", "mjpeg")}
+    folder = _folder(tmp_path / "videos", {**good, "x_segfault.mp4": test_videos["h264"]})
+    out, windows = tmp_path / "out.csv", tmp_path / "windows.jsonl"
+    report = _run(
+        folder,
+        out,
+        tiny_model_dir,
+        engine="ray",
+        workers=1,
+        videos_per_task=1,
+        protocol=Protocol(segments=Segments(Span(8, "f"), Span(5, "f"))),
+        segments_output=str(windows),
+    )
+    rows = _once_each(read_rows(out), folder)
+    window_rows = read_rows(windows)
+    assert rows.pop(str(folder / "x_segfault.mp4"))["windows"] == "0"
+    for path, row in rows.items():
+        mine = [w for w in window_rows if w["path"] == path]
+        assert row["status"] == "ok" and int(row["windows"]) == len(mine) == 5
+        assert [w["window"] for w in mine] == list(range(5))
+        assert (mine[0]["start_frame"], mine[-1]["end_frame"]) == (0, 23)
+    assert report.windows == 10 and len(window_rows) == 10

@@ -11,7 +11,9 @@ from conftest import read_rows
 import vmae_cli
 from vmae_cli import Classifier, ClassifyOptions, RunHooks, StopRequest, run
 from vmae_cli.discovery import InputNotFoundError, as_inputs
+from vmae_cli.protocol import Protocol
 from vmae_cli.runner import RunOptions, RunReport
+from vmae_cli.segments import Segments, Span
 from vmae_cli.writers import OutputMismatchError
 
 
@@ -171,3 +173,122 @@ def test_a_fresh_run_says_how_many_rows_it_replaces(
     report = run(videos, out, model=str(tiny_model_dir), hooks=RunHooks(on_warning=warnings.append))
     assert report.replaced == 4
     assert any("replacing the 4 rows" in w and "--resume" in w for w in warnings)
+
+
+# ---------------------------------------------------------------------------------------
+# --segments: a second output of window rows, kept consistent with the video rows
+# ---------------------------------------------------------------------------------------
+
+WINDOWS_8_5 = Segments(Span(8, "f"), Span(5, "f"))
+
+
+def _segmented(videos: Path, out: Path, windows: Path | str, model: Path, **options):
+    return run(
+        videos,
+        out,
+        model=str(model),
+        workers=1,
+        protocol=Protocol(segments=WINDOWS_8_5),
+        segments_output=str(windows),
+        **options,
+    )
+
+
+def _check_windows(out: Path, windows: Path) -> dict[str, list[dict]]:
+    """Every video row's windows are in the window rows exactly once, in order."""
+    rows = read_rows(out)
+    found: dict[str, list[dict]] = {}
+    for w in read_rows(windows):
+        found.setdefault(w["path"], []).append(w)
+    assert set(found) <= {r["path"] for r in rows}  # no orphans
+    for r in rows:
+        mine = found.get(r["path"], [])
+        assert int(r["windows"]) == len(mine), r["path"]
+        assert [int(w["window"]) for w in mine] == list(range(len(mine))), r["path"]
+    return found
+
+
+@pytest.mark.parametrize("ext", [".csv", ".jsonl"])
+def test_segments_write_one_row_per_video_and_its_windows(
+    ext: str, videos: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    out, windows = tmp_path / f"videos{ext}", tmp_path / f"windows{ext}"
+    report = _segmented(videos, out, windows, tiny_model_dir, top_k=2)
+    assert report.by_status == {"ok": 3, "not_video": 1}
+    assert report.protocol == "segments(window=8f,hop=5f)"
+    found = _check_windows(out, windows)
+    assert report.windows == sum(map(len, found.values())) == 15  # 24-frame clips: 5 each
+    rows = {r["path"]: r for r in read_rows(out)}
+    for path, mine in found.items():
+        assert rows[path]["protocol"] == "segments(window=8f,hop=5f)"
+        assert rows[path]["timeline"].startswith("0.0-")
+        starts = [int(w["start_frame"]) for w in mine]
+        assert starts == [0, 5, 10, 15, 16]  # the last window ends on the last frame
+        assert int(mine[-1]["end_frame"]) == 23
+    broken = next(r for r in rows.values() if r["status"] != "ok")
+    assert int(broken["windows"]) == 0
+
+
+def test_a_video_row_is_the_mean_of_its_windows(videos: Path, tiny_model_dir: Path) -> None:
+    clf = Classifier(str(tiny_model_dir), device="cpu", dtype="float32", backend="torch")
+    opts = ClassifyOptions(top_k=10, workers=0, protocol=Protocol(segments=WINDOWS_8_5, crops=3))
+    for p in clf.classify(videos, opts):
+        if not p.ok:
+            assert p.windows == []
+            continue
+        assert p.protocol == "segments(window=8f,hop=5f)+crops=3"
+        assert len(p.windows) == 5 and all(w.ok for w in p.windows)
+        for ls in p.top_k:
+            per_window = [next(x.score for x in w.top_k if x.label == ls.label) for w in p.windows]
+            assert ls.score == pytest.approx(sum(per_window) / 5, abs=1e-5)
+
+
+def test_resume_keeps_windows_only_with_their_video_row(
+    videos: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    out, windows = tmp_path / "videos.csv", tmp_path / "windows.jsonl"
+    _segmented(videos, out, windows, tiny_model_dir)
+    rows = read_rows(out)
+    ok = [r["path"] for r in rows if r["status"] == "ok"]
+    # A kill between a video's window rows and its row: the last row is missing; a kill in
+    # the middle of a window row: a torn line; and window rows of another video lost.
+    lines = out.read_bytes().splitlines(keepends=True)
+    cut = next(i for i, line in enumerate(lines) if ok[0].encode() in line)
+    out.write_bytes(b"".join(lines[:cut] + lines[cut + 1 :]))
+    kept = [w for w in windows.read_text().splitlines() if ok[1] not in w]
+    windows.write_text("\n".join(kept) + '\n{"path": "torn')
+    report = _segmented(videos, out, windows, tiny_model_dir, resume=True)
+    assert report.skipped == 2 and report.by_status == {"ok": 2}
+    _check_windows(out, windows)
+    again = _segmented(videos, out, windows, tiny_model_dir, resume=True)
+    assert again.skipped == 4 and again.videos == 0
+
+
+def test_window_rows_and_video_rows_share_stdout_only_as_jsonl(
+    videos: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    with pytest.raises(OutputMismatchError, match="cannot share stdout"):
+        _segmented(videos, "-", "-", tiny_model_dir)
+    capsys.readouterr()
+    _segmented(videos, "-", "-", tiny_model_dir, format="jsonl")
+    import json
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    kinds = ["window" if "window" in x else "video" for x in lines]
+    assert kinds.count("video") == 4 and kinds.count("window") == 15
+    # Each video's windows come just before its row.
+    for i, line in enumerate(lines):
+        if "window" in line:
+            nxt = next(x for x in lines[i:] if "window" not in x)
+            assert nxt["path"] == line["path"]
+
+
+def test_window_rows_need_segments_and_another_file(
+    videos: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from vmae_cli.runner import RunOptionsError
+
+    with pytest.raises(RunOptionsError, match="needs segments"):
+        run(videos, tmp_path / "a.csv", model=str(tiny_model_dir), segments_output="w.csv")
+    with pytest.raises(OutputMismatchError, match="another file"):
+        _segmented(videos, tmp_path / "a.csv", tmp_path / "a.csv", tiny_model_dir)

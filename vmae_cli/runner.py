@@ -529,6 +529,8 @@ class _Run:
                 self._status("loading the model and decoding the first videos")
                 with closing(self._rows(model, todo)) as rows:
                     for p in rows:
+                        if segmented and p.windows is None:
+                            p.windows = []  # a failure made outside the pipeline (Ray)
                         # Window rows first: they count only once the video's row follows.
                         if window_writer is not None:
                             for w in p.windows or ():
