@@ -269,6 +269,31 @@ def test_kill_9_twice_then_resume_gives_every_video_exactly_once(
     assert all(r["status"] == "ok" for r in rows)
 
 
+def test_kill_9_twice_during_segments_then_resume_gives_each_video_its_windows_once(
+    many: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    out, windows = tmp_path / "videos.csv", tmp_path / "windows.jsonl"
+    # 24-frame clips: windows of 8 frames every 3, 7 per video.
+    args = ("--resume", "--window", "8f", "--hop", "3f", "--segments-out", str(windows))
+    for at_windows in (40, 200):
+        proc = _start(tiny_model_dir, many, out, *args)
+        _wait_forread_rows(windows, at_windows, proc)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert _no_orphans(proc.pid)
+    proc = _start(tiny_model_dir, many, out, *args)
+    assert proc.wait(timeout=120) == 0, proc.stderr.read().decode()
+    rows = read_rows(out)
+    assert sorted(r["path"] for r in rows) == sorted(str(p) for p in many.iterdir())
+    found: dict[str, list[int]] = {}
+    for w in read_rows(windows):
+        found.setdefault(w["path"], []).append(w["window"])
+    assert {r["path"]: found.get(r["path"]) for r in rows} == {
+        r["path"]: list(range(7)) for r in rows
+    }
+    assert all(r["status"] == "ok" and r["windows"] == "7" for r in rows)
+
+
 def test_sigterm_stops_within_seconds_with_whole_lines(
     many: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
