@@ -292,3 +292,19 @@ def test_window_rows_need_segments_and_another_file(
         run(videos, tmp_path / "a.csv", model=str(tiny_model_dir), segments_output="w.csv")
     with pytest.raises(OutputMismatchError, match="another file"):
         _segmented(videos, tmp_path / "a.csv", tmp_path / "a.csv", tiny_model_dir)
+
+
+def test_segments_true_takes_the_models_clip_as_the_window(
+    videos: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    out, windows = tmp_path / "v.jsonl", tmp_path / "w.jsonl"
+    report = run(videos, out, model=str(tiny_model_dir), segments=True, segments_output=windows)
+    # T = 8 frames every 4th: 32 frames, longer than the 24-frame clips: one window each,
+    # its last frame repeated, as the row says.
+    assert report.protocol == "segments(window=32f,hop=32f)"
+    for row in read_rows(out):
+        if row["status"] == "ok":
+            assert row["windows"] == 1
+            assert "short video: 24 frames for a window of 32, frames repeated" in row["notes"]
+    first = read_rows(windows)[0]
+    assert first["frame_indices"] == [0, 4, 8, 12, 16, 20, 23, 23]

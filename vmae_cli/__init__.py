@@ -9,6 +9,9 @@ The library is usable without the command line::
     report = run("videos/", "labels.csv", model="path/to/model", resume=True)
     print(report.by_status, report.skipped)
 
+    # Long videos: a row per window too (prediction.windows in the API).
+    run("videos/", "videos.csv", segments=True, segments_output="windows.csv")
+
 Heavy dependencies (torch, transformers, OpenCV) are imported on first use, so importing
 this package is cheap.
 """
@@ -23,8 +26,9 @@ if TYPE_CHECKING:
     from .model import DEFAULT_MODEL, DeviceError, LoadedModel, ModelLoadError, load_model
     from .pipeline import Classifier, ClassifyOptions, classify_paths
     from .protocol import PROTOCOLS, Protocol
-    from .results import LabelScore, Prediction, VideoMeta
+    from .results import LabelScore, Prediction, VideoMeta, WindowPrediction
     from .runner import RunHooks, RunOptions, RunReport, StopRequest, run
+    from .segments import Segments, Span
 
 _EXPORTS = {
     "classify_paths": "pipeline",
@@ -40,6 +44,9 @@ _EXPORTS = {
     "Prediction": "results",
     "LabelScore": "results",
     "VideoMeta": "results",
+    "WindowPrediction": "results",
+    "Segments": "segments",
+    "Span": "segments",
     "run": "runner",
     "RunOptions": "runner",
     "RunReport": "runner",
@@ -61,8 +68,11 @@ __all__ = [
     "RunHooks",
     "RunOptions",
     "RunReport",
+    "Segments",
+    "Span",
     "StopRequest",
     "VideoMeta",
+    "WindowPrediction",
     "__version__",
     "classify_paths",
     "load_model",

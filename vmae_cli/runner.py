@@ -41,6 +41,7 @@ from .pipeline import Classifier, ClassifyOptions, default_workers
 from .ray_engine import EXTRA as EXTRA_RAY
 from .ray_engine import RayOptions
 from .results import STATUS_OK, Prediction, WindowRow, file_stamp
+from .segments import Segments
 from .writers import (
     SEGMENTED_VIDEO_ROWS,
     VIDEO_ROWS,
@@ -86,7 +87,7 @@ class RunOptions:
     backend: str = BACKEND_AUTO  # the model's runtime: auto, torch or openvino
     format: str | None = None  # from the output's extension when None; csv on stdout
     #: Where window rows go with segments (a .csv/.jsonl file, "-" for stdout; None: none).
-    segments_output: str | None = None
+    segments_output: str | os.PathLike[str] | None = None
     escape_formulas: bool = True
     resume: bool = False
     retry_failed: bool = False  # implies resume
@@ -101,9 +102,12 @@ class RunOptions:
         """Build options from flat keywords: those of this class, of
         :class:`~vmae_cli.pipeline.ClassifyOptions` (``top_k=5, workers=2``) and of
         :class:`~vmae_cli.ray_engine.RayOptions` (``ray_address="auto", actors=4``), and
-        ``sampling="keyframes"``, which sets the protocol's ``sampling``."""
-        # A field of the protocol, taken flat as --sampling is; applied after ``protocol=``.
+        ``sampling="keyframes"`` and ``segments=`` (a :class:`~vmae_cli.segments.Segments`,
+        or True for the default windows), which set those fields of the protocol."""
+        # Fields of the protocol, taken flat as --sampling and --segments are; applied after
+        # ``protocol=``.
         sampling = kwargs.pop("sampling", None)
+        segments = kwargs.pop("segments", None)
         groups = {"classify": ClassifyOptions(timeout_s=DEFAULT_TIMEOUT_S), "ray": RayOptions()}
         own = {f.name for f in fields(cls)} - set(groups)
         unknown = set(kwargs) - own - {f.name for g in groups.values() for f in fields(g)}
@@ -113,9 +117,12 @@ class RunOptions:
             for f in fields(group):
                 if f.name in kwargs:
                     setattr(group, f.name, kwargs[f.name])
+        classify = groups["classify"]
         if sampling is not None:
-            classify = groups["classify"]
             classify.protocol = replace(classify.protocol, sampling=sampling)
+        if segments is not None and segments is not False:
+            chosen = Segments() if segments is True else segments
+            classify.protocol = replace(classify.protocol, segments=chosen)
         return cls(**groups, **{k: v for k, v in kwargs.items() if k in own})
 
     def flat(self) -> dict[str, Any]:
@@ -325,6 +332,8 @@ class _Run:
         self.output = os.fspath(output) if output is not None else None
         # A copy: the run adjusts it (top-k clamped to the labels), the caller's stays as is.
         self.opts = replace(options, classify=replace(options.classify), ray=replace(options.ray))
+        if options.segments_output is not None:
+            self.opts.segments_output = os.fspath(options.segments_output)
         self.hooks = hooks
         self.stop = stop or StopRequest()
         self.resume = options.resume or options.retry_failed
