@@ -288,13 +288,18 @@ def _plan(
 ) -> tuple[list[int], set[int]]:
     """After the first pass: the true sample indices and those the pass did not keep."""
     if n == 0:
-        reported = facts.reported or 0
-        said = f" (the header says {reported} frames)" if reported > 0 else ""
-        raise DecodeFailure(
-            STATUS_NO_FRAMES, f"no frame could be decoded{said}", facts.to_meta(decoder, n)
-        )
+        raise _no_frames(decoder, facts)
     indices = sampler(n)
     return indices, set(indices) - kept.keys()
+
+
+def _no_frames(decoder: str, facts: StreamFacts) -> DecodeFailure:
+    """The failure of a video that opened but gave no frame."""
+    reported = facts.reported or 0
+    said = f" (the header says {reported} frames)" if reported > 0 else ""
+    return DecodeFailure(
+        STATUS_NO_FRAMES, f"no frame could be decoded{said}", facts.to_meta(decoder, 0)
+    )
 
 
 def _finish(
@@ -1000,9 +1005,8 @@ def _sequential_windows(
         for j in [j for j in kept if j <= n - tracker.geometry.span]:
             del kept[j]
         n += 1
-    if tracker is None or n == 0:
-        _plan(DECODER_PYAV, facts, 0, lambda _: [], {})  # raises no_frames
-        raise AssertionError("unreachable")
+    if tracker is None:
+        raise _no_frames(DECODER_PYAV, facts)
     rest = tracker.finish(n)
     need = {i for w in rest for i in w.frame_indices} - kept.keys()
     if need:
