@@ -1,24 +1,33 @@
-"""The contact sheet of `vmae inspect --sheet` and the tiny-model script the README runs."""
+"""The contact sheet of `vmae inspect --sheet`, `vmae inspect --segments` and the tiny-model
+script the README runs."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from vmae_cli.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, app
 from vmae_cli.inspection import (
     SHEET_MAX_HEIGHT_PX,
     SHEET_MAX_WIDTH_PX,
+    SHEET_WINDOWS,
+    InspectedWindow,
+    WindowsInspection,
     contact_sheet,
     crop_axis_for,
+    inspect_windows,
     sheet_layout,
 )
 from vmae_cli.preprocessing import cover_size, spatial_crops
-from vmae_cli.protocol import PROTOCOLS
+from vmae_cli.protocol import PROTOCOLS, Protocol
 from vmae_cli.results import VideoMeta
+from vmae_cli.segments import Segments, Span, WindowGeometry, plan_windows
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -147,3 +156,206 @@ def test_tiny_model_script_prints_only_the_folder(tmp_path: Path) -> None:
 
 def test_tiny_model_folder_is_ignored() -> None:
     assert "/tiny-videomae/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+# ---------------------------------------------------------------------------------------
+# `vmae inspect --segments` (issue 13)
+# ---------------------------------------------------------------------------------------
+
+runner = CliRunner()
+
+#: ``window 3: frames 15-22, 0.600-0.880 s, indices 15 16 ...``
+WINDOW_LINE = re.compile(
+    r"^window (\d+): frames (\d+)-(\d+), ([\d.?]+)-([\d.?]+) s, indices ([\d ]+)$"
+)
+
+
+def _inspect(*args: str):
+    return runner.invoke(app, ["inspect", *args], catch_exceptions=False)
+
+
+def _window_lines(stdout: str) -> list[tuple[int, int, int, tuple[int, ...]]]:
+    rows = []
+    for line in stdout.splitlines():
+        m = WINDOW_LINE.match(line)
+        if m:
+            index, start, end = int(m[1]), int(m[2]), int(m[3])
+            rows.append((index, start, end, tuple(map(int, m[6].split()))))
+    return rows
+
+
+def _png_hw(path: Path) -> tuple[int, int]:
+    import cv2
+
+    image = cv2.imread(str(path))
+    assert image is not None
+    return image.shape[0], image.shape[1]
+
+
+def test_inspect_segments_lists_the_planned_windows(test_videos, tiny_model_dir: Path) -> None:
+    from tools.videogen import pyav_indices
+
+    video = test_videos["h264"]
+    result = _inspect(
+        str(video), "-m", str(tiny_model_dir), "--segments", "--window", "8f", "--hop", "5f"
+    )
+    assert result.exit_code == EXIT_OK, result.stderr
+    lines = result.stdout.splitlines()
+    n = len(pyav_indices(video))
+    assert "status: ok" in lines and f"frames decoded: {n}" in lines
+    assert "protocol: segments(window=8f,hop=5f)" in lines
+    planned = plan_windows(n, WindowGeometry(8, 5, 8))
+    assert f"windows: {len(planned)}" in lines
+    assert _window_lines(result.stdout) == [
+        (w.index, w.start_frame, w.end_frame, w.frame_indices) for w in planned
+    ]
+    # The listing comes after the header, one line per window, and nothing else follows.
+    first = lines.index(f"windows: {len(planned)}")
+    assert len(lines) == first + 1 + len(planned)
+    assert lines[first + 1].startswith("window 0: frames 0-7, 0.000-")
+
+
+def test_inspect_segments_defaults_and_notes(test_videos, tiny_model_dir: Path) -> None:
+    # The default window is the model's clip: T = 8 frames every 4th (--frame-stride 0).
+    result = _inspect(str(test_videos["short_3"]), "-m", str(tiny_model_dir), "--segments")
+    assert result.exit_code == EXIT_OK, result.stderr
+    assert "protocol: segments(window=32f,hop=32f)" in result.stdout
+    assert "notes: short video: 3 frames for a window of 32, frames repeated" in result.stdout
+    assert _window_lines(result.stdout) == [(0, 0, 2, (0, 2, 2, 2, 2, 2, 2, 2))]
+    # --window alone implies --segments; the stride sets the default hop's window.
+    strided = _inspect(
+        str(test_videos["h264"]), "-m", str(tiny_model_dir), "--frame-stride", "2", "--hop", "8f"
+    )
+    assert strided.exit_code == EXIT_OK, strided.stderr
+    assert "protocol: segments(window=16f,hop=8f)" in strided.stdout
+    assert _window_lines(strided.stdout)[0] == (0, 0, 15, (0, 2, 4, 6, 8, 10, 12, 14))
+
+
+def test_inspect_segments_sheet_and_npz_hold_the_first_windows(
+    test_videos, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    import numpy as np
+
+    from tools.videogen import pyav_indices
+
+    video = test_videos["h264"]
+    n = len(pyav_indices(video))
+    heights = {}
+    for hop in ("8f", "2f"):
+        sheet, npz = tmp_path / f"{hop}.png", tmp_path / f"{hop}.npz"
+        result = _inspect(
+            *(str(video), "-m", str(tiny_model_dir), "--window", "8f", "--hop", hop),
+            *("--sheet", str(sheet), "--npz", str(npz)),
+        )
+        assert result.exit_code == EXIT_OK, result.stderr
+        planned = plan_windows(n, WindowGeometry(8, int(hop[:-1]), 8))
+        assert len(_window_lines(result.stdout)) == len(planned)  # every window listed
+        shown = planned[:SHEET_WINDOWS]  # only the first ones drawn and saved
+        data = np.load(npz)
+        assert data["pixel_values"].shape == (len(shown), 8, 3, 64, 64)
+        assert data["pixel_values"].dtype == np.float32
+        assert data["frame_indices"].tolist() == [list(w.frame_indices) for w in shown]
+        assert data["window"].tolist() == [w.index for w in shown]
+        assert data["start_frame"].tolist() == [w.start_frame for w in shown]
+        assert data["end_frame"].tolist() == [w.end_frame for w in shown]
+        assert np.all(np.diff(data["start_s"]) > 0) and np.all(data["end_s"] > data["start_s"])
+        # One labelled row per window, as the layout says.
+        layout = sheet_layout(
+            (len(shown), 8, 3, 64, 64),
+            [i for w in shown for i in w.frame_indices],
+            clip_labels=[("window 0", "0.00-0.28 s")] * len(shown),
+        )
+        assert len(layout.row_labels) == len(shown)
+        heights[hop] = _png_hw(sheet)
+        assert heights[hop] == (layout.height, layout.width)
+    assert len(plan_windows(n, WindowGeometry(8, 2, 8))) > SHEET_WINDOWS  # capped there
+    assert heights["2f"][0] > heights["8f"][0]  # 8 rows, not 3
+
+
+def test_inspect_segments_with_three_crops(
+    test_videos, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    import numpy as np
+
+    npz, sheet = tmp_path / "c.npz", tmp_path / "c.png"
+    result = _inspect(
+        *(str(test_videos["h264"]), "-m", str(tiny_model_dir), "--window", "8f", "--crops", "3"),
+        *("--npz", str(npz), "--sheet", str(sheet)),
+    )
+    assert result.exit_code == EXIT_OK, result.stderr
+    assert "protocol: segments(window=8f,hop=8f)+crops=3" in result.stdout
+    assert np.load(npz)["pixel_values"].shape == (3 * 3, 8, 3, 64, 64)  # windows x crops
+    assert _png_hw(sheet)[0] > 3 * 3 * 64
+
+
+def test_window_rows_are_labelled_with_number_and_times() -> None:
+    labels = [("window 0", "0.00-0.28 s"), ("window 1", "0.32-0.60 s")]
+    indices = list(range(16))
+    layout = sheet_layout((2, 8, 3, 64, 64), indices, clip_labels=labels)
+    assert layout.row_labels == ("window 0 · 0.00-0.28 s", "window 1 · 0.32-0.60 s")
+    assert [t.text for t in layout.labels] == ["window 0", "0.00-0.28 s", "window 1", "0.32-0.60 s"]
+    assert [t.text for t in layout.captions[:2]] == ["f 0", "f 1"]
+    # A single window is a labelled row, not rows of four frames.
+    one = sheet_layout((1, 8, 3, 64, 64), indices[:8], clip_labels=labels[:1])
+    assert len({c.y for c in one.cells}) == 1 and one.row_labels == (
+        labels[0][0] + " · " + labels[0][1],
+    )
+    # With three crops each row also names its crop.
+    crops = sheet_layout((6, 8, 3, 64, 64), indices, clip_labels=labels, crop_axis="width")
+    assert crops.row_labels[:2] == (
+        "window 0 · 0.00-0.28 s · crop left",
+        "window 0 · 0.00-0.28 s · crop centre",
+    )
+    assert contact_sheet(_views(6, 8, 64), indices, clip_labels=labels).shape[:2] == (
+        crops.height,
+        crops.width,
+    )
+    with pytest.raises(ValueError, match="1 clip labels for 2 clips"):
+        sheet_layout((2, 8, 3, 64, 64), indices, clip_labels=labels[:1])
+
+
+def test_inspect_windows_keeps_only_the_first_frames(test_videos, loaded_tiny) -> None:
+    protocol = Protocol(segments=Segments(Span(8, "f"), Span(2, "f")))
+    items = list(
+        inspect_windows(
+            str(test_videos["h264"]),
+            loaded_tiny.frames_per_clip,
+            loaded_tiny.preprocess,
+            protocol,
+            keep=2,
+        )
+    )
+    *windows, done = items
+    assert all(isinstance(w, InspectedWindow) for w in windows)
+    assert isinstance(done, WindowsInspection) and done.failure is None
+    assert done.windows == len(windows) == 9
+    assert [k.window.index for k in done.kept] == [0, 1]
+    assert done.frames.shape == (2, 8, 3, 64, 64) and done.frames.dtype == torch.uint8
+    assert done.protocol.name == "segments(window=8f,hop=2f)"
+
+
+def test_inspect_segments_bad_file_exits_3(bad_files, tiny_model_dir: Path) -> None:
+    result = _inspect(str(bad_files["text"]), "-m", str(tiny_model_dir), "--segments")
+    assert result.exit_code == EXIT_SOME_FAILED
+    assert "status: not_video" in result.stdout.splitlines()
+    assert "windows: 0" in result.stdout and _window_lines(result.stdout) == []
+    assert "vmae: not_video" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("--window", "2x"), "is not a length"),
+        (("--hop", "0f"), "must be positive"),
+        (("--window", "1.5f"), "must be whole"),
+        (("--segments", "--hop", "-1s"), "is not a length"),
+        (("--segments", "--protocol", "videomae"), "one clip per window"),
+    ],
+)
+def test_inspect_segments_usage_errors_exit_2(
+    args: tuple[str, ...], says: str, test_videos, tiny_model_dir: Path
+) -> None:
+    result = _inspect(str(test_videos["h264"]), "-m", str(tiny_model_dir), *args)
+    assert result.exit_code == EXIT_USAGE, result.stdout
+    assert result.stdout == ""
+    assert says in " ".join(result.stderr.split())  # rich boxes and wraps the message
