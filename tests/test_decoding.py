@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import functools
 import os
+from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -9,10 +12,14 @@ import pytest
 from vmae_cli.decoding import (
     DECODER_OPENCV,
     DECODER_PYAV,
+    DECODER_PYAV_SEEK,
+    DecodedWindow,
     DecodeFailure,
+    WindowsDone,
     decode_opencv,
     decode_pyav,
     decode_video,
+    decode_windows,
     decoder_path,
     sample_indices,
     truncation_note,
@@ -27,8 +34,10 @@ from vmae_cli.results import (
     STATUS_NOT_FOUND,
     STATUS_NOT_VIDEO,
     STATUS_OK,
+    STATUS_TOO_LARGE,
     VideoMeta,
 )
+from vmae_cli.segments import Segments, Span, WindowGeometry, WindowTracker, plan_windows
 
 T = 8
 
@@ -406,3 +415,483 @@ def test_faststart_mp4_cut_in_half_is_ok_with_a_truncation_note(tmp_path: Path) 
     # The whole file gets no note.
     _, failure, meta = decode_video(str(tmp_path / "full.mp4"), T, read_index)
     assert (failure, meta.frames_decoded, truncation_note(meta)) == (None, 300, None)
+
+
+# --------------------------------------------------------------------------------------
+# --segments: decode_windows, every window's frames and times as a full decode gives them
+# --------------------------------------------------------------------------------------
+
+
+def _code(rgb: np.ndarray) -> int:
+    """The index drawn into a frame (any rotation); -1 where damage left none readable."""
+    from tools.videogen import find_code
+
+    try:
+        return find_code(rgb)[0]
+    except ValueError:
+        return -1
+
+
+@dataclass(frozen=True)
+class _FullDecode:
+    """What one sequential PyAV pass over every packet gives (packets that fail to decode
+    skipped, as the decoders do): each frame's code, time and timestamp, and how many
+    packets failed."""
+
+    codes: list[int]
+    times: list[float | None]
+    pts: list[int | None]
+    failed: int
+
+
+@functools.cache
+def _full_decode(path: str) -> _FullDecode:
+    import av
+
+    codes, times, pts, failed = [], [], [], 0
+    with av.open(path) as container:
+        for packet in container.demux(container.streams.video[0]):
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:
+                failed += 1
+                continue
+            for frame in frames:
+                codes.append(_code(frame.to_ndarray(format="rgb24")))
+                times.append(frame.time)
+                pts.append(frame.pts)
+    return _FullDecode(codes, times, pts, failed)
+
+
+def _windows(
+    path: Path, segments: Segments, t: int, transform=_code
+) -> tuple[list[DecodedWindow], WindowsDone, WindowGeometry, str]:
+    """decode_windows' windows, its WindowsDone, and the geometry it asked for (once)."""
+    asked = []
+
+    def geometry_for(fps: float | None) -> tuple[WindowGeometry, str]:
+        asked.append(segments.geometry(t, fps))
+        return asked[-1]
+
+    *windows, done = decode_windows(str(path), geometry_for, transform)
+    assert isinstance(done, WindowsDone)
+    assert all(isinstance(w, DecodedWindow) for w in windows)
+    assert len(asked) <= 1
+    geometry, note = asked[0] if asked else (None, "")
+    return windows, done, geometry, note
+
+
+def _same_time(got: float | None, expected: float | None) -> bool:
+    if got is None or expected is None:
+        return got is expected
+    return abs(got - expected) <= 1e-6
+
+
+def _assert_as_full_decode(
+    path: Path, segments: Segments, t: int, notes: tuple[str, ...] = ()
+) -> tuple[list[DecodedWindow], WindowsDone]:
+    """The windows tile the frames a full decode shows, from the first to the last, with
+    exactly its frames and their times; the notes are the geometry's, ``notes``, and one for
+    a video shorter than a window."""
+    full = _full_decode(str(path))
+    n = len(full.codes)
+    windows, done, geometry, note = _windows(path, segments, t)
+    assert done.failure is None, done.failure
+    assert done.meta.frames_decoded == n
+    assert [d.window for d in windows] == plan_windows(n, geometry)
+    assert windows[0].window.start_frame == 0
+    assert windows[-1].window.end_frame == n - 1
+    for d in windows:
+        w = d.window
+        assert d.frames == [full.codes[i] for i in w.frame_indices], w
+        assert _same_time(d.start_s, full.times[w.start_frame]), (w, d.start_s)
+        assert _same_time(d.end_s, full.times[w.end_frame]), (w, d.end_s)
+    short = [x for x in done.notes if x.startswith("short video")]
+    assert short == (
+        [f"short video: {n} frames for a window of {geometry.span}, frames repeated"]
+        if n < geometry.span
+        else []
+    )
+    assert [x for x in done.notes if x not in short] == [*([note] if note else []), *notes]
+    return windows, done
+
+
+def _f(n: int) -> Span:
+    return Span(n, "f")
+
+
+#: Window and hop, and the model's T: overlapping windows of every frame (8f-5f), that skip
+#: frames (10f-3f), in seconds (0.4s-0.3s); adjacent windows of every 2nd or 3rd frame
+#: (10f-10f-t4); gaps between windows (6f-9f-t3); a window longer than every test clip.
+WINDOWINGS = {
+    "8f-5f": (Segments(_f(8), _f(5)), 8),
+    "10f-3f": (Segments(_f(10), _f(3)), 8),
+    "0.4s-0.3s": (Segments(Span(0.4, "s"), Span(0.3, "s")), 8),
+    "10f-10f-t4": (Segments(_f(10), _f(10)), 4),
+    "6f-9f-t3": (Segments(_f(6), _f(9)), 3),
+    "64f": (Segments(_f(64), _f(64)), 16),
+}
+
+
+@pytest.mark.parametrize("windowing", list(WINDOWINGS))
+@pytest.mark.parametrize("name", [*FRAME_EXACT, "rotated"])
+def test_decode_windows_gives_the_frames_of_a_full_decode(
+    name: str, windowing: str, test_videos: dict[str, Path]
+) -> None:
+    if name not in test_videos:
+        pytest.skip(f"{name}: this PyAV build cannot encode it")
+    assert -1 not in _full_decode(str(test_videos[name])).codes  # every frame's index reads
+    segments, t = WINDOWINGS[windowing]
+    _assert_as_full_decode(test_videos[name], segments, t)
+
+
+@pytest.mark.parametrize(
+    ("name", "decoder"),
+    [
+        ("h264", DECODER_PYAV_SEEK),
+        ("h264_bframes", DECODER_PYAV_SEEK),
+        ("hevc", DECODER_PYAV_SEEK),
+        ("vp9", DECODER_PYAV_SEEK),
+        ("vfr_mkv", DECODER_PYAV_SEEK),
+        ("edit_list", DECODER_PYAV_SEEK),
+        ("mpegts", DECODER_PYAV),
+        ("mpeg2_ps", DECODER_PYAV),
+        ("mpeg4_bframes", DECODER_PYAV),
+        ("avi_overreport", DECODER_PYAV),
+        ("avi_underreport", DECODER_PYAV),
+    ],
+)
+def test_decode_windows_indexes_what_it_can_and_reads_the_rest_in_order(
+    name: str, decoder: str, test_videos: dict[str, Path]
+) -> None:
+    if name not in test_videos:
+        pytest.skip(f"{name}: this PyAV build cannot encode it")
+    _, done = _assert_as_full_decode(test_videos[name], *WINDOWINGS["8f-5f"])
+    assert done.meta.decoder == decoder
+    assert done.meta.fps == pytest.approx(25.0, rel=0.2)
+    assert (done.meta.width, done.meta.height) == (128, 96)
+
+
+def test_decode_windows_turns_frames_upright(test_videos: dict[str, Path]) -> None:
+    if "rotated" not in test_videos:
+        pytest.skip("rotation metadata not writable here")
+    windows, done, _, _ = _windows(test_videos["rotated"], *WINDOWINGS["8f-5f"], lambda f: f.shape)
+    assert done.meta.rotation == 90
+    assert (done.meta.width, done.meta.height) == (96, 128)
+    assert {shape for d in windows for shape in d.frames} == {(128, 96, 3)}
+
+
+@pytest.fixture
+def sequential_passes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Each sequential PyAV pass decode_windows makes over a file (its name)."""
+    from vmae_cli import decoding
+
+    passes: list[str] = []
+    real_pass = decoding._pyav_frames
+
+    def counted(name: str, *args, **kwargs):
+        passes.append(name)
+        return real_pass(name, *args, **kwargs)
+
+    monkeypatch.setattr(decoding, "_pyav_frames", counted)
+    return passes
+
+
+@pytest.fixture(scope="module")
+def long_clips(tmp_path_factory) -> dict[str, Path]:
+    """150 frames (6 s) with a keyframe every 10: seeks across many keyframes, and a
+    sequential pass long enough for the tail margin (the AVI's header count is right)."""
+    from tools.videogen import write_video
+
+    root = tmp_path_factory.mktemp("long-windows")
+    common = {"width": 96, "height": 64, "num_frames": 150, "gop": 10}
+    specs = {
+        "h264_bframes.mp4": {"codec": "h264", "bframes": 2},
+        "h264_bframes.mkv": {"codec": "h264", "bframes": 3},
+        "mpeg4_bframes.mp4": {"codec": "mpeg4", "bframes": 2},
+        "vp9.webm": {"codec": "vp9"},
+        "edit_list.mp4": {"codec": "h264", "bframes": 2, "pts_offset": -3},
+        "h264.ts": {"codec": "h264", "bframes": 2},
+        "mpeg4.avi": {"codec": "mpeg4", "bframes": 2},
+    }
+    return {name: write_video(root / name, **common, **kw) for name, kw in specs.items()}
+
+
+LONG_WINDOWINGS = {
+    **WINDOWINGS,
+    "64f-t16": (Segments(_f(64), _f(64)), 16),  # 0-63, 64-127, 86-149
+    "2s-1.5s-t16": (Segments(Span(2, "s"), Span(1.5, "s")), 16),
+    "3f-40f-t2": (Segments(_f(3), _f(40)), 2),  # long stretches seeked over
+}
+
+
+@pytest.mark.parametrize("windowing", list(LONG_WINDOWINGS))
+@pytest.mark.parametrize(
+    "name",
+    [
+        "h264_bframes.mp4",
+        "h264_bframes.mkv",
+        "mpeg4_bframes.mp4",
+        "vp9.webm",
+        "edit_list.mp4",
+        "h264.ts",
+        "mpeg4.avi",
+    ],
+)
+def test_decode_windows_is_exact_across_many_keyframes(
+    name: str, windowing: str, long_clips, sequential_passes: list[str]
+) -> None:
+    _, done = _assert_as_full_decode(long_clips[name], *LONG_WINDOWINGS[windowing])
+    indexed = name.endswith((".mp4", ".mkv", ".webm"))
+    assert done.meta.decoder == (DECODER_PYAV_SEEK if indexed else DECODER_PYAV)
+    # Read in order, the frames near the end are kept: the last window needs no second pass.
+    assert len(sequential_passes) == (0 if indexed else 1)
+
+
+@pytest.mark.parametrize("name", ["h264_bframes.mp4", "h264.ts", "mpeg4.avi"])
+def test_windows_come_as_soon_as_their_frames_are_decoded(name: str, long_clips) -> None:
+    made = []
+
+    def transform(rgb: np.ndarray) -> int:
+        made.append(_code(rgb))
+        return made[-1]
+
+    segments, t = WINDOWINGS["8f-5f"]
+    items = decode_windows(str(long_clips[name]), lambda fps: segments.geometry(t, fps), transform)
+    first = next(items)
+    assert isinstance(first, DecodedWindow)
+    assert first.frames == list(range(8))
+    assert len(made) < 20, "the first window waits for no more than a few frames"
+    rest = list(items)
+    assert isinstance(rest[-1], WindowsDone)
+    assert len(rest) == len(plan_windows(150, WindowGeometry(8, 5, 8)))
+    assert len(made) >= 150
+
+
+def test_a_header_far_over_the_frames_still_gets_the_last_window_right(
+    tmp_path: Path, test_videos: dict[str, Path], sequential_passes: list[str]
+) -> None:
+    """An AVI header saying 200 frames for 24: the sequential pass keeps only the frames of
+    regular windows, so the last window (placed by the real count) needs a second pass."""
+    from tools.videogen import patch_avi_frame_counts, write_video
+
+    path = write_video(tmp_path / "over.avi", codec="mpeg4", width=96, height=64, num_frames=24)
+    patch_avi_frame_counts(path, total_frames=200)
+    segments, t = WINDOWINGS["10f-10f-t4"]  # the last window, 14-23, takes 14 16 19 21
+    geometry = segments.geometry(t, 25.0)[0]
+    last = plan_windows(24, geometry)[-1]
+    assert not all(WindowTracker(geometry).wanted(i) for i in last.frame_indices)
+    _, done = _assert_as_full_decode(path, segments, t)
+    assert (done.meta.frames_reported, done.meta.frames_decoded) == (200, 24)
+    assert len(sequential_passes) == 2
+    # The test clip whose header says 48 for 24, on every windowing.
+    for segments, t in WINDOWINGS.values():
+        _, done = _assert_as_full_decode(test_videos["avi_overreport"], segments, t)
+        assert (done.meta.frames_reported, done.meta.frames_decoded) == (48, 24)
+
+
+def test_frames_a_transform_turns_into_none_are_still_frames(test_videos: dict[str, Path]) -> None:
+    for name in ("h264", "mpegts"):
+        windows, done, _, _ = _windows(test_videos[name], *WINDOWINGS["8f-5f"], lambda f: None)
+        assert done.failure is None
+        assert [d.frames for d in windows] == [[None] * 8] * len(windows)
+
+
+# Files no window comes from ---------------------------------------------------------------
+
+
+def test_bad_files_end_with_the_failure_decode_video_gives_them(bad_files: dict[str, Path]) -> None:
+    segments, t = WINDOWINGS["8f-5f"]
+    for name, path in bad_files.items():
+        decoded, failure, _ = decode_video(str(path), T, lambda f: 0)
+        windows, done, _, _ = _windows(path, segments, t, lambda f: 0)
+        if failure is not None:
+            assert windows == [], name
+            assert done.failure == failure, name
+            continue
+        # Damaged but partly decodable: windows over what decodes, as decode_video.
+        assert done.failure is None, name
+        assert windows, name
+        assert windows[-1].window.end_frame == done.meta.frames_decoded - 1, name
+
+
+def test_a_video_without_a_decodable_frame_ends_with_no_frames(tmp_path: Path) -> None:
+    """Its index first, cut before any frame: it opens, and not one frame decodes."""
+    header_only = tmp_path / "header_only.mp4"
+    full = _faststart_mp4(tmp_path)
+    header_only.write_bytes(full[: full.index(b"mdat") + 4])
+    _, failure, _ = decode_video(str(header_only), T, lambda f: 0)
+    windows, done, _, _ = _windows(header_only, *WINDOWINGS["8f-5f"])
+    assert windows == []
+    assert done.failure.status == failure.status == STATUS_NO_FRAMES
+    assert done.meta.frames_decoded == 0
+
+
+def test_a_video_without_a_decodable_frame_says_what_its_header_promised(tmp_path: Path) -> None:
+    header_only = tmp_path / "header_only.mp4"
+    full = _faststart_mp4(tmp_path)
+    header_only.write_bytes(full[: full.index(b"mdat") + 4])
+    _, failure, meta = decode_video(str(header_only), T, lambda f: 0)
+    _, done, _, _ = _windows(header_only, *WINDOWINGS["8f-5f"])
+    assert done.failure == failure  # "no frame could be decoded (the header says 48 frames)"
+    assert (done.meta.frames_reported, done.meta.width, done.meta.height) == (48, 64, 48)
+
+
+def test_what_is_not_a_file_ends_at_once(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.mp4"
+    os.mkfifo(fifo)
+    (tmp_path / "dir.mp4").mkdir()
+    cases = {
+        "fifo.mp4": STATUS_NOT_A_FILE,
+        "dir.mp4": STATUS_NOT_A_FILE,
+        "gone.mp4": STATUS_NOT_FOUND,
+    }
+    for name, status in cases.items():
+        windows, done, geometry, _ = _windows(tmp_path / name, *WINDOWINGS["8f-5f"])
+        assert (windows, geometry, done.failure.status) == ([], None, status)
+
+
+@pytest.mark.parametrize("name", ["h264", "mpegts"])
+def test_frames_too_large_end_as_decode_video_says(
+    name: str, test_videos: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vmae_cli import decoding
+
+    monkeypatch.setattr(decoding, "MAX_FRAME_PIXELS", 100 * 100)  # the clips are 128x96
+    _, failure, _ = decode_video(str(test_videos[name]), T, lambda f: 0)
+    assert failure.status == STATUS_TOO_LARGE
+    windows, done, _, _ = _windows(test_videos[name], *WINDOWINGS["8f-5f"])
+    assert windows == []
+    assert done.failure == failure
+
+
+# A corrupt stretch in the middle ----------------------------------------------------------
+
+
+def _shown(path: Path) -> tuple[list[int], Fraction]:
+    """The timestamps of every frame the container lists, in presentation order, and their
+    time base."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return sorted(p.pts for p in container.demux(stream) if p.size), stream.time_base
+
+
+@pytest.mark.parametrize("ext", ["mp4", "mkv"])
+def test_a_corrupt_stretch_fails_only_its_windows_in_the_indexed_path(
+    ext: str, tmp_path: Path
+) -> None:
+    """Packets 40-42 of 100 do not decode (nor, with them, the frames up to the keyframe at
+    50): the windows that need those frames have none, every other window is exact."""
+    from tools.videogen import write_corrupt_middle
+
+    path = write_corrupt_middle(tmp_path / f"corrupt.{ext}")
+    full = _full_decode(str(path))
+    assert full.failed == 3
+    shown, time_base = _shown(path)
+    assert len(shown) == 100
+    code_at = dict(zip(full.pts, full.codes, strict=True))
+    lost = [i for i, pts in enumerate(shown) if pts not in code_at]
+    assert lost and lost[0] == 40 and lost[-1] < 50
+    for segments, t in (WINDOWINGS["8f-5f"], WINDOWINGS["10f-10f-t4"]):
+        windows, done, geometry, _ = _windows(path, segments, t)
+        assert done.failure is None
+        assert done.meta.decoder == DECODER_PYAV_SEEK
+        assert [d.window for d in windows] == plan_windows(100, geometry)
+        for d in windows:
+            w = d.window
+            if any(i in lost for i in w.frame_indices):
+                assert d.frames is None, w
+            else:
+                assert d.frames == [code_at[shown[i]] for i in w.frame_indices], w
+            if w.end_frame < 40 or w.start_frame >= 50:
+                assert d.frames == list(w.frame_indices), w  # before and after: untouched
+            assert _same_time(d.start_s, float(shown[w.start_frame] * time_base))
+            assert _same_time(d.end_s, float(shown[w.end_frame] * time_base))
+        missing = sorted({i for d in windows for i in d.window.frame_indices if i in lost})
+        t0, t1 = (float(shown[i] * time_base) for i in (missing[0], missing[-1]))
+        assert [x for x in done.notes if "did not decode" in x] == [
+            f"{len(missing)} frames in {missing[0]}-{missing[-1]} ({t0:.1f}-{t1:.1f} s) "
+            "did not decode: their windows are not classified"
+        ]
+
+
+def _not_indexed(*_args):
+    """Stands for decoding._indexed_windows on a file it does not index."""
+    return None
+    yield
+
+
+@pytest.mark.parametrize(
+    ("filename", "codec", "decoded"),
+    [
+        ("corrupt.avi", "mpeg4", 97),  # AVI: read in order anyway
+        ("corrupt.mp4", "h264", 90),  # the same damage as above, read in order
+    ],
+)
+def test_a_corrupt_stretch_in_the_sequential_path_is_left_out_and_named(
+    filename: str, codec: str, decoded: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Packets 40-42 of 100 fail to decode: the windows are those of the frames that
+    decode, exactly as a full decode gives them, and a note says where packets failed."""
+    from tools.videogen import write_corrupt_middle
+    from vmae_cli import decoding
+
+    path = write_corrupt_middle(tmp_path / filename, codec=codec)
+    if filename.endswith(".mp4"):
+        monkeypatch.setattr(decoding, "_indexed_windows", _not_indexed)
+    full = _full_decode(str(path))
+    assert (full.failed, len(full.codes)) == (3, decoded)
+    lost = 100 - decoded
+    note = (
+        "3 packets did not decode between 1.6 and 1.7 s: their frames are left out of the windows"
+    )
+    # H.264 loses the frames up to the next keyframe; MPEG-4 part 2 only the damaged ones.
+    notes = (note, GAP_NOTE) if lost > 3 else (note,)
+    for segments, t in (WINDOWINGS["8f-5f"], WINDOWINGS["10f-10f-t4"]):
+        windows, done = _assert_as_full_decode(path, segments, t, notes)
+        assert done.meta.decoder == DECODER_PYAV
+        for d in windows:
+            w = d.window
+            if w.end_frame < 40:
+                assert d.frames == list(w.frame_indices), w  # before: untouched
+            if w.start_frame >= 50 - lost:
+                assert d.frames == [i + lost for i in w.frame_indices], w  # from the keyframe
+
+
+def _silently_damaged_ts(tmp_path: Path) -> tuple[Path, int]:
+    from tools.videogen import write_corrupt_middle
+
+    path = write_corrupt_middle(tmp_path / "corrupt.ts")
+    full = _full_decode(str(path))
+    lost = 100 - len(full.codes)
+    # The demuxer drops the damaged packets and the decoder the frames up to the keyframe
+    # at 50, with no error anywhere.
+    assert (full.failed, lost) == (0, 10)
+    assert full.codes == [*range(40), *range(50, 100)]
+    return path, lost
+
+
+#: The note of the corrupt clips that lose frames 40-49 (25 fps: 1.56 s is frame 39).
+GAP_NOTE = "no frame shown between 1.56 and 2.00 s, 11 frame intervals: frames missing or damaged?"
+
+
+def test_a_stretch_mpegts_loses_silently_leaves_the_other_windows_exact(tmp_path: Path) -> None:
+    path, lost = _silently_damaged_ts(tmp_path)
+    for segments, t in (WINDOWINGS["8f-5f"], WINDOWINGS["10f-10f-t4"]):
+        windows, done = _assert_as_full_decode(path, segments, t, (GAP_NOTE,))
+        assert done.meta.decoder == DECODER_PYAV
+        for d in windows:
+            w = d.window
+            if w.end_frame < 40:
+                assert d.frames == list(w.frame_indices), w
+            if w.start_frame >= 40:
+                assert d.frames == [i + lost for i in w.frame_indices], w
+
+
+def test_a_stretch_mpegts_loses_silently_is_named_in_the_notes(tmp_path: Path) -> None:
+    path, _ = _silently_damaged_ts(tmp_path)
+    _, done, _, _ = _windows(path, *WINDOWINGS["8f-5f"])
+    assert done.failure is None
+    assert done.notes == [GAP_NOTE]

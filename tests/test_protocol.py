@@ -4,6 +4,7 @@ checked against an independent computation written the way the VideoMAE test cod
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +17,13 @@ from vmae_cli.cli import app
 from vmae_cli.preprocessing import cover_size, spatial_crops
 from vmae_cli.protocol import (
     PROTOCOLS,
+    SAMPLING_KEYFRAMES,
     Protocol,
     ProtocolError,
     strided_clips,
     uniform_indices,
 )
+from vmae_cli.segments import Segments, Span
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 16, 31, 63, 64, 65, 100, 250, 301, 1000])
@@ -75,6 +78,62 @@ def test_named_protocols() -> None:
 def test_bad_settings_are_refused(kwargs: dict) -> None:
     with pytest.raises(ProtocolError):
         Protocol(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------
+# --segments: one clip of T frames per window, exactly sampled
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"clips": 2},
+        {"clips": 5, "crops": 3, "frame_stride": 4},  # --protocol videomae
+        {"sampling": SAMPLING_KEYFRAMES},
+        {"clips": 3, "sampling": SAMPLING_KEYFRAMES},
+    ],
+)
+def test_segments_refuse_several_clips_and_keyframe_sampling(kwargs: dict) -> None:
+    with pytest.raises(ProtocolError):
+        Protocol(segments=Segments(), **kwargs)
+    with pytest.raises(ProtocolError):
+        replace(Protocol(**kwargs), segments=Segments(Span.parse("2s")))
+
+
+def test_segments_take_crops_and_a_frame_stride() -> None:
+    for crops in (1, 3):
+        for stride in (0, 2, 4):
+            proto = Protocol(crops=crops, frame_stride=stride, segments=Segments())
+            assert proto.views == crops  # one clip per window
+
+
+def test_segments_protocol_name() -> None:
+    proto = Protocol(segments=Segments())
+    assert proto.for_model(16).name == "segments(window=64f,hop=64f)"
+    assert proto.for_model(16).segments == Segments(Span(64, "f"), Span(64, "f"))
+    three = Protocol(crops=3, segments=Segments())
+    assert three.for_model(16).name == "segments(window=64f,hop=64f)+crops=3"
+    assert Protocol(frame_stride=2, segments=Segments()).for_model(16).name == (
+        "segments(window=32f,hop=32f)"
+    )
+    assert Protocol(segments=Segments()).for_model(8).name == "segments(window=32f,hop=32f)"
+    given = Protocol(segments=Segments(Span.parse("2s"), Span.parse("0.5s")))
+    assert given.for_model(16).name == "segments(window=2s,hop=0.5s)"
+    assert Protocol(segments=Segments(hop=Span.parse("16f"))).for_model(16).name == (
+        "segments(window=64f,hop=16f)"
+    )
+    # Unresolved settings still get a name, never a named protocol's.
+    assert proto.name == "segments(window=clip,hop=window)"
+    assert proto.name not in PROTOCOLS
+
+
+def test_for_model_leaves_a_protocol_without_segments_alone() -> None:
+    for proto in (Protocol(), PROTOCOLS["videomae"], Protocol(sampling=SAMPLING_KEYFRAMES)):
+        assert proto.for_model(16) == proto
+    resolved = Protocol(segments=Segments()).for_model(16)
+    assert resolved.for_model(16) == resolved
+    assert resolved.for_model(8) == resolved  # resolved once: the window stays 64f
 
 
 @pytest.mark.parametrize(

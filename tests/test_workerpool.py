@@ -19,6 +19,7 @@ from vmae_cli.results import (
     VideoViews,
 )
 from vmae_cli.views import iter_decoded
+from vmae_cli.workerpool import LOST_CRASHED, LOST_TIMEOUT, iter_pool
 
 
 class FakeJob:
@@ -109,3 +110,159 @@ def test_iter_batches_yields_failures_at_once_when_no_clip_waits() -> None:
         ([], ["b"]),
         (["c"], []),
     ]
+
+
+# --------------------------------------------------------------------------------------
+# Jobs that return an iterator: parts as they come, the last one the item's result
+# --------------------------------------------------------------------------------------
+
+
+class PartsJob:
+    """An item ``"name:N"`` yields ``name#0`` ... ``name#N-1`` then ``name=done``; the name
+    says what else happens: ``plain`` returns one result (no iterator), ``exit``/``kill``
+    die after two parts, ``hang`` hangs after two parts, ``slowP`` takes P tenths of a
+    second per part. ``seen`` (a file) marks items started before: ``again`` waits 8 s
+    before its third part the first time only. A worker sends a part once it has made the
+    next (the last element goes out as the result), so of the two parts made before dying
+    only the first arrives."""
+
+    def __init__(self, seen: str = ""):
+        self.seen = seen
+
+    def __call__(self, item: str):
+        name, _, count = item.partition(":")
+        if name.startswith("plain"):
+            return f"{name}=done"
+        return self._parts(name, int(count))
+
+    def _parts(self, name: str, count: int):
+        first_time = True
+        if name.startswith("again"):
+            first_time = not os.path.exists(self.seen)
+            with open(self.seen, "a"):
+                pass
+        for k in range(count):
+            if name.startswith("slow"):
+                time.sleep(int(name[4:]) / 10)
+            if k == 2 and name.startswith("exit"):
+                time.sleep(0.5)  # the parts reach the main process before the worker dies
+                os._exit(3)
+            if k == 2 and name.startswith("kill"):
+                time.sleep(0.5)
+                os.kill(os.getpid(), signal.SIGKILL)
+            if k == 2 and name.startswith("hang"):
+                time.sleep(30)  # killed long before; a pool that fails to kill it fails the test
+            if k == 2 and name.startswith("again") and first_time:
+                time.sleep(8)
+            yield f"{name}#{k}"
+        yield f"{name}=done"
+
+
+def _lost(item: str, why: str, detail: str) -> str:
+    return f"{item.partition(':')[0]}=lost:{why}"
+
+
+def _by_item(results: list[str]) -> dict[str, list[str]]:
+    got: dict[str, list[str]] = {}
+    for r in results:
+        name = r.split("#")[0].split("=")[0]
+        got.setdefault(name, []).append(r)
+    return got
+
+
+def _expected(name: str, count: int) -> list[str]:
+    return [f"{name}#{k}" for k in range(count)] + [f"{name}=done"]
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2])
+def test_iterator_jobs_yield_their_parts_in_order_then_the_result(workers: int) -> None:
+    items = [f"item{i}:{i % 5}" for i in range(12)] + ["plain1:", "plain2:"]
+    results = list(iter_pool(items, PartsJob(), on_lost=_lost, workers=workers))
+    got = _by_item(results)
+    assert sorted(got) == sorted(i.partition(":")[0] for i in items)
+    for i in range(12):
+        assert got[f"item{i}"] == _expected(f"item{i}", i % 5)
+    assert got["plain1"] == ["plain1=done"]
+    assert len(results) == sum(i % 5 + 1 for i in range(12)) + 2
+    if workers == 0:
+        # In this process, one item after the other.
+        assert results == [r for i in items for r in got[i.partition(":")[0]]]
+
+
+def test_parts_are_made_only_when_asked_for() -> None:
+    """In this process, the job makes its next part only once the previous one is taken."""
+    made: list[int] = []
+
+    def job(item: int):
+        for k in range(item):
+            made.append(k)
+            yield k
+
+    results = iter_pool([3], job, on_lost=_lost, workers=0)
+    assert next(results) == 0
+    assert made == [0]
+    assert next(results) == 1
+    assert made == [0, 1]
+
+
+@pytest.mark.parametrize("how", ["exit", "kill"])
+def test_a_job_that_dies_after_some_parts_ends_with_the_lost_result(how: str) -> None:
+    items = ["a:3", f"{how}:5", "b:4", "c:2"]
+    results = list(iter_pool(items, PartsJob(), on_lost=_lost, workers=2))
+    got = _by_item(results)
+    assert got[how] == [f"{how}#0", f"{how}=lost:{LOST_CRASHED}"]
+    assert got["a"] == _expected("a", 3)
+    assert got["b"] == _expected("b", 4)
+    assert got["c"] == _expected("c", 2)
+
+
+def test_timeout_applies_to_each_part_not_the_whole_item() -> None:
+    """Parts of 0.4 s with a 1 s timeout: 2.8 s in all, not killed; a part that hangs is."""
+    items = ["slow4:7", "hang:5", "a:2"]
+    start = time.monotonic()
+    results = list(iter_pool(items, PartsJob(), on_lost=_lost, workers=2, timeout_s=1.0))
+    assert time.monotonic() - start < 30
+    got = _by_item(results)
+    assert got["slow4"] == _expected("slow4", 7)
+    assert got["hang"] == ["hang#0", f"hang=lost:{LOST_TIMEOUT}"]
+    assert got["a"] == _expected("a", 2)
+
+
+def test_a_slow_consumer_does_not_time_the_worker_out() -> None:
+    """Waiting for the main process to take a part is not the job's time: 0.6 s between
+    parts, a 0.4 s timeout, more parts than the worker makes ahead."""
+    results = []
+    for r in iter_pool(["a:6", "b:1"], PartsJob(), on_lost=_lost, workers=1, timeout_s=0.4):
+        results.append(r)
+        time.sleep(0.6)
+    got = _by_item(results)
+    assert got["a"] == _expected("a", 6)
+    assert got["b"] == _expected("b", 1)
+
+
+def test_an_item_dispatched_again_yields_its_parts_again_from_the_first(tmp_path) -> None:
+    """``again`` is in flight when the other worker dies: a fresh loader takes it from its
+    first part (it waits 8 s only the first time, so the loader sees the death first)."""
+    job = PartsJob(seen=str(tmp_path / "again-started"))
+    results = list(iter_pool(["again:3", "exit:4"], job, on_lost=_lost, workers=2))
+    got = _by_item(results)
+    assert got["exit"] == ["exit#0", f"exit=lost:{LOST_CRASHED}"]
+    parts = got["again"]
+    assert parts[-4:] == _expected("again", 3)
+    assert parts[:-4] == ["again#0"]  # what came before the loader was replaced
+
+
+def _dies_after_its_result(item: str):
+    yield f"{item}#0"
+    yield f"{item}=final"
+    if item == "x":
+        time.sleep(0.5)
+        os._exit(1)
+
+
+def test_a_job_that_dies_after_its_last_element_has_one_result_only() -> None:
+    """The last element goes out as the result only once the job has finished: a death
+    after it makes the item lost, never an item with two results."""
+    results = list(iter_pool(["x", "y"], _dies_after_its_result, on_lost=_lost, workers=2))
+    assert results.count("y=final") == 1
+    assert [r for r in results if r.startswith("x")] == ["x#0", f"x=lost:{LOST_CRASHED}"]

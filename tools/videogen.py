@@ -38,7 +38,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import partial
@@ -71,6 +71,7 @@ __all__ = [
     "read_index",
     "truncate_before_packet",
     "vfr_timestamps_ms",
+    "write_corrupt_middle",
     "write_video",
 ]
 
@@ -546,6 +547,57 @@ def truncate_before_packet(path: str | os.PathLike[str], packet: int) -> Path:
         raise ValueError(f"{path} has {len(positions)} packets, cannot cut before #{packet}")
     with open(path, "r+b") as f:
         f.truncate(positions[packet])
+    return path
+
+
+def write_corrupt_middle(
+    path: str | os.PathLike[str],
+    *,
+    codec: str = "h264",
+    width: int = 96,
+    height: int = 64,
+    num_frames: int = 100,
+    gop: int = 25,
+    damaged: Iterable[int] = (40, 41, 42),
+) -> Path:
+    """Write a clip without B-frames (packets in frame order), then damage its video packets
+    numbered ``damaged`` (in file order), leaving the rest of the file as it was: a few bad
+    sectors in the middle of a video whose container is intact at both ends.
+
+    Where the container keeps a packet's bytes in one piece (MP4, MOV, Matroska, AVI), its
+    first 4 bytes become ``7F FF FF FF``: an H.264/HEVC length prefix far past the packet's
+    end ("Invalid NAL unit size") or a lost MPEG-4 VOP start code ("header damaged"), so
+    decoding those packets fails. In MPEG-TS the start code of the packet's PES header is
+    overwritten instead: the demuxer loses the packet without any error. Either way the
+    frames that follow, up to the next keyframe, may be lost or decode wrongly too.
+    """
+    import av
+
+    path = write_video(
+        path,
+        codec=codec,
+        width=width,
+        height=height,
+        num_frames=num_frames,
+        gop=gop,
+        bframes=0 if codec in CODECS and CODECS[codec].supports_bframes else None,
+    )
+    with av.open(str(path)) as container:
+        transport = "mpegts" in (container.format.name or "").split(",")
+        packets = sorted(
+            (packet.pos, bytes(packet)) for packet in container.demux(video=0) if packet.size
+        )
+    data = bytearray(path.read_bytes())
+    for k in sorted(set(damaged)):
+        pos, payload = packets[k]
+        if transport:
+            at = data.find(b"\x00\x00\x01\xe0", pos, pos + 188)  # the PES header's start code
+        else:
+            at = data.find(payload[:16], pos, pos + 64 + 16)  # the packet, after any header
+        if at < 0:
+            raise ValueError(f"{path}: video packet #{k} is not where the demuxer says")
+        data[at : at + 4] = b"\x7f\xff\xff\xff"
+    path.write_bytes(bytes(data))
     return path
 
 

@@ -846,6 +846,10 @@ def _keyframes_or_exact(
 #: file, a header that says nothing), a second pass fetches them.
 TAIL_MARGIN_FRAMES = 32
 TAIL_MARGIN_FRACTION = 0.05
+#: Frames shown further apart than this many frame intervals (at the stream's average rate)
+#: get a note on the video's row: frames are missing there, or the video stood still (a
+#: screen recording), and a window across the gap spans more time than it says.
+GAP_NOTE_FRAMES = 8
 
 #: A video's window geometry from its frame rate, and a note for its row (``""`` if none):
 #: :meth:`vmae_cli.segments.Segments.geometry` for the model's T.
@@ -899,7 +903,14 @@ def decode_windows(
             if done is None:
                 done = yield from _sequential_windows(name, geometry_for, transform)
     except DecodeFailure as exc:
-        done = WindowsDone(exc.meta, failure=_reported_failure(exc, head, path))
+        failure, meta = _reported_failure(exc, head, path), exc.meta
+        if failure.status == STATUS_NO_FRAMES:
+            # Worded, with the header's facts, as the exact decoders report the same file
+            # (PyAV's pass learns the header only from a frame).
+            _, exact_failure, exact_meta = decode_video(path, 1, lambda _: None)
+            if exact_failure is not None:
+                failure, meta = exact_failure, exact_meta
+        done = WindowsDone(meta, failure=failure)
     except MemoryError:
         done = WindowsDone(VideoMeta(), failure=Failure(STATUS_TOO_LARGE, "out of memory"))
     except Exception as exc:  # noqa: BLE001 - a decoder bug must cost one row, not the run
@@ -965,6 +976,7 @@ def _indexed_windows(
         notes = [note] if note else []
         if missing:
             notes.append(_missing_note(missing, index, time_base))
+        notes += _gap_note([float(pts * time_base) for pts in index.shown], facts.fps)
         if stopped and unfinished:
             notes.append(f"{stopped}: windows {_span_text(unfinished)} not classified")
         notes += _short_note(n, geometry)
@@ -1023,9 +1035,9 @@ def _sequential_windows(
     if failed:
         known = [t for t in failed if t is not None]
         where = f" between {min(known):.1f} and {max(known):.1f} s" if known else ""
-        notes.append(
-            f"{len(failed)} packets did not decode{where}: their frames are left out of the windows"
-        )
+        packets = f"{len(failed)} packet{'s' if len(failed) != 1 else ''}"
+        notes.append(f"{packets} did not decode{where}: their frames are left out of the windows")
+    notes += _gap_note([t for t in times if not math.isnan(t)], facts.fps)
     notes += _short_note(n, tracker.geometry)
     return WindowsDone(facts.to_meta(DECODER_PYAV, n), notes)
 
@@ -1042,6 +1054,24 @@ def _short_note(n: int, geometry: WindowGeometry) -> list[str]:
     if n >= geometry.span:
         return []
     return [f"short video: {n} frames for a window of {geometry.span}, frames repeated"]
+
+
+def _gap_note(times: list[float], fps: float | None) -> list[str]:
+    """A note when frames are missing from the timeline: shown frames further apart than
+    :data:`GAP_NOTE_FRAMES` frame intervals (a demuxer that drops damaged packets without a
+    word, as MPEG-TS does, leaves only this trace). ``times`` in presentation order."""
+    if not fps or len(times) < 2:
+        return []
+    limit = GAP_NOTE_FRAMES / fps
+    gaps = [(a, b) for a, b in zip(times, times[1:], strict=False) if b - a > limit]
+    if not gaps:
+        return []
+    a, b = max(gaps, key=lambda g: g[1] - g[0])
+    more = f" (the longest of {len(gaps)} such gaps)" if len(gaps) > 1 else ""
+    return [
+        f"no frame shown between {a:.2f} and {b:.2f} s, {(b - a) * fps:.0f} frame intervals"
+        f"{more}: frames missing or damaged?"
+    ]
 
 
 def _span_text(windows: list[Window]) -> str:

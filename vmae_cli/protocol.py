@@ -82,16 +82,6 @@ class Protocol:
                 "--sampling keyframes cannot sample windows: keyframes are further apart "
                 "than a window is long"
             )
-        if self.segments is not None and self.clips != 1:
-            raise ProtocolError(
-                "segments take one clip per window: drop --clips and --protocol videomae "
-                "(--crops 3 gives the paper's three crops of each window)"
-            )
-        if self.segments is not None and self.sampling != SAMPLING_EXACT:
-            raise ProtocolError(
-                "--sampling keyframes cannot sample windows: keyframes are further apart "
-                "than a window is long"
-            )
 
     @property
     def views(self) -> int:

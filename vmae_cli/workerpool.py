@@ -54,10 +54,9 @@ MAX_UNEXPLAINED_RESTARTS = 3
 
 
 #: What a worker sends back: ``(task id, kind, value)``. A job returning an iterator sends
-#: each element as a part, then an end; any other job sends one result.
+#: its elements as parts, the last one as the result; any other job sends one result.
 _RESULT = 0
 _PART = 1
-_END = 2
 
 
 def _identity(x: Any) -> Any:
@@ -124,15 +123,18 @@ def _make_dataset(task_queue: Any, slots: Any, job: Callable[[Any], Any]) -> Any
                 slots[3 * wid] = task_id
                 result = job(item)
                 if isinstance(result, Iterator):
-                    for part in result:
+                    # One element ahead, so that the last one goes out as the item's result
+                    # (with the task done in the same message: a task still in flight after
+                    # its result would be redone, or lost, when a worker dies).
+                    pending = next(result)
+                    for following in result:
                         # Waiting for the main process to ask for more is not the job's
                         # time: the clock restarts when the next part is wanted.
                         slots[3 * wid + 1] = math.inf
-                        yield task_id, _PART, part
+                        yield task_id, _PART, pending
                         slots[3 * wid + 1] = time.monotonic()
-                    slots[3 * wid] = -1
-                    yield task_id, _END, None
-                    continue
+                        pending = following
+                    result = pending
                 slots[3 * wid] = -1
                 yield task_id, _RESULT, result
 
@@ -175,11 +177,11 @@ def iter_pool(
     ``workers=0`` runs the jobs in this process (no isolation, no timeout: for debugging).
 
     A job may return an iterator instead: its elements are yielded as the worker makes them
-    (it makes the next one only once the previous ones are taken, so a long item's parts do
-    not pile up), the last one being its result. ``timeout_s`` then applies to each element,
-    not the whole item; an item that dies after some parts gets ``on_lost`` as its result,
-    and an item dispatched again (another worker of its loader died) yields its parts again
-    from the first.
+    (it makes one more only as the previous ones are taken, so a long item's parts do not
+    pile up), the last one being its result (it must yield at least one). ``timeout_s`` then
+    applies to each element, not the whole item; an item that dies after some parts gets
+    ``on_lost`` as its result, and an item dispatched again (another worker of its loader
+    died) yields its parts again from the first.
     Setting ``stop`` ends dispatching; the items already being worked on are finished and
     yielded. ``on_start`` is called once the workers have their first tasks (e.g. loading a
     model in parallel with the first jobs, and forking the workers without its memory).
@@ -288,10 +290,9 @@ def iter_pool(
                         _release_frames(exc)
                         break
                     progressed = True
-                    if kind != _PART:
+                    if kind == _RESULT:
                         in_flight.pop(task_id, None)
-                    if kind != _END:
-                        yield result
+                    yield result
                     if not sentinels_sent and not feed():
                         sentinels_sent = _send_sentinels(task_queue, workers)
         finally:
