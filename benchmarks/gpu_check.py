@@ -13,6 +13,10 @@ be run by hand::
     python benchmarks/gpu_check.py link SRC DST --copies 6       # hard-linked replicas
     python benchmarks/gpu_check.py e2e VIDEOS --model DIR --device cuda --label w16 --json e.json
     python benchmarks/gpu_check.py decode --device cuda --work DIR --json decode.json
+    python benchmarks/gpu_check.py gen-long DIR/long.mp4 --seconds 120 --size 1920x1080 \\
+        --short DIR/short.mp4 --json video.json            # one long H.264 MP4 (PyAV)
+    python benchmarks/gpu_check.py segments DIR/long.mp4 --short DIR/short.mp4 --model DIR \\
+        --device cuda --json segments.json                 # vmae classify --segments
     python benchmarks/gpu_check.py summary --work DIR --out OUT
 
 Only the standard library is imported at module level: ``summary``, ``wheels`` and ``link``
@@ -668,6 +672,366 @@ def cmd_e2e(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------
+# gen-long / segments: `vmae classify --segments` on one long video, per hour of video
+# --------------------------------------------------------------------------------------
+
+SECONDS_PER_HOUR = 3600.0
+
+
+def _long_chunk(job: tuple[str, int, int, int, int, float, int, int]) -> float:
+    """One stretch of the long video (frames ``start``..): an H.264 MP4 of its own."""
+    from tools.videogen import write_video
+
+    path, width, height, frames, start, fps, gop, bframes = job
+    t = time.perf_counter()
+    write_video(
+        path,
+        codec="h264",
+        width=width,
+        height=height,
+        num_frames=frames,
+        fps=fps,
+        gop=gop,
+        bframes=bframes,
+        start_index=start,
+    )
+    return time.perf_counter() - t
+
+
+def concat_mp4(chunks: list[tuple[str, int]], out: Path, fps: float) -> int:
+    """Remux (packet copy, no re-encoding) the MP4 files ``chunks`` (path, first frame), each
+    made by :func:`_long_chunk` with the same settings, into one MP4 ``out``: their
+    timestamps are shifted by their first frame. Returns the packets written."""
+    from fractions import Fraction
+
+    import av
+
+    rate = Fraction(fps).limit_denominator(1001)
+    packets = 0
+    with av.open(str(out), "w", container_options={"fflags": "+bitexact"}) as dst:
+        ost = None
+        for path, first in chunks:
+            with av.open(path) as src:
+                ist = src.streams.video[0]
+                if ost is None:
+                    ost = dst.add_stream_from_template(ist)
+                for pkt in src.demux(ist):
+                    if pkt.dts is None:  # the demuxer's empty packet at the end
+                        continue
+                    shift = round(Fraction(first) / rate / pkt.time_base)
+                    pkt.dts += shift
+                    if pkt.pts is not None:
+                        pkt.pts += shift
+                    pkt.stream = ost
+                    dst.mux(pkt)
+                    packets += 1
+    return packets
+
+
+def cmd_gen_long(args: argparse.Namespace) -> int:
+    """One long H.264 MP4 of tools/videogen's frames (frame i shows index i): ``jobs``
+    stretches encoded in parallel (libx264 ultrafast, one thread each, a keyframe every
+    ``gop`` frames, B-frames), then remuxed into one file, so that vmae reads it as a real
+    recording (demux index, seek plan). Also, with ``--short``, a clip of the first
+    ``--short-frames`` frames, for vmae's start-up time."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    w, h = (int(v) for v in args.size.split("x"))
+    total = max(1, round(args.seconds * args.fps))
+    gop = max(1, args.gop or round(2 * args.fps))
+    per = -(-total // max(1, args.jobs))  # ceil
+    per = -(-per // gop) * gop  # whole GOPs: the keyframes stay every `gop` frames
+    starts = list(range(0, total, per))
+    parts = out.parent / f"{out.stem}_parts"
+    parts.mkdir(exist_ok=True)
+    jobs = [
+        (str(parts / f"{k:03d}.mp4"), w, h, min(per, total - s), s, args.fps, gop, args.bframes)
+        for k, s in enumerate(starts)
+    ]
+    if args.short:
+        frames = min(args.short_frames, total)
+        jobs.append((str(args.short), w, h, frames, 0, args.fps, gop, args.bframes))
+    info: dict[str, Any] = {
+        "generator": (
+            f"gpu_check.py gen-long: PyAV H.264 MP4 (tools/videogen.py write_video: libx264 "
+            f"ultrafast, crf 20), keyframe every {gop} frames, {args.bframes} B-frames, "
+            f"{len(starts)} stretches encoded in parallel and remuxed"
+        ),
+        "path": str(out),
+        "width": w,
+        "height": h,
+        "fps": args.fps,
+        "frames": total,
+        "seconds": round(total / args.fps, 3),
+        "gop": gop,
+        "bframes": args.bframes,
+        "chunks": len(starts),
+        "jobs": args.jobs,
+    }
+    t = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=max(1, min(args.jobs, len(jobs)))) as pool:
+        encode_s = list(pool.map(_long_chunk, jobs))
+    info["encode_wall_s"] = round(time.perf_counter() - t, 2)
+    info["encode_cpu_s"] = round(sum(encode_s), 1)
+    t2 = time.perf_counter()
+    info["packets"] = concat_mp4([(j[0], j[4]) for j in jobs[: len(starts)]], out, args.fps)
+    info["concat_s"] = round(time.perf_counter() - t2, 2)
+    shutil.rmtree(parts, ignore_errors=True)
+    info["bytes"] = out.stat().st_size
+    info["wall_s"] = round(time.perf_counter() - t, 2)
+    if args.short:
+        info["short"] = {
+            "path": str(args.short),
+            "frames": jobs[-1][3],
+            "bytes": Path(args.short).stat().st_size,
+        }
+    if args.json:
+        write_json(args.json, info)
+    ok = info["packets"] == total
+    print(
+        f"gen-long: {out.name}: {total} frames ({info['seconds']} s) of {w}x{h} at "
+        f"{args.fps} fps, {fmt_bytes(info['bytes'])}, {len(starts)} stretches in "
+        f"{info['encode_wall_s']} s ({info['encode_cpu_s']} s of encoding) + remux "
+        f"{info['concat_s']} s" + ("" if ok else f"; ERROR: {info['packets']} packets"),
+        flush=True,
+    )
+    return 0 if ok else 1
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            return list(csv.DictReader(f))
+    except OSError:
+        return []
+
+
+def _num(text: Any, kind: type = int) -> Any:
+    try:
+        return kind(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def check_segments(videos_csv: Path, windows_csv: Path, frames: int | None) -> dict[str, Any]:
+    """Whether a one-video ``--segments`` run wrote what it should: one ``ok`` video row whose
+    ``windows`` is the number of window rows, windows numbered 0..N-1 that tile the video
+    from frame 0 to its last frame (``frames_decoded - 1``); and, given, ``frames`` frames."""
+    rows, wins = _read_csv(videos_csv), _read_csv(windows_csv)
+    row = rows[0] if rows else {}
+    problems = []
+    if len(rows) != 1:
+        problems.append(f"{len(rows)} video rows, not 1")
+    if row.get("status") != "ok":
+        problems.append(f"video status {row.get('status')!r} {row.get('error') or ''}".strip())
+    windows = _num(row.get("windows"))
+    if windows != len(wins):
+        problems.append(f"windows column {windows}, {len(wins)} window rows")
+    numbers = [_num(w.get("window")) for w in wins]
+    if numbers != list(range(len(wins))):
+        problems.append("window rows are not numbered 0..N-1 in order")
+    decoded = _num(row.get("frames_decoded"))
+    first = _num(wins[0].get("start_frame")) if wins else None
+    last = _num(wins[-1].get("end_frame")) if wins else None
+    if first != 0:
+        problems.append(f"first start_frame {first}, not 0")
+    if decoded is None or last != decoded - 1:
+        problems.append(f"last end_frame {last}, frames_decoded {decoded}")
+    if frames is not None and decoded != frames:
+        problems.append(f"frames_decoded {decoded}, {frames} frames written")
+    gaps = 0
+    for a, b in zip(wins, wins[1:], strict=False):
+        start, end = _num(b.get("start_frame")), _num(a.get("end_frame"))
+        if start is None or end is None or start > end + 1:
+            gaps += 1
+    if gaps:
+        problems.append(f"{gaps} gaps between windows")
+    statuses: dict[str, int] = {}
+    for w in wins:
+        statuses[w.get("status") or "-"] = statuses.get(w.get("status") or "-", 0) + 1
+    if set(statuses) - {"ok"}:
+        problems.append(f"window statuses {statuses}")
+    return {
+        "ok": not problems,
+        "problems": problems,
+        "video_rows": len(rows),
+        "status": row.get("status"),
+        "windows_column": windows,
+        "window_rows": len(wins),
+        "window_statuses": statuses,
+        "first_start_frame": first,
+        "last_end_frame": last,
+        "frames_decoded": decoded,
+        "duration_s": _num(row.get("duration_s"), float),
+        "fps": _num(row.get("fps"), float),
+        "decoder": row.get("decoder"),
+        "protocol": row.get("protocol"),
+        "notes": row.get("notes"),
+    }
+
+
+def _segments_run(
+    args: argparse.Namespace, video: str, label: str, timeout: float, frames: int | None
+) -> dict[str, Any]:
+    """One ``vmae classify VIDEO --segments`` as a whole process (start-up included), with
+    GPU utilisation and the CPU time of vmae and its workers."""
+    import resource
+
+    work = Path(args.json).parent
+    videos_csv = work / f"segments_{label}_videos.csv"
+    windows_csv = work / f"segments_{label}_windows.csv"
+    summary_path = work / f"segments_{label}_summary.json"
+    for p in (videos_csv, windows_csv, summary_path):
+        p.unlink(missing_ok=True)
+    cmd = [
+        *vmae_command(),
+        "classify",
+        video,
+        "--segments",
+        "--model",
+        args.model,
+        "--device",
+        args.device,
+        "-o",
+        str(videos_csv),
+        "--segments-out",
+        str(windows_csv),
+        "-q",
+        "--summary",
+        str(summary_path),
+    ]
+    if args.workers is not None:
+        cmd += ["--workers", str(args.workers)]
+    print(f"segments {label}: {' '.join(cmd)}", flush=True)
+    smi = SmiSampler().start()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    m = run_measured(
+        cmd,
+        pss_every=40,
+        timeout_s=timeout,
+        capture_stdout=False,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    gpu = smi.stop()  # after the rusage: nvidia-smi's own CPU is not counted
+    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    check = check_segments(videos_csv, windows_csv, frames)
+    return {
+        "label": label,
+        "video": Path(video).name,
+        "cmd": cmd,
+        "exit_code": m.returncode,
+        "timed_out": m.returncode < 0 and m.wall_s >= timeout,
+        "wall_s": round(m.wall_s, 2),
+        "cpu_s": round(cpu_s, 2),
+        "windows": check["window_rows"],
+        "windows_per_s": check["window_rows"] / m.wall_s if m.wall_s > 0 else None,
+        "check": check,
+        "memory": m.memory.as_dict(),
+        "gpu": gpu,
+        "vmae_summary": _read_json(summary_path),
+        "stderr_tail": "\n".join(m.stderr.strip().splitlines()[-12:]),
+    }
+
+
+def cmd_segments(args: argparse.Namespace) -> int:
+    """`vmae classify VIDEO --segments` (default window, default workers): wall time, windows/s
+    and minutes per hour of video, start-up included and (with ``--short``, a clip of one or
+    two windows run first) without it; CPU minutes per hour; GPU utilisation; the output
+    checked (:func:`check_segments`)."""
+    deadline = time.perf_counter() + args.timeout
+    video_info = _read_json(args.video_json) if args.video_json else None
+    frames = (video_info or {}).get("frames")
+    short_frames = ((video_info or {}).get("short") or {}).get("frames")
+    result: dict[str, Any] = {
+        "device": args.device,
+        "model": args.model,
+        "workers": args.workers if args.workers is not None else f"default ({os.cpu_count()})",
+        "window": "default",
+        "video": video_info,
+        "runs": [],
+    }
+    if args.short:
+        budget = min(args.timeout / 3, 90.0)
+        short = _segments_run(args, args.short, "startup", budget, short_frames)
+        result["runs"].append(short)
+        write_json(args.json, result)
+        print(
+            f"segments start-up: {short['video']} ({short_frames} frames), exit "
+            f"{short['exit_code']} in {short['wall_s']} s, {short['windows']} windows",
+            flush=True,
+        )
+    left = deadline - time.perf_counter() - 2
+    if left < 5:
+        result["error"] = "no time left for the long video"
+        write_json(args.json, result)
+        print(f"segments: {result['error']}")
+        return 1
+    run = _segments_run(args, args.video, "long", left, frames)
+    result["runs"].append(run)
+    check = run["check"]
+    duration = check.get("duration_s") or (video_info or {}).get("seconds")
+    fig: dict[str, Any] = {
+        "video_s": duration,
+        "wall_s": run["wall_s"],
+        "windows": run["windows"],
+        "windows_per_s": run["windows_per_s"],
+        "minutes_per_hour": None,
+        "cpu_minutes_per_hour": None,
+        "startup_s": None,
+        "startup_windows": None,
+        "windows_per_s_after_startup": None,
+        "minutes_per_hour_after_startup": None,
+        "gpu_util_mean": (run["gpu"] or {}).get("util_mean"),
+        "gpu_util_max": (run["gpu"] or {}).get("util_max"),
+        "gpu_mem_max_mib": (run["gpu"] or {}).get("mem_max_mib"),
+        "check_ok": check["ok"] and run["exit_code"] == 0,
+    }
+    if duration:
+        per_hour = SECONDS_PER_HOUR / duration
+        fig["minutes_per_hour"] = run["wall_s"] * per_hour / 60
+        fig["cpu_minutes_per_hour"] = run["cpu_s"] * per_hour / 60
+        first = result["runs"][0] if args.short else None
+        if first and first["exit_code"] == 0 and run["wall_s"] > first["wall_s"]:
+            # The short clip's run is start-up plus one or two windows: the difference is
+            # the cost of the long video's other windows.
+            fig["startup_s"] = first["wall_s"]
+            fig["startup_windows"] = first["windows"]
+            extra_s = run["wall_s"] - first["wall_s"]
+            fig["windows_per_s_after_startup"] = (run["windows"] - first["windows"]) / extra_s
+            fig["minutes_per_hour_after_startup"] = extra_s * per_hour / 60
+    for key, value in fig.items():
+        if isinstance(value, float):
+            fig[key] = round(value, 3)
+    result["figures"] = fig
+    write_json(args.json, result)
+    gpu = run["gpu"]
+    util = f", GPU util mean {gpu.get('util_mean')} % max {gpu.get('util_max')} %" if gpu else ""
+    after = (
+        f" ({fig['minutes_per_hour_after_startup']:.2f} after a start-up of {fig['startup_s']} s)"
+        if fig["minutes_per_hour_after_startup"] is not None
+        else ""
+    )
+    mph = fig["minutes_per_hour"]
+    cpu_mph = fig["cpu_minutes_per_hour"]
+    print(
+        f"segments: {run['video']} ({_f(duration)} s, {check.get('frames_decoded')} frames, "
+        f"{check.get('decoder')}), exit {run['exit_code']} in {run['wall_s']} s: "
+        f"{run['windows']} windows = {run['windows_per_s'] or 0:.2f} windows/s, "
+        f"{_f(mph, 2)} min per hour of video{after}, CPU {_f(cpu_mph, 2)} min per hour{util}; "
+        f"check {'ok' if check['ok'] else 'FAILED: ' + '; '.join(check['problems'])}",
+        flush=True,
+    )
+    if run["exit_code"] != 0:
+        print(run["stderr_tail"], flush=True)
+    return 0 if fig["check_ok"] else 1
+
+
+# --------------------------------------------------------------------------------------
 # decode: a GPU decoder's frames/s and frame-exactness against a CPU full decode
 # --------------------------------------------------------------------------------------
 
@@ -1190,6 +1554,58 @@ def _md_e2e(s: dict[str, Any]) -> list[str]:
     return out
 
 
+def _md_segments(s: dict[str, Any]) -> list[str]:
+    seg = s.get("segments")
+    if not seg:
+        return []
+    v = seg.get("video") or {}
+    out = [
+        "",
+        f"Segments (`vmae classify VIDEO --segments --device {seg.get('device') or s.get('device')}"
+        f"`, default window, workers {seg.get('workers', '?')}): one {v.get('seconds', '?')} s "
+        f"video, {v.get('width', '?')}x{v.get('height', '?')} at {v.get('fps', '?')} fps "
+        f"({v.get('frames', '?')} frames, {fmt_bytes(v.get('bytes'))}, made in "
+        f"{v.get('wall_s', '?')} s by {v.get('generator', '?')}); the start-up run is the same "
+        f"command on a {(v.get('short') or {}).get('frames', '?')}-frame clip. Minutes per "
+        "hour of video: wall (or CPU: vmae and the workers it reaped) seconds x 3600 / video "
+        "seconds / 60; the last row is the long run less the start-up run.",
+        "",
+        "| run | wall s | windows | windows/s | min per hour of video | CPU min per hour | "
+        "GPU util mean / max % | GPU mem max | peak RSS sum | decoder | check |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    fig = seg.get("figures") or {}
+    for r in seg.get("runs") or []:
+        c = r.get("check") or {}
+        gpu = r.get("gpu") or {}
+        util = f"{_f(gpu.get('util_mean'))} / {_f(gpu.get('util_max'))}" if gpu else "-"
+        mem = f"{_f(gpu.get('mem_max_mib'), 0)} MiB" if gpu.get("mem_max_mib") else "-"
+        dur = c.get("duration_s")
+        per_hour = SECONDS_PER_HOUR / dur / 60 if dur else None
+        problems = list(c.get("problems") or [])
+        if r.get("exit_code") != 0:
+            problems.insert(0, f"exit {r.get('exit_code')}")
+        ok = "FAILED: " + "; ".join(problems) if problems else "ok"
+        out.append(
+            f"| {r.get('label')} ({r.get('video')}, {_f(dur)} s) | {_f(r.get('wall_s'))} | "
+            f"{r.get('windows')} | {_f(r.get('windows_per_s'), 2)} | "
+            f"{_f(r['wall_s'] * per_hour if per_hour else None, 2)} | "
+            f"{_f(r['cpu_s'] * per_hour if per_hour else None, 2)} | {util} | {mem} | "
+            f"{fmt_bytes((r.get('memory') or {}).get('peak_rss_sum'))} | "
+            f"{c.get('decoder') or '-'} | {ok} |"
+        )
+    if fig.get("minutes_per_hour_after_startup") is not None:
+        out.append(
+            f"| long minus start-up | {_f(fig['wall_s'] - fig['startup_s'])} | "
+            f"{fig['windows'] - (fig.get('startup_windows') or 0)} | "
+            f"{_f(fig.get('windows_per_s_after_startup'), 2)} | "
+            f"{_f(fig.get('minutes_per_hour_after_startup'), 2)} | | | | | | |"
+        )
+    if seg.get("error"):
+        out += ["", f"Segments: {seg['error']}"]
+    return out
+
+
 def _md_decode(s: dict[str, Any]) -> list[str]:
     dec = s.get("gpu_decode")
     if not dec:
@@ -1236,7 +1652,7 @@ def render_markdown(s: dict[str, Any]) -> str:
     """The tables of :func:`cmd_summary`; a section whose data is malformed says so and the
     others still appear."""
     out: list[str] = []
-    for section in (_md_head, _md_tests, _md_model, _md_e2e, _md_decode):
+    for section in (_md_head, _md_tests, _md_model, _md_e2e, _md_segments, _md_decode):
         try:
             out += section(s)
         except Exception as exc:  # noqa: BLE001 - one broken part must not hide the rest
@@ -1269,8 +1685,12 @@ def cmd_summary(args: argparse.Namespace) -> int:
         "cuda_tests": _junit(work / "cuda_tests.xml"),
         "model_only": _read_json(work / "model.json"),
         "e2e": None,
+        "segments": None,
         "gpu_decode": _read_json(work / "decode.json"),
     }
+    seg, seg_video = _read_json(work / "segments.json"), _read_json(work / "segments_video.json")
+    if seg or seg_video:
+        s["segments"] = {**(seg or {}), "video": seg_video or (seg or {}).get("video")}
     runs = [r for p in sorted(work.glob("e2e_run_*.json")) if (r := _read_json(p))]
     if runs or (work / "e2e_videos.json").exists():
         videos = _read_json(work / "e2e_videos.json") or {}
@@ -1349,6 +1769,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, help="kill vmae after this many seconds")
     p.add_argument("--json", type=Path, required=True)
     p.set_defaults(func=cmd_e2e)
+
+    p = sub.add_parser("gen-long", help="one long H.264 MP4 (PyAV), stretches in parallel")
+    p.add_argument("out", help="the .mp4 to write")
+    p.add_argument("--seconds", type=float, default=120.0)
+    p.add_argument("--size", default="1920x1080")
+    p.add_argument("--fps", type=float, default=30.0)
+    p.add_argument("--gop", type=int, default=0, help="keyframe interval (default 2 s)")
+    p.add_argument("--bframes", type=int, default=2)
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--short", type=Path, help="also write the first frames here")
+    p.add_argument("--short-frames", type=int, default=64)
+    p.add_argument("--json", type=Path)
+    p.set_defaults(func=cmd_gen_long)
+
+    p = sub.add_parser("segments", help="vmae classify --segments on one long video")
+    p.add_argument("video")
+    p.add_argument("--short", help="a short clip run first: vmae's start-up time")
+    p.add_argument("--video-json", type=Path, help="gen-long's JSON (frames, seconds)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--workers", type=int)
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds for both runs")
+    p.add_argument("--json", type=Path, required=True)
+    p.set_defaults(func=cmd_segments)
 
     p = sub.add_parser("decode", help="GPU decoder frames/s and frame exactness")
     p.add_argument("--device", default="cuda")

@@ -13,7 +13,14 @@
 #   3. e2e         `vmae classify --device cuda` over generated videos (make_mix.py, hard-linked
 #                  into more paths), default workers (one per core) and --workers 8: videos/s,
 #                  time to the first row, rows per status and decoder, GPU utilisation (nvidia-smi)
-#   4. gpu_decode  if torchcodec imports and finds FFmpeg: NVDEC frames/s on H.264 and HEVC 1080p
+#   4. segments    `vmae classify VIDEO --segments --device cuda` (default window and workers) on
+#                  one generated 120 s 1920x1080 30 fps H.264 MP4 (gpu_check.py gen-long: PyAV,
+#                  stretches encoded in parallel, remuxed), after the same command on its first
+#                  64 frames (start-up): wall s, windows/s, minutes per hour of video (with and
+#                  without start-up), CPU minutes per hour, GPU utilisation; the outputs checked
+#                  (one ok row, `windows` = window rows, frames 0 .. frames_decoded - 1 tiled).
+#                  Needs PyAV (vmae decodes windows with it): skipped without the av wheel
+#   5. gpu_decode  if torchcodec imports and finds FFmpeg: NVDEC frames/s on H.264 and HEVC 1080p
 #                  clips, and the 16 sampled frames (vmae_cli.decoding.sample_indices) against a
 #                  CPU full decode: max/mean abs pixel difference (limit 3), index mismatches,
 #                  CPU fallback; otherwise "no GPU decoder available" and why
@@ -21,7 +28,7 @@
 # A part that fails or times out is recorded and the next one runs. Everything goes to $OUT:
 #   gpu_check.log               all output           gpu_check.json   every figure
 #   gpu_check.md                tables to paste into benchmarks/RESULTS.md
-#   gpu_check_details.tar.gz    per-part JSON, the e2e CSVs, the pytest XML, pip freeze
+#   gpu_check_details.tar.gz    per-part JSON, e2e and segments CSVs, the pytest XML, pip freeze
 # The summary is rewritten after every part, so a run killed from outside still leaves one.
 # Exit code: 0 all parts ok, 3 some part failed/timed out/was skipped, 1 no summary written.
 #
@@ -33,7 +40,8 @@
 #            --cpu / --dry-run; PYTHON=python3 picks the interpreter. For trying the script
 #            out: GPU_CHECK_NO_INSTALL=1 (no pip install into the environment),
 #            GPU_CHECK_MAX_<part>=S (shorter part timeouts), GPU_CHECK_MIX_COUNT,
-#            GPU_CHECK_COPIES, GPU_CHECK_FORCE_CV2=1, GPU_CHECK_DECODE_DEVICE=cpu.
+#            GPU_CHECK_COPIES, GPU_CHECK_FORCE_CV2=1, GPU_CHECK_DECODE_DEVICE=cpu,
+#            GPU_CHECK_SEG_SECONDS / GPU_CHECK_SEG_SIZE (the segments video: 120, 1920x1080).
 #
 # PREPARING THE WHEELS (here, before the device call)
 #   The device (per the device tool's KINDS.md) has Python 3.12.3 at
@@ -210,6 +218,28 @@ e2e_run() { # LETTER LABEL [vmae --workers N]
 step_e2e_a() { e2e_run a "workers_default"; }
 step_e2e_b() { e2e_run b "workers_$WORKERS_B" --workers "$WORKERS_B"; }
 
+step_segments() {
+    cd "$REPO" || return 1
+    mkdir -p "$WORK/segments"
+    # Generation gets at most 40 % of the part: a slow machine fails here, with that reason,
+    # rather than leaving vmae too little time.
+    local gen_s=$((PART_TIMEOUT * 2 / 5)) rc
+    timeout --kill-after=5 "$gen_s" "$PY" benchmarks/gpu_check.py gen-long \
+        "$WORK/segments/long.mp4" --seconds "$SEG_SECONDS" --size "$SEG_SIZE" --fps "$SEG_FPS" \
+        --jobs "$JOBS" --short "$WORK/segments/short.mp4" --json "$WORK/segments_video.json"
+    rc=$?
+    case $rc in
+    0) ;;
+    124 | 137) echo "gen-long: killed after ${gen_s}s (the video took too long to make)" ;;
+    *) echo "gen-long: exit $rc" ;;
+    esac
+    [ "$rc" -eq 0 ] || return 1
+    "$PY" benchmarks/gpu_check.py segments "$WORK/segments/long.mp4" \
+        --short "$WORK/segments/short.mp4" --video-json "$WORK/segments_video.json" \
+        --model "$WORK/model" --device "$DEVICE" --timeout $((PART_TIMEOUT - SECONDS - 8)) \
+        --json "$WORK/segments.json"
+}
+
 step_gpu_decode() {
     cd "$REPO" || return 1
     "$PY" benchmarks/gpu_check.py decode --device "$DEC_DEVICE" --work "$WORK" \
@@ -277,6 +307,7 @@ if [ "$DRY" = 1 ]; then
     JOBS=2 WORKERS_B=1
     DEC_DEVICE=${GPU_CHECK_DECODE_DEVICE:-cuda} DEC_SIZE=320x240 DEC_FRAMES=40
     DEC_THREADS=1 DEC_SECONDS=0.2
+    SEG_SECONDS=${GPU_CHECK_SEG_SECONDS:-10} SEG_SIZE=${GPU_CHECK_SEG_SIZE:-320x240} SEG_FPS=30
 else
     DEVICE=cuda DTYPE=bfloat16 BATCHES=8,32,64 MODEL_SECONDS=3 MODEL_MIN_ITERS=5 MODEL_WARMUP=3
     # 64 videos of at most 20 s and 1280 px (~25k frames, ~30 s of encoding on 16 cores),
@@ -285,18 +316,24 @@ else
     COPIES=${GPU_CHECK_COPIES:-6} JOBS=$NPROC WORKERS_B=8
     DEC_DEVICE=${GPU_CHECK_DECODE_DEVICE:-cuda} DEC_SIZE=1920x1080 DEC_FRAMES=150
     DEC_THREADS=4 DEC_SECONDS=1.0
+    # 120 s of 1080p at 30 fps: 3600 frames, ~57 windows of the default 64 frames, ~130 MB;
+    # ~50 ms of CPU a frame to make (pattern + libx264 ultrafast): ~15 s on 16 cores.
+    SEG_SECONDS=${GPU_CHECK_SEG_SECONDS:-120} SEG_SIZE=${GPU_CHECK_SEG_SIZE:-1920x1080} SEG_FPS=30
 fi
 export SELF REPO DRY WHEELS PY WORK ENV_FILE DEVICE DTYPE BATCHES MODEL_SECONDS MODEL_MIN_ITERS \
     MODEL_WARMUP MIX_COUNT MIX_DURATION MIX_SIDE CV2_SECONDS COPIES JOBS WORKERS_B DEC_DEVICE \
-    DEC_SIZE DEC_FRAMES DEC_THREADS DEC_SECONDS
+    DEC_SIZE DEC_FRAMES DEC_THREADS DEC_SECONDS SEG_SECONDS SEG_SIZE SEG_FPS
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 # Parts in order, with the most seconds each may take and the fewest worth starting with.
-PARTS=(setup tests model_build model_only e2e_videos e2e_a e2e_b gpu_decode)
-declare -A MAX_S=([setup]=90 [tests]=75 [model_build]=60 [model_only]=100 [e2e_videos]=90
-    [e2e_a]=75 [e2e_b]=75 [gpu_decode]=100)
+# segments' 90 s come from model_only (100 -> 80: ~35 s expected) and gpu_decode (100 -> 90);
+# the budget (420 s) is unchanged: a part starts with what is left after keeping the MIN_S
+# of the parts after it, and is skipped if that is under its own MIN_S.
+PARTS=(setup tests model_build model_only e2e_videos e2e_a e2e_b segments gpu_decode)
+declare -A MAX_S=([setup]=90 [tests]=75 [model_build]=60 [model_only]=80 [e2e_videos]=90
+    [e2e_a]=75 [e2e_b]=75 [segments]=90 [gpu_decode]=90)
 declare -A MIN_S=([setup]=15 [tests]=20 [model_build]=15 [model_only]=30 [e2e_videos]=20
-    [e2e_a]=25 [e2e_b]=25 [gpu_decode]=30)
+    [e2e_a]=25 [e2e_b]=25 [segments]=40 [gpu_decode]=30)
 SUMMARY_RESERVE=10
 for p in "${PARTS[@]}"; do # GPU_CHECK_MAX_<part>=SECONDS shortens a part (to try the timeouts)
     v=GPU_CHECK_MAX_$p
@@ -384,6 +421,13 @@ for p in e2e_a e2e_b; do
         skip_part "$p" "no model or no videos"
     fi
 done
+if [ "$model_ok" != 1 ]; then
+    skip_part segments "no model"
+elif ! "$PY" -c 'import av' 2>/dev/null; then
+    skip_part segments "no PyAV: vmae --segments decodes with PyAV (carry the av wheel)"
+else
+    run_part segments
+fi
 run_part gpu_decode
 
 command -v nvidia-smi >/dev/null &&
