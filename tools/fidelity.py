@@ -51,6 +51,13 @@ def paper_clips(n: int, clip_len: int, stride: int, clips: int) -> list[list[int
     return out
 
 
+def upright_rgb(frame: Any) -> Any:
+    """A decoded PyAV frame as an RGB array, rotated upright as ffmpeg shows it."""
+    rgb = frame.to_ndarray(format="rgb24")
+    k = (int(frame.rotation or 0) // 90) % 4
+    return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
+
+
 def upright_frames(path: str | Path, keep: set[int] | None = None) -> tuple[int, dict[int, Any]]:
     """Fully decode ``path`` with PyAV: the frame count and the RGB frames whose index is in
     ``keep`` (all when ``None``), rotated upright as ffmpeg shows them."""
@@ -61,9 +68,7 @@ def upright_frames(path: str | Path, keep: set[int] | None = None) -> tuple[int,
     with av.open(str(path)) as container:
         for frame in container.decode(video=0):
             if keep is None or n in keep:
-                rgb = frame.to_ndarray(format="rgb24")
-                k = (int(frame.rotation or 0) // 90) % 4
-                frames[n] = np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
+                frames[n] = upright_rgb(frame)
             n += 1
     return n, frames
 

@@ -34,6 +34,7 @@ from .model import (
 )
 from .protocol import Protocol
 from .results import (
+    STATUS_ERROR,
     STATUS_NO_FRAMES,
     STATUS_OK,
     DecodeOutcome,
@@ -340,7 +341,11 @@ class _WindowTally:
         """The video's row: the mean of its windows' probabilities, its windows in order."""
         windows = [self.windows[i] for i in sorted(self.windows)]
         status, error, best = STATUS_OK, "", []
-        if self.total is None:
+        if outcome.windows is not None and len(windows) != outcome.windows:
+            # Never expected; a video must not get a row that silently lacks windows.
+            status = STATUS_ERROR
+            error = f"{len(windows)} of its {outcome.windows} windows reached the model"
+        elif self.total is None:
             status, error = STATUS_NO_FRAMES, "no window could be decoded"
         else:
             best = _top_k(self.total / self.ok, top_k, self.id2label)
