@@ -123,6 +123,8 @@ class OutputFile:
         self.is_empty = True
         self.regular = True
         self._stream: io.TextIOWrapper | None = None
+        # What start_windows read: header, rows, torn tail (until keep_only).
+        self._read: tuple[bytes | None, list[PreviousRow], bytes] | None = None
 
     def lock(self) -> OutputFile:
         """Open (creating if needed, never truncating) and lock the file."""
@@ -180,7 +182,7 @@ class OutputFile:
                 f"{self.path} has other columns than this run would write (different "
                 "--top-k?); use the same options as before, or another output file"
             )
-        self._header, self._rows, self._tail = header, rows, tail
+        self._read = header, rows, tail
         self.is_empty = header is None and not rows
         return rows
 
@@ -188,11 +190,12 @@ class OutputFile:
         """Rewrite the file read by :meth:`start_windows` with only ``rows`` (in the file's
         order), when that drops anything: window rows of videos that are redone, orphaned
         (their video's row never got written) or torn by a kill."""
-        if not self.regular or not hasattr(self, "_rows"):
+        if not self.regular or self._read is None:
             return
-        if len(rows) != len(self._rows) or self._tail:
-            self._rewrite(self._header, rows)
-        del self._header, self._rows, self._tail
+        header, before, tail = self._read
+        self._read = None
+        if len(rows) != len(before) or tail:
+            self._rewrite(header, rows)
 
     def _count_rows(self, fmt: str) -> int:
         """Rows in the file as it is, read as ``fmt`` (0 for a file that is not ours)."""
