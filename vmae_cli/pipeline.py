@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .discovery import OnWalkError, as_inputs, check_inputs, iter_video_paths
+from .heap import HeapTrimmer
 from .model import (
     BACKEND_AUTO,
     DEFAULT_MODEL,
@@ -99,6 +100,7 @@ class Classifier:
         """
         self._loaded: LoadedModel | None = None
         self._loading = threading.Lock()  # classify_files may run in several threads
+        self._heap = HeapTrimmer()
         if isinstance(model, LoadedModel):
             self._loaded = model
             self.spec = ModelSpec(
@@ -237,8 +239,7 @@ class Classifier:
             if not queue:
                 return
             lm = self.loaded
-            views = torch.cat([v for _, _, v in queue])
-            probs = torch.cat([lm.predict(chunk) for chunk in views.split(batch_size)])
+            probs = self._probabilities(torch.cat([v for _, _, v in queue]), batch_size)
             per_window = probs.split(crops)
             for (tally, window, _), p in zip(queue, per_window, strict=True):
                 tally.add(window, p.mean(dim=0), top_k, lm.id2label)
@@ -287,6 +288,15 @@ class Classifier:
             windows=[] if protocol.segments is not None else None,
         )
 
+    def _probabilities(self, views: Any, batch_size: int) -> Any:
+        """The model's probabilities for ``views``, at most ``batch_size`` per call."""
+        import torch
+
+        lm = self.loaded
+        probs = torch.cat([lm.predict(chunk) for chunk in views.split(batch_size)])
+        self._heap.trim()
+        return probs
+
     def _predict(
         self, videos: list[VideoViews], top_k: int, protocol: Protocol, batch_size: int
     ) -> Iterator[Prediction]:
@@ -298,7 +308,7 @@ class Classifier:
             views = views.pin_memory()
         # At most batch_size views per model call; a video's views are averaged afterwards
         # (softmax per view, then the mean: the VideoMAE test protocol).
-        probs = torch.cat([lm.predict(chunk) for chunk in views.split(batch_size)])
+        probs = self._probabilities(views, batch_size)
         per_video = probs.split([v.num_views for v in videos])
         for video, p in zip(videos, per_video, strict=True):
             yield Prediction(

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .decoding import DecodedWindow, decode_video, decode_windows, truncation_note
+from .heap import HeapTrimmer
 from .preprocessing import PreprocessConfig, resize_and_crop, resize_to_cover, spatial_crops
 from .protocol import Protocol
 from .results import (
@@ -135,6 +136,7 @@ class WindowMaker:
         # clip's (resize, crops).
         one_clip = replace(self.protocol, segments=None)
         clip = ViewMaker(self.frames_per_clip, self.preprocess, one_clip)
+        heap = HeapTrimmer()
         pending: list[DecodedWindow] = []
         sent = 0
         for item in decode_windows(
@@ -146,6 +148,7 @@ class WindowMaker:
                     yield self._chunk(path, pending, clip)
                     sent += len(pending)
                     pending = []
+                    heap.trim()  # each chunk's tensor is copied out to shared memory
                 continue
             if pending:
                 yield self._chunk(path, pending, clip)
