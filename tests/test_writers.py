@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -7,8 +8,10 @@ import os
 import pandas as pd
 import pytest
 
-from vmae_cli.results import LabelScore, Prediction, VideoMeta
+from vmae_cli.results import LabelScore, Prediction, VideoMeta, WindowPrediction, WindowRow
 from vmae_cli.writers import (
+    SEGMENTED_VIDEO_ROWS,
+    WINDOW_ROWS,
     CsvWriter,
     JsonlWriter,
     UnknownFormatError,
@@ -146,3 +149,44 @@ def test_unknown_formats_raise() -> None:
     with pytest.raises(UnknownFormatError):
         get_writer("parquet", io.StringIO())
     assert isinstance(get_writer("jsonl", io.StringIO()), JsonlWriter)
+
+
+def _window(index: int, label: str, score: float) -> WindowPrediction:
+    return WindowPrediction(
+        index,
+        64 * index,
+        64 * index + 63,
+        2.1 * index,
+        2.1 * index + 2.07,
+        list(range(64 * index, 64 * index + 64, 4)),
+        top_k=[LabelScore(label, score)],
+    )
+
+
+def test_window_rows_and_segmented_video_rows_in_both_formats() -> None:
+    windows = [_window(0, "=cmd", 0.5), _window(1, "=cmd", 0.7), _window(2, "b", 0.9)]
+    video = Prediction("v.mp4", "ok", top_k=[LabelScore("=cmd", 0.6)], windows=windows)
+    assert video.timeline() == "0.0-4.2 =cmd 0.60; 4.2-6.3 b 0.90"
+    out = io.StringIO()
+    w = CsvWriter(out, top_k=2, table=WINDOW_ROWS)
+    for window in windows:
+        w.write(WindowRow("v.mp4", window))
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert list(rows[0]) == [
+        *("path", "window", "status", "error", "label", "score"),
+        *("label_1", "score_1", "label_2", "score_2"),
+        *("start_frame", "end_frame", "start_s", "end_s"),
+    ]
+    assert (rows[1]["label"], rows[1]["start_frame"], rows[1]["end_s"]) == ("'=cmd", "64", "4.17")
+    out = io.StringIO()
+    CsvWriter(out, table=SEGMENTED_VIDEO_ROWS).write(video)
+    row = next(csv.DictReader(io.StringIO(out.getvalue())))
+    assert (row["windows"], row["timeline"]) == ("3", "0.0-4.2 =cmd 0.60; 4.2-6.3 b 0.90")
+    out = io.StringIO()
+    JsonlWriter(out, table=WINDOW_ROWS).write(WindowRow("v.mp4", windows[2]))
+    line = json.loads(out.getvalue())
+    assert list(line) == list(WINDOW_ROWS.keys)
+    assert line["frame_indices"][:3] == [128, 132, 136] and line["label"] == "b"
+    out = io.StringIO()
+    JsonlWriter(out, table=SEGMENTED_VIDEO_ROWS).write(video)
+    assert json.loads(out.getvalue())["windows"] == 3
