@@ -132,8 +132,31 @@ class DecodeOutcome:
     notes: list[str] = field(default_factory=list)
 
 
+class _Ranked:
+    """``ok``, ``label`` and ``score`` of a result with a ``status`` and a ``top_k`` sorted
+    by decreasing score (a video's or a window's)."""
+
+    status: str
+    top_k: list[LabelScore]
+
+    @property
+    def ok(self) -> bool:
+        """True when it was classified."""
+        return self.status == STATUS_OK
+
+    @property
+    def label(self) -> str:
+        """The top-1 label, or ``""`` for a failure."""
+        return self.top_k[0].label if self.top_k else ""
+
+    @property
+    def score(self) -> float | None:
+        """The top-1 probability, or ``None`` for a failure."""
+        return self.top_k[0].score if self.top_k else None
+
+
 @dataclass
-class WindowPrediction:
+class WindowPrediction(_Ranked):
     """One window of a segmented video (``--segments``): where it lies (frames, and the
     presentation times of its first and last frame in seconds), the T frames the model saw,
     and what it said. ``status`` is ``ok``, or ``no_frames`` when a frame of the window did
@@ -148,21 +171,6 @@ class WindowPrediction:
     status: str = STATUS_OK
     error: str = ""
     top_k: list[LabelScore] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when the window was classified."""
-        return self.status == STATUS_OK
-
-    @property
-    def label(self) -> str:
-        """The top-1 label, or ``""``."""
-        return self.top_k[0].label if self.top_k else ""
-
-    @property
-    def score(self) -> float | None:
-        """The top-1 probability, or ``None``."""
-        return self.top_k[0].score if self.top_k else None
 
 
 @dataclass
@@ -219,7 +227,7 @@ class LabelScore:
 
 
 @dataclass
-class Prediction:
+class Prediction(_Ranked):
     """The result for one video: the thing :func:`vmae_cli.classify_paths` yields.
 
     ``top_k`` is sorted by decreasing score and empty unless ``status == "ok"``.
@@ -239,21 +247,6 @@ class Prediction:
     #: The windows of a segmented video (``--segments``), in order; ``None`` otherwise. Its
     #: ``top_k`` is then the mean of the windows' probabilities.
     windows: list[WindowPrediction] | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True when the video was classified."""
-        return self.status == STATUS_OK
-
-    @property
-    def label(self) -> str:
-        """The top-1 label, or ``""`` for a failure."""
-        return self.top_k[0].label if self.top_k else ""
-
-    @property
-    def score(self) -> float | None:
-        """The top-1 probability, or ``None`` for a failure."""
-        return self.top_k[0].score if self.top_k else None
 
     def to_dict(self) -> dict[str, Any]:
         """A flat, JSON-friendly view used by the writers."""
