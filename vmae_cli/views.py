@@ -224,7 +224,10 @@ def iter_decoded(
 
     def lost(path: str, why: str, detail: str) -> DecodeOutcome:
         if why == LOST_TIMEOUT:
-            failure = Failure(STATUS_TIMEOUT, f"decoding took longer than {timeout_s:g} s")
+            if isinstance(job, WindowMaker):  # the limit applies to each chunk of windows
+                failure = Failure(STATUS_TIMEOUT, f"no window decoded in {timeout_s:g} s")
+            else:
+                failure = Failure(STATUS_TIMEOUT, f"decoding took longer than {timeout_s:g} s")
         elif why == LOST_CRASHED:
             failure = Failure(STATUS_CRASHED, "the decoder crashed on this file")
         else:
