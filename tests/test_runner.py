@@ -308,3 +308,32 @@ def test_segments_true_takes_the_models_clip_as_the_window(
             assert "short video: 24 frames for a window of 32, frames repeated" in row["notes"]
     first = read_rows(windows)[0]
     assert first["frame_indices"] == [0, 4, 8, 12, 16, 20, 23, 23]
+
+
+def test_a_segmented_video_that_stops_making_windows_times_out(
+    videos: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from vmae_cli import views
+
+    real = views.decode_windows
+
+    def stalls(path, *args, **kwargs):
+        for i, item in enumerate(real(path, *args, **kwargs)):
+            if i == 2 and "mjpeg" in path:
+                time.sleep(60)  # forked workers inherit this patch
+            yield item
+
+    monkeypatch.setattr(views, "decode_windows", stalls)
+    out, windows = tmp_path / "v.csv", tmp_path / "w.csv"
+    report = _segmented(videos, out, windows, tiny_model_dir, timeout_s=2)
+    rows = {Path(r["path"]).name: r for r in read_rows(out)}
+    stuck = rows.pop("mjpeg.avi")
+    assert (stuck["status"], stuck["error"], stuck["windows"]) == (
+        "timeout",
+        "no window decoded in 2 s",
+        "0",
+    )
+    assert report.by_status == {"ok": 2, "timeout": 1, "not_video": 1}
+    _check_windows(out, windows)
