@@ -895,3 +895,36 @@ def test_a_stretch_mpegts_loses_silently_is_named_in_the_notes(tmp_path: Path) -
     _, done, _, _ = _windows(path, *WINDOWINGS["8f-5f"])
     assert done.failure is None
     assert done.notes == [GAP_NOTE]
+
+
+def test_frames_an_edit_list_hides_are_not_taken_for_truncation(tmp_path: Path) -> None:
+    """A stream-copy cut keeps the frames before its cut point, hidden by an edit list: the
+    header counts them, so they are not "missing"; a file cut short (at a packet boundary, so
+    that the packet index reads cleanly) still gets its note."""
+    from tools.videogen import truncate_before_packet, write_video
+
+    cut = write_video(
+        tmp_path / "cut.mp4",
+        codec="h264",
+        width=128,
+        height=96,
+        num_frames=120,
+        gop=12,
+        pts_offset=-40,
+    )
+    _, failure, meta = decode_video(str(cut), 16, lambda f: None)
+    assert failure is None and (meta.frames_reported, meta.frames_decoded) == (120, 80)
+    assert meta.frames_hidden == 40 and truncation_note(meta) is None
+    whole = write_video(
+        tmp_path / "short.mp4",
+        codec="h264",
+        width=128,
+        height=96,
+        num_frames=150,
+        gop=12,
+        container_options={"movflags": "+faststart"},
+    )
+    short = truncate_before_packet(whole, 90)
+    _, failure, meta = decode_video(str(short), 16, lambda f: None)
+    assert failure is None and meta.frames_hidden == 0
+    assert truncation_note(meta) == "header says 150 frames, 90 decode (truncated?)"

@@ -149,17 +149,28 @@ class StreamFacts:
     height: int | None = None
     rotation: int | None = None
     shape: tuple[int, int] | None = None
+    hidden: int = 0  # frames the header counts that an edit list hides
 
     @classmethod
     def of_stream(cls, stream: Any) -> StreamFacts:
-        """What a PyAV video stream's header says (frame count, rate, coded size)."""
+        """What a PyAV video stream's header says (frame count, rate, coded size, and how
+        many of its frames an edit list hides)."""
         rate = stream.average_rate or stream.guessed_rate
         cc = stream.codec_context
+        reported = stream.frames or 0
+        hidden = 0
+        if reported > 0 and rate and stream.duration and stream.time_base:
+            # An MP4 header counts every sample, its duration only what the edit list shows
+            # (a stream-copy cut keeps the frames before the cut point): those are hidden,
+            # not lost. A file cut short keeps the header's whole duration.
+            shown = round(float(stream.duration * stream.time_base * rate))
+            hidden = max(0, reported - shown)
         return cls(
-            reported=stream.frames or 0,
+            reported=reported,
             fps=float(rate) if rate else None,
             width=cc.width,
             height=cc.height,
+            hidden=hidden,
         )
 
     def to_meta(self, decoder: str, n: int) -> VideoMeta:
@@ -176,6 +187,7 @@ class StreamFacts:
             width=int(width) if width else None,
             height=int(height) if height else None,
             rotation=int(self.rotation or 0),
+            frames_hidden=self.hidden,
         )
 
 
@@ -740,7 +752,8 @@ def truncation_note(meta: VideoMeta) -> str | None:
     reported, decoded = meta.frames_reported, meta.frames_decoded
     if not reported or decoded <= 0:
         return None
-    missing = reported - decoded
+    # Frames an edit list hides are in the header's count, not lost (a stream-copy cut).
+    missing = reported - meta.frames_hidden - decoded
     if (
         missing < TRUNCATION_MIN_MISSING_FRAMES
         or missing < TRUNCATION_MIN_MISSING_FRACTION * reported
@@ -937,8 +950,8 @@ def _indexed_windows(
             index = index_packets(container, stream)
         except (NotSeekable, av.error.FFmpegError):
             return None
-        facts = StreamFacts.of_stream(stream)
         n = len(index.shown)
+        facts = StreamFacts.of_stream(stream)
         geometry, note = geometry_for(facts.fps)
         windows = deque(plan_windows(n, geometry))
         positions = sorted({i for w in windows for i in w.frame_indices})

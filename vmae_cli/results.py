@@ -70,7 +70,9 @@ class VideoMeta:
     """What the decoder learned about a video.
 
     ``frames_reported`` is what the container header claims (``None`` when it does not say);
-    ``frames_decoded`` is the number of frames actually decoded, the count sampling uses.
+    ``frames_decoded`` is the number of frames actually decoded, the count sampling uses;
+    ``frames_hidden`` the frames the header counts but an edit list hides (known where a
+    packet index was read; an MP4 cut by stream copy has them).
     """
 
     decoder: str = ""
@@ -81,6 +83,7 @@ class VideoMeta:
     width: int | None = None
     height: int | None = None
     rotation: int = 0
+    frames_hidden: int = 0
 
 
 @dataclass
