@@ -398,7 +398,8 @@ def classify(
         typer.Option(
             min=0,
             metavar="SECONDS",
-            help="Give up on a video after this long decoding (row: timeout); 0 = never.",
+            help="Give up on a video after this long decoding (row: timeout); with "
+            "--segments, this long without a window; 0 = never.",
             rich_help_panel=PANEL_CRON,
         ),
     ] = DEFAULT_TIMEOUT_S,
