@@ -928,3 +928,15 @@ def test_frames_an_edit_list_hides_are_not_taken_for_truncation(tmp_path: Path) 
     _, failure, meta = decode_video(str(short), 16, lambda f: None)
     assert failure is None and meta.frames_hidden == 0
     assert truncation_note(meta) == "header says 150 frames, 90 decode (truncated?)"
+
+
+def test_a_raw_stream_without_timestamps_is_timed_by_its_frame_rate(tmp_path: Path) -> None:
+    from tools.videogen import write_video
+    from vmae_cli.decoding import decode_windows
+
+    raw = write_video(tmp_path / "raw.h264", codec="h264", width=128, height=96, num_frames=30)
+    geometry = WindowGeometry(10, 10, 4)
+    *windows, done = decode_windows(str(raw), lambda fps: (geometry, ""), lambda f: None)
+    assert done.failure is None and done.meta.decoder == DECODER_PYAV
+    assert [(w.start_s, w.end_s) for w in windows] == [(0.0, 0.36), (0.4, 0.76), (0.8, 1.16)]
+    assert done.notes == ["30 frames without timestamps: their times are frame / fps"]

@@ -1011,6 +1011,7 @@ def _sequential_windows(
     note = ""
     keep_all_from = 0
     n = 0
+    guessed = 0  # frames without a timestamp, timed by the frame rate
     for frame, facts in _pyav_frames(name, failed):
         if tracker is None:
             geometry, note = geometry_for(facts.fps)
@@ -1020,7 +1021,11 @@ def _sequential_windows(
             if expected > 0:
                 margin = max(TAIL_MARGIN_FRAMES, int(TAIL_MARGIN_FRACTION * expected))
                 keep_all_from = max(0, expected - geometry.span - margin)
-        times.append(frame.time if frame.time is not None else math.nan)
+        t = frame.time
+        if t is None and facts.fps:
+            # A raw stream (Annex B H.264) has no timestamps: its frame rate places it.
+            t, guessed = n / facts.fps, guessed + 1
+        times.append(t if t is not None else math.nan)
         if n >= keep_all_from or tracker.wanted(n):
             kept[n] = _keep(frame, facts, transform)
         w = tracker.completed_by(n)
@@ -1050,6 +1055,8 @@ def _sequential_windows(
         where = f" between {min(known):.1f} and {max(known):.1f} s" if known else ""
         packets = f"{len(failed)} packet{'s' if len(failed) != 1 else ''}"
         notes.append(f"{packets} did not decode{where}: their frames are left out of the windows")
+    if guessed:
+        notes.append(f"{guessed} frames without timestamps: their times are frame / fps")
     notes += _gap_note([t for t in times if not math.isnan(t)], facts.fps)
     notes += _short_note(n, tracker.geometry)
     return WindowsDone(facts.to_meta(DECODER_PYAV, n), notes)
