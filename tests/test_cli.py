@@ -528,3 +528,15 @@ def test_segments_out_implies_segments_and_names_the_windows(
     first = window_rows[0]
     assert (first["start_frame"], first["end_frame"]) == ("0", "9")
     assert "windows" in result.output  # the summary line counts them
+
+
+def test_labels_prints_the_models_labels_as_csv(tiny_model_dir: Path, tmp_path: Path) -> None:
+    result = _run("labels", "--model", str(tiny_model_dir))
+    assert result.exit_code == EXIT_OK, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    config = json.loads((tiny_model_dir / "config.json").read_text())
+    assert [(int(r["index"]), r["label"]) for r in rows] == sorted(
+        (int(k), v) for k, v in config["id2label"].items()
+    )
+    missing = _run("labels", "--model", str(tmp_path / "nowhere"))
+    assert missing.exit_code == EXIT_FATAL and "does not exist" in missing.output

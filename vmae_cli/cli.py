@@ -775,6 +775,22 @@ def _window_line(w: Any) -> str:
     return line if w.ok else f"{line} ({w.status}: {w.error})"
 
 
+@app.command()
+def labels(model: ModelOpt = DEFAULT_MODEL, revision: RevisionOpt = None) -> None:
+    """Print the model's labels as CSV (index,label): a start for a label map."""
+    import csv
+
+    from .model import read_labels
+
+    try:
+        names = read_labels(model, revision=revision)
+    except Exception as exc:  # noqa: BLE001 - mapped by _exit_for, one table
+        raise _fail(exc, False) from None
+    out = csv.writer(sys.stdout, lineterminator="\n")
+    out.writerow(["index", "label"])
+    out.writerows(names.items())
+
+
 def _input_missing(path: str) -> Exception:
     from .discovery import InputNotFoundError
 

@@ -418,6 +418,15 @@ def load_model(
     )
 
 
+def read_labels(name: str = DEFAULT_MODEL, *, revision: str | None = None) -> dict[int, str]:
+    """The model's class names by index, from its config (no weights): ``vmae labels``.
+
+    Raises :class:`ModelLoadError` as :func:`read_model_spec` does.
+    """
+    spec = read_model_spec(name, revision=revision)
+    return dict(sorted(_id2label(name, revision, spec.offline).items()))
+
+
 def _id2label(name: str, revision: str | None, offline: bool) -> dict[int, str]:
     """The class names config.json declares (what ``model.config.id2label`` would hold)."""
     config = _config_json(name, "config.json", revision, offline)
