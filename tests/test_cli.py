@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import shutil
 import warnings
@@ -540,3 +541,23 @@ def test_labels_prints_the_models_labels_as_csv(tiny_model_dir: Path, tmp_path: 
     )
     missing = _run("labels", "--model", str(tmp_path / "nowhere"))
     assert missing.exit_code == EXIT_FATAL and "does not exist" in missing.output
+
+
+def test_files_from_stdin_with_nul_separated_names(
+    tmp_path: Path, test_videos, tiny_model_dir: Path
+) -> None:
+    odd = tmp_path / "new\nline.mp4"
+    shutil.copy(test_videos["h264"], odd)
+    listing = b"\0".join([os.fsencode(odd), os.fsencode(tmp_path / "gone.mp4"), b""])
+    result = runner.invoke(
+        app,
+        ["classify", "--files-from", "-", "--null", "-m", str(tiny_model_dir), "-f", "jsonl"],
+        input=listing,
+        catch_exceptions=False,
+    )
+    assert result.exit_code == EXIT_SOME_FAILED, result.output
+    rows = {r["path"]: r for r in map(json.loads, result.stdout.splitlines())}
+    assert rows[str(odd)]["status"] == "ok"
+    assert rows[str(tmp_path / "gone.mp4")]["status"] == "not_found"
+    nothing = _run("classify", "-m", str(tiny_model_dir))
+    assert nothing.exit_code == EXIT_USAGE and "--files-from" in nothing.output

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -122,3 +123,56 @@ def test_non_utf8_names_survive_the_walk(tmp_path: Path) -> None:
         f.write(b"x")
     found = list(iter_video_paths([str(tmp_path)]))
     assert [os.fsencode(p) for p in found] == [raw]
+
+
+# ---------------------------------------------------------------------------------------
+# File lists (--files-from) and filters (--include / --exclude)
+# ---------------------------------------------------------------------------------------
+
+
+def test_a_file_list_by_lines_by_nul_and_relative_to_its_folder(tmp_path: Path) -> None:
+    from vmae_cli.discovery import read_file_list
+
+    lines = tmp_path / "list.txt"
+    lines.write_bytes(b"a.mp4\r\n/abs/b.mp4\n\nsub/c d.mkv\n")
+    assert read_file_list(lines) == [
+        str(tmp_path / "a.mp4"),
+        "/abs/b.mp4",
+        str(tmp_path / "sub" / "c d.mkv"),
+    ]
+    nul = tmp_path / "list0"
+    nul.write_bytes(b"/x/new\nline.mp4\0/x/\xff.mp4\0")
+    assert read_file_list(nul, null=True) == ["/x/new\nline.mp4", os.fsdecode(b"/x/\xff.mp4")]
+    stdin = io.BytesIO(b"rel.mp4\n")
+    assert read_file_list("-", stdin=stdin) == ["rel.mp4"]  # stdin: the current folder
+
+
+def test_a_file_list_from_a_csv_or_parquet_column(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from vmae_cli.discovery import FileListError, InputNotFoundError, read_file_list
+
+    table = tmp_path / "t.csv"
+    table.write_text("\ufeffid,video\n1,/v/a.mp4\n2,\n3,/v/b.mp4\n", encoding="utf-8")
+    assert read_file_list(table, path_column="video") == ["/v/a.mp4", "/v/b.mp4"]
+    with pytest.raises(FileListError, match="no column 'path'.*id, video"):
+        read_file_list(table, path_column="path")
+    parquet = tmp_path / "t.parquet"
+    pd.DataFrame({"video": ["/v/a.mp4", "/v/b.mp4"]}).to_parquet(parquet)
+    assert read_file_list(parquet, path_column="video") == ["/v/a.mp4", "/v/b.mp4"]
+    with pytest.raises(InputNotFoundError):
+        read_file_list(tmp_path / "missing.txt")
+
+
+def test_include_and_exclude_filter_walked_paths(tmp_path: Path) -> None:
+    from vmae_cli.discovery import iter_video_paths, path_filter
+
+    for name in ("a.mp4", "b.MKV", "raw/c.mp4", "raw/GX01.mp4"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    names = lambda keep: [  # noqa: E731
+        os.path.relpath(p, tmp_path) for p in iter_video_paths([str(tmp_path)], keep=keep)
+    ]
+    assert names(path_filter(include=["*.mp4"])) == ["a.mp4", "raw/GX01.mp4", "raw/c.mp4"]
+    assert names(path_filter(exclude=["*/raw/*"])) == ["a.mp4", "b.MKV"]
+    assert names(path_filter(include=["*.mp4"], exclude=["GX*"])) == ["a.mp4", "raw/c.mp4"]

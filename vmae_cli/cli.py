@@ -236,7 +236,7 @@ def _log_to_stderr() -> None:
 
 def _exit_for(exc: BaseException) -> tuple[int, str]:
     """The one table from library errors to exit codes, with the line to print."""
-    from .discovery import InputNotFoundError
+    from .discovery import FileListError, InputNotFoundError
     from .extras import MissingExtraError
     from .model import DeviceError, ModelLoadError
     from .output import OutputBusyError
@@ -252,6 +252,8 @@ def _exit_for(exc: BaseException) -> tuple[int, str]:
         ProtocolError,
         RunOptionsError,
         SegmentsError,
+        FileListError,
+        typer.BadParameter,
     )
     table: tuple[tuple[Any, int, Any], ...] = (
         (InputNotFoundError, EXIT_USAGE, lambda e: f"no such file or directory: {e}"),
@@ -283,13 +285,13 @@ def _fail(exc: BaseException, debug: bool) -> typer.Exit:
 @app.command()
 def classify(
     inputs: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(
             metavar="INPUTS",
             help="Video files and/or folders (walked recursively).",
             show_default=False,
         ),
-    ],
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -308,6 +310,50 @@ def classify(
             "-f",
             help="Output format.",
             show_default="from -o's extension; csv on stdout",
+            rich_help_panel=PANEL_IO,
+        ),
+    ] = None,
+    files_from: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FILE|-",
+            help="Also classify the paths listed in FILE (- is stdin), one per line; "
+            "relative ones are taken from FILE's folder; a missing one gets a not_found row.",
+            rich_help_panel=PANEL_IO,
+        ),
+    ] = None,
+    null: Annotated[
+        bool,
+        typer.Option(
+            "--null",
+            "-0",
+            metavar="",
+            help="--files-from separates paths with NUL bytes (find -print0).",
+            rich_help_panel=PANEL_IO,
+        ),
+    ] = False,
+    path_column: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="--files-from is a CSV (or .parquet) file: the paths are in column NAME.",
+            rich_help_panel=PANEL_IO,
+        ),
+    ] = None,
+    include: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="GLOB",
+            help="Only walked files matching GLOB (repeatable; a pattern with / matches the "
+            "whole path, else the name).",
+            rich_help_panel=PANEL_IO,
+        ),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="GLOB",
+            help="Skip walked files matching GLOB (repeatable).",
             rich_help_panel=PANEL_IO,
         ),
     ] = None,
@@ -519,6 +565,8 @@ def classify(
     from .runner import STDOUT, STOPPED_BY_CLOSED_OUTPUT, RunHooks, RunOptions, StopRequest, run
 
     console = _stderr_console()
+    if not inputs and files_from is None:
+        raise _fail(typer.BadParameter("give INPUTS (files or folders) or --files-from"), debug)
     try:
         options = RunOptions(
             model=model,
@@ -528,6 +576,11 @@ def classify(
             backend=backend.value,
             format=fmt.value if fmt else None,
             segments_output=str(segments_out) if segments_out is not None else None,
+            files_from=files_from,
+            null=null,
+            path_column=path_column,
+            include=tuple(include or ()),
+            exclude=tuple(exclude or ()),
             escape_formulas=escape_formulas,
             resume=resume,
             retry_failed=retry_failed,
@@ -577,7 +630,7 @@ def classify(
     try:
         with progress:
             report = run(
-                inputs,
+                inputs or [],
                 STDOUT if output is None else str(output),
                 options=options,
                 hooks=hooks,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 #: File extensions treated as videos, compared case-insensitively.
 VIDEO_EXTENSIONS: frozenset[str] = frozenset(
@@ -94,7 +95,11 @@ def _ignore(path: str, reason: str) -> None:
     del path, reason
 
 
-def iter_video_paths(inputs: Iterable[str], on_error: OnWalkError = _ignore) -> Iterator[str]:
+def iter_video_paths(
+    inputs: Iterable[str],
+    on_error: OnWalkError = _ignore,
+    keep: Callable[[str], bool] | None = None,
+) -> Iterator[str]:
     """Yield the video files named by ``inputs``, walking directories recursively.
 
     Paths are yielded as ``find`` prints them: the argument joined with the path relative to
@@ -102,12 +107,14 @@ def iter_video_paths(inputs: Iterable[str], on_error: OnWalkError = _ignore) -> 
     Inside directories only names with a video extension are yielded; directories are walked
     depth-first with entries sorted by name, symlinks to directories are not followed.
     Anything that is not a directory (regular files, FIFOs, broken symlinks) is yielded when
-    its name looks like a video, so that a later stage can give it an error row.
+    its name looks like a video, so that a later stage can give it an error row. ``keep``
+    (see :func:`path_filter`) filters the paths found inside directories.
     """
     for arg in inputs:
         if os.path.isdir(arg):
             # Followed even when the argument itself is a symlink: the user named it.
-            yield from _walk(arg, on_error)
+            walked = _walk(arg, on_error)
+            yield from (walked if keep is None else filter(keep, walked))
         elif os.path.lexists(arg):
             yield arg
         else:
@@ -141,3 +148,100 @@ def _walk(top: str, on_error: OnWalkError) -> Iterator[str]:
 def count_video_paths(inputs: Iterable[str]) -> int:
     """Count what :func:`iter_video_paths` would yield, without keeping the paths."""
     return sum(1 for _ in iter_video_paths(list(inputs)))
+
+
+#: ``files_from`` value meaning "read the list from stdin".
+STDIN = "-"
+
+
+class FileListError(ValueError):
+    """A file list that cannot be read as asked (no such column, a Parquet reader missing)."""
+
+
+def read_file_list(
+    source: str | os.PathLike[str],
+    *,
+    null: bool = False,
+    path_column: str | None = None,
+    stdin: Any = None,
+) -> list[str]:
+    """The paths listed in ``source`` (``"-"``: ``stdin``, by default the process's).
+
+    One path per line, or separated by NUL bytes with ``null`` (what ``find -print0``
+    writes, so that names holding newlines survive); empty entries are skipped and a line's
+    trailing ``\\r`` is dropped. With ``path_column`` the list is a CSV file (a UTF-8 BOM is
+    read as such) or, by its ``.parquet`` extension, a Parquet file, and the paths are that
+    column. Names are read as bytes and decoded as the file system does, so names that are
+    not UTF-8 still name their files. A relative path is taken relative to the list's folder
+    (to the current folder for stdin), so a list can travel with its videos.
+    """
+    import sys
+
+    source = os.fspath(source)
+    if source == STDIN:
+        stream = stdin if stdin is not None else sys.stdin
+        data = getattr(stream, "buffer", stream).read()
+        if isinstance(data, str):
+            data = os.fsencode(data)
+        base = ""
+    else:
+        if not os.path.exists(source):
+            raise InputNotFoundError(source)
+        with open(source, "rb") as f:
+            data = f.read()
+        base = os.path.dirname(os.path.abspath(source))
+    if path_column is not None:
+        names = _column(data, source, path_column)
+    elif null:
+        names = [os.fsdecode(p) for p in data.split(b"\0")]
+    else:
+        names = [os.fsdecode(line.removesuffix(b"\r")) for line in data.split(b"\n")]
+    return [os.path.join(base, n) if base and not os.path.isabs(n) else n for n in names if n]
+
+
+def _column(data: bytes, source: str, column: str) -> list[str]:
+    """Column ``column`` of a CSV (or, by its extension, Parquet) list."""
+    if source.lower().endswith(".parquet"):
+        try:
+            import io
+
+            import pandas as pd
+
+            frame = pd.read_parquet(io.BytesIO(data), columns=[column])
+        except ImportError:
+            raise FileListError(
+                f"reading the Parquet list {source} needs pyarrow: pip install pyarrow"
+            ) from None
+        except (KeyError, ValueError) as exc:
+            raise FileListError(f"{source}: no column {column!r} ({exc})") from None
+        return [str(v) for v in frame[column] if isinstance(v, str) and v]
+    import csv
+    import io
+
+    text = data.decode("utf-8-sig", "surrogateescape")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if column not in (reader.fieldnames or []):
+        found = ", ".join(reader.fieldnames or []) or "none"
+        raise FileListError(f"{source} has no column {column!r} (columns: {found})")
+    return [row[column] for row in reader if row.get(column)]
+
+
+def path_filter(include: Iterable[str] = (), exclude: Iterable[str] = ()) -> Callable[[str], bool]:
+    """Whether a walked path is kept: it matches one of ``include`` (when any is given) and
+    none of ``exclude``. Shell patterns (``fnmatch``): one without a ``/`` is matched
+    against the file's name (``*.mp4``, ``GX*``), one with a ``/`` against the whole path
+    (``*/raw/*``)."""
+    import fnmatch
+
+    include, exclude = tuple(include), tuple(exclude)
+
+    def matches(path: str, pattern: str) -> bool:
+        target = path if "/" in pattern else os.path.basename(path)
+        return fnmatch.fnmatchcase(target, pattern)
+
+    def keep(path: str) -> bool:
+        if include and not any(matches(path, p) for p in include):
+            return False
+        return not any(matches(path, p) for p in exclude)
+
+    return keep

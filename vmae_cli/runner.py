@@ -14,6 +14,7 @@ and may end it early through a :class:`StopRequest`.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import threading
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from .discovery import as_inputs, check_inputs, iter_video_paths
+from .discovery import as_inputs, check_inputs, iter_video_paths, path_filter, read_file_list
 from .extras import require
 from .model import (
     BACKEND_AUTO,
@@ -88,6 +89,13 @@ class RunOptions:
     format: str | None = None  # from the output's extension when None; csv on stdout
     #: Where window rows go with segments (a .csv/.jsonl file, "-" for stdout; None: none).
     segments_output: str | os.PathLike[str] | None = None
+    #: More inputs from a list (``discovery.read_file_list``: a file, or "-" for stdin); a
+    #: listed path that does not exist gets a ``not_found`` row.
+    files_from: str | os.PathLike[str] | None = None
+    null: bool = False  # the list is NUL-separated (find -print0)
+    path_column: str | None = None  # the list is a CSV/Parquet file; paths in this column
+    include: tuple[str, ...] = ()  # shell patterns a walked path must match (one of)
+    exclude: tuple[str, ...] = ()  # shell patterns a walked path must not match
     escape_formulas: bool = True
     resume: bool = False
     retry_failed: bool = False  # implies resume
@@ -338,10 +346,17 @@ class _Run:
         self.stop = stop or StopRequest()
         self.resume = options.resume or options.retry_failed
         self.windows_format: str | None = None  # of segments_output, once checked
+        self.listed: list[str] = []  # the paths of files_from, read before any work
 
     def execute(self) -> RunReport:
         started, t0 = time.time(), time.perf_counter()
         check_inputs(self.inputs)
+        o = self.opts
+        self.listed = (
+            read_file_list(o.files_from, null=o.null, path_column=o.path_column)
+            if o.files_from is not None
+            else []
+        )
         _check_engine(self.opts)
         fmt = resolve_format(self.output, self.opts.format)
         to_file = self.output is not None and self.output != STDOUT
@@ -578,12 +593,28 @@ class _Run:
     def _walk(self) -> list[str] | None:
         """Every video path in the inputs (one walk), or ``None`` when stopped meanwhile."""
         self._status("listing the videos")
+        o = self.opts
+        keep = path_filter(o.include, o.exclude) if o.include or o.exclude else None
         paths = []
-        walk = iter_video_paths(self.inputs, lambda p, why: self._warn(f"cannot read {p}: {why}"))
-        for path in walk:
+        seen: set[str] = set()  # a video named twice (walked and listed) gets one row
+
+        def warn(path: str, why: str) -> None:
+            self._warn(f"cannot read {path}: {why}")
+
+        walked = iter_video_paths(self.inputs, warn, keep)
+        # A listed folder is walked; a listed file is taken as it is, even when missing.
+        listed = (
+            p
+            for entry in self.listed
+            for p in (iter_video_paths([entry], warn, keep) if os.path.isdir(entry) else [entry])
+        )
+        for path in itertools.chain(walked, listed):
             if self.stop.is_set():
                 return None
-            paths.append(path)
+            key = os.path.normpath(path)
+            if key not in seen:
+                seen.add(key)
+                paths.append(path)
         return paths
 
     def _unfinished(
