@@ -829,6 +829,59 @@ def _window_line(w: Any) -> str:
 
 
 @app.command()
+def summarize(
+    results: Annotated[
+        list[Path],
+        typer.Argument(metavar="RESULTS", help="CSV/JSONL files written by vmae classify."),
+    ],
+    by: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="TABLE",
+            help="status, label (with score distribution), folder:N (N levels below the "
+            "folder all videos share) or failed; repeatable.",
+            show_default="all four, folder:1",
+        ),
+    ] = None,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            metavar="table|csv|jsonl",
+            help="table: text tables; csv or jsonl: the first --by table, for machines.",
+        ),
+    ] = "table",
+) -> None:
+    """Count what vmae's rows say: by status, label, folder; the failed videos."""
+    from .summary import Grouping, SummaryError, read_results, render, table_for
+
+    try:
+        if fmt not in ("table", "csv", "jsonl"):
+            raise SummaryError(f"--format {fmt!r}: use table, csv or jsonl")
+        groupings = [Grouping.parse(b) for b in by or ["status", "label", "folder:1", "failed"]]
+        rows = read_results(results)
+    except SummaryError as exc:
+        _say(_stderr_console(), f"vmae: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    if fmt == "csv":
+        table_for(rows, groupings[0]).to_csv(sys.stdout, index=False, lineterminator="\n")
+        return
+    if fmt == "jsonl":
+        text = table_for(rows, groupings[0]).to_json(
+            orient="records", lines=True, force_ascii=False
+        )
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return
+    parts = [f"{len(rows)} rows in {len(results)} file{'s' if len(results) != 1 else ''}", ""]
+    for g in groupings:
+        title = f"by folder (depth {g.depth})" if g.table == "folder" else g.table
+        title = {"status": "by status", "label": "by label (ok videos)"}.get(title, title)
+        parts.append(render(title, table_for(rows, g)))
+    typer.echo("\n".join(parts).rstrip())
+
+
+@app.command()
 def labels(model: ModelOpt = DEFAULT_MODEL, revision: RevisionOpt = None) -> None:
     """Print the model's labels as CSV (index,label): a start for a label map."""
     import csv

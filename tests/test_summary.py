@@ -1,0 +1,110 @@
+"""vmae_cli.summary and `vmae summarize`: counts of what vmae's rows say."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from vmae_cli import run
+from vmae_cli.cli import EXIT_OK, EXIT_USAGE, app
+from vmae_cli.summary import (
+    Grouping,
+    SummaryError,
+    by_folder,
+    by_label,
+    by_status,
+    failed,
+    read_results,
+)
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory, test_videos, bad_files, tiny_model_dir) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("summary")
+    videos = root / "videos"
+    for folder, names in {"cam1": ("h264", "vp9"), "cam2/deep": ("mjpeg",)}.items():
+        (videos / folder).mkdir(parents=True)
+        for name in names:
+            shutil.copy(test_videos[name], videos / folder / test_videos[name].name)
+    shutil.copy(bad_files["text"], videos / "cam2" / "broken.mp4")
+    shutil.copy(test_videos["hevc"], videos / "top.mp4")
+    out_csv, out_jsonl = root / "out.csv", root / "out.jsonl"
+    run(videos, out_csv, model=str(tiny_model_dir), workers=1)
+    run(videos, out_jsonl, model=str(tiny_model_dir), workers=1)
+    return out_csv, out_jsonl
+
+
+def _independent(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_counts_equal_those_of_the_csv_read_independently(outputs) -> None:
+    out_csv, out_jsonl = outputs
+    rows = _independent(out_csv)
+    for source in (out_csv, out_jsonl):
+        table = read_results([source])
+        statuses = dict(zip(*by_status(table)[["status", "videos"]].T.values, strict=True))
+        assert statuses == Counter(r["status"] for r in rows)
+        labels = by_label(table)
+        want = Counter(r["label"] for r in rows if r["status"] == "ok")
+        assert dict(zip(labels["label"], labels["videos"], strict=True)) == want
+        assert list(failed(table)["status"]) == ["not_video"]
+    both = read_results([out_csv, out_jsonl])
+    assert len(both) == 2 * len(rows)
+
+
+def test_by_folder_groups_below_the_folder_all_videos_share(outputs) -> None:
+    table = read_results([outputs[0]])
+    one = by_folder(table, 1).set_index("folder")
+    assert one["videos"].to_dict() == {".": 1, "cam1": 2, "cam2": 2}
+    assert one.loc["cam2", "failed"] == 1
+    two = by_folder(table, 2)
+    assert set(two["folder"]) == {".", "cam1", "cam2", "cam2/deep"}
+
+
+def test_formula_escapes_and_escaped_paths_read_back(tmp_path: Path) -> None:
+    out = tmp_path / "hand.csv"
+    out.write_text(
+        "\ufeffpath,status,error,label,score\r\n"
+        "a/\\xff.mp4,ok,,'=SUM(1),0.5\r\n"
+        "a/b.mp4,ok,,'=SUM(1),0.7\r\n",
+        encoding="utf-8",
+    )
+    table = read_results([out])
+    assert list(by_label(table)["label"]) == ["=SUM(1)"]
+    assert table["path"][0] == "a/\\xff.mp4"
+
+
+def test_what_is_not_vmae_output_is_named_in_one_line(tmp_path: Path) -> None:
+    other = tmp_path / "other.csv"
+    other.write_text("a,b\n1,2\n")
+    with pytest.raises(SummaryError, match="other.csv: not a vmae output"):
+        read_results([other])
+    with pytest.raises(SummaryError, match="not a vmae output"):
+        read_results([tmp_path / "notes.txt"])
+    with pytest.raises(SummaryError, match="folder depth"):
+        Grouping.parse("folder:0")
+
+
+def test_the_command_prints_tables_or_one_table_for_machines(outputs) -> None:
+    out_csv, _ = outputs
+    cli = CliRunner()
+    text = cli.invoke(app, ["summarize", str(out_csv)])
+    assert text.exit_code == EXIT_OK, text.output
+    for title in ("## by status", "## by label (ok videos)", "## by folder (depth 1)"):
+        assert title in text.stdout
+    lines = cli.invoke(app, ["summarize", str(out_csv), "--by", "folder:1", "-f", "jsonl"])
+    folders = [json.loads(line)["folder"] for line in lines.stdout.splitlines()]
+    assert folders == [".", "cam1", "cam2"]
+    table = cli.invoke(app, ["summarize", str(out_csv), "--by", "status", "-f", "csv"])
+    assert next(csv.reader(io.StringIO(table.stdout))) == ["status", "videos", "share"]
+    bad = cli.invoke(app, ["summarize", str(out_csv), "--by", "colour"])
+    assert bad.exit_code == EXIT_USAGE and "--by 'colour'" in bad.output

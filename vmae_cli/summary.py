@@ -1,0 +1,197 @@
+"""`vmae summarize`: what a run's rows say, counted (pandas).
+
+Reads one or more outputs of `vmae classify` (CSV with its byte-order mark and formula
+escapes, or JSONL) into one table, then counts: rows by status, ok rows by top-1 label with
+the distribution of their scores, rows by folder at a chosen depth, and the failed rows with
+their errors. Each count is a small :class:`pandas.DataFrame`; :func:`render` prints them as
+text tables, and the CLI writes one of them as CSV or JSONL for machines.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .writers import EXTENSIONS, FORMULA_PREFIXES
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: What ``--by`` may ask for; ``folder:N`` takes a depth.
+TABLES = ("status", "label", "folder", "failed")
+#: Columns a file must have to be read as vmae's output.
+REQUIRED_COLUMNS = ("path", "status")
+#: Text columns whose formula escape (a leading ``'``) is undone.
+TEXT_COLUMNS = ("path", "error", "label", "notes", "timeline")
+
+
+class SummaryError(ValueError):
+    """A file that is not vmae's output, or a table that cannot be made; one line."""
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """A ``--by`` choice: a table name, and for ``folder`` the depth (folders below the
+    inputs' common folder)."""
+
+    table: str
+    depth: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> Grouping:
+        """``status``, ``label``, ``failed``, ``folder`` or ``folder:N`` (N >= 1)."""
+        name, _, depth = text.partition(":")
+        if name not in TABLES or (depth and name != "folder"):
+            raise SummaryError(f"--by {text!r}: use one of status, label, failed, folder:N")
+        if not depth:
+            return cls(name)
+        if not depth.isdigit() or int(depth) < 1:
+            raise SummaryError(f"--by {text!r}: the folder depth must be 1 or more")
+        return cls(name, int(depth))
+
+
+def read_results(paths: Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
+    """The rows of vmae outputs (``.csv``, ``.jsonl``, ``.ndjson``) as one table of text
+    cells (``score`` as a number), with CSV formula escapes undone. Raises
+    :class:`SummaryError` naming what is wrong with a file that is not vmae's output."""
+    import pandas as pd
+
+    frames = []
+    for path in map(os.fspath, paths):
+        fmt = EXTENSIONS.get(os.path.splitext(path)[1].lower())
+        if fmt is None:
+            raise SummaryError(f"{path}: not a vmae output (.csv, .jsonl or .ndjson)")
+        try:
+            if fmt == "csv":
+                frame = pd.read_csv(path, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+                for column in TEXT_COLUMNS:
+                    if column in frame:
+                        frame[column] = frame[column].map(_unescape)
+            else:
+                frame = pd.read_json(path, lines=True, dtype=False)
+        except FileNotFoundError:
+            raise SummaryError(f"{path}: no such file") from None
+        except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise SummaryError(f"{path}: not a vmae {fmt} output ({first})") from None
+        missing = [c for c in REQUIRED_COLUMNS if c not in frame]
+        if missing and len(frame.columns):
+            raise SummaryError(f"{path}: not a vmae output (no {' or '.join(missing)} column)")
+        frames.append(frame)
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    for column in (*REQUIRED_COLUMNS, "label", "error"):
+        if column not in table:
+            table[column] = ""
+    table["score"] = pd.to_numeric(table.get("score"), errors="coerce")
+    table[["label", "error"]] = table[["label", "error"]].fillna("").astype(str)
+    return table
+
+
+def _unescape(cell: str) -> str:
+    """A CSV cell as vmae wrote it before escaping a formula (``'=x`` -> ``=x``)."""
+    if len(cell) > 1 and cell[0] == "'" and cell[1] in "".join(FORMULA_PREFIXES):
+        return cell[1:]
+    return cell
+
+
+def by_status(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows per status, most first, with their share of all rows."""
+    counts = rows["status"].value_counts()
+    return _with_share(counts.rename_axis("status").reset_index(name="videos"))
+
+
+def by_label(rows: pd.DataFrame) -> pd.DataFrame:
+    """Ok rows per top-1 label, most first, with the distribution of their scores."""
+    ok = rows[rows["status"] == "ok"]
+    scores = ok.groupby("label")["score"]
+    table = scores.agg(
+        videos="size",
+        score_min="min",
+        score_p10=lambda s: s.quantile(0.1),
+        score_median="median",
+        score_p90=lambda s: s.quantile(0.9),
+        score_max="max",
+    ).reset_index()
+    table = table.sort_values(["videos", "label"], ascending=[False, True])
+    return _with_share(table.reset_index(drop=True))
+
+
+def by_folder(rows: pd.DataFrame, depth: int = 1) -> pd.DataFrame:
+    """Rows per folder ``depth`` levels below the folder all paths share (``.`` for videos
+    right in it): videos, ok, failed, and the most frequent ok label."""
+    folders = _folders(rows["path"].tolist(), depth)
+    table = rows.assign(folder=folders, ok=rows["status"] == "ok")
+    grouped = table.groupby("folder")
+    out = grouped.agg(videos=("path", "size"), ok=("ok", "sum")).reset_index()
+    out["failed"] = out["videos"] - out["ok"]
+    top = table[table["ok"]].groupby("folder")["label"].agg(lambda s: s.value_counts().index[0])
+    out["top_label"] = out["folder"].map(top).fillna("")
+    return out.sort_values("folder").reset_index(drop=True)
+
+
+def failed(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows that are not ok: path, status, error."""
+    bad = rows[rows["status"] != "ok"][["path", "status", "error"]]
+    return bad.sort_values(["status", "path"]).reset_index(drop=True)
+
+
+def table_for(rows: pd.DataFrame, grouping: Grouping) -> pd.DataFrame:
+    """The table ``grouping`` names."""
+    if grouping.table == "status":
+        return by_status(rows)
+    if grouping.table == "label":
+        return by_label(rows)
+    if grouping.table == "folder":
+        return by_folder(rows, grouping.depth)
+    return failed(rows)
+
+
+def _folders(paths: list[str], depth: int) -> list[str]:
+    """Each path's folder ``depth`` levels below the folder all of them share."""
+    dirs = [os.path.dirname(os.path.normpath(p)) for p in paths]
+    try:
+        root = os.path.commonpath(dirs) if dirs else ""
+    except ValueError:  # absolute and relative paths mixed
+        root = ""
+    out = []
+    for d in dirs:
+        rel = os.path.relpath(d, root) if root else d
+        parts = [p for p in rel.split(os.sep) if p and p != "."]
+        out.append(os.sep.join(parts[:depth]) or ".")
+    return out
+
+
+def _with_share(table: pd.DataFrame) -> pd.DataFrame:
+    total = table["videos"].sum()
+    table["share"] = (table["videos"] / total).round(4) if total else 0.0
+    return table
+
+
+def render(title: str, table: pd.DataFrame) -> str:
+    """A text table under a ``## title`` line: columns padded, numbers right-aligned,
+    scores to 3 decimals (markdown-like, readable in a terminal and in a log)."""
+    if table.empty:
+        return f"## {title}\n\n(none)\n"
+    cells = [[_cell(v) for v in row] for row in table.itertuples(index=False)]
+    header = [str(c) for c in table.columns]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+    numeric = [table[c].dtype.kind in "iuf" for c in table.columns]
+
+    def line(values: list[str]) -> str:
+        padded = [
+            v.rjust(w) if num else v.ljust(w)
+            for v, w, num in zip(values, widths, numeric, strict=True)
+        ]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([f"## {title}", "", line(header), rule, *map(line, cells), ""])
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.3f}"
+    return str(value).replace("\n", "\\n").replace("|", "\\|")
