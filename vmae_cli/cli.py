@@ -57,6 +57,8 @@ SamplingName = Enum("SamplingName", {name: name for name in SAMPLING_CHOICES}, t
 DtypeName = Enum("DtypeName", {name: name for name in DTYPE_CHOICES}, type=str)  # type: ignore[misc]
 BackendName = Enum("BackendName", {name: name for name in BACKEND_CHOICES}, type=str)  # type: ignore[misc]
 EngineName = Enum("EngineName", {name: name for name in ENGINES}, type=str)  # type: ignore[misc]
+#: `vmae summarize --format`: text tables, or one table in a row format.
+SummaryFormat = Enum("SummaryFormat", {n: n for n in ("table", *WRITERS)}, type=str)  # type: ignore[misc]
 
 
 def _device(value: str) -> str:
@@ -244,6 +246,7 @@ def _exit_for(exc: BaseException) -> tuple[int, str]:
     from .ray_engine import EngineError
     from .runner import RunOptionsError
     from .segments import SegmentsError
+    from .summary import SummaryError
     from .writers import OutputMismatchError, UnknownFormatError
 
     usage = (
@@ -253,6 +256,7 @@ def _exit_for(exc: BaseException) -> tuple[int, str]:
         RunOptionsError,
         SegmentsError,
         FileListError,
+        SummaryError,
         typer.BadParameter,
     )
     table: tuple[tuple[Any, int, Any], ...] = (
@@ -843,27 +847,24 @@ def summarize(
             show_default="all four, folder:1",
         ),
     ] = None,
-    fmt: Annotated[
-        str,
+    summary_format: Annotated[
+        SummaryFormat,
         typer.Option(
             "--format",
             "-f",
-            metavar="table|csv|jsonl",
             help="table: text tables; csv or jsonl: the first --by table, for machines.",
         ),
-    ] = "table",
+    ] = SummaryFormat.table,  # type: ignore[attr-defined]
 ) -> None:
     """Count what vmae's rows say: by status, label, folder; the failed videos."""
-    from .summary import Grouping, SummaryError, read_results, render, table_for
+    from .summary import Grouping, read_results, render, table_for
 
     try:
-        if fmt not in ("table", "csv", "jsonl"):
-            raise SummaryError(f"--format {fmt!r}: use table, csv or jsonl")
         groupings = [Grouping.parse(b) for b in by or ["status", "label", "folder:1", "failed"]]
         rows = read_results(results)
-    except SummaryError as exc:
-        _say(_stderr_console(), f"vmae: {exc}")
-        raise typer.Exit(EXIT_USAGE) from None
+    except Exception as exc:  # noqa: BLE001 - mapped by _exit_for, one table
+        raise _fail(exc, False) from None
+    fmt = summary_format.value
     if fmt == "csv":
         table_for(rows, groupings[0]).to_csv(sys.stdout, index=False, lineterminator="\n")
         return

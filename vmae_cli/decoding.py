@@ -429,22 +429,28 @@ def decode_pyav(path: str, sampler: int | Sampler, transform: FrameTransform) ->
                 wanted = set(sampler(facts.reported))
                 facts.rotation = display_rotation(frame)
             if n in wanted:
-                rgb = _rgb_upright(frame)
-                if facts.shape is None:
-                    facts.shape = rgb.shape[:2]
-                kept[n] = transform(rgb)
+                kept[n] = _keep(frame, facts, transform)
             n += 1
         indices, missing = _plan(DECODER_PYAV, facts, n, sampler, kept)
-        if missing:
-            for i, (frame, _) in enumerate(_pyav_frames(name)):
-                if i in missing:
-                    rgb = _rgb_upright(frame)
-                    if facts.shape is None:
-                        facts.shape = rgb.shape[:2]
-                    kept[i] = transform(rgb)
-                if i >= max(missing):
-                    break
+        kept.update(_pyav_refetch(name, missing, facts, transform))
         return _finish(DECODER_PYAV, facts, n, indices, kept)
+
+
+def _pyav_refetch(
+    name: str, wanted: set[int], facts: StreamFacts, transform: FrameTransform
+) -> dict[int, Any]:
+    """A second sequential PyAV pass for the frames a first one could not know it needed
+    (the header's frame count was wrong): ``wanted`` kept, decoding stopped after the last."""
+    kept: dict[int, Any] = {}
+    if not wanted:
+        return kept
+    last = max(wanted)
+    for i, (frame, _) in enumerate(_pyav_frames(name)):
+        if i in wanted:
+            kept[i] = _keep(frame, facts, transform)
+        if i >= last:
+            break
+    return kept
 
 
 # --------------------------------------------------------------------------------------
@@ -639,14 +645,12 @@ def _planned_frames(
     facts: StreamFacts,
     skip_nonref: bool,
     counts: DecodeCounts | None = None,
-    failed: list[float | None] | None = None,
 ) -> Iterator[tuple[int, Any]]:
     """Carry out a seek plan (:func:`~vmae_cli.seeking.plan_seeks` over ``index``); yield
     ``(frame index, kept frame)`` for each target in presentation order, with :data:`_MISSING`
     for a target that did not come out of the decoder (a damaged packet). ``skip_nonref``: skip
     non-reference frames that are not targets, where
-    :func:`~vmae_cli.seeking.skips_nonref_exactly` allows it. ``failed`` collects the times of
-    packets that failed to decode."""
+    :func:`~vmae_cli.seeking.skips_nonref_exactly` allows it."""
     cc = stream.codec_context
     skip = skip_nonref and skips_nonref_exactly(cc.name, cc.extradata)
     position = {pts: i for i, pts in enumerate(index.shown)}
@@ -654,9 +658,7 @@ def _planned_frames(
         container.seek(segment.seek_to, stream=stream, backward=True, any_frame=False)
         targets = segment.targets  # ascending
         next_target = 0
-        frames = _decoded_frames(
-            container, stream, targets, skip_nonref=skip, counts=counts, failed=failed
-        )
+        frames = _decoded_frames(container, stream, targets, skip_nonref=skip, counts=counts)
         for frame in frames:
             if frame.pts is None:
                 raise NotSeekable("a decoded frame without a timestamp")
@@ -718,11 +720,15 @@ def decode_video(
             if first is None or first.failure.status == STATUS_NOT_VIDEO:
                 first = exc
         except MemoryError:
-            return None, Failure(STATUS_TOO_LARGE, "out of memory while decoding"), VideoMeta()
+            return None, _OUT_OF_MEMORY, VideoMeta()
         except Exception as exc:  # noqa: BLE001 - a decoder bug must cost one row, not the run
             first = first or DecodeFailure(STATUS_ERROR, f"{type(exc).__name__}: {exc}")
     assert first is not None
     return None, _reported_failure(first, head, path), first.meta
+
+
+#: How a video that exhausted memory while decoding is reported.
+_OUT_OF_MEMORY = Failure(STATUS_TOO_LARGE, "out of memory while decoding")
 
 
 def _reported_failure(exc: DecodeFailure, head: bytes, path: str) -> Failure:
@@ -925,7 +931,7 @@ def decode_windows(
                 failure, meta = exact_failure, exact_meta
         done = WindowsDone(meta, failure=failure)
     except MemoryError:
-        done = WindowsDone(VideoMeta(), failure=Failure(STATUS_TOO_LARGE, "out of memory"))
+        done = WindowsDone(VideoMeta(), failure=_OUT_OF_MEMORY)
     except Exception as exc:  # noqa: BLE001 - a decoder bug must cost one row, not the run
         done = WindowsDone(
             VideoMeta(), failure=Failure(STATUS_ERROR, f"{type(exc).__name__}: {exc}")
@@ -962,13 +968,10 @@ def _indexed_windows(
             start = _seconds(index.shown[w.start_frame], time_base)
             return DecodedWindow(w, frames, start, _seconds(index.shown[w.end_frame], time_base))
 
-        failed: list[float | None] = []
         missing: list[int] = []
         got: dict[int, Any] = {}
         stopped = ""
-        frames = _planned_frames(
-            container, stream, index, segments, transform, facts, True, failed=failed
-        )
+        frames = _planned_frames(container, stream, index, segments, transform, facts, True)
         try:
             for i, frame in frames:
                 got[i] = frame
@@ -1038,14 +1041,9 @@ def _sequential_windows(
     if tracker is None:
         raise _no_frames(DECODER_PYAV, facts)
     rest = tracker.finish(n)
+    # The header's count was far off when the last window's frames were not all kept.
     need = {i for w in rest for i in w.frame_indices} - kept.keys()
-    if need:
-        # The header's count was far off: fetch the last window's frames again.
-        for i, (frame, _) in enumerate(_pyav_frames(name)):
-            if i in need:
-                kept[i] = _keep(frame, facts, transform)
-            if i >= max(need):
-                break
+    kept.update(_pyav_refetch(name, need, facts, transform))
     for w in rest:
         frames = [kept.get(i, _MISSING) for i in w.frame_indices]
         yield _timed(w, None if any(f is _MISSING for f in frames) else frames, times)

@@ -177,14 +177,18 @@ class OutputFile:
             os.ftruncate(self.fd, 0)
             return []
         header, rows, tail = parse_output(_read_all(self.fd), fmt)
+        self._check_columns(header, columns)
+        self._read = header, rows, tail
+        self.is_empty = header is None and not rows
+        return rows
+
+    def _check_columns(self, header: bytes | None, columns: list[str] | None) -> None:
+        """Refuse to continue a CSV whose header is not the one this run writes."""
         if header is not None and columns is not None and csv_columns(header) != columns:
             raise OutputMismatchError(
                 f"{self.path} has other columns than this run would write (different "
                 "--top-k?); use the same options as before, or another output file"
             )
-        self._read = header, rows, tail
-        self.is_empty = header is None and not rows
-        return rows
 
     def keep_only(self, rows: list[PreviousRow]) -> None:
         """Rewrite the file read by :meth:`start_windows` with only ``rows`` (in the file's
@@ -232,11 +236,7 @@ class OutputFile:
         """Read the rows, and rewrite the file without a torn tail or older duplicates if it
         has them; returns the newest row per path. ``columns``: see :meth:`start`."""
         header, rows, tail = parse_output(_read_all(self.fd), fmt)
-        if header is not None and columns is not None and csv_columns(header) != columns:
-            raise OutputMismatchError(
-                f"{self.path} has other columns than this run would write (different "
-                "--top-k?); use the same options as before, or another output file"
-            )
+        self._check_columns(header, columns)
         newest = newest_per_path(rows)
         self.is_empty = header is None and not rows
         if len(newest) != len(rows) or tail:
