@@ -40,6 +40,49 @@ def test_predict_returns_probabilities(loaded_tiny) -> None:
     assert torch.allclose(probs.sum(-1), torch.ones(3), atol=1e-5)
 
 
+def _hf_pooled(model, pixel_values: torch.Tensor) -> torch.Tensor:
+    """What Hugging Face's VideoMAE hands its classifier, computed here from its parts."""
+    hidden = model.videomae(pixel_values).last_hidden_state
+    return model.fc_norm(hidden.mean(1)) if model.fc_norm is not None else hidden[:, 0]
+
+
+def test_embeddings_are_what_the_head_receives_from_the_same_call(loaded_tiny) -> None:
+    from vmae_cli.preprocessing import normalize
+
+    frames = torch.randint(0, 256, (3, 8, 3, 64, 64), dtype=torch.uint8)
+    out = loaded_tiny.infer(frames, embeddings=True)
+    with torch.inference_mode():
+        pixel_values = normalize(frames, loaded_tiny.preprocess, dtype=torch.float32)
+        want = _hf_pooled(loaded_tiny.model, pixel_values)
+        logits = loaded_tiny.model.classifier(want)
+    assert out.embeddings.shape == (3, loaded_tiny.model.config.hidden_size)
+    assert out.embeddings.dtype == torch.float32
+    assert (out.embeddings - want).abs().max().item() <= 1e-5
+    assert torch.allclose(out.probs, torch.softmax(logits, -1), atol=1e-6)
+    # Asked for nothing, nothing comes, and the hook is gone.
+    assert loaded_tiny.infer(frames).embeddings is None
+    assert not loaded_tiny.model.classifier._forward_pre_hooks
+
+
+def test_a_multi_label_checkpoint_gets_sigmoids(tmp_path: Path) -> None:
+    from tiny_model import make_tiny_model
+
+    model_dir = make_tiny_model(tmp_path, multi_label=True)
+    lm = load_model(str(model_dir), device="cpu", dtype="float32", backend="torch")
+    assert lm.multi_label
+    frames = torch.randint(0, 256, (2, 8, 3, 64, 64), dtype=torch.uint8)
+    with torch.inference_mode():
+        pixel_values = normalize_for(lm, frames)
+        logits = lm.model(pixel_values=pixel_values).logits
+    assert torch.allclose(lm.predict(frames), torch.sigmoid(logits), atol=1e-6)
+
+
+def normalize_for(lm, frames: torch.Tensor) -> torch.Tensor:
+    from vmae_cli.preprocessing import normalize
+
+    return normalize(frames, lm.preprocess, dtype=lm.dtype)
+
+
 def test_missing_folder_is_a_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="does not exist"):
         load_model(str(tmp_path / "nope"), device="cpu")

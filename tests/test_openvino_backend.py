@@ -96,6 +96,28 @@ def test_probabilities_agree_with_torch_float32(
     assert said.warnings == []
 
 
+def test_embeddings_agree_with_torch_and_multi_label_gets_sigmoids(
+    tiny_model_dir: Path, cache: Path, tmp_path: Path
+) -> None:
+    from tiny_model import make_tiny_model
+
+    reference = load_model(str(tiny_model_dir), device="cpu", dtype="float32", backend="torch")
+    ov = Said().load(tiny_model_dir, dtype="float32", backend="openvino")
+    x = _clips(reference.frames_per_clip, reference.preprocess.crop_hw[0], 3)
+    want = reference.infer(x, embeddings=True).embeddings
+    got = ov.infer(x, embeddings=True)
+    assert got.embeddings.shape == want.shape
+    assert (got.embeddings - want).abs().max().item() <= MAX_DIFF_F32
+    assert ov.infer(x).embeddings is None
+    multi = make_tiny_model(tmp_path / "multi", multi_label=True)
+    torch_ml = load_model(str(multi), device="cpu", dtype="float32", backend="torch")
+    ov_ml = Said().load(multi, dtype="float32", backend="openvino")
+    assert ov_ml.multi_label and torch_ml.multi_label
+    probs = ov_ml.predict(x)
+    assert (probs - torch_ml.predict(x)).abs().max().item() <= MAX_DIFF_F32
+    assert probs.sum(-1).max() > 1.5  # sigmoids: not a distribution
+
+
 def test_a_second_load_reuses_the_conversion(
     tiny_model_dir: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -27,9 +27,14 @@ TINY_LABELS = [
 
 
 def make_tiny_model(
-    out_dir: str | Path, *, legacy_preprocessor: bool = False, seed: int = 0
+    out_dir: str | Path,
+    *,
+    legacy_preprocessor: bool = False,
+    seed: int = 0,
+    multi_label: bool = False,
 ) -> Path:
-    """Save a random-weight VideoMAE classifier (and its preprocessor config) to ``out_dir``."""
+    """Save a random-weight VideoMAE classifier (and its preprocessor config) to ``out_dir``;
+    with ``multi_label``, a checkpoint whose ``problem_type`` is multi-label (sigmoids)."""
     import torch
     from transformers import VideoMAEConfig, VideoMAEForVideoClassification
 
@@ -47,6 +52,7 @@ def make_tiny_model(
         intermediate_size=64,
         id2label=dict(enumerate(TINY_LABELS)),
         label2id={label: i for i, label in enumerate(TINY_LABELS)},
+        problem_type="multi_label_classification" if multi_label else None,
     )
     VideoMAEForVideoClassification(config).eval().save_pretrained(out)
     if legacy_preprocessor:

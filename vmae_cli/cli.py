@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 
 # No torch, transformers or cv2 at import time: `vmae --help` must stay fast.
+from .embeddings import EMBEDDING_DTYPES
 from .model import BACKEND_CHOICES, DEFAULT_MODEL, DEVICE_CHOICES, DTYPE_CHOICES
 from .protocol import CROP_CHOICES, PROTOCOLS, SAMPLING_CHOICES
 from .ray_engine import DEFAULT_VIDEOS_PER_TASK
@@ -38,6 +39,7 @@ PANEL_MODEL = "Model"
 PANEL_SAMPLING = "Sampling"
 PANEL_SEGMENTS = "Segments: what happens when, in long videos"
 PANEL_SPEED = "Speed"
+PANEL_CURATION = "Curation: embeddings, label groups, thresholds"
 PANEL_CRON = "Cron and reliability"
 PANEL_RAY = "Many machines (--engine ray)"
 
@@ -57,6 +59,7 @@ SamplingName = Enum("SamplingName", {name: name for name in SAMPLING_CHOICES}, t
 DtypeName = Enum("DtypeName", {name: name for name in DTYPE_CHOICES}, type=str)  # type: ignore[misc]
 BackendName = Enum("BackendName", {name: name for name in BACKEND_CHOICES}, type=str)  # type: ignore[misc]
 EngineName = Enum("EngineName", {name: name for name in ENGINES}, type=str)  # type: ignore[misc]
+EmbeddingsDtype = Enum("EmbeddingsDtype", {n: n for n in EMBEDDING_DTYPES}, type=str)  # type: ignore[misc]
 #: `vmae summarize --format`: text tables, or one table in a row format.
 SummaryFormat = Enum("SummaryFormat", {n: n for n in ("table", *WRITERS)}, type=str)  # type: ignore[misc]
 
@@ -245,6 +248,7 @@ def _exit_for(exc: BaseException) -> tuple[int, str]:
     from .protocol import ProtocolError
     from .ray_engine import EngineError
     from .runner import RunOptionsError
+    from .scoring import LabelMapError
     from .segments import SegmentsError
     from .summary import SummaryError
     from .writers import OutputMismatchError, UnknownFormatError
@@ -257,6 +261,7 @@ def _exit_for(exc: BaseException) -> tuple[int, str]:
         SegmentsError,
         FileListError,
         SummaryError,
+        LabelMapError,
         typer.BadParameter,
     )
     table: tuple[tuple[Any, int, Any], ...] = (
@@ -372,6 +377,46 @@ def classify(
             rich_help_panel=PANEL_IO,
         ),
     ] = 1,
+    embeddings: Annotated[
+        Path | None,
+        typer.Option(
+            "--embeddings",
+            metavar="FILE.parquet",
+            help="Write the vector the classifier head receives (768 floats for ViT-B) for "
+            "every ok video, and every window with --segments, to this Parquet file.",
+            show_default="none",
+            rich_help_panel=PANEL_CURATION,
+        ),
+    ] = None,
+    embeddings_dtype: Annotated[
+        EmbeddingsDtype,
+        typer.Option(
+            help="Precision of the stored vectors.",
+            rich_help_panel=PANEL_CURATION,
+        ),
+    ] = EmbeddingsDtype.float16,  # type: ignore[attr-defined]
+    label_map: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE.csv",
+            help="label,group CSV: adds group (the group with the highest summed "
+            "probability) and group_score; labels it does not name are in group 'other'.",
+            show_default="no groups",
+            rich_help_panel=PANEL_CURATION,
+        ),
+    ] = None,
+    min_score: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            metavar="S",
+            help="A video (or window) whose top-1 score is below S gets an empty label and "
+            "low_confidence true; its scores stay. Multi-label models: labels at or above S.",
+            show_default="none; 0.5 for multi-label models",
+            rich_help_panel=PANEL_CURATION,
+        ),
+    ] = None,
     escape_formulas: Annotated[
         bool,
         typer.Option(
@@ -567,6 +612,7 @@ def classify(
     from .pipeline import ClassifyOptions
     from .ray_engine import RayOptions
     from .runner import STDOUT, STOPPED_BY_CLOSED_OUTPUT, RunHooks, RunOptions, StopRequest, run
+    from .scoring import read_label_map
 
     console = _stderr_console()
     if not inputs and files_from is None:
@@ -580,6 +626,8 @@ def classify(
             backend=backend.value,
             format=fmt.value if fmt else None,
             segments_output=str(segments_out) if segments_out is not None else None,
+            embeddings_output=str(embeddings) if embeddings is not None else None,
+            embeddings_dtype=embeddings_dtype.value,
             files_from=files_from,
             null=null,
             path_column=path_column,
@@ -598,6 +646,8 @@ def classify(
             ),
             classify=ClassifyOptions(
                 top_k=top_k,
+                label_map=read_label_map(label_map) if label_map is not None else None,
+                min_score=min_score,
                 batch_size=batch_size,
                 workers=workers,
                 timeout_s=timeout or None,
@@ -842,9 +892,9 @@ def summarize(
         list[str] | None,
         typer.Option(
             metavar="TABLE",
-            help="status, label (with score distribution), folder:N (N levels below the "
+            help="status, label (with score distribution), group, folder:N (N levels below the "
             "folder all videos share) or failed; repeatable.",
-            show_default="all four, folder:1",
+            show_default="status, label, group (when the rows have one), folder:1, failed",
         ),
     ] = None,
     summary_format: Annotated[
@@ -855,30 +905,47 @@ def summarize(
             help="table: text tables; csv or jsonl: the first --by table, for machines.",
         ),
     ] = SummaryFormat.table,  # type: ignore[attr-defined]
+    label_map: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE.csv",
+            help="label,group CSV: group the ok rows by their top-1 label's group (--by "
+            "group), replacing the rows' own group column.",
+            show_default="the rows' group column, if any",
+        ),
+    ] = None,
 ) -> None:
-    """Count what vmae's rows say: by status, label, folder; the failed videos."""
-    from .summary import Grouping, read_results, render, table_for
+    """Count what vmae's rows say: by status, label, label group, folder; the failed
+    videos."""
+    from .scoring import read_label_map
+    from .summary import Grouping, read_results, render, table_for, with_groups
 
     try:
-        groupings = [Grouping.parse(b) for b in by or ["status", "label", "folder:1", "failed"]]
         rows = read_results(results)
+        if label_map is not None:
+            rows = with_groups(rows, read_label_map(label_map))
+        default = ["status", "label", *(["group"] if "group" in rows else []), "folder:1"]
+        groupings = [Grouping.parse(b) for b in by or [*default, "failed"]]
+        tables = [table_for(rows, g) for g in groupings]
     except Exception as exc:  # noqa: BLE001 - mapped by _exit_for, one table
         raise _fail(exc, False) from None
     fmt = summary_format.value
     if fmt == "csv":
-        table_for(rows, groupings[0]).to_csv(sys.stdout, index=False, lineterminator="\n")
+        tables[0].to_csv(sys.stdout, index=False, lineterminator="\n")
         return
     if fmt == "jsonl":
-        text = table_for(rows, groupings[0]).to_json(
-            orient="records", lines=True, force_ascii=False
-        )
+        text = tables[0].to_json(orient="records", lines=True, force_ascii=False)
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return
     parts = [f"{len(rows)} rows in {len(results)} file{'s' if len(results) != 1 else ''}", ""]
-    for g in groupings:
-        title = f"by folder (depth {g.depth})" if g.table == "folder" else g.table
-        title = {"status": "by status", "label": "by label (ok videos)"}.get(title, title)
-        parts.append(render(title, table_for(rows, g)))
+    titles = {
+        "status": "by status",
+        "label": "by label (ok videos)",
+        "group": "by label group (ok videos)",
+    }
+    for g, table in zip(groupings, tables, strict=True):
+        title = f"by folder (depth {g.depth})" if g.table == "folder" else titles.get(g.table)
+        parts.append(render(title or g.table, table))
     typer.echo("\n".join(parts).rstrip())
 
 

@@ -202,16 +202,12 @@ def read_file_list(
 def _column(data: bytes, source: str, column: str) -> list[str]:
     """Column ``column`` of a CSV (or, by its extension, Parquet) list."""
     if source.lower().endswith(".parquet"):
+        import io
+
+        import pandas as pd
+
         try:
-            import io
-
-            import pandas as pd
-
             frame = pd.read_parquet(io.BytesIO(data), columns=[column])
-        except ImportError:
-            raise FileListError(
-                f"reading the Parquet list {source} needs pyarrow: pip install pyarrow"
-            ) from None
         except (KeyError, ValueError) as exc:
             raise FileListError(f"{source}: no column {column!r} ({exc})") from None
         return [str(v) for v in frame[column] if isinstance(v, str) and v]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,9 @@ BACKEND_TORCH = "torch"
 BACKEND_OPENVINO = "openvino"
 BACKEND_CHOICES = (BACKEND_AUTO, BACKEND_TORCH, BACKEND_OPENVINO)
 
+#: ``problem_type`` of a checkpoint whose classes are independent (sigmoid scores).
+MULTI_LABEL = "multi_label_classification"
+
 #: Gets one line meant for a person (a notice or a warning) while the model loads.
 Say = Callable[[str], None]
 
@@ -48,6 +52,23 @@ class DeviceError(ValueError):
 
 
 @dataclass
+class ModelOutput:
+    """What one model call gives for a batch of views: the class scores and, when asked for,
+    the vectors the classifier head received (the embeddings)."""
+
+    #: ``(B, classes)`` float32 on the CPU: softmax probabilities, or for a multi-label
+    #: model (``problem_type: multi_label_classification``) one sigmoid per class.
+    probs: torch.Tensor
+    #: ``(B, hidden)`` float32 on the CPU (768 for ViT-B), or ``None`` when not asked for.
+    embeddings: torch.Tensor | None = None
+
+
+class EmbeddingsUnavailableError(ModelLoadError):
+    """Embeddings were asked for, but this model (or its runtime) has no classifier head to
+    take them from."""
+
+
+@dataclass
 class LoadedModel:
     """A model ready for inference, with what the other stages need to know about it."""
 
@@ -62,23 +83,72 @@ class LoadedModel:
     #: What the model computes in (float32, bfloat16, float16). With torch the same as
     #: ``dtype``; OpenVINO takes float32 input and computes in the precision it was given.
     precision: str = "float32"
+    #: Scores are independent sigmoids (``problem_type: multi_label_classification`` in the
+    #: config), not a softmax over the classes.
+    multi_label: bool = False
 
     def predict(self, frames: torch.Tensor) -> torch.Tensor:
-        """Class probabilities (float32, on CPU) for uint8 clips ``(B, T, 3, H, W)``.
+        """Class scores (float32, on CPU) for uint8 clips ``(B, T, 3, H, W)``: see
+        :meth:`infer`."""
+        return self.infer(frames).probs
+
+    def infer(self, frames: torch.Tensor, *, embeddings: bool = False) -> ModelOutput:
+        """Class scores for uint8 clips ``(B, T, 3, H, W)`` and, with ``embeddings``, the
+        input of the classifier head (for VideoMAE the mean-pooled, ``fc_norm``-ed last hidden
+        state), taken from the same model call.
 
         Normalisation happens on the model's device in float32, then the input is cast to
-        ``dtype``; softmax is computed in float32.
+        ``dtype``; softmax (or sigmoid, for a multi-label model) is computed in float32.
+        Raises :class:`EmbeddingsUnavailableError` when ``embeddings`` is asked of a model
+        without a classifier head.
         """
         import torch
 
         with torch.inference_mode():
             x = frames.to(self.device, non_blocking=True)
             pixel_values = normalize(x, self.preprocess, dtype=self.dtype)
+            pooled = None
             if self.backend == BACKEND_OPENVINO:
-                logits = self.model(pixel_values)
+                logits, pooled = self.model.run(pixel_values)
+                if embeddings and pooled is None:
+                    raise EmbeddingsUnavailableError(
+                        f"OpenVINO runs {self.name!r} without a separate classifier head, so it "
+                        "cannot give embeddings: use --backend torch"
+                    )
+            elif embeddings:
+                with _head_input(self.model, self.name) as captured:
+                    logits = self.model(pixel_values=pixel_values).logits
+                pooled = captured[0]
             else:
                 logits = self.model(pixel_values=pixel_values).logits
-            return torch.softmax(logits.float(), dim=-1).cpu()
+            logits = logits.float()
+            probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
+            return ModelOutput(
+                probs.cpu(), pooled.float().cpu() if embeddings and pooled is not None else None
+            )
+
+
+@contextmanager
+def _head_input(model: Any, name: str) -> Iterator[list[Any]]:
+    """Capture what ``model.classifier`` receives during one call (a forward pre-hook on the
+    head: the vector is the model's own, not recomputed)."""
+    import torch
+
+    head = getattr(model, "classifier", None)
+    if not isinstance(head, torch.nn.Module):
+        raise EmbeddingsUnavailableError(
+            f"{name!r} has no classifier head (model.classifier) to take embeddings from"
+        )
+    captured: list[Any] = []
+
+    def keep(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        captured.append(args[0] if args else next(iter(kwargs.values())))
+
+    handle = head.register_forward_pre_hook(keep, with_kwargs=True)
+    try:
+        yield captured
+    finally:
+        handle.remove()
 
 
 def cpu_has_native_bf16() -> bool:
@@ -232,6 +302,8 @@ class ModelSpec:
     preprocess: PreprocessConfig
     offline: bool  # whether the Hub is out of reach (or not needed: a local folder)
     num_labels: int | None = None  # classes of the head, when config.json says
+    #: ``problem_type: multi_label_classification``: one sigmoid per class, not a softmax.
+    multi_label: bool = False
 
 
 def _num_labels(config: dict[str, Any]) -> int | None:
@@ -316,7 +388,12 @@ def read_model_spec(name: str = DEFAULT_MODEL, *, revision: str | None = None) -
     except Exception as exc:  # noqa: BLE001 - mapped to one line; --debug shows the rest
         raise _translate_load_error(exc, name, offline) from None
     return ModelSpec(
-        name, int(config.get("num_frames", 16)), preprocess, offline, _num_labels(config)
+        name,
+        int(config.get("num_frames", 16)),
+        preprocess,
+        offline,
+        _num_labels(config),
+        config.get("problem_type") == MULTI_LABEL,
     )
 
 
@@ -384,6 +461,7 @@ def load_model(
                 id2label=_id2label(name, revision, spec.offline),
                 backend=BACKEND_OPENVINO,
                 precision=compiled.precision,
+                multi_label=spec.multi_label,
             )
     try:
         # Imported here: transformers takes seconds to import and `vmae --help` must not wait.
@@ -415,16 +493,25 @@ def load_model(
         id2label=id2label,
         backend=BACKEND_TORCH,
         precision=dtype_name,
+        multi_label=spec.multi_label,
     )
 
 
-def read_labels(name: str = DEFAULT_MODEL, *, revision: str | None = None) -> dict[int, str]:
+def read_labels(
+    name: str = DEFAULT_MODEL, *, revision: str | None = None, spec: ModelSpec | None = None
+) -> dict[int, str]:
     """The model's class names by index, from its config (no weights): ``vmae labels``.
+    ``spec`` is what :func:`read_model_spec` already read, if it was called.
 
     Raises :class:`ModelLoadError` as :func:`read_model_spec` does.
     """
-    spec = read_model_spec(name, revision=revision)
-    return dict(sorted(_id2label(name, revision, spec.offline).items()))
+    spec = spec or read_model_spec(name, revision=revision)
+    try:
+        return dict(sorted(_id2label(spec.name, revision, spec.offline).items()))
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - mapped to one line; --debug shows the rest
+        raise _translate_load_error(exc, spec.name, spec.offline) from None
 
 
 def _id2label(name: str, revision: str | None, offline: bool) -> dict[int, str]:

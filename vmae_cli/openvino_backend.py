@@ -231,6 +231,12 @@ class OpenVINOModel:
 
     def __call__(self, pixel_values: Any) -> Any:
         """Logits (a float32 torch tensor) for ``(B, T, 3, H, W)`` float32 pixel values."""
+        return self.run(pixel_values)[0]
+
+    def run(self, pixel_values: Any) -> tuple[Any, Any | None]:
+        """Logits and the input of the head (the pooled features, float32) for ``(B, T, 3,
+        H, W)`` float32 pixel values; the features are ``None`` when the head is inside the
+        OpenVINO model (a model whose head is not a final ``Linear``)."""
         import torch
 
         array = pixel_values.detach().cpu().contiguous().numpy()
@@ -238,8 +244,9 @@ class OpenVINOModel:
             self._request.infer({0: array})
             out = torch.from_numpy(self._request.get_output_tensor(0).data.copy())
         if self._weight is None:
-            return out
-        return torch.nn.functional.linear(out.float(), self._weight, self._bias)
+            return out, None
+        pooled = out.float()
+        return torch.nn.functional.linear(pooled, self._weight, self._bias), pooled
 
 
 def load_openvino(

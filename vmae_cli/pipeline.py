@@ -39,12 +39,12 @@ from .results import (
     STATUS_NO_FRAMES,
     STATUS_OK,
     DecodeOutcome,
-    LabelScore,
     Prediction,
     VideoViews,
     WindowChunk,
     WindowPrediction,
 )
+from .scoring import LabelMap, Scorer, Scoring
 from .views import ViewMaker, WindowMaker, iter_decoded
 
 #: Views per model call when --batch-size is not given. On a CPU a larger batch gains little
@@ -70,6 +70,14 @@ class ClassifyOptions:
     workers: int | None = None
     timeout_s: float | None = None
     protocol: Protocol = field(default_factory=Protocol)
+    label_map: LabelMap | None = None  # adds each row's label group (vmae_cli.scoring)
+    min_score: float | None = None  # a top-1 score below it leaves the label empty
+    embeddings: bool = False  # each prediction carries the vector its head received
+
+    @property
+    def scoring(self) -> Scoring:
+        """How probabilities become rows (top-k, groups, threshold)."""
+        return Scoring(self.top_k, self.label_map, self.min_score)
 
 
 class Classifier:
@@ -205,8 +213,9 @@ class Classifier:
             stop=stop,
             on_start=lambda: self.loaded,
         )
+        run = _Batches(self, opts.scoring, batch_size, opts.embeddings)
         if segmented:
-            yield from self._segmented(outcomes, opts.top_k, protocol, batch_size, stop, on_windows)
+            yield from self._segmented(outcomes, run, protocol, stop, on_windows)
             return
         for videos, failures in iter_batches(outcomes, batch_size):
             for outcome in failures:
@@ -216,14 +225,13 @@ class Classifier:
                 # clip: clips decoded but not classified get no row and are redone on resume.
                 return
             if videos:
-                yield from self._predict(videos, opts.top_k, protocol, batch_size)
+                yield from self._predict(videos, run, protocol)
 
     def _segmented(
         self,
         outcomes: Iterable[DecodeOutcome | WindowChunk],
-        top_k: int,
+        run: _Batches,
         protocol: Protocol,
-        batch_size: int,
         stop: threading.Event | None,
         on_windows: Callable[[int], None] | None,
     ) -> Iterator[Prediction]:
@@ -238,11 +246,10 @@ class Classifier:
         def classify_queue() -> None:
             if not queue:
                 return
-            lm = self.loaded
-            probs = self._probabilities(torch.cat([v for _, _, v in queue]), batch_size)
-            per_window = probs.split(crops)
-            for (tally, window, _), p in zip(queue, per_window, strict=True):
-                tally.add(window, p.mean(dim=0), top_k, lm.id2label)
+            probs, embeddings = run.infer(torch.cat([v for _, _, v in queue]), crops)
+            for i, (tally, window, _) in enumerate(queue):
+                tally.add(window, probs[i], embeddings[i] if embeddings is not None else None)
+                run.scorer.rank(probs[i]).apply(window)
             if on_windows is not None:
                 on_windows(len(queue))
             queue.clear()
@@ -263,7 +270,7 @@ class Classifier:
                     if not window.ok:
                         tally.windows[window.index] = window
                 queue.extend(zip([tally] * len(ok), ok, views, strict=True))
-                if len(queue) * crops >= batch_size:
+                if len(queue) * crops >= run.batch_size:
                     classify_queue()
                 continue
             tally = videos.pop(item.path, None)
@@ -272,7 +279,7 @@ class Classifier:
                 continue
             if tally is not None and any(t is tally for t, _, _ in queue):
                 classify_queue()
-            yield (tally or _WindowTally()).prediction(item, self.spec.name, protocol, top_k)
+            yield (tally or _WindowTally()).prediction(item, self.spec.name, protocol, run)
 
     def _failed(self, outcome: DecodeOutcome, protocol: Protocol) -> Prediction:
         assert outcome.failure is not None
@@ -288,17 +295,8 @@ class Classifier:
             windows=[] if protocol.segments is not None else None,
         )
 
-    def _probabilities(self, views: Any, batch_size: int) -> Any:
-        """The model's probabilities for ``views``, at most ``batch_size`` per call."""
-        import torch
-
-        lm = self.loaded
-        probs = torch.cat([lm.predict(chunk) for chunk in views.split(batch_size)])
-        self._heap.trim()
-        return probs
-
     def _predict(
-        self, videos: list[VideoViews], top_k: int, protocol: Protocol, batch_size: int
+        self, videos: list[VideoViews], run: _Batches, protocol: Protocol
     ) -> Iterator[Prediction]:
         import torch
 
@@ -306,64 +304,114 @@ class Classifier:
         views = torch.cat([v.frames for v in videos])
         if lm.device.type == "cuda":
             views = views.pin_memory()
-        # At most batch_size views per model call; a video's views are averaged afterwards
-        # (softmax per view, then the mean: the VideoMAE test protocol).
-        probs = self._probabilities(views, batch_size)
-        per_video = probs.split([v.num_views for v in videos])
-        for video, p in zip(videos, per_video, strict=True):
-            yield Prediction(
+        probs, embeddings = run.infer(views, [v.num_views for v in videos])
+        for i, video in enumerate(videos):
+            prediction = Prediction(
                 path=video.path,
                 status=STATUS_OK,
-                top_k=_top_k(p.mean(dim=0), top_k, lm.id2label),
                 meta=video.meta,
                 frame_indices=video.frame_indices,
                 notes=video.notes,
                 model=lm.name,
                 protocol=protocol.name,
                 stamp=video.stamp,
+                embedding=_vector(embeddings[i]) if embeddings is not None else None,
             )
+            yield run.scorer.rank(probs[i]).apply(prediction)
+
+
+class _Batches:
+    """Model calls of one classification: at most ``batch_size`` views each, the scores of a
+    group of views averaged (softmax per view, then the mean: the VideoMAE test protocol),
+    the same for the vectors their head received when ``embeddings`` are asked for."""
+
+    def __init__(self, clf: Classifier, scoring: Scoring, batch_size: int, embeddings: bool):
+        self.clf = clf
+        self.scoring = scoring
+        self.batch_size = batch_size
+        self.embeddings = embeddings
+        self._scorer: Scorer | None = None
+
+    @property
+    def scorer(self) -> Scorer:
+        """The scoring rules on the model's labels (the model is loaded by then)."""
+        if self._scorer is None:
+            lm = self.clf.loaded
+            self._scorer = Scorer(self.scoring, lm.id2label, lm.multi_label)
+        return self._scorer
+
+    def infer(self, views: Any, groups: int | list[int]) -> tuple[Any, Any | None]:
+        """Mean scores ``(groups, classes)`` and mean embeddings ``(groups, hidden)`` (or
+        ``None``) of ``views`` split into consecutive groups (an int: all of that size)."""
+        import torch
+
+        lm = self.clf.loaded
+        outputs = [
+            lm.infer(chunk, embeddings=self.embeddings) for chunk in views.split(self.batch_size)
+        ]
+        self.clf._heap.trim()
+        probs = _group_means(torch.cat([o.probs for o in outputs]), groups)
+        if not self.embeddings:
+            return probs, None
+        vectors = torch.cat([o.embeddings for o in outputs])
+        return probs, _group_means(vectors, groups)
+
+
+def _group_means(rows: Any, groups: int | list[int]) -> Any:
+    """The mean of each consecutive group of ``rows`` (sizes ``groups``), stacked."""
+    import torch
+
+    return torch.stack([part.mean(dim=0) for part in rows.split(groups)])
+
+
+def _vector(row: Any) -> Any:
+    """One embedding as the float32 numpy array a prediction carries."""
+    return row.float().numpy().copy()
 
 
 class _WindowTally:
-    """The windows of one segmented video classified so far, and the sum of their
-    probabilities (what its row's label comes from): memory does not grow with the length of
-    the video beyond one small record per window."""
+    """The windows of one segmented video classified so far, and the sum of their scores
+    (what its row's label comes from) and of their embeddings: memory does not grow with the
+    length of the video beyond one small record per window (and its vector, if asked for)."""
 
     def __init__(self) -> None:
         self.windows: dict[int, WindowPrediction] = {}
-        self.total: Any = None  # sum of the ok windows' probabilities (a tensor)
+        self.total: Any = None  # sum of the ok windows' scores (a tensor)
+        self.total_embedding: Any = None  # and of their embeddings
         self.ok = 0
         self.last_index = -1
-        self.id2label: dict[int, str] = {}
 
-    def add(self, window: WindowPrediction, probs: Any, top_k: int, id2label: dict[int, str]):
-        """Record ``window``'s probabilities (averaged over its crops)."""
+    def add(self, window: WindowPrediction, probs: Any, embedding: Any | None) -> None:
+        """Record ``window``'s scores and embedding (each averaged over its crops)."""
         probs = probs.float()
         self.total = probs.clone() if self.total is None else self.total + probs
+        if embedding is not None:
+            window.embedding = _vector(embedding)
+            self.total_embedding = (
+                embedding.float().clone()
+                if self.total_embedding is None
+                else self.total_embedding + embedding
+            )
         self.ok += 1
-        self.id2label = id2label
-        window.top_k = _top_k(probs, top_k, id2label)
         self.windows[window.index] = window
 
     def prediction(
-        self, outcome: DecodeOutcome, model: str, protocol: Protocol, top_k: int
+        self, outcome: DecodeOutcome, model: str, protocol: Protocol, run: _Batches
     ) -> Prediction:
-        """The video's row: the mean of its windows' probabilities, its windows in order."""
+        """The video's row: the mean of its windows' scores (and embeddings), its windows in
+        order."""
         windows = [self.windows[i] for i in sorted(self.windows)]
-        status, error, best = STATUS_OK, "", []
+        status, error = STATUS_OK, ""
         if outcome.windows is not None and len(windows) != outcome.windows:
             # Never expected; a video must not get a row that silently lacks windows.
             status = STATUS_ERROR
             error = f"{len(windows)} of its {outcome.windows} windows reached the model"
         elif self.total is None:
             status, error = STATUS_NO_FRAMES, "no window could be decoded"
-        else:
-            best = _top_k(self.total / self.ok, top_k, self.id2label)
-        return Prediction(
+        prediction = Prediction(
             path=outcome.path,
             status=status,
             error=error,
-            top_k=best,
             meta=outcome.meta,
             notes=outcome.notes,
             model=model,
@@ -371,16 +419,11 @@ class _WindowTally:
             stamp=outcome.stamp,
             windows=windows,
         )
-
-
-def _top_k(probs: Any, k: int, id2label: dict[int, str]) -> list[LabelScore]:
-    """The ``k`` best classes of one probability vector, best first."""
-    k = max(1, min(k, probs.shape[-1]))
-    scores, idx = probs.topk(k)
-    return [
-        LabelScore(id2label.get(i, f"LABEL_{i}"), float(s))
-        for s, i in zip(scores.tolist(), idx.tolist(), strict=True)
-    ]
+        if status != STATUS_OK:
+            return prediction
+        if self.total_embedding is not None:
+            prediction.embedding = _vector(self.total_embedding / self.ok)
+        return run.scorer.rank(self.total / self.ok).apply(prediction)
 
 
 def classify_paths(

@@ -45,6 +45,10 @@ FAILURE_STATUSES = (
 )
 
 
+#: How a timeline shows a window whose top-1 score is below the threshold (``--min-score``).
+LOW_CONFIDENCE_MARK = "(low confidence)"
+
+
 @dataclass(frozen=True)
 class FileStamp:
     """Size and modification time of a file when it was read: how --resume tells whether a
@@ -137,10 +141,15 @@ class DecodeOutcome:
 
 class _Ranked:
     """``ok``, ``label`` and ``score`` of a result with a ``status`` and a ``top_k`` sorted
-    by decreasing score (a video's or a window's)."""
+    by decreasing score (a video's or a window's), and what :mod:`vmae_cli.scoring` adds to
+    it: the label group, the threshold verdict, a multi-label model's labels."""
 
     status: str
     top_k: list[LabelScore]
+    group: str
+    group_score: float | None
+    low_confidence: bool | None
+    labels: list[str] | None
 
     @property
     def ok(self) -> bool:
@@ -149,8 +158,21 @@ class _Ranked:
 
     @property
     def label(self) -> str:
-        """The top-1 label, or ``""`` for a failure."""
-        return self.top_k[0].label if self.top_k else ""
+        """The top-1 label; ``""`` for a failure, and when its score is below the threshold
+        (``low_confidence``)."""
+        return self.top_k[0].label if self.top_k and not self.low_confidence else ""
+
+    def ranked_dict(self) -> dict[str, Any]:
+        """The keys of a row that come from the ranking (label, scores, group, ...)."""
+        return {
+            "label": self.label,
+            "score": self.score,
+            "top_k": [{"label": ls.label, "score": ls.score} for ls in self.top_k],
+            "group": self.group,
+            "group_score": self.group_score,
+            "low_confidence": self.low_confidence,
+            "labels": self.labels,
+        }
 
     @property
     def score(self) -> float | None:
@@ -174,6 +196,13 @@ class WindowPrediction(_Ranked):
     status: str = STATUS_OK
     error: str = ""
     top_k: list[LabelScore] = field(default_factory=list)
+    group: str = ""
+    group_score: float | None = None
+    low_confidence: bool | None = None
+    labels: list[str] | None = None
+    #: The vector the classifier head received (float32 numpy, mean over crops), when
+    #: embeddings are asked for.
+    embedding: Any = None
 
 
 @dataclass
@@ -191,9 +220,7 @@ class WindowRow:
             "window": w.index,
             "status": w.status,
             "error": w.error,
-            "label": w.label,
-            "score": w.score,
-            "top_k": [{"label": ls.label, "score": ls.score} for ls in w.top_k],
+            **w.ranked_dict(),
             "start_frame": w.start_frame,
             "end_frame": w.end_frame,
             "start_s": _time(w.start_s),
@@ -250,6 +277,13 @@ class Prediction(_Ranked):
     #: The windows of a segmented video (``--segments``), in order; ``None`` otherwise. Its
     #: ``top_k`` is then the mean of the windows' probabilities.
     windows: list[WindowPrediction] | None = None
+    group: str = ""  # the label group (--label-map): see vmae_cli.scoring
+    group_score: float | None = None
+    low_confidence: bool | None = None  # top-1 below the threshold (None: no threshold)
+    labels: list[str] | None = None  # a multi-label model's labels above the threshold
+    #: The vector the classifier head received (float32 numpy; the mean over views, or over
+    #: the windows of a segmented video), when embeddings are asked for. Not a column.
+    embedding: Any = None
 
     def to_dict(self) -> dict[str, Any]:
         """A flat, JSON-friendly view used by the writers."""
@@ -258,9 +292,7 @@ class Prediction(_Ranked):
             "path": self.path,
             "status": self.status,
             "error": self.error,
-            "label": self.label,
-            "score": self.score,
-            "top_k": [{"label": ls.label, "score": ls.score} for ls in self.top_k],
+            **self.ranked_dict(),
             "frames_decoded": m.frames_decoded if m.decoder else None,
             "frames_reported": m.frames_reported,
             "duration_s": m.duration_s,
@@ -283,7 +315,7 @@ class Prediction(_Ranked):
         """The windows as ``"0.0-12.8 playing guitar 0.81; ..."`` (see
         :func:`vmae_cli.segments.timeline`); ``""`` when not segmented."""
         entries = [
-            TimelineEntry(w.start_s, w.end_s, w.label, w.score or 0.0)
+            TimelineEntry(w.start_s, w.end_s, w.label or LOW_CONFIDENCE_MARK, w.score or 0.0)
             for w in self.windows or []
             if w.ok
         ]

@@ -27,6 +27,12 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .discovery import as_inputs, check_inputs, iter_video_paths, path_filter, read_file_list
+from .embeddings import (
+    DEFAULT_EMBEDDING_DTYPE,
+    EMBEDDING_DTYPES,
+    EMBEDDINGS_EXTENSION,
+    EmbeddingsFile,
+)
 from .extras import require
 from .model import (
     BACKEND_AUTO,
@@ -34,14 +40,16 @@ from .model import (
     DEFAULT_MODEL,
     ModelSpec,
     dtype_warning,
+    read_labels,
     read_model_spec,
     resolve_dtype,
 )
-from .output import OutputFile, OutputMismatchError, PreviousRow, stdout_stream
+from .output import OutputFile, OutputMismatchError, PreviousRow, check_writable, stdout_stream
 from .pipeline import Classifier, ClassifyOptions, default_workers
 from .ray_engine import EXTRA as EXTRA_RAY
 from .ray_engine import RayOptions
 from .results import STATUS_OK, Prediction, WindowRow, file_stamp
+from .scoring import read_label_map
 from .segments import Segments
 from .writers import (
     SEGMENTED_VIDEO_ROWS,
@@ -49,6 +57,7 @@ from .writers import (
     WINDOW_ROWS,
     WRITERS,
     display_path,
+    is_stream_path,
     path_key,
     resolve_format,
 )
@@ -89,6 +98,10 @@ class RunOptions:
     format: str | None = None  # from the output's extension when None; csv on stdout
     #: Where window rows go with segments (a .csv/.jsonl file, "-" for stdout; None: none).
     segments_output: str | os.PathLike[str] | None = None
+    #: Where the vectors the classifier head received go (a .parquet file; None: nowhere),
+    #: one per ok video and per window (``vmae_cli.embeddings``).
+    embeddings_output: str | os.PathLike[str] | None = None
+    embeddings_dtype: str = DEFAULT_EMBEDDING_DTYPE  # float16 or float32
     #: More inputs from a list (``discovery.read_file_list``: a file, or "-" for stdin); a
     #: listed path that does not exist gets a ``not_found`` row.
     files_from: str | os.PathLike[str] | None = None
@@ -195,6 +208,7 @@ class RunReport:
     #: not loaded in this process, as with the Ray engine or nothing to do).
     runtime: str | None = None
     windows: int | None = None  # windows of the videos written (None: not segmented)
+    embeddings: int | None = None  # vectors in the embeddings file (None: not written)
 
     @property
     def videos(self) -> int:
@@ -240,6 +254,7 @@ class RunReport:
             "model": self.model,
             "protocol": self.protocol,
             "windows": self.windows,
+            "embeddings": self.embeddings,
             "engine": self.engine,
             "runtime": self.runtime,
             "by_node": dict(sorted(self.by_node.items())),
@@ -342,6 +357,9 @@ class _Run:
         self.opts = replace(options, classify=replace(options.classify), ray=replace(options.ray))
         if options.segments_output is not None:
             self.opts.segments_output = os.fspath(options.segments_output)
+        if options.embeddings_output is not None:
+            self.opts.embeddings_output = os.fspath(options.embeddings_output)
+            self.opts.classify.embeddings = True
         self.hooks = hooks
         self.stop = stop or StopRequest()
         self.resume = options.resume or options.retry_failed
@@ -358,6 +376,7 @@ class _Run:
             else []
         )
         _check_engine(self.opts)
+        _check_scoring(self.opts)
         fmt = resolve_format(self.output, self.opts.format)
         to_file = self.output is not None and self.output != STDOUT
         if self.resume and not to_file:
@@ -365,20 +384,22 @@ class _Run:
         # The lock comes first, so that a second run is refused at once, before the model's
         # files are read; the file is only truncated (or read, to resume) after that.
         outfile = OutputFile(self.output).lock() if to_file else None
-        windows_file = None
+        windows_file = embeddings = None
         try:
             windows_file = self._lock_windows_output(fmt)
             model = self._model()
             report = RunReport(self.output, model.spec.name, self.opts.classify.protocol.name)
             report.started = started
             report.engine = self.opts.engine
+            embeddings = self._lock_embeddings(report)
             try:
-                self._classify(model, fmt, outfile, windows_file, report)
+                self._classify(model, fmt, outfile, windows_file, embeddings, report)
             finally:
                 if isinstance(model, Classifier):
                     report.runtime = model.runtime
         finally:
-            for f in (outfile, windows_file):
+            # After an unexpected error the embeddings' journal stays: --resume reads it.
+            for f in (outfile, windows_file, embeddings):
                 if f is not None:
                     f.close()
         report.elapsed_s = time.perf_counter() - t0
@@ -403,6 +424,25 @@ class _Run:
         if self.output and os.path.abspath(target) == os.path.abspath(self.output):
             raise OutputMismatchError("--segments-out must be another file than -o")
         return OutputFile(target).lock()
+
+    def _lock_embeddings(self, report: RunReport) -> EmbeddingsFile | None:
+        """Check the embeddings' output (``embeddings_output``) and lock it."""
+        target = self.opts.embeddings_output
+        if target is None:
+            return None
+        target = os.fspath(target)
+        if not target.lower().endswith(EMBEDDINGS_EXTENSION) or is_stream_path(target):
+            raise RunOptionsError(
+                f"embeddings are written as Parquet to a file: name it "
+                f"{os.path.splitext(target)[0] or 'embeddings'}{EMBEDDINGS_EXTENSION}"
+            )
+        others = (self.output, self.opts.segments_output)
+        if any(o and os.path.abspath(o) == os.path.abspath(target) for o in others):
+            raise OutputMismatchError("--embeddings must be another file than the rows' outputs")
+        check_writable(target)
+        return EmbeddingsFile(
+            target, model=report.model, protocol=report.protocol, dtype=self.opts.embeddings_dtype
+        ).lock()
 
     def _model(self) -> Classifier | _ModelOnly:
         """The model, lazily (weights load while the first videos decode), with warnings
@@ -438,6 +478,8 @@ class _Run:
         # Segments' defaults (the window: the model's clip) are known now: rows and resume
         # name the windows in frames.
         o.classify.protocol = o.classify.protocol.for_model(model.spec.frames_per_clip)
+        if o.classify.label_map is not None:
+            o.classify.label_map.check(read_labels(spec=model.spec, revision=o.revision).values())
         labels = model.spec.num_labels
         if labels is not None and o.classify.top_k > labels:
             self._warn(
@@ -475,11 +517,15 @@ class _Run:
         fmt: str,
         outfile: OutputFile | None,
         windows_file: OutputFile | None,
+        embeddings: EmbeddingsFile | None,
         report: RunReport,
     ) -> None:
         o = self.opts
         segmented = o.classify.protocol.segments is not None
-        table = SEGMENTED_VIDEO_ROWS if segmented else VIDEO_ROWS
+        # What --label-map, --min-score and a multi-label model add, after label and score.
+        added = o.classify.scoring.columns(model.spec.multi_label)
+        table = (SEGMENTED_VIDEO_ROWS if segmented else VIDEO_ROWS).plus(added)
+        window_table = WINDOW_ROWS.plus(added)
         writer_cls = WRITERS[fmt]
         previous: dict[str, PreviousRow] = {}
         if outfile is not None:
@@ -501,8 +547,9 @@ class _Run:
             previous_windows = windows_file.start_windows(
                 self.windows_format,
                 resume=self.resume,
-                columns=WRITERS[self.windows_format].columns_for(o.classify.top_k, WINDOW_ROWS),
+                columns=WRITERS[self.windows_format].columns_for(o.classify.top_k, window_table),
             )
+        has_vector = embeddings.start(resume=self.resume) if embeddings is not None else set()
         paths = self._walk()
         report.found = len(paths) if paths is not None else None
         if paths is None:
@@ -515,7 +562,11 @@ class _Run:
         skipped: set[str] = set()
 
         def complete(path: str, row: PreviousRow) -> bool:
-            """A kept video's window rows are all there (when window rows are kept)."""
+            """A kept video's vectors (when embeddings are written) and window rows (when
+            window rows are kept) are all there."""
+            vector_missing = display_path(path) not in has_vector
+            if embeddings is not None and row.status == STATUS_OK and vector_missing:
+                return False
             if windows_file is None or windows_key is None:
                 return True
             got = has_windows.get(windows_key(path), ())
@@ -527,6 +578,9 @@ class _Run:
             # videos whose row was never written (a kill in between) and torn ones go.
             kept = {windows_key(path) for path in skipped}
             windows_file.keep_only([r for r in previous_windows if r.key in kept])
+        if embeddings is not None:
+            # The same for vectors: those of videos redone now, or without a row, go.
+            embeddings.keep_only({display_path(path) for path in skipped})
         streams = _Streams(
             (self.output, outfile, fmt), (o.segments_output, windows_file, self.windows_format)
         )
@@ -542,7 +596,7 @@ class _Run:
                 streams.writer(
                     WRITERS[self.windows_format],
                     o,
-                    WINDOW_ROWS,
+                    window_table,
                     windows_file is None or windows_file.is_empty,
                     main=False,
                 )
@@ -555,7 +609,18 @@ class _Run:
                     for p in rows:
                         if segmented and p.windows is None:
                             p.windows = []  # a failure made outside the pipeline (Ray)
-                        # Window rows first: they count only once the video's row follows.
+                        # Vectors first, then window rows: they count only once the video's
+                        # row follows (a kill in between redoes the video).
+                        if embeddings is not None and p.embedding is not None:
+                            embeddings.write(
+                                display_path(p.path),
+                                p.embedding,
+                                [
+                                    (w.index, w.embedding)
+                                    for w in p.windows or ()
+                                    if w.embedding is not None
+                                ],
+                            )
                         if window_writer is not None:
                             for w in p.windows or ():
                                 window_writer.write(WindowRow(p.path, w))
@@ -589,6 +654,8 @@ class _Run:
             outfile.finish(fmt, compact=redone > 0)
         if windows_file is not None:
             windows_file.finish(self.windows_format, compact=False)
+        if embeddings is not None:
+            report.embeddings = embeddings.finish()
 
     def _walk(self) -> list[str] | None:
         """Every video path in the inputs (one walk), or ``None`` when stopped meanwhile."""
@@ -752,6 +819,20 @@ def _check_engine(o: RunOptions) -> None:
     if given:
         flags = ", ".join("--" + name.replace("_", "-") for name in given)
         raise RunOptionsError(f"{flags} only apply with --engine ray")
+
+
+def _check_scoring(o: RunOptions) -> None:
+    """Read a label map given as a path, and refuse a threshold outside [0, 1] and an
+    unknown embeddings dtype, before any work."""
+    c = o.classify
+    if isinstance(c.label_map, (str, os.PathLike)):
+        c.label_map = read_label_map(c.label_map)
+    if c.min_score is not None and not 0.0 <= c.min_score <= 1.0:
+        raise RunOptionsError(f"min_score (--min-score) must be within 0..1, not {c.min_score}")
+    if o.embeddings_dtype not in EMBEDDING_DTYPES:
+        raise RunOptionsError(
+            f"unknown embeddings dtype {o.embeddings_dtype!r}: use {' or '.join(EMBEDDING_DTYPES)}"
+        )
 
 
 def _refuse_other_model(previous: dict[str, PreviousRow], report: RunReport, path: str) -> None:

@@ -2,9 +2,11 @@
 
 Reads one or more outputs of `vmae classify` (CSV with its byte-order mark and formula
 escapes, or JSONL) into one table, then counts: rows by status, ok rows by top-1 label with
-the distribution of their scores, rows by folder at a chosen depth, and the failed rows with
-their errors. Each count is a small :class:`pandas.DataFrame`; :func:`render` prints them as
-text tables, and the CLI writes one of them as CSV or JSONL for machines.
+the distribution of their scores, ok rows by label group (the rows' ``group`` from
+``--label-map``, or a label map applied here), rows by folder at a chosen depth, and the
+failed rows with their errors. Each count is a small :class:`pandas.DataFrame`;
+:func:`render` prints them as text tables, and the CLI writes one of them as CSV or JSONL for
+machines.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from .writers import EXTENSIONS, FORMULA_PREFIXES
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .scoring import LabelMap
+
 #: What ``--by`` may ask for; ``folder:N`` takes a depth.
-TABLES = ("status", "label", "folder", "failed")
+TABLES = ("status", "label", "group", "folder", "failed")
 #: Columns a file must have to be read as vmae's output.
 REQUIRED_COLUMNS = ("path", "status")
 #: Text columns whose formula escape (a leading ``'``) is undone.
-TEXT_COLUMNS = ("path", "error", "label", "notes", "timeline")
+TEXT_COLUMNS = ("path", "error", "label", "group", "notes", "timeline")
 
 
 class SummaryError(ValueError):
@@ -45,7 +49,7 @@ class Grouping:
         """``status``, ``label``, ``failed``, ``folder`` or ``folder:N`` (N >= 1)."""
         name, _, depth = text.partition(":")
         if name not in TABLES or (depth and name != "folder"):
-            raise SummaryError(f"--by {text!r}: use one of status, label, failed, folder:N")
+            raise SummaryError(f"--by {text!r}: use one of status, label, group, failed, folder:N")
         if not depth:
             return cls(name)
         if not depth.isdigit() or int(depth) < 1:
@@ -119,6 +123,36 @@ def by_label(rows: pd.DataFrame) -> pd.DataFrame:
     return _with_share(table.reset_index(drop=True))
 
 
+def with_groups(rows: pd.DataFrame, label_map: LabelMap) -> pd.DataFrame:
+    """``rows`` with the ``group`` of each ok row's top-1 label from ``label_map`` (for
+    results classified without ``--label-map``; a row's own group is replaced)."""
+    ok = rows["status"] == "ok"
+    groups = rows["label"].map(label_map.group_of).where(ok & (rows["label"] != ""), "")
+    return rows.assign(group=groups)
+
+
+def by_group(rows: pd.DataFrame) -> pd.DataFrame:
+    """Ok rows per label group, most first, with the median group score (when the rows have
+    one) and the most frequent top-1 label of each group."""
+    import pandas as pd
+
+    if "group" not in rows:
+        raise SummaryError(
+            "the rows have no group column: classify with --label-map, or give summarize "
+            "--label-map FILE.csv"
+        )
+    ok = rows[rows["status"] == "ok"]
+    grouped = ok.groupby("group")
+    table = grouped.agg(videos=("path", "size")).reset_index()
+    if "group_score" in ok:
+        scores = pd.to_numeric(ok["group_score"], errors="coerce").groupby(ok["group"])
+        table["group_score_median"] = table["group"].map(scores.median())
+    top = grouped["label"].agg(lambda s: s.value_counts().index[0])
+    table["top_label"] = table["group"].map(top).fillna("")
+    table = table.sort_values(["videos", "group"], ascending=[False, True])
+    return _with_share(table.reset_index(drop=True))
+
+
 def by_folder(rows: pd.DataFrame, depth: int = 1) -> pd.DataFrame:
     """Rows per folder ``depth`` levels below the folder all paths share (``.`` for videos
     right in it): videos, ok, failed, and the most frequent ok label."""
@@ -144,6 +178,8 @@ def table_for(rows: pd.DataFrame, grouping: Grouping) -> pd.DataFrame:
         return by_status(rows)
     if grouping.table == "label":
         return by_label(rows)
+    if grouping.table == "group":
+        return by_group(rows)
     if grouping.table == "folder":
         return by_folder(rows, grouping.depth)
     return failed(rows)

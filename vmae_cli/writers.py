@@ -56,6 +56,18 @@ class Table:
     tail: tuple[str, ...]
     keys: tuple[str, ...]
 
+    def plus(self, columns: tuple[str, ...]) -> Table:
+        """This table with ``columns`` after its ``score`` (what ``--label-map`` and
+        ``--min-score`` add: :meth:`vmae_cli.scoring.Scoring.columns`)."""
+        if not columns:
+            return self
+
+        def after_score(names: tuple[str, ...]) -> tuple[str, ...]:
+            at = names.index("score") + 1
+            return (*names[:at], *columns, *names[at:])
+
+        return Table(after_score(self.head), self.tail, after_score(self.keys))
+
 
 #: One row per video (the main output).
 VIDEO_ROWS = Table(CSV_HEAD, CSV_TAIL, JSONL_KEYS)
@@ -90,6 +102,8 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 #: Digits kept for probabilities: enough to tell classes apart, short enough to read.
 SCORE_DIGITS = 6
+#: How a CSV cell joins a list of labels (a multi-label model's ``labels``).
+LABELS_SEPARATOR = "; "
 
 
 #: The format of rows on stdout (or a pipe or device) when ``--format`` is not given.
@@ -247,6 +261,9 @@ class CsvWriter:
         d = p.to_dict()
         d["path"] = display_path(d["path"])
         d["score"] = _score(d["score"])
+        d["group_score"] = _score(d.get("group_score"))
+        if d.get("labels") is not None:
+            d["labels"] = LABELS_SEPARATOR.join(d["labels"])
         best = d["top_k"]
         for i in range(1, self.top_k + 1):
             ls = best[i - 1] if i <= len(best) else None
@@ -316,6 +333,7 @@ class JsonlWriter:
         d = p.to_dict()
         d["path"] = display_path(d["path"])
         d["score"] = _score(d["score"])
+        d["group_score"] = _score(d.get("group_score"))
         d["top_k"] = [
             {"label": ls["label"], "score": _score(ls["score"])} for ls in d["top_k"][: self.top_k]
         ]
