@@ -76,6 +76,22 @@ def read_rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]
 
 
+def read_vectors(path: Path) -> dict:
+    """The vectors of an embeddings file (float32 numpy) by ``(path, window)``, window
+    ``None`` for a video's own; asserts that no key is there twice."""
+    import numpy as np
+    import pandas as pd
+
+    from vmae_cli.embeddings import read_embeddings
+
+    table = read_embeddings(path)
+    keys = [
+        (p, None if pd.isna(w) else int(w)) for p, w in zip(table.path, table.window, strict=True)
+    ]
+    assert len(keys) == len(set(keys)), "a (path, window) has two vectors"
+    return {k: np.asarray(v, dtype=np.float32) for k, v in zip(keys, table.embedding, strict=True)}
+
+
 def by_path(outcomes) -> dict:
     """Outcomes (or predictions) keyed by path, asserting that none came twice."""
     got: dict = {}

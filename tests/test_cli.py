@@ -7,7 +7,10 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -561,3 +564,67 @@ def test_files_from_stdin_with_nul_separated_names(
     assert rows[str(tmp_path / "gone.mp4")]["status"] == "not_found"
     nothing = _run("classify", "-m", str(tiny_model_dir))
     assert nothing.exit_code == EXIT_USAGE and "--files-from" in nothing.output
+
+
+def test_find_print0_piped_into_files_from_null_classifies_a_name_with_a_newline(
+    tmp_path: Path, test_videos, tiny_model_dir: Path
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(test_videos["h264"], folder / "new\nline.mp4")
+    shutil.copy(test_videos["vp9"], folder / "plain.webm")
+    vmae = [sys.executable, "-m", "vmae_cli.cli"]
+    cmd = f"find {shlex.quote(str(folder))} -type f -print0 | {shlex.join(vmae)} classify "
+    cmd += f"--files-from - --null -m {shlex.quote(str(tiny_model_dir))} -f jsonl -q"
+    done = subprocess.run(["bash", "-c", cmd], capture_output=True, timeout=120)
+    assert done.returncode == EXIT_OK, done.stderr.decode()
+    rows = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    assert sorted(r["path"] for r in rows) == sorted(
+        [str(folder / "new\nline.mp4"), str(folder / "plain.webm")]
+    )
+    assert {r["status"] for r in rows} == {"ok"}
+
+
+def test_curation_options_refuse_bad_values_with_exit_2(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    video_dir = tmp_path / "none"
+    video_dir.mkdir()
+    label_map = tmp_path / "groups.csv"
+    label_map.write_text("label,group\ndancing,moving\nmoonwalk,moving\n")
+    model = ("-m", str(tiny_model_dir))
+    result = _run("classify", str(video_dir), *model, "--label-map", str(label_map))
+    assert result.exit_code == EXIT_USAGE
+    assert "'moonwalk'" in result.stderr and "vmae labels" in result.stderr
+    result = _run("classify", str(video_dir), *model, "--label-map", str(tmp_path / "no.csv"))
+    assert result.exit_code == EXIT_USAGE and "cannot read the label map" in result.stderr
+    assert _run("classify", str(video_dir), *model, "--min-score", "1.5").exit_code == EXIT_USAGE
+    result = _run("classify", str(video_dir), *model, "--embeddings", str(tmp_path / "e.npy"))
+    assert result.exit_code == EXIT_USAGE and ".parquet" in result.stderr
+    result = _run(
+        "classify",
+        str(video_dir),
+        *model,
+        "-o",
+        str(tmp_path / "e.parquet"),
+        "--embeddings",
+        str(tmp_path / "e.parquet"),
+    )
+    assert result.exit_code == EXIT_USAGE
+
+
+def test_embeddings_match_hugging_face_on_the_same_pixel_values(
+    tmp_path: Path, test_videos, bad_files, tiny_model_dir: Path
+) -> None:
+    """tools/embeddings_check.py: vmae's vectors against Hugging Face's pooled vector, one
+    per ok video (and window), none for a failed file."""
+    from tools.embeddings_check import main as embeddings_check
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for name in ("h264", "vp9", "rotated", "mpegts", "edit_list"):
+        shutil.copy(test_videos[name], folder / test_videos[name].name)
+    shutil.copy(bad_files["random_bytes"], folder / "broken.mp4")
+    args = [str(folder), "--model", str(tiny_model_dir), "--out-dir", str(tmp_path / "out")]
+    assert embeddings_check([*args, "--embeddings-dtype", "float32"]) == 0
+    assert embeddings_check([*args, "--segments", "--window", "8f", "--hop", "6f"]) == 0

@@ -13,11 +13,12 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray")
 
-from conftest import read_rows  # noqa: E402
+from conftest import read_rows, read_vectors  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 import vmae_cli  # noqa: E402
@@ -34,6 +35,7 @@ from vmae_cli.ray_engine import (  # noqa: E402
     _translate,
     plan_actors,
 )
+from vmae_cli.scoring import LabelMap  # noqa: E402
 from vmae_cli.segments import Segments, Span  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
@@ -271,9 +273,20 @@ def test_ray_gives_the_local_rows_from_both_nodes_and_a_resume_adds_none(
     assert len(files) == len(test_videos) + len(bad_files)  # no two share a name
     folder = _folder(tmp_path / "videos", files)
     local_out, ray_out = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
-    local = _run(folder, local_out, tiny_model_dir, engine="local", workers=1)
+    local_emb, ray_emb = tmp_path / "local.parquet", tmp_path / "ray.parquet"
+    local = _run(
+        folder, local_out, tiny_model_dir, engine="local", workers=1, embeddings_output=local_emb
+    )
     # Two videos a task: enough tasks for both actors.
-    report = _run(folder, ray_out, tiny_model_dir, engine="ray", workers=1, videos_per_task=2)
+    report = _run(
+        folder,
+        ray_out,
+        tiny_model_dir,
+        engine="ray",
+        workers=1,
+        videos_per_task=2,
+        embeddings_output=ray_emb,
+    )
     assert report.engine == "ray"
     assert report.by_status == local.by_status
     expected = _once_each(read_rows(local_out), folder)
@@ -287,6 +300,13 @@ def test_ray_gives_the_local_rows_from_both_nodes_and_a_resume_adds_none(
             assert row["score"] is None, path
         else:
             assert row["score"] == pytest.approx(want["score"], abs=1e-3), path
+    # The vectors come back through the driver with their rows: one per ok video, as local.
+    want_vectors, got_vectors = read_vectors(local_emb), read_vectors(ray_emb)
+    ok_paths = {p for p, r in expected.items() if r["status"] == "ok"}
+    assert set(got_vectors) == set(want_vectors) == {(p, None) for p in ok_paths}
+    for key, vector in want_vectors.items():
+        assert np.abs(got_vectors[key] - vector).max() <= 1e-2, key
+    assert report.embeddings == len(ok_paths)
     # Spread: each node's actor classified some of the videos.
     assert len(report.by_node) == 2, report.by_node
     assert sum(report.by_node.values()) == len(files)
@@ -368,13 +388,25 @@ def test_segments_on_ray_bring_window_rows_back_through_the_driver(
         videos_per_task=1,
         protocol=Protocol(segments=Segments(Span(8, "f"), Span(5, "f"))),
         segments_output=str(windows),
+        embeddings_output=tmp_path / "emb.parquet",
+        label_map=LabelMap({"dancing": "moves", "running": "moves"}),
+        min_score=0.99,
     )
     rows = _once_each(read_rows(out), folder)
     window_rows = read_rows(windows)
     assert rows.pop(str(folder / "x_segfault.mp4"))["windows"] == "0"
+    vectors = read_vectors(tmp_path / "emb.parquet")
     for path, row in rows.items():
         mine = [w for w in window_rows if w["path"] == path]
         assert row["status"] == "ok" and int(row["windows"]) == len(mine) == 5
         assert [w["window"] for w in mine] == list(range(5))
         assert (mine[0]["start_frame"], mine[-1]["end_frame"]) == (0, 23)
+        # Label groups and the threshold are applied in the actors, windows included.
+        for r in (row, *mine):
+            assert r["group"] in ("moves", "other") and float(r["group_score"]) > 0
+            assert (r["label"], str(r["low_confidence"])) == ("", "True")  # CSV and JSONL
+        # A vector per window and the video's, their mean, from the actors.
+        window_vectors = [vectors[(path, i)] for i in range(5)]
+        assert np.abs(vectors[(path, None)] - np.mean(window_vectors, axis=0)).max() < 1e-2
+    assert len(vectors) == 2 * (5 + 1)
     assert report.windows == 10 and len(window_rows) == 10

@@ -12,8 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
-from conftest import read_rows
+from conftest import read_rows, read_vectors
 from typer.testing import CliRunner
 
 from vmae_cli.cli import EXIT_BUSY, app
@@ -253,20 +254,23 @@ def _no_orphans(pid: int, limit_s: float = 10) -> bool:
 def test_kill_9_twice_then_resume_gives_every_video_exactly_once(
     ext: str, many: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    out = tmp_path / f"labels{ext}"
+    out, emb = tmp_path / f"labels{ext}", tmp_path / "emb.parquet"
     for at_rows in (8, 25):
-        proc = _start(tiny_model_dir, many, out, "--resume")
+        proc = _start(tiny_model_dir, many, out, "--resume", "--embeddings", str(emb))
         _wait_forread_rows(out, at_rows, proc)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         # Decoding workers die with the main process instead of holding the lock.
         assert _no_orphans(proc.pid)
-    proc = _start(tiny_model_dir, many, out, "--resume")
+    proc = _start(tiny_model_dir, many, out, "--resume", "--embeddings", str(emb))
     assert proc.wait(timeout=120) == 0, proc.stderr.read().decode()
     rows = read_rows(out)
     paths = sorted(r["path"] for r in rows)
     assert paths == sorted(str(p) for p in many.iterdir())
     assert all(r["status"] == "ok" for r in rows)
+    # Exactly one vector per video, and no journal left.
+    assert sorted(read_vectors(emb)) == [(p, None) for p in paths]
+    assert not Path(f"{emb}.partial").exists()
 
 
 def test_kill_9_twice_during_segments_then_resume_gives_each_video_its_windows_once(
@@ -274,7 +278,9 @@ def test_kill_9_twice_during_segments_then_resume_gives_each_video_its_windows_o
 ) -> None:
     out, windows = tmp_path / "videos.csv", tmp_path / "windows.jsonl"
     # 24-frame clips: windows of 8 frames every 3, 7 per video.
+    emb = tmp_path / "emb.parquet"
     args = ("--resume", "--window", "8f", "--hop", "3f", "--segments-out", str(windows))
+    args += ("--embeddings", str(emb))
     for at_windows in (40, 200):
         proc = _start(tiny_model_dir, many, out, *args)
         _wait_forread_rows(windows, at_windows, proc)
@@ -292,6 +298,12 @@ def test_kill_9_twice_during_segments_then_resume_gives_each_video_its_windows_o
         r["path"]: list(range(7)) for r in rows
     }
     assert all(r["status"] == "ok" and r["windows"] == "7" for r in rows)
+    # One vector per window and per video, the video's the mean of its windows'.
+    vectors = read_vectors(emb)
+    assert set(vectors) == {(r["path"], w) for r in rows for w in [None, *range(7)]}
+    for r in rows:
+        mean = np.mean([vectors[(r["path"], w)] for w in range(7)], axis=0)
+        assert np.abs(vectors[(r["path"], None)] - mean).max() < 1e-2
 
 
 def test_sigterm_stops_within_seconds_with_whole_lines(

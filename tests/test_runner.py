@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import read_rows
+from conftest import read_rows, read_vectors
 
 import vmae_cli
 from vmae_cli import Classifier, ClassifyOptions, RunHooks, StopRequest, run
@@ -337,3 +337,133 @@ def test_a_segmented_video_that_stops_making_windows_times_out(
     )
     assert report.by_status == {"ok": 2, "timeout": 1, "not_video": 1}
     _check_windows(out, windows)
+
+
+# ---------------------------------------------------------------------------------------
+# Curation: embeddings, label groups, thresholds
+# ---------------------------------------------------------------------------------------
+
+
+def test_embeddings_come_for_ok_videos_and_a_resume_adds_those_missing(
+    videos: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    out, emb = tmp_path / "labels.csv", tmp_path / "emb.parquet"
+    run(videos, out, model=str(tiny_model_dir), workers=1)
+    # Rows without vectors: the ok videos are redone (the failed one is not), once.
+    report = run(
+        videos, out, model=str(tiny_model_dir), workers=1, resume=True, embeddings_output=emb
+    )
+    assert (report.videos, report.skipped, report.embeddings) == (3, 1, 3)
+    rows = read_rows(out)
+    assert len(rows) == 4
+    ok = sorted(r["path"] for r in rows if r["status"] == "ok")
+    assert sorted(read_vectors(emb)) == [(p, None) for p in ok]
+    assert not (tmp_path / "emb.parquet.partial").exists()
+    # Everything there: nothing redone, the vectors unchanged.
+    before = emb.read_bytes()
+    again = run(
+        videos, out, model=str(tiny_model_dir), workers=1, resume=True, embeddings_output=emb
+    )
+    assert (again.videos, again.skipped, again.embeddings) == (0, 4, 3)
+    assert emb.read_bytes() == before
+    # A fresh run replaces the file.
+    fresh = run(videos, out, model=str(tiny_model_dir), workers=1, embeddings_output=emb)
+    assert fresh.embeddings == 3 and len(read_vectors(emb)) == 3
+
+
+def test_embeddings_are_a_parquet_file_of_their_own(
+    videos: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from vmae_cli.runner import RunOptionsError
+
+    with pytest.raises(RunOptionsError, match=r"name it .*emb\.parquet"):
+        run(
+            videos,
+            tmp_path / "a.csv",
+            model=str(tiny_model_dir),
+            embeddings_output=tmp_path / "emb.npy",
+        )
+    same = tmp_path / "x.parquet"
+    with pytest.raises(RunOptionsError, match="embeddings dtype"):
+        run(
+            videos, None, model=str(tiny_model_dir), embeddings_output=same, embeddings_dtype="int8"
+        )
+    assert not same.exists()
+
+
+def test_group_scores_sum_their_members_and_min_score_empties_labels(
+    videos: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from tiny_model import TINY_LABELS
+
+    label_map = tmp_path / "groups.csv"
+    label_map.write_text(
+        "label,group\ndancing,moving\nrunning,moving\nswimming,moving\ntyping,desk\n"
+    )
+    out = tmp_path / "rows.jsonl"
+    report = run(
+        videos,
+        out,
+        model=str(tiny_model_dir),
+        workers=1,
+        top_k=len(TINY_LABELS),
+        label_map=str(label_map),
+        min_score=0.99,
+        segments=Segments(Span(8, "f"), Span(8, "f")),
+        segments_output=tmp_path / "windows.jsonl",
+    )
+    assert report.ok == 3
+    members = {"moving": {"dancing", "running", "swimming"}, "desk": {"typing"}}
+    members["other"] = set(TINY_LABELS) - members["moving"] - members["desk"]
+    rows = [r for r in read_rows(out) if r["status"] == "ok"]
+    windows = read_rows(tmp_path / "windows.jsonl")
+    assert windows and rows
+    for r in [*rows, *windows]:
+        scores = {ls["label"]: ls["score"] for ls in r["top_k"]}
+        assert len(scores) == len(TINY_LABELS)
+        sums = {g: sum(scores[label] for label in labels) for g, labels in members.items()}
+        assert r["group"] == max(sums, key=sums.get)
+        assert r["group_score"] == pytest.approx(sums[r["group"]], abs=1e-5)
+        # A random-weight model is never 99 % sure: no label, but the scores stay.
+        assert (r["label"], r["low_confidence"]) == ("", True)
+        assert r["score"] == r["top_k"][0]["score"]
+    failed = next(r for r in read_rows(out) if r["status"] != "ok")
+    assert (failed["group"], failed["group_score"], failed["low_confidence"]) == ("", None, None)
+
+
+def test_a_label_map_naming_an_unknown_label_and_a_bad_threshold_stop_before_work(
+    videos: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from vmae_cli.runner import RunOptionsError
+    from vmae_cli.scoring import LabelMapError
+
+    label_map = tmp_path / "groups.csv"
+    label_map.write_text("label,group\ndancing,moving\nbreakdancing,moving\n")
+    out = tmp_path / "rows.csv"
+    with pytest.raises(LabelMapError, match="'breakdancing'"):
+        run(videos, out, model=str(tiny_model_dir), label_map=str(label_map))
+    assert not out.exists() or out.read_bytes() == b""
+    with pytest.raises(RunOptionsError, match="within 0..1"):
+        run(videos, out, model=str(tiny_model_dir), min_score=1.5)
+
+
+def test_a_multi_label_model_lists_its_labels_over_the_threshold(
+    videos: Path, tmp_path: Path
+) -> None:
+    from tiny_model import make_tiny_model
+
+    model = make_tiny_model(tmp_path / "multi", multi_label=True)
+    out = tmp_path / "rows.csv"
+    report = run(videos, out, model=str(model), workers=1, top_k=10, min_score=0.45)
+    assert report.ok == 3
+    for r in read_rows(out):
+        if r["status"] != "ok":
+            assert r["labels"] == r["low_confidence"] == ""
+            continue
+        # A cell of its own is formula-escaped ('=SUM(A1)); inside the list it is not first.
+        scores = {r[f"label_{i}"].removeprefix("'"): float(r[f"score_{i}"]) for i in range(1, 11)}
+        assert sum(scores.values()) > 1.5  # sigmoids, not a softmax
+        above = [label for label, s in scores.items() if s >= 0.45]
+        assert r["labels"].removeprefix("'") == "; ".join(above)
+        assert r["low_confidence"] == str(not above)
+        assert r["label"].removeprefix("'") == (above[0] if above else "")

@@ -14,14 +14,17 @@ from typer.testing import CliRunner
 
 from vmae_cli import run
 from vmae_cli.cli import EXIT_OK, EXIT_USAGE, app
+from vmae_cli.scoring import LabelMap
 from vmae_cli.summary import (
     Grouping,
     SummaryError,
     by_folder,
+    by_group,
     by_label,
     by_status,
     failed,
     read_results,
+    with_groups,
 )
 
 
@@ -108,3 +111,45 @@ def test_the_command_prints_tables_or_one_table_for_machines(outputs) -> None:
     assert next(csv.reader(io.StringIO(table.stdout))) == ["status", "videos", "share"]
     bad = cli.invoke(app, ["summarize", str(out_csv), "--by", "colour"])
     assert bad.exit_code == EXIT_USAGE and "--by 'colour'" in bad.output
+
+
+def test_by_group_reads_the_rows_groups_or_maps_their_labels(
+    outputs, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    out_csv, _ = outputs
+    table = read_results([out_csv])
+    with pytest.raises(SummaryError, match="no group column"):
+        by_group(table)
+    labels = list(table[table["status"] == "ok"]["label"])  # formula escapes undone
+    top = labels[0]
+    mapped = with_groups(table, LabelMap({top: "mine"}))
+    groups = by_group(mapped).set_index("group")["videos"].to_dict()
+    want = Counter("mine" if label == top else "other" for label in labels)
+    assert groups == want
+    # Rows classified with --label-map carry their group (the group of the highest summed
+    # probability) and group_score; summarize shows them by default.
+    label_map = tmp_path / "groups.csv"
+    with label_map.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows([("label", "group"), (top, "mine")])
+    grouped = tmp_path / "grouped.jsonl"
+    run(
+        out_csv.parent / "videos",
+        grouped,
+        model=str(tiny_model_dir),
+        workers=1,
+        label_map=str(label_map),
+    )
+    written = Counter(json.loads(line)["group"] for line in grouped.read_text().splitlines())
+    table = by_group(read_results([grouped]))
+    assert dict(zip(table["group"], table["videos"], strict=True)) == {
+        g: n for g, n in written.items() if g
+    }
+    assert "group_score_median" in table
+    text = CliRunner().invoke(app, ["summarize", str(grouped)])
+    assert "## by label group (ok videos)" in text.stdout
+    again = CliRunner().invoke(
+        app,
+        ["summarize", str(out_csv), "--by", "group", "--label-map", str(label_map), "-f", "csv"],
+    )
+    assert again.exit_code == EXIT_OK, again.output
+    assert {r["group"]: int(r["videos"]) for r in csv.DictReader(io.StringIO(again.stdout))} == want
