@@ -12,6 +12,11 @@ The library is usable without the command line::
     # Long videos: a row per window too (prediction.windows in the API).
     run("videos/", "videos.csv", segments=True, segments_output="windows.csv")
 
+    # Curators: vectors for similarity search, label groups, a confidence threshold.
+    run("videos/", "labels.csv", embeddings_output="emb.parquet", label_map="groups.csv",
+        min_score=0.3)
+    vectors = read_embeddings("emb.parquet")  # a pandas DataFrame
+
 Heavy dependencies (torch, transformers, OpenCV) are imported on first use, so importing
 this package is cheap.
 """
@@ -23,11 +28,13 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from .embeddings import read_embeddings
     from .model import DEFAULT_MODEL, DeviceError, LoadedModel, ModelLoadError, load_model
     from .pipeline import Classifier, ClassifyOptions, classify_paths
     from .protocol import PROTOCOLS, Protocol
     from .results import LabelScore, Prediction, VideoMeta, WindowPrediction
     from .runner import RunHooks, RunOptions, RunReport, StopRequest, run
+    from .scoring import LabelMap, read_label_map
     from .segments import Segments, Span
 
 _EXPORTS = {
@@ -45,6 +52,9 @@ _EXPORTS = {
     "LabelScore": "results",
     "VideoMeta": "results",
     "WindowPrediction": "results",
+    "read_embeddings": "embeddings",
+    "LabelMap": "scoring",
+    "read_label_map": "scoring",
     "Segments": "segments",
     "Span": "segments",
     "run": "runner",
@@ -59,6 +69,7 @@ __all__ = [
     "Classifier",
     "ClassifyOptions",
     "DeviceError",
+    "LabelMap",
     "LabelScore",
     "LoadedModel",
     "ModelLoadError",
@@ -76,6 +87,8 @@ __all__ = [
     "__version__",
     "classify_paths",
     "load_model",
+    "read_embeddings",
+    "read_label_map",
     "run",
 ]
 
