@@ -59,6 +59,14 @@ def test_embeddings_are_what_the_head_receives_from_the_same_call(loaded_tiny) -
     assert out.embeddings.dtype == torch.float32
     assert (out.embeddings - want).abs().max().item() <= 1e-5
     assert torch.allclose(out.probs, torch.softmax(logits, -1), atol=1e-6)
+    # One model call gives both.
+    calls = []
+    handle = loaded_tiny.model.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        loaded_tiny.infer(frames, embeddings=True)
+    finally:
+        handle.remove()
+    assert len(calls) == 1
     # Asked for nothing, nothing comes, and the hook is gone.
     assert loaded_tiny.infer(frames).embeddings is None
     assert not loaded_tiny.model.classifier._forward_pre_hooks

@@ -238,9 +238,9 @@ def main(argv: list[str] | None = None) -> int:
         figures = ""
         if "cosine" in r:
             hf = r["hf_processor"]
-            figures = f" cosine {r['cosine']:.6f} max_abs_diff {r['max_abs_diff']:.2e}"
+            figures = f" cosine {r['cosine']:.8f} max_abs_diff {r['max_abs_diff']:.2e}"
             figures += f" ({r['compared']} view{'s' if r['compared'] != 1 else ''}; with HF's"
-            figures += f" processor: {hf['cosine']:.6f}, {hf['max_abs_diff']:.2e})"
+            figures += f" processor: {hf['cosine']:.8f}, {hf['max_abs_diff']:.2e})"
         verdict = "FAIL " + "; ".join(map(str, r["problems"])) if r["problems"] else "ok"
         print(f"{os.path.basename(r['path'])}: {r.get('status', '')}{figures}: {verdict}")
     ok = sum(1 for r in results if r.get("status") == "ok")

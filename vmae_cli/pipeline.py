@@ -213,9 +213,9 @@ class Classifier:
             stop=stop,
             on_start=lambda: self.loaded,
         )
-        run = _Batches(self, opts.scoring, batch_size, opts.embeddings)
+        batches = _Batches(self, opts.scoring, batch_size, opts.embeddings)
         if segmented:
-            yield from self._segmented(outcomes, run, protocol, stop, on_windows)
+            yield from self._segmented(outcomes, batches, protocol, stop, on_windows)
             return
         for videos, failures in iter_batches(outcomes, batch_size):
             for outcome in failures:
@@ -225,12 +225,12 @@ class Classifier:
                 # clip: clips decoded but not classified get no row and are redone on resume.
                 return
             if videos:
-                yield from self._predict(videos, run, protocol)
+                yield from self._predict(videos, batches, protocol)
 
     def _segmented(
         self,
         outcomes: Iterable[DecodeOutcome | WindowChunk],
-        run: _Batches,
+        batches: _Batches,
         protocol: Protocol,
         stop: threading.Event | None,
         on_windows: Callable[[int], None] | None,
@@ -246,10 +246,10 @@ class Classifier:
         def classify_queue() -> None:
             if not queue:
                 return
-            probs, embeddings = run.infer(torch.cat([v for _, _, v in queue]), crops)
+            probs, embeddings = batches.infer(torch.cat([v for _, _, v in queue]), crops)
             for i, (tally, window, _) in enumerate(queue):
                 tally.add(window, probs[i], embeddings[i] if embeddings is not None else None)
-                run.scorer.rank(probs[i]).apply(window)
+                batches.scorer.rank(probs[i]).apply(window)
             if on_windows is not None:
                 on_windows(len(queue))
             queue.clear()
@@ -270,7 +270,7 @@ class Classifier:
                     if not window.ok:
                         tally.windows[window.index] = window
                 queue.extend(zip([tally] * len(ok), ok, views, strict=True))
-                if len(queue) * crops >= run.batch_size:
+                if len(queue) * crops >= batches.batch_size:
                     classify_queue()
                 continue
             tally = videos.pop(item.path, None)
@@ -279,7 +279,7 @@ class Classifier:
                 continue
             if tally is not None and any(t is tally for t, _, _ in queue):
                 classify_queue()
-            yield (tally or _WindowTally()).prediction(item, self.spec.name, protocol, run)
+            yield (tally or _WindowTally()).prediction(item, self.spec.name, protocol, batches)
 
     def _failed(self, outcome: DecodeOutcome, protocol: Protocol) -> Prediction:
         assert outcome.failure is not None
@@ -296,7 +296,7 @@ class Classifier:
         )
 
     def _predict(
-        self, videos: list[VideoViews], run: _Batches, protocol: Protocol
+        self, videos: list[VideoViews], batches: _Batches, protocol: Protocol
     ) -> Iterator[Prediction]:
         import torch
 
@@ -304,7 +304,7 @@ class Classifier:
         views = torch.cat([v.frames for v in videos])
         if lm.device.type == "cuda":
             views = views.pin_memory()
-        probs, embeddings = run.infer(views, [v.num_views for v in videos])
+        probs, embeddings = batches.infer(views, [v.num_views for v in videos])
         for i, video in enumerate(videos):
             prediction = Prediction(
                 path=video.path,
@@ -317,7 +317,7 @@ class Classifier:
                 stamp=video.stamp,
                 embedding=_vector(embeddings[i]) if embeddings is not None else None,
             )
-            yield run.scorer.rank(probs[i]).apply(prediction)
+            yield batches.scorer.rank(probs[i]).apply(prediction)
 
 
 class _Batches:
@@ -396,7 +396,7 @@ class _WindowTally:
         self.windows[window.index] = window
 
     def prediction(
-        self, outcome: DecodeOutcome, model: str, protocol: Protocol, run: _Batches
+        self, outcome: DecodeOutcome, model: str, protocol: Protocol, batches: _Batches
     ) -> Prediction:
         """The video's row: the mean of its windows' scores (and embeddings), its windows in
         order."""
@@ -423,7 +423,7 @@ class _WindowTally:
             return prediction
         if self.total_embedding is not None:
             prediction.embedding = _vector(self.total_embedding / self.ok)
-        return run.scorer.rank(self.total / self.ok).apply(prediction)
+        return batches.scorer.rank(self.total / self.ok).apply(prediction)
 
 
 def classify_paths(
