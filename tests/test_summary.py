@@ -153,3 +153,18 @@ def test_by_group_reads_the_rows_groups_or_maps_their_labels(
     )
     assert again.exit_code == EXIT_OK, again.output
     assert {r["group"]: int(r["videos"]) for r in csv.DictReader(io.StringIO(again.stdout))} == want
+
+
+def test_labels_emptied_by_min_score_count_as_low_confidence(tmp_path: Path) -> None:
+    out = tmp_path / "rows.jsonl"
+    lines = [
+        {"path": "a.mp4", "status": "ok", "label": "", "score": 0.2, "low_confidence": True},
+        {"path": "b.mp4", "status": "ok", "label": "x", "score": 0.9, "low_confidence": False},
+        {"path": "c.mp4", "status": "damaged", "label": "", "score": None, "error": "cut"},
+    ]
+    out.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    table = by_label(read_results([out]))
+    assert dict(zip(table["label"], table["videos"], strict=True)) == {
+        "(low confidence)": 1,
+        "x": 1,
+    }

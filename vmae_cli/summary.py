@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .results import LOW_CONFIDENCE_MARK
 from .writers import EXTENSIONS, FORMULA_PREFIXES
 
 if TYPE_CHECKING:
@@ -108,8 +109,9 @@ def by_status(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def by_label(rows: pd.DataFrame) -> pd.DataFrame:
-    """Ok rows per top-1 label, most first, with the distribution of their scores."""
-    ok = rows[rows["status"] == "ok"]
+    """Ok rows per top-1 label, most first, with the distribution of their scores; those
+    whose label ``--min-score`` emptied count as ``(low confidence)``."""
+    ok = _ok_rows(rows)
     scores = ok.groupby("label")["score"]
     table = scores.agg(
         videos="size",
@@ -141,7 +143,7 @@ def by_group(rows: pd.DataFrame) -> pd.DataFrame:
             "the rows have no group column: classify with --label-map, or give summarize "
             "--label-map FILE.csv"
         )
-    ok = rows[rows["status"] == "ok"]
+    ok = _ok_rows(rows)
     grouped = ok.groupby("group")
     table = grouped.agg(videos=("path", "size")).reset_index()
     if "group_score" in ok:
@@ -161,9 +163,16 @@ def by_folder(rows: pd.DataFrame, depth: int = 1) -> pd.DataFrame:
     grouped = table.groupby("folder")
     out = grouped.agg(videos=("path", "size"), ok=("ok", "sum")).reset_index()
     out["failed"] = out["videos"] - out["ok"]
-    top = table[table["ok"]].groupby("folder")["label"].agg(lambda s: s.value_counts().index[0])
+    top = _ok_rows(table).groupby("folder")["label"].agg(lambda s: s.value_counts().index[0])
     out["top_label"] = out["folder"].map(top).fillna("")
     return out.sort_values("folder").reset_index(drop=True)
+
+
+def _ok_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The ok rows, an empty label (emptied by ``--min-score``) shown as
+    ``(low confidence)``."""
+    ok = rows[rows["status"] == "ok"]
+    return ok.assign(label=ok["label"].where(ok["label"] != "", LOW_CONFIDENCE_MARK))
 
 
 def failed(rows: pd.DataFrame) -> pd.DataFrame:
