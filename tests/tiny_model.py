@@ -94,3 +94,119 @@ if __name__ == "__main__":
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     print(make_tiny_model(sys.argv[1] if len(sys.argv) > 1 else "tiny-videomae"))
+
+
+#: Tiny random checkpoints of the other video classifiers transformers knows, with processor
+#: configs laid out as their Hub checkpoints have them (scaled down to small frames).
+FAMILY_FRAMES = {"timesformer": 8, "vivit": 32, "vjepa2": 8}
+
+
+def make_tiny_family(out_dir: str | Path, model_type: str, *, seed: int = 0) -> Path:
+    """Save a random-weight TimeSformer, ViViT or V-JEPA 2 video classifier with its processor
+    config (``preprocessor_config.json``, or ``video_preprocessor_config.json`` for V-JEPA 2)
+    to ``out_dir``: 10 labels, frames per clip from :data:`FAMILY_FRAMES`."""
+    import torch
+    import transformers as tf
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    labels = {
+        "id2label": dict(enumerate(TINY_LABELS)),
+        "label2id": {label: i for i, label in enumerate(TINY_LABELS)},
+    }
+    small = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2}
+    frames = FAMILY_FRAMES[model_type]
+    if model_type == "timesformer":
+        config = tf.TimesformerConfig(
+            image_size=TINY_IMAGE_PX,
+            patch_size=16,
+            num_frames=frames,
+            intermediate_size=64,
+            **small,
+            **labels,
+        )
+        model = tf.TimesformerForVideoClassification(config)
+        # As facebook/timesformer-base-finetuned-k400 has it: VideoMAE's image processor,
+        # with the mean/std of its current revision.
+        name, pre = (
+            "preprocessor_config.json",
+            {
+                "crop_size": {"height": TINY_IMAGE_PX, "width": TINY_IMAGE_PX},
+                "do_center_crop": True,
+                "do_normalize": True,
+                "do_rescale": True,
+                "do_resize": True,
+                "image_mean": [0.45, 0.45, 0.45],
+                "image_processor_type": "VideoMAEImageProcessor",
+                "image_std": [0.225, 0.225, 0.225],
+                "resample": 2,
+                "rescale_factor": 1 / 255,
+                "size": {"shortest_edge": TINY_IMAGE_PX},
+            },
+        )
+    elif model_type == "vivit":
+        config = tf.VivitConfig(
+            image_size=TINY_IMAGE_PX,
+            num_frames=frames,
+            tubelet_size=[2, 16, 16],
+            intermediate_size=64,
+            **small,
+            **labels,
+        )
+        model = tf.VivitForVideoClassification(config)
+        # As google/vivit-b-16x2-kinetics400: short side 256 for a 224 crop, [-1, 1] by offset.
+        name, pre = (
+            "preprocessor_config.json",
+            {
+                "crop_size": {"height": TINY_IMAGE_PX, "width": TINY_IMAGE_PX},
+                "do_center_crop": True,
+                "do_normalize": True,
+                "do_rescale": True,
+                "do_resize": True,
+                "image_mean": [0.5, 0.5, 0.5],
+                "image_processor_type": "VivitImageProcessor",
+                "image_std": [0.5, 0.5, 0.5],
+                "offset": True,
+                "resample": 2,
+                "rescale_factor": 1 / 127.5,
+                "size": {"shortest_edge": TINY_IMAGE_PX * 256 // 224},
+            },
+        )
+    elif model_type == "vjepa2":
+        config = tf.VJEPA2Config(
+            crop_size=TINY_IMAGE_PX,
+            frames_per_clip=frames,
+            patch_size=16,
+            tubelet_size=2,
+            mlp_ratio=2.0,
+            pred_hidden_size=32,
+            pred_num_hidden_layers=1,
+            pred_num_attention_heads=2,
+            num_pooler_layers=1,
+            **small,
+            **labels,
+        )
+        model = tf.VJEPA2ForVideoClassification(config)
+        # As facebook/vjepa2-vitl-fpc16-256-ssv2: a video processor config only.
+        name, pre = (
+            "video_preprocessor_config.json",
+            {
+                "crop_size": TINY_IMAGE_PX,
+                "do_center_crop": True,
+                "do_normalize": True,
+                "do_rescale": True,
+                "do_resize": True,
+                "image_mean": [0.485, 0.456, 0.406],
+                "image_std": [0.229, 0.224, 0.225],
+                "resample": 2,
+                "rescale_factor": 1 / 255,
+                "size": {"shortest_edge": int(TINY_IMAGE_PX * 256 / 224)},
+                "video_processor_type": "VJEPA2VideoProcessor",
+            },
+        )
+    else:
+        raise ValueError(f"unknown model type {model_type!r}")
+    model.eval().save_pretrained(out)
+    (out / name).write_text(json.dumps(pre, indent=2))
+    return out

@@ -450,6 +450,16 @@ def classify(
             rich_help_panel=PANEL_MODEL,
         ),
     ] = BackendName.auto,  # type: ignore[attr-defined]
+    allow_untrained_head: Annotated[
+        bool,
+        typer.Option(
+            "--allow-untrained-head",
+            metavar="",
+            help="Run a checkpoint without a trained classification head, or whose weights "
+            "do not all load, instead of refusing it (exit 1): its labels mean nothing.",
+            rich_help_panel=PANEL_MODEL,
+        ),
+    ] = False,
     protocol: ProtocolOpt = ProtocolName.uniform,  # type: ignore[attr-defined]
     clips: ClipsOpt = None,
     crops: CropsOpt = None,
@@ -624,6 +634,7 @@ def classify(
             device=device,
             dtype=dtype.value,
             backend=backend.value,
+            allow_untrained_head=allow_untrained_head,
             format=fmt.value if fmt else None,
             segments_output=str(segments_out) if segments_out is not None else None,
             embeddings_output=str(embeddings) if embeddings is not None else None,

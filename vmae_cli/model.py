@@ -35,6 +35,20 @@ BACKEND_CHOICES = (BACKEND_AUTO, BACKEND_TORCH, BACKEND_OPENVINO)
 #: ``problem_type`` of a checkpoint whose classes are independent (sigmoid scores).
 MULTI_LABEL = "multi_label_classification"
 
+#: The model types transformers maps to ``AutoModelForVideoClassification``, with the config
+#: key holding the frames per clip and the forward argument the clips go to.
+MODEL_TYPES = {
+    "videomae": ("num_frames", "pixel_values"),
+    "timesformer": ("num_frames", "pixel_values"),
+    "vivit": ("num_frames", "pixel_values"),
+    "vjepa2": ("frames_per_clip", "pixel_values_videos"),
+}
+#: What the class name of a checkpoint with a classification head ends with.
+CLASSIFIER_SUFFIX = "ForVideoClassification"
+#: Processor config files, the video processor's first: Hugging Face's video classification
+#: pipeline prefers a video processor when a checkpoint has both.
+PROCESSOR_FILES = (("video_preprocessor_config.json", True), ("preprocessor_config.json", False))
+
 #: Gets one line meant for a person (a notice or a warning) while the model loads.
 Say = Callable[[str], None]
 
@@ -44,6 +58,11 @@ _BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 
 class ModelLoadError(RuntimeError):
     """The model (or its preprocessor config) could not be loaded; the message says why."""
+
+
+class UntrainedModelError(ModelLoadError):
+    """A checkpoint that would classify at random: no classification head, or weights its
+    load report says were missing, unexpected or mis-shaped (``--allow-untrained-head``)."""
 
 
 class DeviceError(ValueError):
@@ -86,6 +105,8 @@ class LoadedModel:
     #: Scores are independent sigmoids (``problem_type: multi_label_classification`` in the
     #: config), not a softmax over the classes.
     multi_label: bool = False
+    input_name: str = "pixel_values"  # the forward argument the clips go to (ModelSpec)
+    revision: str = ""  # the checkpoint's revision (ModelSpec.revision)
 
     def predict(self, frames: torch.Tensor) -> torch.Tensor:
         """Class scores (float32, on CPU) for uint8 clips ``(B, T, 3, H, W)``: see
@@ -117,10 +138,10 @@ class LoadedModel:
                     )
             elif embeddings:
                 with _head_input(self.model, self.name) as captured:
-                    logits = self.model(pixel_values=pixel_values).logits
+                    logits = self.model(**{self.input_name: pixel_values}).logits
                 pooled = captured[0]
             else:
-                logits = self.model(pixel_values=pixel_values).logits
+                logits = self.model(**{self.input_name: pixel_values}).logits
             logits = logits.float()
             probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
             return ModelOutput(
@@ -298,12 +319,33 @@ class ModelSpec:
     without loading the weights: decoding can start while the model loads."""
 
     name: str
-    frames_per_clip: int  # T: the frames of one clip the model takes (config num_frames)
+    #: T: the frames of one clip the model takes (``num_frames``; V-JEPA 2's
+    #: ``frames_per_clip``).
+    frames_per_clip: int
     preprocess: PreprocessConfig
     offline: bool  # whether the Hub is out of reach (or not needed: a local folder)
     num_labels: int | None = None  # classes of the head, when config.json says
     #: ``problem_type: multi_label_classification``: one sigmoid per class, not a softmax.
     multi_label: bool = False
+    model_type: str = "videomae"  # config.json's model_type: one of MODEL_TYPES
+    input_name: str = "pixel_values"  # the forward argument the clips go to
+    architectures: tuple[str, ...] = ()  # config.json's architectures (what was saved)
+    #: The checkpoint's revision: the Hub commit, or ``sha256:...`` of a folder's files
+    #: (``provenance.model_revision``); rows carry it as ``model_revision``.
+    revision: str = ""
+
+    def head_problem(self) -> str | None:
+        """Why this checkpoint has no trained classification head, judged from its config
+        (a pre-training checkpoint: ``VideoMAEForPreTraining``), or ``None``."""
+        if self.architectures and not any(
+            a.endswith(CLASSIFIER_SUFFIX) for a in self.architectures
+        ):
+            return (
+                f"{self.name!r} is a {', '.join(self.architectures)} checkpoint, not a video "
+                "classifier: it has no trained classification head, so its labels would be "
+                "random (use a fine-tuned checkpoint, or --allow-untrained-head)"
+            )
+        return None
 
 
 def _num_labels(config: dict[str, Any]) -> int | None:
@@ -315,21 +357,42 @@ def _num_labels(config: dict[str, Any]) -> int | None:
     return int(value) if isinstance(value, int) and value > 0 else None
 
 
-def _config_json(name: str, filename: str, revision: str | None, offline: bool) -> dict:
+def _config_json(
+    name: str,
+    filename: str,
+    revision: str | None,
+    offline: bool,
+    *,
+    missing_ok: bool = False,
+    path: bool = False,
+) -> Any:
+    """The JSON file ``filename`` of model ``name`` (a folder or a Hub id); with ``path``,
+    also where it was read. A missing file raises :class:`ModelLoadError`, or gives ``None``
+    with ``missing_ok``."""
     if os.path.isdir(name):
         # A local folder needs no transformers import (seconds): decoding starts sooner.
-        path: str | None = os.path.join(name, filename)
-        if not os.path.isfile(path):
-            raise ModelLoadError(f"model folder {name!r} has no {filename}")
+        found: str | None = os.path.join(name, filename)
+        if not os.path.isfile(found):
+            found = None
     else:
         from transformers.utils import cached_file
 
         quiet_transformers()
-        path = cached_file(name, filename, revision=revision, local_files_only=offline)
-    if path is None:
-        raise ModelLoadError(f"model {name!r} has no {filename}")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        found = cached_file(
+            name,
+            filename,
+            revision=revision,
+            local_files_only=offline,
+            _raise_exceptions_for_missing_entries=not missing_ok,
+        )
+    if found is None:
+        if missing_ok:
+            return None
+        where = "model folder" if os.path.isdir(name) else "model"
+        raise ModelLoadError(f"{where} {name!r} has no {filename}")
+    with open(found, encoding="utf-8") as f:
+        data = json.load(f)
+    return (data, found) if path else data
 
 
 def quiet_transformers() -> None:
@@ -367,9 +430,12 @@ def _translate_load_error(exc: Exception, name: str, offline: bool) -> ModelLoad
 
 
 def read_model_spec(name: str = DEFAULT_MODEL, *, revision: str | None = None) -> ModelSpec:
-    """Read ``config.json`` and ``preprocessor_config.json`` of ``name`` (no weights).
+    """Read ``config.json`` and the processor config of ``name`` (no weights): a video
+    processor's ``video_preprocessor_config.json`` if it has one, else
+    ``preprocessor_config.json``.
 
-    Raises :class:`ModelLoadError` with a one-line explanation.
+    Raises :class:`ModelLoadError` with a one-line explanation, also for a model type vmae
+    cannot feed (:data:`MODEL_TYPES`).
     """
     if _is_missing_folder(name):
         raise ModelLoadError(f"model folder {name!r} does not exist")
@@ -379,21 +445,43 @@ def read_model_spec(name: str = DEFAULT_MODEL, *, revision: str | None = None) -
         or not hub_reachable()
     )
     try:
-        config = _config_json(name, "config.json", revision, offline)
-        preprocess = parse_preprocess_config(
-            _config_json(name, "preprocessor_config.json", revision, offline)
-        )
+        config, config_path = _config_json(name, "config.json", revision, offline, path=True)
+        model_type = str(config.get("model_type") or "")
+        if model_type not in MODEL_TYPES:
+            raise ModelLoadError(
+                f"{name!r} is a {model_type or 'untyped'} model: vmae feeds the video "
+                f"classifiers transformers knows ({', '.join(MODEL_TYPES)})"
+            )
+        frames_key, input_name = MODEL_TYPES[model_type]
+        preprocess = None
+        for filename, video in PROCESSOR_FILES:
+            raw = _config_json(name, filename, revision, offline, missing_ok=True)
+            if raw is not None:
+                preprocess = parse_preprocess_config(raw, model_type, video=video)
+                break
+        if preprocess is None:
+            raise ModelLoadError(
+                f"model {name!r} has no preprocessor_config.json or video_preprocessor_config.json"
+            )
+        from .provenance import model_revision
+
+        found = model_revision(name, config_path)
     except ModelLoadError:
         raise
     except Exception as exc:  # noqa: BLE001 - mapped to one line; --debug shows the rest
         raise _translate_load_error(exc, name, offline) from None
+    architectures = config.get("architectures") or ()
     return ModelSpec(
         name,
-        int(config.get("num_frames", 16)),
+        int(config.get(frames_key, 16)),
         preprocess,
         offline,
         _num_labels(config),
         config.get("problem_type") == MULTI_LABEL,
+        model_type,
+        input_name,
+        tuple(str(a) for a in architectures if isinstance(a, str)),
+        found,
     )
 
 
@@ -407,12 +495,19 @@ def load_model(
     spec: ModelSpec | None = None,
     on_notice: Say | None = None,
     on_warning: Say | None = None,
+    allow_untrained_head: bool = False,
 ) -> LoadedModel:
-    """Load a VideoMAE video classifier from the Hub or a local folder.
+    """Load a video classifier (:data:`MODEL_TYPES`) from the Hub or a local folder.
 
     ``name`` is a Hub id (``MCG-NJU/videomae-base-finetuned-kinetics``) or a folder written by
-    ``save_pretrained`` holding ``config.json``, the weights and ``preprocessor_config.json``.
-    ``spec`` is what :func:`read_model_spec` already read, if it was called. ``backend``
+    ``save_pretrained`` holding ``config.json``, the weights and its processor config.
+    ``spec`` is what :func:`read_model_spec` already read, if it was called.
+
+    A checkpoint that would give garbage is refused with :class:`UntrainedModelError`: one
+    without a classification head (:meth:`ModelSpec.head_problem`), and one whose load report
+    says weights were missing (left at their random start), unexpected (not used) or of
+    another shape. ``allow_untrained_head`` turns that into one line to ``on_warning``.
+    ``backend``
     picks the runtime (:func:`resolve_backend`); with OpenVINO the model is converted once
     and cached, ``on_notice`` getting one line when that happens. A model OpenVINO cannot
     convert runs on torch instead, with one line to ``on_warning`` (without the callbacks,
@@ -427,10 +522,11 @@ def load_model(
     dtype_name = str(torch_dtype).removeprefix("torch.")  # float32, bfloat16, float16
     runtime = resolve_backend(backend, dev)
     spec = spec or read_model_spec(name, revision=revision)
+    warn = on_warning or log.warning
+    check_head(spec, allow_untrained_head, warn)
     if runtime == BACKEND_OPENVINO:
         from .openvino_backend import ConversionError, load_openvino
 
-        warn = on_warning or log.warning
         try:
             compiled = load_openvino(
                 name,
@@ -438,6 +534,7 @@ def load_model(
                 offline=spec.offline,
                 frames_per_clip=spec.frames_per_clip,
                 crop_hw=spec.preprocess.crop_hw,
+                input_name=spec.input_name,
                 dtype=dtype_name,
                 on_notice=on_notice or log.info,
                 on_warning=warn,
@@ -445,6 +542,8 @@ def load_model(
         except ConversionError as exc:
             warn(f"OpenVINO cannot run this model ({exc}); running it on torch instead")
         else:
+            # Recorded when it was converted: a cached entry skips loading the checkpoint.
+            check_load_report(compiled.load_report, name, allow_untrained_head, warn)
             if compiled.precision != dtype_name:
                 warn(
                     f"--dtype {dtype_name}: OpenVINO computes in {compiled.precision} on this "
@@ -462,21 +561,14 @@ def load_model(
                 backend=BACKEND_OPENVINO,
                 precision=compiled.precision,
                 multi_label=spec.multi_label,
+                input_name=spec.input_name,
+                revision=spec.revision,
             )
     try:
-        # Imported here: transformers takes seconds to import and `vmae --help` must not wait.
-        from transformers import AutoModelForVideoClassification
-
-        quiet_transformers()
-        model = AutoModelForVideoClassification.from_pretrained(
-            name,
-            revision=revision,
-            dtype=torch_dtype,
-            attn_implementation="sdpa",
-            local_files_only=spec.offline,
-        )
+        model, info = pretrained(name, revision=revision, dtype=torch_dtype, offline=spec.offline)
     except Exception as exc:  # noqa: BLE001 - mapped to one line; --debug shows the rest
         raise _translate_load_error(exc, name, spec.offline) from None
+    check_load_report(load_report(info), name, allow_untrained_head, warn)
     model.eval().to(dev)
     id2label = {int(k): str(v) for k, v in (model.config.id2label or {}).items()}
     if dev.type == "cpu":
@@ -494,7 +586,87 @@ def load_model(
         backend=BACKEND_TORCH,
         precision=dtype_name,
         multi_label=spec.multi_label,
+        input_name=spec.input_name,
+        revision=spec.revision,
     )
+
+
+def pretrained(name: str, *, revision: str | None, dtype: Any, offline: bool) -> tuple[Any, dict]:
+    """``AutoModelForVideoClassification.from_pretrained`` as vmae loads every model: in
+    ``dtype``, with PyTorch's fused attention (``sdpa``) where the architecture has it and
+    the plain one where it does not (TimeSformer), and the load report; returns ``(model,
+    loading info)``."""
+    # Imported here: transformers takes seconds to import and `vmae --help` must not wait.
+    from transformers import AutoModelForVideoClassification
+
+    quiet_transformers()
+    kwargs = {"revision": revision, "dtype": dtype, "local_files_only": offline}
+    try:
+        return AutoModelForVideoClassification.from_pretrained(
+            name, attn_implementation="sdpa", output_loading_info=True, **kwargs
+        )
+    except ValueError as exc:
+        if "attention implementation" not in str(exc):
+            raise
+        return AutoModelForVideoClassification.from_pretrained(
+            name, attn_implementation="eager", output_loading_info=True, **kwargs
+        )
+
+
+#: How many keys of each kind a refusal names.
+REPORT_KEYS_SHOWN = 3
+
+
+def load_report(info: dict[str, Any]) -> dict[str, list[str]]:
+    """The parts of transformers' loading info that mean the weights are not the
+    checkpoint's: keys ``missing`` (left at their random start), ``unexpected`` (in the file,
+    not used) and ``mismatched`` (another shape), each sorted."""
+    report = {}
+    for kind in ("missing", "unexpected", "mismatched"):
+        keys = info.get(f"{kind}_keys") or ()
+        # mismatched_keys holds (key, shape in the file, shape in the model) tuples.
+        report[kind] = sorted(str(k[0] if isinstance(k, (tuple, list)) else k) for k in keys)
+    return report
+
+
+def check_head(spec: ModelSpec, allow: bool, warn: Say) -> None:
+    """Refuse (:class:`UntrainedModelError`) a checkpoint without a classification head, or
+    with ``allow`` say so in one warning."""
+    problem = spec.head_problem()
+    if problem is None:
+        return
+    if not allow:
+        raise UntrainedModelError(problem)
+    warn(f"--allow-untrained-head: {problem.split(':')[0]}; its labels mean nothing")
+
+
+def check_load_report(report: dict[str, list[str]], name: str, allow: bool, warn: Say) -> None:
+    """Refuse (:class:`UntrainedModelError`) weights the load report says are not the
+    checkpoint's, naming the first few keys; with ``allow`` say so in one warning."""
+    parts = []
+    for kind, what in (
+        ("missing", "missing from the checkpoint (left random)"),
+        ("unexpected", "in the checkpoint but unused"),
+        ("mismatched", "of another shape than the model's"),
+    ):
+        keys = report.get(kind) or []
+        if keys:
+            shown = ", ".join(keys[:REPORT_KEYS_SHOWN])
+            more = (
+                f" and {len(keys) - REPORT_KEYS_SHOWN} more"
+                if len(keys) > REPORT_KEYS_SHOWN
+                else ""
+            )
+            parts.append(f"{len(keys)} weight(s) {what}: {shown}{more}")
+    if not parts:
+        return
+    problem = f"{name!r} does not load as a trained classifier: " + "; ".join(parts)
+    if not allow:
+        raise UntrainedModelError(
+            f"{problem} (a wrong checkpoint or a transformers version that cannot read it; "
+            "--allow-untrained-head runs it anyway)"
+        )
+    warn(f"--allow-untrained-head: {problem}")
 
 
 def read_labels(

@@ -33,11 +33,12 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .extras import require
+from .provenance import CACHE_DIR_ENV, cache_base, file_digest, model_files
 
 log = logging.getLogger(__name__)
 
@@ -45,31 +46,9 @@ log = logging.getLogger(__name__)
 OPENVINO_EXTRA = "openvino"
 OPENVINO_MODULE = "openvino"
 
-#: Where converted models go: ``$VMAE_CACHE_DIR/openvino``, else
-#: ``$XDG_CACHE_HOME/vmae/openvino``, else ``~/.cache/vmae/openvino``.
-CACHE_DIR_ENV = "VMAE_CACHE_DIR"
 #: Part of every cache key: raise it when the conversion or the entry's layout changes, so
 #: that entries written by an older vmae are converted again instead of trusted.
-CACHE_FORMAT = 2
-#: Files of a model folder that decide the converted network: its config and its weights
-#: (single-file or sharded, safetensors or pickled torch).
-MODEL_FILE_PATTERNS = (
-    "config.json",
-    "*.safetensors",
-    "*.safetensors.index.json",
-    "pytorch_model*.bin",
-    "pytorch_model.bin.index.json",
-)
-#: The weight files of a Hub model, in the order transformers looks for them.
-HUB_WEIGHT_FILES = (
-    "model.safetensors",
-    "model.safetensors.index.json",
-    "pytorch_model.bin",
-    "pytorch_model.bin.index.json",
-)
-#: Bytes read at a time while hashing the model's files.
-HASH_CHUNK_BYTES = 1 << 22
-
+CACHE_FORMAT = 3
 #: OpenVINO's names for the precisions ``--dtype`` can ask for.
 PRECISIONS = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
 #: And back: what ``INFERENCE_PRECISION_HINT`` of a compiled model reports.
@@ -84,6 +63,9 @@ ENTRY_XML = "model.xml"
 ENTRY_KEY = "key.json"
 #: The classifier head kept out of OpenVINO (``weight`` and, if any, ``bias``), float32.
 ENTRY_HEAD = "head.npz"
+#: What transformers' load report said when the model was converted (``model.load_report``):
+#: a cached entry skips loading the checkpoint, and vmae must still refuse an untrained one.
+ENTRY_LOAD_REPORT = "load_report.json"
 
 
 class ConversionError(RuntimeError):
@@ -98,59 +80,9 @@ def available() -> bool:
 
 
 def cache_root() -> Path:
-    """The folder holding the converted models (see :data:`CACHE_DIR_ENV`)."""
-    base = os.environ.get(CACHE_DIR_ENV)
-    if base:
-        return Path(base).expanduser() / "openvino"
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(xdg) / "vmae" / "openvino"
-
-
-def model_files(name: str, revision: str | None = None, offline: bool = True) -> list[Path]:
-    """The files of model ``name`` (a folder or a Hub id) that decide its converted form.
-
-    For a Hub id the files are fetched the way transformers fetches them (from the local
-    cache when ``offline``). Raises :class:`ConversionError` when no weights are found.
-    """
-    if os.path.isdir(name):
-        folder = Path(name)
-        found = sorted({p for pattern in MODEL_FILE_PATTERNS for p in folder.glob(pattern)})
-    else:
-        from transformers.utils import cached_file
-
-        def fetch(filename: str) -> Path | None:
-            path = cached_file(
-                name,
-                filename,
-                revision=revision,
-                local_files_only=offline,
-                _raise_exceptions_for_missing_entries=False,
-            )
-            return Path(path) if path else None
-
-        config = fetch("config.json")
-        found = [config] if config else []
-        for filename in HUB_WEIGHT_FILES:
-            weights = fetch(filename)
-            if weights is None:
-                continue
-            found.append(weights)
-            if filename.endswith(".index.json"):
-                shards = json.loads(weights.read_text(encoding="utf-8")).get("weight_map", {})
-                found += [p for p in map(fetch, sorted(set(shards.values()))) if p]
-            break
-    if not any(p.name != "config.json" for p in found):
-        raise ConversionError(f"no weight files found for model {name!r}")
-    return found
-
-
-def file_digest(path: Path) -> str:
-    """The sha256 of a file's content, hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """The folder holding the converted models: ``openvino`` under vmae's cache folder
+    (:func:`vmae_cli.provenance.cache_base`, moved by :data:`CACHE_DIR_ENV`)."""
+    return cache_base() / "openvino"
 
 
 def cache_key(files: list[Path], frames_per_clip: int, crop_hw: tuple[int, int]) -> dict[str, Any]:
@@ -199,10 +131,12 @@ class Head:
 
 @dataclass
 class Converted:
-    """A model as OpenVINO has it: ``pixel_values`` to logits, or to the input of ``head``."""
+    """A model as OpenVINO has it: ``pixel_values`` to logits, or to the input of ``head``;
+    with the load report of the checkpoint it was converted from."""
 
     model: Any  # an ov.Model, or the path of its .xml
     head: Head | None
+    load_report: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -217,6 +151,8 @@ class OpenVINOModel:
     precision: str  # what OpenVINO really uses: float32, bfloat16 or float16
     entry: Path | None  # the cache entry it was compiled from (None: not cached)
     head: Head | None = None
+    #: The checkpoint's load report when it was converted (``model.load_report``).
+    load_report: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         import torch
@@ -259,6 +195,7 @@ def load_openvino(
     dtype: str,
     on_notice: Callable[[str], None],
     on_warning: Callable[[str], None],
+    input_name: str = "pixel_values",
 ) -> OpenVINOModel:
     """Compile model ``name`` with OpenVINO on the CPU, converting it first when the cache
     has no entry for it.
@@ -289,7 +226,7 @@ def load_openvino(
         )
         if converted is None:
             on_notice(_converting(name, None))
-            converted = convert(name, revision, offline, frames_per_clip, crop_hw)
+            converted = convert(name, revision, offline, frames_per_clip, crop_hw, input_name)
         return _compile(core, converted, precision, None)
 
     # Entries are renamed into place whole, so reading one needs no lock (and works in a
@@ -308,7 +245,7 @@ def load_openvino(
         if compiled is not None:
             return compiled
         on_notice(_converting(name, root))
-        converted = convert(name, revision, offline, frames_per_clip, crop_hw)
+        converted = convert(name, revision, offline, frames_per_clip, crop_hw, input_name)
         try:
             _write_entry(ov, converted, entry, key)
         except OSError as exc:  # a full disk, a read-only cache
@@ -363,7 +300,8 @@ def _compile_entry(
         return None
     try:
         head = Head.load(entry / ENTRY_HEAD) if (entry / ENTRY_HEAD).exists() else None
-        return _compile(core, Converted(str(xml), head), precision, entry)
+        report = json.loads((entry / ENTRY_LOAD_REPORT).read_text(encoding="utf-8"))
+        return _compile(core, Converted(str(xml), head, report), precision, entry)
     except Exception as exc:  # noqa: BLE001 - a broken entry (torn head.npz, bad xml): redo
         log.debug("OpenVINO cache entry %s cannot be compiled: %s", entry, exc)
         if remove_broken:
@@ -387,7 +325,9 @@ def _compile(core: Any, converted: Converted, precision: str, entry: Path | None
     except Exception as exc:  # noqa: BLE001 - any OpenVINO failure is a conversion failure
         raise ConversionError(f"OpenVINO cannot compile it: {_first_line(exc)}") from None
     log.debug("compiled %s for the CPU in %s", entry or "the model", chosen)
-    return OpenVINOModel(compiled, _DTYPE_OF.get(chosen, chosen), entry, converted.head)
+    return OpenVINOModel(
+        compiled, _DTYPE_OF.get(chosen, chosen), entry, converted.head, converted.load_report
+    )
 
 
 def convert(
@@ -396,8 +336,11 @@ def convert(
     offline: bool,
     frames_per_clip: int,
     crop_hw: tuple[int, int],
+    input_name: str = "pixel_values",
 ) -> Converted:
-    """The Hugging Face model ``name`` as an OpenVINO model with a dynamic batch dimension.
+    """The Hugging Face model ``name`` as an OpenVINO model with a dynamic batch dimension,
+    fed through its forward argument ``input_name``, with its load report
+    (:func:`vmae_cli.model.load_report`).
 
     A final ``Linear`` head (``model.classifier``, as Hugging Face's video classifiers have)
     is kept apart, to run in float32 (see the module's docstring). Raises
@@ -406,19 +349,12 @@ def convert(
     """
     import openvino as ov
     import torch
-    from transformers import AutoModelForVideoClassification
 
-    from .model import quiet_transformers
+    from .model import load_report, pretrained
 
-    quiet_transformers()
     try:
-        model = AutoModelForVideoClassification.from_pretrained(
-            name,
-            revision=revision,
-            dtype=torch.float32,
-            attn_implementation="sdpa",
-            local_files_only=offline,
-        ).eval()
+        model, info = pretrained(name, revision=revision, dtype=torch.float32, offline=offline)
+        model.eval()
         head = None
         linear = getattr(model, "classifier", None)
         if isinstance(linear, torch.nn.Linear):
@@ -432,11 +368,11 @@ def convert(
         example = torch.zeros((2, frames_per_clip, 3, *crop_hw), dtype=torch.float32)
         with torch.no_grad(), warnings_silenced():
             converted = ov.convert_model(
-                _logits_only(model),
+                _logits_only(model, input_name),
                 example_input=(example,),
                 input=[ov.PartialShape([-1, frames_per_clip, 3, *crop_hw])],
             )
-        return Converted(converted, head)
+        return Converted(converted, head, load_report(info))
     except Exception as exc:  # noqa: BLE001 - an architecture OpenVINO cannot convert
         raise ConversionError(f"{type(exc).__name__}: {_first_line(exc)}") from None
 
@@ -449,6 +385,7 @@ def _write_entry(ov: Any, converted: Converted, entry: Path, key: dict[str, Any]
         ov.save_model(converted.model, str(tmp / ENTRY_XML), compress_to_fp16=False)
         if converted.head is not None:
             converted.head.save(tmp / ENTRY_HEAD)
+        (tmp / ENTRY_LOAD_REPORT).write_text(json.dumps(converted.load_report), encoding="utf-8")
         (tmp / ENTRY_KEY).write_text(json.dumps(key, indent=2, sort_keys=True), encoding="utf-8")
         for path in tmp.iterdir():
             with open(path, "rb") as f:
@@ -459,9 +396,9 @@ def _write_entry(ov: Any, converted: Converted, entry: Path, key: dict[str, Any]
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _logits_only(model: Any) -> Any:
-    """``model`` (a Hugging Face classifier) as a module mapping ``pixel_values -> logits``,
-    which is what the tracer must see."""
+def _logits_only(model: Any, input_name: str = "pixel_values") -> Any:
+    """``model`` (a Hugging Face classifier) as a module mapping its input (the forward
+    argument ``input_name``) to logits, which is what the tracer must see."""
     import torch
 
     class LogitsOnly(torch.nn.Module):
@@ -470,7 +407,7 @@ def _logits_only(model: Any) -> Any:
             self.inner = inner
 
         def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-            return self.inner(pixel_values=pixel_values).logits
+            return self.inner(**{input_name: pixel_values}).logits
 
     return LogitsOnly(model).eval()
 

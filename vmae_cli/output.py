@@ -61,6 +61,7 @@ class PreviousRow:
     protocol: str = ""
     windows: int | None = None  # a segmented video's window count (--segments)
     window: int | None = None  # a window row's number (--segments-out)
+    model_revision: str = ""
 
 
 def _int(value: object) -> int | None:
@@ -85,6 +86,7 @@ def _row(record: bytes, values: dict[str, Any]) -> PreviousRow | None:
         str(values.get("protocol") or ""),
         _int(values.get("windows")),
         _int(values.get("window")),
+        str(values.get("model_revision") or ""),
     )
 
 
@@ -244,7 +246,15 @@ class OutputFile:
         return newest
 
     def close(self) -> None:
-        """Release the lock (also done by the kernel if the process dies)."""
+        """Release the lock (also done by the kernel if the process dies). The stream's
+        descriptor is a duplicate holding the same lock, so it is closed too (a run that
+        failed midway must not keep its output locked in a long-lived process)."""
+        if self._stream is not None:
+            try:
+                self._stream.close()
+            except OSError:
+                pass
+            self._stream = None
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1

@@ -94,6 +94,7 @@ class Classifier:
         lazy: bool = False,
         on_notice: Say | None = None,
         on_warning: Say | None = None,
+        allow_untrained_head: bool = False,
     ):
         """Load ``model`` (a Hub id, a local folder, or an already :class:`LoadedModel`).
 
@@ -101,7 +102,8 @@ class Classifier:
         and the weights load when the first classification starts, while the decoding
         workers already work. ``backend`` picks the runtime (``auto``, ``torch``,
         ``openvino``: :func:`~vmae_cli.model.load_model` says what ``on_notice`` and
-        ``on_warning`` get, called from the thread that loads). Raises
+        ``on_warning`` get, called from the thread that loads, and what
+        ``allow_untrained_head`` lets through). Raises
         :class:`~vmae_cli.model.ModelLoadError`, :class:`~vmae_cli.model.DeviceError` (with
         ``lazy``, possibly from the first classification) or
         :class:`~vmae_cli.extras.MissingExtraError` (``openvino`` not installed).
@@ -117,6 +119,9 @@ class Classifier:
                 model.preprocess,
                 True,
                 len(model.id2label) or None,
+                model.multi_label,
+                input_name=model.input_name,
+                revision=model.revision,
             )
             self.device = model.device
             self.backend = model.backend
@@ -128,6 +133,7 @@ class Classifier:
             "backend": backend,
             "on_notice": on_notice,
             "on_warning": on_warning,
+            "allow_untrained_head": allow_untrained_head,
         }
         self.device = resolve_device(backend_device(backend, device))
         # Refuse a bad dtype or backend now, not after decoding began.
@@ -214,10 +220,23 @@ class Classifier:
             on_start=lambda: self.loaded,
         )
         batches = _Batches(self, opts.scoring, batch_size, opts.embeddings)
-        if segmented:
+        for prediction in self._predictions(outcomes, batches, protocol, stop, on_windows):
+            prediction.model_revision = self.spec.revision
+            yield prediction
+
+    def _predictions(
+        self,
+        outcomes: Iterable[Any],
+        batches: _Batches,
+        protocol: Protocol,
+        stop: threading.Event | None,
+        on_windows: Callable[[int], None] | None,
+    ) -> Iterator[Prediction]:
+        """One prediction per decoded (or failed) video, in batches."""
+        if protocol.segments is not None:
             yield from self._segmented(outcomes, batches, protocol, stop, on_windows)
             return
-        for videos, failures in iter_batches(outcomes, batch_size):
+        for videos, failures in iter_batches(outcomes, batches.batch_size):
             for outcome in failures:
                 yield self._failed(outcome, protocol)
             if stop is not None and stop.is_set():

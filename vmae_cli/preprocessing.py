@@ -29,10 +29,67 @@ DEFAULT_CROP_PX = 224
 DEFAULT_RESCALE_FACTOR = 1 / 255
 IMAGENET_STANDARD_MEAN = (0.5, 0.5, 0.5)
 IMAGENET_STANDARD_STD = (0.5, 0.5, 0.5)
+IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
+#: V-JEPA 2's processor resizes the short side to the crop times this, whatever its config's
+#: ``size`` says (``VJEPA2VideoProcessor.__init__`` overrides it: 292 px for a 256 crop).
+VJEPA2_RESIZE_RATIO = 256 / 224
 
 #: PIL resampling codes (as stored in preprocessor configs) -> interpolate modes.
 _RESAMPLE_MODES = {0: "nearest", 2: "bilinear", 3: "bicubic"}
 _PIL_BILINEAR = 2
+
+
+@dataclass(frozen=True)
+class ProcessorDefaults:
+    """What one of Hugging Face's processor classes does for the keys a config leaves out."""
+
+    shortest_edge: int = DEFAULT_SHORTEST_EDGE_PX
+    crop_px: int = DEFAULT_CROP_PX
+    rescale_factor: float = DEFAULT_RESCALE_FACTOR
+    offset: bool = False  # rescale to [-1, 1]: x * factor - 1 (ViViT)
+    mean: tuple[float, float, float] = IMAGENET_STANDARD_MEAN
+    std: tuple[float, float, float] = IMAGENET_STANDARD_STD
+    #: The short side is resized to ``int(crop * VJEPA2_RESIZE_RATIO)``, ignoring ``size``.
+    resize_from_crop: bool = False
+
+
+_VIDEOMAE = ProcessorDefaults()
+_TIMESFORMER = ProcessorDefaults(mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD)
+_VIVIT = ProcessorDefaults(shortest_edge=256, rescale_factor=1 / 127.5, offset=True)
+_VJEPA2 = ProcessorDefaults(
+    shortest_edge=int(256 * VJEPA2_RESIZE_RATIO),
+    crop_px=256,
+    mean=IMAGENET_DEFAULT_MEAN,
+    std=IMAGENET_DEFAULT_STD,
+    resize_from_crop=True,
+)
+
+#: Hugging Face's processor classes (as configs name them) and their defaults.
+PROCESSOR_DEFAULTS = {
+    "VideoMAEImageProcessor": _VIDEOMAE,
+    "VideoMAEImageProcessorPil": _VIDEOMAE,
+    "VideoMAEFeatureExtractor": _VIDEOMAE,
+    "VideoMAEVideoProcessor": _VIDEOMAE,
+    "TimesformerVideoProcessor": _TIMESFORMER,
+    "VivitImageProcessor": _VIVIT,
+    "VivitVideoProcessor": _VIVIT,
+    "VJEPA2VideoProcessor": _VJEPA2,
+}
+#: The processor class Hugging Face picks for a model type when the config names none, for
+#: an image processor config (``preprocessor_config.json``) and a video processor config
+#: (``video_preprocessor_config.json``).
+IMAGE_PROCESSOR_OF = {
+    "videomae": "VideoMAEImageProcessor",
+    "timesformer": "VideoMAEImageProcessor",
+    "vivit": "VivitImageProcessor",
+}
+VIDEO_PROCESSOR_OF = {
+    "videomae": "VideoMAEVideoProcessor",
+    "timesformer": "TimesformerVideoProcessor",
+    "vivit": "VivitVideoProcessor",
+    "vjepa2": "VJEPA2VideoProcessor",
+}
 
 
 class PreprocessConfigError(ValueError):
@@ -41,7 +98,7 @@ class PreprocessConfigError(ValueError):
 
 @dataclass(frozen=True)
 class PreprocessConfig:
-    """The subset of a VideoMAE preprocessor config that defines the pixels the model sees.
+    """The subset of a processor config that defines the pixels the model sees.
 
     Exactly one of ``shortest_edge`` or ``resize_hw`` is set when ``do_resize`` is true.
     """
@@ -57,6 +114,8 @@ class PreprocessConfig:
     do_normalize: bool = True
     mean: tuple[float, float, float] = IMAGENET_STANDARD_MEAN
     std: tuple[float, float, float] = IMAGENET_STANDARD_STD
+    offset: bool = False  # after rescaling, subtract 1 (ViViT: [0, 255] -> [-1, 1])
+    processor: str = "VideoMAEImageProcessor"  # the Hugging Face class whose rules these are
 
     @property
     def interpolation(self) -> str:
@@ -85,16 +144,39 @@ def _triple(value: Any, default: tuple[float, float, float]) -> tuple[float, flo
     return vals  # type: ignore[return-value]
 
 
-def parse_preprocess_config(raw: dict[str, Any]) -> PreprocessConfig:
-    """Build a :class:`PreprocessConfig` from a ``preprocessor_config.json`` dictionary.
+def parse_preprocess_config(
+    raw: dict[str, Any], model_type: str = "videomae", *, video: bool = False
+) -> PreprocessConfig:
+    """Build a :class:`PreprocessConfig` from a processor config dictionary
+    (``preprocessor_config.json``, or ``video_preprocessor_config.json`` with ``video``).
 
-    Both layouts are understood: today's (``"size": {"shortest_edge": 224}``,
-    ``"crop_size": {"height": 224, "width": 224}``) and the legacy one of the 2022 VideoMAE
-    checkpoints (``"size": 224``, no ``crop_size``, ``feature_extractor_type``). As in
-    Hugging Face's processor, an int ``size`` means the shortest edge (VideoMAE sets
-    ``default_to_square=False``) and a missing ``crop_size`` means the class default 224x224.
+    Keys the config leaves out take the defaults of the processor class it names
+    (``image_processor_type``, ``video_processor_type``, ``feature_extractor_type``), else of
+    the class Hugging Face picks for ``model_type`` (:data:`PROCESSOR_DEFAULTS`). Both VideoMAE
+    layouts are understood: today's (``"size": {"shortest_edge": 224}``, ``"crop_size":
+    {"height": 224, "width": 224}``) and the legacy one of the 2022 checkpoints (``"size":
+    224``, no ``crop_size``). As in Hugging Face's processors, an int ``size`` means the
+    shortest edge and a missing ``crop_size`` the class default; V-JEPA 2's resize follows its
+    crop (:data:`VJEPA2_RESIZE_RATIO`).
     """
-    size = raw.get("size", {"shortest_edge": DEFAULT_SHORTEST_EDGE_PX})
+    named = next(
+        (
+            raw[k]
+            for k in ("video_processor_type", "image_processor_type", "feature_extractor_type")
+            if isinstance(raw.get(k), str)
+        ),
+        None,
+    )
+    fallback = (VIDEO_PROCESSOR_OF if video else IMAGE_PROCESSOR_OF).get(
+        model_type, "VideoMAEImageProcessor"
+    )
+    processor = named if named in PROCESSOR_DEFAULTS else fallback
+    defaults = PROCESSOR_DEFAULTS.get(processor, _VIDEOMAE)
+    crop = raw.get("crop_size") or defaults.crop_px
+    crop_hw = _hw(crop, "crop_size")
+    size = raw.get("size", {"shortest_edge": defaults.shortest_edge})
+    if defaults.resize_from_crop:
+        size = {"shortest_edge": int(crop_hw[0] * VJEPA2_RESIZE_RATIO)}
     shortest_edge: int | None = None
     resize_hw: tuple[int, int] | None = None
     if isinstance(size, int):
@@ -105,19 +187,20 @@ def parse_preprocess_config(raw: dict[str, Any]) -> PreprocessConfig:
         resize_hw = _hw(size, "size")
     else:
         raise PreprocessConfigError(f"cannot read size={size!r}")
-    crop = raw.get("crop_size") or {"height": DEFAULT_CROP_PX, "width": DEFAULT_CROP_PX}
     return PreprocessConfig(
         do_resize=bool(raw.get("do_resize", True)),
         shortest_edge=shortest_edge,
         resize_hw=resize_hw,
         resample=int(raw.get("resample", _PIL_BILINEAR)),
         do_center_crop=bool(raw.get("do_center_crop", True)),
-        crop_hw=_hw(crop, "crop_size"),
+        crop_hw=crop_hw,
         do_rescale=bool(raw.get("do_rescale", True)),
-        rescale_factor=float(raw.get("rescale_factor", DEFAULT_RESCALE_FACTOR)),
+        rescale_factor=float(raw.get("rescale_factor", defaults.rescale_factor)),
         do_normalize=bool(raw.get("do_normalize", True)),
-        mean=_triple(raw.get("image_mean"), IMAGENET_STANDARD_MEAN),
-        std=_triple(raw.get("image_std"), IMAGENET_STANDARD_STD),
+        mean=_triple(raw.get("image_mean"), defaults.mean),
+        std=_triple(raw.get("image_std"), defaults.std),
+        offset=bool(raw.get("offset", defaults.offset)) and bool(raw.get("do_rescale", True)),
+        processor=processor,
     )
 
 
@@ -256,6 +339,8 @@ def normalize(
     x = frames.to(torch.float32)
     if config.do_rescale:
         x = x * config.rescale_factor
+        if config.offset:
+            x = x - 1.0
     if config.do_normalize:
         mean = torch.tensor(config.mean, dtype=torch.float32, device=x.device).view(3, 1, 1)
         std = torch.tensor(config.std, dtype=torch.float32, device=x.device).view(3, 1, 1)

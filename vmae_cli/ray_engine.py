@@ -120,6 +120,7 @@ def classify_on_ray(
     classify: ClassifyOptions,
     ray_options: RayOptions,
     stop: threading.Event,
+    allow_untrained_head: bool = False,
     on_status: Callable[[str], None],
     on_warning: Callable[[str], None],
 ) -> Iterator[Prediction]:
@@ -160,12 +161,15 @@ def classify_on_ray(
                 "device": device,
                 "dtype": dtype,
                 "backend": backend,
+                "allow_untrained_head": allow_untrained_head,
                 "classify": replace(classify, workers=plan.workers),
                 "probes": probes,
                 "ledger": ledger,
             },
         )
-        yield from _rows(dataset, paths, stop, spec.name, classify.protocol.name)
+        for prediction in _rows(dataset, paths, stop, spec.name, classify.protocol.name):
+            prediction.model_revision = spec.revision  # the driver's, as for the model name
+            yield prediction
     finally:
         session.close()
 
@@ -659,6 +663,7 @@ class _Actor:
         classify: ClassifyOptions,
         probes: list[str],
         ledger: Any,
+        allow_untrained_head: bool = False,
     ):
         from .pipeline import Classifier
 
@@ -669,7 +674,13 @@ class _Actor:
         # Lazy: the weights load while the first batch's videos decode, as in a local run.
         # A conversion notice or an OpenVINO fallback goes to the actor's log (--debug).
         self.classifier = Classifier(
-            model, revision=revision, device=device, dtype=dtype, backend=backend, lazy=True
+            model,
+            revision=revision,
+            device=device,
+            dtype=dtype,
+            backend=backend,
+            lazy=True,
+            allow_untrained_head=allow_untrained_head,
         )
         self.options = classify
         self.ledger = ledger

@@ -273,6 +273,8 @@ class Prediction(_Ranked):
     model: str = ""
     protocol: str = ""
     stamp: FileStamp | None = None
+    #: The checkpoint's revision (the Hub commit, or ``sha256:...`` of a folder's files).
+    model_revision: str = ""
     node: str = ""  # the Ray node that classified it (--engine ray); not a column
     #: The windows of a segmented video (``--segments``), in order; ``None`` otherwise. Its
     #: ``top_k`` is then the mean of the windows' probabilities.
@@ -305,6 +307,7 @@ class Prediction(_Ranked):
             "notes": "; ".join(self.notes),
             "protocol": self.protocol,
             "model": self.model,
+            "model_revision": self.model_revision,
             "size_bytes": self.stamp.size_bytes if self.stamp else None,
             "mtime_ns": self.stamp.mtime_ns if self.stamp else None,
             "windows": len(self.windows) if self.windows is not None else None,

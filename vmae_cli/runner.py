@@ -39,6 +39,7 @@ from .model import (
     BACKEND_TORCH,
     DEFAULT_MODEL,
     ModelSpec,
+    check_head,
     dtype_warning,
     read_labels,
     read_model_spec,
@@ -95,6 +96,8 @@ class RunOptions:
     device: str = "auto"
     dtype: str = "auto"
     backend: str = BACKEND_AUTO  # the model's runtime: auto, torch or openvino
+    #: Run a checkpoint without a trained head (or whose weights do not all load) anyway.
+    allow_untrained_head: bool = False
     format: str | None = None  # from the output's extension when None; csv on stdout
     #: Where window rows go with segments (a .csv/.jsonl file, "-" for stdout; None: none).
     segments_output: str | os.PathLike[str] | None = None
@@ -209,6 +212,7 @@ class RunReport:
     runtime: str | None = None
     windows: int | None = None  # windows of the videos written (None: not segmented)
     embeddings: int | None = None  # vectors in the embeddings file (None: not written)
+    model_revision: str = ""  # the checkpoint's revision (ModelSpec.revision)
 
     @property
     def videos(self) -> int:
@@ -252,6 +256,7 @@ class RunReport:
             "stopped_by": self.stopped_by,
             "output": display_path(self.output) if self.output else "-",
             "model": self.model,
+            "model_revision": self.model_revision,
             "protocol": self.protocol,
             "windows": self.windows,
             "embeddings": self.embeddings,
@@ -389,6 +394,7 @@ class _Run:
             windows_file = self._lock_windows_output(fmt)
             model = self._model()
             report = RunReport(self.output, model.spec.name, self.opts.classify.protocol.name)
+            report.model_revision = model.spec.revision
             report.started = started
             report.engine = self.opts.engine
             embeddings = self._lock_embeddings(report)
@@ -463,6 +469,7 @@ class _Run:
                 lazy=True,
                 on_notice=self._notice,
                 on_warning=self._warn,
+                allow_untrained_head=o.allow_untrained_head,
             )
             slow = model.backend == BACKEND_TORCH and dtype_warning(
                 model.device, resolve_dtype(o.dtype, model.device)
@@ -475,6 +482,11 @@ class _Run:
                     f"{o.classify.workers} decoding workers on {cores} cores: workers beyond "
                     "one per core only add overhead"
                 )
+        # Refused before the output is touched: a checkpoint without a head gets no row at all
+        # (its load report is checked when the weights load). With --allow-untrained-head a
+        # local model's loader says the warning itself.
+        if o.engine == ENGINE_RAY or not o.allow_untrained_head:
+            check_head(model.spec, o.allow_untrained_head, self._warn)
         # Segments' defaults (the window: the model's clip) are known now: rows and resume
         # name the windows in frames.
         o.classify.protocol = o.classify.protocol.for_model(model.spec.frames_per_clip)
@@ -504,6 +516,7 @@ class _Run:
             device=o.device,
             dtype=o.dtype,
             backend=o.backend,
+            allow_untrained_head=o.allow_untrained_head,
             classify=o.classify,
             ray_options=o.ray,
             stop=self.stop,
@@ -838,6 +851,14 @@ def _check_scoring(o: RunOptions) -> None:
 def _refuse_other_model(previous: dict[str, PreviousRow], report: RunReport, path: str) -> None:
     """Rows of another model or protocol must not be mixed with this run's in one file."""
     for row in previous.values():
+        revised = row.model_revision and row.model_revision != report.model_revision
+        if revised and row.model == report.model:
+            raise OutputMismatchError(
+                f"{path} holds rows of model {row.model!r} at revision {row.model_revision}, "
+                f"this run's is at {report.model_revision or 'an unknown revision'}: resuming "
+                "would mix two versions of the model in one file; use another output file, "
+                "or start afresh without --resume"
+            )
         if (row.model and row.model != report.model) or (
             row.protocol and row.protocol != report.protocol
         ):

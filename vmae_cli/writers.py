@@ -37,6 +37,7 @@ CSV_TAIL = (
     "notes",
     "protocol",
     "model",
+    "model_revision",
     "size_bytes",
     "mtime_ns",
 )
