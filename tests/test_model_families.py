@@ -94,7 +94,7 @@ def _hf_reference(model_type: str, model_dir: Path, frames: list[np.ndarray]) ->
         return processor(list(frames), return_tensors="pt")["pixel_values"]
     from PIL import Image
 
-    crop = TINY_IMAGE_PX
+    crop = json.loads((model_dir / "video_preprocessor_config.json").read_text())["crop_size"]
     short = int(crop * 256 / 224)
     out = []
     for rgb in frames:
@@ -264,3 +264,25 @@ def test_a_hub_revision_is_the_commit_of_the_cached_snapshot() -> None:
     path = f"/cache/hub/models--org--name/snapshots/{commit}/config.json"
     assert model_revision("org/name", path) == commit
     assert model_revision("org/name", "/elsewhere/config.json") == ""
+
+
+def test_attention_biases_a_transformers_version_cannot_map_are_refused(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """VideoMAE checkpoints store q_bias/v_bias; transformers renames them to query.bias and
+    value.bias. Where that renaming is missing (huggingface/transformers PR #48675), the
+    biases load as zeros: the load report shows them missing and unexpected, and vmae refuses.
+    Simulated here by emptying the renaming of the installed transformers."""
+    conversion = pytest.importorskip("transformers.conversion_mapping")
+    if not hasattr(conversion, "get_checkpoint_conversion_mapping"):
+        pytest.skip("this transformers has no checkpoint conversion mapping")
+    conversion.get_checkpoint_conversion_mapping("videomae")
+    cache = getattr(conversion, "_checkpoint_conversion_mapping_cache", None)
+    if not isinstance(cache, dict) or "videomae" not in cache:
+        pytest.skip("this transformers maps VideoMAE's biases differently")
+    monkeypatch.setitem(cache, "videomae", [])
+    with pytest.raises(UntrainedModelError) as info:
+        load_model(str(tiny_model_dir), device="cpu", backend="torch")
+    message = str(info.value)
+    assert "missing" in message and "attention.attention.query.bias" in message
+    assert "unused" in message and "attention.attention.q_bias" in message
