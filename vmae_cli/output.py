@@ -188,8 +188,9 @@ class OutputFile:
         """Refuse to continue a CSV whose header is not the one this run writes."""
         if header is not None and columns is not None and csv_columns(header) != columns:
             raise OutputMismatchError(
-                f"{self.path} has other columns than this run would write (different "
-                "--top-k?); use the same options as before, or another output file"
+                f"{self.path} has other columns than this run would write (another "
+                "--top-k, --label-map or --min-score, or a file of another vmae version); use "
+                "the same options as before, or another output file"
             )
 
     def keep_only(self, rows: list[PreviousRow]) -> None:
