@@ -22,6 +22,8 @@ from .embeddings import EMBEDDING_DTYPES
 from .model import BACKEND_CHOICES, DEFAULT_MODEL, DEVICE_CHOICES, DTYPE_CHOICES
 from .protocol import CROP_CHOICES, PROTOCOLS, SAMPLING_CHOICES
 from .ray_engine import DEFAULT_VIDEOS_PER_TASK
+from .report import DEFAULT_MAX_BYTES, DEFAULT_PER_LABEL
+from .report import DEFAULT_TIMEOUT_S as REPORT_TIMEOUT_S
 from .runner import DEFAULT_TIMEOUT_S, ENGINES
 from .writers import WRITERS
 
@@ -247,6 +249,7 @@ def _exit_for(exc: BaseException) -> tuple[int, str]:
     from .output import OutputBusyError
     from .protocol import ProtocolError
     from .ray_engine import EngineError
+    from .report import ReportError
     from .runner import RunOptionsError
     from .scoring import LabelMapError
     from .segments import SegmentsError
@@ -261,6 +264,7 @@ def _exit_for(exc: BaseException) -> tuple[int, str]:
         SegmentsError,
         FileListError,
         SummaryError,
+        ReportError,
         LabelMapError,
         typer.BadParameter,
     )
@@ -961,6 +965,111 @@ def summarize(
 
 
 @app.command()
+def report(
+    results: Annotated[
+        list[Path],
+        typer.Argument(metavar="RESULTS", help="CSV/JSONL files written by vmae classify."),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", metavar="FILE.html", help="Where the page goes."),
+    ],
+    segments: Annotated[
+        list[Path] | None,
+        typer.Option(
+            metavar="WINDOWS",
+            help="The window rows of the run (--segments-out files): a timeline per video.",
+            show_default="no timelines",
+        ),
+    ] = None,
+    per_label: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            metavar="N",
+            help="Videos shown per label: half the highest scores, half the lowest.",
+        ),
+    ] = DEFAULT_PER_LABEL,
+    max_mb: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            metavar="MB",
+            help="The page stays under this size: frames of the least frequent labels are "
+            "left out first.",
+        ),
+    ] = DEFAULT_MAX_BYTES / 2**20,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            metavar="N",
+            help="Decoding processes; 0 = in this process.",
+            show_default="one per core",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            min=0, metavar="SECONDS", help="Give up on a video's frames after this long; 0 = never."
+        ),
+    ] = REPORT_TIMEOUT_S,
+    run_summary: Annotated[
+        Path | None,
+        typer.Option(
+            "--summary",
+            metavar="FILE.json",
+            help="The run's --summary file: engine, runtime and dates on the page.",
+        ),
+    ] = None,
+    folder_depth: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Depth of the folder table.")
+    ] = 1,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar or summary line.")
+    ] = False,
+) -> None:
+    """Write one HTML page (offline, self-contained) showing what the model saw and said:
+    counts, frames of sampled videos per label, timelines, failures."""
+    from .output import check_writable
+    from .report import ReportOptions, build_report
+
+    console = _stderr_console()
+    try:
+        check_writable(output)
+        options = ReportOptions(
+            per_label=per_label,
+            max_bytes=int(max_mb * 2**20),
+            workers=workers,
+            timeout_s=timeout or None,
+            folder_depth=folder_depth,
+        )
+        progress = _Progress(
+            console, enabled=not quiet and console.is_terminal, verb="decoding frames"
+        )
+        with progress:
+            progress.set_status("reading the rows")
+            made = build_report(
+                results,
+                output,
+                segments=segments or (),
+                run_summary=run_summary,
+                options=options,
+                on_total=progress.set_total,
+                on_strip=progress.advance,
+            )
+    except Exception as exc:  # noqa: BLE001 - mapped by _exit_for, one table
+        raise _fail(exc, False) from None
+    if not quiet:
+        left = f"; frames of {made.left_out} labels left out (--max-mb)" if made.left_out else ""
+        _say(
+            console,
+            f"vmae: wrote {made.output}: {made.rows} rows, {made.labels} labels, frames of "
+            f"{made.strips} videos{left}, {made.bytes / 2**20:.1f} MB in {made.seconds:.1f} s",
+        )
+
+
+@app.command()
 def labels(model: ModelOpt = DEFAULT_MODEL, revision: RevisionOpt = None) -> None:
     """Print the model's labels as CSV (index,label): a start for a label map."""
     import csv
@@ -997,8 +1106,8 @@ class _Progress:
     ``--quiet``). Until the first video is done it says what the run is busy with; its ETA
     divides the time since the run started by the videos done, start-up included."""
 
-    def __init__(self, console: Any, enabled: bool):
-        self.console, self.enabled = console, enabled
+    def __init__(self, console: Any, enabled: bool, verb: str = "classifying"):
+        self.console, self.enabled, self.verb = console, enabled, verb
         self._bar: Any = None
         self._task: Any = None
         self._started = time.perf_counter()
@@ -1053,7 +1162,7 @@ class _Progress:
             self._bar.update(self._task, description=self._description())
 
     def _description(self) -> str:
-        return f"classifying, {self._windows} windows" if self._windows else "classifying"
+        return f"{self.verb}, {self._windows} windows" if self._windows else self.verb
 
     def advance(self) -> None:
         self._done += 1

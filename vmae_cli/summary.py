@@ -74,7 +74,7 @@ def read_results(paths: Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
                 frame = pd.read_csv(path, encoding="utf-8-sig", dtype=str, keep_default_na=False)
                 for column in TEXT_COLUMNS:
                     if column in frame:
-                        frame[column] = frame[column].map(_unescape)
+                        frame[column] = frame[column].map(unescape)
             else:
                 frame = pd.read_json(path, lines=True, dtype=False)
         except FileNotFoundError:
@@ -95,7 +95,7 @@ def read_results(paths: Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
     return table
 
 
-def _unescape(cell: str) -> str:
+def unescape(cell: str) -> str:
     """A CSV cell as vmae wrote it before escaping a formula (``'=x`` -> ``=x``)."""
     if len(cell) > 1 and cell[0] == "'" and cell[1] in "".join(FORMULA_PREFIXES):
         return cell[1:]

@@ -43,6 +43,9 @@ CSV_TAIL = (
 )
 #: JSONL keys, in order.
 JSONL_KEYS = (*CSV_HEAD, "top_k", *CSV_TAIL, "mtime", "frame_indices")
+#: The frames the model saw, last in a CSV row, as space-separated indices (what `vmae report`
+#: decodes again).
+CSV_TAIL = (*CSV_TAIL, "frame_indices")
 #: What a segmented video's row adds (``--segments``), after its label and scores.
 SEGMENTED_COLUMNS = ("windows", "timeline")
 
@@ -81,7 +84,7 @@ SEGMENTED_VIDEO_ROWS = Table(
 #: One row per window (``--segments-out``, :class:`~vmae_cli.results.WindowRow`).
 WINDOW_ROWS = Table(
     ("path", "window", "status", "error", "label", "score"),
-    ("start_frame", "end_frame", "start_s", "end_s"),
+    ("start_frame", "end_frame", "start_s", "end_s", "frame_indices"),
     (
         "path",
         "window",
@@ -265,6 +268,8 @@ class CsvWriter:
         d["group_score"] = _score(d.get("group_score"))
         if d.get("labels") is not None:
             d["labels"] = LABELS_SEPARATOR.join(d["labels"])
+        if "frame_indices" in d:
+            d["frame_indices"] = " ".join(map(str, d["frame_indices"])) or None
         best = d["top_k"]
         for i in range(1, self.top_k + 1):
             ls = best[i - 1] if i <= len(best) else None

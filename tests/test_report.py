@@ -1,0 +1,246 @@
+"""vmae_cli.report and `vmae report`: the offline HTML page of a run."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import read_rows
+from typer.testing import CliRunner
+
+from vmae_cli import run
+from vmae_cli.cli import EXIT_OK, EXIT_USAGE, app
+from vmae_cli.report import (
+    ReportOptions,
+    build_report,
+    parse_indices,
+    shown_frames,
+    window_frames,
+)
+from vmae_cli.report_html import colour
+
+#: An <img>, <script>, <link> or <a> pointing anywhere but into the page itself.
+EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["'](?!data:|#)""", re.I)
+
+
+def test_indices_are_read_from_both_formats_and_spread_over_a_strip() -> None:
+    assert parse_indices([3, 5]) == parse_indices("3 5") == [3, 5]
+    assert parse_indices("") == parse_indices(None) == []
+    assert shown_frames([4, 0, 4, 8]) == [0, 4, 8]
+    eighty = list(range(80))
+    picked = shown_frames(eighty, most=16)
+    assert len(picked) == 16 and picked[0] == 0 and picked[-1] == 79
+    windows = [{"frame_indices": [i * 10 + j for j in range(4)]} for i in range(40)]
+    frames = window_frames(windows, most=16)
+    assert len(frames) == 16 and frames[0] == 2 and frames[-1] == 392
+
+
+def test_label_colours_are_stable() -> None:
+    assert colour("dancing") == colour("dancing") != colour("juggling")
+
+
+@pytest.fixture(scope="module")
+def segmented_run(tmp_path_factory, test_videos, bad_files, tiny_model_dir) -> dict[str, Path]:
+    """A segmented run over videos in two folders, with bad files among them."""
+    root = tmp_path_factory.mktemp("report")
+    videos = root / "videos"
+    for folder, names in {"a": ("h264", "vp9", "edit_list"), "b": ("mjpeg", "portrait")}.items():
+        (videos / folder).mkdir(parents=True)
+        for name in names:
+            shutil.copy(test_videos[name], videos / folder / test_videos[name].name)
+    for name in ("random_bytes", "text"):
+        shutil.copy(bad_files[name], videos / "b" / f"{name}.mp4")
+    rows, windows = root / "rows.jsonl", root / "windows.csv"
+    run(
+        videos,
+        rows,
+        model=str(tiny_model_dir),
+        workers=1,
+        top_k=3,
+        segments=True,
+        segments_output=windows,
+    )
+    return {"videos": videos, "rows": rows, "windows": windows, "root": root}
+
+
+def _videos(page: str) -> list[tuple[str, list[int], list[np.ndarray]]]:
+    """Each shown video of a page: path, data-frame-indices and its frames (RGB)."""
+    import cv2
+
+    found = []
+    pattern = r'data-path="([^"]*)" data-frame-indices="([^"]*)"><div class="strip">(.*?)</div>'
+    for m in re.finditer(pattern, page):
+        images = re.findall(r'src="data:image/jpeg;base64,([^"]+)"', m.group(3))
+        frames = [
+            cv2.cvtColor(
+                cv2.imdecode(np.frombuffer(base64.b64decode(b), np.uint8), cv2.IMREAD_COLOR),
+                cv2.COLOR_BGR2RGB,
+            )
+            for b in images
+        ]
+        found.append((m.group(1), [int(i) for i in m.group(2).split()], frames))
+    return found
+
+
+def test_the_page_shows_every_label_failure_and_the_frames_the_rows_name(
+    segmented_run: dict[str, Path],
+) -> None:
+    from tools.fidelity import upright_frames
+    from tools.videogen import read_index
+
+    out = segmented_run["root"] / "report.html"
+    made = build_report(
+        [segmented_run["rows"]],
+        out,
+        segments=[segmented_run["windows"]],
+        options=ReportOptions(workers=1),
+    )
+    page = out.read_text(encoding="utf-8")
+    rows = read_rows(segmented_run["rows"])
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert made.rows == len(rows) and made.strips == len(ok)  # few videos: all shown
+    # Self-contained: no URL out of the page.
+    assert not EXTERNAL.findall(page)
+    assert "http://" not in page and "https://" not in page
+    # A section per label, every failure with its error.
+    for label in {r["label"] for r in ok}:
+        assert f'data-label="{label}"' in page
+    for r in rows:
+        if r["status"] != "ok":
+            assert r["path"] in page and r["error"].split(":")[0] in page
+    # Each strip shows the frames its windows name: the code each frame carries is the one
+    # an independent full decode finds at that index (edit-list files show an offset code).
+    shown = _videos(page)
+    assert {p for p, _, _ in shown} == {r["path"] for r in ok}
+    windows = read_rows(segmented_run["windows"])
+    for path, indices, frames in shown:
+        mine = [w for w in windows if w["path"] == path]
+        middles = [
+            int(w["frame_indices"].split()[len(w["frame_indices"].split()) // 2]) for w in mine
+        ]
+        assert indices == middles[: len(indices)] or set(indices) <= set(middles)
+        _, reference = upright_frames(path, keep=set(indices))
+        for i, frame in zip(indices, frames, strict=True):
+            assert read_index(frame) == read_index(reference[i]), (path, i)
+        # A timeline per shown video, a window each.
+    assert page.count('class="timeline"') == len(ok)
+
+
+def test_a_video_changed_since_the_run_is_shown_as_changed(
+    segmented_run: dict[str, Path], tmp_path: Path
+) -> None:
+    rows = tmp_path / "rows.jsonl"
+    lines = segmented_run["rows"].read_text().splitlines()
+    changed = None
+    kept = []
+    for line in lines:
+        row = json.loads(line)
+        if row["status"] == "ok" and changed is None:
+            changed = row["path"]
+            row["mtime_ns"] = int(row["mtime_ns"]) - 10**9  # as if the file was replaced
+        kept.append(json.dumps(row))
+    rows.write_text("\n".join(kept) + "\n")
+    out = tmp_path / "report.html"
+    build_report([rows], out, options=ReportOptions(workers=0))
+    page = out.read_text(encoding="utf-8")
+    block = page[page.index(f'data-path="{changed}"') :][:2000]
+    assert "changed since the run" in block and "<img" not in block.split("</div>")[0]
+
+
+def test_the_page_stays_under_its_size_limit(tmp_path: Path, test_videos) -> None:
+    """2,000 generated rows over 40 labels pointing at a few videos: the strips of the least
+    frequent labels are dropped to stay under the limit, and the page says so."""
+    rows = tmp_path / "rows.jsonl"
+    sources = [test_videos[k] for k in ("h264", "vp9", "mjpeg", "hevc")]
+    with rows.open("w") as f:
+        for i in range(2000):
+            src = sources[i % len(sources)]
+            st = src.stat()
+            status = "ok" if i % 50 else "damaged"
+            f.write(
+                json.dumps(
+                    {
+                        "path": str(src),
+                        "status": status,
+                        "error": "" if status == "ok" else f"cut short {i}",
+                        "label": f"label {i % 40:02d}" if status == "ok" else "",
+                        "score": (i % 97) / 100 if status == "ok" else None,
+                        "frames_decoded": 24,
+                        "frame_indices": [0, 3, 6, 9, 12, 15, 18, 21],
+                        "size_bytes": st.st_size,
+                        "mtime_ns": st.st_mtime_ns,
+                    }
+                )
+                + "\n"
+            )
+    limit = 400 * 1024
+    out = tmp_path / "report.html"
+    made = build_report([rows], out, options=ReportOptions(per_label=2, max_bytes=limit))
+    assert out.stat().st_size <= limit and made.bytes <= limit
+    assert 0 < made.labels_with_strips < 40 and made.left_out == 40 - made.labels_with_strips
+    page = out.read_text(encoding="utf-8")
+    assert page.count('class="label"') == 40
+    assert "under its size limit" in page
+    assert "and 0 more" not in page and page.count("cut short") == 40
+
+
+def test_the_command_writes_the_page_and_refuses_what_is_not_vmae_output(
+    segmented_run: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "r.html"
+    args = ["report", str(segmented_run["rows"]), "--segments", str(segmented_run["windows"])]
+    result = CliRunner().invoke(app, [*args, "-o", str(out), "--workers", "1"])
+    assert result.exit_code == EXIT_OK, result.output
+    assert out.exists() and "wrote" in result.stderr and result.stdout == ""
+    other = tmp_path / "notes.csv"
+    other.write_text("a,b\n1,2\n")
+    bad = CliRunner().invoke(app, ["report", str(other), "-o", str(out)])
+    assert bad.exit_code == EXIT_USAGE and "not a vmae output" in bad.stderr
+
+
+def _browser() -> str | None:
+    return next(
+        (
+            shutil.which(b)
+            for b in ("chromium", "chromium-browser", "google-chrome")
+            if shutil.which(b)
+        ),
+        None,
+    )
+
+
+@pytest.mark.skipif(_browser() is None, reason="no headless Chromium (apt-get install chromium)")
+def test_headless_chromium_renders_the_summary_and_a_frame_strip(
+    segmented_run: dict[str, Path], tmp_path: Path
+) -> None:
+    """The page opened offline in a real browser: a screenshot that is not blank, and a DOM
+    (after the script ran) with the summary table and frame images loaded."""
+    from PIL import Image
+
+    page = segmented_run["root"] / "browser.html"
+    build_report([segmented_run["rows"]], page, segments=[segmented_run["windows"]])
+    shot = tmp_path / "shot.png"
+    base = [_browser(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    base += ["--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}"]
+    url = page.resolve().as_uri()
+    subprocess.run(
+        [*base, "--window-size=1280,1800", f"--screenshot={shot}", url],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert shot.exists(), "the browser wrote no screenshot"
+    pixels = np.asarray(Image.open(shot).convert("RGB"))
+    assert pixels.std() > 20, "a blank page"
+    colours = len(np.unique(pixels.reshape(-1, 3), axis=0))
+    assert colours > 500, "no pictures rendered"  # text and tables alone have a few dozen
+    dom = subprocess.run(
+        [*base, "--dump-dom", url], capture_output=True, timeout=120, text=True, check=False
+    ).stdout
+    assert "By status" in dom and "<table" in dom and 'class="strip"' in dom

@@ -1,0 +1,571 @@
+"""`vmae report`: one self-contained HTML page that shows what the model saw and what it said.
+
+It reads the rows of one or more runs (and, with ``--segments``, their window rows), counts
+them as ``vmae summarize`` does (:mod:`vmae_cli.summary`: one implementation), samples the
+videos of each label (the highest and the lowest scores), decodes again the exact frames each
+sampled row says the model saw (the same frame-exact decoders, in the same crash- and
+timeout-proof worker pool as ``vmae classify``), and writes one HTML file
+(:mod:`vmae_cli.report_html`) with the frames embedded as small JPEG data URIs.
+
+The page never grows with the number of rows beyond its tables' caps: frame strips are added
+label after label (most frequent first) only while the file stays under ``max_bytes``;
+failures are listed up to :data:`FAILURES_SHOWN` per status. A video whose size or
+modification time differ from its row's is shown as changed, not decoded differently.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from .results import LOW_CONFIDENCE_MARK, DecodeOutcome, Failure, VideoViews, file_stamp
+from .summary import read_results
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: Videos shown per label when ``--per-label`` is not given (half the highest scores, half
+#: the lowest).
+DEFAULT_PER_LABEL = 8
+#: The size a report stays under when ``--max-mb`` is not given (bytes): opens quickly,
+#: mails as an attachment.
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+#: Height of a frame in a strip (pixels): big enough to tell what happens.
+THUMB_HEIGHT_PX = 72
+#: The most frames one strip shows (a clip of 16 shows all; 5 clips x 3 crops, 80 indices,
+#: show this many spread over them).
+STRIP_FRAMES_MAX = 16
+#: JPEG quality of the frames (OpenCV's 0-100 scale).
+JPEG_QUALITY = 70
+#: Failed rows listed per status (the others are counted).
+FAILURES_SHOWN = 200
+#: Rows of the folder table at most.
+FOLDERS_SHOWN = 200
+#: Seconds a video may take to decode when ``--timeout`` is not given.
+DEFAULT_TIMEOUT_S = 120.0
+
+
+class ReportError(ValueError):
+    """A report that cannot be made (its inputs are not vmae's rows, ...); one line."""
+
+
+@dataclass
+class ReportOptions:
+    """How a report is made."""
+
+    per_label: int = DEFAULT_PER_LABEL
+    max_bytes: int = DEFAULT_MAX_BYTES
+    workers: int | None = None  # decoding processes (None: one per core)
+    timeout_s: float | None = DEFAULT_TIMEOUT_S
+    folder_depth: int = 1
+    title: str = "vmae report"
+
+
+@dataclass
+class Strip:
+    """The frames a row says the model saw, decoded again: JPEG bytes per shown frame, or why
+    they are not shown."""
+
+    indices: list[int]  # the frame numbers shown (at most STRIP_FRAMES_MAX)
+    jpegs: list[bytes] = field(default_factory=list)
+    problem: str = ""  # not empty: why no frames are shown
+
+    @property
+    def bytes(self) -> int:
+        """What the strip adds to the page (base64 grows JPEG by a third)."""
+        return sum(len(j) for j in self.jpegs) * 4 // 3 + 100 * len(self.jpegs)
+
+    def data_uris(self) -> list[str]:
+        """The frames as ``data:image/jpeg;base64,...`` URIs."""
+        return ["data:image/jpeg;base64," + base64.b64encode(j).decode() for j in self.jpegs]
+
+
+@dataclass
+class Shown:
+    """One sampled video: its row, why it was picked, its strip and its windows."""
+
+    row: dict[str, Any]
+    pick: str  # "highest" or "lowest" score of its label
+    strip: Strip | None = None
+    windows: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class LabelSection:
+    """One label: how many ok videos have it, and those shown."""
+
+    label: str
+    videos: int
+    shown: list[Shown]
+    left_out: bool = False  # strips dropped to stay under the size limit
+
+
+@dataclass
+class ReportData:
+    """Everything the page shows (``report_html.render`` turns it into HTML)."""
+
+    title: str
+    rows: int
+    sources: list[str]
+    provenance: dict[str, str]
+    by_status: pd.DataFrame
+    by_label: pd.DataFrame
+    by_folder: pd.DataFrame
+    folder_depth: int
+    scores: list[float]  # the ok rows' top-1 scores (for the distribution chart)
+    labels: list[LabelSection]
+    failures: dict[str, list[tuple[str, str]]]  # status -> (path, error), capped
+    failure_counts: dict[str, int]
+    segmented: bool
+    max_bytes: int
+
+
+@dataclass
+class ReportStats:
+    """What :func:`build_report` made."""
+
+    output: str
+    rows: int
+    labels: int
+    strips: int  # videos shown with their frames
+    labels_with_strips: int
+    left_out: int  # labels whose strips were dropped to stay under the size limit
+    bytes: int
+    seconds: float
+
+
+def build_report(
+    results: Iterable[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
+    *,
+    segments: Iterable[str | os.PathLike[str]] = (),
+    run_summary: str | os.PathLike[str] | None = None,
+    options: ReportOptions | None = None,
+    on_total: Callable[[int], None] | None = None,
+    on_strip: Callable[[], None] | None = None,
+    stop: threading.Event | None = None,
+) -> ReportStats:
+    """Write the HTML report of the rows in ``results`` (vmae's CSV/JSONL outputs) to
+    ``output``; ``segments`` are the window rows of those runs (``--segments-out`` files),
+    ``run_summary`` a ``vmae classify --summary`` file (engine, runtime, date).
+
+    ``on_total(n)`` is told how many videos will be decoded, ``on_strip()`` after each.
+    Raises :class:`~vmae_cli.summary.SummaryError` for inputs that are not vmae's rows and
+    :class:`OSError` when the output cannot be written; a video that cannot be decoded again
+    is shown with its reason, never raised.
+    """
+    from .report_html import render
+
+    started = time.perf_counter()
+    opts = options or ReportOptions()
+    sources = [os.fspath(p) for p in results]
+    rows = read_results(sources)
+    data = _summarise(rows, sources, opts, run_summary)
+    shown = [s for section in data.labels for s in section.shown]
+    if on_total is not None:
+        on_total(len(shown))
+    windows = read_windows(segments, {s.row["path"] for s in shown})
+    for s in shown:
+        s.windows = windows.get(s.row["path"], [])
+        if not s.row["frame_indices"] and s.windows:
+            # A segmented video's row names no frames: show a frame of each window.
+            s.row["frame_indices"] = window_frames(s.windows)
+    strips = decode_strips(
+        [s.row for s in shown],
+        workers=opts.workers,
+        timeout_s=opts.timeout_s,
+        stop=stop,
+        on_done=on_strip,
+    )
+    for s in shown:
+        s.strip = strips.get(s.row["path"])
+    html = _fit(data, render)
+    target = os.fspath(output)
+    tmp = f"{target}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(html)
+    os.replace(tmp, target)
+    with_strips = [sec for sec in data.labels if any(s.strip and s.strip.jpegs for s in sec.shown)]
+    return ReportStats(
+        output=target,
+        rows=data.rows,
+        labels=len(data.by_label),
+        strips=sum(1 for s in shown if s.strip and s.strip.jpegs),
+        labels_with_strips=len(with_strips),
+        left_out=sum(1 for sec in data.labels if sec.left_out),
+        bytes=len(html.encode()),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _fit(data: ReportData, render: Callable[[ReportData], str]) -> str:
+    """The page, with the strips of the least frequent labels dropped (last first) until it
+    is under ``data.max_bytes``."""
+    html = render(data)
+    sections = [sec for sec in data.labels if sec.shown]
+    while len(html.encode()) > data.max_bytes and sections:
+        # Drop about as many strip bytes as the page is over, from the end.
+        over = len(html.encode()) - data.max_bytes
+        while sections and over > 0:
+            section = sections.pop()
+            over -= sum(s.strip.bytes for s in section.shown if s.strip)
+            section.shown = []
+            section.left_out = True
+        html = render(data)
+    return html
+
+
+def _summarise(
+    rows: pd.DataFrame,
+    sources: list[str],
+    opts: ReportOptions,
+    run_summary: str | os.PathLike[str] | None,
+) -> ReportData:
+    """The counts (as `vmae summarize`), the sampled videos per label, and the failures."""
+    from .summary import by_folder, by_label, by_status
+
+    ok = rows[rows["status"] == "ok"]
+    shown_label = ok["label"].where(ok["label"] != "", LOW_CONFIDENCE_MARK)
+    labels_table = by_label(rows)
+    # Strips for the most frequent labels first, within a budget estimated per strip; the
+    # page is trimmed to the exact limit once it is rendered.
+    budget = max(0, opts.max_bytes - _page_estimate(rows))
+    per_strip = STRIP_FRAMES_MAX * THUMB_BYTES_ESTIMATE
+    sections = []
+    for label, count in zip(labels_table["label"], labels_table["videos"], strict=True):
+        members = ok[shown_label == label]
+        picked = _sample(members, opts.per_label) if budget >= per_strip else []
+        budget -= per_strip * len(picked)
+        sections.append(
+            LabelSection(str(label), int(count), picked, left_out=not picked and bool(count))
+        )
+    failures: dict[str, list[tuple[str, str]]] = {}
+    counts: dict[str, int] = {}
+    bad = rows[rows["status"] != "ok"].sort_values(["status", "path"])
+    for status, group in bad.groupby("status", sort=True):
+        counts[str(status)] = len(group)
+        failures[str(status)] = [
+            (str(p), str(e))
+            for p, e in zip(
+                group["path"][:FAILURES_SHOWN], group["error"][:FAILURES_SHOWN], strict=True
+            )
+        ]
+    folders = by_folder(rows, opts.folder_depth) if len(rows) else by_folder(rows)
+    return ReportData(
+        title=opts.title,
+        rows=len(rows),
+        sources=sources,
+        provenance=_provenance(rows, sources, run_summary),
+        by_status=by_status(rows),
+        by_label=labels_table,
+        by_folder=folders.head(FOLDERS_SHOWN),
+        folder_depth=opts.folder_depth,
+        scores=[float(s) for s in ok["score"].dropna()],
+        labels=sections,
+        failures=failures,
+        failure_counts=counts,
+        segmented="windows" in rows and rows["windows"].astype(str).str.len().gt(0).any(),
+        max_bytes=opts.max_bytes,
+    )
+
+
+#: Bytes a shown frame adds to the page, for the budget before decoding (a 96x72 JPEG at
+#: quality 70 is 2-4 KB, a third more in base64, plus its tag).
+THUMB_BYTES_ESTIMATE = 5 * 1024
+
+
+def _page_estimate(rows: pd.DataFrame) -> int:
+    """Bytes of the page without strips: tables, failures, charts (an upper estimate)."""
+    failures = min(int((rows["status"] != "ok").sum()), FAILURES_SHOWN * 12)
+    return 200_000 + failures * 400
+
+
+def _sample(members: pd.DataFrame, per_label: int) -> list[Shown]:
+    """The ``per_label`` videos of one label to show: half with the highest scores, the rest
+    with the lowest (each once), highest first."""
+    if per_label <= 0 or members.empty:
+        return []
+    ordered = members.sort_values(["score", "path"], ascending=[False, True])
+    top = ordered.head((per_label + 1) // 2)
+    rest = ordered.iloc[len(top) :]
+    bottom = rest.tail(per_label - len(top))
+    picked = [Shown(_record(r), "highest") for r in top.to_dict("records")]
+    picked += [Shown(_record(r), "lowest") for r in bottom.to_dict("records")]
+    return picked
+
+
+def _record(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as the page and the decoder need it: frame indices as ints, top-k as pairs."""
+    out = dict(row)
+    out["frame_indices"] = parse_indices(row.get("frame_indices"))
+    out["top_k"] = _top_k(row)
+    return out
+
+
+def parse_indices(value: Any) -> list[int]:
+    """A row's ``frame_indices``: a list (JSONL) or space-separated numbers (CSV)."""
+    if isinstance(value, (list, tuple)):
+        return [int(v) for v in value]
+    if isinstance(value, str):
+        return [int(v) for v in value.split() if v.lstrip("-").isdigit()]
+    return []
+
+
+def _top_k(row: dict[str, Any]) -> list[tuple[str, float]]:
+    """A row's best labels with their scores (JSONL ``top_k``, or CSV ``label_i``/``score_i``)."""
+    given = row.get("top_k")
+    if isinstance(given, list):
+        return [(str(x.get("label", "")), float(x.get("score") or 0.0)) for x in given]
+    found = []
+    i = 1
+    while f"label_{i}" in row:
+        label, score = row.get(f"label_{i}"), row.get(f"score_{i}")
+        if label not in (None, "") and score not in (None, ""):
+            found.append((str(label), float(score)))
+        i += 1
+    return found
+
+
+def _provenance(
+    rows: pd.DataFrame, sources: list[str], run_summary: str | os.PathLike[str] | None
+) -> dict[str, str]:
+    """Model, revision, protocol (as the rows say), engine and dates, vmae's version."""
+    from . import __version__
+
+    def values(column: str) -> str:
+        if column not in rows:
+            return "not recorded"
+        found = sorted({str(v) for v in rows[column].dropna() if str(v)})
+        return ", ".join(found) or "not recorded"
+
+    info = {
+        "model": values("model"),
+        "model revision": values("model_revision"),
+        "protocol": values("protocol"),
+        "rows from": ", ".join(_stamped(p) for p in sources),
+        "report made": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "vmae": __version__,
+    }
+    if run_summary is not None:
+        try:
+            with open(run_summary, encoding="utf-8") as f:
+                run = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise ReportError(f"cannot read the run summary {run_summary}: {exc}") from None
+        for key in ("engine", "runtime", "started", "finished", "elapsed_s"):
+            if run.get(key) is not None:
+                info[f"run {key.replace('_', ' ')}"] = str(run[key])
+    else:
+        info["engine"] = "not recorded in the rows (give --summary FILE.json of the run)"
+    return info
+
+
+def _stamped(path: str) -> str:
+    try:
+        when = datetime.fromtimestamp(os.stat(path).st_mtime, timezone.utc)
+    except OSError:
+        return os.path.basename(path)
+    return f"{os.path.basename(path)} ({when.isoformat(timespec='seconds')})"
+
+
+# --------------------------------------------------------------------------------------
+# Decoding the frames again
+# --------------------------------------------------------------------------------------
+
+
+def window_frames(windows: list[dict[str, Any]], most: int = STRIP_FRAMES_MAX) -> list[int]:
+    """The frames a segmented video's strip shows: the middle one of the frames the model saw
+    in each window (``most`` windows at most, spread evenly)."""
+    ok = [w for w in windows if parse_indices(w.get("frame_indices"))]
+    if len(ok) > most:
+        ok = [ok[round(i * (len(ok) - 1) / (most - 1))] for i in range(most)]
+    frames = []
+    for w in ok:
+        indices = parse_indices(w.get("frame_indices"))
+        frames.append(indices[len(indices) // 2])
+    return frames
+
+
+def shown_frames(indices: list[int], most: int = STRIP_FRAMES_MAX) -> list[int]:
+    """The frames one strip shows: the distinct indices in order, or ``most`` of them spread
+    evenly when there are more."""
+    distinct = sorted(set(indices))
+    if len(distinct) <= most:
+        return distinct
+    return [distinct[round(i * (len(distinct) - 1) / (most - 1))] for i in range(most)]
+
+
+@dataclass(frozen=True)
+class StripMaker:
+    """One path -> the frames its row says the model saw, small: what a decoding worker does
+    for the report. ``wanted`` maps a path to the frame count of its run and the frames to
+    show. A plain picklable object, like :class:`~vmae_cli.views.ViewMaker`."""
+
+    wanted: dict[str, tuple[int, tuple[int, ...]]]
+    height_px: int = THUMB_HEIGHT_PX
+
+    def thumb(self, rgb: Any) -> Any:
+        """One decoded RGB frame -> uint8 ``(3, h, w)``, ``height_px`` high."""
+        import cv2
+        import torch
+
+        h, w = rgb.shape[:2]
+        width = max(1, round(w * self.height_px / h))
+        small = cv2.resize(rgb, (width, self.height_px), interpolation=cv2.INTER_AREA)
+        return torch.from_numpy(small).permute(2, 0, 1).contiguous()
+
+    def __call__(self, path: str) -> DecodeOutcome:
+        from .decoding import decode_video
+
+        frames_then, indices = self.wanted[path]
+        stamp = file_stamp(path)
+        seen: dict[str, int] = {}
+
+        def sampler(frame_count: int) -> list[int]:
+            seen["frames"] = frame_count
+            return [i for i in indices if i < frame_count] or [0]
+
+        decoded, failure, meta = decode_video(path, sampler, self.thumb)
+        if decoded is None:
+            return DecodeOutcome(path, failure=failure, meta=meta, stamp=stamp)
+        if meta.frames_decoded != frames_then:
+            why = (
+                f"now decodes to {meta.frames_decoded} frames, {frames_then} when it was "
+                "classified: its frames would not be the ones the model saw"
+            )
+            return DecodeOutcome(path, failure=Failure("changed", why), meta=meta, stamp=stamp)
+        import torch
+
+        frames = torch.stack(decoded.frames).unsqueeze(0)
+        views = VideoViews(path, meta, list(decoded.frame_indices), frames, stamp=stamp)
+        return DecodeOutcome(path, views=views, meta=meta, stamp=stamp)
+
+
+def decode_strips(
+    rows: list[dict[str, Any]],
+    *,
+    workers: int | None = None,
+    timeout_s: float | None = DEFAULT_TIMEOUT_S,
+    stop: threading.Event | None = None,
+    on_done: Callable[[], None] | None = None,
+) -> dict[str, Strip]:
+    """The strips of ``rows`` (sampled rows, with ``frame_indices`` as ints): their frames
+    decoded again in worker processes (crash- and timeout-proof), as small JPEGs; a row
+    whose file is gone or changed (size or modification time), or that fails to decode,
+    gets a strip with its ``problem``. ``on_done()`` is called once per row."""
+    done = on_done or (lambda: None)
+    from .pipeline import default_workers
+    from .views import iter_decoded
+
+    strips: dict[str, Strip] = {}
+    wanted: dict[str, tuple[int, tuple[int, ...]]] = {}
+    for row in rows:
+        path = row["path"]
+        indices = shown_frames(row["frame_indices"])
+        strips[path] = Strip(indices)
+        changed = _changed(row)
+        if changed:
+            strips[path].problem = changed
+            done()
+        elif not indices:
+            strips[path].problem = "the row names no frames (a segmented video: see its timeline)"
+            done()
+        else:
+            frames = int(float(row.get("frames_decoded") or 0))
+            wanted[path] = (frames, tuple(indices))
+    if not wanted:
+        return strips
+    job = StripMaker(wanted)
+    count = default_workers() if workers is None else workers
+    for outcome in iter_decoded(
+        list(wanted), job, workers=min(count, len(wanted)), timeout_s=timeout_s, stop=stop
+    ):
+        strip = strips[outcome.path]
+        done()
+        if outcome.views is None:
+            failure = outcome.failure
+            strip.problem = f"{failure.status}: {failure.error}" if failure else "not decoded"
+            continue
+        strip.indices = list(outcome.views.frame_indices)
+        strip.jpegs = [_jpeg(frame) for frame in outcome.views.frames[0]]
+    return strips
+
+
+def _changed(row: dict[str, Any]) -> str:
+    """Why a row's file is not the one it was classified from (``""`` when it is)."""
+    stamp = file_stamp(row["path"])
+    if stamp is None:
+        return "the file is gone (moved or deleted since the run)"
+    try:
+        size, mtime = int(float(row.get("size_bytes"))), int(row.get("mtime_ns"))
+    except (TypeError, ValueError):
+        return ""  # the row has no stamp: nothing to compare
+    if (stamp.size_bytes, stamp.mtime_ns) != (size, mtime):
+        return "the file changed since the run (size or modification time differ): not shown"
+    return ""
+
+
+def _jpeg(frame: Any) -> bytes:
+    """A uint8 ``(3, h, w)`` RGB frame as JPEG bytes."""
+    import cv2
+
+    bgr = cv2.cvtColor(frame.permute(1, 2, 0).numpy(), cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise ValueError("OpenCV could not encode a JPEG")
+    return buf.tobytes()
+
+
+# --------------------------------------------------------------------------------------
+# Window rows
+# --------------------------------------------------------------------------------------
+
+
+def read_windows(
+    sources: Iterable[str | os.PathLike[str]], paths: set[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """The window rows of ``paths`` from ``--segments-out`` files (CSV or JSONL), in window
+    order; the others are skipped as they are read, so memory holds the shown videos' only."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for source in map(os.fspath, sources):
+        for row in _window_rows(source):
+            if row.get("path") in paths:
+                found.setdefault(row["path"], []).append(row)
+    for rows in found.values():
+        rows.sort(key=lambda r: int(float(r.get("window") or 0)))
+    return found
+
+
+def _window_rows(source: str) -> Iterator[dict[str, Any]]:
+    import csv
+
+    from .summary import SummaryError, unescape
+
+    if source.lower().endswith(".csv"):
+        try:
+            with open(source, encoding="utf-8-sig", newline="") as f:
+                for row in csv.DictReader(f):
+                    row["path"] = unescape(row.get("path") or "")
+                    row["label"] = unescape(row.get("label") or "")
+                    yield row
+        except OSError as exc:
+            raise SummaryError(f"{source}: {exc.strerror or exc}") from None
+        return
+    try:
+        with open(source, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(row, dict):
+                    yield row
+    except OSError as exc:
+        raise SummaryError(f"{source}: {exc.strerror or exc}") from None
