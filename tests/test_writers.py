@@ -175,7 +175,7 @@ def test_window_rows_and_segmented_video_rows_in_both_formats() -> None:
     assert list(rows[0]) == [
         *("path", "window", "status", "error", "label", "score"),
         *("label_1", "score_1", "label_2", "score_2"),
-        *("start_frame", "end_frame", "start_s", "end_s"),
+        *("start_frame", "end_frame", "start_s", "end_s", "frame_indices"),
     ]
     assert (rows[1]["label"], rows[1]["start_frame"], rows[1]["end_s"]) == ("'=cmd", "64", "4.17")
     out = io.StringIO()
