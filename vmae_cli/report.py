@@ -48,6 +48,22 @@ JPEG_QUALITY = 70
 FAILURES_SHOWN = 200
 #: Rows of the folder table at most.
 FOLDERS_SHOWN = 200
+#: The columns kept of every row (the others are read again for the shown videos only): a
+#: report over a million rows holds these short cells, not the rows' top-k and frames.
+TABLE_COLUMNS = (
+    "path",
+    "status",
+    "error",
+    "label",
+    "score",
+    "frames_decoded",
+    "size_bytes",
+    "mtime_ns",
+    "model",
+    "model_revision",
+    "protocol",
+    "windows",
+)
 #: Seconds a video may take to decode when ``--timeout`` is not given.
 DEFAULT_TIMEOUT_S = 120.0
 
@@ -166,9 +182,15 @@ def build_report(
     started = time.perf_counter()
     opts = options or ReportOptions()
     sources = [os.fspath(p) for p in results]
-    rows = read_results(sources)
+    rows = read_results(sources, TABLE_COLUMNS)
     data = _summarise(rows, sources, opts, run_summary)
+    del rows  # the counts are made; the shown rows' details are read again below
     shown = [s for section in data.labels for s in section.shown]
+    details = read_details(sources, {s.row["path"] for s in shown})
+    for s in shown:
+        extra = details.get(s.row["path"], {})
+        s.row["frame_indices"] = parse_indices(extra.get("frame_indices"))
+        s.row["top_k"] = _top_k(extra)
     if on_total is not None:
         on_total(len(shown))
     windows = read_windows(segments, {s.row["path"] for s in shown})
@@ -276,9 +298,10 @@ def _summarise(
     )
 
 
-#: Bytes a shown frame adds to the page, for the budget before decoding (a 96x72 JPEG at
-#: quality 70 is 2-4 KB, a third more in base64, plus its tag).
-THUMB_BYTES_ESTIMATE = 5 * 1024
+#: Bytes a shown frame adds to the page, for the budget before decoding: 2.2 KB measured per
+#: frame (96x72 JPEG at quality 70, base64, its tags) on generated clips, a little more for
+#: real footage. An underestimate costs nothing: the page is trimmed to its limit after.
+THUMB_BYTES_ESTIMATE = 2560
 
 
 def _page_estimate(rows: pd.DataFrame) -> int:
@@ -302,11 +325,20 @@ def _sample(members: pd.DataFrame, per_label: int) -> list[Shown]:
 
 
 def _record(row: dict[str, Any]) -> dict[str, Any]:
-    """A row as the page and the decoder need it: frame indices as ints, top-k as pairs."""
-    out = dict(row)
-    out["frame_indices"] = parse_indices(row.get("frame_indices"))
-    out["top_k"] = _top_k(row)
-    return out
+    """A row as the page and the decoder need it (its frames and top-k come later:
+    :func:`read_details`)."""
+    return {**row, "frame_indices": [], "top_k": []}
+
+
+def read_details(sources: Iterable[str], paths: set[str]) -> dict[str, dict[str, Any]]:
+    """The whole rows of ``paths`` (the newest per path), read again from the outputs; the
+    other rows are skipped as they are read."""
+    found: dict[str, dict[str, Any]] = {}
+    for source in sources:
+        for row in _rows_of(source):
+            if row.get("path") in paths:
+                found[row["path"]] = row
+    return found
 
 
 def parse_indices(value: Any) -> list[int]:
@@ -535,7 +567,7 @@ def read_windows(
     order; the others are skipped as they are read, so memory holds the shown videos' only."""
     found: dict[str, list[dict[str, Any]]] = {}
     for source in map(os.fspath, sources):
-        for row in _window_rows(source):
+        for row in _rows_of(source):
             if row.get("path") in paths:
                 found.setdefault(row["path"], []).append(row)
     for rows in found.values():
@@ -543,17 +575,20 @@ def read_windows(
     return found
 
 
-def _window_rows(source: str) -> Iterator[dict[str, Any]]:
+def _rows_of(source: str) -> Iterator[dict[str, Any]]:
+    """The rows of one output (video or window rows), one at a time: CSV cells with their
+    formula escapes undone, or JSON objects."""
     import csv
 
-    from .summary import SummaryError, unescape
+    from .summary import TEXT_COLUMNS, SummaryError, unescape
 
     if source.lower().endswith(".csv"):
         try:
             with open(source, encoding="utf-8-sig", newline="") as f:
                 for row in csv.DictReader(f):
-                    row["path"] = unescape(row.get("path") or "")
-                    row["label"] = unescape(row.get("label") or "")
+                    for column in TEXT_COLUMNS:
+                        if row.get(column):
+                            row[column] = unescape(row[column])
                     yield row
         except OSError as exc:
             raise SummaryError(f"{source}: {exc.strerror or exc}") from None

@@ -11,11 +11,12 @@ machines.
 
 from __future__ import annotations
 
+import json
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .results import LOW_CONFIDENCE_MARK
 from .writers import EXTENSIONS, FORMULA_PREFIXES
@@ -58,12 +59,17 @@ class Grouping:
         return cls(name, int(depth))
 
 
-def read_results(paths: Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
+def read_results(
+    paths: Iterable[str | os.PathLike[str]], columns: Iterable[str] | None = None
+) -> pd.DataFrame:
     """The rows of vmae outputs (``.csv``, ``.jsonl``, ``.ndjson``) as one table of text
-    cells (``score`` as a number), with CSV formula escapes undone. Raises
-    :class:`SummaryError` naming what is wrong with a file that is not vmae's output."""
+    cells (``score`` as a number), with CSV formula escapes undone; only ``columns`` (and
+    the required ones) when given, so that a large output costs memory for those alone.
+    Raises :class:`SummaryError` naming what is wrong with a file that is not vmae's
+    output."""
     import pandas as pd
 
+    wanted = None if columns is None else {*columns, *REQUIRED_COLUMNS, "label", "error"}
     frames = []
     for path in map(os.fspath, paths):
         fmt = EXTENSIONS.get(os.path.splitext(path)[1].lower())
@@ -71,19 +77,27 @@ def read_results(paths: Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
             raise SummaryError(f"{path}: not a vmae output (.csv, .jsonl or .ndjson)")
         try:
             if fmt == "csv":
-                frame = pd.read_csv(path, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+                frame = pd.read_csv(
+                    path,
+                    encoding="utf-8-sig",
+                    dtype=str,
+                    keep_default_na=False,
+                    usecols=None if wanted is None else (lambda c: c in wanted),
+                )
                 for column in TEXT_COLUMNS:
                     if column in frame:
                         frame[column] = frame[column].map(unescape)
-            else:
+            elif wanted is None:
                 frame = pd.read_json(path, lines=True, dtype=False)
+            else:
+                frame = pd.DataFrame.from_records(_json_lines(path, wanted))
         except FileNotFoundError:
             raise SummaryError(f"{path}: no such file") from None
         except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise SummaryError(f"{path}: not a vmae {fmt} output ({first})") from None
         missing = [c for c in REQUIRED_COLUMNS if c not in frame]
-        if missing and len(frame.columns):
+        if missing and (len(frame.columns) or (wanted is not None and os.path.getsize(path))):
             raise SummaryError(f"{path}: not a vmae output (no {' or '.join(missing)} column)")
         frames.append(frame)
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -93,6 +107,19 @@ def read_results(paths: Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
     table["score"] = pd.to_numeric(table.get("score"), errors="coerce")
     table[["label", "error"]] = table[["label", "error"]].fillna("").astype(str)
     return table
+
+
+def _json_lines(path: str, keep: set[str]) -> Iterator[dict[str, Any]]:
+    """The ``keep`` keys of each line of a JSONL file; ValueError for a line that is not a
+    JSON object."""
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if not isinstance(row, dict):
+                raise ValueError(f"line {number} is not a JSON object")
+            yield {k: v for k, v in row.items() if k in keep}
 
 
 def unescape(cell: str) -> str:
