@@ -507,7 +507,10 @@ def decode_strips(
             strips[path].problem = changed
             done()
         elif not indices:
-            strips[path].problem = "the row names no frames (a segmented video: see its timeline)"
+            strips[path].problem = (
+                "its row names no frames (a segmented video without its --segments rows, or a "
+                "CSV written before vmae recorded frame_indices there)"
+            )
             done()
         else:
             frames = int(float(row.get("frames_decoded") or 0))
