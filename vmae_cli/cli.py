@@ -166,6 +166,17 @@ HopOpt = Annotated[
 ]
 
 
+#: Decoding processes (`classify`, `report`).
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=0,
+        metavar="N",
+        help="Decoding processes; 0 = in this process.",
+        show_default="one per core",
+        rich_help_panel=PANEL_SPEED,
+    ),
+]
 ModelOpt = Annotated[
     str,
     typer.Option(
@@ -492,16 +503,7 @@ def classify(
             rich_help_panel=PANEL_SPEED,
         ),
     ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            min=0,
-            metavar="N",
-            help="Decoding processes; 0 = in this process.",
-            show_default="one per core",
-            rich_help_panel=PANEL_SPEED,
-        ),
-    ] = None,
+    workers: WorkersOpt = None,
     timeout: Annotated[
         float,
         typer.Option(
@@ -999,15 +1001,7 @@ def report(
             "left out first.",
         ),
     ] = DEFAULT_MAX_BYTES / 2**20,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            min=0,
-            metavar="N",
-            help="Decoding processes; 0 = in this process.",
-            show_default="one per core",
-        ),
-    ] = None,
+    workers: WorkersOpt = None,
     timeout: Annotated[
         float,
         typer.Option(
