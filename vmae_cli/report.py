@@ -210,10 +210,18 @@ def build_report(
         s.strip = strips.get(s.row["path"])
     html = _fit(data, render)
     target = os.fspath(output)
+    # Written aside, then renamed: a reader (or a browser reloading it) never sees half.
     tmp = f"{target}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(html)
-    os.replace(tmp, target)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(html)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
     with_strips = [sec for sec in data.labels if any(s.strip and s.strip.jpegs for s in sec.shown)]
     return ReportStats(
         output=target,
