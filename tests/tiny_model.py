@@ -26,6 +26,22 @@ TINY_LABELS = [
 ]
 
 
+def processor_config(**fields: object) -> dict[str, object]:
+    """A processor config for TINY_IMAGE_PX frames in today's layout (short side and square
+    crop of TINY_IMAGE_PX, bilinear, /255, every step on), with ``fields`` set as given."""
+    return {
+        "crop_size": {"height": TINY_IMAGE_PX, "width": TINY_IMAGE_PX},
+        "do_center_crop": True,
+        "do_normalize": True,
+        "do_rescale": True,
+        "do_resize": True,
+        "resample": 2,
+        "rescale_factor": 1 / 255,
+        "size": {"shortest_edge": TINY_IMAGE_PX},
+        **fields,
+    }
+
+
 def make_tiny_model(
     out_dir: str | Path,
     *,
@@ -68,19 +84,11 @@ def make_tiny_model(
             "size": TINY_IMAGE_PX,
         }
     else:
-        pre = {
-            "crop_size": {"height": TINY_IMAGE_PX, "width": TINY_IMAGE_PX},
-            "do_center_crop": True,
-            "do_normalize": True,
-            "do_rescale": True,
-            "do_resize": True,
-            "image_mean": [0.485, 0.456, 0.406],
-            "image_processor_type": "VideoMAEImageProcessor",
-            "image_std": [0.229, 0.224, 0.225],
-            "resample": 2,
-            "rescale_factor": 1 / 255,
-            "size": {"shortest_edge": TINY_IMAGE_PX},
-        }
+        pre = processor_config(
+            image_processor_type="VideoMAEImageProcessor",
+            image_mean=[0.485, 0.456, 0.406],
+            image_std=[0.229, 0.224, 0.225],
+        )
     (out / "preprocessor_config.json").write_text(json.dumps(pre, indent=2))
     return out
 
@@ -131,19 +139,11 @@ def make_tiny_family(out_dir: str | Path, model_type: str, *, seed: int = 0) -> 
         # with the mean/std of its current revision.
         name, pre = (
             "preprocessor_config.json",
-            {
-                "crop_size": {"height": TINY_IMAGE_PX, "width": TINY_IMAGE_PX},
-                "do_center_crop": True,
-                "do_normalize": True,
-                "do_rescale": True,
-                "do_resize": True,
-                "image_mean": [0.45, 0.45, 0.45],
-                "image_processor_type": "VideoMAEImageProcessor",
-                "image_std": [0.225, 0.225, 0.225],
-                "resample": 2,
-                "rescale_factor": 1 / 255,
-                "size": {"shortest_edge": TINY_IMAGE_PX},
-            },
+            processor_config(
+                image_processor_type="VideoMAEImageProcessor",
+                image_mean=[0.45, 0.45, 0.45],
+                image_std=[0.225, 0.225, 0.225],
+            ),
         )
     elif model_type == "vivit":
         config = tf.VivitConfig(
@@ -158,20 +158,14 @@ def make_tiny_family(out_dir: str | Path, model_type: str, *, seed: int = 0) -> 
         # As google/vivit-b-16x2-kinetics400: short side 256 for a 224 crop, [-1, 1] by offset.
         name, pre = (
             "preprocessor_config.json",
-            {
-                "crop_size": {"height": TINY_IMAGE_PX, "width": TINY_IMAGE_PX},
-                "do_center_crop": True,
-                "do_normalize": True,
-                "do_rescale": True,
-                "do_resize": True,
-                "image_mean": [0.5, 0.5, 0.5],
-                "image_processor_type": "VivitImageProcessor",
-                "image_std": [0.5, 0.5, 0.5],
-                "offset": True,
-                "resample": 2,
-                "rescale_factor": 1 / 127.5,
-                "size": {"shortest_edge": TINY_IMAGE_PX * 256 // 224},
-            },
+            processor_config(
+                image_processor_type="VivitImageProcessor",
+                image_mean=[0.5, 0.5, 0.5],
+                image_std=[0.5, 0.5, 0.5],
+                offset=True,
+                rescale_factor=1 / 127.5,
+                size={"shortest_edge": TINY_IMAGE_PX * 256 // 224},
+            ),
         )
     elif model_type == "vjepa2":
         config = tf.VJEPA2Config(
@@ -191,19 +185,13 @@ def make_tiny_family(out_dir: str | Path, model_type: str, *, seed: int = 0) -> 
         # As facebook/vjepa2-vitl-fpc16-256-ssv2: a video processor config only.
         name, pre = (
             "video_preprocessor_config.json",
-            {
-                "crop_size": TINY_IMAGE_PX,
-                "do_center_crop": True,
-                "do_normalize": True,
-                "do_rescale": True,
-                "do_resize": True,
-                "image_mean": [0.485, 0.456, 0.406],
-                "image_std": [0.229, 0.224, 0.225],
-                "resample": 2,
-                "rescale_factor": 1 / 255,
-                "size": {"shortest_edge": int(TINY_IMAGE_PX * 256 / 224)},
-                "video_processor_type": "VJEPA2VideoProcessor",
-            },
+            processor_config(
+                video_processor_type="VJEPA2VideoProcessor",
+                crop_size=TINY_IMAGE_PX,  # an int, as V-JEPA 2's configs have it
+                image_mean=[0.485, 0.456, 0.406],
+                image_std=[0.229, 0.224, 0.225],
+                size={"shortest_edge": int(TINY_IMAGE_PX * 256 / 224)},
+            ),
         )
     else:
         raise ValueError(f"unknown model type {model_type!r}")

@@ -318,6 +318,23 @@ def stdout_stream() -> tuple[io.TextIOBase | Any, Any]:
     return wrapper, wrapper.detach
 
 
+def write_text_aside(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through a file beside it renamed into place, so a
+    reader never sees half of it; nothing is left behind when writing fails."""
+    target = os.fspath(path)
+    tmp = f"{target}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
 def check_writable(path: str | os.PathLike[str]) -> None:
     """Raise :class:`OSError` now if a file cannot be written at ``path`` later (its folder
     is missing or not writable, or it is a folder), so a run fails before its work, not

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from .results import LOW_CONFIDENCE_MARK, DecodeOutcome, Failure, VideoViews, file_stamp
+from .output import write_text_aside
+from .results import DecodeOutcome, Failure, VideoViews, file_stamp
 from .summary import read_results
 
 if TYPE_CHECKING:
@@ -210,18 +211,7 @@ def build_report(
         s.strip = strips.get(s.row["path"])
     html = _fit(data, render)
     target = os.fspath(output)
-    # Written aside, then renamed: a reader (or a browser reloading it) never sees half.
-    tmp = f"{target}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(html)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_text_aside(target, html)  # a browser reloading it never sees half a page
     with_strips = [sec for sec in data.labels if any(s.strip and s.strip.jpegs for s in sec.shown)]
     return ReportStats(
         output=target,
@@ -259,10 +249,9 @@ def _summarise(
     run_summary: str | os.PathLike[str] | None,
 ) -> ReportData:
     """The counts (as `vmae summarize`), the sampled videos per label, and the failures."""
-    from .summary import by_folder, by_label, by_status
+    from .summary import by_folder, by_label, by_status, ok_rows
 
-    ok = rows[rows["status"] == "ok"]
-    shown_label = ok["label"].where(ok["label"] != "", LOW_CONFIDENCE_MARK)
+    ok = ok_rows(rows)  # labels emptied by --min-score as "(low confidence)", as in the tables
     labels_table = by_label(rows)
     # Strips for the most frequent labels first, within a budget estimated per strip; the
     # page is trimmed to the exact limit once it is rendered.
@@ -270,7 +259,7 @@ def _summarise(
     per_strip = STRIP_FRAMES_MAX * THUMB_BYTES_ESTIMATE
     sections = []
     for label, count in zip(labels_table["label"], labels_table["videos"], strict=True):
-        members = ok[shown_label == label]
+        members = ok[ok["label"] == label]
         picked = _sample(members, opts.per_label) if budget >= per_strip else []
         budget -= per_strip * len(picked)
         sections.append(

@@ -45,7 +45,14 @@ from .model import (
     read_model_spec,
     resolve_dtype,
 )
-from .output import OutputFile, OutputMismatchError, PreviousRow, check_writable, stdout_stream
+from .output import (
+    OutputFile,
+    OutputMismatchError,
+    PreviousRow,
+    check_writable,
+    stdout_stream,
+    write_text_aside,
+)
 from .pipeline import Classifier, ClassifyOptions, default_workers
 from .ray_engine import EXTRA as EXTRA_RAY
 from .ray_engine import RayOptions
@@ -267,12 +274,7 @@ class RunReport:
 
     def write_json(self, path: str | os.PathLike[str], **extra: Any) -> None:
         """Write :meth:`to_json` to ``path``, aside then renamed, so no reader sees half."""
-        target = os.fspath(path)
-        tmp = f"{target}.tmp{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.to_json(**extra), f, indent=2)
-            f.write("\n")
-        os.replace(tmp, target)
+        write_text_aside(path, json.dumps(self.to_json(**extra), indent=2) + "\n")
 
     def summary_line(self) -> str:
         """One line for a person (or a log grep): counts, time, speed, and how it ended."""

@@ -138,7 +138,7 @@ def by_status(rows: pd.DataFrame) -> pd.DataFrame:
 def by_label(rows: pd.DataFrame) -> pd.DataFrame:
     """Ok rows per top-1 label, most first, with the distribution of their scores; those
     whose label ``--min-score`` emptied count as ``(low confidence)``."""
-    ok = _ok_rows(rows)
+    ok = ok_rows(rows)
     scores = ok.groupby("label")["score"]
     table = scores.agg(
         videos="size",
@@ -170,7 +170,7 @@ def by_group(rows: pd.DataFrame) -> pd.DataFrame:
             "the rows have no group column: classify with --label-map, or give summarize "
             "--label-map FILE.csv"
         )
-    ok = _ok_rows(rows)
+    ok = ok_rows(rows)
     grouped = ok.groupby("group")
     table = grouped.agg(videos=("path", "size")).reset_index()
     if "group_score" in ok:
@@ -190,12 +190,12 @@ def by_folder(rows: pd.DataFrame, depth: int = 1) -> pd.DataFrame:
     grouped = table.groupby("folder")
     out = grouped.agg(videos=("path", "size"), ok=("ok", "sum")).reset_index()
     out["failed"] = out["videos"] - out["ok"]
-    top = _ok_rows(table).groupby("folder")["label"].agg(lambda s: s.value_counts().index[0])
+    top = ok_rows(table).groupby("folder")["label"].agg(lambda s: s.value_counts().index[0])
     out["top_label"] = out["folder"].map(top).fillna("")
     return out.sort_values("folder").reset_index(drop=True)
 
 
-def _ok_rows(rows: pd.DataFrame) -> pd.DataFrame:
+def ok_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """The ok rows, an empty label (emptied by ``--min-score``) shown as
     ``(low confidence)``."""
     ok = rows[rows["status"] == "ok"]
