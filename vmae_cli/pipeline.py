@@ -219,7 +219,7 @@ class Classifier:
             stop=stop,
             on_start=lambda: self.loaded,
         )
-        batches = _Batches(self, opts.scoring, batch_size, opts.embeddings)
+        batches = _Batches(self, opts.scoring, batch_size, opts.embeddings, self._heap)
         for prediction in self._predictions(outcomes, batches, protocol, stop, on_windows):
             prediction.model_revision = self.spec.revision
             yield prediction
@@ -344,8 +344,16 @@ class _Batches:
     group of views averaged (softmax per view, then the mean: the VideoMAE test protocol),
     the same for the vectors their head received when ``embeddings`` are asked for."""
 
-    def __init__(self, clf: Classifier, scoring: Scoring, batch_size: int, embeddings: bool):
+    def __init__(
+        self,
+        clf: Classifier,
+        scoring: Scoring,
+        batch_size: int,
+        embeddings: bool,
+        heap: HeapTrimmer,
+    ):
         self.clf = clf
+        self.heap = heap  # the classifier's: trims at most every so often across its calls
         self.scoring = scoring
         self.batch_size = batch_size
         self.embeddings = embeddings
@@ -368,7 +376,7 @@ class _Batches:
         outputs = [
             lm.infer(chunk, embeddings=self.embeddings) for chunk in views.split(self.batch_size)
         ]
-        self.clf._heap.trim()
+        self.heap.trim()
         probs = _group_means(torch.cat([o.probs for o in outputs]), groups)
         if not self.embeddings:
             return probs, None
