@@ -17,8 +17,7 @@ from vmae_cli.embeddings import (
     EmbeddingsFile,
     read_embeddings,
 )
-from vmae_cli.output import OutputBusyError
-from vmae_cli.writers import OutputMismatchError
+from vmae_cli.output import OutputBusyError, OutputMismatchError
 
 DIM = 8
 

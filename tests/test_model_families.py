@@ -19,8 +19,8 @@ from vmae_cli import run
 from vmae_cli.cli import EXIT_FATAL, EXIT_OK, EXIT_USAGE, app
 from vmae_cli.inspection import inspect_video
 from vmae_cli.model import ModelLoadError, UntrainedModelError, load_model, read_model_spec
+from vmae_cli.output import OutputMismatchError
 from vmae_cli.provenance import model_revision
-from vmae_cli.writers import OutputMismatchError
 
 FAMILIES = ("timesformer", "vivit", "vjepa2")
 #: Issue 15's bound: pixel_values against Hugging Face's processor, mean abs, normalised units.

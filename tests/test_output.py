@@ -7,53 +7,54 @@ from pathlib import Path
 
 import pytest
 
+from vmae_cli.formats import FORMATS, CsvFormat, JsonlFormat
 from vmae_cli.output import BOM, OutputFile, check_writable, parse_output
-from vmae_cli.writers import WRITERS
 
 CSV_FILE = (
     BOM + b"path,status,model,protocol,size_bytes,mtime_ns\r\n"
-    b"a.mp4,ok,m,uniform,10,20\r\n"
-    b"b.mp4,not_video,m,uniform,5,6\r\n"
+    b"/v/a.mp4,ok,m,uniform,10,20\r\n"
+    b"/v/b.mp4,not_video,m,uniform,5,6\r\n"
 )
 
 
 def test_rows_carry_the_model_and_protocol_that_made_them() -> None:
-    _, rows, _ = parse_output(CSV_FILE, "csv")
+    rows = parse_output(CSV_FILE, CsvFormat).rows
     assert [(r.key, r.model, r.protocol) for r in rows] == [
-        ("a.mp4", "m", "uniform"),
-        ("b.mp4", "m", "uniform"),
+        ("/v/a.mp4", "m", "uniform"),
+        ("/v/b.mp4", "m", "uniform"),
     ]
-    _, rows, _ = parse_output(b'{"path": "a", "model": "x", "protocol": "videomae"}\n', "jsonl")
+    line = b'{"path": "/a", "model": "x", "protocol": "videomae"}\n'
+    rows = parse_output(line, JsonlFormat).rows
     assert (rows[0].model, rows[0].protocol) == ("x", "videomae")
 
 
 def test_a_fresh_start_truncates_and_counts_what_it_replaced(tmp_path: Path) -> None:
     path = tmp_path / "labels.csv"
     path.write_bytes(CSV_FILE)
-    out = OutputFile(path).lock()
-    assert out.start("csv", resume=False) == 2
+    out = OutputFile(path, CsvFormat).lock()
+    assert out.count_rows() == 2
+    assert out.start(resume=False) == []
     assert path.read_bytes() == b""
     out.close()
     other = tmp_path / "notes.csv"
     other.write_text("name,size\nx,2\n")
-    out = OutputFile(other).lock()
-    assert out.start("csv", resume=False) == 0  # not vmae's: nothing to count
+    out = OutputFile(other, CsvFormat).lock()
+    assert out.count_rows() == 0  # not vmae's: nothing to count
     out.close()
 
 
 def test_resume_reads_the_rows_and_keeps_the_file(tmp_path: Path) -> None:
     path = tmp_path / "labels.csv"
     path.write_bytes(CSV_FILE)
-    out = OutputFile(path).lock()
-    columns = WRITERS["csv"].columns_for(1)
-    assert out.start("csv", resume=True, columns=None) == 0
-    assert list(out.previous) == ["a.mp4", "b.mp4"]
+    out = OutputFile(path, CsvFormat).lock()
+    columns = CsvFormat.columns_for(1)
+    assert [r.key for r in out.start(resume=True, columns=None)] == ["/v/a.mp4", "/v/b.mp4"]
     assert not out.is_empty
     out.close()
     assert path.read_bytes() == CSV_FILE
-    out = OutputFile(path).lock()
+    out = OutputFile(path, CsvFormat).lock()
     with pytest.raises(ValueError, match="other columns"):
-        out.start("csv", resume=True, columns=columns)
+        out.start(resume=True, columns=columns)
     out.close()
 
 
@@ -62,10 +63,10 @@ def test_a_new_file_starts_with_a_bom_only_where_the_format_wants_one(
     fmt: str, bom: bool, tmp_path: Path
 ) -> None:
     path = tmp_path / f"labels.{fmt}"
-    out = OutputFile(path).lock()
-    out.start(fmt, resume=False)
-    out.stream(fmt).write("x\n")
-    out.finish(fmt, compact=False)
+    out = OutputFile(path, FORMATS[fmt]).lock()
+    out.start(resume=False)
+    out.stream().write("x\n")
+    out.finish()
     assert path.read_bytes().startswith(BOM) is bom
 
 

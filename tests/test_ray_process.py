@@ -24,7 +24,7 @@ pytest.importorskip("ray")
 from conftest import read_rows
 
 from vmae_cli import reaper
-from vmae_cli.writers import CSV_HEAD
+from vmae_cli.formats import CSV_HEAD
 
 pytestmark = pytest.mark.skipif(not reaper.supported(), reason="reads /proc (Linux only)")
 

@@ -18,13 +18,13 @@ from conftest import read_rows, read_vectors
 from typer.testing import CliRunner
 
 from vmae_cli.cli import EXIT_BUSY, app
+from vmae_cli.formats import CsvFormat, JsonlFormat, split_csv_records
 from vmae_cli.output import (
     OutputBusyError,
     OutputFile,
     OutputMismatchError,
-    newest_per_path,
+    newest_per_key,
     parse_output,
-    split_csv_records,
 )
 
 # ---------------------------------------------------------------------------------------
@@ -41,49 +41,64 @@ def test_csv_records_keep_quoted_newlines_and_leave_a_torn_tail() -> None:
 
 def test_parse_output_reads_rows_and_ignores_torn_or_broken_records() -> None:
     header = b"\xef\xbb\xbfpath,status,size_bytes,mtime_ns\r\n"
-    data = header + b"a.mp4,ok,10,20\r\nb.mp4,not_video,5,6\r\nc.mp4,o"
-    head, rows, tail = parse_output(data, "csv")
-    assert head == header[3:]
-    assert [(r.key, r.status, r.stamp.size_bytes) for r in rows] == [
-        ("a.mp4", "ok", 10),
-        ("b.mp4", "not_video", 5),
+    data = header + b"/v/a.mp4,ok,10,20\r\n/v/b.mp4,not_video,5,6\r\n/v/c.mp4,o"
+    read = parse_output(data, CsvFormat)
+    assert read.header == header[3:]
+    assert [(r.key, r.status, r.stamp.size_bytes) for r in read.rows] == [
+        ("/v/a.mp4", "ok", 10),
+        ("/v/b.mp4", "not_video", 5),
     ]
-    assert tail == b"c.mp4,o"
-    jsonl = b'{"path": "a", "status": "ok"}\nnot json\n{"path": "b", "status": "ok"}\n{"pa'
-    _, rows, tail = parse_output(jsonl, "jsonl")
-    assert [r.key for r in rows] == ["a", "b"]
-    assert rows[0].stamp is None
-    assert tail == b'{"pa'
+    assert read.tail == b"/v/c.mp4,o"
+    assert not read.legacy
+    jsonl = b'{"path": "/a", "status": "ok"}\nnot json\n{"path": "/b", "status": "ok"}\n{"pa'
+    read = parse_output(jsonl, JsonlFormat)
+    assert [r.key for r in read.rows] == ["/a", "/b"]
+    assert read.rows[0].stamp is None
+    assert read.tail == b'{"pa'
+
+
+def test_rows_of_an_older_vmae_get_absolute_paths_and_new_records(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    data = b"path,status\r\nclips/a.mp4,ok\r\n'=b.mp4,ok\r\n/abs/c.mp4,ok\r\n"
+    read = parse_output(data, CsvFormat)
+    assert read.legacy
+    assert [r.key for r in read.rows] == [
+        f"{tmp_path}/clips/a.mp4",
+        f"{tmp_path}/=b.mp4",
+        "/abs/c.mp4",
+    ]
+    assert read.rows[0].record == f"{tmp_path}/clips/a.mp4,ok\r\n".encode()
+    assert read.rows[2].record == b"/abs/c.mp4,ok\r\n"  # already an identity: its bytes kept
 
 
 def test_newest_row_per_path_wins() -> None:
-    _, rows, _ = parse_output(
-        b'{"path": "a", "status": "timeout"}\n{"path": "b", "status": "ok"}\n'
-        b'{"path": "a", "status": "ok"}\n',
-        "jsonl",
+    read = parse_output(
+        b'{"path": "/a", "status": "timeout"}\n{"path": "/b", "status": "ok"}\n'
+        b'{"path": "/a", "status": "ok"}\n',
+        JsonlFormat,
     )
-    newest = newest_per_path(rows)
-    assert list(newest) == ["b", "a"]
-    assert newest["a"].status == "ok"
+    newest = newest_per_key(read.rows)
+    assert list(newest) == [("/b", None), ("/a", None)]
+    assert newest[("/a", None)].status == "ok"
 
 
 def test_a_second_lock_on_the_same_output_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "labels.csv"
-    first = OutputFile(out).lock()
+    first = OutputFile(out, CsvFormat).lock()
     with pytest.raises(OutputBusyError, match="another vmae run"):
-        OutputFile(out).lock()
+        OutputFile(out, CsvFormat).lock()
     first.close()
-    OutputFile(out).lock().close()  # released: a later run may write
+    OutputFile(out, CsvFormat).lock().close()  # released: a later run may write
 
 
 def test_a_pipe_as_output_is_written_but_neither_locked_nor_resumed(tmp_path: Path) -> None:
     fifo = tmp_path / "out.csv"
     os.mkfifo(fifo)
-    out = OutputFile(fifo).lock()  # O_RDWR: opening a FIFO does not wait for a reader
+    out = OutputFile(fifo, CsvFormat).lock()  # O_RDWR: opening a FIFO does not wait for a reader
     assert not out.regular
     with pytest.raises(OutputMismatchError, match="not a regular file"):
-        out.start("csv", resume=True)
-    out.start("csv", resume=False)  # no truncation of a pipe
+        out.start(resume=True)
+    out.start(resume=False)  # no truncation of a pipe
     out.close()
 
 

@@ -11,10 +11,10 @@ from conftest import read_rows, read_vectors
 import vmae_cli
 from vmae_cli import Classifier, ClassifyOptions, RunHooks, StopRequest, run
 from vmae_cli.discovery import InputNotFoundError, as_inputs
+from vmae_cli.output import OutputMismatchError
 from vmae_cli.protocol import Protocol
 from vmae_cli.runner import RunOptions, RunReport
 from vmae_cli.segments import Segments, Span
-from vmae_cli.writers import OutputMismatchError
 
 
 @pytest.fixture()
@@ -172,7 +172,7 @@ def test_a_fresh_run_says_how_many_rows_it_replaces(
     warnings: list[str] = []
     report = run(videos, out, model=str(tiny_model_dir), hooks=RunHooks(on_warning=warnings.append))
     assert report.replaced == 4
-    assert any("replacing the 4 rows" in w and "--resume" in w for w in warnings)
+    assert any("replacing the 4 rows" in w and "resuming keeps them" in w for w in warnings)
 
 
 # ---------------------------------------------------------------------------------------
@@ -286,9 +286,7 @@ def test_window_rows_and_video_rows_share_stdout_only_as_jsonl(
 def test_window_rows_need_segments_and_another_file(
     videos: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    from vmae_cli.runner import RunOptionsError
-
-    with pytest.raises(RunOptionsError, match="needs segments"):
+    with pytest.raises(OutputMismatchError, match="needs segments"):
         run(videos, tmp_path / "a.csv", model=str(tiny_model_dir), segments_output="w.csv")
     with pytest.raises(OutputMismatchError, match="another file"):
         _segmented(videos, tmp_path / "a.csv", tmp_path / "a.csv", tiny_model_dir)
@@ -376,7 +374,7 @@ def test_embeddings_are_a_parquet_file_of_their_own(
 ) -> None:
     from vmae_cli.runner import RunOptionsError
 
-    with pytest.raises(RunOptionsError, match=r"name it .*emb\.parquet"):
+    with pytest.raises(OutputMismatchError, match=r"name it .*emb\.parquet"):
         run(
             videos,
             tmp_path / "a.csv",

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from vmae_cli.formats import VIDEO_ROWS, WINDOW_ROWS
 from vmae_cli.results import Prediction, WindowPrediction
 from vmae_cli.scoring import (
     MULTI_LABEL_THRESHOLD,
@@ -17,7 +18,6 @@ from vmae_cli.scoring import (
     Scoring,
     read_label_map,
 )
-from vmae_cli.writers import VIDEO_ROWS, WINDOW_ROWS
 
 LABELS = {0: "dancing", 1: "juggling", 2: "running", 3: "swimming", 4: "typing"}
 SPORT = LabelMap({"running": "sport", "swimming": "sport", "juggling": "circus"})

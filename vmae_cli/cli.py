@@ -19,13 +19,13 @@ import typer
 
 # No torch, transformers or cv2 at import time: `vmae --help` must stay fast.
 from .embeddings import EMBEDDING_DTYPES
+from .formats import FORMATS as WRITERS
 from .model import BACKEND_CHOICES, DEFAULT_MODEL, DEVICE_CHOICES, DTYPE_CHOICES
 from .protocol import CROP_CHOICES, PROTOCOLS, SAMPLING_CHOICES
 from .ray_engine import DEFAULT_VIDEOS_PER_TASK
 from .report import DEFAULT_MAX_BYTES, DEFAULT_PER_LABEL
 from .report import DEFAULT_TIMEOUT_S as REPORT_TIMEOUT_S
 from .runner import DEFAULT_TIMEOUT_S, ENGINES
-from .writers import WRITERS
 
 # Exit codes (documented in the README).
 EXIT_OK = 0  # every video classified
@@ -256,8 +256,9 @@ def _exit_for(exc: BaseException) -> tuple[int, str]:
     """The one table from library errors to exit codes, with the line to print."""
     from .discovery import FileListError, InputNotFoundError
     from .extras import MissingExtraError
+    from .formats import UnknownFormatError
     from .model import DeviceError, ModelLoadError
-    from .output import OutputBusyError
+    from .output import OutputBusyError, OutputMismatchError
     from .protocol import ProtocolError
     from .ray_engine import EngineError
     from .report import ReportError
@@ -265,7 +266,6 @@ def _exit_for(exc: BaseException) -> tuple[int, str]:
     from .scoring import LabelMapError
     from .segments import SegmentsError
     from .summary import SummaryError
-    from .writers import OutputMismatchError, UnknownFormatError
 
     usage = (
         UnknownFormatError,

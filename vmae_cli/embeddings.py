@@ -28,6 +28,7 @@ the journal's dtype.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import struct
@@ -36,8 +37,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .output import OutputBusyError
-from .writers import OutputMismatchError
+from .output import OutputBusyError, OutputMismatchError, write_all
 
 if TYPE_CHECKING:
     import numpy
@@ -192,7 +192,7 @@ class EmbeddingsFile:
         to resume: returns the paths whose video vector (window null) is in the final file or
         the journal.
 
-        Resuming refuses (:class:`~vmae_cli.writers.OutputMismatchError`) a file written with
+        Resuming refuses (:class:`~vmae_cli.formats.OutputMismatchError`) a file written with
         another model, protocol or dtype, or one that is not a vmae embeddings file. Nothing is
         rewritten yet (a torn journal tail is cut off): call :meth:`keep_only` next.
         """
@@ -215,7 +215,9 @@ class EmbeddingsFile:
             if self._dim is not None and journal.dim != self._dim:
                 raise OutputMismatchError(
                     f"{self.path} holds vectors of {self._dim} values, {self.journal_path} "
-                    f"of {journal.dim}: start afresh (without --resume), or use another file"
+                    f"of {journal.dim}: start afresh (without resume), or use another file",
+                    options=("resume",),
+                    path=self.path,
                 )
             self._dim = journal.dim
             # Records appended after a torn one could never be read back.
@@ -281,7 +283,7 @@ class EmbeddingsFile:
             chunks.append(_record(_VECTOR_MAGIC, header, array.tobytes()))
         self._dim = dim  # only once the whole video is valid: a refused one writes nothing
         # O_APPEND: each write lands at the end, whatever the file offset.
-        _write_all(self.fd, b"".join(chunks))
+        write_all(self.fd, b"".join(chunks))
 
     def finish(self) -> int:
         """Merge the final file and the journal into the final file, remove the journal and
@@ -331,7 +333,7 @@ class EmbeddingsFile:
         """Empty the journal and write its file header. A kill in between leaves an empty
         journal, which reads as one without records."""
         os.ftruncate(self.fd, 0)
-        _write_all(self.fd, _record(_FILE_MAGIC, self._meta(), b""))
+        write_all(self.fd, _record(_FILE_MAGIC, self._meta(), b""))
 
     def _entries(self) -> Iterator[_Entry | dict[str, Any]]:
         """The journal's file header (a dict, first), then its whole vector records, up to the
@@ -404,19 +406,28 @@ class EmbeddingsFile:
         if dtype != self.dtype:
             raise OutputMismatchError(
                 f"{name} holds {dtype} vectors, this run writes {self.dtype}: use the same "
-                "--embeddings-dtype, or another file"
+                "embeddings_dtype, or another file",
+                options=("embeddings_dtype",),
+                value=self.dtype,
+                path=name,
             )
         for model in models:
             if model != self.model:
                 raise OutputMismatchError(
                     f"{name} holds vectors of model {model!r}, this run uses {self.model!r}: "
-                    "use the same --model, or another file"
+                    "use the same model, or another file",
+                    options=("model",),
+                    value=self.model,
+                    path=name,
                 )
         for protocol in protocols:
             if protocol != self.protocol:
                 raise OutputMismatchError(
                     f"{name} holds vectors made with protocol {protocol}, this run uses "
-                    f"{self.protocol}: use the same --protocol and --sampling, or another file"
+                    f"{self.protocol}: use the same protocol and sampling, or another file",
+                    options=("protocol", "sampling"),
+                    value=self.protocol,
+                    path=name,
                 )
 
     # -- the final file -------------------------------------------------------------------
@@ -523,7 +534,7 @@ class EmbeddingsFile:
             if rows:
                 yield self._batch(schema, rows)
 
-        return self._replace_final(schema, _chain(old_rows(), new_rows()))
+        return self._replace_final(schema, itertools.chain(old_rows(), new_rows()))
 
     def _batch(self, schema: pyarrow.Schema, rows: list[_Entry]) -> pyarrow.RecordBatch:
         """Journal records as rows of the final file."""
@@ -721,16 +732,3 @@ def _row_groups(
             pending, count = rest.to_batches(), rest.num_rows
     if count:
         yield pa.Table.from_batches(pending, schema=schema)
-
-
-def _chain(*parts: Iterable[Any]) -> Iterator[Any]:
-    for part in parts:
-        yield from part
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    """One ``write`` call, more only when the kernel takes part of the data."""
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]

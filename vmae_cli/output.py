@@ -5,14 +5,15 @@ stdout.
   same file is refused at once. The kernel drops the lock when the process dies, even by
   SIGKILL; there is no PID file to go stale. When the file is rewritten, the new copy is
   locked before it replaces the old one, so there is no unlocked moment.
-* **Nothing lost.** Rows are appended and flushed one by one (see :mod:`vmae_cli.writers`).
+* **Nothing lost.** Rows are appended and flushed one by one (see :mod:`vmae_cli.formats`).
   A SIGKILL can leave at most a torn last record; it is cut off when the file is opened
   again, and its video is redone.
 * **Nothing doubled.** A resumed run skips videos whose row is there with the same size and
   modification time; a redone video's older row is removed when the run ends (or, if the run
   is killed first, when the file is next opened), keeping the newest row per path.
 
-How a format reads its own file back lives with its writer (:mod:`vmae_cli.writers`).
+What a file holds is its format's business (:mod:`vmae_cli.formats`): an :class:`OutputFile`
+is given the format's class, and asks it to parse the file's records and to encode a record.
 """
 
 from __future__ import annotations
@@ -23,35 +24,50 @@ import stat
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+from .errors import VmaeError
+from .identity import key_of_cell
 from .results import FileStamp
-from .writers import WRITERS, OutputMismatchError, csv_columns, split_csv_records
-
-__all__ = [
-    "BOM",
-    "OutputBusyError",
-    "OutputFile",
-    "OutputMismatchError",
-    "PreviousRow",
-    "newest_per_path",
-    "parse_output",
-    "split_csv_records",
-    "stdout_stream",
-]
 
 #: The UTF-8 byte-order mark a CSV file starts with (so spreadsheets read it as UTF-8).
 BOM = "\ufeff".encode()
 
 
-class OutputBusyError(RuntimeError):
-    """Another run holds the output file's lock."""
+class OutputBusyError(VmaeError, RuntimeError):
+    """Another run holds the output file's lock (``path``)."""
+
+
+class OutputMismatchError(VmaeError, ValueError):
+    """An existing output file cannot be continued (not this format, other columns, rows of
+    another model or protocol), or outputs that cannot go together."""
+
+
+class _Parsed(Protocol):
+    header: bytes | None
+    columns: list[str] | None
+    records: list[tuple[bytes, dict[str, Any]]]
+    tail: bytes
+
+
+class RecordFormat(Protocol):
+    """What an :class:`OutputFile` needs of a format (a class of :mod:`vmae_cli.formats`)."""
+
+    name: str
+    bom: bool
+
+    @staticmethod
+    def parse(data: bytes) -> _Parsed: ...
+
+    @staticmethod
+    def encode(columns: list[str] | None, values: dict[str, Any]) -> bytes: ...
 
 
 @dataclass(frozen=True)
 class PreviousRow:
-    """A row found in the output file: its path cell, status, file stamp, the model and
-    protocol that made it, and its bytes."""
+    """A row found in the output file: its video's identity (the ``path`` cell, see
+    :mod:`vmae_cli.identity`), status, file stamp, the model and protocol that made it, and
+    its bytes."""
 
     key: str
     status: str
@@ -71,10 +87,17 @@ def _int(value: object) -> int | None:
         return None
 
 
-def _row(record: bytes, values: dict[str, Any]) -> PreviousRow | None:
-    key = values.get("path")
-    if not isinstance(key, str):
+def _row(
+    fmt: RecordFormat, columns: list[str] | None, record: bytes, values: dict[str, Any]
+) -> PreviousRow | None:
+    cell = values.get("path")
+    if not isinstance(cell, str):
         return None
+    key = key_of_cell(cell)
+    if key != cell:
+        # An older vmae's relative path: the record is written again with the identity, so
+        # the file holds one spelling per video from now on.
+        record = fmt.encode(columns, {**values, "path": key})
     size, mtime = _int(values.get("size_bytes")), _int(values.get("mtime_ns"))
     stamp = FileStamp(size, mtime) if size is not None and mtime is not None else None
     return PreviousRow(
@@ -90,43 +113,65 @@ def _row(record: bytes, values: dict[str, Any]) -> PreviousRow | None:
     )
 
 
-def parse_output(data: bytes, fmt: str) -> tuple[bytes | None, list[PreviousRow], bytes]:
-    """Parse an output file of format ``fmt``: ``(header record or None, rows, torn tail)``.
+@dataclass
+class ReadBack:
+    """An output file read back: its header record (CSV) and columns, its rows, a torn tail
+    (empty when the file ends cleanly), and whether some rows held an older vmae's relative
+    paths (their records now hold the identity)."""
 
-    Records that cannot be parsed are dropped (they are redone).
-    """
+    header: bytes | None
+    columns: list[str] | None
+    rows: list[PreviousRow]
+    tail: bytes
+    legacy: bool = False
+
+
+def parse_output(data: bytes, fmt: RecordFormat) -> ReadBack:
+    """Parse an output file of format ``fmt``. Records that cannot be parsed are dropped
+    (they are redone)."""
     if data.startswith(BOM):
         data = data[len(BOM) :]
-    parsed = WRITERS[fmt].parse(data)
-    rows = [row for record, values in parsed.records if (row := _row(record, values))]
-    return parsed.header, rows, parsed.tail
+    parsed = fmt.parse(data)
+    rows = []
+    legacy = False
+    for record, values in parsed.records:
+        row = _row(fmt, parsed.columns, record, values)
+        if row is not None:
+            rows.append(row)
+            legacy = legacy or row.record is not record
+    return ReadBack(parsed.header, parsed.columns, rows, parsed.tail, legacy)
 
 
-def newest_per_path(rows: Iterable[PreviousRow]) -> dict[str, PreviousRow]:
-    """The last row written for each path (a redone video's newer row wins)."""
-    latest: dict[str, PreviousRow] = {}
+def newest_per_key(rows: Iterable[PreviousRow]) -> dict[tuple[str, int | None], PreviousRow]:
+    """The last row written for each video (and window, for window rows): a redone video's
+    newer row wins."""
+    latest: dict[tuple[str, int | None], PreviousRow] = {}
     for row in rows:
-        latest.pop(row.key, None)  # re-insert so the dict keeps the order of the newest rows
-        latest[row.key] = row
+        key = (row.key, row.window)
+        latest.pop(key, None)  # re-insert so the dict keeps the order of the newest rows
+        latest[key] = row
     return latest
 
 
 class OutputFile:
-    """An output file held under an exclusive lock for a whole run.
+    """An output file of rows in format ``fmt``, held under an exclusive lock for a whole run.
 
     Use :meth:`lock` first (it fails at once with :class:`OutputBusyError` when another run
-    writes the file), then :meth:`start` once the run is ready to write.
+    writes the file), then :meth:`start` once the run is ready to write, :meth:`stream` to
+    append, :meth:`finish` at the end (or :meth:`close` on an error).
     """
 
-    def __init__(self, path: str | os.PathLike[str]):
+    def __init__(self, path: str | os.PathLike[str], fmt: RecordFormat):
         self.path = os.fspath(path)
+        self.fmt = fmt
         self.fd = -1
-        self.previous: dict[str, PreviousRow] = {}
         self.is_empty = True
         self.regular = True
+        #: start(resume=True) found rows of an older vmae with relative paths.
+        self.legacy = False
         self._stream: io.TextIOWrapper | None = None
-        # What start_windows read: header, rows, torn tail (until keep_only).
-        self._read: tuple[bytes | None, list[PreviousRow], bytes] | None = None
+        # What start read to resume: header and rows (until keep_only).
+        self._read: ReadBack | None = None
 
     def lock(self) -> OutputFile:
         """Open (creating if needed, never truncating) and lock the file."""
@@ -134,7 +179,7 @@ class OutputFile:
 
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         if not stat.S_ISREG(os.fstat(self.fd).st_mode):
-            # -o /dev/stdout, a pipe or a terminal: nothing to lock, truncate or resume.
+            # /dev/stdout, a pipe or a terminal: nothing to lock, truncate or resume.
             self.regular = False
             return self
         try:
@@ -144,107 +189,97 @@ class OutputFile:
             self.fd = -1
             raise OutputBusyError(
                 f"{self.path} is being written by another vmae run; wait for it to finish "
-                "or write to another file"
+                "or write to another file",
+                path=self.path,
             ) from None
         return self
 
-    def start(self, fmt: str, *, resume: bool, columns: list[str] | None = None) -> int:
-        """Truncate the file for a fresh run, or read its rows to resume.
+    def start(self, *, resume: bool, columns: list[str] | None = None) -> list[PreviousRow]:
+        """Truncate the file for a fresh run (returns no rows), or read its rows to resume
+        (returns the complete ones, a torn tail left out, in the file's order).
 
-        Resuming cuts off a torn last record and removes older duplicates of a path.
         ``columns`` are the header columns this run writes (CSV): a file with other columns
-        cannot be continued (raises :class:`OutputMismatchError`). Returns how many rows a
-        fresh run replaced (0 when resuming).
+        cannot be continued (raises :class:`OutputMismatchError`). Nothing is rewritten yet:
+        call :meth:`keep_only` next.
         """
         if not self.regular:
             if resume:
-                raise OutputMismatchError(f"cannot resume into {self.path}: not a regular file")
-            return 0
-        if not resume:
-            replaced = self._count_rows(fmt)
-            os.ftruncate(self.fd, 0)
-            return replaced
-        self.previous = self._compact(fmt, columns)
-        return 0
-
-    def start_windows(
-        self, fmt: str, *, resume: bool, columns: list[str] | None = None
-    ) -> list[PreviousRow]:
-        """Like :meth:`start` for the window rows (many rows per path): truncate the file for
-        a fresh run, or return its complete rows to resume. Then, before writing, call
-        :meth:`keep_only` with the rows whose videos are kept."""
-        if not self.regular:
+                raise OutputMismatchError(
+                    f"cannot resume into {self.path}: not a regular file",
+                    options=("resume",),
+                    path=self.path,
+                )
             return []
         if not resume:
             os.ftruncate(self.fd, 0)
             return []
-        header, rows, tail = parse_output(_read_all(self.fd), fmt)
-        self._check_columns(header, columns)
-        self._read = header, rows, tail
-        self.is_empty = header is None and not rows
-        return rows
+        read = parse_output(_read_all(self.fd), self.fmt)
+        self._check_columns(read.columns, columns)
+        self._read = read
+        self.legacy = read.legacy
+        self.is_empty = read.header is None and not read.rows
+        return read.rows
 
-    def _check_columns(self, header: bytes | None, columns: list[str] | None) -> None:
-        """Refuse to continue a CSV whose header is not the one this run writes."""
-        if header is not None and columns is not None and csv_columns(header) != columns:
-            raise OutputMismatchError(
-                f"{self.path} has other columns than this run would write (another "
-                "--top-k, --label-map or --min-score, or a file of another vmae version); use "
-                "the same options as before, or another output file"
-            )
-
-    def keep_only(self, rows: list[PreviousRow]) -> None:
-        """Rewrite the file read by :meth:`start_windows` with only ``rows`` (in the file's
-        order), when that drops anything: window rows of videos that are redone, orphaned
-        (their video's row never got written) or torn by a kill."""
-        if not self.regular or self._read is None:
-            return
-        header, before, tail = self._read
-        self._read = None
-        if len(rows) != len(before) or tail:
-            self._rewrite(header, rows)
-
-    def _count_rows(self, fmt: str) -> int:
-        """Rows in the file as it is, read as ``fmt`` (0 for a file that is not ours)."""
-        if os.fstat(self.fd).st_size == 0:
+    def count_rows(self) -> int:
+        """Rows in the file as it is (0 for a file that is not of this format)."""
+        if not self.regular or os.fstat(self.fd).st_size == 0:
             return 0
         try:
-            return len(parse_output(_read_all(self.fd), fmt)[1])
+            return len(parse_output(_read_all(self.fd), self.fmt).rows)
         except OutputMismatchError:
             return 0
 
-    def stream(self, fmt: str) -> io.TextIOWrapper:
+    def _check_columns(self, found: list[str] | None, columns: list[str] | None) -> None:
+        """Refuse to continue a CSV whose header is not the one this run writes."""
+        if found is not None and columns is not None and found != columns:
+            raise OutputMismatchError(
+                f"{self.path} has other columns than this run would write (another "
+                "top_k, label_map or min_score, or a file of another vmae version); use "
+                "the same options as before, or another output file",
+                options=("top_k", "label_map", "min_score"),
+                path=self.path,
+            )
+
+    def keep_only(self, rows: Iterable[PreviousRow]) -> None:
+        """Rewrite the file read by :meth:`start` with only ``rows`` (in the file's order),
+        when that changes anything: rows of videos that are redone, orphaned or torn by a
+        kill go, and an older vmae's relative paths become identities."""
+        if not self.regular or self._read is None:
+            return
+        read, self._read = self._read, None
+        kept = list(rows)
+        if len(kept) != len(read.rows) or read.tail or read.legacy:
+            self._rewrite(read.header, kept)
+
+    def replace(self, rows: Iterable[PreviousRow]) -> None:
+        """Make ``rows`` the file's whole content (a format without a header), aside then
+        renamed; the file stays locked."""
+        self._read = None
+        self._rewrite(None, rows)
+
+    def flush(self) -> None:
+        """Flush what the stream holds."""
+        if self._stream is not None:
+            self._stream.flush()
+
+    def stream(self) -> io.TextIOWrapper:
         """A text stream appending to the file (UTF-8, with a BOM first for a new file of a
         format that wants one)."""
         if self.regular:
             os.lseek(self.fd, 0, os.SEEK_END)
         raw = os.fdopen(os.dup(self.fd), "ab", buffering=0)
         self._stream = io.TextIOWrapper(raw, encoding="utf-8", newline="", write_through=True)
-        if WRITERS[fmt].bom and self.is_empty and self.regular:
+        if self.fmt.bom and self.is_empty and self.regular:
             self._stream.write(BOM.decode("utf-8"))
         return self._stream
 
-    def finish(self, fmt: str, *, compact: bool) -> None:
-        """Flush, remove older rows of videos redone by this run (``compact``), and release
-        the lock."""
+    def finish(self) -> None:
+        """Flush and release the lock."""
         if self._stream is not None:
             self._stream.flush()
             self._stream.close()
             self._stream = None
-        if compact and self.regular:
-            self._compact(fmt)
         self.close()
-
-    def _compact(self, fmt: str, columns: list[str] | None = None) -> dict[str, PreviousRow]:
-        """Read the rows, and rewrite the file without a torn tail or older duplicates if it
-        has them; returns the newest row per path. ``columns``: see :meth:`start`."""
-        header, rows, tail = parse_output(_read_all(self.fd), fmt)
-        self._check_columns(header, columns)
-        newest = newest_per_path(rows)
-        self.is_empty = header is None and not rows
-        if len(newest) != len(rows) or tail:
-            self._rewrite(header, newest.values())
-        return newest
 
     def close(self) -> None:
         """Release the lock (also done by the kernel if the process dies). The stream's
@@ -272,7 +307,7 @@ class OutputFile:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             chunks = [BOM + header] if header is not None else []
             chunks += [row.record for row in rows]
-            _write_all(fd, b"".join(chunks))
+            write_all(fd, b"".join(chunks))
             os.fsync(fd)
             os.replace(tmp, self.path)
         except BaseException:
@@ -300,7 +335,8 @@ def _read_all(fd: int) -> bytes:
     return b"".join(parts)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` (``os.write`` may write less than it is given)."""
     view = memoryview(data)
     while view:
         written = os.write(fd, view)

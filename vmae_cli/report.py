@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from .identity import cell_path
 from .output import write_text_aside
 from .results import DecodeOutcome, Failure, VideoViews, file_stamp
 from .summary import read_results
@@ -495,6 +496,7 @@ def decode_strips(
 
     strips: dict[str, Strip] = {}
     wanted: dict[str, tuple[int, tuple[int, ...]]] = {}
+    files: dict[str, str] = {}  # the file each path cell names -> the cell
     for row in rows:
         path = row["path"]
         indices = shown_frames(row["frame_indices"])
@@ -511,7 +513,8 @@ def decode_strips(
             done()
         else:
             frames = int(float(row.get("frames_decoded") or 0))
-            wanted[path] = (frames, tuple(indices))
+            files[cell_path(path)] = path
+            wanted[cell_path(path)] = (frames, tuple(indices))
     if not wanted:
         return strips
     job = StripMaker(wanted)
@@ -519,7 +522,7 @@ def decode_strips(
     for outcome in iter_decoded(
         list(wanted), job, workers=min(count, len(wanted)), timeout_s=timeout_s, stop=stop
     ):
-        strip = strips[outcome.path]
+        strip = strips[files[outcome.path]]
         done()
         if outcome.views is None:
             failure = outcome.failure
@@ -532,7 +535,7 @@ def decode_strips(
 
 def _changed(row: dict[str, Any]) -> str:
     """Why a row's file is not the one it was classified from (``""`` when it is)."""
-    stamp = file_stamp(row["path"])
+    stamp = file_stamp(cell_path(row["path"]))
     if stamp is None:
         return "the file is gone (moved or deleted since the run)"
     try:
@@ -576,31 +579,12 @@ def read_windows(
 
 
 def _rows_of(source: str) -> Iterator[dict[str, Any]]:
-    """The rows of one output (video or window rows), one at a time: CSV cells with their
-    formula escapes undone, or JSON objects."""
-    import csv
+    """The rows of one output (video or window rows), one at a time, through its format's
+    class (:func:`vmae_cli.formats.read_rows`)."""
+    from .formats import read_rows
+    from .summary import SummaryError
 
-    from .summary import TEXT_COLUMNS, SummaryError, unescape
-
-    if source.lower().endswith(".csv"):
-        try:
-            with open(source, encoding="utf-8-sig", newline="") as f:
-                for row in csv.DictReader(f):
-                    for column in TEXT_COLUMNS:
-                        if row.get(column):
-                            row[column] = unescape(row[column])
-                    yield row
-        except OSError as exc:
-            raise SummaryError(f"{source}: {exc.strerror or exc}") from None
-        return
     try:
-        with open(source, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(row, dict):
-                    yield row
+        yield from read_rows(source)
     except OSError as exc:
-        raise SummaryError(f"{source}: {exc.strerror or exc}") from None
+        raise SummaryError(f"{source}: {exc.strerror or exc}", path=source) from None

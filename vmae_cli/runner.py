@@ -27,13 +27,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .discovery import as_inputs, check_inputs, iter_video_paths, path_filter, read_file_list
-from .embeddings import (
-    DEFAULT_EMBEDDING_DTYPE,
-    EMBEDDING_DTYPES,
-    EMBEDDINGS_EXTENSION,
-    EmbeddingsFile,
-)
+from .embeddings import DEFAULT_EMBEDDING_DTYPE, EMBEDDING_DTYPES
 from .extras import require
+from .identity import display_path, path_cell, video_path
 from .model import (
     BACKEND_AUTO,
     BACKEND_TORCH,
@@ -45,30 +41,14 @@ from .model import (
     read_model_spec,
     resolve_dtype,
 )
-from .output import (
-    OutputFile,
-    OutputMismatchError,
-    PreviousRow,
-    check_writable,
-    stdout_stream,
-    write_text_aside,
-)
+from .output import OutputMismatchError, PreviousRow, write_text_aside
 from .pipeline import Classifier, ClassifyOptions, default_workers
 from .ray_engine import EXTRA as EXTRA_RAY
 from .ray_engine import RayOptions
-from .results import STATUS_OK, Prediction, WindowRow, file_stamp
+from .results import STATUS_OK, Prediction, file_stamp
 from .scoring import read_label_map
 from .segments import Segments
-from .writers import (
-    SEGMENTED_VIDEO_ROWS,
-    VIDEO_ROWS,
-    WINDOW_ROWS,
-    WRITERS,
-    display_path,
-    is_stream_path,
-    path_key,
-    resolve_format,
-)
+from .sinks import STDOUT, Layout, Outputs
 
 #: Per-video decoding limit of a run when none is given (seconds): a file that hangs a
 #: decoder (a stuck network mount, a pathological stream) must not hang a cron job for ever,
@@ -80,9 +60,6 @@ DEFAULT_TIMEOUT_S = 600.0
 ENGINE_LOCAL = "local"
 ENGINE_RAY = "ray"
 ENGINES = (ENGINE_LOCAL, ENGINE_RAY)
-
-#: ``output`` value meaning "write rows to stdout".
-STDOUT = "-"
 
 #: ``RunReport.stopped_by`` when the reader of the output went away (``| head``, ``| true``):
 #: the signal a C program would have died of.
@@ -330,7 +307,7 @@ def run(
     videos skipped when unchanged; a video never gets two rows.
 
     Raises before any work for bad arguments (:class:`TypeError`, ``InputNotFoundError``,
-    :class:`~vmae_cli.writers.UnknownFormatError`, :class:`~vmae_cli.writers.
+    :class:`~vmae_cli.formats.UnknownFormatError`, :class:`~vmae_cli.formats.
     OutputMismatchError`), a busy output (:class:`~vmae_cli.output.OutputBusyError`), a
     model that cannot be loaded (:class:`~vmae_cli.model.ModelLoadError`,
     :class:`~vmae_cli.model.DeviceError`) and an output that cannot be written
@@ -370,7 +347,6 @@ class _Run:
         self.hooks = hooks
         self.stop = stop or StopRequest()
         self.resume = options.resume or options.retry_failed
-        self.windows_format: str | None = None  # of segments_output, once checked
         self.listed: list[str] = []  # the paths of files_from, read before any work
 
     def execute(self) -> RunReport:
@@ -384,73 +360,37 @@ class _Run:
         )
         _check_engine(self.opts)
         _check_scoring(self.opts)
-        fmt = resolve_format(self.output, self.opts.format)
-        to_file = self.output is not None and self.output != STDOUT
-        if self.resume and not to_file:
-            raise OutputMismatchError("--resume and --retry-failed need an output file (-o FILE)")
-        # The lock comes first, so that a second run is refused at once, before the model's
-        # files are read; the file is only truncated (or read, to resume) after that.
-        outfile = OutputFile(self.output).lock() if to_file else None
-        windows_file = embeddings = None
+        outputs = Outputs.plan(
+            self.output,
+            o.format,
+            segments_output=o.segments_output,
+            embeddings_output=o.embeddings_output,
+            embeddings_dtype=o.embeddings_dtype,
+            segmented=o.classify.protocol.segments is not None,
+            resume=self.resume,
+        )
         try:
-            windows_file = self._lock_windows_output(fmt)
+            # The locks come first, so that a second run is refused at once, before the
+            # model's files are read; the files are only truncated (or read, to resume) after.
+            outputs.lock()
             model = self._model()
-            report = RunReport(self.output, model.spec.name, self.opts.classify.protocol.name)
+            report = RunReport(self.output, model.spec.name, o.classify.protocol.name)
             report.model_revision = model.spec.revision
             report.started = started
-            report.engine = self.opts.engine
-            embeddings = self._lock_embeddings(report)
+            report.engine = o.engine
             try:
-                self._classify(model, fmt, outfile, windows_file, embeddings, report)
+                self._classify(model, outputs, report)
             finally:
                 if isinstance(model, Classifier):
                     report.runtime = model.runtime
         finally:
-            # After an unexpected error the embeddings' journal stays: --resume reads it.
-            for f in (outfile, windows_file, embeddings):
-                if f is not None:
-                    f.close()
+            try:
+                outputs.close()
+            except BrokenPipeError:
+                self.stop.request(STOPPED_BY_CLOSED_OUTPUT)
+        report.stopped_by = self.stop.reason if self.stop.is_set() else None
         report.elapsed_s = time.perf_counter() - t0
         return report
-
-    def _lock_windows_output(self, fmt: str) -> OutputFile | None:
-        """Check the window rows' output (``segments_output``) and lock it when it is a file."""
-        o = self.opts
-        target = o.segments_output
-        if target is None:
-            return None
-        if o.classify.protocol.segments is None:
-            raise RunOptionsError("segments_output (--segments-out) needs segments (--segments)")
-        self.windows_format = resolve_format(target, None if target != STDOUT else fmt)
-        if target == STDOUT:
-            if self.output == STDOUT and self.windows_format == "csv":
-                raise OutputMismatchError(
-                    "video rows and window rows cannot share stdout as CSV: write one of them "
-                    "to a file (-o FILE or --segments-out FILE), or use --format jsonl"
-                )
-            return None
-        if self.output and os.path.abspath(target) == os.path.abspath(self.output):
-            raise OutputMismatchError("--segments-out must be another file than -o")
-        return OutputFile(target).lock()
-
-    def _lock_embeddings(self, report: RunReport) -> EmbeddingsFile | None:
-        """Check the embeddings' output (``embeddings_output``) and lock it."""
-        target = self.opts.embeddings_output
-        if target is None:
-            return None
-        target = os.fspath(target)
-        if not target.lower().endswith(EMBEDDINGS_EXTENSION) or is_stream_path(target):
-            raise RunOptionsError(
-                f"embeddings are written as Parquet to a file: name it "
-                f"{os.path.splitext(target)[0] or 'embeddings'}{EMBEDDINGS_EXTENSION}"
-            )
-        others = (self.output, self.opts.segments_output)
-        if any(o and os.path.abspath(o) == os.path.abspath(target) for o in others):
-            raise OutputMismatchError("--embeddings must be another file than the rows' outputs")
-        check_writable(target)
-        return EmbeddingsFile(
-            target, model=report.model, protocol=report.protocol, dtype=self.opts.embeddings_dtype
-        ).lock()
 
     def _model(self) -> Classifier | _ModelOnly:
         """The model, lazily (weights load while the first videos decode), with warnings
@@ -527,153 +467,65 @@ class _Run:
         )
 
     def _classify(
-        self,
-        model: Classifier | _ModelOnly,
-        fmt: str,
-        outfile: OutputFile | None,
-        windows_file: OutputFile | None,
-        embeddings: EmbeddingsFile | None,
-        report: RunReport,
+        self, model: Classifier | _ModelOnly, outputs: Outputs, report: RunReport
     ) -> None:
+        """Start the outputs, walk, skip what they hold, classify the rest into them."""
         o = self.opts
         segmented = o.classify.protocol.segments is not None
-        # What --label-map, --min-score and a multi-label model add, after label and score.
-        added = o.classify.scoring.columns(model.spec.multi_label)
-        table = (SEGMENTED_VIDEO_ROWS if segmented else VIDEO_ROWS).plus(added)
-        window_table = WINDOW_ROWS.plus(added)
-        writer_cls = WRITERS[fmt]
-        previous: dict[str, PreviousRow] = {}
-        if outfile is not None:
-            report.replaced = outfile.start(
-                fmt, resume=self.resume, columns=writer_cls.columns_for(o.classify.top_k, table)
+        layout = Layout(
+            top_k=o.classify.top_k,
+            # What label groups, thresholds and a multi-label model add, after label and score.
+            added=o.classify.scoring.columns(model.spec.multi_label),
+            segmented=segmented,
+            model=report.model,
+            protocol=report.protocol,
+            escape_formulas=o.escape_formulas,
+        )
+        report.replaced = outputs.start(layout, resume=self.resume, on_notice=self._notice)
+        if report.replaced:
+            self._warn(
+                f"replacing the {report.replaced} rows already in {self.output} "
+                "(resuming keeps them)"
             )
-            if report.replaced:
-                self._warn(
-                    f"replacing the {report.replaced} rows already in {self.output} "
-                    "(--resume keeps them)"
-                )
-            previous = outfile.previous
-            _refuse_other_model(previous, report, self.output or "")
-        windows_key = None
-        if o.segments_output is not None:
-            windows_key = path_key(self.windows_format, o.escape_formulas)
-        previous_windows: list[PreviousRow] = []
-        if windows_file is not None:
-            previous_windows = windows_file.start_windows(
-                self.windows_format,
-                resume=self.resume,
-                columns=WRITERS[self.windows_format].columns_for(o.classify.top_k, window_table),
-            )
-        has_vector = embeddings.start(resume=self.resume) if embeddings is not None else set()
+        _refuse_other_model(outputs.rows, report, self.output or "")
         paths = self._walk()
         report.found = len(paths) if paths is not None else None
         if paths is None:
-            report.stopped_by = self.stop.reason
             return
         if self.hooks.on_total:
             self.hooks.on_total(len(paths))
-        key = path_key(fmt, o.escape_formulas) if self.output is not None else display_path
-        has_windows = _window_sets(previous_windows)
-        skipped: set[str] = set()
-
-        def complete(path: str, row: PreviousRow) -> bool:
-            """A kept video's vectors (when embeddings are written) and window rows (when
-            window rows are kept) are all there."""
-            vector_missing = display_path(path) not in has_vector
-            if embeddings is not None and row.status == STATUS_OK and vector_missing:
-                return False
-            if windows_file is None or windows_key is None:
-                return True
-            got = has_windows.get(windows_key(path), ())
-            return row.windows is not None and sorted(got) == list(range(row.windows))
-
-        todo = list(self._unfinished(paths, previous, key, report, complete, skipped))
-        if windows_file is not None and windows_key is not None:
-            # Window rows count only with their video's row: those of videos redone now, of
-            # videos whose row was never written (a kill in between) and torn ones go.
-            kept = {windows_key(path) for path in skipped}
-            windows_file.keep_only([r for r in previous_windows if r.key in kept])
-        if embeddings is not None:
-            # The same for vectors: those of videos redone now, or without a row, go.
-            embeddings.keep_only({display_path(path) for path in skipped})
-        streams = _Streams(
-            (self.output, outfile, fmt), (o.segments_output, windows_file, self.windows_format)
-        )
+        todo, skipped = self._unfinished(paths, outputs, report)
         counts: Counter[str] = Counter()
         nodes: Counter[str] = Counter()
         windows = 0
-        redone = 0  # videos of this run that already had a row (changed, or retried)
         try:
-            writer = streams.writer(
-                writer_cls, o, table, outfile is None or outfile.is_empty, main=True
-            )
-            window_writer = (
-                streams.writer(
-                    WRITERS[self.windows_format],
-                    o,
-                    window_table,
-                    windows_file is None or windows_file.is_empty,
-                    main=False,
-                )
-                if o.segments_output is not None
-                else None
-            )
+            outputs.keep_only(skipped)
             if todo:
                 self._status("loading the model and decoding the first videos")
                 with closing(self._rows(model, todo)) as rows:
                     for p in rows:
                         if segmented and p.windows is None:
                             p.windows = []  # a failure made outside the pipeline (Ray)
-                        # Vectors first, then window rows: they count only once the video's
-                        # row follows (a kill in between redoes the video).
-                        if embeddings is not None and p.embedding is not None:
-                            embeddings.write(
-                                display_path(p.path),
-                                p.embedding,
-                                [
-                                    (w.index, w.embedding)
-                                    for w in p.windows or ()
-                                    if w.embedding is not None
-                                ],
-                            )
-                        if window_writer is not None:
-                            for w in p.windows or ():
-                                window_writer.write(WindowRow(p.path, w))
-                        if writer is not None:
-                            writer.write(p)
+                        outputs.write(p)
                         counts[p.status] += 1
                         windows += len(p.windows or ())
                         if p.node:
                             nodes[p.node] += 1
                             if self.hooks.on_windows and p.windows:
                                 self.hooks.on_windows(len(p.windows))
-                        redone += bool(previous) and key(p.path) in previous
                         if self.hooks.on_row:
                             self.hooks.on_row(p)
-            for w in (window_writer, writer):
-                if w is not None:
-                    w.close()
+            report.embeddings = outputs.finish().get(o.embeddings_output or "")
         except BrokenPipeError:
             # The reader went away (`| head`, `| true`): stop quietly, as Unix tools do.
             self.stop.request(STOPPED_BY_CLOSED_OUTPUT)
-        finally:
-            if streams.release():
-                self.stop.request(STOPPED_BY_CLOSED_OUTPUT)
         report.by_status = dict(counts)
         report.by_node = dict(nodes)
         report.windows = windows if segmented else None
-        report.stopped_by = self.stop.reason if self.stop.is_set() else None
-        if outfile is not None:
-            # A redone video's older row goes now; if the run is killed first, the next
-            # --resume removes it instead.
-            outfile.finish(fmt, compact=redone > 0)
-        if windows_file is not None:
-            windows_file.finish(self.windows_format, compact=False)
-        if embeddings is not None:
-            report.embeddings = embeddings.finish()
 
     def _walk(self) -> list[str] | None:
-        """Every video path in the inputs (one walk), or ``None`` when stopped meanwhile."""
+        """Every video path in the inputs (one walk), absolute and normalised
+        (:func:`~vmae_cli.identity.video_path`), or ``None`` when stopped meanwhile."""
         self._status("listing the videos")
         o = self.opts
         keep = path_filter(o.include, o.exclude) if o.include or o.exclude else None
@@ -693,38 +545,37 @@ class _Run:
         for path in itertools.chain(walked, listed):
             if self.stop.is_set():
                 return None
-            key = os.path.normpath(path)
-            if key not in seen:
-                seen.add(key)
-                paths.append(path)
+            # The video's identity: one row per file however it was named.
+            absolute = video_path(path)
+            if absolute not in seen:
+                seen.add(absolute)
+                paths.append(absolute)
         return paths
 
     def _unfinished(
-        self,
-        paths: list[str],
-        previous: dict[str, PreviousRow],
-        key: Callable[[str], str],
-        report: RunReport,
-        complete: Callable[[str, PreviousRow], bool],
-        skipped: set[str],
-    ) -> Iterator[str]:
-        """The paths to (re)do: new ones, changed ones (size or modification time differ from
-        the row's), those whose window rows are not all there (``complete``), and with
-        ``retry_failed`` those whose row is not ``ok``. Those skipped go into ``skipped``."""
+        self, paths: list[str], outputs: Outputs, report: RunReport
+    ) -> tuple[list[str], set[str]]:
+        """The paths to (re)do, and the identities of those skipped: a video is skipped when
+        its row is there with the same size and modification time, every output holds all
+        of it (window rows, vector), and it is ``ok`` or failed ones are not retried."""
+        todo: list[str] = []
+        skipped: set[str] = set()
         for path in paths:
-            row = previous.get(key(path))
+            key = path_cell(path)
+            row = outputs.rows.get(key)
             if (
                 row is not None
                 and row.stamp == file_stamp(path)
                 and (row.status == STATUS_OK or not self.opts.retry_failed)
-                and complete(path, row)
+                and outputs.holds(key, row)
             ):
-                skipped.add(path)
+                skipped.add(key)
                 report.skipped += 1
                 if self.hooks.on_skip:
                     self.hooks.on_skip(path)
-                continue
-            yield path
+            else:
+                todo.append(path)
+        return todo, skipped
 
     def _warn(self, message: str) -> None:
         if self.hooks.on_warning:
@@ -737,66 +588,6 @@ class _Run:
     def _status(self, message: str) -> None:
         if self.hooks.on_status:
             self.hooks.on_status(message)
-
-
-def _window_sets(rows: list[PreviousRow]) -> dict[str, list[int]]:
-    """The window numbers found for each path in the window rows of an earlier run."""
-    found: dict[str, list[int]] = {}
-    for row in rows:
-        if row.window is not None:
-            found.setdefault(row.key, []).append(row.window)
-    return found
-
-
-class _Streams:
-    """Where a run's rows go: the video rows (a locked file, stdout or nowhere) and the window
-    rows (the same choices); stdout is shared when both go there."""
-
-    def __init__(
-        self,
-        main: tuple[str | None, OutputFile | None, str],
-        windows: tuple[str | None, OutputFile | None, str | None],
-    ):
-        self._stdout: tuple[Any, Any] | None = None
-        self._releases: list[Callable[[], Any]] = []
-        self.main = self._open(*main)
-        self.windows = self._open(*windows)
-
-    def _open(self, target: str | None, file: OutputFile | None, fmt: str | None) -> Any:
-        """The text stream for ``target`` (a locked file, ``-``, or None for no rows)."""
-        if file is not None and fmt is not None:
-            stream = file.stream(fmt)
-            self._releases.append(stream.flush)
-            return stream
-        if target == STDOUT:
-            if self._stdout is None:
-                self._stdout = stdout_stream()
-                self._releases.append(self._stdout[1])
-            return self._stdout[0]
-        return None
-
-    def writer(self, cls: Any, o: RunOptions, table: Any, write_header: bool, *, main: bool) -> Any:
-        """A writer of ``cls`` on the video (``main``) or window stream, or None."""
-        stream = self.main if main else self.windows
-        if stream is None:
-            return None
-        return cls(
-            stream,
-            top_k=o.classify.top_k,
-            escape_formulas=o.escape_formulas,
-            write_header=write_header,
-            table=table,
-        )
-
-    def release(self) -> bool:
-        """Flush and let go of the streams; True when the reader of stdout went away."""
-        closed = False
-        for release in self._releases:
-            try:
-                release()
-            except BrokenPipeError:
-                closed = True
-        return closed
 
 
 @dataclass
@@ -859,7 +650,10 @@ def _refuse_other_model(previous: dict[str, PreviousRow], report: RunReport, pat
                 f"{path} holds rows of model {row.model!r} at revision {row.model_revision}, "
                 f"this run's is at {report.model_revision or 'an unknown revision'}: resuming "
                 "would mix two versions of the model in one file; use another output file, "
-                "or start afresh without --resume"
+                "or start afresh without resume",
+                options=("resume",),
+                value=row.model_revision,
+                path=path,
             )
         if (row.model and row.model != report.model) or (
             row.protocol and row.protocol != report.protocol
@@ -867,6 +661,9 @@ def _refuse_other_model(previous: dict[str, PreviousRow], report: RunReport, pat
             raise OutputMismatchError(
                 f"{path} holds rows of model {row.model!r} with protocol {row.protocol}, "
                 f"this run uses {report.model!r} with protocol {report.protocol}: resuming "
-                "would mix them in one file; use the same --model, --protocol and --sampling, "
-                "or another output file"
+                "would mix them in one file; use the same model, protocol and sampling, "
+                "or another output file",
+                options=("model", "protocol", "sampling"),
+                value=(row.model, row.protocol),
+                path=path,
             )

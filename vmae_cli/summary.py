@@ -1,7 +1,7 @@
 """`vmae summarize`: what a run's rows say, counted (pandas).
 
-Reads one or more outputs of `vmae classify` (CSV with its byte-order mark and formula
-escapes, or JSONL) into one table, then counts: rows by status, ok rows by top-1 label with
+Reads one or more outputs of `vmae classify` (any of :data:`vmae_cli.formats.FORMATS`, read
+by its format's class) into one table, then counts: rows by status, ok rows by top-1 label with
 the distribution of their scores, ok rows by label group (the rows' ``group`` from
 ``--label-map``, or a label map applied here), rows by folder at a chosen depth, and the
 failed rows with their errors. Each count is a small :class:`pandas.DataFrame`;
@@ -11,15 +11,15 @@ machines.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .errors import VmaeError
+from .formats import read_frame
 from .results import LOW_CONFIDENCE_MARK
-from .writers import EXTENSIONS, FORMULA_PREFIXES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,11 +30,9 @@ if TYPE_CHECKING:
 TABLES = ("status", "label", "group", "folder", "failed")
 #: Columns a file must have to be read as vmae's output.
 REQUIRED_COLUMNS = ("path", "status")
-#: Text columns whose formula escape (a leading ``'``) is undone.
-TEXT_COLUMNS = ("path", "error", "label", "group", "notes", "timeline")
 
 
-class SummaryError(ValueError):
+class SummaryError(VmaeError, ValueError):
     """A file that is not vmae's output, or a table that cannot be made; one line."""
 
 
@@ -51,54 +49,58 @@ class Grouping:
         """``status``, ``label``, ``failed``, ``folder`` or ``folder:N`` (N >= 1)."""
         name, _, depth = text.partition(":")
         if name not in TABLES or (depth and name != "folder"):
-            raise SummaryError(f"--by {text!r}: use one of status, label, group, failed, folder:N")
+            raise SummaryError(
+                f"by {text!r}: use one of status, label, group, failed, folder:N",
+                options=("by",),
+                value=text,
+            )
         if not depth:
             return cls(name)
         if not depth.isdigit() or int(depth) < 1:
-            raise SummaryError(f"--by {text!r}: the folder depth must be 1 or more")
+            raise SummaryError(
+                f"by {text!r}: the folder depth must be 1 or more", options=("by",), value=text
+            )
         return cls(name, int(depth))
 
 
 def read_results(
-    paths: Iterable[str | os.PathLike[str]], columns: Iterable[str] | None = None
+    paths: Iterable[str | os.PathLike[str]],
+    columns: Iterable[str] | None = None,
+    *,
+    on_notice: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
-    """The rows of vmae outputs (``.csv``, ``.jsonl``, ``.ndjson``) as one table of text
-    cells (``score`` as a number), with CSV formula escapes undone; only ``columns`` (and
-    the required ones) when given, so that a large output costs memory for those alone.
+    """The rows of vmae outputs (any format vmae writes) as one table (``score`` as a number),
+    read through their formats' classes (:func:`vmae_cli.formats.read_frame`: escapes undone,
+    ``path`` the video's identity); only ``columns`` (and the required ones) when given, so
+    that a large output costs memory for those alone. ``on_notice`` is told, one line per
+    file, when an older output's relative paths are resolved against the current folder.
     Raises :class:`SummaryError` naming what is wrong with a file that is not vmae's
     output."""
     import pandas as pd
 
+    from .formats import UnknownFormatError
+
+    def legacy(source: str) -> None:
+        if on_notice is not None:
+            on_notice(_legacy_notice(source))
+
     wanted = None if columns is None else {*columns, *REQUIRED_COLUMNS, "label", "error"}
     frames = []
     for path in map(os.fspath, paths):
-        fmt = EXTENSIONS.get(os.path.splitext(path)[1].lower())
-        if fmt is None:
-            raise SummaryError(f"{path}: not a vmae output (.csv, .jsonl or .ndjson)")
         try:
-            if fmt == "csv":
-                frame = pd.read_csv(
-                    path,
-                    encoding="utf-8-sig",
-                    dtype=str,
-                    keep_default_na=False,
-                    usecols=None if wanted is None else (lambda c: c in wanted),
-                )
-                for column in TEXT_COLUMNS:
-                    if column in frame:
-                        frame[column] = frame[column].map(unescape)
-            elif wanted is None:
-                frame = pd.read_json(path, lines=True, dtype=False)
-            else:
-                frame = pd.DataFrame.from_records(_json_lines(path, wanted))
+            frame = read_frame(path, wanted, on_legacy=legacy)
+        except UnknownFormatError as exc:
+            raise SummaryError(str(exc), path=path) from None
         except FileNotFoundError:
-            raise SummaryError(f"{path}: no such file") from None
-        except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+            raise SummaryError(f"{path}: no such file", path=path) from None
+        except (ValueError, UnicodeDecodeError, pd.errors.ParserError, OSError) as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise SummaryError(f"{path}: not a vmae {fmt} output ({first})") from None
+            raise SummaryError(f"{path}: not a vmae output ({first})", path=path) from None
         missing = [c for c in REQUIRED_COLUMNS if c not in frame]
         if missing and (len(frame.columns) or (wanted is not None and os.path.getsize(path))):
-            raise SummaryError(f"{path}: not a vmae output (no {' or '.join(missing)} column)")
+            raise SummaryError(
+                f"{path}: not a vmae output (no {' or '.join(missing)} column)", path=path
+            )
         frames.append(frame)
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     for column in (*REQUIRED_COLUMNS, "label", "error"):
@@ -109,24 +111,11 @@ def read_results(
     return table
 
 
-def _json_lines(path: str, keep: set[str]) -> Iterator[dict[str, Any]]:
-    """The ``keep`` keys of each line of a JSONL file; ValueError for a line that is not a
-    JSON object."""
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            if not isinstance(row, dict):
-                raise ValueError(f"line {number} is not a JSON object")
-            yield {k: v for k, v in row.items() if k in keep}
-
-
-def unescape(cell: str) -> str:
-    """A CSV cell as vmae wrote it before escaping a formula (``'=x`` -> ``=x``)."""
-    if len(cell) > 1 and cell[0] == "'" and cell[1] in "".join(FORMULA_PREFIXES):
-        return cell[1:]
-    return cell
+def _legacy_notice(source: str) -> str:
+    return (
+        f"{source} was written by an older vmae: its relative paths are read as relative to "
+        f"{os.getcwd()}"
+    )
 
 
 def by_status(rows: pd.DataFrame) -> pd.DataFrame:
@@ -167,8 +156,9 @@ def by_group(rows: pd.DataFrame) -> pd.DataFrame:
 
     if "group" not in rows:
         raise SummaryError(
-            "the rows have no group column: classify with --label-map, or give summarize "
-            "--label-map FILE.csv"
+            "the rows have no group column: classify with a label_map, or give summarize "
+            "a label_map",
+            options=("label_map",),
         )
     ok = ok_rows(rows)
     grouped = ok.groupby("group")

@@ -8,27 +8,32 @@ import os
 import pandas as pd
 import pytest
 
-from vmae_cli.results import LabelScore, Prediction, VideoMeta, WindowPrediction, WindowRow
-from vmae_cli.writers import (
+from vmae_cli.formats import (
+    FORMATS,
     SEGMENTED_VIDEO_ROWS,
     WINDOW_ROWS,
-    CsvWriter,
-    JsonlWriter,
+    CsvFormat,
+    JsonlFormat,
     UnknownFormatError,
-    display_path,
     format_for_path,
-    get_writer,
     neutralize_formula,
+    read_frame,
+    read_rows,
+    resolve_format,
+    unescape,
 )
+from vmae_cli.results import LabelScore, Prediction, VideoMeta, WindowPrediction, WindowRow
 
 META = VideoMeta("opencv", 100, 98, 25.0, 3.92, 320, 240, 0)
 NASTY_PATHS = [
-    "videos/plain.mp4",
-    "videos/with, comma.mp4",
-    'videos/with "quotes".mp4',
-    "videos/new\nline.mp4",
-    "videos/tab\there.mp4",
-    "vidéos/日本語.mp4",
+    "/videos/plain.mp4",
+    "/videos/with, comma.mp4",
+    '/videos/with "quotes".mp4',
+    "/videos/new\nline.mp4",
+    "/videos/tab\there.mp4",
+    "/vidéos/日本語.mp4",
+    "/videos/=x.mp4",
+    "/videos/back\\slash.mp4",
 ]
 
 
@@ -56,21 +61,28 @@ def _failed(path: str) -> Prediction:
         ("@SUM", "'@SUM"),
         ("\tx", "'\tx"),
         ("a=b", "a=b"),
+        ("'=x", "''=x"),
+        ("'a", "''a"),
         ("", ""),
     ],
 )
-def test_neutralize_formula(value: str, expected: str) -> None:
+def test_neutralize_formula_is_undone_exactly(value: str, expected: str) -> None:
     assert neutralize_formula(value) == expected
+    assert unescape(expected) == value
 
 
 def test_csv_round_trips_through_pandas_with_nasty_paths_and_labels() -> None:
     buf = io.StringIO()
-    w = CsvWriter(buf, top_k=2)
+    w = CsvFormat(buf, top_k=2)
     for p in NASTY_PATHS:
         w.write(_ok(p, labels=(('say "hi", ok', 0.7), ("çà", 0.2))))
-    w.write(_failed("videos/bad.mp4"))
+    w.write(_failed("/videos/bad.mp4"))
     df = pd.read_csv(io.StringIO(buf.getvalue()), keep_default_na=False)
-    assert list(df["path"]) == [*NASTY_PATHS, "videos/bad.mp4"]
+    assert list(df["path"]) == [
+        *NASTY_PATHS[:-1],
+        "/videos/back\\\\slash.mp4",  # a backslash doubled: see vmae_cli.identity
+        "/videos/bad.mp4",
+    ]
     assert list(df.columns[:9]) == [
         "path",
         "status",
@@ -86,22 +98,63 @@ def test_csv_round_trips_through_pandas_with_nasty_paths_and_labels() -> None:
     assert df.loc[0, "label"] == 'say "hi", ok'
     assert df.loc[0, "label_2"] == "çà"
     assert float(df.loc[0, "score"]) == pytest.approx(0.7)
-    assert df.loc[6, "status"] == "not_video"
-    assert df.loc[6, "label"] == ""
-    assert df.loc[6, "error"] == "not a video, or damaged"
+    assert df.loc[8, "status"] == "not_video"
+    assert df.loc[8, "label"] == ""
+    assert df.loc[8, "error"] == "not a video, or damaged"
 
 
 def test_csv_escapes_formulas_by_default_and_not_when_asked() -> None:
-    for escape, expected in ((True, "'=cmd|' /C calc'!A0.mp4"), (False, "=cmd|' /C calc'!A0.mp4")):
+    label = "=cmd|' /C calc'!A0"
+    for escape, expected in ((True, "'" + label), (False, label)):
         buf = io.StringIO()
-        CsvWriter(buf, escape_formulas=escape).write(_ok("=cmd|' /C calc'!A0.mp4"))
+        CsvFormat(buf, escape_formulas=escape).write(_ok("/v/a.mp4", labels=((label, 0.9),)))
         df = pd.read_csv(io.StringIO(buf.getvalue()), keep_default_na=False)
-        assert df.loc[0, "path"] == expected
+        assert df.loc[0, "label"] == expected
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_each_format_reads_back_what_it_wrote(fmt: str, tmp_path) -> None:
+    """The one home of a format: its rows read back as they were, escapes undone."""
+    labels = (("=SUM(1)", 0.6), ("'quoted", 0.3))
+    path = tmp_path / f"rows{FORMATS[fmt].extension}"
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = FORMATS[fmt](f, top_k=2)
+        for p in NASTY_PATHS:
+            w.write(_ok(p, labels=labels))
+        w.write(_failed("/videos/bad.mp4"))
+    rows = list(read_rows(path))
+    assert [r["path"] for r in rows] == [
+        *NASTY_PATHS[:-1],
+        "/videos/back\\\\slash.mp4",
+        "/videos/bad.mp4",
+    ]
+    assert [r["label"] for r in rows[:2]] == ["=SUM(1)", "=SUM(1)"]
+    frame = read_frame(path, ["path", "label", "status"])
+    assert list(frame["path"]) == [r["path"] for r in rows]
+    assert list(frame["label"])[:1] == ["=SUM(1)"]
+    assert list(frame["status"])[-1] == "not_video"
+
+
+def test_rows_of_an_older_vmae_are_read_with_absolute_paths(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    old = tmp_path / "old.csv"
+    old.write_text("path,status,label\nclips/a.mp4,ok,x\n'=b.mp4,ok,y\n/abs/c.mp4,ok,z\n")
+    told: list[str] = []
+    rows = list(read_rows(old, on_legacy=told.append))
+    assert [r["path"] for r in rows] == [
+        f"{tmp_path}/clips/a.mp4",
+        f"{tmp_path}/=b.mp4",
+        "/abs/c.mp4",
+    ]
+    assert told == [str(old)]
+    told.clear()
+    assert list(read_frame(old, on_legacy=told.append)["path"]) == [r["path"] for r in rows]
+    assert told == [str(old)]
 
 
 def test_csv_without_top_k_has_no_rank_columns() -> None:
     buf = io.StringIO()
-    CsvWriter(buf, top_k=1).write(_ok("a.mp4"))
+    CsvFormat(buf, top_k=1).write(_ok("a.mp4"))
     header = buf.getvalue().splitlines()[0].split(",")
     assert "label_1" not in header
     assert header[:5] == ["path", "status", "error", "label", "score"]
@@ -109,12 +162,13 @@ def test_csv_without_top_k_has_no_rank_columns() -> None:
 
 def test_jsonl_lines_parse_and_carry_top_k_and_indices() -> None:
     buf = io.StringIO()
-    w = JsonlWriter(buf, top_k=2)
+    w = JsonlFormat(buf, top_k=2)
     for p in NASTY_PATHS:
         w.write(_ok(p))
-    w.write(_failed("=bad.mp4"))
+    w.write(_failed("/=bad.mp4"))
     rows = [json.loads(line) for line in buf.getvalue().splitlines()]
-    assert [r["path"] for r in rows] == [*NASTY_PATHS, "=bad.mp4"]  # JSONL stays raw
+    assert [r["path"] for r in rows][:-2] == NASTY_PATHS[:-1]
+    assert rows[-1]["path"] == "/=bad.mp4"
     assert rows[0]["top_k"] == [
         {"label": "arm wrestling", "score": 0.9},
         {"label": "dancing", "score": 0.05},
@@ -127,11 +181,10 @@ def test_jsonl_lines_parse_and_carry_top_k_and_indices() -> None:
 
 
 def test_non_utf8_paths_are_written_as_escapes() -> None:
-    path = os.fsdecode(b"videos/caf\xe9.mp4")
-    assert display_path(path) == "videos/caf\\xe9.mp4"
+    path = os.fsdecode(b"/videos/caf\xe9.mp4")
     buf = io.StringIO()
-    JsonlWriter(buf).write(_ok(path))
-    assert json.loads(buf.getvalue())["path"] == "videos/caf\\xe9.mp4"
+    JsonlFormat(buf).write(_ok(path))
+    assert json.loads(buf.getvalue())["path"] == "/videos/caf\\xe9.mp4"
     buf.getvalue().encode("utf-8")  # writable as UTF-8
 
 
@@ -146,9 +199,9 @@ def test_format_for_path(name: str, fmt: str) -> None:
 def test_unknown_formats_raise() -> None:
     with pytest.raises(UnknownFormatError):
         format_for_path("out.xlsx")
-    with pytest.raises(UnknownFormatError):
-        get_writer("parquet", io.StringIO())
-    assert isinstance(get_writer("jsonl", io.StringIO()), JsonlWriter)
+    with pytest.raises(UnknownFormatError, match="unknown format 'xlsx'") as raised:
+        resolve_format("out.csv", "xlsx")
+    assert (raised.value.options, raised.value.value) == (("format",), "xlsx")
 
 
 def _window(index: int, label: str, score: float) -> WindowPrediction:
@@ -165,12 +218,12 @@ def _window(index: int, label: str, score: float) -> WindowPrediction:
 
 def test_window_rows_and_segmented_video_rows_in_both_formats() -> None:
     windows = [_window(0, "=cmd", 0.5), _window(1, "=cmd", 0.7), _window(2, "b", 0.9)]
-    video = Prediction("v.mp4", "ok", top_k=[LabelScore("=cmd", 0.6)], windows=windows)
+    video = Prediction("/v.mp4", "ok", top_k=[LabelScore("=cmd", 0.6)], windows=windows)
     assert video.timeline() == "0.0-4.2 =cmd 0.60; 4.2-6.3 b 0.90"
     out = io.StringIO()
-    w = CsvWriter(out, top_k=2, table=WINDOW_ROWS)
+    w = CsvFormat(out, top_k=2, table=WINDOW_ROWS)
     for window in windows:
-        w.write(WindowRow("v.mp4", window))
+        w.write(WindowRow("/v.mp4", window))
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert list(rows[0]) == [
         *("path", "window", "status", "error", "label", "score"),
@@ -179,14 +232,14 @@ def test_window_rows_and_segmented_video_rows_in_both_formats() -> None:
     ]
     assert (rows[1]["label"], rows[1]["start_frame"], rows[1]["end_s"]) == ("'=cmd", "64", "4.17")
     out = io.StringIO()
-    CsvWriter(out, table=SEGMENTED_VIDEO_ROWS).write(video)
+    CsvFormat(out, table=SEGMENTED_VIDEO_ROWS).write(video)
     row = next(csv.DictReader(io.StringIO(out.getvalue())))
     assert (row["windows"], row["timeline"]) == ("3", "0.0-4.2 =cmd 0.60; 4.2-6.3 b 0.90")
     out = io.StringIO()
-    JsonlWriter(out, table=WINDOW_ROWS).write(WindowRow("v.mp4", windows[2]))
+    JsonlFormat(out, table=WINDOW_ROWS).write(WindowRow("/v.mp4", windows[2]))
     line = json.loads(out.getvalue())
     assert list(line) == list(WINDOW_ROWS.keys)
     assert line["frame_indices"][:3] == [128, 132, 136] and line["label"] == "b"
     out = io.StringIO()
-    JsonlWriter(out, table=SEGMENTED_VIDEO_ROWS).write(video)
+    JsonlFormat(out, table=SEGMENTED_VIDEO_ROWS).write(video)
     assert json.loads(out.getvalue())["windows"] == 3

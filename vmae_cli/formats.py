@@ -1,9 +1,17 @@
-"""Stage 6: write one row per prediction, flushed as soon as it is known.
+"""The row formats: each one class that writes its rows and reads them back.
 
-A small registry maps a format name to a writer class (``get_writer``). Each class is the one
+A small registry (:data:`FORMATS`) maps a format's name to its class. Each class is the one
 home of its format: its name and file extensions, its columns, whether a new file starts with
-a byte-order mark, and how to read its own file back (what ``--resume`` needs). The format of
-an output comes from ``--format`` and the file's extension (``resolve_format``).
+a byte-order mark, how a row is written (flushed as soon as it is known), how the file is
+stored while a run writes it (:meth:`store`: a locked file appended to, see
+:mod:`vmae_cli.output`), and how its rows are read back: record by record for a resumed run
+(``parse``), as dicts (``read``) or as one pandas table (``frame``) for ``summarize`` and
+``report``. Formula escapes are written and undone in :class:`CsvFormat` alone, and every
+``path`` read back is the video's identity (:func:`vmae_cli.identity.key_of_cell`).
+
+The format of an output comes from the ``format`` option and the file's extension
+(:func:`resolve_format`); :func:`read_rows` and :func:`read_frame` read any output by its
+extension.
 """
 
 from __future__ import annotations
@@ -14,11 +22,17 @@ import json
 import math
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
+from .errors import VmaeError
+from .identity import is_legacy_cell, key_of_cell, path_cell
+from .output import OutputFile, OutputMismatchError
 from .results import Prediction, WindowRow
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: What a writer writes: a video's prediction or a window's row.
 Record = Prediction | WindowRow
@@ -114,20 +128,16 @@ LABELS_SEPARATOR = "; "
 DEFAULT_FORMAT = "csv"
 
 
-class UnknownFormatError(ValueError):
-    """The output format (given or implied by the extension) is not one of :data:`WRITERS`,
-    or ``--format`` contradicts the output file's extension."""
-
-
-class OutputMismatchError(ValueError):
-    """An existing output file cannot be continued (not this format, other columns, rows of
-    another model or protocol)."""
+class UnknownFormatError(VmaeError, ValueError):
+    """The output format (given or implied by the extension) is not one of :data:`FORMATS`,
+    or the ``format`` option contradicts the output file's extension."""
 
 
 @dataclass
 class ParsedOutput:
-    """An output file read back: its header record (CSV), its records with their values, and
-    an incomplete tail (a record torn by a kill; empty when the file ends cleanly)."""
+    """An output file read back: its header record (CSV) and columns, its records with their
+    values (escapes undone), and an incomplete tail (a record torn by a kill; empty when the
+    file ends cleanly)."""
 
     header: bytes | None
     columns: list[str] | None
@@ -164,21 +174,22 @@ def csv_columns(header: bytes) -> list[str]:
     return next(csv.reader(io.StringIO(header.decode("utf-8", "replace"), newline="")), [])
 
 
-def display_path(path: str) -> str:
-    """``path`` as valid text: bytes that are not UTF-8 appear as ``\\xNN`` escapes.
-
-    Python represents such bytes with lone surrogates, which no UTF-8 file can hold.
-    """
-    try:
-        path.encode("utf-8")
-        return path
-    except UnicodeEncodeError:
-        return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
 def neutralize_formula(value: str) -> str:
-    """Prefix ``'`` to text a spreadsheet would evaluate as a formula."""
-    return "'" + value if value.startswith(FORMULA_PREFIXES) else value
+    """Prefix ``'`` to text a spreadsheet would evaluate as a formula, and to text that starts
+    with ``'`` already, so that :func:`unescape` gives back exactly what was written."""
+    return "'" + value if value.startswith(_ESCAPED_PREFIXES) else value
+
+
+def unescape(cell: str) -> str:
+    """A CSV cell as it was before :func:`neutralize_formula` (``'=x`` -> ``=x``,
+    ``''x`` -> ``'x``); other cells as they are."""
+    if len(cell) > 1 and cell[0] == "'" and cell.startswith(_ESCAPED_PREFIXES, 1):
+        return cell[1:]
+    return cell
+
+
+#: What neutralize_formula prefixes: formulas, and the escape character itself.
+_ESCAPED_PREFIXES = (*FORMULA_PREFIXES, "'")
 
 
 def _score(value: float | None) -> float | None:
@@ -187,11 +198,22 @@ def _score(value: float | None) -> float | None:
     return round(value, SCORE_DIGITS)
 
 
-class CsvWriter:
+def _cells(p: Record) -> dict[str, Any]:
+    """What every format writes of ``p``: its values, the path as its identity cell and the
+    scores rounded."""
+    d = p.to_dict()
+    d["path"] = path_cell(d["path"])
+    d["score"] = _score(d["score"])
+    d["group_score"] = _score(d.get("group_score"))
+    return d
+
+
+class CsvFormat:
     """Comma-separated values with a header row, RFC 4180 quoting, UTF-8.
 
     Text cells that start with ``= + - @`` (or tab / CR) get a leading ``'`` so a spreadsheet
-    shows them instead of running them; pass ``escape_formulas=False`` to keep them raw.
+    shows them instead of running them (and so do cells starting with ``'``, so the escape
+    can be undone exactly); pass ``escape_formulas=False`` to keep them raw.
     """
 
     name: ClassVar[str] = "csv"
@@ -230,9 +252,15 @@ class CsvWriter:
             columns += [f"label_{i}", f"score_{i}"]
         return columns + list(table.tail)
 
+    @classmethod
+    def store(cls, path: str) -> OutputFile:
+        """The file a run appends this format's rows to (locked, resumable)."""
+        return OutputFile(path, cls)
+
     @staticmethod
     def parse(data: bytes) -> ParsedOutput:
-        """Read a CSV file written by this class (without its BOM) back into records.
+        """Read a CSV file written by this class (without its BOM) back into records, escapes
+        undone.
 
         Records that cannot be parsed are dropped (their videos are redone): only the last
         record can be torn by a kill, but a damaged one in the middle must not stop a resume.
@@ -250,22 +278,58 @@ class CsvWriter:
             text = record.decode("utf-8", "replace")
             cells = next(csv.reader(io.StringIO(text, newline="")), None)
             if cells is not None and len(cells) == len(columns):
-                parsed.append((record, dict(zip(columns, cells, strict=True))))
+                values = dict(zip(columns, map(unescape, cells), strict=True))
+                parsed.append((record, values))
         return ParsedOutput(header, columns, parsed, tail)
+
+    @staticmethod
+    def encode(columns: list[str], values: dict[str, Any]) -> bytes:
+        """One record of ``values`` (as :meth:`parse` gives them) under ``columns``."""
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\r\n").writerow(
+            [neutralize_formula(v) if isinstance(v, str) else v for v in map(values.get, columns)]
+        )
+        return out.getvalue().encode("utf-8")
+
+    @staticmethod
+    def read(path: str, columns: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
+        """The rows of a CSV file written by this class, one dict of text cells at a time,
+        escapes undone (only ``columns`` when given)."""
+        keep = None if columns is None else set(columns)
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            for row in csv.DictReader(f):
+                yield {
+                    k: unescape(v) if isinstance(v, str) else v
+                    for k, v in row.items()
+                    if keep is None or k in keep
+                }
+
+    @staticmethod
+    def frame(path: str, columns: Iterable[str] | None = None) -> pd.DataFrame:
+        """A CSV file of this class as one table of text cells, escapes undone."""
+        import pandas as pd
+
+        keep = None if columns is None else set(columns)
+        table = pd.read_csv(
+            path,
+            encoding="utf-8-sig",
+            dtype=str,
+            keep_default_na=False,
+            usecols=None if keep is None else (lambda c: c in keep),
+        )
+        for column in table.columns:
+            cells = table[column]
+            escaped = cells.str.startswith("'", na=False)
+            if escaped.any():
+                table.loc[escaped, column] = cells[escaped].map(unescape)
+        return table
 
     def _text(self, value: str) -> str:
         return neutralize_formula(value) if self.escape_formulas else value
 
-    def path_cell(self, path: str) -> str:
-        """How ``path`` appears in the ``path`` column (what --resume matches rows by)."""
-        return self._text(display_path(path))
-
     def row(self, p: Record) -> list[Any]:
         """The CSV cells for ``p``, in :attr:`columns` order."""
-        d = p.to_dict()
-        d["path"] = display_path(d["path"])
-        d["score"] = _score(d["score"])
-        d["group_score"] = _score(d.get("group_score"))
+        d = _cells(p)
         if d.get("labels") is not None:
             d["labels"] = LABELS_SEPARATOR.join(d["labels"])
         if "frame_indices" in d:
@@ -296,7 +360,7 @@ class CsvWriter:
         self.stream.flush()
 
 
-class JsonlWriter:
+class JsonlFormat:
     """One JSON object per line (UTF-8, no ASCII escaping), with ``top_k`` as a list of
     ``{label, score}`` and the sampled ``frame_indices``. Values are written raw."""
 
@@ -312,8 +376,13 @@ class JsonlWriter:
 
     @staticmethod
     def columns_for(top_k: int, table: Table = VIDEO_ROWS) -> None:
-        """JSONL has no header: its rows can be continued whatever ``--top-k`` was."""
+        """JSONL has no header: its rows can be continued whatever ``top_k`` was."""
         del top_k, table
+
+    @classmethod
+    def store(cls, path: str) -> OutputFile:
+        """The file a run appends this format's rows to (locked, resumable)."""
+        return OutputFile(path, cls)
 
     @staticmethod
     def parse(data: bytes) -> ParsedOutput:
@@ -330,21 +399,43 @@ class JsonlWriter:
                 parsed.append((line + b"\n", values))
         return ParsedOutput(None, None, parsed, tail)
 
-    def path_cell(self, path: str) -> str:
-        """How ``path`` appears in the ``path`` key (what --resume matches rows by)."""
-        return display_path(path)
+    @staticmethod
+    def encode(columns: list[str] | None, values: dict[str, Any]) -> bytes:
+        """One line of ``values`` (as :meth:`parse` gives them)."""
+        del columns
+        return (json.dumps(values, ensure_ascii=False) + "\n").encode("utf-8")
+
+    @staticmethod
+    def read(path: str, columns: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
+        """The rows of a JSONL file, one dict at a time (only ``columns`` when given);
+        raises ValueError for a line that is not a JSON object."""
+        keep = None if columns is None else set(columns)
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                row = json.loads(line)
+                if not isinstance(row, dict):
+                    raise ValueError(f"line {number} is not a JSON object")
+                yield row if keep is None else {k: v for k, v in row.items() if k in keep}
+
+    @classmethod
+    def frame(cls, path: str, columns: Iterable[str] | None = None) -> pd.DataFrame:
+        """A JSONL file as one table (values as JSON typed them)."""
+        import pandas as pd
+
+        if columns is None:
+            return pd.read_json(path, lines=True, dtype=False)
+        return pd.DataFrame.from_records(cls.read(path, columns))
 
     def row(self, p: Record) -> dict[str, Any]:
         """The JSON object for ``p``."""
-        d = p.to_dict()
-        d["path"] = display_path(d["path"])
-        d["score"] = _score(d["score"])
-        d["group_score"] = _score(d.get("group_score"))
+        d = _cells(p)
         d["top_k"] = [
             {"label": ls["label"], "score": _score(ls["score"])} for ls in d["top_k"][: self.top_k]
         ]
         # 19-digit integers lose precision in jq and JavaScript (doubles): mtime_ns stays
-        # exact for Python and --resume, and mtime gives the same instant in float seconds.
+        # exact for Python and resume, and mtime gives the same instant in float seconds.
         if "mtime" in self.keys:
             d["mtime"] = d["mtime_ns"] / 1e9 if d["mtime_ns"] is not None else None
         return {k: d[k] for k in self.keys}
@@ -359,14 +450,17 @@ class JsonlWriter:
         self.stream.flush()
 
 
+#: A row format's class (see :class:`CsvFormat` for what one has).
+Format = type[CsvFormat] | type[JsonlFormat]
+
 #: Output formats by name.
-WRITERS: dict[str, type[CsvWriter] | type[JsonlWriter]] = {
-    CsvWriter.name: CsvWriter,
-    JsonlWriter.name: JsonlWriter,
+FORMATS: dict[str, Format] = {
+    CsvFormat.name: CsvFormat,
+    JsonlFormat.name: JsonlFormat,
 }
 
 #: Extensions that select a format when writing to a file.
-EXTENSIONS = {ext: cls.name for cls in WRITERS.values() for ext in cls.extensions}
+EXTENSIONS = {ext: cls.name for cls in FORMATS.values() for ext in cls.extensions}
 
 
 def _hint(path: str) -> str:
@@ -374,16 +468,16 @@ def _hint(path: str) -> str:
     if os.path.splitext(path)[1].lower() == ".json":
         return (
             f"cannot tell the format of {path!r}: vmae writes one JSON object per line, "
-            "so name it .jsonl (JSON Lines), or give --format"
+            "so name it .jsonl (JSON Lines), or give the format"
         )
-    return f"cannot tell the format of {path!r} from its extension: use {known}, or --format"
+    return f"cannot tell the format of {path!r} from its extension: use {known}, or give the format"
 
 
 def format_for_path(path: str) -> str:
     """The format implied by an output file's extension; raises :class:`UnknownFormatError`."""
     ext = os.path.splitext(path)[1].lower()
     if ext not in EXTENSIONS:
-        raise UnknownFormatError(_hint(path))
+        raise UnknownFormatError(_hint(path), options=("format",), path=path)
     return EXTENSIONS[ext]
 
 
@@ -403,45 +497,84 @@ def is_stream_path(path: str) -> bool:
 
 
 def resolve_format(output: str | None, fmt: str | None = None) -> str:
-    """The format rows are written in: ``fmt`` (``--format``) and/or ``output``'s extension.
+    """The format rows are written in: ``fmt`` (the ``format`` option) and/or ``output``'s
+    extension.
 
     Raises :class:`UnknownFormatError` for an unknown format, an extension that says nothing
-    (without ``fmt``), or an ``fmt`` that contradicts the extension (``-o x.csv --format
-    jsonl`` would put JSON lines in a file every program opens as CSV).
+    (without ``fmt``), or an ``fmt`` that contradicts the extension (``x.csv`` with format
+    ``jsonl`` would put JSON lines in a file every program opens as CSV).
     """
-    if fmt is not None and fmt not in WRITERS:
-        raise UnknownFormatError(f"unknown format {fmt!r}: use one of {', '.join(WRITERS)}")
+    if fmt is not None and fmt not in FORMATS:
+        raise UnknownFormatError(
+            f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}",
+            options=("format",),
+            value=fmt,
+        )
     if output is None or is_stream_path(output):
         return fmt or DEFAULT_FORMAT
     ext = os.path.splitext(output)[1].lower()
     implied = EXTENSIONS.get(ext)
     if implied is None:
         if fmt is None:
-            raise UnknownFormatError(_hint(output))
+            raise UnknownFormatError(_hint(output), options=("format",), path=output)
         return fmt
     if fmt is not None and fmt != implied:
         raise UnknownFormatError(
-            f"--format {fmt} contradicts the extension of {output!r} ({implied}): "
-            f"name the file {os.path.splitext(output)[0]}{WRITERS[fmt].extension}, "
-            "or drop --format"
+            f"format {fmt} contradicts the extension of {output!r} ({implied}): "
+            f"name the file {os.path.splitext(output)[0]}{FORMATS[fmt].extension}, "
+            "or leave the format out",
+            options=("format",),
+            value=fmt,
+            path=output,
         )
     return implied
 
 
-def path_key(fmt: str, escape_formulas: bool = True) -> Callable[[str], str]:
-    """How format ``fmt`` writes a path in its ``path`` cell: what ``--resume`` matches rows
-    by (see the writers' ``path_cell``)."""
-    return WRITERS[fmt](
-        io.StringIO(), escape_formulas=escape_formulas, write_header=False
-    ).path_cell
+def format_of_file(path: str) -> Format:
+    """The format class of an existing output, by its extension."""
+    fmt = EXTENSIONS.get(os.path.splitext(path)[1].lower())
+    if fmt is None:
+        known = ", ".join(sorted(EXTENSIONS))
+        raise UnknownFormatError(f"{path}: not a vmae output ({known})", path=path)
+    return FORMATS[fmt]
 
 
-def get_writer(fmt: str, stream: IO[str], **options: Any) -> CsvWriter | JsonlWriter:
-    """A writer for format ``fmt`` (``csv`` or ``jsonl``) writing to ``stream``."""
-    try:
-        cls = WRITERS[fmt]
-    except KeyError:
-        raise UnknownFormatError(
-            f"unknown format {fmt!r}: use one of {', '.join(WRITERS)}"
-        ) from None
-    return cls(stream, **options)
+def read_rows(
+    path: str | os.PathLike[str],
+    columns: Iterable[str] | None = None,
+    *,
+    on_legacy: Callable[[str], None] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """The rows of any vmae output (video or window rows), one dict at a time, through its
+    format's class: escapes undone, ``path`` the video's identity (an older output's relative
+    path resolved against the current folder, ``on_legacy(file)`` called once if so)."""
+    source = os.fspath(path)
+    legacy = False
+    for row in format_of_file(source).read(source, columns):
+        cell = row.get("path")
+        if isinstance(cell, str) and is_legacy_cell(cell):
+            row["path"] = key_of_cell(cell)
+            if not legacy and on_legacy is not None:
+                on_legacy(source)
+            legacy = True
+        yield row
+
+
+def read_frame(
+    path: str | os.PathLike[str],
+    columns: Iterable[str] | None = None,
+    *,
+    on_legacy: Callable[[str], None] | None = None,
+) -> pd.DataFrame:
+    """Any vmae output as one pandas table, through its format's class (see
+    :func:`read_rows` for ``path`` and ``on_legacy``)."""
+    source = os.fspath(path)
+    table = format_of_file(source).frame(source, columns)
+    if "path" in table and len(table):
+        cells = table["path"].astype(str)
+        legacy = cells.map(is_legacy_cell)
+        if legacy.any():
+            table.loc[legacy, "path"] = cells[legacy].map(key_of_cell)
+            if on_legacy is not None:
+                on_legacy(source)
+    return table

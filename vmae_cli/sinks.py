@@ -1,0 +1,386 @@
+"""A run's outputs: every one a sink with the same life.
+
+A run writes up to three outputs: the video rows (``output``), the window rows
+(``segments_output``) and the vectors (``embeddings_output``). Each is a :class:`Sink`:
+
+1. :meth:`~Sink.lock`, before the model is read, so that a second run is refused at once;
+2. :meth:`~Sink.start` once the run knows its rows' :class:`Layout`: truncate for a fresh run,
+   or read back what an earlier run wrote (the video-row sink's rows are the run's memory);
+3. :meth:`~Sink.holds`: does it hold everything of a video an earlier run did (all its window
+   rows, its vector), so that the video may be skipped;
+4. :meth:`~Sink.keep_only` the videos the run skips (what it held of the others goes: they are
+   redone, or their video row never got written), after which it is ready to write;
+5. :meth:`~Sink.write` each prediction, in the order :class:`Outputs` keeps: vectors, window
+   rows, then the video's row, which is what makes a video done (a kill in between redoes it);
+6. :meth:`~Sink.finish` (a count), or :meth:`~Sink.close` after an error.
+
+The runner hands each prediction to :class:`Outputs` and knows no format: a format is a class
+of :mod:`vmae_cli.formats`, whose ``store`` keeps its file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import IO, Any, Protocol
+
+from .embeddings import EMBEDDINGS_EXTENSION, EmbeddingsFile
+from .formats import (
+    FORMATS,
+    SEGMENTED_VIDEO_ROWS,
+    VIDEO_ROWS,
+    WINDOW_ROWS,
+    Table,
+    is_stream_path,
+    resolve_format,
+)
+from .identity import path_cell
+from .output import (
+    OutputMismatchError,
+    PreviousRow,
+    check_writable,
+    newest_per_key,
+    stdout_stream,
+)
+from .results import STATUS_OK, Prediction, WindowRow
+
+#: The ``output`` value meaning "write rows to stdout".
+STDOUT = "-"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a run's outputs hold, known once the model's config is read: the columns added
+    after ``score`` (label groups, thresholds), how many labels a row ranks, whether videos
+    are segmented, and which model and protocol make the rows."""
+
+    top_k: int
+    added: tuple[str, ...]
+    segmented: bool
+    model: str
+    protocol: str
+    escape_formulas: bool = True
+
+    @property
+    def video_rows(self) -> Table:
+        """The columns of a video's row."""
+        return (SEGMENTED_VIDEO_ROWS if self.segmented else VIDEO_ROWS).plus(self.added)
+
+    @property
+    def window_rows(self) -> Table:
+        """The columns of a window's row."""
+        return WINDOW_ROWS.plus(self.added)
+
+
+@dataclass
+class Started:
+    """What a sink found when it started: the video rows it holds (the video-row sink only:
+    ``None`` for the others), rows a fresh run replaced, and lines for a person."""
+
+    rows: dict[str, PreviousRow] | None = None
+    replaced: int = 0
+    notices: list[str] = field(default_factory=list)
+
+
+class Sink(Protocol):
+    """One output of a run (see the module's docstring for its life)."""
+
+    target: str
+
+    def lock(self) -> None: ...
+
+    def start(self, layout: Layout, *, resume: bool) -> Started: ...
+
+    def holds(self, key: str, row: PreviousRow) -> bool: ...
+
+    def keep_only(self, keys: set[str]) -> None: ...
+
+    def write(self, p: Prediction) -> None: ...
+
+    def finish(self) -> int | None: ...
+
+    def close(self) -> None: ...
+
+
+class _Stdout:
+    """stdout, shared by the row sinks that write there, let go of once."""
+
+    def __init__(self) -> None:
+        self._stream: tuple[IO[str], Callable[[], Any]] | None = None
+
+    def stream(self) -> IO[str]:
+        if self._stream is None:
+            self._stream = stdout_stream()
+        return self._stream[0]
+
+    def release(self) -> None:
+        if self._stream is not None:
+            release, self._stream = self._stream[1], None
+            release()
+
+
+class RowSink:
+    """Rows in one of :data:`~vmae_cli.formats.FORMATS`: a video's (``windows=False``) or
+    its windows' (``windows=True``), to a file (locked, resumable) or to stdout."""
+
+    def __init__(self, target: str, fmt: str, *, windows: bool, stdout: _Stdout):
+        self.target = target
+        self.format = FORMATS[fmt]
+        self.windows = windows
+        self._stdout = stdout if target == STDOUT else None
+        self._file: Any = None  # the format's store (an OutputFile for text formats)
+        self._writer: Any = None  # made by keep_only, once the file is as it will stay
+        self._layout: Layout | None = None
+        self._rows: list[PreviousRow] = []  # what start read back, newest per key
+        self._held: dict[str, list[int]] = {}  # window rows: window numbers per video
+
+    def lock(self) -> None:
+        if self._stdout is None:
+            self._file = self.format.store(self.target).lock()
+
+    def start(self, layout: Layout, *, resume: bool) -> Started:
+        self._layout = layout
+        started = Started(rows=None if self.windows else {})
+        if self._file is None:
+            return started
+        if not resume:
+            started.replaced = 0 if self.windows else self._file.count_rows()
+        columns = self.format.columns_for(layout.top_k, self._table())
+        rows = self._file.start(resume=resume, columns=columns)
+        self._rows = list(newest_per_key(rows).values())
+        if self._file.legacy:
+            started.notices.append(
+                f"{self.target} was written by an older vmae: its relative paths are read "
+                f"as relative to {os.getcwd()}"
+            )
+        if self.windows:
+            for row in self._rows:
+                if row.window is not None:
+                    self._held.setdefault(row.key, []).append(row.window)
+        else:
+            started.rows = {row.key: row for row in self._rows if row.window is None}
+        return started
+
+    def _table(self) -> Table:
+        return self._layout.window_rows if self.windows else self._layout.video_rows
+
+    def holds(self, key: str, row: PreviousRow) -> bool:
+        if not self.windows or self._file is None:
+            return True
+        return row.windows is not None and sorted(self._held.get(key, ())) == list(
+            range(row.windows)
+        )
+
+    def keep_only(self, keys: set[str]) -> None:
+        stream: IO[str]
+        if self._file is None:
+            stream, header = self._stdout.stream(), True  # type: ignore[union-attr]
+        else:
+            self._file.keep_only(row for row in self._rows if row.key in keys)
+            # Only now: keep_only may have put a new file in the old one's place.
+            stream, header = self._file.stream(), self._file.is_empty
+        self._rows = []
+        self._held = {}
+        self._writer = self.format(
+            stream,
+            top_k=self._layout.top_k,
+            escape_formulas=self._layout.escape_formulas,
+            write_header=header,
+            table=self._table(),
+        )
+
+    def write(self, p: Prediction) -> None:
+        if self.windows:
+            for w in p.windows or ():
+                self._writer.write(WindowRow(p.path, w))
+        else:
+            self._writer.write(p)
+
+    def finish(self) -> int | None:
+        if self._writer is not None:
+            self._writer.close()
+        if self._file is not None:
+            self._file.finish()
+        return None
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+class EmbeddingsSink:
+    """The vectors the classifier head received (:mod:`vmae_cli.embeddings`)."""
+
+    def __init__(self, target: str, dtype: str):
+        self.target = target
+        self._dtype = dtype
+        self._file: EmbeddingsFile | None = None
+        self._has: set[str] = set()
+
+    def lock(self) -> None:
+        check_writable(self.target)
+        # The model and protocol are set by start(), once known.
+        self._file = EmbeddingsFile(self.target, model="", protocol="", dtype=self._dtype).lock()
+
+    def start(self, layout: Layout, *, resume: bool) -> Started:
+        assert self._file is not None
+        self._file.model, self._file.protocol = layout.model, layout.protocol
+        self._has = self._file.start(resume=resume)
+        return Started()
+
+    def holds(self, key: str, row: PreviousRow) -> bool:
+        return row.status != STATUS_OK or key in self._has
+
+    def keep_only(self, keys: set[str]) -> None:
+        assert self._file is not None
+        self._file.keep_only(keys)
+        self._has = set()
+
+    def write(self, p: Prediction) -> None:
+        assert self._file is not None
+        if p.embedding is not None:
+            windows = [(w.index, w.embedding) for w in p.windows or () if w.embedding is not None]
+            self._file.write(path_cell(p.path), p.embedding, windows)
+
+    def finish(self) -> int:
+        assert self._file is not None
+        return self._file.finish()
+
+    def close(self) -> None:
+        # After an unexpected error the journal stays: a resumed run reads it.
+        if self._file is not None:
+            self._file.close()
+
+
+class Outputs:
+    """A run's sinks, in the order a video is written to them (vectors, window rows, then
+    the video's row), and what the run learns from them."""
+
+    def __init__(self, sinks: Iterable[Sink], stdout: _Stdout):
+        self.sinks = list(sinks)
+        self._stdout = stdout
+        self.rows: dict[str, PreviousRow] = {}  # the video rows an earlier run wrote
+
+    @classmethod
+    def plan(
+        cls,
+        output: str | None,
+        fmt: str | None,
+        *,
+        segments_output: str | None = None,
+        embeddings_output: str | None = None,
+        embeddings_dtype: str = "float16",
+        segmented: bool = False,
+        resume: bool = False,
+    ) -> Outputs:
+        """Check the outputs of a run and make their sinks (nothing is opened yet). Raises
+        :class:`~vmae_cli.output.OutputMismatchError` (or :class:`~vmae_cli.formats.
+        UnknownFormatError`) for outputs that cannot be written as asked."""
+        fmt = resolve_format(output, fmt)
+        stdout = _Stdout()
+        to_file = output is not None and output != STDOUT
+        if resume and not to_file:
+            raise OutputMismatchError(
+                "resume needs an output file", options=("resume", "output"), value=output
+            )
+        sinks: list[Sink] = []
+        if embeddings_output is not None:
+            sinks.append(
+                EmbeddingsSink(
+                    _embeddings_target(embeddings_output, output, segments_output), embeddings_dtype
+                )
+            )
+        if segments_output is not None:
+            if not segmented:
+                raise OutputMismatchError(
+                    "segments_output needs segments", options=("segments_output", "segments")
+                )
+            windows_fmt = resolve_format(
+                segments_output, fmt if segments_output == STDOUT else None
+            )
+            if segments_output == STDOUT and output == STDOUT and windows_fmt == "csv":
+                raise OutputMismatchError(
+                    "video rows and window rows cannot share stdout as CSV: write one of them "
+                    "to a file, or use the jsonl format",
+                    options=("output", "segments_output", "format"),
+                )
+            if segments_output != STDOUT and output and _same(segments_output, output):
+                raise OutputMismatchError(
+                    "segments_output must be another file than output",
+                    options=("segments_output", "output"),
+                    path=segments_output,
+                )
+            sinks.append(RowSink(segments_output, windows_fmt, windows=True, stdout=stdout))
+        if output is not None:
+            sinks.append(RowSink(output, fmt, windows=False, stdout=stdout))
+        return cls(sinks, stdout)
+
+    def lock(self) -> None:
+        """Lock every file, the video rows' first (a second run is refused at once)."""
+        for sink in reversed(self.sinks):
+            sink.lock()
+
+    def start(self, layout: Layout, *, resume: bool, on_notice: Callable[[str], None]) -> int:
+        """Start every sink; returns how many video rows a fresh run replaced."""
+        replaced = 0
+        for sink in reversed(self.sinks):
+            started = sink.start(layout, resume=resume)
+            if started.rows is not None:
+                self.rows = started.rows
+                replaced = started.replaced
+            for line in started.notices:
+                on_notice(line)
+        return replaced
+
+    def holds(self, key: str, row: PreviousRow) -> bool:
+        """Every sink holds all of the video ``row`` says an earlier run did."""
+        return all(sink.holds(key, row) for sink in self.sinks)
+
+    def keep_only(self, keys: set[str]) -> None:
+        """Drop what the sinks hold of videos other than ``keys`` (those the run skips)."""
+        for sink in self.sinks:
+            sink.keep_only(keys)
+        self.rows = {}
+
+    def write(self, p: Prediction) -> None:
+        """One video to every sink, its row last."""
+        for sink in self.sinks:
+            sink.write(p)
+
+    def finish(self) -> dict[str, int | None]:
+        """Finish every sink (files flushed, merged and unlocked); their counts by target."""
+        counts = {}
+        for sink in self.sinks:
+            counts[sink.target] = sink.finish()
+        self._stdout.release()
+        return counts
+
+    def close(self) -> None:
+        """Let go of every file (idempotent; after finish or an error). Raises
+        BrokenPipeError when the reader of stdout went away."""
+        for sink in self.sinks:
+            sink.close()
+        self._stdout.release()
+
+
+def _same(a: str, b: str) -> bool:
+    return os.path.abspath(a) == os.path.abspath(b)
+
+
+def _embeddings_target(target: str, *others: str | None) -> str:
+    """Check the embeddings' file: Parquet, and none of the rows' outputs."""
+    if not target.lower().endswith(EMBEDDINGS_EXTENSION) or is_stream_path(target):
+        raise OutputMismatchError(
+            f"embeddings are written as Parquet to a file: name it "
+            f"{os.path.splitext(target)[0] or 'embeddings'}{EMBEDDINGS_EXTENSION}",
+            options=("embeddings_output",),
+            path=target,
+        )
+    if any(o and o != STDOUT and _same(o, target) for o in others):
+        raise OutputMismatchError(
+            "embeddings_output must be another file than the rows' outputs",
+            options=("embeddings_output",),
+            path=target,
+        )
+    return target
