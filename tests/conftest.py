@@ -69,7 +69,13 @@ def loaded_tiny(tiny_model_dir: Path):
 
 
 def read_rows(path: Path) -> list[dict]:
-    """The rows of a vmae output file (CSV with its BOM, or JSONL) as dicts."""
+    """The rows of a vmae output file (CSV with its BOM, JSONL, or a finished Parquet file:
+    no journal beside it) as dicts, read without vmae's own readers."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        assert not Path(f"{path}.partial").exists(), "a Parquet output's journal is left"
+        return pq.read_table(path).to_pylist()
     text = path.read_text(encoding="utf-8-sig")
     if path.suffix == ".csv":
         return list(csv.DictReader(io.StringIO(text, newline="")))

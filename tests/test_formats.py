@@ -23,6 +23,7 @@ from vmae_cli.formats import (
     unescape,
 )
 from vmae_cli.results import LabelScore, Prediction, VideoMeta, WindowPrediction, WindowRow
+from vmae_cli.sinks import Layout, RowSink
 
 META = VideoMeta("opencv", 100, 98, 25.0, 3.92, 320, 240, 0)
 NASTY_PATHS = [
@@ -112,16 +113,26 @@ def test_csv_escapes_formulas_by_default_and_not_when_asked() -> None:
         assert df.loc[0, "label"] == expected
 
 
+def _write_through_a_sink(path, predictions, top_k: int = 2) -> None:
+    """Rows written as a run writes them: through a RowSink's whole life."""
+    fmt = resolve_format(str(path))
+    sink = RowSink(str(path), fmt, windows=False, stdout=None)
+    sink.lock()
+    sink.start(Layout(top_k, (), False, "m", "uniform"), resume=False)
+    sink.keep_only(set())
+    for p in predictions:
+        sink.write(p)
+    sink.finish()
+
+
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
 def test_each_format_reads_back_what_it_wrote(fmt: str, tmp_path) -> None:
     """The one home of a format: its rows read back as they were, escapes undone."""
     labels = (("=SUM(1)", 0.6), ("'quoted", 0.3))
     path = tmp_path / f"rows{FORMATS[fmt].extension}"
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        w = FORMATS[fmt](f, top_k=2)
-        for p in NASTY_PATHS:
-            w.write(_ok(p, labels=labels))
-        w.write(_failed("/videos/bad.mp4"))
+    _write_through_a_sink(
+        path, [*(_ok(p, labels=labels) for p in NASTY_PATHS), _failed("/videos/bad.mp4")]
+    )
     rows = list(read_rows(path))
     assert [r["path"] for r in rows] == [
         *NASTY_PATHS[:-1],
@@ -133,6 +144,45 @@ def test_each_format_reads_back_what_it_wrote(fmt: str, tmp_path) -> None:
     assert list(frame["path"]) == [r["path"] for r in rows]
     assert list(frame["label"])[:1] == ["=SUM(1)"]
     assert list(frame["status"])[-1] == "not_video"
+
+
+def test_parquet_rows_hold_the_jsonl_values_typed_for_pandas_duckdb_and_polars(tmp_path) -> None:
+    predictions = [_ok(p) for p in NASTY_PATHS] + [_failed("/videos/bad.mp4")]
+    _write_through_a_sink(tmp_path / "rows.jsonl", predictions)
+    _write_through_a_sink(tmp_path / "rows.parquet", predictions)
+    jsonl = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    parquet = tmp_path / "rows.parquet"
+    assert not (tmp_path / "rows.parquet.partial").exists()
+    frame = pd.read_parquet(parquet)
+    assert list(frame.columns) == list(jsonl[0])
+    assert frame.to_dict("records")[0]["top_k"].tolist() == jsonl[0]["top_k"]
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(parquet)
+    assert (schema.field("frames_decoded").type, schema.field("score").type) == (
+        pa.int64(),
+        pa.float64(),
+    )
+    assert frame["frame_indices"][0].tolist() == [1, 5, 9]
+    assert frame["score"].isna().tolist() == [False] * len(NASTY_PATHS) + [True]
+    assert pq.read_table(parquet).to_pylist() == jsonl  # the same values, typed
+    duckdb = pytest.importorskip("duckdb")
+    got = duckdb.sql(
+        f"SELECT path, score, top_k[1].label AS best, len(frame_indices) AS n "
+        f"FROM read_parquet('{parquet}') WHERE status = 'ok' ORDER BY path"
+    ).fetchall()
+    assert got == sorted((r["path"], 0.9, "arm wrestling", 3) for r in jsonl[:-1])
+    polars = pytest.importorskip("polars")
+    table = polars.read_parquet(parquet)
+    assert table["path"].to_list() == [r["path"] for r in jsonl]
+    assert table.schema["width"] == polars.Int64
+    assert table["top_k"][0].to_list() == jsonl[0]["top_k"]
+
+
+def test_parquet_is_not_written_to_a_stream() -> None:
+    with pytest.raises(UnknownFormatError, match="to a file"):
+        resolve_format("-", "parquet")
 
 
 def test_rows_of_an_older_vmae_are_read_with_absolute_paths(tmp_path, monkeypatch) -> None:

@@ -16,6 +16,7 @@ extension.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -28,7 +29,14 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from .errors import VmaeError
 from .identity import is_legacy_cell, key_of_cell, path_cell
-from .output import OutputFile, OutputMismatchError
+from .output import (
+    OutputBusyError,
+    OutputFile,
+    OutputMismatchError,
+    PreviousRow,
+    ReadBack,
+    parse_output,
+)
 from .results import Prediction, WindowRow
 
 if TYPE_CHECKING:
@@ -450,13 +458,272 @@ class JsonlFormat:
         self.stream.flush()
 
 
+class ParquetFormat(JsonlFormat):
+    """Apache Parquet: typed columns (ints, floats, lists: ``top_k`` as a list of
+    ``{label, score}``, ``frame_indices`` as a list of ints), the keys of a JSONL row, in the
+    file curators' tools (pandas, pyarrow, DuckDB, polars) read fastest.
+
+    A Parquet file is unreadable until its footer is written, so while a run goes its rows
+    are appended as JSON lines (this class's rows are :class:`JsonlFormat`'s) to a journal
+    beside it, ``FILE.partial``; the run's end writes the Parquet file aside and renames it
+    into place, then removes the journal (:class:`ParquetStore`). Readers read both.
+    """
+
+    name: ClassVar[str] = "parquet"
+    extension: ClassVar[str] = ".parquet"
+    extensions: ClassVar[tuple[str, ...]] = (".parquet",)
+    bom: ClassVar[bool] = False
+    #: Binary: written to a file, never to stdout.
+    file_only: ClassVar[bool] = True
+
+    @staticmethod
+    def columns_for(top_k: int, table: Table = VIDEO_ROWS) -> list[str]:
+        """The file's columns: the keys of a JSONL row (``top_k`` a list of the K best)."""
+        del top_k
+        return list(table.keys)
+
+    @classmethod
+    def store(cls, path: str) -> ParquetStore:
+        """The journal a run appends rows to, and the Parquet file it becomes."""
+        return ParquetStore(path)
+
+    @staticmethod
+    def read(path: str, columns: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
+        """The rows of the Parquet file and of its journal (a run still going, or killed),
+        one dict at a time; a row the journal has again is read from the journal."""
+        import pyarrow.parquet as pq
+
+        keep = None if columns is None else set(columns)
+        newer = _journal_rows(path)
+        again = {(r.get("path"), r.get("window")) for r in newer}
+        if os.path.exists(path):
+            parquet = pq.ParquetFile(path)
+            names = [n for n in parquet.schema_arrow.names if keep is None or n in keep]
+            for key in ("path", "window"):
+                if again and key in parquet.schema_arrow.names and key not in names:
+                    names.append(key)  # to tell the rows the journal has again
+            for batch in parquet.iter_batches(batch_size=PARQUET_ROW_GROUP_ROWS, columns=names):
+                for row in batch.to_pylist():
+                    if again and (row.get("path"), row.get("window")) in again:
+                        continue
+                    yield row if keep is None else {k: v for k, v in row.items() if k in keep}
+        for row in newer:
+            yield row if keep is None else {k: v for k, v in row.items() if k in keep}
+
+    @classmethod
+    def frame(cls, path: str, columns: Iterable[str] | None = None) -> pd.DataFrame:
+        """The Parquet file (and its journal) as one table, typed as the file holds it."""
+        import pandas as pd
+        import pyarrow.parquet as pq
+
+        if not os.path.exists(path + JOURNAL_SUFFIX):
+            keep = None if columns is None else set(columns)
+            names = pq.ParquetFile(path).schema_arrow.names
+            return pq.read_table(
+                path, columns=None if keep is None else [n for n in names if n in keep]
+            ).to_pandas()
+        return pd.DataFrame.from_records(cls.read(path, columns))
+
+
+#: The journal of a Parquet output is the file's name with this appended.
+JOURNAL_SUFFIX = ".partial"
+#: Rows per row group of a Parquet output: what a reader can skip to, and holds at once.
+PARQUET_ROW_GROUP_ROWS = 65536
+#: How often ParquetStore.lock retries when the journal it locked was removed meanwhile.
+_LOCK_ATTEMPTS = 5
+
+
+def _journal_rows(path: str) -> list[dict[str, Any]]:
+    """The whole rows of a Parquet output's journal (a torn last line left out)."""
+    try:
+        with open(path + JOURNAL_SUFFIX, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return []
+    return [values for _, values in JsonlFormat.parse(data).records]
+
+
+def _arrow_schema(columns: list[str]) -> Any:
+    """The Parquet schema of rows with these keys (text for a key it does not know)."""
+    import pyarrow as pa
+
+    types = {
+        "score": pa.float64(),
+        "group_score": pa.float64(),
+        "duration_s": pa.float64(),
+        "fps": pa.float64(),
+        "mtime": pa.float64(),
+        "start_s": pa.float64(),
+        "end_s": pa.float64(),
+        "low_confidence": pa.bool_(),
+        "labels": pa.list_(pa.string()),
+        "top_k": pa.list_(pa.struct([("label", pa.string()), ("score", pa.float64())])),
+        "frame_indices": pa.list_(pa.int64()),
+        **dict.fromkeys(
+            (
+                "frames_decoded",
+                "frames_reported",
+                "width",
+                "height",
+                "rotation",
+                "size_bytes",
+                "mtime_ns",
+                "windows",
+                "window",
+                "start_frame",
+                "end_frame",
+            ),
+            pa.int64(),
+        ),
+    }
+    return pa.schema([(name, types.get(name, pa.string())) for name in columns])
+
+
+class ParquetStore:
+    """A Parquet output while a run writes it: a journal of JSON lines (an
+    :class:`~vmae_cli.output.OutputFile`, locked for the whole run), turned into the Parquet
+    file by :meth:`finish`.
+
+    * Resuming reads the Parquet file's rows and the journal's, and (:meth:`keep_only`) writes
+      the rows kept into a new journal, renamed into place, before removing the Parquet file:
+      from then on the journal holds every row.
+    * :meth:`finish` writes the Parquet file aside and renames it into place, and only then
+      removes the journal. A kill at any moment leaves rows in one or both: a row in both is
+      read once, from the journal (it is the newer).
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self.journal = OutputFile(path + JOURNAL_SUFFIX, JsonlFormat)
+        self.regular = True
+        self.is_empty = True
+        self.legacy = False
+        self._columns: list[str] = []
+        self._read: ReadBack | None = None
+
+    def lock(self) -> ParquetStore:
+        """Lock the journal (created if needed); refused at once while another run holds it."""
+        for _ in range(_LOCK_ATTEMPTS):
+            self.journal.lock()
+            # A run that finished between our open and our lock removed the journal we
+            # opened: that lock guards nothing, so open the path again.
+            try:
+                same = os.path.samestat(os.fstat(self.journal.fd), os.stat(self.journal.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                return self
+            self.journal.close()
+        raise OutputBusyError(
+            f"{self.path} keeps being replaced by other vmae runs", path=self.path
+        )
+
+    def count_rows(self) -> int:
+        """Rows in the Parquet file and the journal, as they are."""
+        return len(self._read_back().rows)
+
+    def start(self, *, resume: bool, columns: list[str] | None = None) -> list[PreviousRow]:
+        """Remove an earlier run's rows for a fresh run (returns none), or read them to resume
+        (the Parquet file's, then the journal's). ``columns``: the keys this run writes; a file
+        with other columns cannot be continued."""
+        self._columns = list(columns or [])
+        if not resume:
+            self.journal.start(resume=False)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.path)
+            return []
+        read = self._read_back()
+        self._read = read
+        self.legacy = read.legacy
+        self.is_empty = not read.rows
+        return read.rows
+
+    def _read_back(self) -> ReadBack:
+        """The Parquet file's rows as journal records, then the journal's own."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        lines = []
+        if os.path.exists(self.path):
+            try:
+                parquet = pq.ParquetFile(self.path)
+                names = parquet.schema_arrow.names
+                if self._columns and names != self._columns:
+                    raise OutputMismatchError(
+                        f"{self.path} has other columns than this run would write (another "
+                        "label_map or min_score, or a file of another vmae version); use "
+                        "the same options as before, or another output file",
+                        options=("label_map", "min_score"),
+                        path=self.path,
+                    )
+                for batch in parquet.iter_batches(batch_size=PARQUET_ROW_GROUP_ROWS):
+                    lines += [JsonlFormat.encode(None, row) for row in batch.to_pylist()]
+            except (OSError, pa.ArrowException):
+                raise OutputMismatchError(
+                    f"{self.path} is not a vmae Parquet output (it cannot be read); remove it, "
+                    "or use another file",
+                    path=self.path,
+                ) from None
+        journal = parse_output(b"".join(lines), JsonlFormat)
+        own = self.journal.start(resume=True)
+        return ReadBack(None, None, journal.rows + own, b"", journal.legacy or self.journal.legacy)
+
+    def keep_only(self, rows: Iterable[PreviousRow]) -> None:
+        """Write ``rows`` as the new journal (aside, then renamed), then remove the Parquet
+        file: from now on the journal holds every row. A no-op after a fresh start."""
+        if self._read is None:
+            return
+        self._read = None
+        self.journal.replace(rows)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.path)
+        self.is_empty = self.journal.is_empty
+
+    def stream(self) -> IO[str]:
+        """The journal, appended to."""
+        return self.journal.stream()
+
+    def finish(self) -> None:
+        """Write the journal's rows (the newest per video and window) as the Parquet file,
+        aside then renamed, remove the journal, release the lock."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.journal.flush()
+        data = _journal_rows(self.path)
+        newest = {(r.get("path"), r.get("window")): r for r in data}
+        schema = _arrow_schema(self._columns)
+        table = pa.Table.from_pylist(
+            [{k: row.get(k) for k in schema.names} for row in newest.values()], schema=schema
+        )
+        directory, name = os.path.split(os.path.abspath(self.path))
+        tmp = os.path.join(directory, f".{name}.vmae-{os.getpid()}.tmp")
+        try:
+            pq.write_table(table, tmp, row_group_size=PARQUET_ROW_GROUP_ROWS)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        # Only now: until the Parquet file is in place, the journal is the only copy.
+        os.unlink(self.journal.path)
+        self.journal.close()
+
+    def close(self) -> None:
+        """Release the lock; the journal stays for a resumed run."""
+        self.journal.close()
+
+
 #: A row format's class (see :class:`CsvFormat` for what one has).
-Format = type[CsvFormat] | type[JsonlFormat]
+Format = type[CsvFormat] | type[JsonlFormat] | type[ParquetFormat]
 
 #: Output formats by name.
 FORMATS: dict[str, Format] = {
     CsvFormat.name: CsvFormat,
     JsonlFormat.name: JsonlFormat,
+    ParquetFormat.name: ParquetFormat,
 }
 
 #: Extensions that select a format when writing to a file.
@@ -511,7 +778,16 @@ def resolve_format(output: str | None, fmt: str | None = None) -> str:
             value=fmt,
         )
     if output is None or is_stream_path(output):
-        return fmt or DEFAULT_FORMAT
+        chosen = fmt or DEFAULT_FORMAT
+        if output is not None and getattr(FORMATS[chosen], "file_only", False):
+            raise UnknownFormatError(
+                f"{chosen} rows are written to a file, not to a stream: name one "
+                f"(rows{FORMATS[chosen].extension})",
+                options=("format",),
+                value=chosen,
+                path=output,
+            )
+        return chosen
     ext = os.path.splitext(output)[1].lower()
     implied = EXTENSIONS.get(ext)
     if implied is None:
