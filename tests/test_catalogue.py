@@ -37,6 +37,7 @@ from tools.catalogue import (
 from vmae_cli.decoding import decode_video
 from vmae_cli.discovery import iter_video_paths
 from vmae_cli.filegate import check_file
+from vmae_cli.identity import path_cell
 
 T = 8
 
@@ -206,7 +207,7 @@ def _write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
     writer = csv.writer(buf)  # "\r\n" line ends: cells holding "\r" or "\n" get quoted
     writer.writerow(["path", "status", "error", "label"])
     for row in rows:
-        shown = display_path(row["path"])
+        shown = path_cell(row["path"])  # as vmae writes it
         if shown.startswith(("=", "+", "-", "@", "\t", "\r")):
             shown = "'" + shown
         writer.writerow([shown, row["status"], row["error"], "x"])
@@ -216,7 +217,7 @@ def _write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
 
 def _write_jsonl(path: Path, rows: list[dict[str, str]]) -> Path:
     lines = [
-        json.dumps({**row, "path": display_path(row["path"])}, ensure_ascii=False) + "\n"
+        json.dumps({**row, "path": path_cell(row["path"])}, ensure_ascii=False) + "\n"
         for row in rows
     ]
     path.write_text("".join(lines), encoding="utf-8", newline="")

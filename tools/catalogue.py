@@ -634,6 +634,8 @@ def check_rows(
     entries: list[CatalogueEntry] | None = None,
 ) -> list[str]:
     """Compare rows of ``vmae classify out_dir`` with the manifest; return the mismatches."""
+    from vmae_cli.identity import cell_path
+
     entries = load_manifest(out_dir) if entries is None else entries
     by_display = {display_path(e.path): e for e in entries}
     top = os.fspath(out_dir)
@@ -650,7 +652,8 @@ def check_rows(
     seen: dict[str, list[dict[str, str]]] = defaultdict(list)
     problems: list[str] = []
     for row in rows:
-        row_path = display_path(row.get("path") or "")  # rows from a file already are
+        # A row's path cell is vmae's identity (vmae_cli.identity): the file it names, shown.
+        row_path = display_path(cell_path(row.get("path") or ""))
         rel = _relative(row_path, prefixes)
         if rel is None or rel not in by_display:
             problems.append(f"unexpected row: {_short(row_path)} status={row.get('status')!r}")
