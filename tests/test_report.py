@@ -204,6 +204,39 @@ def test_the_command_writes_the_page_and_refuses_what_is_not_vmae_output(
     assert bad.exit_code == EXIT_USAGE and "not a vmae output" in bad.stderr
 
 
+@pytest.mark.slow
+def test_parquet_rows_give_the_same_summary_and_page_as_jsonl_rows(
+    segmented_run: dict[str, Path], tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """Parquet is one more format class: summarize and report read it like the others."""
+    rows, windows = tmp_path / "rows.parquet", tmp_path / "windows.parquet"
+    run(
+        segmented_run["videos"],
+        rows,
+        model=str(tiny_model_dir),
+        workers=1,
+        top_k=3,
+        segments=True,
+        segments_output=windows,
+    )
+    cli = CliRunner()
+    tables = {}
+    for source in (segmented_run["rows"], rows):
+        result = cli.invoke(app, ["summarize", str(source)], catch_exceptions=False)
+        assert result.exit_code == EXIT_OK, result.output
+        tables[source.suffix] = result.stdout.split("\n", 1)[1]  # after "N rows in 1 file"
+    assert tables[".parquet"] == tables[".jsonl"]
+    pages = {}
+    for source, segments in ((segmented_run["rows"], segmented_run["windows"]), (rows, windows)):
+        out = tmp_path / f"{source.suffix[1:]}.html"
+        args = ["report", str(source), "--segments", str(segments), "-o", str(out)]
+        result = cli.invoke(app, [*args, "--workers", "1"], catch_exceptions=False)
+        assert result.exit_code == EXIT_OK, result.output
+        pages[source.suffix] = _videos(out.read_text(encoding="utf-8"))
+    strips = {k: [(p, i) for p, i, _ in v] for k, v in pages.items()}
+    assert strips[".parquet"] == strips[".jsonl"] and strips[".jsonl"]
+
+
 def _browser() -> str | None:
     return next(
         (
