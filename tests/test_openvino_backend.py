@@ -16,6 +16,7 @@ pytest.importorskip("openvino")
 import torch
 from typer.testing import CliRunner
 
+from vmae_cli import backends
 from vmae_cli import openvino_backend as ovb
 from vmae_cli.cli import app
 from vmae_cli.extras import MissingExtraError
@@ -257,14 +258,14 @@ def test_auto_picks_openvino_on_the_cpu_only(monkeypatch: pytest.MonkeyPatch) ->
     assert resolve_backend("torch", cpu) == "torch"
     with pytest.raises(DeviceError, match="runs on the CPU"):
         resolve_backend("openvino", cuda)
-    monkeypatch.setattr(ovb, "available", lambda: False)
+    monkeypatch.setattr(backends, "available", lambda name: False)
     assert resolve_backend("auto", cpu) == "torch"
 
 
 def test_openvino_without_its_extra_exits_2_naming_it(
     tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ovb, "available", lambda: False)
+    monkeypatch.setattr(backends, "available", lambda name: False)
     monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` fails
     with pytest.raises(MissingExtraError, match=r"vmae-cli\[openvino\]"):
         resolve_backend("openvino", torch.device("cpu"))

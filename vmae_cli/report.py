@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from .errors import VmaeError
 from .output import write_text_aside
 from .results import DecodeOutcome, Failure, VideoViews, file_stamp
 from .summary import read_results
@@ -69,7 +70,7 @@ TABLE_COLUMNS = (
 DEFAULT_TIMEOUT_S = 120.0
 
 
-class ReportError(ValueError):
+class ReportError(VmaeError, ValueError):
     """A report that cannot be made (its inputs are not vmae's rows, ...); one line."""
 
 
@@ -387,7 +388,11 @@ def _provenance(
             with open(run_summary, encoding="utf-8") as f:
                 run = json.load(f)
         except (OSError, ValueError) as exc:
-            raise ReportError(f"cannot read the run summary {run_summary}: {exc}") from None
+            raise ReportError(
+                f"cannot read the run summary {run_summary}: {exc}",
+                options=("run_summary",),
+                path=str(run_summary),
+            ) from None
         for key in ("engine", "runtime", "started", "finished", "elapsed_s"):
             if run.get(key) is not None:
                 info[f"run {key.replace('_', ' ')}"] = str(run[key])
