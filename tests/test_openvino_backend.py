@@ -328,7 +328,7 @@ def test_a_precision_the_cpu_lacks_is_said(tiny_model_dir: Path, cache: Path) ->
     lm = said.load(tiny_model_dir, dtype="float16", backend="openvino")
     assert lm.precision != "float16"
     assert said.warnings == [
-        f"--dtype float16: OpenVINO computes in {lm.precision} on this CPU "
+        f"dtype='float16': OpenVINO computes in {lm.precision} on this CPU "
         "(it has no native float16)"
     ]
 
