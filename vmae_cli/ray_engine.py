@@ -691,7 +691,7 @@ class _Actor:
             row = self._failure_row(
                 path,
                 STATUS_CRASHED,
-                "its Ray actor died while classifying it (a decoder crash with --workers 0, "
+                "its Ray actor died while classifying it (a decoder crash with workers=0, "
                 "out of memory, or a lost node)",
             )
         else:
