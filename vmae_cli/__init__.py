@@ -2,7 +2,7 @@
 
 The library is usable without the command line::
 
-    from vmae_cli import classify_paths, run
+    from vmae_cli import ModelRef, classify_paths, run
     for prediction in classify_paths("videos/", model="path/to/model"):
         print(prediction.path, prediction.status, prediction.label, prediction.score)
 

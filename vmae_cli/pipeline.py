@@ -463,7 +463,8 @@ def classify_paths(
     """Load ``model`` and yield one :class:`Prediction` per video in ``inputs``.
 
     ``model`` is a name (with ``revision``, ``device`` and ``dtype``) or a whole
-    :class:`~vmae_cli.model.ModelRef` (then they are left at their defaults).
+    :class:`~vmae_cli.model.ModelRef` (whose fields those override where they are not the
+    defaults).
     A convenience wrapper around :class:`Classifier` (same rules for ``inputs``: a missing
     input raises :class:`~vmae_cli.discovery.InputNotFoundError` here, before the model
     loads). Use :class:`Classifier` to load once and classify several times, and
