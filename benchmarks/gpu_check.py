@@ -345,7 +345,8 @@ def cmd_model(args: argparse.Namespace) -> int:
     result["gpu"] = gpu_facts()
     cuda = args.device.startswith("cuda")
     kwargs: dict[str, Any] = {"device": args.device, "dtype": args.dtype}
-    if "backend" in inspect.signature(load_model).parameters:
+    params = inspect.signature(load_model).parameters
+    if "backend" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
         kwargs["backend"] = args.backend  # torch: the runtime that runs on CUDA
     t = time.perf_counter()
     lm = load_model(args.model, **kwargs)

@@ -385,10 +385,10 @@ def test_progress_eta_counts_the_start_up() -> None:
 
     from rich.console import Console
 
-    from vmae_cli.cli import _Progress
+    from vmae_cli.cli.progress import Progress
 
     console = Console(file=io.StringIO(), force_terminal=True, width=120)
-    with _Progress(console, enabled=True) as progress:
+    with Progress(console, enabled=True) as progress:
         progress.set_status("loading the model")
         assert progress._bar.tasks[0].description == "loading the model"
         progress.set_total(20)

@@ -109,7 +109,7 @@ def test_unreachable_hub_says_how_to_use_a_local_copy(monkeypatch: pytest.Monkey
         load_model("someone/not-cached-videomae", device="cpu")
     message = str(info.value)
     assert "someone/not-cached-videomae" in message
-    assert "--model DIR" in message
+    assert "model=DIR" in message and "--" not in message.split("`")[-1]
     assert "HF_HUB_OFFLINE=1" in message
     assert "\n" not in message
 

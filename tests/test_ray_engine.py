@@ -39,6 +39,7 @@ from vmae_cli.scoring import LabelMap  # noqa: E402
 from vmae_cli.segments import Segments, Span  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
+PYTHONPATH = os.environ.get("PYTHONPATH", "")
 #: Object store of each test node: Ray's default is 30 % of the memory, per node; only paths
 #: and rows cross Ray here.
 OBJECT_STORE_BYTES = 100 * 1024 * 1024
@@ -194,7 +195,7 @@ def test_engine_ray_without_the_extra_exits_2_saying_what_to_install(
 def test_ray_options_without_the_ray_engine_exit_2(tmp_path: Path) -> None:
     result = _cli(str(tmp_path), "--actors", "2", "-o", str(tmp_path / "out.csv"))
     assert result.exit_code == EXIT_USAGE
-    assert "--actors only apply with --engine ray" in result.stderr
+    assert "--actors 2 only apply with --engine ray" in result.stderr
     assert not (tmp_path / "out.csv").exists()
 
 
@@ -234,7 +235,8 @@ def cluster() -> Iterator[Any]:
             log_to_driver=False,
             runtime_env={
                 "worker_process_setup_hook": "ray_faults.install",
-                "env_vars": {"PYTHONPATH": str(TESTS)},
+                # The caller's PYTHONPATH kept: the workers import the vmae_cli under test.
+                "env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), PYTHONPATH]))},
             },
         )
         yield nodes

@@ -197,7 +197,7 @@ def test_resume_needs_a_file_and_the_same_columns(
 ) -> None:
     result = _classify(tiny_model_dir, str(folder), "--resume")
     assert result.exit_code == 2
-    assert "-o FILE" in result.stderr
+    assert "--resume and --retry-failed need an output file (--output FILE)" in result.stderr
     out = tmp_path / "labels.csv"
     _classify(tiny_model_dir, str(folder), "-o", str(out))
     result = _classify(tiny_model_dir, str(folder), "-o", str(out), "--resume", "--top-k", "3")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from conftest import read_rows, read_vectors
 import vmae_cli
 from vmae_cli import Classifier, ClassifyOptions, RunHooks, StopRequest, run
 from vmae_cli.discovery import InputNotFoundError, as_inputs
+from vmae_cli.model import ModelRef
 from vmae_cli.output import OutputMismatchError
 from vmae_cli.protocol import Protocol
 from vmae_cli.runner import RunOptions, RunReport
@@ -40,8 +42,9 @@ def test_run_then_resume_skips_every_video_and_doubles_none(
     assert again.skipped == 4 and again.videos == 0
     paths = [r["path"] for r in read_rows(out)]
     assert len(paths) == len(set(paths)) == 4
-    facts = again.to_json(exit_code=0)
+    facts = again.to_dict(exit_code=0)
     assert (facts["skipped"], facts["videos"], facts["exit_code"]) == (4, 0, 0)
+    assert json.loads(again.to_json(exit_code=0)) == facts
 
 
 def test_resume_with_nothing_left_does_not_load_the_weights(
@@ -93,7 +96,8 @@ def test_a_stop_before_the_work_is_reported_as_a_stop(videos: Path, tiny_model_d
     line = report.summary_line()
     assert line.startswith("vmae: stopped by SIGINT after 0 of 4 videos")
     assert "none found" not in line
-    assert "--resume" in line
+    assert "--" not in line  # how to finish is the caller's to say
+    assert not report.resumable  # its rows went to stdout
 
 
 def test_summary_line_of_a_stopped_run_names_what_and_how_far() -> None:
@@ -101,12 +105,13 @@ def test_summary_line_of_a_stopped_run_names_what_and_how_far() -> None:
     report.elapsed_s, report.stopped_by = 5.0, "SIGTERM"
     line = report.summary_line()
     assert "stopped by SIGTERM after 10 of 20 videos" in line
-    assert "rerun the same command with --resume" in line
+    assert report.resumable and "--resume" not in line
     assert "\n" not in line
     report.stopped_by = "SIGPIPE"
     assert "stopped (the output was closed)" in report.summary_line()
     done = RunReport("out.csv", "m", "uniform", found=2, by_status={"ok": 2}, elapsed_s=1.0)
     assert done.summary_line() == "vmae: 2 videos in 1.0 s (2.00 videos/s): 2 ok"
+    assert not done.resumable
 
 
 def test_a_string_is_one_input_not_its_characters(videos: Path, loaded_tiny) -> None:
@@ -152,13 +157,19 @@ def test_top_k_is_clamped_to_the_number_of_labels(
 
 
 def test_options_from_keywords_and_unknown_ones() -> None:
-    opts = RunOptions.of(model="m", top_k=3, workers=2, resume=True)
+    opts = RunOptions.of(model="m", device="cpu", top_k=3, workers=2, resume=True)
     assert (opts.model, opts.resume, opts.classify.top_k, opts.classify.workers) == (
-        "m",
+        ModelRef("m", device="cpu"),
         True,
         3,
         2,
     )
+    flat = opts.flat()
+    assert (flat["model"], flat["device"], flat["backend"]) == ("m", "cpu", "auto")
+    assert RunOptions.of(**flat) == opts
+    assert RunOptions(model="m").model == ModelRef("m")  # a name is made a ref
+    ref = ModelRef("m", dtype="float32")
+    assert RunOptions.of(model=ref, device="cpu").model == ModelRef("m", None, "cpu", "float32")
     assert opts.classify.timeout_s == 600.0  # a run never waits for ever on one file
     with pytest.raises(TypeError, match="colour"):
         RunOptions.of(colour="red")
@@ -172,7 +183,7 @@ def test_a_fresh_run_says_how_many_rows_it_replaces(
     warnings: list[str] = []
     report = run(videos, out, model=str(tiny_model_dir), hooks=RunHooks(on_warning=warnings.append))
     assert report.replaced == 4
-    assert any("replacing the 4 rows" in w and "resuming keeps them" in w for w in warnings)
+    assert any("replacing the 4 rows" in w and "resume=True keeps them" in w for w in warnings)
 
 
 # ---------------------------------------------------------------------------------------

@@ -2,12 +2,16 @@
 
 The library is usable without the command line::
 
-    from vmae_cli import classify_paths, run
+    from vmae_cli import ModelRef, classify_paths, run
     for prediction in classify_paths("videos/", model="path/to/model"):
         print(prediction.path, prediction.status, prediction.label, prediction.score)
 
     report = run("videos/", "labels.csv", model="path/to/model", resume=True)
     print(report.by_status, report.skipped)
+
+    # Which model and how, as one value (also what Classifier and load_model take).
+    ref = ModelRef("path/to/model", device="cpu", backend="torch")
+    run("videos/", "labels.csv", model=ref)
 
     # Long videos: a row per window too (prediction.windows in the API).
     run("videos/", "videos.csv", segments=True, segments_output="windows.csv")
@@ -29,7 +33,15 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from .embeddings import read_embeddings
-    from .model import DEFAULT_MODEL, DeviceError, LoadedModel, ModelLoadError, load_model
+    from .errors import VmaeError
+    from .model import (
+        DEFAULT_MODEL,
+        DeviceError,
+        LoadedModel,
+        ModelLoadError,
+        ModelRef,
+        load_model,
+    )
     from .pipeline import Classifier, ClassifyOptions, classify_paths
     from .protocol import PROTOCOLS, Protocol
     from .results import LabelScore, Prediction, VideoMeta, WindowPrediction
@@ -43,6 +55,8 @@ _EXPORTS = {
     "ClassifyOptions": "pipeline",
     "load_model": "model",
     "LoadedModel": "model",
+    "ModelRef": "model",
+    "VmaeError": "errors",
     "ModelLoadError": "model",
     "DeviceError": "model",
     "DEFAULT_MODEL": "model",
@@ -73,6 +87,7 @@ __all__ = [
     "LabelScore",
     "LoadedModel",
     "ModelLoadError",
+    "ModelRef",
     "PROTOCOLS",
     "Prediction",
     "Protocol",
@@ -83,6 +98,7 @@ __all__ = [
     "Span",
     "StopRequest",
     "VideoMeta",
+    "VmaeError",
     "WindowPrediction",
     "__version__",
     "classify_paths",

@@ -12,6 +12,8 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from .errors import VmaeError
+
 #: File extensions treated as videos, compared case-insensitively.
 VIDEO_EXTENSIONS: frozenset[str] = frozenset(
     {
@@ -50,8 +52,8 @@ VIDEO_EXTENSIONS: frozenset[str] = frozenset(
 OnWalkError = Callable[[str, str], None]
 
 
-class InputNotFoundError(FileNotFoundError):
-    """An argument given by the user does not exist."""
+class InputNotFoundError(VmaeError, FileNotFoundError):
+    """An argument given by the user does not exist (``path``: the first one missing)."""
 
 
 def is_video_name(name: str) -> bool:
@@ -88,7 +90,9 @@ def check_inputs(inputs: Iterable[str]) -> None:
     """
     missing = [p for p in inputs if not os.path.lexists(p)]
     if missing:
-        raise InputNotFoundError(", ".join(missing))
+        raise InputNotFoundError(
+            f"no such file or directory: {', '.join(missing)}", options=("inputs",), path=missing[0]
+        )
 
 
 def _ignore(path: str, reason: str) -> None:
@@ -154,7 +158,7 @@ def count_video_paths(inputs: Iterable[str]) -> int:
 STDIN = "-"
 
 
-class FileListError(ValueError):
+class FileListError(VmaeError, ValueError):
     """A file list that cannot be read as asked (no such column, a Parquet reader missing)."""
 
 
@@ -186,7 +190,9 @@ def read_file_list(
         base = ""
     else:
         if not os.path.exists(source):
-            raise InputNotFoundError(source)
+            raise InputNotFoundError(
+                f"no such file or directory: {source}", options=("files_from",), path=source
+            )
         with open(source, "rb") as f:
             data = f.read()
         base = os.path.dirname(os.path.abspath(source))
@@ -209,7 +215,12 @@ def _column(data: bytes, source: str, column: str) -> list[str]:
         try:
             frame = pd.read_parquet(io.BytesIO(data), columns=[column])
         except (KeyError, ValueError) as exc:
-            raise FileListError(f"{source}: no column {column!r} ({exc})") from None
+            raise FileListError(
+                f"{source}: no column {column!r} ({exc})",
+                options=("path_column",),
+                value=column,
+                path=source,
+            ) from None
         return [str(v) for v in frame[column] if isinstance(v, str) and v]
     import csv
     import io
@@ -218,7 +229,12 @@ def _column(data: bytes, source: str, column: str) -> list[str]:
     reader = csv.DictReader(io.StringIO(text, newline=""))
     if column not in (reader.fieldnames or []):
         found = ", ".join(reader.fieldnames or []) or "none"
-        raise FileListError(f"{source} has no column {column!r} (columns: {found})")
+        raise FileListError(
+            f"{source} has no column {column!r} (columns: {found})",
+            options=("path_column",),
+            value=column,
+            path=source,
+        )
     return [row[column] for row in reader if row.get(column)]
 
 

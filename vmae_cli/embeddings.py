@@ -215,7 +215,7 @@ class EmbeddingsFile:
             if self._dim is not None and journal.dim != self._dim:
                 raise OutputMismatchError(
                     f"{self.path} holds vectors of {self._dim} values, {self.journal_path} "
-                    f"of {journal.dim}: start afresh (without resume), or use another file",
+                    f"of {journal.dim}: start afresh (without resume=True), or use another file",
                     options=("resume",),
                     path=self.path,
                 )

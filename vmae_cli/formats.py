@@ -735,9 +735,11 @@ def _hint(path: str) -> str:
     if os.path.splitext(path)[1].lower() == ".json":
         return (
             f"cannot tell the format of {path!r}: vmae writes one JSON object per line, "
-            "so name it .jsonl (JSON Lines), or give the format"
+            "so name it .jsonl (JSON Lines), or give format='jsonl'"
         )
-    return f"cannot tell the format of {path!r} from its extension: use {known}, or give the format"
+    return (
+        f"cannot tell the format of {path!r} from its extension: use {known}, or give format=NAME"
+    )
 
 
 def format_for_path(path: str) -> str:
@@ -796,7 +798,7 @@ def resolve_format(output: str | None, fmt: str | None = None) -> str:
         return fmt
     if fmt is not None and fmt != implied:
         raise UnknownFormatError(
-            f"format {fmt} contradicts the extension of {output!r} ({implied}): "
+            f"format={fmt!r} contradicts the extension of {output!r} ({implied}): "
             f"name the file {os.path.splitext(output)[0]}{FORMATS[fmt].extension}, "
             "or leave the format out",
             options=("format",),

@@ -7,9 +7,19 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
+from .backends import (
+    BACKEND_AUTO,
+    BACKEND_CHOICES,
+    BACKEND_OPENVINO,
+    BACKEND_TORCH,
+    OPTIONAL_RUNTIMES,
+    ConversionError,
+)
+from .checkpoint import load_report, pretrained, quiet_transformers
+from .errors import VmaeError
 from .preprocessing import PreprocessConfig, normalize, parse_preprocess_config
 
 if TYPE_CHECKING:
@@ -24,13 +34,6 @@ DEFAULT_MODEL = "MCG-NJU/videomae-base-finetuned-kinetics"
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")  # plus "cuda:N"
 DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
-
-#: The model runtimes. ``auto`` is OpenVINO on the CPU when its extra is installed (1.47x the
-#: clips/s of torch bf16 for ViT-B on a 2-core AVX-512 BF16 CPU), torch everywhere else.
-BACKEND_AUTO = "auto"
-BACKEND_TORCH = "torch"
-BACKEND_OPENVINO = "openvino"
-BACKEND_CHOICES = (BACKEND_AUTO, BACKEND_TORCH, BACKEND_OPENVINO)
 
 #: ``problem_type`` of a checkpoint whose classes are independent (sigmoid scores).
 MULTI_LABEL = "multi_label_classification"
@@ -56,18 +59,61 @@ Say = Callable[[str], None]
 _BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(VmaeError, RuntimeError):
     """The model (or its preprocessor config) could not be loaded; the message says why."""
 
 
 class UntrainedModelError(ModelLoadError):
     """A checkpoint that would classify at random: no classification head, or weights its
-    load report says were missing, unexpected or mis-shaped (``--allow-untrained-head``)."""
+    load report says were missing, unexpected or mis-shaped (``allow_untrained_head``)."""
 
 
-class DeviceError(ValueError):
+class DeviceError(VmaeError, ValueError):
     """The requested device, dtype or backend is not available on this machine (or not
     together: OpenVINO runs on the CPU only)."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which model to load, and how: one value that travels whole from the command line to
+    the run, the :class:`~vmae_cli.pipeline.Classifier`, the Ray actors (it pickles) and
+    :func:`load_model`.
+
+    ``name`` is a Hub id or a local folder, ``revision`` a Hub branch, tag or commit;
+    ``device`` (``auto``, ``cpu``, ``cuda[:N]``, ``mps``), ``dtype`` (:data:`DTYPE_CHOICES`)
+    and ``backend`` (:data:`BACKEND_CHOICES`) are checked when the model is loaded;
+    ``allow_untrained_head`` runs a checkpoint without a trained head (or whose weights do
+    not all load) with a warning instead of refusing it.
+    """
+
+    name: str = DEFAULT_MODEL
+    revision: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    backend: str = BACKEND_AUTO
+    allow_untrained_head: bool = False
+
+    @classmethod
+    def of(cls, model: ModelRef | str | os.PathLike[str] = DEFAULT_MODEL, **flat: Any) -> ModelRef:
+        """A ref from the flat keywords of :data:`MODEL_KEYWORDS` (``model`` a name or a
+        ref, the others its fields: ``ModelRef.of("m", device="cpu")``); raises
+        :class:`TypeError` for any other keyword."""
+        unknown = set(flat) - set(MODEL_KEYWORDS)
+        if unknown:
+            raise TypeError(f"unknown model option(s): {', '.join(sorted(unknown))}")
+        ref = model if isinstance(model, ModelRef) else cls(name=os.fspath(model))
+        return replace(ref, **flat) if flat else ref
+
+    def flat(self) -> dict[str, Any]:
+        """The ref as the flat keywords :meth:`of` takes (``model`` for its name)."""
+        return {"model": self.name} | {
+            f.name: getattr(self, f.name) for f in fields(self) if f.name != "name"
+        }
+
+
+#: The flat keywords that make a :class:`ModelRef` (in a run's options and elsewhere):
+#: ``model`` (its name) and its other fields.
+MODEL_KEYWORDS = ("model", *(f.name for f in fields(ModelRef) if f.name != "name"))
 
 
 @dataclass
@@ -134,7 +180,9 @@ class LoadedModel:
                 if embeddings and pooled is None:
                     raise EmbeddingsUnavailableError(
                         f"OpenVINO runs {self.name!r} without a separate classifier head, so it "
-                        "cannot give embeddings: use --backend torch"
+                        "cannot give embeddings: use backend='torch'",
+                        options=("backend",),
+                        value=BACKEND_OPENVINO,
                     )
             elif embeddings:
                 with _head_input(self.model, self.name) as captured:
@@ -201,18 +249,34 @@ def resolve_device(device: str = "auto") -> torch.device:
     try:
         dev = torch.device(device)
     except RuntimeError:
-        raise DeviceError(f"unknown device {device!r}: use auto, cpu, cuda[:N] or mps") from None
+        raise DeviceError(
+            f"unknown device {device!r}: use auto, cpu, cuda[:N] or mps",
+            options=("device",),
+            value=device,
+        ) from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise DeviceError("CUDA is not available on this machine (use --device cpu)")
+            raise DeviceError(
+                "CUDA is not available on this machine (use device='cpu')",
+                options=("device",),
+                value=device,
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise DeviceError(f"no GPU {dev.index}: {torch.cuda.device_count()} visible")
+            raise DeviceError(
+                f"no GPU {dev.index}: {torch.cuda.device_count()} visible",
+                options=("device",),
+                value=device,
+            )
     elif dev.type == "mps" and not (
         getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
     ):
-        raise DeviceError("MPS is not available on this machine (use --device cpu)")
+        raise DeviceError(
+            "MPS is not available on this machine (use device='cpu')",
+            options=("device",),
+            value=device,
+        )
     elif dev.type not in ("cpu", "cuda", "mps"):
-        raise DeviceError(f"unsupported device {device!r}")
+        raise DeviceError(f"unsupported device {device!r}", options=("device",), value=device)
     return dev
 
 
@@ -230,7 +294,11 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
         return torch.float32
     table = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     if dtype not in table:
-        raise DeviceError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPE_CHOICES)}")
+        raise DeviceError(
+            f"unknown dtype {dtype!r}: use one of {', '.join(DTYPE_CHOICES)}",
+            options=("dtype",),
+            value=dtype,
+        )
     return table[dtype]
 
 
@@ -242,29 +310,37 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     :class:`~vmae_cli.extras.MissingExtraError`; on another device than the CPU,
     :class:`DeviceError`.
     """
-    from . import openvino_backend as ovb
+    from . import backends
 
     if backend == BACKEND_AUTO:
-        return BACKEND_OPENVINO if device.type == "cpu" and ovb.available() else BACKEND_TORCH
+        cpu = device.type == "cpu"
+        return BACKEND_OPENVINO if cpu and backends.available(BACKEND_OPENVINO) else BACKEND_TORCH
     if backend == BACKEND_TORCH:
         return backend
-    if backend != BACKEND_OPENVINO:
-        raise DeviceError(f"unknown backend {backend!r}: use {', '.join(BACKEND_CHOICES)}")
+    if backend not in OPTIONAL_RUNTIMES:
+        raise DeviceError(
+            f"unknown backend {backend!r}: use {', '.join(BACKEND_CHOICES)}",
+            options=("backend",),
+            value=backend,
+        )
     if device.type != "cpu":
         raise DeviceError(
-            f"--backend openvino runs on the CPU, not on {device.type}: use --device cpu, or "
-            "--backend torch (or auto) for the GPU"
+            f"backend={backend!r} runs on the CPU, not on {device.type}: use device='cpu', or "
+            "backend='torch' (or 'auto') for the GPU",
+            options=("backend", "device"),
+            value=backend,
         )
-    if not ovb.available():
+    if not backends.available(backend):
         from .extras import require
 
-        require(ovb.OPENVINO_MODULE, ovb.OPENVINO_EXTRA, "--backend openvino")
+        runtime = OPTIONAL_RUNTIMES[backend]
+        require(runtime.module, runtime.extra, backend=backend)
     return backend
 
 
 def backend_device(backend: str, device: str) -> str:
-    """The device to resolve for ``backend``: ``--backend openvino`` means the CPU, so
-    ``--device auto`` is the CPU with it even where a GPU exists."""
+    """The device to resolve for ``backend``: ``backend="openvino"`` means the CPU, so
+    ``device="auto"`` is the CPU with it even where a GPU exists."""
     return "cpu" if backend == BACKEND_OPENVINO and device == "auto" else device
 
 
@@ -276,7 +352,7 @@ def _offline_hint(name: str) -> str:
         why = "the Hugging Face Hub cannot be reached and it is not in the local cache"
     return (
         f"cannot load model {name!r}: {why}. Download it once where the Hub is reachable "
-        f"(`hf download {name} --local-dir DIR`) and pass --model DIR"
+        f"(`hf download {name} --local-dir DIR`) and pass model=DIR"
     )
 
 
@@ -289,7 +365,7 @@ def dtype_warning(device: torch.device, dtype: torch.dtype) -> str | None:
         # than float32 on the 2-core EPYC (AVX-512 BF16) where this was reported (issue 9).
         return (
             "float16 on a CPU is emulated and about 2x slower than float32; "
-            "use --dtype auto (bfloat16 where the CPU supports it, else float32)"
+            "use dtype='auto' (bfloat16 where the CPU supports it, else float32)"
         )
     return None
 
@@ -343,7 +419,7 @@ class ModelSpec:
             return (
                 f"{self.name!r} is a {', '.join(self.architectures)} checkpoint, not a video "
                 "classifier: it has no trained classification head, so its labels would be "
-                "random (use a fine-tuned checkpoint, or --allow-untrained-head)"
+                "random (use a fine-tuned checkpoint, or allow_untrained_head=True)"
             )
         return None
 
@@ -395,14 +471,6 @@ def _config_json(
     return (data, found) if path else data
 
 
-def quiet_transformers() -> None:
-    """No transformers warnings or progress bars on stderr: it shows vmae's progress."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-
 def _is_missing_folder(name: str) -> bool:
     return (
         not os.path.isdir(name) and os.sep in name.strip("/") and name.startswith((".", "/", "~"))
@@ -417,7 +485,7 @@ def _translate_load_error(exc: Exception, name: str, offline: bool) -> ModelLoad
         if local:
             return ModelLoadError(f"cannot load model from folder {name!r}: {text.splitlines()[0]}")
         if offline or any(s in text.lower() for s in ("offline", "connect", "resolve")):
-            return ModelLoadError(_offline_hint(name))
+            return ModelLoadError(_offline_hint(name), options=("model",), value=name)
         return ModelLoadError(f"cannot load model {name!r}: {text.splitlines()[0]}")
     if isinstance(exc, (ValueError, KeyError)):
         return ModelLoadError(
@@ -425,7 +493,7 @@ def _translate_load_error(exc: Exception, name: str, offline: bool) -> ModelLoad
         )
     text = f"{type(exc).__name__}: {exc}"
     if "connect" in text.lower() or "offline" in text.lower():
-        return ModelLoadError(_offline_hint(name))
+        return ModelLoadError(_offline_hint(name), options=("model",), value=name)
     return ModelLoadError(f"cannot load model {name!r}: {text.splitlines()[0]}")
 
 
@@ -486,49 +554,49 @@ def read_model_spec(name: str = DEFAULT_MODEL, *, revision: str | None = None) -
 
 
 def load_model(
-    name: str = DEFAULT_MODEL,
+    model: ModelRef | str | os.PathLike[str] = DEFAULT_MODEL,
     *,
-    revision: str | None = None,
-    device: str = "auto",
-    dtype: str = "auto",
-    backend: str = BACKEND_AUTO,
     spec: ModelSpec | None = None,
     on_notice: Say | None = None,
     on_warning: Say | None = None,
-    allow_untrained_head: bool = False,
+    **flat: Any,
 ) -> LoadedModel:
     """Load a video classifier (:data:`MODEL_TYPES`) from the Hub or a local folder.
 
-    ``name`` is a Hub id (``MCG-NJU/videomae-base-finetuned-kinetics``) or a folder written by
-    ``save_pretrained`` holding ``config.json``, the weights and its processor config.
+    ``model`` is a :class:`ModelRef`, or its name with the ref's other fields as keywords
+    (``load_model("m", device="cpu")``, :meth:`ModelRef.of`). The name is a Hub id
+    (``MCG-NJU/videomae-base-finetuned-kinetics``) or a folder written by ``save_pretrained``
+    holding ``config.json``, the weights and its processor config.
     ``spec`` is what :func:`read_model_spec` already read, if it was called.
 
     A checkpoint that would give garbage is refused with :class:`UntrainedModelError`: one
     without a classification head (:meth:`ModelSpec.head_problem`), and one whose load report
     says weights were missing (left at their random start), unexpected (not used) or of
     another shape. ``allow_untrained_head`` turns that into one line to ``on_warning``.
-    ``backend``
-    picks the runtime (:func:`resolve_backend`); with OpenVINO the model is converted once
-    and cached, ``on_notice`` getting one line when that happens. A model OpenVINO cannot
-    convert runs on torch instead, with one line to ``on_warning`` (without the callbacks,
-    both lines go to this module's logger). Raises :class:`ModelLoadError` with a one-line
-    explanation when it cannot be loaded, and :class:`DeviceError` for a device, dtype or
-    backend this machine does not have.
+    ``backend`` picks the runtime (:func:`resolve_backend`); with OpenVINO the model is
+    converted once and cached, ``on_notice`` getting one line when that happens. A model
+    OpenVINO cannot convert runs on torch instead, with one line to ``on_warning`` (without
+    the callbacks, both lines go to this module's logger). Raises :class:`ModelLoadError`
+    with a one-line explanation when it cannot be loaded, and :class:`DeviceError` for a
+    device, dtype or backend this machine does not have.
     """
     import torch
 
-    dev = resolve_device(backend_device(backend, device))
-    torch_dtype = resolve_dtype(dtype, dev)
+    ref = ModelRef.of(model, **flat)
+    name, revision, allow_untrained_head = ref.name, ref.revision, ref.allow_untrained_head
+    dev = resolve_device(backend_device(ref.backend, ref.device))
+    torch_dtype = resolve_dtype(ref.dtype, dev)
     dtype_name = str(torch_dtype).removeprefix("torch.")  # float32, bfloat16, float16
-    runtime = resolve_backend(backend, dev)
+    runtime = resolve_backend(ref.backend, dev)
     spec = spec or read_model_spec(name, revision=revision)
     warn = on_warning or log.warning
     check_head(spec, allow_untrained_head, warn)
-    if runtime == BACKEND_OPENVINO:
-        from .openvino_backend import ConversionError, load_openvino
-
+    if runtime in OPTIONAL_RUNTIMES:
+        # Imported by name through the registry (vmae_cli.backends): the runtime's module
+        # and this one do not import each other.
+        load_converted = OPTIONAL_RUNTIMES[runtime].load_function()
         try:
-            compiled = load_openvino(
+            compiled = load_converted(
                 name,
                 revision=revision,
                 offline=spec.offline,
@@ -546,7 +614,7 @@ def load_model(
             check_load_report(compiled.load_report, name, allow_untrained_head, warn)
             if compiled.precision != dtype_name:
                 warn(
-                    f"--dtype {dtype_name}: OpenVINO computes in {compiled.precision} on this "
+                    f"dtype={dtype_name!r}: OpenVINO computes in {compiled.precision} on this "
                     f"CPU (it has no native {dtype_name})"
                 )
             log.debug("loaded %s with OpenVINO in %s", name, compiled.precision)
@@ -591,42 +659,8 @@ def load_model(
     )
 
 
-def pretrained(name: str, *, revision: str | None, dtype: Any, offline: bool) -> tuple[Any, dict]:
-    """``AutoModelForVideoClassification.from_pretrained`` as vmae loads every model: in
-    ``dtype``, with PyTorch's fused attention (``sdpa``) where the architecture has it and
-    the plain one where it does not (TimeSformer), and the load report; returns ``(model,
-    loading info)``."""
-    # Imported here: transformers takes seconds to import and `vmae --help` must not wait.
-    from transformers import AutoModelForVideoClassification
-
-    quiet_transformers()
-    kwargs = {"revision": revision, "dtype": dtype, "local_files_only": offline}
-    try:
-        return AutoModelForVideoClassification.from_pretrained(
-            name, attn_implementation="sdpa", output_loading_info=True, **kwargs
-        )
-    except ValueError as exc:
-        if "attention implementation" not in str(exc):
-            raise
-        return AutoModelForVideoClassification.from_pretrained(
-            name, attn_implementation="eager", output_loading_info=True, **kwargs
-        )
-
-
 #: How many keys of each kind a refusal names.
 REPORT_KEYS_SHOWN = 3
-
-
-def load_report(info: dict[str, Any]) -> dict[str, list[str]]:
-    """The parts of transformers' loading info that mean the weights are not the
-    checkpoint's: keys ``missing`` (left at their random start), ``unexpected`` (in the file,
-    not used) and ``mismatched`` (another shape), each sorted."""
-    report = {}
-    for kind in ("missing", "unexpected", "mismatched"):
-        keys = info.get(f"{kind}_keys") or ()
-        # mismatched_keys holds (key, shape in the file, shape in the model) tuples.
-        report[kind] = sorted(str(k[0] if isinstance(k, (tuple, list)) else k) for k in keys)
-    return report
 
 
 def check_head(spec: ModelSpec, allow: bool, warn: Say) -> None:
@@ -636,8 +670,8 @@ def check_head(spec: ModelSpec, allow: bool, warn: Say) -> None:
     if problem is None:
         return
     if not allow:
-        raise UntrainedModelError(problem)
-    warn(f"--allow-untrained-head: {problem.split(':')[0]}; its labels mean nothing")
+        raise UntrainedModelError(problem, options=("allow_untrained_head",))
+    warn(f"allow_untrained_head: {problem.split(':')[0]}; its labels mean nothing")
 
 
 def check_load_report(report: dict[str, list[str]], name: str, allow: bool, warn: Say) -> None:
@@ -664,9 +698,10 @@ def check_load_report(report: dict[str, list[str]], name: str, allow: bool, warn
     if not allow:
         raise UntrainedModelError(
             f"{problem} (a wrong checkpoint or a transformers version that cannot read it; "
-            "--allow-untrained-head runs it anyway)"
+            "allow_untrained_head=True runs it anyway)",
+            options=("allow_untrained_head",),
         )
-    warn(f"--allow-untrained-head: {problem}")
+    warn(f"allow_untrained_head: {problem}")
 
 
 def read_labels(

@@ -1,4 +1,4 @@
-"""OpenVINO as the model runtime on CPUs (``--backend openvino``, the optional extra
+"""OpenVINO as the model runtime on CPUs (``backend="openvino"``, the optional extra
 ``vmae-cli[openvino]``): convert the Hugging Face model once, cache the result, compile it.
 
 Converting ViT-B takes about 40 s on two cores, so the converted model is a cache entry, like
@@ -8,7 +8,7 @@ hashes of the model's config and weight files, the input shape, the OpenVINO ver
 file so that two runs starting together convert once (the second waits for the first and
 reads its result). An entry whose recorded key does not match, or that cannot be compiled,
 is converted again. The entry keeps float32 weights and the precision is chosen when it is
-compiled (about 0.3 s), so one entry serves ``--dtype float32`` and ``bfloat16`` alike.
+compiled (about 0.3 s), so one entry serves ``dtype="float32"`` and ``"bfloat16"`` alike.
 
 Precision: the classifier head (a final ``Linear``) stays out of OpenVINO and runs in float32
 in torch on OpenVINO's output, the pooled features. Measured on the benchmark mix with a
@@ -37,19 +37,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import backends
+from .backends import BACKEND_OPENVINO, OPENVINO_EXTRA, OPENVINO_MODULE, ConversionError
+from .checkpoint import load_report, pretrained
 from .extras import require
 from .provenance import CACHE_DIR_ENV, cache_base, file_digest, model_files
 
 log = logging.getLogger(__name__)
 
-#: The extra that installs OpenVINO, and the module it provides.
-OPENVINO_EXTRA = "openvino"
-OPENVINO_MODULE = "openvino"
 
 #: Part of every cache key: raise it when the conversion or the entry's layout changes, so
 #: that entries written by an older vmae are converted again instead of trusted.
 CACHE_FORMAT = 3
-#: OpenVINO's names for the precisions ``--dtype`` can ask for.
+#: OpenVINO's names for the precisions ``dtype`` can ask for.
 PRECISIONS = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
 #: And back: what ``INFERENCE_PRECISION_HINT`` of a compiled model reports.
 _DTYPE_OF = {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}
@@ -63,20 +63,14 @@ ENTRY_XML = "model.xml"
 ENTRY_KEY = "key.json"
 #: The classifier head kept out of OpenVINO (``weight`` and, if any, ``bias``), float32.
 ENTRY_HEAD = "head.npz"
-#: What transformers' load report said when the model was converted (``model.load_report``):
+#: What transformers' load report said when the model was converted (``checkpoint.load_report``):
 #: a cached entry skips loading the checkpoint, and vmae must still refuse an untrained one.
 ENTRY_LOAD_REPORT = "load_report.json"
 
 
-class ConversionError(RuntimeError):
-    """The model could not be converted to (or compiled by) OpenVINO; the message says why."""
-
-
 def available() -> bool:
     """True when the OpenVINO extra is installed (checked without importing it)."""
-    import importlib.util
-
-    return importlib.util.find_spec(OPENVINO_MODULE) is not None
+    return backends.available(BACKEND_OPENVINO)
 
 
 def cache_root() -> Path:
@@ -151,7 +145,7 @@ class OpenVINOModel:
     precision: str  # what OpenVINO really uses: float32, bfloat16 or float16
     entry: Path | None  # the cache entry it was compiled from (None: not cached)
     head: Head | None = None
-    #: The checkpoint's load report when it was converted (``model.load_report``).
+    #: The checkpoint's load report when it was converted (``checkpoint.load_report``).
     load_report: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -206,7 +200,7 @@ def load_openvino(
     (the model is then converted in memory, each run). Raises :class:`ConversionError` for a
     model that cannot be converted or compiled.
     """
-    ov = require(OPENVINO_MODULE, OPENVINO_EXTRA, "--backend openvino")
+    ov = require(OPENVINO_MODULE, OPENVINO_EXTRA, backend=BACKEND_OPENVINO)
     precision = PRECISIONS[dtype]
     try:
         key = cache_key(model_files(name, revision, offline), frames_per_clip, crop_hw)
@@ -340,7 +334,7 @@ def convert(
 ) -> Converted:
     """The Hugging Face model ``name`` as an OpenVINO model with a dynamic batch dimension,
     fed through its forward argument ``input_name``, with its load report
-    (:func:`vmae_cli.model.load_report`).
+    (:func:`vmae_cli.checkpoint.load_report`).
 
     A final ``Linear`` head (``model.classifier``, as Hugging Face's video classifiers have)
     is kept apart, to run in float32 (see the module's docstring). Raises
@@ -349,8 +343,6 @@ def convert(
     """
     import openvino as ov
     import torch
-
-    from .model import load_report, pretrained
 
     try:
         model, info = pretrained(name, revision=revision, dtype=torch.float32, offline=offline)

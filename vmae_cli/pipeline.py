@@ -21,9 +21,9 @@ from typing import Any
 from .discovery import OnWalkError, as_inputs, check_inputs, iter_video_paths
 from .heap import HeapTrimmer
 from .model import (
-    BACKEND_AUTO,
     DEFAULT_MODEL,
     LoadedModel,
+    ModelRef,
     ModelSpec,
     Say,
     backend_device,
@@ -85,22 +85,20 @@ class Classifier:
 
     def __init__(
         self,
-        model: str | LoadedModel = DEFAULT_MODEL,
+        model: ModelRef | str | os.PathLike[str] | LoadedModel = DEFAULT_MODEL,
         *,
-        revision: str | None = None,
-        device: str = "auto",
-        dtype: str = "auto",
-        backend: str = BACKEND_AUTO,
         lazy: bool = False,
         on_notice: Say | None = None,
         on_warning: Say | None = None,
-        allow_untrained_head: bool = False,
+        **flat: Any,
     ):
-        """Load ``model`` (a Hub id, a local folder, or an already :class:`LoadedModel`).
+        """Load ``model``: a :class:`~vmae_cli.model.ModelRef`, or a Hub id or local folder
+        with the ref's other fields as keywords (``Classifier("m", device="cpu")``), or an
+        already :class:`LoadedModel`.
 
         With ``lazy=True`` only the model's config files are read now (what decoding needs)
         and the weights load when the first classification starts, while the decoding
-        workers already work. ``backend`` picks the runtime (``auto``, ``torch``,
+        workers already work. The ref's ``backend`` picks the runtime (``auto``, ``torch``,
         ``openvino``: :func:`~vmae_cli.model.load_model` says what ``on_notice`` and
         ``on_warning`` get, called from the thread that loads, and what
         ``allow_untrained_head`` lets through). Raises
@@ -112,7 +110,10 @@ class Classifier:
         self._loading = threading.Lock()  # classify_files may run in several threads
         self._heap = HeapTrimmer()
         if isinstance(model, LoadedModel):
+            if flat:
+                raise TypeError(f"a loaded model takes no model options: {', '.join(flat)}")
             self._loaded = model
+            self.ref = ModelRef(model.name, device=str(model.device), backend=model.backend)
             self.spec = ModelSpec(
                 model.name,
                 model.frames_per_clip,
@@ -126,20 +127,13 @@ class Classifier:
             self.device = model.device
             self.backend = model.backend
             return
-        self._load_args = {
-            "revision": revision,
-            "device": device,
-            "dtype": dtype,
-            "backend": backend,
-            "on_notice": on_notice,
-            "on_warning": on_warning,
-            "allow_untrained_head": allow_untrained_head,
-        }
-        self.device = resolve_device(backend_device(backend, device))
+        self.ref = ref = ModelRef.of(model, **flat)
+        self._say = {"on_notice": on_notice, "on_warning": on_warning}
+        self.device = resolve_device(backend_device(ref.backend, ref.device))
         # Refuse a bad dtype or backend now, not after decoding began.
-        resolve_dtype(dtype, self.device)
-        self.backend = resolve_backend(backend, self.device)
-        self.spec = read_model_spec(model, revision=revision)
+        resolve_dtype(ref.dtype, self.device)
+        self.backend = resolve_backend(ref.backend, self.device)
+        self.spec = read_model_spec(ref.name, revision=ref.revision)
         if not lazy:
             self._loaded = self.loaded
 
@@ -156,7 +150,7 @@ class Classifier:
         if self._loaded is None:
             with self._loading:
                 if self._loaded is None:
-                    self._loaded = load_model(self.spec.name, spec=self.spec, **self._load_args)
+                    self._loaded = load_model(self.ref, spec=self.spec, **self._say)
         return self._loaded
 
     def classify(
@@ -456,7 +450,7 @@ class _WindowTally:
 def classify_paths(
     inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     *,
-    model: str = DEFAULT_MODEL,
+    model: ModelRef | str = DEFAULT_MODEL,
     revision: str | None = None,
     device: str = "auto",
     dtype: str = "auto",
@@ -468,6 +462,9 @@ def classify_paths(
 ) -> Iterator[Prediction]:
     """Load ``model`` and yield one :class:`Prediction` per video in ``inputs``.
 
+    ``model`` is a name (with ``revision``, ``device`` and ``dtype``) or a whole
+    :class:`~vmae_cli.model.ModelRef` (whose fields those override where they are not the
+    defaults).
     A convenience wrapper around :class:`Classifier` (same rules for ``inputs``: a missing
     input raises :class:`~vmae_cli.discovery.InputNotFoundError` here, before the model
     loads). Use :class:`Classifier` to load once and classify several times, and
@@ -475,7 +472,10 @@ def classify_paths(
     """
     paths = as_inputs(inputs)
     check_inputs(paths)
-    clf = Classifier(model, revision=revision, device=device, dtype=dtype, lazy=True)
+    given = {"revision": revision, "device": device, "dtype": dtype}
+    defaults = ModelRef()
+    changes = {k: v for k, v in given.items() if v != getattr(defaults, k)}
+    clf = Classifier(ModelRef.of(model, **changes), lazy=True)
     opts = ClassifyOptions(
         top_k=top_k,
         batch_size=batch_size,

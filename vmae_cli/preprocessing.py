@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import VmaeError
+
 if TYPE_CHECKING:
     import numpy as np
     import torch
@@ -92,7 +94,7 @@ VIDEO_PROCESSOR_OF = {
 }
 
 
-class PreprocessConfigError(ValueError):
+class PreprocessConfigError(VmaeError, ValueError):
     """The model's preprocessor config cannot be understood."""
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from .errors import VmaeError
 from .segments import Segments
 
 #: Crops per clip that the protocol supports: the centre crop, or start/centre/end.
@@ -39,7 +40,7 @@ SAMPLING_KEYFRAMES = "keyframes"
 SAMPLING_CHOICES = (SAMPLING_EXACT, SAMPLING_KEYFRAMES)
 
 
-class ProtocolError(ValueError):
+class ProtocolError(VmaeError, ValueError):
     """A protocol setting is out of range (the CLI turns this into a usage error)."""
 
 
@@ -63,24 +64,38 @@ class Protocol:
 
     def __post_init__(self) -> None:
         if self.clips < 1:
-            raise ProtocolError(f"clips must be at least 1, not {self.clips}")
+            raise ProtocolError(
+                f"clips must be at least 1, not {self.clips}", options=("clips",), value=self.clips
+            )
         if self.crops not in CROP_CHOICES:
-            raise ProtocolError(f"crops must be 1 or 3, not {self.crops}")
+            raise ProtocolError(
+                f"crops must be 1 or 3, not {self.crops}", options=("crops",), value=self.crops
+            )
         if self.frame_stride < 0:
-            raise ProtocolError(f"frame stride must be 0 or more, not {self.frame_stride}")
+            raise ProtocolError(
+                f"frame_stride must be 0 or more, not {self.frame_stride}",
+                options=("frame_stride",),
+                value=self.frame_stride,
+            )
         if self.sampling not in SAMPLING_CHOICES:
             raise ProtocolError(
-                f"sampling must be one of {', '.join(SAMPLING_CHOICES)}, not {self.sampling!r}"
+                f"sampling must be one of {', '.join(SAMPLING_CHOICES)}, not {self.sampling!r}",
+                options=("sampling",),
+                value=self.sampling,
             )
         if self.segments is not None and self.clips != 1:
             raise ProtocolError(
-                "segments take one clip per window: drop --clips and --protocol videomae "
-                "(--crops 3 gives the paper's three crops of each window)"
+                f"segments take one clip per window, not clips={self.clips}: use clips=1 and "
+                "not protocol='videomae' (crops=3 gives the paper's three crops of each window)",
+                options=("segments", "clips", "protocol", "crops"),
+                value=self.clips,
             )
         if self.segments is not None and self.sampling != SAMPLING_EXACT:
             raise ProtocolError(
-                "--sampling keyframes cannot sample windows: keyframes are further apart "
-                "than a window is long"
+                f"sampling={self.sampling!r} cannot sample windows: keyframes are further "
+                "apart than a window is long",
+                options=("sampling", "segments"),
+                value=self.sampling,
             )
 
     @property

@@ -16,6 +16,8 @@ import os
 import re
 from pathlib import Path
 
+from .errors import VmaeError
+
 #: Where vmae keeps its caches: ``$VMAE_CACHE_DIR``, else ``$XDG_CACHE_HOME/vmae``, else
 #: ``~/.cache/vmae``.
 CACHE_DIR_ENV = "VMAE_CACHE_DIR"
@@ -45,7 +47,7 @@ REVISION_HEX_DIGITS = 16
 _SNAPSHOT = re.compile(r"[\\/]snapshots[\\/]([0-9a-f]{40})[\\/]")
 
 
-class NoWeightsError(FileNotFoundError):
+class NoWeightsError(VmaeError, FileNotFoundError):
     """A model (folder or Hub id) without weight files."""
 
 

@@ -40,8 +40,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .errors import VmaeError
 from .extras import require
-from .model import ModelSpec
+from .model import ModelRef, ModelSpec
 from .pipeline import ClassifyOptions
 from .results import STATUS_CRASHED, STATUS_ERROR, Prediction, file_stamp
 
@@ -75,7 +76,7 @@ READER_JOIN_S = 30.0
 PREFETCH_BLOCKS = 2
 
 
-class EngineError(RuntimeError):
+class EngineError(VmaeError, RuntimeError):
     """Ray could not run the classification (not a video's fault: those are rows)."""
 
 
@@ -112,32 +113,30 @@ class ActorPlan:
 def classify_on_ray(
     paths: list[str],
     spec: ModelSpec,
+    ref: ModelRef,
     *,
-    revision: str | None,
-    device: str,
-    dtype: str,
-    backend: str,
     classify: ClassifyOptions,
     ray_options: RayOptions,
     stop: threading.Event,
-    allow_untrained_head: bool = False,
     on_status: Callable[[str], None],
     on_warning: Callable[[str], None],
 ) -> Iterator[Prediction]:
-    """Yield one :class:`Prediction` per path, in completion order, classified by Ray actors.
+    """Yield one :class:`Prediction` per path, in completion order, classified by Ray actors,
+    each loading the model ``ref`` says (``spec`` is its config, read by the driver).
 
     Starts a local Ray (``ray_address`` None) or joins a cluster, checks placement and shared
     storage, and stops what it started when the generator ends or is closed. Raises
     :class:`~vmae_cli.extras.MissingExtraError`, :class:`EngineError` (and its kinds) or a
     model error an actor met (:class:`~vmae_cli.model.ModelLoadError`, ...).
     """
-    ray = require("ray", EXTRA, "--engine ray")
-    require("ray.data", EXTRA, "--engine ray")
+    ray = require("ray", EXTRA, engine="ray")
+    require("ray.data", EXTRA, engine="ray")
     session = _Session(ray, ray_options.ray_address, on_status)
     try:
-        plan = plan_actors(_node_resources(ray), ray_options, classify.workers, _wants_gpu(device))
+        wants_gpu = _wants_gpu(ref.device)
+        plan = plan_actors(_node_resources(ray), ray_options, classify.workers, wants_gpu)
         if ray_options.actors is not None and plan.actors < ray_options.actors:
-            on_warning(f"--actors {ray_options.actors}, but the cluster has room for {plan.actors}")
+            on_warning(f"actors={ray_options.actors}, but the cluster has room for {plan.actors}")
         model = os.path.abspath(spec.name) if os.path.isdir(spec.name) else spec.name
         absolute = [os.path.abspath(p) for p in paths]
         probes = _probe_dirs(absolute, model)
@@ -156,12 +155,7 @@ def classify_on_ray(
             plan,
             ray_options.videos_per_task,
             actor_args={
-                "model": model,
-                "revision": revision,
-                "device": device,
-                "dtype": dtype,
-                "backend": backend,
-                "allow_untrained_head": allow_untrained_head,
+                "ref": replace(ref, name=model),
                 "classify": replace(classify, workers=plan.workers),
                 "probes": probes,
                 "ledger": ledger,
@@ -213,7 +207,8 @@ def plan_actors(
         )
         raise PlacementError(
             f"no Ray node can host an actor with {cpus:g} CPU and {gpus:g} GPU "
-            f"(the nodes have: {have}); lower --cpus-per-actor/--gpus-per-actor"
+            f"(the nodes have: {have}); lower cpus_per_actor/gpus_per_actor",
+            options=("cpus_per_actor", "gpus_per_actor"),
         )
     actors = min(options.actors or fits, fits)
     used = sum(1 for r in room.values() if r > 0)
@@ -256,7 +251,8 @@ def _missing_dirs(dirs: list[str]) -> tuple[str, list[str]]:
 def _shared_storage_error(node: str, missing: list[str]) -> SharedStorageError:
     return SharedStorageError(
         f"shared storage needed: {missing[0]} is not visible on Ray node {node}; every node "
-        "must see the videos (and a --model folder) at the same path"
+        "must see the videos (and a model folder) at the same path",
+        path=missing[0],
     )
 
 
@@ -370,7 +366,9 @@ def _check_reachable(address: str) -> None:
     except OSError as exc:
         raise EngineError(
             f"nothing answers at {address} ({exc.strerror or exc}): is the Ray cluster "
-            "started (ray start --head), and is the address its head's?"
+            "started (`ray start --head`), and is the address its head's?",
+            options=("ray_address",),
+            value=address,
         ) from None
 
 
@@ -625,7 +623,10 @@ def _translate(exc: BaseException) -> BaseException:
             if isinstance(nxt, BaseException):
                 todo.append(nxt)
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return EngineError(f"the Ray engine failed: {first} (Ray's logs: run with --debug)")
+    return EngineError(
+        f"the Ray engine failed: {first} (Ray's logs: its session folder, which vmae_cli's "
+        "debug log names)"
+    )
 
 
 class _Ledger:
@@ -653,18 +654,7 @@ class _Ledger:
 class _Actor:
     """One Ray actor: vmae's local pipeline on the paths of each batch it is given."""
 
-    def __init__(
-        self,
-        model: str,
-        revision: str | None,
-        device: str,
-        dtype: str,
-        backend: str,
-        classify: ClassifyOptions,
-        probes: list[str],
-        ledger: Any,
-        allow_untrained_head: bool = False,
-    ):
+    def __init__(self, ref: ModelRef, classify: ClassifyOptions, probes: list[str], ledger: Any):
         from .pipeline import Classifier
 
         self.node = node_label()
@@ -673,15 +663,7 @@ class _Actor:
             raise _shared_storage_error(node, missing)
         # Lazy: the weights load while the first batch's videos decode, as in a local run.
         # A conversion notice or an OpenVINO fallback goes to the actor's log (--debug).
-        self.classifier = Classifier(
-            model,
-            revision=revision,
-            device=device,
-            dtype=dtype,
-            backend=backend,
-            lazy=True,
-            allow_untrained_head=allow_untrained_head,
-        )
+        self.classifier = Classifier(ref, lazy=True)
         self.options = classify
         self.ledger = ledger
 
@@ -709,7 +691,7 @@ class _Actor:
             row = self._failure_row(
                 path,
                 STATUS_CRASHED,
-                "its Ray actor died while classifying it (a decoder crash with --workers 0, "
+                "its Ray actor died while classifying it (a decoder crash with workers=0, "
                 "out of memory, or a lost node)",
             )
         else:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from .errors import VmaeError
 from .identity import cell_path
 from .output import write_text_aside
 from .results import DecodeOutcome, Failure, VideoViews, file_stamp
@@ -70,7 +71,7 @@ TABLE_COLUMNS = (
 DEFAULT_TIMEOUT_S = 120.0
 
 
-class ReportError(ValueError):
+class ReportError(VmaeError, ValueError):
     """A report that cannot be made (its inputs are not vmae's rows, ...); one line."""
 
 
@@ -168,13 +169,15 @@ def build_report(
     options: ReportOptions | None = None,
     on_total: Callable[[int], None] | None = None,
     on_strip: Callable[[], None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
     stop: threading.Event | None = None,
 ) -> ReportStats:
     """Write the HTML report of the rows in ``results`` (vmae's CSV/JSONL outputs) to
     ``output``; ``segments`` are the window rows of those runs (``--segments-out`` files),
     ``run_summary`` a ``vmae classify --summary`` file (engine, runtime, date).
 
-    ``on_total(n)`` is told how many videos will be decoded, ``on_strip()`` after each.
+    ``on_total(n)`` is told how many videos will be decoded, ``on_strip()`` after each;
+    ``on_notice(line)`` that an older output's relative paths are read from this folder.
     Raises :class:`~vmae_cli.summary.SummaryError` for inputs that are not vmae's rows and
     :class:`OSError` when the output cannot be written; a video that cannot be decoded again
     is shown with its reason, never raised.
@@ -184,7 +187,7 @@ def build_report(
     started = time.perf_counter()
     opts = options or ReportOptions()
     sources = [os.fspath(p) for p in results]
-    rows = read_results(sources, TABLE_COLUMNS)
+    rows = read_results(sources, TABLE_COLUMNS, on_notice=on_notice)
     data = _summarise(rows, sources, opts, run_summary)
     del rows  # the counts are made; the shown rows' details are read again below
     shown = [s for section in data.labels for s in section.shown]
@@ -388,7 +391,11 @@ def _provenance(
             with open(run_summary, encoding="utf-8") as f:
                 run = json.load(f)
         except (OSError, ValueError) as exc:
-            raise ReportError(f"cannot read the run summary {run_summary}: {exc}") from None
+            raise ReportError(
+                f"cannot read the run summary {run_summary}: {exc}",
+                options=("run_summary",),
+                path=str(run_summary),
+            ) from None
         for key in ("engine", "runtime", "started", "finished", "elapsed_s"):
             if run.get(key) is not None:
                 info[f"run {key.replace('_', ' ')}"] = str(run[key])

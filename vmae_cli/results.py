@@ -213,7 +213,7 @@ class WindowRow:
     window: WindowPrediction
 
     def to_dict(self) -> dict[str, Any]:
-        """A flat, JSON-friendly view used by the writers."""
+        """A flat, JSON-friendly view used by the formats."""
         w = self.window
         return {
             "path": self.path,
@@ -288,7 +288,7 @@ class Prediction(_Ranked):
     embedding: Any = None
 
     def to_dict(self) -> dict[str, Any]:
-        """A flat, JSON-friendly view used by the writers."""
+        """A flat, JSON-friendly view used by the formats."""
         m = self.meta
         return {
             "path": self.path,

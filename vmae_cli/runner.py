@@ -28,12 +28,13 @@ from typing import Any
 
 from .discovery import as_inputs, check_inputs, iter_video_paths, path_filter, read_file_list
 from .embeddings import DEFAULT_EMBEDDING_DTYPE, EMBEDDING_DTYPES
+from .errors import VmaeError
 from .extras import require
 from .identity import display_path, path_cell, video_path
 from .model import (
-    BACKEND_AUTO,
     BACKEND_TORCH,
-    DEFAULT_MODEL,
+    MODEL_KEYWORDS,
+    ModelRef,
     ModelSpec,
     check_head,
     dtype_warning,
@@ -70,18 +71,13 @@ STOPPED_BY_CLOSED_OUTPUT = "SIGPIPE"
 class RunOptions:
     """Everything that shapes a run besides its inputs and output.
 
-    ``classify`` holds what each classification needs (top-k, batch size, workers, timeout,
-    protocol); ``ray`` where ``engine="ray"`` runs; the rest chooses the model, the engine
-    and how the output file is written.
+    ``model`` says which model to load and how (one :class:`~vmae_cli.model.ModelRef`: a
+    name given here is made one); ``classify`` holds what each classification needs (top-k,
+    batch size, workers, timeout, protocol); ``ray`` where ``engine="ray"`` runs; the rest
+    chooses the engine and how the output file is written.
     """
 
-    model: str = DEFAULT_MODEL
-    revision: str | None = None
-    device: str = "auto"
-    dtype: str = "auto"
-    backend: str = BACKEND_AUTO  # the model's runtime: auto, torch or openvino
-    #: Run a checkpoint without a trained head (or whose weights do not all load) anyway.
-    allow_untrained_head: bool = False
+    model: ModelRef = field(default_factory=ModelRef)
     format: str | None = None  # from the output's extension when None; csv on stdout
     #: Where window rows go with segments (a .csv/.jsonl file, "-" for stdout; None: none).
     segments_output: str | os.PathLike[str] | None = None
@@ -105,19 +101,26 @@ class RunOptions:
     )
     ray: RayOptions = field(default_factory=RayOptions)
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, ModelRef):
+            self.model = ModelRef.of(self.model)
+
     @classmethod
     def of(cls, **kwargs: Any) -> RunOptions:
         """Build options from flat keywords: those of this class, of
-        :class:`~vmae_cli.pipeline.ClassifyOptions` (``top_k=5, workers=2``) and of
-        :class:`~vmae_cli.ray_engine.RayOptions` (``ray_address="auto", actors=4``), and
-        ``sampling="keyframes"`` and ``segments=`` (a :class:`~vmae_cli.segments.Segments`,
-        or True for the default windows), which set those fields of the protocol."""
+        :class:`~vmae_cli.model.ModelRef` (``model="m", device="cpu"``: :data:`~vmae_cli.
+        model.MODEL_KEYWORDS`), of :class:`~vmae_cli.pipeline.ClassifyOptions` (``top_k=5,
+        workers=2``) and of :class:`~vmae_cli.ray_engine.RayOptions` (``ray_address="auto",
+        actors=4``), and ``sampling="keyframes"`` and ``segments=`` (a
+        :class:`~vmae_cli.segments.Segments`, or True for the default windows), which set
+        those fields of the protocol."""
+        model = ModelRef.of(**{k: kwargs.pop(k) for k in MODEL_KEYWORDS if k in kwargs})
         # Fields of the protocol, taken flat as --sampling and --segments are; applied after
         # ``protocol=``.
         sampling = kwargs.pop("sampling", None)
         segments = kwargs.pop("segments", None)
         groups = {"classify": ClassifyOptions(timeout_s=DEFAULT_TIMEOUT_S), "ray": RayOptions()}
-        own = {f.name for f in fields(cls)} - set(groups)
+        own = {f.name for f in fields(cls)} - set(groups) - {"model"}
         unknown = set(kwargs) - own - {f.name for g in groups.values() for f in fields(g)}
         if unknown:
             raise TypeError(f"unknown run option(s): {', '.join(sorted(unknown))}")
@@ -131,11 +134,12 @@ class RunOptions:
         if segments is not None and segments is not False:
             chosen = Segments() if segments is True else segments
             classify.protocol = replace(classify.protocol, segments=chosen)
-        return cls(**groups, **{k: v for k, v in kwargs.items() if k in own})
+        return cls(model=model, **groups, **{k: v for k, v in kwargs.items() if k in own})
 
     def flat(self) -> dict[str, Any]:
         """The options as the flat keywords :meth:`of` takes."""
         flat = {f.name: getattr(self, f.name) for f in fields(self)}
+        flat |= flat.pop("model").flat()
         for name in ("classify", "ray"):
             group = flat.pop(name)
             flat |= {f.name: getattr(group, f.name) for f in fields(group)}
@@ -218,7 +222,13 @@ class RunReport:
         """Rows per second of the whole run, start-up included."""
         return self.videos / self.elapsed_s if self.elapsed_s > 0 else None
 
-    def to_json(self, **extra: Any) -> dict[str, Any]:
+    @property
+    def resumable(self) -> bool:
+        """Whether a run stopped before the end can be finished by the same run with
+        ``resume=True``: its rows went to a file (not stdout, not nowhere)."""
+        return self.stopped_by is not None and bool(self.output) and self.output != STDOUT
+
+    def to_dict(self, **extra: Any) -> dict[str, Any]:
         """The report as a JSON-ready dict (``extra`` keys, such as an exit code, added)."""
 
         def iso(t: float) -> str:
@@ -249,12 +259,17 @@ class RunReport:
             "by_node": dict(sorted(self.by_node.items())),
         }
 
+    def to_json(self, **extra: Any) -> str:
+        """:meth:`to_dict` as JSON text (indented)."""
+        return json.dumps(self.to_dict(**extra), indent=2)
+
     def write_json(self, path: str | os.PathLike[str], **extra: Any) -> None:
         """Write :meth:`to_json` to ``path``, aside then renamed, so no reader sees half."""
-        write_text_aside(path, json.dumps(self.to_json(**extra), indent=2) + "\n")
+        write_text_aside(path, self.to_json(**extra) + "\n")
 
     def summary_line(self) -> str:
-        """One line for a person (or a log grep): counts, time, speed, and how it ended."""
+        """One line for a person (or a log grep): counts, time, speed, and how it ended (how
+        to finish a stopped run is the caller's to say: see :attr:`resumable`)."""
         n = self.videos
         parts = ", ".join(f"{count} {status}" for status, count in sorted(self.by_status.items()))
         if self.windows is not None and parts:
@@ -278,12 +293,7 @@ class RunReport:
         of = f"{done} of {self.found} videos" if self.found is not None else f"{done} videos"
         if self.found is None:
             of += " (while listing the inputs)"
-        again = (
-            "rerun the same command with --resume to finish"
-            if self.output and self.output != STDOUT
-            else "write to a file (-o FILE) to be able to finish later with --resume"
-        )
-        return f"vmae: {why} after {of} {took}: {parts or 'no rows'}; {again}"
+        return f"vmae: {why} after {of} {took}: {parts or 'no rows'}"
 
 
 def run(
@@ -400,21 +410,11 @@ class _Run:
         self._status("reading the model's config")
         model: Classifier | _ModelOnly
         if o.engine == ENGINE_RAY:
-            model = _ModelOnly(read_model_spec(o.model, revision=o.revision))
+            model = _ModelOnly(read_model_spec(o.model.name, revision=o.model.revision))
         else:
-            model = Classifier(
-                o.model,
-                revision=o.revision,
-                device=o.device,
-                dtype=o.dtype,
-                backend=o.backend,
-                lazy=True,
-                on_notice=self._notice,
-                on_warning=self._warn,
-                allow_untrained_head=o.allow_untrained_head,
-            )
+            model = Classifier(o.model, lazy=True, on_notice=self._notice, on_warning=self._warn)
             slow = model.backend == BACKEND_TORCH and dtype_warning(
-                model.device, resolve_dtype(o.dtype, model.device)
+                model.device, resolve_dtype(o.model.dtype, model.device)
             )
             if slow:
                 self._warn(slow)
@@ -425,19 +425,21 @@ class _Run:
                     "one per core only add overhead"
                 )
         # Refused before the output is touched: a checkpoint without a head gets no row at all
-        # (its load report is checked when the weights load). With --allow-untrained-head a
+        # (its load report is checked when the weights load). With allow_untrained_head a
         # local model's loader says the warning itself.
-        if o.engine == ENGINE_RAY or not o.allow_untrained_head:
-            check_head(model.spec, o.allow_untrained_head, self._warn)
+        if o.engine == ENGINE_RAY or not o.model.allow_untrained_head:
+            check_head(model.spec, o.model.allow_untrained_head, self._warn)
         # Segments' defaults (the window: the model's clip) are known now: rows and resume
         # name the windows in frames.
         o.classify.protocol = o.classify.protocol.for_model(model.spec.frames_per_clip)
         if o.classify.label_map is not None:
-            o.classify.label_map.check(read_labels(spec=model.spec, revision=o.revision).values())
+            o.classify.label_map.check(
+                read_labels(spec=model.spec, revision=o.model.revision).values()
+            )
         labels = model.spec.num_labels
         if labels is not None and o.classify.top_k > labels:
             self._warn(
-                f"--top-k {o.classify.top_k}, but the model has {labels} labels: using {labels}"
+                f"top_k={o.classify.top_k}, but the model has {labels} labels: using {labels}"
             )
             o.classify.top_k = labels
         return model
@@ -454,11 +456,7 @@ class _Run:
         return classify_on_ray(
             todo,
             model.spec,
-            revision=o.revision,
-            device=o.device,
-            dtype=o.dtype,
-            backend=o.backend,
-            allow_untrained_head=o.allow_untrained_head,
+            o.model,
             classify=o.classify,
             ray_options=o.ray,
             stop=self.stop,
@@ -485,7 +483,7 @@ class _Run:
         if report.replaced:
             self._warn(
                 f"replacing the {report.replaced} rows already in {self.output} "
-                "(resuming keeps them)"
+                "(resume=True keeps them)"
             )
         _refuse_other_model(outputs.rows, report, self.output or "")
         paths = self._walk()
@@ -597,7 +595,7 @@ class _ModelOnly:
     spec: ModelSpec
 
 
-class RunOptionsError(ValueError):
+class RunOptionsError(VmaeError, ValueError):
     """Options that cannot go together (``actors=`` without ``engine="ray"``, ...)."""
 
 
@@ -605,17 +603,23 @@ def _check_engine(o: RunOptions) -> None:
     """Refuse an unknown engine, Ray options without the Ray engine, and the Ray engine
     without its extra, before any work."""
     if o.engine not in ENGINES:
-        raise RunOptionsError(f"unknown engine {o.engine!r}: use one of {', '.join(ENGINES)}")
+        raise RunOptionsError(
+            f"unknown engine {o.engine!r}: use one of {', '.join(ENGINES)}",
+            options=("engine",),
+            value=o.engine,
+        )
     if o.engine == ENGINE_RAY:
         if (o.ray.ray_address or "").startswith("ray://"):
             # Ray Data's executor needs a real driver: over Ray Client it fails with
             # "'Worker' object has no attribute 'core_worker'" (ray 2.60).
             raise RunOptionsError(
-                "--ray-address ray://... (Ray Client) cannot run Ray Data: run vmae on a node "
-                "of the cluster with --ray-address auto or HEAD:PORT, or through "
-                "`ray job submit -- vmae classify ... --ray-address auto`"
+                "ray_address='ray://...' (Ray Client) cannot run Ray Data: run on a node of "
+                "the cluster with ray_address='auto' or 'HEAD:PORT', or as a Ray job "
+                "(`ray job submit`) with ray_address='auto'",
+                options=("ray_address",),
+                value=o.ray.ray_address,
             )
-        require("ray", EXTRA_RAY, "--engine ray")
+        require("ray", EXTRA_RAY, engine=ENGINE_RAY)
         return
     given = [
         f.name
@@ -623,8 +627,12 @@ def _check_engine(o: RunOptions) -> None:
         if getattr(o.ray, f.name) != getattr(RayOptions(), f.name)
     ]
     if given:
-        flags = ", ".join("--" + name.replace("_", "-") for name in given)
-        raise RunOptionsError(f"{flags} only apply with --engine ray")
+        settings = ", ".join(f"{name}={getattr(o.ray, name)!r}" for name in given)
+        raise RunOptionsError(
+            f"{settings} only apply with engine={ENGINE_RAY!r}",
+            options=(*given, "engine"),
+            value=o.engine,
+        )
 
 
 def _check_scoring(o: RunOptions) -> None:
@@ -634,10 +642,16 @@ def _check_scoring(o: RunOptions) -> None:
     if isinstance(c.label_map, (str, os.PathLike)):
         c.label_map = read_label_map(c.label_map)
     if c.min_score is not None and not 0.0 <= c.min_score <= 1.0:
-        raise RunOptionsError(f"min_score (--min-score) must be within 0..1, not {c.min_score}")
+        raise RunOptionsError(
+            f"min_score must be within 0..1, not {c.min_score}",
+            options=("min_score",),
+            value=c.min_score,
+        )
     if o.embeddings_dtype not in EMBEDDING_DTYPES:
         raise RunOptionsError(
-            f"unknown embeddings dtype {o.embeddings_dtype!r}: use {' or '.join(EMBEDDING_DTYPES)}"
+            f"unknown embeddings dtype {o.embeddings_dtype!r}: use {' or '.join(EMBEDDING_DTYPES)}",
+            options=("embeddings_dtype",),
+            value=o.embeddings_dtype,
         )
 
 
@@ -650,7 +664,7 @@ def _refuse_other_model(previous: dict[str, PreviousRow], report: RunReport, pat
                 f"{path} holds rows of model {row.model!r} at revision {row.model_revision}, "
                 f"this run's is at {report.model_revision or 'an unknown revision'}: resuming "
                 "would mix two versions of the model in one file; use another output file, "
-                "or start afresh without resume",
+                "or start afresh without resume=True",
                 options=("resume",),
                 value=row.model_revision,
                 path=path,

@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import VmaeError
 from .results import LabelScore
 
 #: The group of every label a label map does not name.
@@ -38,7 +39,7 @@ MULTI_LABEL_THRESHOLD = 0.5
 LABEL_MAP_COLUMNS = ("label", "group")
 
 
-class LabelMapError(ValueError):
+class LabelMapError(VmaeError, ValueError):
     """A label map that cannot be used: unreadable, without ``label``/``group`` columns, a
     label given two groups, or labels the model does not have (named)."""
 
@@ -64,7 +65,10 @@ class LabelMap:
             where = f" in {self.source}" if self.source else ""
             raise LabelMapError(
                 f"the label map{where} names {len(unknown)} label(s) the model does not have: "
-                f"{shown}{more} (`vmae labels --model M` lists the model's labels)"
+                f"{shown}{more} (read_labels or `vmae labels` lists the model's labels)",
+                options=("label_map",),
+                value=unknown,
+                path=self.source or None,
             )
 
 
@@ -76,13 +80,17 @@ def read_label_map(path: str | os.PathLike[str]) -> LabelMap:
         with open(source, encoding="utf-8-sig", newline="") as f:
             text = f.read()
     except (OSError, UnicodeDecodeError) as exc:
-        raise LabelMapError(f"cannot read the label map {source}: {exc}") from None
+        raise LabelMapError(
+            f"cannot read the label map {source}: {exc}", options=("label_map",), path=source
+        ) from None
     reader = csv.DictReader(io.StringIO(text, newline=""))
     columns = [c.strip() for c in reader.fieldnames or []]
     if not all(c in columns for c in LABEL_MAP_COLUMNS):
         raise LabelMapError(
             f"the label map {source} needs a header with the columns label and group "
-            f"(it has: {', '.join(columns) or 'nothing'})"
+            f"(it has: {', '.join(columns) or 'nothing'})",
+            options=("label_map",),
+            path=source,
         )
     reader.fieldnames = columns
     groups: dict[str, str] = {}
@@ -91,12 +99,19 @@ def read_label_map(path: str | os.PathLike[str]) -> LabelMap:
         if not label and not group:
             continue  # a blank line
         if not label or not group.strip():
-            raise LabelMapError(f"{source}, line {line}: a label and a group are needed")
+            raise LabelMapError(
+                f"{source}, line {line}: a label and a group are needed",
+                options=("label_map",),
+                path=source,
+            )
         group = group.strip()
         if groups.get(label, group) != group:
             raise LabelMapError(
                 f"{source}, line {line}: label {label!r} is in group {groups[label]!r} "
-                f"and in {group!r}"
+                f"and in {group!r}",
+                options=("label_map",),
+                value=label,
+                path=source,
             )
         groups[label] = group
     return LabelMap(groups, source)

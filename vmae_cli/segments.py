@@ -21,6 +21,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .errors import VmaeError
+
 #: The frame stride of the default window when the protocol spreads frames over the whole
 #: video (``--frame-stride 0``): every 4th frame, as VideoMAE was trained on Kinetics.
 DEFAULT_WINDOW_STRIDE = 4
@@ -36,7 +38,7 @@ TIMELINE_MAX_CHARS = 300
 _SPAN = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([fs])\s*$", re.IGNORECASE)
 
 
-class SegmentsError(ValueError):
+class SegmentsError(VmaeError, ValueError):
     """A window or hop that cannot be used (the CLI turns this into a usage error)."""
 
 

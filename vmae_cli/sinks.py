@@ -282,7 +282,9 @@ class Outputs:
         to_file = output is not None and output != STDOUT
         if resume and not to_file:
             raise OutputMismatchError(
-                "resume needs an output file", options=("resume", "output"), value=output
+                "resume=True and retry_failed=True need an output file (output=FILE)",
+                options=("resume", "retry_failed", "output"),
+                value=output,
             )
         sinks: list[Sink] = []
         if embeddings_output is not None:
@@ -294,7 +296,8 @@ class Outputs:
         if segments_output is not None:
             if not segmented:
                 raise OutputMismatchError(
-                    "segments_output needs segments", options=("segments_output", "segments")
+                    "segments_output needs segments=True",
+                    options=("segments_output", "segments"),
                 )
             windows_fmt = resolve_format(
                 segments_output, fmt if segments_output == STDOUT else None
@@ -302,12 +305,12 @@ class Outputs:
             if segments_output == STDOUT and output == STDOUT and windows_fmt == "csv":
                 raise OutputMismatchError(
                     "video rows and window rows cannot share stdout as CSV: write one of them "
-                    "to a file, or use the jsonl format",
+                    "to a file, or use format='jsonl'",
                     options=("output", "segments_output", "format"),
                 )
             if segments_output != STDOUT and output and _same(segments_output, output):
                 raise OutputMismatchError(
-                    "segments_output must be another file than output",
+                    "segments_output must be another file than the video rows' output",
                     options=("segments_output", "output"),
                     path=segments_output,
                 )

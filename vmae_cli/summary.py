@@ -50,7 +50,7 @@ class Grouping:
         name, _, depth = text.partition(":")
         if name not in TABLES or (depth and name != "folder"):
             raise SummaryError(
-                f"by {text!r}: use one of status, label, group, failed, folder:N",
+                f"by={text!r}: use one of status, label, group, failed, folder:N",
                 options=("by",),
                 value=text,
             )
@@ -58,7 +58,7 @@ class Grouping:
             return cls(name)
         if not depth.isdigit() or int(depth) < 1:
             raise SummaryError(
-                f"by {text!r}: the folder depth must be 1 or more", options=("by",), value=text
+                f"by={text!r}: the folder depth must be 1 or more", options=("by",), value=text
             )
         return cls(name, int(depth))
 
