@@ -24,7 +24,7 @@ from vmae_cli.decoding import (
     sample_indices,
     truncation_note,
 )
-from vmae_cli.filegate import check_file, sniff_video
+from vmae_cli.filegate import check_and_read_head, sniff_video
 from vmae_cli.results import (
     FAILURE_STATUSES,
     STATUS_DAMAGED,
@@ -64,19 +64,21 @@ def test_sample_indices_reject_nonsense(n: int, t: int) -> None:
         sample_indices(n, t)
 
 
-def test_check_file_rejects_what_no_decoder_should_see(tmp_path: Path) -> None:
-    fifo = tmp_path / "x.mp4"
-    os.mkfifo(fifo)
-    empty = tmp_path / "empty.mp4"
-    empty.touch()
+def test_the_file_check_rejects_what_no_decoder_should_see(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "x.mp4")
+    (tmp_path / "empty.mp4").touch()
     os.symlink(tmp_path / "gone", tmp_path / "dangling.mp4")
     (tmp_path / "dir.mp4").mkdir()
-    assert check_file(str(fifo)).status == STATUS_NOT_A_FILE
-    assert "FIFO" in check_file(str(fifo)).error
-    assert check_file(str(empty)).status == STATUS_EMPTY
-    assert check_file(str(tmp_path / "dangling.mp4")).status == STATUS_NOT_FOUND
-    assert check_file(str(tmp_path / "missing.mp4")).status == STATUS_NOT_FOUND
-    assert check_file(str(tmp_path / "dir.mp4")).status == STATUS_NOT_A_FILE
+    expected = {
+        "x.mp4": (STATUS_NOT_A_FILE, "not a video file: a named pipe (FIFO)"),
+        "empty.mp4": (STATUS_EMPTY, "empty file (0 bytes)"),
+        "dangling.mp4": (STATUS_NOT_FOUND, "broken symbolic link"),
+        "missing.mp4": (STATUS_NOT_FOUND, "file not found"),
+        "dir.mp4": (STATUS_NOT_A_FILE, "not a video file: a directory"),
+    }
+    for name, (status, error) in expected.items():
+        failure, head = check_and_read_head(str(tmp_path / name))
+        assert (failure.status, failure.error, head) == (status, error, b""), name
 
 
 def test_fifo_gets_a_row_without_blocking(tmp_path: Path) -> None:
