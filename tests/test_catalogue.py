@@ -38,6 +38,9 @@ from vmae_cli.decoding import decode_video
 from vmae_cli.discovery import iter_video_paths
 from vmae_cli.filegate import check_and_read_head
 
+# Nearly every test reads the catalogue, which takes seconds to make.
+pytestmark = pytest.mark.slow
+
 T = 8
 
 

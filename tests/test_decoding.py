@@ -627,7 +627,18 @@ LONG_WINDOWINGS = {
 }
 
 
-@pytest.mark.parametrize("windowing", list(LONG_WINDOWINGS))
+#: The windowing each long clip gets in the quick loop (overlapping windows, seeks); the
+#: other eight add about 20 s and run in the full suite.
+QUICK_LONG_WINDOWING = "10f-3f"
+
+
+@pytest.mark.parametrize(
+    "windowing",
+    [
+        w if w == QUICK_LONG_WINDOWING else pytest.param(w, marks=pytest.mark.slow)
+        for w in LONG_WINDOWINGS
+    ],
+)
 @pytest.mark.parametrize(
     "name",
     [

@@ -250,6 +250,7 @@ def _no_orphans(pid: int, limit_s: float = 10) -> bool:
     return False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ext", [".csv", ".jsonl"])
 def test_kill_9_twice_then_resume_gives_every_video_exactly_once(
     ext: str, many: Path, tiny_model_dir: Path, tmp_path: Path
@@ -273,6 +274,7 @@ def test_kill_9_twice_then_resume_gives_every_video_exactly_once(
     assert not Path(f"{emb}.partial").exists()
 
 
+@pytest.mark.slow
 def test_kill_9_twice_during_segments_then_resume_gives_each_video_its_windows_once(
     many: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -306,6 +308,7 @@ def test_kill_9_twice_during_segments_then_resume_gives_each_video_its_windows_o
         assert np.abs(vectors[(r["path"], None)] - mean).max() < 1e-2
 
 
+@pytest.mark.slow
 def test_sigterm_stops_within_seconds_with_whole_lines(
     many: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -329,6 +332,7 @@ def test_sigterm_stops_within_seconds_with_whole_lines(
     assert sorted(paths) == sorted(str(p) for p in many.iterdir())
 
 
+@pytest.mark.slow
 def test_a_second_run_on_the_same_output_is_refused_at_once(
     many: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
