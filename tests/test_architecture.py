@@ -35,6 +35,7 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -228,6 +229,7 @@ def _row_of(module: str) -> str:
     return parts[0]
 
 
+@cache
 def _imports_of(row: str) -> Imports:
     """Everything the files of ``row`` import, as rows (shared and plumbing modules kept)."""
     raw = Imports()
