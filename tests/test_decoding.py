@@ -535,7 +535,15 @@ WINDOWINGS = {
 }
 
 
-@pytest.mark.parametrize("windowing", list(WINDOWINGS))
+def _quick_only(values: list[str], quick: tuple[str, ...]) -> list:
+    """``values`` as parameters, all but those of ``quick`` marked slow: a matrix whose
+    every cell is cheap but whose whole costs seconds keeps a few cells in the quick loop."""
+    return [v if v in quick else pytest.param(v, marks=pytest.mark.slow) for v in values]
+
+
+# Every clip with overlapping windows and with gaps between them in the quick loop; the
+# other windowings (about 8 s more) in the full suite.
+@pytest.mark.parametrize("windowing", _quick_only(list(WINDOWINGS), ("8f-5f", "6f-9f-t3")))
 @pytest.mark.parametrize("name", [*FRAME_EXACT, "rotated"])
 def test_decode_windows_gives_the_frames_of_a_full_decode(
     name: str, windowing: str, test_videos: dict[str, Path]
@@ -627,18 +635,9 @@ LONG_WINDOWINGS = {
 }
 
 
-#: The windowing each long clip gets in the quick loop (overlapping windows, seeks); the
-#: other eight add about 20 s and run in the full suite.
-QUICK_LONG_WINDOWING = "10f-3f"
-
-
-@pytest.mark.parametrize(
-    "windowing",
-    [
-        w if w == QUICK_LONG_WINDOWING else pytest.param(w, marks=pytest.mark.slow)
-        for w in LONG_WINDOWINGS
-    ],
-)
+# Each long clip with one windowing in the quick loop (overlapping windows, seeks); the
+# other eight (about 20 s more) in the full suite.
+@pytest.mark.parametrize("windowing", _quick_only(list(LONG_WINDOWINGS), ("10f-3f",)))
 @pytest.mark.parametrize(
     "name",
     [
