@@ -17,7 +17,10 @@ The rules (each its own test below, so a failure names the rule, the row and the
 4. "X only inside functions" (X a third-party package: openvino, ray, pyarrow...) holds:
    the module imports X, and only inside functions (or for type checking), never when it is
    itself imported.
-5. Module-level imports among vmae_cli modules form no cycle (imports inside functions and
+5. A clause of the cell (the cell split at ";") that says "inside functions" names modules
+   imported only inside functions; one that says "for type checking" names modules imported
+   only under ``if TYPE_CHECKING:``. (Clauses that say neither may name either kind.)
+6. Module-level imports among vmae_cli modules form no cycle (imports inside functions and
    under ``if TYPE_CHECKING:`` are not made when a module is imported, so they may point
    back).
 
@@ -183,6 +186,15 @@ class Row:
             found += [w for w in re.split(r", | and ", words) if w]
         return found
 
+    def named_in_clauses_saying(self, words: str) -> set[str]:
+        """The modules named in the clauses of the cell (split at ";") that say ``words``."""
+        return {
+            name
+            for clause in self.knows_about.split(";")
+            if words in clause
+            for name in Row(self.module, clause, self.line).named
+        }
+
     def unnamed(self, imported: set[str], rows: list[str]) -> set[str]:
         """The modules of ``imported`` that this row's cell neither names nor allows (by a
         phrase of :data:`PHRASES`, every row above it in ``rows``)."""
@@ -313,6 +325,41 @@ def test_only_inside_functions_holds(row: Row) -> None:
         )
 
 
+@pytest.mark.parametrize(
+    "row",
+    [r for r in ROWS if r.named_in_clauses_saying("inside functions")],
+    ids=lambda r: r.module,
+)
+def test_modules_said_to_be_imported_inside_functions_are(row: Row) -> None:
+    imports = _imports_of(row.module)
+    said = row.named_in_clauses_saying("inside functions")
+    eager = said & imports.top
+    assert not eager, (
+        f"{DOC.name}:{row.line}: `{row.module}` imports {_fmt(eager)} at module level, but "
+        "its row says inside functions"
+    )
+    absent = said - imports.lazy
+    assert not absent, (
+        f"{DOC.name}:{row.line}: `{row.module}`'s row says it imports {_fmt(absent)} inside "
+        "functions, but no function does"
+    )
+
+
+@pytest.mark.parametrize(
+    "row",
+    [r for r in ROWS if r.named_in_clauses_saying("for type checking")],
+    ids=lambda r: r.module,
+)
+def test_modules_said_to_be_for_type_checking_are(row: Row) -> None:
+    imports = _imports_of(row.module)
+    said = row.named_in_clauses_saying("for type checking")
+    wrong = said - (imports.typing - imports.top - imports.lazy)
+    assert not wrong, (
+        f"{DOC.name}:{row.line}: `{row.module}`'s row says {_fmt(wrong)} for type checking "
+        "only, but it imports them when it runs (or not at all)"
+    )
+
+
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """The cycles a depth-first walk of ``graph`` (module -> the modules it imports) meets,
     each as ``[a, b, ..., a]``."""
@@ -379,6 +426,9 @@ def test_the_rules_read_cells_as_the_docstring_says() -> None:
     assert listed.named == {"views"}
     assert listed.unnamed({"discovery", "views"}, rows) == {"discovery"}
     assert listed.only_inside_functions == ["torch", "transformers"]
+    lazy = Row("x", "`a`, `b`; `c`, `d` inside functions; `e` (for type checking)", 1)
+    assert lazy.named_in_clauses_saying("inside functions") == {"c", "d"}
+    assert lazy.named_in_clauses_saying("for type checking") == {"e"}
     assert Row(
         "x", "`a`; openvino, ray and pyarrow only inside functions", 1
     ).only_inside_functions == [
