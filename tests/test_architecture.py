@@ -58,6 +58,7 @@ PHRASES = ("all of the above", "the stages above")
 _ONLY_INSIDE = re.compile(
     r"\b((?:[A-Za-z_][\w.]*(?:, | and ))*[A-Za-z_][\w.]*) only inside functions"
 )
+_TYPE_CHECKING = ("TYPE_CHECKING", "typing.TYPE_CHECKING")
 _BACKTICKED = re.compile(r"`([^`]+)`")
 _IDENTIFIER = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
@@ -101,8 +102,6 @@ def _resolve(module: str, node: ast.ImportFrom | ast.Import) -> list[str]:
         return [n.split(".", 1)[1] if "." in n else "__init__" for n in names if _ours(n)]
     if node.level:
         here = module.split(".") if _is_package(module) else module.split(".")[:-1]
-        if module == "__init__":
-            here = []
         base = here[: len(here) - (node.level - 1)]
         target = ".".join([*base, *(node.module.split(".") if node.module else [])])
     elif node.module and _ours(node.module):
@@ -136,29 +135,22 @@ def _collect(module: str, into: Imports, source: str | None = None) -> None:
             function = in_function or isinstance(
                 child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
             )
-            checking = type_checking or (
-                isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test)
-            )
             if isinstance(child, (ast.Import, ast.ImportFrom)):
-                ours = _resolve(module, child)
                 if type_checking:
-                    into.typing.update(ours)
-                else:
-                    (into.lazy if function else into.top).update(ours)
-                if not type_checking:
-                    third = into.third_lazy if function else into.third_top
-                    if isinstance(child, ast.Import):
-                        third.update(a.name.split(".")[0] for a in child.names if not _ours(a.name))
-                    elif child.level == 0 and child.module and not _ours(child.module):
-                        third.add(child.module.split(".")[0])
-            # The body of `if TYPE_CHECKING:` only; its `else:` runs.
-            if isinstance(child, ast.If) and checking and not type_checking:
-                for stmt in child.body:
-                    visit(ast.Module(body=[stmt], type_ignores=[]), function, True)
-                for stmt in child.orelse:
-                    visit(ast.Module(body=[stmt], type_ignores=[]), function, type_checking)
+                    into.typing.update(_resolve(module, child))
+                    continue
+                (into.lazy if function else into.top).update(_resolve(module, child))
+                third = into.third_lazy if function else into.third_top
+                if isinstance(child, ast.Import):
+                    third.update(a.name.split(".")[0] for a in child.names if not _ours(a.name))
+                elif child.level == 0 and child.module and not _ours(child.module):
+                    third.add(child.module.split(".")[0])
+            elif isinstance(child, ast.If) and ast.unparse(child.test) in _TYPE_CHECKING:
+                # Only the body is for type checkers; an `else:` runs.
+                visit(ast.Module(body=child.body, type_ignores=[]), function, True)
+                visit(ast.Module(body=child.orelse, type_ignores=[]), function, type_checking)
             else:
-                visit(child, function, checking)
+                visit(child, function, type_checking)
 
     visit(tree, False, False)
 
