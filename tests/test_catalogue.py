@@ -3,7 +3,7 @@
 The catalogue is built once per session (about 7 s, most of it the 16384x8192 memory bomb).
 Every class of entry gets one test: each of its files goes through ``decode_video`` and must
 come out ok or not ok as the manifest says.  Things that could block an ``open()`` (a FIFO,
-symlinks to directories, symlink cycles) only go through ``check_file``.
+symlinks to directories, symlink cycles) only go through ``check_and_read_head``.
 """
 
 from __future__ import annotations
@@ -36,8 +36,11 @@ from tools.catalogue import (
 )
 from vmae_cli.decoding import decode_video
 from vmae_cli.discovery import iter_video_paths
-from vmae_cli.filegate import check_file
+from vmae_cli.filegate import check_and_read_head
 from vmae_cli.identity import path_cell
+
+# Nearly every test reads the catalogue, which takes seconds to make.
+pytestmark = pytest.mark.slow
 
 T = 8
 
@@ -61,11 +64,11 @@ def _verdict(root: Path, entry: CatalogueEntry) -> str | None:
     path = root / entry.path
     if not _is_plain_file(path):
         # FIFOs, directories, dangling links, symlink cycles: never opened, only checked.
-        failure = check_file(str(path))
+        failure, _ = check_and_read_head(str(path))
         if entry.expect == EXPECT_OK:
-            return f"check_file refused it: {failure}" if failure else None
+            return f"the file check refused it: {failure}" if failure else None
         if failure is None:
-            return "check_file let it through to the decoder"
+            return "the file check let it through to the decoder"
         if entry.status and failure.status != entry.status:
             return f"status {failure.status!r} ({failure.error}), expected {entry.status!r}"
         return None

@@ -276,6 +276,7 @@ def test_bad_option_values_are_usage_errors_naming_the_choices(
     assert result.stdout == ""
 
 
+@pytest.mark.slow
 def test_output_names_and_formats(good_dir: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
     import subprocess
     import sys
@@ -296,6 +297,7 @@ def test_output_names_and_formats(good_dir: Path, tiny_model_dir: Path, tmp_path
     assert len(proc.stdout.splitlines()) == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_a_closed_stdout_ends_every_format_the_same_way(
     fmt: str, good_dir: Path, tiny_model_dir: Path
@@ -566,6 +568,7 @@ def test_files_from_stdin_with_nul_separated_names(
     assert nothing.exit_code == EXIT_USAGE and "--files-from" in nothing.output
 
 
+@pytest.mark.slow
 def test_find_print0_piped_into_files_from_null_classifies_a_name_with_a_newline(
     tmp_path: Path, test_videos, tiny_model_dir: Path
 ) -> None:
@@ -613,6 +616,7 @@ def test_curation_options_refuse_bad_values_with_exit_2(
     assert result.exit_code == EXIT_USAGE
 
 
+@pytest.mark.slow
 def test_embeddings_match_hugging_face_on_the_same_pixel_values(
     tmp_path: Path, test_videos, bad_files, tiny_model_dir: Path
 ) -> None:

@@ -24,7 +24,7 @@ from vmae_cli.decoding import (
     sample_indices,
     truncation_note,
 )
-from vmae_cli.filegate import check_file, sniff_video
+from vmae_cli.filegate import check_and_read_head, sniff_video
 from vmae_cli.results import (
     FAILURE_STATUSES,
     STATUS_DAMAGED,
@@ -64,19 +64,21 @@ def test_sample_indices_reject_nonsense(n: int, t: int) -> None:
         sample_indices(n, t)
 
 
-def test_check_file_rejects_what_no_decoder_should_see(tmp_path: Path) -> None:
-    fifo = tmp_path / "x.mp4"
-    os.mkfifo(fifo)
-    empty = tmp_path / "empty.mp4"
-    empty.touch()
+def test_the_file_check_rejects_what_no_decoder_should_see(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "x.mp4")
+    (tmp_path / "empty.mp4").touch()
     os.symlink(tmp_path / "gone", tmp_path / "dangling.mp4")
     (tmp_path / "dir.mp4").mkdir()
-    assert check_file(str(fifo)).status == STATUS_NOT_A_FILE
-    assert "FIFO" in check_file(str(fifo)).error
-    assert check_file(str(empty)).status == STATUS_EMPTY
-    assert check_file(str(tmp_path / "dangling.mp4")).status == STATUS_NOT_FOUND
-    assert check_file(str(tmp_path / "missing.mp4")).status == STATUS_NOT_FOUND
-    assert check_file(str(tmp_path / "dir.mp4")).status == STATUS_NOT_A_FILE
+    expected = {
+        "x.mp4": (STATUS_NOT_A_FILE, "not a video file: a named pipe (FIFO)"),
+        "empty.mp4": (STATUS_EMPTY, "empty file (0 bytes)"),
+        "dangling.mp4": (STATUS_NOT_FOUND, "broken symbolic link"),
+        "missing.mp4": (STATUS_NOT_FOUND, "file not found"),
+        "dir.mp4": (STATUS_NOT_A_FILE, "not a video file: a directory"),
+    }
+    for name, (status, error) in expected.items():
+        failure, head = check_and_read_head(str(tmp_path / name))
+        assert (failure.status, failure.error, head) == (status, error, b""), name
 
 
 def test_fifo_gets_a_row_without_blocking(tmp_path: Path) -> None:
@@ -533,7 +535,15 @@ WINDOWINGS = {
 }
 
 
-@pytest.mark.parametrize("windowing", list(WINDOWINGS))
+def _quick_only(values: list[str], quick: tuple[str, ...]) -> list:
+    """``values`` as parameters, all but those of ``quick`` marked slow: a matrix whose
+    every cell is cheap but whose whole costs seconds keeps a few cells in the quick loop."""
+    return [v if v in quick else pytest.param(v, marks=pytest.mark.slow) for v in values]
+
+
+# Every clip with overlapping windows and with gaps between them in the quick loop; the
+# other windowings (about 8 s more) in the full suite.
+@pytest.mark.parametrize("windowing", _quick_only(list(WINDOWINGS), ("8f-5f", "6f-9f-t3")))
 @pytest.mark.parametrize("name", [*FRAME_EXACT, "rotated"])
 def test_decode_windows_gives_the_frames_of_a_full_decode(
     name: str, windowing: str, test_videos: dict[str, Path]
@@ -625,7 +635,9 @@ LONG_WINDOWINGS = {
 }
 
 
-@pytest.mark.parametrize("windowing", list(LONG_WINDOWINGS))
+# Each long clip with one windowing in the quick loop (overlapping windows, seeks); the
+# other eight (about 20 s more) in the full suite.
+@pytest.mark.parametrize("windowing", _quick_only(list(LONG_WINDOWINGS), ("10f-3f",)))
 @pytest.mark.parametrize(
     "name",
     [

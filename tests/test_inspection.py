@@ -139,6 +139,7 @@ def test_one_clip_sheet_keeps_rows_of_four() -> None:
     assert len({c.x for c in big.cells}) == 4
 
 
+@pytest.mark.slow
 def test_tiny_model_script_prints_only_the_folder(tmp_path: Path) -> None:
     out = tmp_path / "tiny-videomae"
     done = subprocess.run(

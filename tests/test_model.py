@@ -116,7 +116,6 @@ def test_unreachable_hub_says_how_to_use_a_local_copy(monkeypatch: pytest.Monkey
 
 def test_devices_and_dtypes() -> None:
     assert resolve_device("cpu").type == "cpu"
-    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
     with pytest.raises(DeviceError):
         resolve_device("tpu")
     if not torch.cuda.is_available():
@@ -125,8 +124,11 @@ def test_devices_and_dtypes() -> None:
     cpu = torch.device("cpu")
     assert resolve_dtype("float32", cpu) == torch.float32
     assert resolve_dtype("bfloat16", cpu) == torch.bfloat16
-    assert resolve_dtype("auto", cpu) in (torch.float32, torch.bfloat16)
+    assert resolve_dtype("auto", cpu) == (
+        torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    )
     assert resolve_dtype("auto", torch.device("cuda")) == torch.bfloat16
+    assert resolve_dtype("auto", torch.device("mps")) == torch.float32
     with pytest.raises(DeviceError):
         resolve_dtype("int8", cpu)
 
@@ -145,11 +147,16 @@ def test_cuda_path(tiny_model_dir: Path) -> None:
     assert probs.shape == (2, 10)
 
 
-@pytest.mark.parametrize("cuda", [True, False])
-def test_auto_device_prefers_cuda_then_cpu(cuda: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("cuda", "mps", "expected"),
+    [(True, True, "cuda"), (True, False, "cuda"), (False, True, "mps"), (False, False, "cpu")],
+)
+def test_auto_device_prefers_cuda_then_mps_then_cpu(
+    cuda: bool, mps: bool, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
-    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    assert resolve_device("auto").type == ("cuda" if cuda else "cpu")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert resolve_device("auto") == torch.device(expected)
 
 
 @pytest.mark.parametrize(("native_bf16", "expected"), [(True, "bfloat16"), (False, "float32")])

@@ -129,6 +129,7 @@ def test_pixel_values_match_hugging_faces_processor(
         assert (got - want).abs().mean().item() <= MAX_PIXEL_MAD, name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_type", FAMILIES)
 def test_each_family_classifies_videos_on_each_backend(
     model_type: str, family_dirs: dict[str, Path], videos: Path, tmp_path: Path
@@ -193,7 +194,8 @@ def broken_checkpoints(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir:
     ("which", "named"),
     [("pretraining", "VideoMAEForPreTraining checkpoint"), ("headless", "classifier.weight")],
 )
-@pytest.mark.parametrize("backend", ["torch", "auto"])
+# auto converts each broken checkpoint with OpenVINO: seconds each.
+@pytest.mark.parametrize("backend", ["torch", pytest.param("auto", marks=pytest.mark.slow)])
 def test_a_checkpoint_that_would_give_garbage_exits_1_in_one_line_with_no_row(
     which: str, named: str, backend: str, broken_checkpoints: dict, test_videos, tmp_path: Path
 ) -> None:

@@ -86,6 +86,7 @@ class Said:
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("dtype", "bound"), [("float32", MAX_DIFF_F32), ("bfloat16", MAX_DIFF_BF16)]
 )
@@ -110,6 +111,7 @@ def test_probabilities_agree_with_torch_float32(
     assert said.warnings == []
 
 
+@pytest.mark.slow
 def test_embeddings_agree_with_torch_and_multi_label_gets_sigmoids(
     tiny_model_dir: Path, cache: Path, tmp_path: Path
 ) -> None:
@@ -132,6 +134,7 @@ def test_embeddings_agree_with_torch_and_multi_label_gets_sigmoids(
     assert probs.sum(-1).max() > 1.5  # sigmoids: not a distribution
 
 
+@pytest.mark.slow
 def test_a_second_load_reuses_the_conversion(
     tiny_model_dir: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -155,6 +158,7 @@ def test_a_second_load_reuses_the_conversion(
     assert lm.model.entry == entries[0]
 
 
+@pytest.mark.slow
 def test_one_entry_per_model_whatever_the_precision(
     tiny_model_dir: Path, cache: Path, tmp_path: Path
 ) -> None:
@@ -179,6 +183,7 @@ def test_one_entry_per_model_whatever_the_precision(
     assert len([p for p in cache.iterdir() if p.is_dir()]) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["key", "weights", "xml", "head"])
 def test_a_stale_or_broken_entry_is_converted_again(
     tiny_model_dir: Path, cache: Path, damage: str
@@ -203,6 +208,7 @@ def test_a_stale_or_broken_entry_is_converted_again(
     assert key["openvino"] != "0.0"
 
 
+@pytest.mark.slow
 def test_two_processes_converting_at_once_both_succeed(tiny_model_dir: Path, cache: Path) -> None:
     script = textwrap.dedent(
         f"""
@@ -232,6 +238,7 @@ def test_two_processes_converting_at_once_both_succeed(tiny_model_dir: Path, cac
     assert not [p for p in cache.iterdir() if p.name.startswith(".")]  # no temporary left
 
 
+@pytest.mark.slow
 def test_an_unwritable_cache_converts_in_memory(
     tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -300,6 +307,7 @@ def test_openvino_on_a_gpu_is_refused(tiny_model_dir: Path, tmp_path: Path) -> N
     assert Classifier(str(tiny_model_dir), backend="openvino", lazy=True).device.type == "cpu"
 
 
+@pytest.mark.slow
 def test_classify_with_openvino_end_to_end(
     tiny_model_dir: Path, test_videos: dict[str, Path], tmp_path: Path, cache: Path
 ) -> None:
@@ -331,6 +339,7 @@ def test_classify_with_openvino_end_to_end(
             assert abs(float(got[column]) - float(want[column])) <= MAX_DIFF_F32
 
 
+@pytest.mark.slow
 def test_a_precision_the_cpu_lacks_is_said(tiny_model_dir: Path, cache: Path) -> None:
     import openvino
 
@@ -346,6 +355,7 @@ def test_a_precision_the_cpu_lacks_is_said(tiny_model_dir: Path, cache: Path) ->
     ]
 
 
+@pytest.mark.slow
 def test_a_hub_model_in_the_local_cache_is_keyed_by_its_files(
     tiny_model_dir: Path, test_videos: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -379,6 +389,7 @@ def test_a_hub_model_in_the_local_cache_is_keyed_by_its_files(
     }
 
 
+@pytest.mark.slow
 def test_a_read_only_cache_with_the_entry_is_used_as_it_is(
     tiny_model_dir: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

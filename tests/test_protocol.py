@@ -263,7 +263,29 @@ def test_inspect_saves_every_view(long_videos, tiny_model_dir: Path, tmp_path: P
     assert data["pixel_values"].shape == (6, 8, 3, 64, 64)
     assert data["frame_indices"].shape == (2, 8)
     assert data["frame_indices"].tolist() == paper_clips(90, 8, 4, 2)
-    assert sheet.stat().st_size > 0
+    # The sheet draws exactly these views (the npz's pixel_values, un-normalised back to
+    # their uint8 frames), a row per clip and crop, the crops named along the width.
+    import cv2
+
+    from vmae_cli.inspection import contact_sheet, sheet_layout
+    from vmae_cli.preprocessing import parse_preprocess_config
+
+    config = parse_preprocess_config(
+        json.loads((tiny_model_dir / "preprocessor_config.json").read_text())
+    )
+    mean, std = (np.array(v, dtype=np.float32).reshape(3, 1, 1) for v in (config.mean, config.std))
+    frames = np.rint((data["pixel_values"] * std + mean) / config.rescale_factor)
+    assert frames.min() >= 0 and frames.max() <= 255
+    indices = data["frame_indices"].reshape(-1).tolist()
+    layout = sheet_layout(frames.shape, indices, crop_axis="width")
+    assert layout.row_labels == tuple(
+        f"clip {c}/2 · crop {side}" for c in (1, 2) for side in ("left", "centre", "right")
+    )
+    expected = contact_sheet(torch.from_numpy(frames.astype(np.uint8)), indices, crop_axis="width")
+    assert expected.shape == (layout.height, layout.width, 3)
+    written = cv2.imread(str(sheet))
+    assert written is not None
+    assert np.array_equal(cv2.cvtColor(written, cv2.COLOR_BGR2RGB), expected)
 
 
 def test_cli_refuses_bad_protocol_settings(tiny_model_dir: Path, tmp_path: Path) -> None:

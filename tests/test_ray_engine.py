@@ -266,6 +266,7 @@ def _once_each(rows: list[dict], folder: Path) -> dict[str, dict]:
     return {r["path"]: r for r in rows}
 
 
+@pytest.mark.slow
 def test_ray_gives_the_local_rows_from_both_nodes_and_a_resume_adds_none(
     cluster: Any, tmp_path: Path, tiny_model_dir: Path, test_videos, bad_files
 ) -> None:
@@ -320,6 +321,7 @@ def test_ray_gives_the_local_rows_from_both_nodes_and_a_resume_adds_none(
     assert ray_out.read_bytes() == written
 
 
+@pytest.mark.slow
 def test_corrupt_crashing_and_hanging_files_each_get_their_row(
     cluster: Any, tmp_path: Path, tiny_model_dir: Path, test_videos
 ) -> None:
@@ -346,6 +348,7 @@ def test_corrupt_crashing_and_hanging_files_each_get_their_row(
     assert report.by_status == {"ok": 2, "crashed": 1, "timeout": 1, "not_video": 1}
 
 
+@pytest.mark.slow
 def test_a_video_that_kills_its_actor_is_crashed_and_the_others_ok(
     cluster: Any, tmp_path: Path, tiny_model_dir: Path, test_videos
 ) -> None:
@@ -364,6 +367,7 @@ def test_a_video_that_kills_its_actor_is_crashed_and_the_others_ok(
     assert report.by_status == {"ok": 3, "crashed": 1}
 
 
+@pytest.mark.slow
 def test_an_actor_no_node_can_host_is_refused_within_seconds(
     cluster: Any, tmp_path: Path, tiny_model_dir: Path, test_videos
 ) -> None:
@@ -375,6 +379,7 @@ def test_an_actor_no_node_can_host_is_refused_within_seconds(
     assert ray.is_initialized()  # the caller's Ray is left as it was
 
 
+@pytest.mark.slow
 def test_segments_on_ray_bring_window_rows_back_through_the_driver(
     cluster: Any, tmp_path: Path, tiny_model_dir: Path, test_videos
 ) -> None:

@@ -26,7 +26,11 @@ from conftest import read_rows
 from vmae_cli import reaper
 from vmae_cli.formats import CSV_HEAD
 
-pytestmark = pytest.mark.skipif(not reaper.supported(), reason="reads /proc (Linux only)")
+# Real `vmae --engine ray` processes, killed and stopped: tens of seconds each.
+pytestmark = [
+    pytest.mark.skipif(not reaper.supported(), reason="reads /proc (Linux only)"),
+    pytest.mark.slow,
+]
 
 #: Videos of the killed and stopped runs: enough that a run is still busy a few seconds
 #: after its first rows (about 3 s on 2 cores), few enough to keep each run short.

@@ -267,6 +267,7 @@ def _no_orphans(pid: int, limit_s: float = 10) -> bool:
     return False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ext", [".csv", ".jsonl", ".parquet"])
 def test_kill_9_twice_then_resume_gives_every_video_exactly_once(
     ext: str, many: Path, tiny_model_dir: Path, tmp_path: Path
@@ -290,6 +291,7 @@ def test_kill_9_twice_then_resume_gives_every_video_exactly_once(
     assert not Path(f"{emb}.partial").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("rows_ext", "windows_ext"), [(".csv", ".jsonl"), (".parquet", ".parquet")]
 )
@@ -326,6 +328,7 @@ def test_kill_9_twice_during_segments_then_resume_gives_each_video_its_windows_o
         assert np.abs(vectors[(r["path"], None)] - mean).max() < 1e-2
 
 
+@pytest.mark.slow
 def test_sigterm_stops_within_seconds_with_whole_lines(
     many: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -349,6 +352,7 @@ def test_sigterm_stops_within_seconds_with_whole_lines(
     assert sorted(paths) == sorted(str(p) for p in many.iterdir())
 
 
+@pytest.mark.slow
 def test_a_second_run_on_the_same_output_is_refused_at_once(
     many: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:

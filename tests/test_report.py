@@ -248,6 +248,7 @@ def _browser() -> str | None:
     )
 
 
+@pytest.mark.slow  # starts a real browser, twice
 @pytest.mark.skipif(_browser() is None, reason="no headless Chromium (apt-get install chromium)")
 def test_headless_chromium_renders_the_summary_and_a_frame_strip(
     segmented_run: dict[str, Path], tmp_path: Path

@@ -175,6 +175,7 @@ def test_options_from_keywords_and_unknown_ones() -> None:
         RunOptions.of(colour="red")
 
 
+@pytest.mark.slow
 def test_a_fresh_run_says_how_many_rows_it_replaces(
     videos: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -240,6 +241,7 @@ def test_segments_write_one_row_per_video_and_its_windows(
     assert int(broken["windows"]) == 0
 
 
+@pytest.mark.slow
 def test_a_video_row_is_the_mean_of_its_windows(videos: Path, tiny_model_dir: Path) -> None:
     clf = Classifier(str(tiny_model_dir), device="cpu", dtype="float32", backend="torch")
     opts = ClassifyOptions(top_k=10, workers=0, protocol=Protocol(segments=WINDOWS_8_5, crops=3))
@@ -319,6 +321,7 @@ def test_segments_true_takes_the_models_clip_as_the_window(
     assert first["frame_indices"] == [0, 4, 8, 12, 16, 20, 23, 23]
 
 
+@pytest.mark.slow
 def test_a_segmented_video_that_stops_making_windows_times_out(
     videos: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -353,6 +356,7 @@ def test_a_segmented_video_that_stops_making_windows_times_out(
 # ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_embeddings_come_for_ok_videos_and_a_resume_adds_those_missing(
     videos: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -456,6 +460,7 @@ def test_a_label_map_naming_an_unknown_label_and_a_bad_threshold_stop_before_wor
         run(videos, out, model=str(tiny_model_dir), min_score=1.5)
 
 
+@pytest.mark.slow
 def test_a_multi_label_model_lists_its_labels_over_the_threshold(
     videos: Path, tmp_path: Path
 ) -> None:

@@ -66,6 +66,7 @@ def _run_stdin_script(script: Path, cwd: Path) -> dict:
     return {"rc": proc.returncode, "stderr": proc.stderr.decode(errors="replace"), **result}
 
 
+@pytest.mark.slow
 def test_stdin_scripts_start_their_workers_every_time(
     tiny_model_dir: Path, test_videos: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -169,6 +170,7 @@ def test_a_worker_start_that_fails_once_is_retried_with_a_fresh_pool(
     assert all(o.failure.status == "done" for o in got.values())
 
 
+@pytest.mark.slow
 @linux_only
 def test_workers_that_die_before_taking_a_video_give_error_rows(
     monkeypatch: pytest.MonkeyPatch,

@@ -41,6 +41,7 @@ def test_one_outcome_per_path_in_any_worker_count(workers: int) -> None:
     assert all(o.failure.error == f"done {p}" for p, o in got.items())
 
 
+@pytest.mark.slow
 def test_a_crashing_decoder_costs_one_row_not_the_run() -> None:
     paths = [f"v{i}.mp4" for i in range(6)] + ["crash.mp4"] + [f"w{i}.mp4" for i in range(6)]
     got = by_path(iter_decoded(paths, FakeJob(), workers=2))
@@ -49,6 +50,7 @@ def test_a_crashing_decoder_costs_one_row_not_the_run() -> None:
     assert all(got[p].failure.status == "error" for p in paths if p != "crash.mp4")
 
 
+@pytest.mark.slow
 def test_a_crash_is_not_called_a_timeout() -> None:
     """A dead worker's item is ``crashed`` even when the watchdog looks after --timeout and
     before the loader noticed the death (one worker: nothing else wakes the loader)."""
@@ -57,6 +59,7 @@ def test_a_crash_is_not_called_a_timeout() -> None:
     assert got["a.mp4"].failure.error == "done a.mp4"
 
 
+@pytest.mark.slow
 def test_a_hanging_decoder_is_killed_after_the_timeout() -> None:
     paths = ["a.mp4", "hang.mp4", "b.mp4", "c.mp4"]
     start = time.monotonic()
@@ -205,6 +208,7 @@ def test_parts_are_made_only_when_asked_for() -> None:
     assert made == [0, 1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["exit", "kill"])
 def test_a_job_that_dies_after_some_parts_ends_with_the_lost_result(how: str) -> None:
     items = ["a:3", f"{how}:5", "b:4", "c:2"]
@@ -216,6 +220,7 @@ def test_a_job_that_dies_after_some_parts_ends_with_the_lost_result(how: str) ->
     assert got["c"] == _expected("c", 2)
 
 
+@pytest.mark.slow
 def test_timeout_applies_to_each_part_not_the_whole_item() -> None:
     """Parts of 0.4 s with a 1 s timeout: 2.8 s in all, not killed; a part that hangs is."""
     items = ["slow4:7", "hang:5", "a:2"]
@@ -228,6 +233,7 @@ def test_timeout_applies_to_each_part_not_the_whole_item() -> None:
     assert got["a"] == _expected("a", 2)
 
 
+@pytest.mark.slow
 def test_a_slow_consumer_does_not_time_the_worker_out() -> None:
     """Waiting for the main process to take a part is not the job's time: 0.6 s between
     parts, a 0.4 s timeout, more parts than the worker makes ahead."""
@@ -240,6 +246,7 @@ def test_a_slow_consumer_does_not_time_the_worker_out() -> None:
     assert got["b"] == _expected("b", 1)
 
 
+@pytest.mark.slow
 def test_an_item_dispatched_again_yields_its_parts_again_from_the_first(tmp_path) -> None:
     """``again`` is in flight when the other worker dies: a fresh loader takes it from its
     first part (it waits 8 s only the first time, so the loader sees the death first)."""
@@ -260,6 +267,7 @@ def _dies_after_its_result(item: str):
         os._exit(1)
 
 
+@pytest.mark.slow
 def test_a_job_that_dies_after_its_last_element_has_one_result_only() -> None:
     """The last element goes out as the result only once the job has finished: a death
     after it makes the item lost, never an item with two results."""

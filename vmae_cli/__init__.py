@@ -27,10 +27,13 @@ this package is cheap.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+# The public API, each name once. Type checkers read these imports; at run time `_exports`
+# reads the same lines from this file, and `__getattr__` imports a name's module on first use.
 if TYPE_CHECKING:
     from .embeddings import read_embeddings
     from .errors import VmaeError
@@ -49,69 +52,32 @@ if TYPE_CHECKING:
     from .scoring import LabelMap, read_label_map
     from .segments import Segments, Span
 
-_EXPORTS = {
-    "classify_paths": "pipeline",
-    "Classifier": "pipeline",
-    "ClassifyOptions": "pipeline",
-    "load_model": "model",
-    "LoadedModel": "model",
-    "ModelRef": "model",
-    "VmaeError": "errors",
-    "ModelLoadError": "model",
-    "DeviceError": "model",
-    "DEFAULT_MODEL": "model",
-    "Protocol": "protocol",
-    "PROTOCOLS": "protocol",
-    "Prediction": "results",
-    "LabelScore": "results",
-    "VideoMeta": "results",
-    "WindowPrediction": "results",
-    "read_embeddings": "embeddings",
-    "LabelMap": "scoring",
-    "read_label_map": "scoring",
-    "Segments": "segments",
-    "Span": "segments",
-    "run": "runner",
-    "RunOptions": "runner",
-    "RunReport": "runner",
-    "RunHooks": "runner",
-    "StopRequest": "runner",
-}
 
-__all__ = [
-    "DEFAULT_MODEL",
-    "Classifier",
-    "ClassifyOptions",
-    "DeviceError",
-    "LabelMap",
-    "LabelScore",
-    "LoadedModel",
-    "ModelLoadError",
-    "ModelRef",
-    "PROTOCOLS",
-    "Prediction",
-    "Protocol",
-    "RunHooks",
-    "RunOptions",
-    "RunReport",
-    "Segments",
-    "Span",
-    "StopRequest",
-    "VideoMeta",
-    "VmaeError",
-    "WindowPrediction",
-    "__version__",
-    "classify_paths",
-    "load_model",
-    "read_embeddings",
-    "read_label_map",
-    "run",
-]
+@cache
+def _exports() -> dict[str, str]:
+    """Each name the ``if TYPE_CHECKING:`` imports above export, with its module: read from
+    this file's source on first use, so that ``import vmae_cli`` stays cheap."""
+    import ast
+
+    block = next(
+        node
+        for node in ast.parse(__spec__.loader.get_source(__name__)).body
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+    )
+    return {
+        alias.asname or alias.name: node.module
+        for node in block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
 
 
 def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
+    if name == "__all__":
+        return ["__version__", *_exports()]
+    module = _exports().get(name)
+    if module is not None:
         import importlib
 
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        return getattr(importlib.import_module(f".{module}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

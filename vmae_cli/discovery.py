@@ -149,11 +149,6 @@ def _walk(top: str, on_error: OnWalkError) -> Iterator[str]:
             yield path
 
 
-def count_video_paths(inputs: Iterable[str]) -> int:
-    """Count what :func:`iter_video_paths` would yield, without keeping the paths."""
-    return sum(1 for _ in iter_video_paths(list(inputs)))
-
-
 #: ``files_from`` value meaning "read the list from stdin".
 STDIN = "-"
 

@@ -220,16 +220,12 @@ def damaged_or_not_video(
     return failure
 
 
-def check_file(path: str) -> Failure | None:
-    """Return a :class:`Failure` if ``path`` must not be handed to a decoder, else ``None``.
-
-    Uses ``stat`` (which never blocks, unlike ``open`` on a FIFO).
-    """
-    return check_and_read_head(path)[0]
-
-
 def check_and_read_head(path: str) -> tuple[Failure | None, bytes]:
-    """:func:`check_file`, also returning the first :data:`SNIFF_BYTES` bytes it read."""
+    """A :class:`Failure` if ``path`` must not be handed to a decoder, else ``None``; and the
+    first :data:`SNIFF_BYTES` bytes it read (empty when it read none).
+
+    Uses ``stat`` first (which never blocks, unlike ``open`` on a FIFO).
+    """
     try:
         st = os.stat(path)
     except FileNotFoundError:

@@ -14,9 +14,7 @@ average and changes predictions.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import VmaeError
@@ -204,12 +202,6 @@ def parse_preprocess_config(
         offset=bool(raw.get("offset", defaults.offset)) and bool(raw.get("do_rescale", True)),
         processor=processor,
     )
-
-
-def load_preprocess_config(path: str | Path) -> PreprocessConfig:
-    """Read and parse a ``preprocessor_config.json`` file."""
-    with open(path, encoding="utf-8") as f:
-        return parse_preprocess_config(json.load(f))
 
 
 def resize_output_size(height: int, width: int, config: PreprocessConfig) -> tuple[int, int]:
