@@ -255,7 +255,7 @@ def test_resume_refuses_another_model_protocol_or_dtype(tmp_path: Path) -> None:
     for settings, word in [
         ({"model": "other"}, "model"),
         ({"protocol": "videomae"}, "protocol"),
-        ({"dtype": "float32"}, "--embeddings-dtype"),
+        ({"dtype": "float32"}, "embeddings_dtype"),
     ]:
         with pytest.raises(OutputMismatchError, match=word) as caught:
             open_file(path, resume=True, **settings)

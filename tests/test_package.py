@@ -13,7 +13,15 @@ import vmae_cli
 #: The public API, by the module that defines each name.
 PUBLIC = {
     "embeddings": ["read_embeddings"],
-    "model": ["DEFAULT_MODEL", "DeviceError", "LoadedModel", "ModelLoadError", "load_model"],
+    "errors": ["VmaeError"],
+    "model": [
+        "DEFAULT_MODEL",
+        "DeviceError",
+        "LoadedModel",
+        "ModelLoadError",
+        "ModelRef",
+        "load_model",
+    ],
     "pipeline": ["Classifier", "ClassifyOptions", "classify_paths"],
     "protocol": ["PROTOCOLS", "Protocol"],
     "results": ["LabelScore", "Prediction", "VideoMeta", "WindowPrediction"],
