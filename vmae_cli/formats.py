@@ -783,9 +783,9 @@ def resolve_format(output: str | None, fmt: str | None = None) -> str:
         chosen = fmt or DEFAULT_FORMAT
         if output is not None and getattr(FORMATS[chosen], "file_only", False):
             raise UnknownFormatError(
-                f"{chosen} rows are written to a file, not to a stream: name one "
-                f"(rows{FORMATS[chosen].extension})",
-                options=("format",),
+                f"format={chosen!r} writes to a file, not to a stream: name one "
+                f"(output=rows{FORMATS[chosen].extension})",
+                options=("format", "output"),
                 value=chosen,
                 path=output,
             )
