@@ -15,7 +15,7 @@ from vmae_cli.formats import (
     CsvFormat,
     JsonlFormat,
     UnknownFormatError,
-    format_for_path,
+    format_of_file,
     neutralize_formula,
     read_frame,
     read_rows,
@@ -240,15 +240,24 @@ def test_non_utf8_paths_are_written_as_escapes() -> None:
 
 @pytest.mark.parametrize(
     ("name", "fmt"),
-    [("out.csv", "csv"), ("OUT.CSV", "csv"), ("a.jsonl", "jsonl"), ("a.ndjson", "jsonl")],
+    [
+        ("out.csv", "csv"),
+        ("OUT.CSV", "csv"),
+        ("a.jsonl", "jsonl"),
+        ("a.ndjson", "jsonl"),
+        ("r.parquet", "parquet"),
+    ],
 )
-def test_format_for_path(name: str, fmt: str) -> None:
-    assert format_for_path(name) == fmt
+def test_the_format_comes_from_the_extension(name: str, fmt: str) -> None:
+    assert resolve_format(name) == fmt
+    assert format_of_file(name).name == fmt
 
 
 def test_unknown_formats_raise() -> None:
     with pytest.raises(UnknownFormatError):
-        format_for_path("out.xlsx")
+        resolve_format("out.xlsx")
+    with pytest.raises(UnknownFormatError, match="not a vmae output"):
+        format_of_file("out.xlsx")
     with pytest.raises(UnknownFormatError, match="unknown format 'xlsx'") as raised:
         resolve_format("out.csv", "xlsx")
     assert (raised.value.options, raised.value.value) == (("format",), "xlsx")

@@ -742,14 +742,6 @@ def _hint(path: str) -> str:
     )
 
 
-def format_for_path(path: str) -> str:
-    """The format implied by an output file's extension; raises :class:`UnknownFormatError`."""
-    ext = os.path.splitext(path)[1].lower()
-    if ext not in EXTENSIONS:
-        raise UnknownFormatError(_hint(path), options=("format",), path=path)
-    return EXTENSIONS[ext]
-
-
 def is_stream_path(path: str) -> bool:
     """True for ``-`` and outputs that are not files: ``/dev/stdout``, a pipe, a terminal.
 
