@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
-from .embeddings import EMBEDDINGS_EXTENSION, EmbeddingsFile
+from .embeddings import DEFAULT_EMBEDDING_DTYPE, EMBEDDINGS_EXTENSION, EmbeddingsFile
 from .formats import (
     FORMATS,
     SEGMENTED_VIDEO_ROWS,
@@ -124,7 +124,7 @@ class RowSink:
     """Rows in one of :data:`~vmae_cli.formats.FORMATS`: a video's (``windows=False``) or
     its windows' (``windows=True``), to a file (locked, resumable) or to stdout."""
 
-    def __init__(self, target: str, fmt: str, *, windows: bool, stdout: _Stdout):
+    def __init__(self, target: str, fmt: str, *, windows: bool, stdout: _Stdout | None):
         self.target = target
         self.format = FORMATS[fmt]
         self.windows = windows
@@ -270,7 +270,7 @@ class Outputs:
         *,
         segments_output: str | None = None,
         embeddings_output: str | None = None,
-        embeddings_dtype: str = "float16",
+        embeddings_dtype: str = DEFAULT_EMBEDDING_DTYPE,
         segmented: bool = False,
         resume: bool = False,
     ) -> Outputs:
