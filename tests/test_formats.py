@@ -180,6 +180,36 @@ def test_parquet_rows_hold_the_jsonl_values_typed_for_pandas_duckdb_and_polars(t
     assert table["top_k"][0].to_list() == jsonl[0]["top_k"]
 
 
+def test_a_parquet_file_and_its_journal_are_read_as_one(tmp_path) -> None:
+    """A kill after the file was renamed into place but before its journal was removed, or
+    a resumed run killed midway: each row once, the journal's (newer) one where both have
+    it, a torn last line left out; a resume makes one file of them again."""
+    path = tmp_path / "rows.parquet"
+    _write_through_a_sink(path, [_ok("/v/a.mp4"), _ok("/v/b.mp4"), _failed("/v/c.mp4")])
+    journal = tmp_path / "rows.parquet.partial"
+    newer = JsonlFormat(io.StringIO(), top_k=2)
+    lines = [newer.row(_ok("/v/c.mp4")), newer.row(_ok("/v/d.mp4"))]
+    journal.write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"path": "/v/e.mp')
+    rows = list(read_rows(path))
+    assert [(r["path"], r["status"]) for r in rows] == [
+        ("/v/a.mp4", "ok"),
+        ("/v/b.mp4", "ok"),
+        ("/v/c.mp4", "ok"),
+        ("/v/d.mp4", "ok"),
+    ]
+    assert list(read_frame(path, ["path"])["path"]) == [r["path"] for r in rows]
+    sink = RowSink(str(path), "parquet", windows=False, stdout=None)
+    sink.lock()
+    held = sink.start(Layout(2, (), False, "m", "uniform"), resume=True).rows
+    assert sorted(held) == ["/v/a.mp4", "/v/b.mp4", "/v/c.mp4", "/v/d.mp4"]
+    assert held["/v/c.mp4"].status == "ok"
+    sink.keep_only({"/v/a.mp4", "/v/c.mp4"})  # b and d are redone
+    sink.write(_ok("/v/b.mp4"))
+    sink.finish()
+    assert not journal.exists()
+    assert sorted(r["path"] for r in read_rows(path)) == ["/v/a.mp4", "/v/b.mp4", "/v/c.mp4"]
+
+
 def test_parquet_is_not_written_to_a_stream() -> None:
     with pytest.raises(UnknownFormatError, match="to a file"):
         resolve_format("-", "parquet")

@@ -494,8 +494,7 @@ class ParquetFormat(JsonlFormat):
         import pyarrow.parquet as pq
 
         keep = None if columns is None else set(columns)
-        newer = _journal_rows(path)
-        again = {(r.get("path"), r.get("window")) for r in newer}
+        again, newest = _newest_in_journal(path)
         if os.path.exists(path):
             parquet = pq.ParquetFile(path)
             names = [n for n in parquet.schema_arrow.names if keep is None or n in keep]
@@ -507,7 +506,7 @@ class ParquetFormat(JsonlFormat):
                     if again and (row.get("path"), row.get("window")) in again:
                         continue
                     yield row if keep is None else {k: v for k, v in row.items() if k in keep}
-        for row in newer:
+        for row in _newest_rows(path, newest):
             yield row if keep is None else {k: v for k, v in row.items() if k in keep}
 
     @classmethod
@@ -527,20 +526,44 @@ class ParquetFormat(JsonlFormat):
 
 #: The journal of a Parquet output is the file's name with this appended.
 JOURNAL_SUFFIX = ".partial"
-#: Rows per row group of a Parquet output: what a reader can skip to, and holds at once.
-PARQUET_ROW_GROUP_ROWS = 65536
+#: Rows per row group of a Parquet output: what a reader can skip to, and what the end of a
+#: run holds in memory at once while it writes the file.
+PARQUET_ROW_GROUP_ROWS = 16384
 #: How often ParquetStore.lock retries when the journal it locked was removed meanwhile.
 _LOCK_ATTEMPTS = 5
 
 
-def _journal_rows(path: str) -> list[dict[str, Any]]:
-    """The whole rows of a Parquet output's journal (a torn last line left out)."""
+def _journal(path: str) -> Iterator[dict[str, Any]]:
+    """The whole rows of a Parquet output's journal, one at a time (a line that is not a JSON
+    object, and a torn last line, left out); nothing when there is no journal."""
     try:
-        with open(path + JOURNAL_SUFFIX, "rb") as f:
-            data = f.read()
+        f = open(path + JOURNAL_SUFFIX, "rb")  # noqa: SIM115 - closed by the with below
     except FileNotFoundError:
-        return []
-    return [values for _, values in JsonlFormat.parse(data).records]
+        return
+    with f:
+        for line in f:
+            if not line.endswith(b"\n"):
+                return  # torn by a kill
+            try:
+                values = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(values, dict):
+                yield values
+
+
+def _newest_in_journal(path: str) -> tuple[set[tuple[Any, Any]], set[int]]:
+    """The (path, window) keys a Parquet output's journal holds, and the positions of the
+    newest row of each (one pass, holding keys only)."""
+    last: dict[tuple[Any, Any], int] = {}
+    for i, row in enumerate(_journal(path)):
+        last[(row.get("path"), row.get("window"))] = i
+    return set(last), set(last.values())
+
+
+def _newest_rows(path: str, newest: set[int]) -> Iterator[dict[str, Any]]:
+    """The journal's rows at the positions ``newest``, in the journal's order."""
+    return (row for i, row in enumerate(_journal(path)) if i in newest)
 
 
 def _arrow_schema(columns: list[str]) -> Any:
@@ -690,16 +713,21 @@ class ParquetStore:
         import pyarrow.parquet as pq
 
         self.journal.flush()
-        data = _journal_rows(self.path)
-        newest = {(r.get("path"), r.get("window")): r for r in data}
+        _, newest = _newest_in_journal(self.path)
         schema = _arrow_schema(self._columns)
-        table = pa.Table.from_pylist(
-            [{k: row.get(k) for k in schema.names} for row in newest.values()], schema=schema
-        )
         directory, name = os.path.split(os.path.abspath(self.path))
         tmp = os.path.join(directory, f".{name}.vmae-{os.getpid()}.tmp")
         try:
-            pq.write_table(table, tmp, row_group_size=PARQUET_ROW_GROUP_ROWS)
+            # Row group by row group: memory holds the keys and one group, not the rows.
+            with pq.ParquetWriter(tmp, schema) as writer:
+                group: list[dict[str, Any]] = []
+                for row in _newest_rows(self.path, newest):
+                    group.append({k: row.get(k) for k in schema.names})
+                    if len(group) == PARQUET_ROW_GROUP_ROWS:
+                        writer.write_table(pa.Table.from_pylist(group, schema=schema))
+                        group = []
+                if group:
+                    writer.write_table(pa.Table.from_pylist(group, schema=schema))
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
             os.replace(tmp, self.path)
