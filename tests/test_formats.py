@@ -16,6 +16,7 @@ from vmae_cli.formats import (
     JsonlFormat,
     UnknownFormatError,
     format_of_file,
+    is_stream_path,
     neutralize_formula,
     read_frame,
     read_rows,
@@ -332,3 +333,17 @@ def test_window_rows_and_segmented_video_rows_in_both_formats() -> None:
     out = io.StringIO()
     JsonlFormat(out, table=SEGMENTED_VIDEO_ROWS).write(video)
     assert json.loads(out.getvalue())["windows"] == 3
+
+
+def test_only_real_streams_are_streams(tmp_path) -> None:
+    """Issue 24, 15: a file under /dev/shm is a file (its format from its extension)."""
+    assert is_stream_path("-") and is_stream_path("/dev/stdout") and is_stream_path("/dev/null")
+    assert is_stream_path("/dev/fd/1")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert is_stream_path(str(fifo))
+    assert not is_stream_path(str(tmp_path / "rows.jsonl"))
+    if os.path.isdir("/dev/shm"):
+        assert not is_stream_path("/dev/shm/vmae-test-rows.jsonl")
+        assert resolve_format("/dev/shm/vmae-test-rows.jsonl") == "jsonl"
+        assert resolve_format("/dev/shm/vmae-test-rows.parquet") == "parquet"

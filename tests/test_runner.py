@@ -481,3 +481,31 @@ def test_a_multi_label_model_lists_its_labels_over_the_threshold(
         assert r["labels"].removeprefix("'") == "; ".join(above)
         assert r["low_confidence"] == str(not above)
         assert r["label"].removeprefix("'") == (above[0] if above else "")
+
+
+def test_a_run_that_cannot_start_leaves_no_output_behind(
+    videos: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """Issue 24, 2: a model that cannot be loaded (or a device that is not there) creates no
+    output, window rows, embeddings or journal file, and leaves an existing one as it was."""
+    from vmae_cli.model import DeviceError, ModelLoadError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    outputs = {
+        "segments": True,
+        "segments_output": out / "windows.parquet",
+        "embeddings_output": out / "emb.parquet",
+    }
+    with pytest.raises(ModelLoadError):
+        run(videos, out / "rows.csv", model=str(tmp_path / "no-such-model"), **outputs)
+    assert list(out.iterdir()) == []
+    if not __import__("torch").cuda.is_available():
+        with pytest.raises(DeviceError):
+            run(videos, out / "rows.jsonl", model=str(tiny_model_dir), device="cuda", **outputs)
+        assert list(out.iterdir()) == []
+    (out / "rows.csv").write_text("kept\n")
+    with pytest.raises(ModelLoadError):
+        run(videos, out / "rows.csv", model=str(tmp_path / "no-such-model"))
+    assert [p.name for p in out.iterdir()] == ["rows.csv"]
+    assert (out / "rows.csv").read_text() == "kept\n"

@@ -28,6 +28,7 @@ the journal's dtype.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -152,6 +153,7 @@ class EmbeddingsFile:
         self.protocol = protocol
         self.dtype = dtype
         self.fd = -1
+        self._created = False  # lock() made the journal
         self._started = False
         self._dim: int | None = None  # every vector of the file has this many values
         self._resumed = False  # start(resume=True) was called, keep_only not yet
@@ -164,9 +166,14 @@ class EmbeddingsFile:
         import fcntl
 
         for _ in range(_LOCK_ATTEMPTS):
-            fd = os.open(
-                self.journal_path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666
-            )
+            flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
+            try:
+                fd, self._created = (
+                    os.open(self.journal_path, flags | os.O_CREAT | os.O_EXCL, 0o666),
+                    True,
+                )
+            except FileExistsError:
+                fd, self._created = os.open(self.journal_path, flags), False
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -310,8 +317,12 @@ class EmbeddingsFile:
         return rows
 
     def close(self) -> None:
-        """Release the lock without merging (the journal stays for a resume); idempotent."""
+        """Release the lock without merging (the journal stays for a resume); idempotent. A
+        journal :meth:`lock` made for a run that never started is removed."""
         if self.fd >= 0:
+            if self._created and not self._started and os.fstat(self.fd).st_size == 0:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.journal_path)
             os.close(self.fd)
             self.fd = -1
 

@@ -30,7 +30,6 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar
 from .errors import VmaeError
 from .identity import is_legacy_cell, key_of_cell, path_cell
 from .output import (
-    OutputBusyError,
     OutputFile,
     OutputMismatchError,
     PreviousRow,
@@ -529,8 +528,6 @@ JOURNAL_SUFFIX = ".partial"
 #: Rows per row group of a Parquet output: what a reader can skip to, and what the end of a
 #: run holds in memory at once while it writes the file.
 PARQUET_ROW_GROUP_ROWS = 16384
-#: How often ParquetStore.lock retries when the journal it locked was removed meanwhile.
-_LOCK_ATTEMPTS = 5
 
 
 def _journal(path: str) -> Iterator[dict[str, Any]]:
@@ -626,20 +623,8 @@ class ParquetStore:
 
     def lock(self) -> ParquetStore:
         """Lock the journal (created if needed); refused at once while another run holds it."""
-        for _ in range(_LOCK_ATTEMPTS):
-            self.journal.lock()
-            # A run that finished between our open and our lock removed the journal we
-            # opened: that lock guards nothing, so open the path again.
-            try:
-                same = os.path.samestat(os.fstat(self.journal.fd), os.stat(self.journal.path))
-            except FileNotFoundError:
-                same = False
-            if same:
-                return self
-            self.journal.close()
-        raise OutputBusyError(
-            f"{self.path} keeps being replaced by other vmae runs", path=self.path
-        )
+        self.journal.lock()
+        return self
 
     def count_rows(self) -> int:
         """Rows in the Parquet file and the journal, as they are."""
@@ -771,18 +756,25 @@ def _hint(path: str) -> str:
 
 
 def is_stream_path(path: str) -> bool:
-    """True for ``-`` and outputs that are not files: ``/dev/stdout``, a pipe, a terminal.
+    """True for ``-``, the process's own streams (``/dev/stdout``, ``/dev/fd/N``) and
+    outputs that are not files: a pipe, a terminal, a character device (``/dev/null``).
 
     Those get rows in the default format without an extension, and are written without
     lock, truncation, byte-order mark or resume.
     """
-    if path == "-" or path.startswith(("/dev/", "/proc/self/fd/")):
+    if path == "-" or path in STREAM_NAMES or path.startswith(STREAM_FOLDERS):
         return True
     try:
         mode = os.stat(path).st_mode
     except OSError:
-        return False
+        return False  # a file to be made (under /dev/shm too: a file system like any other)
     return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+#: Names that are the process's own streams whatever they point at now (``-o /dev/stdout``
+#: is stdout even when stdout was redirected to a file).
+STREAM_NAMES = ("/dev/stdout", "/dev/stderr")
+STREAM_FOLDERS = ("/dev/fd/", "/proc/self/fd/")
 
 
 def resolve_format(output: str | None, fmt: str | None = None) -> str:

@@ -18,6 +18,7 @@ is given the format's class, and asks it to parse the file's records and to enco
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import stat
@@ -29,6 +30,9 @@ from typing import Any, Protocol
 from .errors import VmaeError
 from .identity import key_of_cell
 from .results import FileStamp
+
+#: How often lock() retries when the file it locked was removed or replaced meanwhile.
+LOCK_ATTEMPTS = 5
 
 #: The UTF-8 byte-order mark a CSV file starts with (so spreadsheets read it as UTF-8).
 BOM = "\ufeff".encode()
@@ -165,6 +169,7 @@ class OutputFile:
         self.path = os.fspath(path)
         self.fmt = fmt
         self.fd = -1
+        self._created = False  # lock() made the file and the run has not started yet
         self.is_empty = True
         self.regular = True
         #: start(resume=True) found rows of an older vmae with relative paths.
@@ -174,25 +179,44 @@ class OutputFile:
         self._read: ReadBack | None = None
 
     def lock(self) -> OutputFile:
-        """Open (creating if needed, never truncating) and lock the file."""
+        """Open (creating if needed, never truncating) and lock the file. A file this call
+        created is removed again by :meth:`close` if the run never started (a model that
+        cannot be loaded leaves no empty output behind)."""
         import fcntl
 
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-        if not stat.S_ISREG(os.fstat(self.fd).st_mode):
-            # /dev/stdout, a pipe or a terminal: nothing to lock, truncate or resume.
-            self.regular = False
-            return self
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        for _ in range(LOCK_ATTEMPTS):
+            try:
+                flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+                self.fd, self._created = os.open(self.path, flags, 0o666), True
+            except FileExistsError:
+                self.fd, self._created = os.open(self.path, os.O_RDWR | os.O_CLOEXEC), False
+            if not stat.S_ISREG(os.fstat(self.fd).st_mode):
+                # /dev/stdout, a pipe or a terminal: nothing to lock, truncate or resume.
+                self.regular = False
+                return self
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(self.fd)
+                self.fd = -1
+                raise OutputBusyError(
+                    f"{self.path} is being written by another vmae run; wait for it to finish "
+                    "or write to another file",
+                    path=self.path,
+                ) from None
+            # A run that gave up between our open and our lock removed the file we opened
+            # (or one that finished renamed another over it): that lock guards nothing.
+            try:
+                same = os.path.samestat(os.fstat(self.fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                return self
             os.close(self.fd)
             self.fd = -1
-            raise OutputBusyError(
-                f"{self.path} is being written by another vmae run; wait for it to finish "
-                "or write to another file",
-                path=self.path,
-            ) from None
-        return self
+        raise OutputBusyError(
+            f"{self.path} keeps being replaced by other vmae runs", path=self.path
+        )
 
     def start(self, *, resume: bool, columns: list[str] | None = None) -> list[PreviousRow]:
         """Truncate the file for a fresh run (returns no rows), or read its rows to resume
@@ -202,6 +226,7 @@ class OutputFile:
         cannot be continued (raises :class:`OutputMismatchError`). Nothing is rewritten yet:
         call :meth:`keep_only` next.
         """
+        self._created = False  # the run started: the file is its output now
         if not self.regular:
             if resume:
                 raise OutputMismatchError(
@@ -292,6 +317,10 @@ class OutputFile:
                 pass
             self._stream = None
         if self.fd >= 0:
+            if self._created and os.fstat(self.fd).st_size == 0:
+                # Made by lock() for a run that never started: not left behind, empty.
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path)
             os.close(self.fd)
             self.fd = -1
 
