@@ -632,3 +632,19 @@ def test_embeddings_match_hugging_face_on_the_same_pixel_values(
     args = [str(folder), "--model", str(tiny_model_dir), "--out-dir", str(tmp_path / "out")]
     assert embeddings_check([*args, "--embeddings-dtype", "float32"]) == 0
     assert embeddings_check([*args, "--segments", "--window", "8f", "--hop", "6f"]) == 0
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version_names_vmae_and_what_makes_its_rows(flag: str) -> None:
+    """Issue 24, 19: the versions a bug report needs, on stdout, without importing torch."""
+    from importlib.metadata import version
+
+    import vmae_cli
+
+    result = CliRunner().invoke(app, [flag], catch_exceptions=False)
+    assert result.exit_code == EXIT_OK
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"vmae-cli {vmae_cli.__version__}"
+    assert f"torch {version('torch')}" in lines
+    assert f"transformers {version('transformers')}" in lines
+    assert {line.split()[0] for line in lines[1:]} >= {"openvino", "ray", "av"}

@@ -215,9 +215,48 @@ def segments_of(on: bool, window: str | None, hop: str | None, out: Any = None) 
     return Segments(Span.parse(window) if window else None, Span.parse(hop) if hop else None)
 
 
+#: The distributions `vmae --version` reports besides vmae's own: what makes a row, and the
+#: optional engines (``not installed`` when absent).
+VERSIONED = ("torch", "transformers", "opencv-python-headless", "av", "openvino", "ray")
+
+
+def versions() -> str:
+    """vmae's version and those of :data:`VERSIONED`, one per line (read from the installed
+    distributions' metadata: nothing is imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .. import __version__
+
+    lines = [f"vmae-cli {__version__}"]
+    for name in VERSIONED:
+        try:
+            lines.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            lines.append(f"{name} not installed")
+    return "\n".join(lines)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(versions())  # data asked for: stdout
+        raise typer.Exit()
+
+
 @app.callback()
-def main() -> None:
-    """Classify folders of videos with a VideoMAE model; one CSV/JSONL row per video."""
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            callback=_print_version,
+            is_eager=True,
+            help="Print vmae's version and those of torch, transformers, OpenCV, PyAV and "
+            "the optional engines, and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Classify folders of videos with a VideoMAE model; one CSV/JSONL/Parquet row per video."""
 
 
 def stderr_console() -> Any:
