@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vmae_cli.cli import EXIT_FATAL, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, app
+from vmae_cli.formats import neutralize_formula
 
 runner = CliRunner()
 
@@ -541,8 +542,9 @@ def test_labels_prints_the_models_labels_as_csv(tiny_model_dir: Path, tmp_path: 
     assert result.exit_code == EXIT_OK, result.output
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     config = json.loads((tiny_model_dir / "config.json").read_text())
+    # As a spreadsheet should see them: "=SUM(A1)" escaped, as in classify's rows.
     assert [(int(r["index"]), r["label"]) for r in rows] == sorted(
-        (int(k), v) for k, v in config["id2label"].items()
+        (int(k), neutralize_formula(v)) for k, v in config["id2label"].items()
     )
     missing = _run("labels", "--model", str(tmp_path / "nowhere"))
     assert missing.exit_code == EXIT_FATAL and "does not exist" in missing.output
@@ -648,3 +650,41 @@ def test_version_names_vmae_and_what_makes_its_rows(flag: str) -> None:
     assert f"torch {version('torch')}" in lines
     assert f"transformers {version('transformers')}" in lines
     assert {line.split()[0] for line in lines[1:]} >= {"openvino", "ray", "av"}
+
+
+def test_every_csv_vmae_writes_escapes_formulas(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Issue 24, 7: `vmae labels` and `summarize --format csv` follow classify's rule (and its
+    --no-escape-formulas)."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    config = json.loads((model / "config.json").read_text())
+    config["id2label"]["0"] = "=cmd|' /C calc'!A0"
+    config["label2id"] = {v: int(k) for k, v in config["id2label"].items()}
+    (model / "config.json").write_text(json.dumps(config))
+    shown = _run("labels", "--model", str(model))
+    assert shown.exit_code == EXIT_OK, shown.output
+    assert next(csv.DictReader(io.StringIO(shown.stdout)))["label"] == "'=cmd|' /C calc'!A0"
+    # Started from that output, a label map names the model's own label.
+    groups = tmp_path / "groups.csv"
+    groups.write_text(
+        "label,group\n"
+        + "".join(f"{line.split(',', 1)[1]},g\n" for line in shown.stdout.splitlines()[1:])
+    )
+    from vmae_cli.scoring import read_label_map
+
+    assert "=cmd|' /C calc'!A0" in read_label_map(groups).groups
+    raw = _run("labels", "--model", str(model), "--no-escape-formulas")
+    assert next(csv.DictReader(io.StringIO(raw.stdout)))["label"] == "=cmd|' /C calc'!A0"
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        "".join(
+            json.dumps({"path": f"/v/{i}.mp4", "status": "ok", "label": "=SUM(1)", "score": 0.5})
+            + "\n"
+            for i in range(2)
+        )
+    )
+    table = _run("summarize", str(rows), "--by", "label", "-f", "csv")
+    assert table.exit_code == EXIT_OK, table.output
+    assert next(csv.DictReader(io.StringIO(table.stdout)))["label"] == "'=SUM(1)"
+    plain = _run("summarize", str(rows), "--by", "label", "-f", "csv", "--no-escape-formulas")
+    assert next(csv.DictReader(io.StringIO(plain.stdout)))["label"] == "=SUM(1)"

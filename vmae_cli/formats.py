@@ -199,6 +199,26 @@ def unescape(cell: str) -> str:
 _ESCAPED_PREFIXES = (*FORMULA_PREFIXES, "'")
 
 
+def write_csv_table(
+    stream: IO[str],
+    columns: Iterable[str],
+    rows: Iterable[Iterable[Any]],
+    *,
+    escape_formulas: bool = True,
+) -> None:
+    """A table of vmae's own making (``vmae labels``, ``vmae summarize --format csv``) as CSV
+    on ``stream``, under the rule every CSV of vmae follows: text cells a spreadsheet would
+    run get the ``'`` prefix of :func:`neutralize_formula` unless ``escape_formulas`` is
+    off."""
+
+    def cell(value: Any) -> Any:
+        return neutralize_formula(value) if escape_formulas and isinstance(value, str) else value
+
+    out = csv.writer(stream, lineterminator="\n")
+    out.writerow([cell(c) for c in columns])
+    out.writerows([cell(v) for v in row] for row in rows)
+
+
 def _score(value: float | None) -> float | None:
     if value is None or not math.isfinite(value):
         return None

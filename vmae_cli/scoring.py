@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import VmaeError
+from .formats import unescape
 from .results import LabelScore
 
 #: The group of every label a label map does not name.
@@ -95,7 +96,9 @@ def read_label_map(path: str | os.PathLike[str]) -> LabelMap:
     reader.fieldnames = columns
     groups: dict[str, str] = {}
     for line, record in enumerate(reader, start=2):
-        label, group = (record.get(c) or "" for c in LABEL_MAP_COLUMNS)
+        # A file started from `vmae labels` holds its formula escapes: undone as vmae reads
+        # any CSV of its own.
+        label, group = (unescape(record.get(c) or "") for c in LABEL_MAP_COLUMNS)
         if not label and not group:
             continue  # a blank line
         if not label or not group.strip():

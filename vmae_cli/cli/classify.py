@@ -32,6 +32,7 @@ from .common import (
     DtypeName,
     EmbeddingsDtype,
     EngineName,
+    EscapeFormulasOpt,
     HopOpt,
     ModelOpt,
     OutputFormat,
@@ -182,13 +183,7 @@ def classify(
             rich_help_panel=PANEL_CURATION,
         ),
     ] = None,
-    escape_formulas: Annotated[
-        bool,
-        typer.Option(
-            help="In CSV, prefix ' to cells starting with = + - @ so spreadsheets do not run them.",
-            rich_help_panel=PANEL_IO,
-        ),
-    ] = True,
+    escape_formulas: EscapeFormulasOpt = True,
     model: ModelOpt = DEFAULT_MODEL,
     revision: RevisionOpt = None,
     device: Annotated[

@@ -168,6 +168,14 @@ WorkersOpt = Annotated[
         rich_help_panel=PANEL_SPEED,
     ),
 ]
+#: `--escape-formulas/--no-escape-formulas`: the one rule of every CSV vmae writes.
+EscapeFormulasOpt = Annotated[
+    bool,
+    typer.Option(
+        help="In CSV, prefix ' to cells starting with = + - @ so spreadsheets do not run them.",
+        rich_help_panel=PANEL_IO,
+    ),
+]
 ModelOpt = Annotated[
     str,
     typer.Option(

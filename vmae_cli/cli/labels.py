@@ -6,21 +6,22 @@ import sys
 
 # No torch, transformers or cv2 at import time: `vmae --help` must stay fast.
 from ..model import DEFAULT_MODEL
-from .common import ModelOpt, RevisionOpt, app
+from .common import EscapeFormulasOpt, ModelOpt, RevisionOpt, app
 from .errors import fail
 
 
 @app.command()
-def labels(model: ModelOpt = DEFAULT_MODEL, revision: RevisionOpt = None) -> None:
+def labels(
+    model: ModelOpt = DEFAULT_MODEL,
+    revision: RevisionOpt = None,
+    escape_formulas: EscapeFormulasOpt = True,
+) -> None:
     """Print the model's labels as CSV (index,label): a start for a label map."""
-    import csv
-
+    from ..formats import write_csv_table
     from ..model import read_labels
 
     try:
         names = read_labels(model, revision=revision)
     except Exception as exc:  # noqa: BLE001 - mapped by _exit_for, one table
         raise fail(exc, False) from None
-    out = csv.writer(sys.stdout, lineterminator="\n")
-    out.writerow(["index", "label"])
-    out.writerows(names.items())
+    write_csv_table(sys.stdout, ["index", "label"], names.items(), escape_formulas=escape_formulas)

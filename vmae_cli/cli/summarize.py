@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 # No torch, transformers or cv2 at import time: `vmae --help` must stay fast.
-from .common import SummaryFormat, app, say, stderr_console
+from .common import EscapeFormulasOpt, SummaryFormat, app, say, stderr_console
 from .errors import fail
 
 
@@ -45,9 +45,11 @@ def summarize(
             show_default="the rows' group column, if any",
         ),
     ] = None,
+    escape_formulas: EscapeFormulasOpt = True,
 ) -> None:
     """Count what vmae's rows say: by status, label, label group, folder; the failed
     videos."""
+    from ..formats import write_csv_table
     from ..scoring import read_label_map
     from ..summary import Grouping, read_results, render, table_for, with_groups
 
@@ -63,7 +65,9 @@ def summarize(
         raise fail(exc, False) from None
     fmt = summary_format.value
     if fmt == "csv":
-        tables[0].to_csv(sys.stdout, index=False, lineterminator="\n")
+        table = tables[0]
+        cells = table.astype(object).where(table.notna(), None).itertuples(index=False)
+        write_csv_table(sys.stdout, table.columns, cells, escape_formulas=escape_formulas)
         return
     if fmt == "jsonl":
         text = tables[0].to_json(orient="records", lines=True, force_ascii=False)
