@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from conftest import read_rows
 from typer.testing import CliRunner
 
 from vmae_cli.cli import EXIT_FATAL, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, app
@@ -688,3 +689,33 @@ def test_every_csv_vmae_writes_escapes_formulas(tiny_model_dir: Path, tmp_path: 
     assert next(csv.DictReader(io.StringIO(table.stdout)))["label"] == "'=SUM(1)"
     plain = _run("summarize", str(rows), "--by", "label", "-f", "csv", "--no-escape-formulas")
     assert next(csv.DictReader(io.StringIO(plain.stdout)))["label"] == "=SUM(1)"
+
+
+def test_labels_that_no_file_can_hold_are_written_safely(
+    tiny_model_dir: Path, tmp_path: Path, good_dir: Path
+) -> None:
+    """Issue 24, 9: a lone surrogate or a NUL in a label neither aborts a run nor reaches a
+    file raw: the label is made safe once, where the model's labels are read."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    config = json.loads((model / "config.json").read_text())
+    config["id2label"] = {str(i): f"label {i}" for i in range(len(config["id2label"]))}
+    config["id2label"]["0"], config["id2label"]["1"] = "bad\udc80name", "nul\x00here"
+    config["label2id"] = {v: int(k) for k, v in config["id2label"].items()}
+    (model / "config.json").write_text(json.dumps(config))  # JSON escapes both
+    shown = _run("labels", "--model", str(model))
+    assert shown.exit_code == EXIT_OK, shown.output
+    assert shown.stdout.splitlines()[1:3] == ["0,bad\\udc80name", "1,nul\\x00here"]
+    for fmt in ("csv", "jsonl"):
+        out = tmp_path / f"rows.{fmt}"
+        args = ["classify", str(good_dir), "-m", str(model), "--top-k", "10", "-o", str(out)]
+        result = _run(*args, "--workers", "1")
+        assert result.exit_code == EXIT_OK, result.output
+        data = out.read_bytes()
+        assert b"\x00" not in data
+        rows = read_rows(out)
+        labels = {r[f"label_{i}"] for r in rows for i in range(1, 11)} if fmt == "csv" else set()
+        labels |= {t["label"] for r in rows if fmt == "jsonl" for t in r["top_k"]}
+        assert {"bad\\udc80name", "nul\\x00here"} <= labels
+        again = _run(*args, "--workers", "1", "--resume")
+        assert again.exit_code == EXIT_OK, again.output

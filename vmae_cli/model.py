@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
@@ -638,7 +639,7 @@ def load_model(
         raise _translate_load_error(exc, name, spec.offline) from None
     check_load_report(load_report(info), name, allow_untrained_head, warn)
     model.eval().to(dev)
-    id2label = {int(k): str(v) for k, v in (model.config.id2label or {}).items()}
+    id2label = label_table(model.config.id2label or {})
     if dev.type == "cpu":
         # Dropping intermediate autograd state also applies to the weights' storage here.
         torch.set_grad_enabled(False)
@@ -727,4 +728,21 @@ def _id2label(name: str, revision: str | None, offline: bool) -> dict[int, str]:
     labels = config.get("id2label") or {}
     if not labels and isinstance(config.get("num_labels"), int):
         labels = {i: f"LABEL_{i}" for i in range(config["num_labels"])}
-    return {int(k): str(v) for k, v in labels.items()}
+    return label_table(labels)
+
+
+def label_table(labels: dict[Any, Any]) -> dict[int, str]:
+    """A checkpoint's ``id2label`` as vmae uses it everywhere: int indices, and names safe to
+    write in any output (:func:`safe_label`)."""
+    return {int(k): safe_label(str(v)) for k, v in labels.items()}
+
+
+def safe_label(name: str) -> str:
+    """A label as text every output can hold: a lone surrogate (not UTF-8) is written
+    ``\\udXXX`` and a control character (NUL, newline, ...) ``\\xNN``, so that a hostile or
+    broken config cannot abort a run (a UTF-8 file cannot hold a lone surrogate) or split a
+    row."""
+    if name.isprintable():
+        return name
+    text = name.encode("utf-8", "backslashreplace").decode("utf-8")
+    return "".join(f"\\x{ord(c):02x}" if unicodedata.category(c) == "Cc" else c for c in text)
