@@ -509,3 +509,25 @@ def test_a_run_that_cannot_start_leaves_no_output_behind(
         run(videos, out / "rows.csv", model=str(tmp_path / "no-such-model"))
     assert [p.name for p in out.iterdir()] == ["rows.csv"]
     assert (out / "rows.csv").read_text() == "kept\n"
+
+
+def test_scores_that_are_not_numbers_make_error_rows(
+    videos: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """Issue 24, 3: an image_std of 0 makes NaN probabilities: never an ok row."""
+    import json
+
+    from vmae_cli.pipeline import NON_FINITE_ERROR
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    config = json.loads((model / "preprocessor_config.json").read_text())
+    config["image_std"] = [0.0, 0.0, 0.0]
+    (model / "preprocessor_config.json").write_text(json.dumps(config))
+    for segments in (False, True):
+        out = tmp_path / f"rows-{segments}.jsonl"
+        report = run(videos, out, model=str(model), workers=1, segments=segments)
+        assert report.by_status == {"error": 3, "not_video": 1}
+        rows = [r for r in read_rows(out) if r["status"] == "error"]
+        assert all(r["error"] == NON_FINITE_ERROR and r["score"] is None for r in rows)
+        assert all(r["top_k"] == [] and r["label"] == "" for r in rows)

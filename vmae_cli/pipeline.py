@@ -262,7 +262,7 @@ class Classifier:
             probs, embeddings = batches.infer(torch.cat([v for _, _, v in queue]), crops)
             for i, (tally, window, _) in enumerate(queue):
                 tally.add(window, probs[i], embeddings[i] if embeddings is not None else None)
-                batches.scorer.rank(probs[i]).apply(window)
+                _rank(batches, probs[i], window)
             if on_windows is not None:
                 on_windows(len(queue))
             queue.clear()
@@ -330,7 +330,26 @@ class Classifier:
                 stamp=video.stamp,
                 embedding=_vector(embeddings[i]) if embeddings is not None else None,
             )
-            yield batches.scorer.rank(probs[i]).apply(prediction)
+            yield _rank(batches, probs[i], prediction)
+
+
+#: The error of a row whose scores are not numbers (what a broken config or checkpoint gives).
+NON_FINITE_ERROR = (
+    "the model gave scores that are not finite numbers (NaN or infinity): its preprocessor "
+    "config may divide by zero (an image_std of 0) or its weights hold NaN"
+)
+
+
+def _rank(batches: _Batches, probs: Any, result: Any) -> Any:
+    """``result`` (a prediction or a window) with what ``probs`` say, or an ``error`` with
+    :data:`NON_FINITE_ERROR` when they are not all finite: a NaN is never an ok row."""
+    import torch
+
+    if not bool(torch.isfinite(probs).all()):
+        result.status, result.error, result.top_k = STATUS_ERROR, NON_FINITE_ERROR, []
+        result.embedding = None
+        return result
+    return batches.scorer.rank(probs).apply(result)
 
 
 class _Batches:
@@ -444,7 +463,7 @@ class _WindowTally:
             return prediction
         if self.total_embedding is not None:
             prediction.embedding = _vector(self.total_embedding / self.ok)
-        return batches.scorer.rank(self.total / self.ok).apply(prediction)
+        return _rank(batches, self.total / self.ok, prediction)
 
 
 def classify_paths(
