@@ -125,7 +125,11 @@ def test_the_flag_table_comes_from_the_options() -> None:
     ("text", "keywords", "expected"),
     [
         ("min_score must be within 0..1", ["min_score"], "--min-score must be within 0..1"),
-        ("actors=2 only apply with engine='ray'", None, "--actors 2 only apply with --engine ray"),
+        (
+            "actors=2 applies only with engine='ray'",
+            None,
+            "--actors 2 applies only with --engine ray",
+        ),
         ("allow_untrained_head=True runs it", None, "--allow-untrained-head runs it"),
         ("pass model=DIR", ["model"], "pass --model DIR"),
         # One-word keywords only with a value: "model" is also a word.

@@ -195,7 +195,7 @@ def test_engine_ray_without_the_extra_exits_2_saying_what_to_install(
 def test_ray_options_without_the_ray_engine_exit_2(tmp_path: Path) -> None:
     result = _cli(str(tmp_path), "--actors", "2", "-o", str(tmp_path / "out.csv"))
     assert result.exit_code == EXIT_USAGE
-    assert "--actors 2 only apply with --engine ray" in result.stderr
+    assert "--actors 2 applies only with --engine ray" in result.stderr
     assert not (tmp_path / "out.csv").exists()
 
 

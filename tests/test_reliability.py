@@ -203,7 +203,13 @@ def test_resume_needs_a_file_and_the_same_columns(
     result = _classify(tiny_model_dir, str(folder), "-o", str(out), "--resume", "--top-k", "3")
     assert result.exit_code == 2
     assert "other columns" in result.stderr
+    assert "this run writes label_1, score_1, label_2, score_2, label_3, score_3" in result.stderr
     assert len(read_rows(out)) == 5  # untouched
+    # Issue 24, 21: the message names what differs, not options that did not change.
+    result = _classify(tiny_model_dir, str(folder), "-o", str(out), "--resume", "--segments")
+    assert result.exit_code == 2
+    assert "this run writes windows, timeline, which the file lacks" in result.stderr
+    assert len(read_rows(out)) == 5
 
 
 # ---------------------------------------------------------------------------------------

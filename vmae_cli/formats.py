@@ -34,6 +34,7 @@ from .output import (
     OutputMismatchError,
     PreviousRow,
     ReadBack,
+    other_columns,
     parse_output,
 )
 from .results import Prediction, WindowRow
@@ -677,13 +678,7 @@ class ParquetStore:
                 parquet = pq.ParquetFile(self.path)
                 names = parquet.schema_arrow.names
                 if self._columns and names != self._columns:
-                    raise OutputMismatchError(
-                        f"{self.path} has other columns than this run would write (another "
-                        "label_map or min_score, or a file of another vmae version); use "
-                        "the same options as before, or another output file",
-                        options=("label_map", "min_score"),
-                        path=self.path,
-                    )
+                    raise other_columns(self.path, names, self._columns)
                 for batch in parquet.iter_batches(batch_size=PARQUET_ROW_GROUP_ROWS):
                     lines += [JsonlFormat.encode(None, row) for row in batch.to_pylist()]
             except (OSError, pa.ArrowException):

@@ -157,6 +157,26 @@ def newest_per_key(rows: Iterable[PreviousRow]) -> dict[tuple[str, int | None], 
     return latest
 
 
+def other_columns(path: str, found: list[str], columns: list[str]) -> OutputMismatchError:
+    """The error for an output whose columns are not the ones this run writes, naming what
+    differs: the options that add or remove columns are the usual cause."""
+    extra = [c for c in found if c not in columns]
+    lacking = [c for c in columns if c not in found]
+    parts = []
+    if extra:
+        parts.append(f"the file has {', '.join(extra)}, which this run does not write")
+    if lacking:
+        parts.append(f"this run writes {', '.join(lacking)}, which the file lacks")
+    differs = "; ".join(parts) or "the same columns in another order"
+    return OutputMismatchError(
+        f"{path} has other columns than this run would write ({differs}): use the options "
+        "that wrote it (top_k, label_map, min_score, segments) or another output file",
+        options=("top_k", "label_map", "min_score"),
+        value=(tuple(extra), tuple(lacking)),
+        path=path,
+    )
+
+
 class OutputFile:
     """An output file of rows in format ``fmt``, held under an exclusive lock for a whole run.
 
@@ -257,13 +277,7 @@ class OutputFile:
     def _check_columns(self, found: list[str] | None, columns: list[str] | None) -> None:
         """Refuse to continue a CSV whose header is not the one this run writes."""
         if found is not None and columns is not None and found != columns:
-            raise OutputMismatchError(
-                f"{self.path} has other columns than this run would write (another "
-                "top_k, label_map or min_score, or a file of another vmae version); use "
-                "the same options as before, or another output file",
-                options=("top_k", "label_map", "min_score"),
-                path=self.path,
-            )
+            raise other_columns(self.path, found, columns)
 
     def keep_only(self, rows: Iterable[PreviousRow]) -> None:
         """Rewrite the file read by :meth:`start` with only ``rows`` (in the file's order),

@@ -629,7 +629,8 @@ def _check_engine(o: RunOptions) -> None:
     if given:
         settings = ", ".join(f"{name}={getattr(o.ray, name)!r}" for name in given)
         raise RunOptionsError(
-            f"{settings} only apply with engine={ENGINE_RAY!r}",
+            f"{settings} {'apply' if len(given) > 1 else 'applies'} only with "
+            f"engine={ENGINE_RAY!r}",
             options=(*given, "engine"),
             value=o.engine,
         )
