@@ -251,6 +251,26 @@ def test_an_unwritable_cache_converts_in_memory(
     assert len(said.warnings) == 1 and "cannot write the OpenVINO cache" in said.warnings[0]
 
 
+@pytest.mark.slow
+def test_a_cache_that_fails_to_write_converts_in_memory(
+    tiny_model_dir: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 24, 12: a full disk under the cache makes OpenVINO's writer raise RuntimeError
+    (not OSError); the run warns and serves the converted model from memory."""
+    import openvino
+
+    def full_disk(*args, **kwargs):
+        raise RuntimeError("Exception from src/core/src/pass/serialize.cpp: basic_ios::clear")
+
+    monkeypatch.setattr(openvino, "save_model", full_disk)
+    for backend in ("openvino", "auto"):
+        said = Said()
+        lm = said.load(tiny_model_dir, dtype="float32", backend=backend)
+        assert lm.backend == "openvino" and lm.model.entry is None
+        assert len(said.warnings) == 1 and "basic_ios::clear" in said.warnings[0]
+        assert not [p for p in cache.iterdir() if p.is_dir()]  # nothing half-written left
+
+
 def test_a_model_openvino_cannot_convert_runs_on_torch(
     tiny_model_dir: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

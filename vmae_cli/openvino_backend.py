@@ -212,10 +212,11 @@ def load_openvino(
     root = cache_root()
     entry = root / entry_name(key)
 
-    def uncached(exc: OSError, converted: Converted | None = None) -> OpenVINOModel:
+    def uncached(exc: Exception, converted: Converted | None = None) -> OpenVINOModel:
         """Without a usable cache: convert (unless done) and compile from memory."""
+        why = getattr(exc, "strerror", None) or _first_line(exc)
         on_warning(
-            f"cannot write the OpenVINO cache {root} ({exc.strerror or exc}): the converted "
+            f"cannot write the OpenVINO cache {root} ({why}): the converted "
             f"model serves this run only (set {CACHE_DIR_ENV} to a writable folder)"
         )
         if converted is None:
@@ -242,7 +243,9 @@ def load_openvino(
         converted = convert(name, revision, offline, frames_per_clip, crop_hw, input_name)
         try:
             _write_entry(ov, converted, entry, key)
-        except OSError as exc:  # a full disk, a read-only cache
+        except Exception as exc:  # noqa: BLE001 - any failure to write: serve from memory
+            # A full disk or a read-only cache; on a full disk OpenVINO's own writer raises
+            # RuntimeError ("basic_ios::clear"), not OSError.
             return uncached(exc, converted)
         compiled = _compile_entry(core, entry, key, precision, remove_broken=True)
     if compiled is None:
