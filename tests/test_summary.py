@@ -172,3 +172,32 @@ def test_labels_emptied_by_min_score_count_as_low_confidence(tmp_path: Path) -> 
         "(low confidence)": 1,
         "x": 1,
     }
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "said"),
+    [
+        ("list.jsonl", '{"path": ["a"], "status": "ok", "score": 0.5}\n', "path ['a'] is not text"),
+        ("inf.jsonl", '{"path": "/v/a.mp4", "status": "ok", "score": Infinity}\n', "score inf"),
+        (
+            "nan.csv",
+            "path,status,score,frames_decoded\n/v/a.mp4,ok,0.5,nan\n",
+            "frames_decoded 'nan'",
+        ),
+        ("word.csv", "path,status,score\n/v/a.mp4,ok,high\n", "score 'high' is not a finite"),
+    ],
+)
+def test_foreign_rows_are_refused_in_one_line(
+    name: str, text: str, said: str, tmp_path: Path
+) -> None:
+    """Issue 24, 16: rows vmae cannot have written are a usage error in one line, for
+    summarize and report alike."""
+    source = tmp_path / name
+    source.write_text(text)
+    for args in (
+        ["summarize", str(source)],
+        ["report", str(source), "-o", str(tmp_path / "r.html")],
+    ):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == EXIT_USAGE, result.output
+        assert said in result.stderr and len(result.stderr.strip().splitlines()) == 1

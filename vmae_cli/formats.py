@@ -141,6 +141,79 @@ class UnknownFormatError(VmaeError, ValueError):
     or the ``format`` option contradicts the output file's extension."""
 
 
+class ForeignRowsError(VmaeError, ValueError):
+    """Rows vmae did not write: a ``path`` that is not text, a number column holding
+    something that is not a finite number (``inf``, ``nan``, a word)."""
+
+
+#: Columns that hold numbers in every format (text cells in CSV): a row read back must
+#: hold a finite number there, or nothing.
+NUMBER_COLUMNS = (
+    "score",
+    "group_score",
+    "frames_decoded",
+    "frames_reported",
+    "duration_s",
+    "fps",
+    "width",
+    "height",
+    "rotation",
+    "size_bytes",
+    "mtime_ns",
+    "windows",
+    "window",
+    "start_frame",
+    "end_frame",
+    "start_s",
+    "end_s",
+)
+
+
+def _foreign(source: str, number: int, column: str, value: Any, why: str) -> ForeignRowsError:
+    value = value.item() if hasattr(value, "item") else value  # numpy's scalars as Python's
+    return ForeignRowsError(
+        f"{source}, row {number}: {column} {value!r} is {why}", value=value, path=source
+    )
+
+
+def check_row(source: str, number: int, row: dict[str, Any]) -> None:
+    """Raise :class:`ForeignRowsError` for a row vmae cannot have written (see there)."""
+    path = row.get("path")
+    if path is not None and not isinstance(path, str):
+        raise _foreign(source, number, "path", path, "not text")
+    for column in NUMBER_COLUMNS:
+        value = row.get(column)
+        if value is None or value == "":
+            continue
+        try:
+            finite = not isinstance(value, bool) and math.isfinite(float(value))
+        except (TypeError, ValueError):
+            finite = False
+        if not finite:
+            raise _foreign(source, number, column, value, "not a finite number")
+
+
+def check_frame(source: str, table: pd.DataFrame) -> None:
+    """:func:`check_row` for a whole table (vectorised)."""
+    import pandas as pd
+
+    if "path" in table:
+        text = table["path"].map(lambda v: v is None or isinstance(v, str))
+        if not text.all():
+            at = int((~text).to_numpy().argmax())
+            raise _foreign(source, at + 1, "path", table["path"].iloc[at], "not text")
+    for column in NUMBER_COLUMNS:
+        if column not in table:
+            continue
+        cells = table[column]
+        given = cells.notna() & (cells.astype(str) != "")
+        numbers = pd.to_numeric(cells.where(given), errors="coerce").astype(float)
+        bad = given & ~numbers.map(math.isfinite)
+        if bad.any():
+            at = int(bad.to_numpy().argmax())
+            raise _foreign(source, at + 1, column, cells.iloc[at], "not a finite number")
+
+
 @dataclass
 class ParsedOutput:
     """An output file read back: its header record (CSV) and columns, its records with their
@@ -852,10 +925,12 @@ def read_rows(
 ) -> Iterator[dict[str, Any]]:
     """The rows of any vmae output (video or window rows), one dict at a time, through its
     format's class: escapes undone, ``path`` the video's identity (an older output's relative
-    path resolved against the current folder, ``on_legacy(file)`` called once if so)."""
+    path resolved against the current folder, ``on_legacy(file)`` called once if so). Raises
+    :class:`ForeignRowsError` at a row vmae cannot have written."""
     source = os.fspath(path)
     legacy = False
-    for row in format_of_file(source).read(source, columns):
+    for number, row in enumerate(format_of_file(source).read(source, columns), start=1):
+        check_row(source, number, row)
         cell = row.get("path")
         if isinstance(cell, str) and is_legacy_cell(cell):
             row["path"] = key_of_cell(cell)
@@ -875,6 +950,7 @@ def read_frame(
     :func:`read_rows` for ``path`` and ``on_legacy``)."""
     source = os.fspath(path)
     table = format_of_file(source).frame(source, columns)
+    check_frame(source, table)
     if "path" in table and len(table):
         cells = table["path"].astype(str)
         legacy = cells.map(is_legacy_cell)

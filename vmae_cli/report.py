@@ -595,3 +595,5 @@ def _rows_of(source: str) -> Iterator[dict[str, Any]]:
         yield from read_rows(source)
     except OSError as exc:
         raise SummaryError(f"{source}: {exc.strerror or exc}", path=source) from None
+    except ValueError as exc:  # rows vmae did not write (formats.ForeignRowsError, JSON)
+        raise SummaryError(f"{source}: not a vmae output ({exc})", path=source) from None
