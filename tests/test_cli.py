@@ -719,3 +719,25 @@ def test_labels_that_no_file_can_hold_are_written_safely(
         assert {"bad\\udc80name", "nul\\x00here"} <= labels
         again = _run(*args, "--workers", "1", "--resume")
         assert again.exit_code == EXIT_OK, again.output
+
+
+def test_a_listed_name_holding_a_nul_gets_its_own_row(
+    tmp_path: Path, test_videos, tiny_model_dir: Path
+) -> None:
+    """Issue 24, 16: one bad line of a --files-from list is one not_found row, not the end of
+    the run; the row's path cell holds no raw NUL."""
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(os.fsencode(test_videos["h264"]) + b"\nbad\x00name.mp4\n")
+    out = tmp_path / "rows.csv"
+    result = _run(
+        "classify", "--files-from", str(listing), "-m", str(tiny_model_dir), "-o", str(out)
+    )
+    assert result.exit_code == EXIT_SOME_FAILED, result.output
+    assert b"\x00" not in out.read_bytes()
+    rows = {r["path"]: r for r in read_rows(out)}
+    bad = rows[f"{tmp_path}/bad\\x00name.mp4"]
+    assert (bad["status"], bad["error"]) == (
+        "not_found",
+        "no file can be named so: the path holds a NUL byte",
+    )
+    assert rows[str(test_videos["h264"])]["status"] == "ok"

@@ -32,6 +32,7 @@ NAMES = [
     b"=x.mp4",
     b"'=x.mp4",
     b"new\nline.mp4",
+    b"nul\x00name.mp4",  # no file has it, a hand-made list may
 ]
 
 

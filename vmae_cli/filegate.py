@@ -234,6 +234,8 @@ def check_and_read_head(path: str) -> tuple[Failure | None, bytes]:
         return Failure(STATUS_NOT_FOUND, "file not found"), b""
     except OSError as exc:
         return Failure(STATUS_UNREADABLE, f"cannot access file: {exc.strerror or exc}"), b""
+    except ValueError:  # "embedded null byte": a name from a list, no file can have it
+        return Failure(STATUS_NOT_FOUND, "no file can be named so: the path holds a NUL byte"), b""
     if not stat.S_ISREG(st.st_mode):
         kind = "a named pipe (FIFO)" if stat.S_ISFIFO(st.st_mode) else "not a regular file"
         if stat.S_ISDIR(st.st_mode):

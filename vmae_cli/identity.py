@@ -8,9 +8,9 @@ with ``..`` or ``./``) and from whatever folder the command ran:
 * **absolute and normalised** (:func:`os.path.abspath`: ``..``, ``.`` and doubled slashes
   folded), with symlinks **not** resolved: the user's own name for the file stays;
 * **text, and one-to-one**: a file name is bytes, an output cell is UTF-8 text. Bytes that are
-  not UTF-8 are written ``\\xNN``, and so that a name holding those four characters literally
-  cannot collide with it, a literal backslash is written ``\\\\``. :func:`cell_path` undoes
-  both, giving back the name to open.
+  not UTF-8 (and a NUL, which only a hand-made list can hold) are written ``\\xNN``, and so
+  that a name holding those four characters literally cannot collide with it, a literal
+  backslash is written ``\\\\``. :func:`cell_path` undoes both, giving back the name to open.
 
 Outputs of vmae before this rule held the path as it was given (often relative, a backslash
 not doubled). :func:`key_of_cell` reads those too: a relative cell is resolved against the
@@ -34,7 +34,7 @@ def video_path(path: str | os.PathLike[str]) -> str:
 def path_cell(path: str | os.PathLike[str]) -> str:
     """The ``path`` cell of a video: :func:`video_path` as one-to-one UTF-8 text."""
     text = video_path(path)
-    if "\\" not in text:
+    if "\\" not in text and "\0" not in text:
         try:
             text.encode("utf-8")
             return text  # the common case: valid UTF-8, no backslash
@@ -46,6 +46,8 @@ def path_cell(path: str | os.PathLike[str]) -> str:
     for ch in text:
         if ch == "\\":
             out.append("\\\\")
+        elif ch == "\0":  # no file has it, but a listed name may: never raw in a file
+            out.append("\\x00")
         elif "\udc80" <= ch <= "\udcff":  # a byte that is not UTF-8 (surrogateescape)
             out.append(f"\\x{ord(ch) - 0xDC00:02x}")
         else:
