@@ -531,3 +531,36 @@ def test_scores_that_are_not_numbers_make_error_rows(
         rows = [r for r in read_rows(out) if r["status"] == "error"]
         assert all(r["error"] == NON_FINITE_ERROR and r["score"] is None for r in rows)
         assert all(r["top_k"] == [] and r["label"] == "" for r in rows)
+
+
+def test_a_folder_that_cannot_be_read_is_counted_not_hidden(
+    videos: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 24, 4: a subfolder the walk cannot list (root ignores permissions, so the
+    refusal is made here) makes the run incomplete: counted, warned, exit code 3."""
+    import os as real_os
+
+    from vmae_cli import discovery
+    from vmae_cli.cli.classify import _exit_code
+
+    scandir = real_os.scandir
+
+    def refuse(path):
+        if str(path).endswith("sub"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(discovery.os, "scandir", refuse)
+    warned: list[str] = []
+    report = run(
+        videos,
+        tmp_path / "rows.csv",
+        model=str(tiny_model_dir),
+        workers=1,
+        hooks=RunHooks(on_warning=warned.append),
+    )
+    assert (report.by_status, report.unreadable_folders) == ({"ok": 3}, 1)
+    assert report.to_dict()["unreadable_folders"] == 1
+    assert "1 folder could not be read" in report.summary_line()
+    assert any("cannot read" in w and "Permission denied" in w for w in warned)
+    assert _exit_code(report) == 3

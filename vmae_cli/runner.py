@@ -199,6 +199,9 @@ class RunReport:
     #: not loaded in this process, as with the Ray engine or nothing to do).
     runtime: str | None = None
     windows: int | None = None  # windows of the videos written (None: not segmented)
+    #: Folders of the inputs that could not be listed (permission denied, a name too long):
+    #: their videos got no row, so the run is not complete.
+    unreadable_folders: int = 0
     embeddings: int | None = None  # vectors in the embeddings file (None: not written)
     model_revision: str = ""  # the checkpoint's revision (ModelSpec.revision)
 
@@ -246,6 +249,7 @@ class RunReport:
             "failed": self.failed,
             "skipped": self.skipped,
             "found": self.found,
+            "unreadable_folders": self.unreadable_folders,
             **extra,
             "stopped_by": self.stopped_by,
             "output": display_path(self.output) if self.output else "-",
@@ -277,6 +281,10 @@ class RunReport:
         if self.skipped:
             parts = f"{parts}; " if parts else ""
             parts += f"{self.skipped} skipped (already in the output)"
+        if self.unreadable_folders:
+            parts = f"{parts}; " if parts else ""
+            n_folders = self.unreadable_folders
+            parts += f"{n_folders} folder{'s' if n_folders != 1 else ''} could not be read"
         runtime = f", {self.runtime}" if self.runtime else ""
         took = f"in {self.elapsed_s:.1f} s ({self.videos_per_s or 0.0:.2f} videos/s{runtime})"
         if self.by_node:
@@ -358,6 +366,7 @@ class _Run:
         self.stop = stop or StopRequest()
         self.resume = options.resume or options.retry_failed
         self.listed: list[str] = []  # the paths of files_from, read before any work
+        self.unreadable_folders = 0  # folders the walk could not list
 
     def execute(self) -> RunReport:
         started, t0 = time.time(), time.perf_counter()
@@ -488,6 +497,7 @@ class _Run:
         _refuse_other_model(outputs.rows, report, self.output or "")
         paths = self._walk()
         report.found = len(paths) if paths is not None else None
+        report.unreadable_folders = self.unreadable_folders
         if paths is None:
             return
         if self.hooks.on_total:
@@ -531,6 +541,7 @@ class _Run:
         seen: set[str] = set()  # a video named twice (walked and listed) gets one row
 
         def warn(path: str, why: str) -> None:
+            self.unreadable_folders += 1
             self._warn(f"cannot read {path}: {why}")
 
         walked = iter_video_paths(self.inputs, warn, keep)

@@ -490,7 +490,8 @@ def summary_line(report: Any) -> str:
 
 
 def _exit_code(report: Any) -> int:
-    """A finished run's exit code: stopped (128 + signal), some failed (3), or 0."""
+    """A finished run's exit code: stopped (128 + signal), some failed or a folder could not
+    be read (3), or 0."""
     if report.stopped_by is not None:
         return EXIT_SIGNAL_BASE + signal.Signals[report.stopped_by].value
-    return EXIT_SOME_FAILED if report.failed else EXIT_OK
+    return EXIT_SOME_FAILED if report.failed or report.unreadable_folders else EXIT_OK
