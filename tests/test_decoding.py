@@ -952,3 +952,25 @@ def test_a_raw_stream_without_timestamps_is_timed_by_its_frame_rate(tmp_path: Pa
     assert done.failure is None and done.meta.decoder == DECODER_PYAV
     assert [(w.start_s, w.end_s) for w in windows] == [(0.0, 0.36), (0.4, 0.76), (0.8, 1.16)]
     assert done.notes == ["30 frames without timestamps: their times are frame / fps"]
+
+
+def test_keyframe_sampling_says_when_it_saw_mostly_one_frame(tmp_path: Path) -> None:
+    """Issue 24, 5: a 10 s video with one keyframe gives the same frame for every sample:
+    its row says so."""
+    from tools.videogen import write_video
+
+    one_gop = write_video(
+        tmp_path / "one_gop.mp4", codec="h264", width=64, height=48, num_frames=250, gop=1000
+    )
+    decoded, failure, meta = decode_video(str(one_gop), T, lambda f: None, sampling="keyframes")
+    assert failure is None and meta.decoder == "pyav-keyframes"
+    assert decoded.frame_indices == [0] * T
+    assert decoded.notes == [
+        f"{T} of the {T} sampled frames are the same keyframe (frame 0): the video has few "
+        "keyframes, so keyframe sampling sees little of it; exact sampling sees all of it"
+    ]
+    many = write_video(
+        tmp_path / "many.mp4", codec="h264", width=64, height=48, num_frames=250, gop=10
+    )
+    decoded, _, _ = decode_video(str(many), T, lambda f: None, sampling="keyframes")
+    assert decoded.notes == []

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -806,7 +806,26 @@ def decode_keyframes(path: str, sampler: int | Sampler, transform: FrameTransfor
         for i in sorted(set(indices)):
             frame = _decode_keyframe(container, stream, index.shown[i])
             kept[i] = _keep(frame, facts, transform)
-        return _finish(DECODER_PYAV_KEYFRAMES, facts, n, indices, kept)
+        decoded = _finish(DECODER_PYAV_KEYFRAMES, facts, n, indices, kept)
+        note = few_keyframes_note(indices)
+        if note:
+            decoded.notes.append(note)
+        return decoded
+
+
+def few_keyframes_note(indices: list[int]) -> str:
+    """A row's note when half or more of its keyframe-sampled frames are one frame (a video
+    with few keyframes: the model sees little of it), else ``""``."""
+    if not indices:
+        return ""
+    frame, count = Counter(indices).most_common(1)[0]
+    if 2 * count < len(indices):
+        return ""
+    return (
+        f"{count} of the {len(indices)} sampled frames are the same keyframe (frame {frame}): "
+        "the video has few keyframes, so keyframe sampling sees little of it; exact sampling "
+        "sees all of it"
+    )
 
 
 def _decode_keyframe(container: Any, stream: Any, pts: int) -> Any:
