@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -154,13 +155,15 @@ def test_a_video_changed_since_the_run_is_shown_as_changed(
 
 
 def test_the_page_stays_under_its_size_limit(tmp_path: Path, test_videos) -> None:
-    """2,000 generated rows over 40 labels pointing at a few videos: the strips of the least
-    frequent labels are dropped to stay under the limit, and the page says so."""
+    """2,000 generated rows over 40 labels, hard links to a few videos: the strips of the
+    least frequent labels are dropped to stay under the limit, and the page says so."""
     rows = tmp_path / "rows.jsonl"
     sources = [test_videos[k] for k in ("h264", "vp9", "mjpeg", "hevc")]
+    (tmp_path / "v").mkdir()
     with rows.open("w") as f:
         for i in range(2000):
-            src = sources[i % len(sources)]
+            src = tmp_path / "v" / f"{i:04d}{sources[i % len(sources)].suffix}"
+            os.link(sources[i % len(sources)], src)  # a video of its own: one row each
             st = src.stat()
             status = "ok" if i % 50 else "damaged"
             f.write(

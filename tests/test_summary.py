@@ -61,8 +61,14 @@ def test_counts_equal_those_of_the_csv_read_independently(outputs) -> None:
         want = Counter(r["label"] for r in rows if r["status"] == "ok")
         assert dict(zip(labels["label"], labels["videos"], strict=True)) == want
         assert list(failed(table)["status"]) == ["not_video"]
-    both = read_results([out_csv, out_jsonl])
-    assert len(both) == 2 * len(rows)
+    # The same run in two formats: each video once (issue 24, 6), and said so.
+    told: list[str] = []
+    both = read_results([out_csv, out_jsonl], on_notice=told.append)
+    assert len(both) == len(rows)
+    assert told == [
+        f"{len(rows)} rows repeat a video a later row has again (same model): the last one "
+        "is counted"
+    ]
 
 
 def test_by_folder_groups_below_the_folder_all_videos_share(outputs) -> None:
@@ -201,3 +207,30 @@ def test_foreign_rows_are_refused_in_one_line(
         result = CliRunner().invoke(app, args)
         assert result.exit_code == EXIT_USAGE, result.output
         assert said in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_rows_of_two_models_or_repeated_videos_are_said_and_counted_once(tmp_path: Path) -> None:
+    """Issue 24, 6: two runs of the same videos with two models are two videos per file, said
+    so; a video repeated with the same model counts once (its last row)."""
+    head = "path,status,label,score,model\n"
+    a, b, again = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "again.csv"
+    a.write_text(head + "/v/1.mp4,ok,x,0.5,m1\n/v/2.mp4,ok,x,0.5,m1\n")
+    b.write_text(head + "/v/1.mp4,ok,y,0.5,m2\n/v/2.mp4,ok,y,0.5,m2\n")
+    again.write_text(head + "/v/1.mp4,ok,z,0.9,m1\n")
+    told: list[str] = []
+    rows = read_results([a, b], on_notice=told.append)
+    assert len(rows) == 4 and told == [
+        "the rows hold 2 models (m1, m2): each video is counted once per model"
+    ]
+    told.clear()
+    rows = read_results([a, again], on_notice=told.append)
+    assert sorted(zip(rows["path"], rows["label"], strict=True)) == [
+        ("/v/1.mp4", "z"),
+        ("/v/2.mp4", "x"),
+    ]
+    assert told == [
+        "1 rows repeat a video a later row has again (same model): the last one is counted"
+    ]
+    result = CliRunner().invoke(app, ["summarize", str(a), str(again)])
+    assert result.exit_code == EXIT_OK and "2 rows in 2 files" in result.stdout
+    assert "repeat a video" in result.stderr

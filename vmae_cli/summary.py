@@ -84,7 +84,7 @@ def read_results(
         if on_notice is not None:
             on_notice(_legacy_notice(source))
 
-    wanted = None if columns is None else {*columns, *REQUIRED_COLUMNS, "label", "error"}
+    wanted = None if columns is None else {*columns, *REQUIRED_COLUMNS, "label", "error", "model"}
     frames = []
     for path in map(os.fspath, paths):
         try:
@@ -108,6 +108,31 @@ def read_results(
             table[column] = ""
     table["score"] = pd.to_numeric(table.get("score"), errors="coerce")
     table[["label", "error"]] = table[["label", "error"]].fillna("").astype(str)
+    return _once_per_video(table, on_notice)
+
+
+def _once_per_video(table: pd.DataFrame, on_notice: Callable[[str], None] | None) -> pd.DataFrame:
+    """Each video once per model (its last row: a later file, or a later row, is newer), and
+    a line for a person when the rows hold several models or repeat videos."""
+    say = on_notice or (lambda line: None)
+    models = (
+        sorted(m for m in table["model"].dropna().astype(str).unique() if m)
+        if ("model" in table)
+        else []
+    )
+    if len(models) > 1:
+        say(
+            f"the rows hold {len(models)} models ({', '.join(models)}): each video is counted "
+            "once per model"
+        )
+    key = ["path", "model"] if "model" in table else ["path"]
+    repeated = table.duplicated(subset=key, keep="last")
+    if repeated.any():
+        say(
+            f"{int(repeated.sum())} rows repeat a video a later row has again (same model): "
+            "the last one is counted"
+        )
+        table = table[~repeated].reset_index(drop=True)
     return table
 
 
