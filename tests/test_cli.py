@@ -323,7 +323,8 @@ def test_a_closed_stdout_ends_every_format_the_same_way(
 def test_stderr_lines_are_never_wrapped(good_dir: Path, tiny_model_dir: Path, tmp_path: Path):
     out = tmp_path / "a-rather-long-name-for-an-output-file-that-people-do-use.csv"
     _run("classify", str(good_dir), "-m", str(tiny_model_dir), "-o", str(out))
-    result = _run("classify", str(good_dir), "-m", str(tiny_model_dir), "-o", str(out))
+    args = ("classify", str(good_dir), "-m", str(tiny_model_dir), "-o", str(out), "--overwrite")
+    result = _run(*args)
     lines = result.stderr.splitlines()
     assert len(lines) == 2  # the "replacing" warning and the summary, each on one line
     assert all(line.startswith("vmae:") for line in lines)
@@ -741,3 +742,31 @@ def test_a_listed_name_holding_a_nul_gets_its_own_row(
         "no file can be named so: the path holds a NUL byte",
     )
     assert rows[str(test_videos["h264"])]["status"] == "ok"
+
+
+def test_a_fresh_run_never_empties_an_output_that_holds_rows(
+    good_dir: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """Issue 24, 1: without --resume or --overwrite, a run onto an output (rows, window rows,
+    vectors) that holds something exits 2 before touching anything."""
+    rows, windows, vectors = tmp_path / "rows.csv", tmp_path / "w.jsonl", tmp_path / "e.parquet"
+    base = ("classify", str(good_dir), "-m", str(tiny_model_dir), "--workers", "1")
+    outputs = ("-o", str(rows), "--segments-out", str(windows), "--embeddings", str(vectors))
+    assert _run(*base, *outputs).exit_code == EXIT_OK
+    before = {p: p.read_bytes() for p in (rows, windows, vectors)}
+    refused = _run(*base, *outputs)
+    assert refused.exit_code == EXIT_USAGE
+    assert refused.stderr == (
+        f"vmae: {rows} holds 2 rows: add --resume to continue it, or --overwrite to replace it\n"
+    )
+    for single in (("--segments-out", str(windows)), ("--embeddings", str(vectors))):
+        other = _run(*base, "-o", str(tmp_path / "new.csv"), *single)
+        assert other.exit_code == EXIT_USAGE and "--overwrite to replace it" in other.stderr
+        assert not (tmp_path / "new.csv").exists()
+    assert {p: p.read_bytes() for p in before} == before  # untouched
+    replaced = _run(*base, *outputs, "--overwrite")
+    assert replaced.exit_code == EXIT_OK and "replacing the 2 rows" in replaced.stderr
+    assert len(read_rows(rows)) == 2
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")  # nothing to lose: no flag needed
+    assert _run(*base, "-o", str(empty)).exit_code == EXIT_OK

@@ -292,6 +292,21 @@ class EmbeddingsFile:
         # O_APPEND: each write lands at the end, whatever the file offset.
         write_all(self.fd, b"".join(chunks))
 
+    def count(self) -> int:
+        """Vectors in the final file and the journal, as they are (a final file that is not
+        Parquet counts as one: it is not to be replaced unasked)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self._require_lock()
+        vectors = len(self._scan_journal().records)
+        if os.path.exists(self.path):
+            try:
+                vectors += pq.ParquetFile(self.path).metadata.num_rows
+            except (OSError, pa.ArrowException):
+                vectors += int(os.path.getsize(self.path) > 0)
+        return vectors
+
     def finish(self) -> int:
         """Merge the final file and the journal into the final file, remove the journal and
         release the lock. Returns the number of vectors in the final file.

@@ -95,6 +95,9 @@ class RunOptions:
     escape_formulas: bool = True
     resume: bool = False
     retry_failed: bool = False  # implies resume
+    #: Replace the rows (window rows, vectors) an existing output holds; without it (or
+    #: resume) a run onto an output that holds rows is refused before anything is touched.
+    overwrite: bool = False
     engine: str = ENGINE_LOCAL
     classify: ClassifyOptions = field(
         default_factory=lambda: ClassifyOptions(timeout_s=DEFAULT_TIMEOUT_S)
@@ -387,6 +390,7 @@ class _Run:
             embeddings_dtype=o.embeddings_dtype,
             segmented=o.classify.protocol.segments is not None,
             resume=self.resume,
+            overwrite=o.overwrite,
         )
         try:
             # The locks come first, so that a second run is refused at once, before the

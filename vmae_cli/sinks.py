@@ -87,8 +87,11 @@ class Sink(Protocol):
     """One output of a run (see the module's docstring for its life)."""
 
     target: str
+    unit: str  # what it holds, for messages: "rows", "vectors"
 
     def lock(self) -> None: ...
+
+    def held(self) -> int: ...
 
     def start(self, layout: Layout, *, resume: bool) -> Started: ...
 
@@ -135,9 +138,15 @@ class RowSink:
         self._rows: list[PreviousRow] = []  # what start read back, newest per key
         self._held: dict[str, list[int]] = {}  # window rows: window numbers per video
 
+    unit = "rows"
+
     def lock(self) -> None:
         if self._stdout is None:
             self._file = self.format.store(self.target).lock()
+
+    def held(self) -> int:
+        """Rows the file holds now (0 for stdout)."""
+        return self._file.count_rows() if self._file is not None else 0
 
     def start(self, layout: Layout, *, resume: bool) -> Started:
         self._layout = layout
@@ -218,6 +227,13 @@ class EmbeddingsSink:
         self._file: EmbeddingsFile | None = None
         self._has: set[str] = set()
 
+    unit = "vectors"
+
+    def held(self) -> int:
+        """Vectors the file and its journal hold now."""
+        assert self._file is not None
+        return self._file.count()
+
     def lock(self) -> None:
         check_writable(self.target)
         # The model and protocol are set by start(), once known.
@@ -257,9 +273,11 @@ class Outputs:
     """A run's sinks, in the order a video is written to them (vectors, window rows, then
     the video's row), and what the run learns from them."""
 
-    def __init__(self, sinks: Iterable[Sink], stdout: _Stdout):
+    def __init__(self, sinks: Iterable[Sink], stdout: _Stdout, *, protect: bool = False):
         self.sinks = list(sinks)
         self._stdout = stdout
+        #: A fresh run without overwrite: an output that holds rows is refused at lock().
+        self._protect = protect
         self.rows: dict[str, PreviousRow] = {}  # the video rows an earlier run wrote
 
     @classmethod
@@ -273,6 +291,7 @@ class Outputs:
         embeddings_dtype: str = DEFAULT_EMBEDDING_DTYPE,
         segmented: bool = False,
         resume: bool = False,
+        overwrite: bool = False,
     ) -> Outputs:
         """Check the outputs of a run and make their sinks (nothing is opened yet). Raises
         :class:`~vmae_cli.output.OutputMismatchError` (or :class:`~vmae_cli.formats.
@@ -317,12 +336,23 @@ class Outputs:
             sinks.append(RowSink(segments_output, windows_fmt, windows=True, stdout=stdout))
         if output is not None:
             sinks.append(RowSink(output, fmt, windows=False, stdout=stdout))
-        return cls(sinks, stdout)
+        return cls(sinks, stdout, protect=not (resume or overwrite))
 
     def lock(self) -> None:
-        """Lock every file, the video rows' first (a second run is refused at once)."""
+        """Lock every file, the video rows' first (a second run is refused at once). A fresh
+        run (neither resume nor overwrite) is refused here, before anything is touched, when
+        an output already holds rows."""
         for sink in reversed(self.sinks):
             sink.lock()
+            held = sink.held() if self._protect else 0
+            if held:
+                raise OutputMismatchError(
+                    f"{sink.target} holds {held} {sink.unit}: add resume=True to continue "
+                    "it, or overwrite=True to replace it",
+                    options=("resume", "overwrite"),
+                    value=held,
+                    path=sink.target,
+                )
 
     def start(self, layout: Layout, *, resume: bool, on_notice: Callable[[str], None]) -> int:
         """Start every sink; returns how many video rows a fresh run replaced."""

@@ -277,6 +277,16 @@ def classify(
             rich_help_panel=PANEL_CRON,
         ),
     ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            metavar="",
+            help="Replace the rows an existing output holds (without it, or --resume, a run "
+            "onto an output that holds rows is refused).",
+            rich_help_panel=PANEL_CRON,
+        ),
+    ] = False,
     summary: Annotated[
         Path | None,
         typer.Option(
@@ -401,6 +411,7 @@ def classify(
             escape_formulas=escape_formulas,
             resume=resume,
             retry_failed=retry_failed,
+            overwrite=overwrite,
             engine=engine.value,
             ray=RayOptions(
                 ray_address=ray_address,
