@@ -81,6 +81,7 @@ def vmae_runs(model: str, videos: str, rounds: int) -> dict[str, object]:
                 out = Path(tmp) / f"{setting}.csv"
                 emb = Path(tmp) / "emb.parquet"
                 cmd = [*vmae_command(), "classify", videos, "-m", model, "-q", "-o", str(out)]
+                cmd += ["--overwrite"]  # each round replaces the last one's rows
                 if setting == "with":
                     cmd += ["--embeddings", str(emb)]
                 measured = run_measured(cmd)

@@ -97,6 +97,7 @@ def run_count(args: argparse.Namespace, folder: Path, count: int, out_csv: Path)
         "-q",
         "-o",
         str(out_csv),
+        "--overwrite",
         *shlex.split(args.vmae_args),
     ]
     watch = FirstRowWatch(out_csv)

@@ -78,7 +78,7 @@ def end_to_end(path: str, model: str, vmae_args: list[str], work: str) -> dict[s
     """Wall seconds of a whole ``vmae classify --segments`` run on ``path``, and its windows."""
     out, windows = os.path.join(work, "videos.csv"), os.path.join(work, "windows.csv")
     cmd = [*vmae_command(), "classify", path, "--model", model, "-q", "--segments"]
-    cmd += ["-o", out, "--segments-out", windows, *vmae_args]
+    cmd += ["-o", out, "--segments-out", windows, "--overwrite", *vmae_args]
     run = run_measured(cmd, capture_stdout=False)
     if run.returncode != 0:
         raise SystemExit(f"vmae failed ({run.returncode}): {run.stderr.strip()}")

@@ -387,6 +387,7 @@ def vmae_cmd(args: argparse.Namespace, video: Path, videos_csv: Path, windows_cs
         str(videos_csv),
         "--segments-out",
         str(windows_csv),
+        "--overwrite",
         *shlex.split(args.vmae_args),
     ]
 

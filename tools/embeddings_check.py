@@ -115,6 +115,7 @@ def run_vmae(args: argparse.Namespace, out: Path) -> tuple[int, str]:
     """Run vmae on the inputs, writing rows, window rows and embeddings under ``out``."""
     argv = [*vmae_command(args.vmae), "classify", *args.inputs, "-m", args.model, "-q"]
     argv += ["-o", str(out / "rows.jsonl"), "--embeddings", str(out / "emb.parquet")]
+    argv += ["--overwrite"]  # a check run again replaces its own outputs
     argv += ["--embeddings-dtype", args.embeddings_dtype, "--dtype", args.dtype]
     argv += ["--backend", args.backend, "--device", "cpu"]
     if args.segments:

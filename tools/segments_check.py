@@ -245,6 +245,7 @@ def _run(
         p.unlink(missing_ok=True)
     argv = [*cmd, "classify", *videos, "-m", args.model, "--segments"]
     argv += ["-o", str(rows_path), "--segments-out", str(windows_path), "-k", str(labels)]
+    argv += ["--overwrite"]  # a check run again replaces its own outputs
     argv += ["--dtype", "float32", "--backend", "torch", "--device", "cpu", "-q"]
     if args.window:
         argv += ["--window", args.window]
