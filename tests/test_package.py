@@ -60,3 +60,15 @@ def test_importing_the_package_loads_no_heavy_library() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     ).stdout.splitlines()
     assert out == ["[]", "vmae_cli.runner vmae_cli.segments"]
+
+
+def test_the_modules_are_reached_from_the_package() -> None:
+    """Issue 24, 22: `import vmae_cli` then `vmae_cli.report.build_report` works, as the
+    README writes it."""
+    code = (
+        "import vmae_cli; "
+        "print(vmae_cli.report.build_report.__name__, vmae_cli.embeddings.read_embeddings.__name__,"
+        " vmae_cli.discovery.InputNotFoundError.__name__)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["build_report", "read_embeddings", "InputNotFoundError"]

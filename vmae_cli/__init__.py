@@ -75,9 +75,15 @@ def _exports() -> dict[str, str]:
 def __getattr__(name: str) -> Any:
     if name == "__all__":
         return ["__version__", *_exports()]
+    import importlib
+
     module = _exports().get(name)
     if module is not None:
-        import importlib
-
         return getattr(importlib.import_module(f".{module}", __name__), name)
+    # A module of the package, as `import vmae_cli` users write it (`vmae_cli.report.
+    # build_report`): imported on first use like the names above.
+    from importlib.util import find_spec
+
+    if not name.startswith("_") and find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
