@@ -82,3 +82,17 @@ def test_output_paths_are_checked_without_creating_anything(tmp_path: Path) -> N
         locked.mkdir(mode=0o500)
         with pytest.raises(PermissionError):
             check_writable(locked / "s.json")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_copies_a_killed_run_left_half_written_are_removed(fmt: str, tmp_path: Path) -> None:
+    """Issue 24, 14: a kill while a file was rewritten aside leaves `.NAME.vmae-PID.tmp`; the
+    next run that locks the file removes it (no live run writes one without that lock)."""
+    path = tmp_path / f"rows.{fmt}"
+    stale = tmp_path / f".rows.{fmt}.vmae-99999999.tmp"
+    stale.write_bytes(b"half a file")
+    other = tmp_path / ".notes.csv.vmae-1.tmp"  # another file's: not this lock's to remove
+    other.write_bytes(b"x")
+    store = FORMATS[fmt].store(str(path)).lock()
+    store.close()
+    assert not stale.exists() and other.exists()

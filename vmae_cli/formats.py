@@ -36,6 +36,8 @@ from .output import (
     ReadBack,
     other_columns,
     parse_output,
+    remove_stale_temporaries,
+    temporary_name,
 )
 from .results import Prediction, WindowRow
 
@@ -716,8 +718,10 @@ class ParquetStore:
         self._read: ReadBack | None = None
 
     def lock(self) -> ParquetStore:
-        """Lock the journal (created if needed); refused at once while another run holds it."""
+        """Lock the journal (created if needed); refused at once while another run holds it.
+        Copies of the Parquet file a killed run left half-written are removed."""
         self.journal.lock()
+        remove_stale_temporaries(self.path)
         return self
 
     def count_rows(self) -> int:
@@ -798,8 +802,7 @@ class ParquetStore:
         self.journal.flush()
         _, newest = _newest_in_journal(self.path)
         schema = _arrow_schema(self._columns)
-        directory, name = os.path.split(os.path.abspath(self.path))
-        tmp = os.path.join(directory, f".{name}.vmae-{os.getpid()}.tmp")
+        tmp = temporary_name(self.path)
         try:
             # Row group by row group: memory holds the keys and one group, not the rows.
             with pq.ParquetWriter(tmp, schema) as writer:

@@ -375,6 +375,11 @@ def convert(
 def _write_entry(ov: Any, converted: Converted, entry: Path, key: dict[str, Any]) -> None:
     """Save ``converted`` as the cache entry ``entry``: written aside, then renamed into
     place. Weights stay float32: compressed to f16 they added as much error again in bf16."""
+    # Called under the entry's lock: a half-written copy beside it is a killed run's (a ViT-B
+    # leaves about 335 MB each time), never a live one's.
+    for stale in entry.parent.glob(f".{entry.name}.*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
     try:
         ov.save_model(converted.model, str(tmp / ENTRY_XML), compress_to_fp16=False)

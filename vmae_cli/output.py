@@ -231,6 +231,7 @@ class OutputFile:
             except FileNotFoundError:
                 same = False
             if same:
+                remove_stale_temporaries(self.path)
                 return self
             os.close(self.fd)
             self.fd = -1
@@ -343,8 +344,7 @@ class OutputFile:
         the old file, so a kill at any moment leaves either the old or the new file whole."""
         import fcntl
 
-        directory, name = os.path.split(os.path.abspath(self.path))
-        tmp = os.path.join(directory, f".{name}.vmae-{os.getpid()}.tmp")
+        tmp = temporary_name(self.path)
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -363,6 +363,29 @@ class OutputFile:
         os.close(self.fd)
         self.fd = fd
         self.is_empty = not chunks
+
+
+def temporary_name(path: str) -> str:
+    """Where a new copy of ``path`` is written before it is renamed over it (hidden, beside
+    it, named by this process)."""
+    directory, name = os.path.split(os.path.abspath(path))
+    return os.path.join(directory, f".{name}.vmae-{os.getpid()}.tmp")
+
+
+def remove_stale_temporaries(path: str) -> None:
+    """Remove the copies of ``path`` that runs killed while writing them left (see
+    :func:`temporary_name`). Called by whoever holds ``path``'s lock: no live run is writing
+    one then, since a run writes its copy only while it holds that lock."""
+    directory, name = os.path.split(os.path.abspath(path))
+    prefix = f".{name}.vmae-"
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for entry in names:
+        if entry.startswith(prefix) and entry.endswith(".tmp"):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(directory, entry))
 
 
 def _read_all(fd: int) -> bytes:
