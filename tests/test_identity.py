@@ -178,3 +178,9 @@ def test_names_that_collided_get_a_row_each_after_resume(
         assert len(rows) == len({r["path"] for r in rows}) == 4
         opened = sorted(os.fsencode(cell_path(r["path"])) for r in rows)
         assert opened == sorted(os.fsencode(folder) + b"/" + n for n in names)
+    # Issue 24, 20: the report finds a file whose name is not UTF-8 (its cell names it).
+    from vmae_cli.report import ReportOptions, build_report
+
+    page = tmp_path / "report.html"
+    made = build_report([tmp_path / "rows.csv"], page, options=ReportOptions(workers=1))
+    assert made.strips == 4 and "the file is gone" not in page.read_text()
