@@ -770,3 +770,12 @@ def test_a_fresh_run_never_empties_an_output_that_holds_rows(
     empty = tmp_path / "empty.csv"
     empty.write_bytes(b"")  # nothing to lose: no flag needed
     assert _run(*base, "-o", str(empty)).exit_code == EXIT_OK
+
+
+def test_inspect_of_a_folder_points_to_classify(tmp_path: Path) -> None:
+    """Issue 24, 21: `vmae inspect DIR` is a usage error that says what to use."""
+    result = _run("inspect", str(tmp_path))
+    assert result.exit_code == EXIT_USAGE
+    assert "is a folder: vmae inspect looks at one video (vmae classify takes folders)" in (
+        result.stderr
+    )

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -234,3 +235,20 @@ def test_rows_of_two_models_or_repeated_videos_are_said_and_counted_once(tmp_pat
     result = CliRunner().invoke(app, ["summarize", str(a), str(again)])
     assert result.exit_code == EXIT_OK and "2 rows in 2 files" in result.stdout
     assert "repeat a video" in result.stderr
+
+
+def test_machine_tables_round_scores_as_the_rows_do(tmp_path: Path) -> None:
+    """Issue 24, 21: no 0.6971765000000001 in summarize --format csv/jsonl."""
+    rows = tmp_path / "rows.jsonl"
+    scores = [0.6971765, 0.1, 0.2]
+    rows.write_text(
+        "".join(
+            json.dumps({"path": f"/v/{i}.mp4", "status": "ok", "label": "x", "score": s}) + "\n"
+            for i, s in enumerate(scores)
+        )
+    )
+    for fmt in ("csv", "jsonl"):
+        result = CliRunner().invoke(app, ["summarize", str(rows), "--by", "label", "-f", fmt])
+        assert result.exit_code == EXIT_OK, result.output
+        numbers = re.findall(r"\d+\.\d+", result.stdout)
+        assert numbers and all(len(n.split(".")[1]) <= 6 for n in numbers), result.stdout

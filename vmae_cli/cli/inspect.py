@@ -87,6 +87,14 @@ def inspect(
 
     if not video.exists():
         raise fail(_input_missing(str(video)), False)
+    if video.is_dir():
+        raise fail(
+            typer.BadParameter(
+                f"{video} is a folder: vmae inspect looks at one video (vmae classify takes "
+                "folders)"
+            ),
+            False,
+        )
     try:
         proto = protocol_of(
             protocol, clips, crops, frame_stride, sampling, segments_of(segments, window, hop)

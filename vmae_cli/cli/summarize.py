@@ -49,7 +49,7 @@ def summarize(
 ) -> None:
     """Count what vmae's rows say: by status, label, label group, folder; the failed
     videos."""
-    from ..formats import write_csv_table
+    from ..formats import SCORE_DIGITS, write_csv_table
     from ..scoring import read_label_map
     from ..summary import Grouping, read_results, render, table_for, with_groups
 
@@ -64,6 +64,8 @@ def summarize(
     except Exception as exc:  # noqa: BLE001 - mapped by _exit_for, one table
         raise fail(exc, False) from None
     fmt = summary_format.value
+    # Scores as the rows write them (6 digits), not 0.6971765000000001 beside 0.697177.
+    tables = [t.round(SCORE_DIGITS) for t in tables]
     if fmt == "csv":
         table = tables[0]
         cells = table.astype(object).where(table.notna(), None).itertuples(index=False)
