@@ -779,3 +779,23 @@ def test_inspect_of_a_folder_points_to_classify(tmp_path: Path) -> None:
     assert "is a folder: vmae inspect looks at one video (vmae classify takes folders)" in (
         result.stderr
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["classify", "--top-k", "0", "x"], "Invalid value for '--top-k' / '-k'"),
+        (["classify", "--bogus"], "No such option: --bogus"),
+        (["inspect"], "Missing argument"),
+    ],
+)
+def test_a_usage_error_is_one_line_when_stderr_is_not_a_terminal(
+    args: list[str], said: str
+) -> None:
+    """Issue 24, 18: what a cron log gets: `vmae: error: ...` on one line, exit 2."""
+    done = subprocess.run(
+        [sys.executable, "-m", "vmae_cli.cli", *args], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == EXIT_USAGE and done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vmae: error: vmae ") and said in lines[0]

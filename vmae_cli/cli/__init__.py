@@ -34,4 +34,44 @@ __all__ = [
     "EXIT_SOME_FAILED",
     "EXIT_USAGE",
     "app",
+    "main",
 ]
+
+
+def main() -> None:
+    """The ``vmae`` command (its console script): the app, with a usage error (an unknown
+    option, a value out of range) in one line ``vmae: error: ...`` when stderr is not a
+    terminal, as every other line vmae writes there (a cron log is grepped line by line); a
+    terminal gets Typer's box."""
+    import sys
+
+    import typer
+
+    # Click's classes, wherever this Typer keeps them (its own copy of click since 0.26).
+    click_exception = _base_named(typer.BadParameter, "ClickException")
+    usage_error = _base_named(typer.BadParameter, "UsageError")
+    try:
+        code = app(standalone_mode=False)
+    except usage_error as exc:
+        if sys.stderr.isatty():
+            from typer import rich_utils
+
+            rich_utils.rich_format_error(exc)
+        else:
+            ctx = exc.ctx
+            # The command's name, however vmae was started (`python -m vmae_cli.cli` too).
+            where = f"vmae {ctx.info_name}: " if ctx is not None and ctx.parent else ""
+            print(f"vmae: error: {where}{exc.format_message()}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except click_exception as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("Aborted!", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _base_named(cls: type, name: str) -> type:
+    """The class called ``name`` among ``cls``'s bases."""
+    return next(base for base in cls.__mro__ if base.__name__ == name)

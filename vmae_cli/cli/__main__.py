@@ -1,5 +1,5 @@
 """``python -m vmae_cli.cli``: the ``vmae`` command."""
 
-from vmae_cli.cli import app
+from vmae_cli.cli import main
 
-app()
+main()
