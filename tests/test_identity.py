@@ -126,7 +126,8 @@ def test_one_video_listed_five_ways_from_three_folders_has_one_cell(
         cells += [r["path"] for r in rows if r["path"].endswith("a.mp4")]
         # A list file, whose relative lines are taken from the list's folder.
         (tree / "list.txt").write_text("videos/a.mp4\n")
-        _classify(tiny_model_dir, "--files-from", str(tree / "list.txt"), "-o", str(out))
+        listed = ("--files-from", str(tree / "list.txt"), "-o", str(out), "--overwrite")
+        _classify(tiny_model_dir, *listed)
         cells += [r["path"] for r in read_rows(out)]
     assert cells == [want] * 6
 

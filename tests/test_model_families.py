@@ -144,7 +144,7 @@ def test_each_family_classifies_videos_on_each_backend(
             model=str(model),
             workers=1,
             backend=backend,
-            embeddings_output=tmp_path / "e.parquet",
+            embeddings_output=tmp_path / f"{backend}.parquet",
         )
         assert report.by_status == {"ok": 5, "not_video": 1}, backend
         assert report.model_revision == revision

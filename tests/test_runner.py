@@ -182,7 +182,8 @@ def test_a_fresh_run_says_how_many_rows_it_replaces(
     out = tmp_path / "labels.csv"
     run(videos, out, model=str(tiny_model_dir))
     warnings: list[str] = []
-    report = run(videos, out, model=str(tiny_model_dir), hooks=RunHooks(on_warning=warnings.append))
+    hooks = RunHooks(on_warning=warnings.append)
+    report = run(videos, out, model=str(tiny_model_dir), overwrite=True, hooks=hooks)
     assert report.replaced == 4
     assert any("replacing the 4 rows" in w and "resume=True keeps them" in w for w in warnings)
 
@@ -379,8 +380,10 @@ def test_embeddings_come_for_ok_videos_and_a_resume_adds_those_missing(
     )
     assert (again.videos, again.skipped, again.embeddings) == (0, 4, 3)
     assert emb.read_bytes() == before
-    # A fresh run replaces the file.
-    fresh = run(videos, out, model=str(tiny_model_dir), workers=1, embeddings_output=emb)
+    # A fresh run (asked to overwrite) replaces the file.
+    fresh = run(
+        videos, out, model=str(tiny_model_dir), workers=1, embeddings_output=emb, overwrite=True
+    )
     assert fresh.embeddings == 3 and len(read_vectors(emb)) == 3
 
 
