@@ -711,7 +711,6 @@ class ParquetStore:
     def __init__(self, path: str):
         self.path = path
         self.journal = OutputFile(path + JOURNAL_SUFFIX, JsonlFormat)
-        self.regular = True
         self.is_empty = True
         self.legacy = False
         self._columns: list[str] = []
