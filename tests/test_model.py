@@ -187,3 +187,38 @@ def test_this_machine_cpu_flags_are_read(monkeypatch: pytest.MonkeyPatch, tmp_pa
         monkeypatch.setattr(builtins, "open", fake_open)
         assert cpu_has_native_bf16() is expected
         monkeypatch.setattr(builtins, "open", real_open)
+
+
+@pytest.mark.parametrize(
+    ("file", "key", "value", "named"),
+    [
+        ("config.json", "num_frames", 100_000_000, "num_frames 100000000"),
+        ("config.json", "image_size", 100_000, "image_size 100000"),
+        ("config.json", "hidden_size", 1_000_000, "hidden_size 1000000"),
+        ("config.json", "num_hidden_layers", 1_000_000, "num_hidden_layers 1000000"),
+        (
+            "preprocessor_config.json",
+            "crop_size",
+            {"height": 100_000, "width": 100_000},
+            "crop_size 100000x100000",
+        ),
+    ],
+)
+def test_a_config_that_cannot_fit_is_refused_before_any_weight(
+    file: str, key: str, value: object, named: str, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """Issue 24, 8: a hostile or broken config is refused from its numbers, in one line."""
+    import json
+    import shutil
+
+    from vmae_cli.model import ModelLoadError, read_model_spec
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    config = json.loads((model / file).read_text())
+    config[key] = value
+    (model / file).write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match=named) as refused:
+        read_model_spec(str(model))
+    assert "GiB" in str(refused.value) and "\n" not in str(refused.value)
+    assert read_model_spec(str(tiny_model_dir)).frames_per_clip == 8  # a sane one passes

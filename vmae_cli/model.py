@@ -540,6 +540,7 @@ def read_model_spec(name: str = DEFAULT_MODEL, *, revision: str | None = None) -
     except Exception as exc:  # noqa: BLE001 - mapped to one line; --debug shows the rest
         raise _translate_load_error(exc, name, offline) from None
     architectures = config.get("architectures") or ()
+    check_fits(name, config, frames_key, preprocess)
     return ModelSpec(
         name,
         int(config.get(frames_key, 16)),
@@ -552,6 +553,73 @@ def read_model_spec(name: str = DEFAULT_MODEL, *, revision: str | None = None) -
         tuple(str(a) for a in architectures if isinstance(a, str)),
         found,
     )
+
+
+#: Bytes per value of a clip and of a weight (float32: the widest vmae computes in).
+VALUE_BYTES = 4
+#: A config is refused when one clip would take more than this share of the machine's memory
+#: (the views of a batch, the workers' copies and the activations come on top of it) ...
+CLIP_MEMORY_SHARE = 1 / 8
+#: ... or the model's weights more than this share.
+WEIGHTS_MEMORY_SHARE = 1 / 2
+
+
+def check_fits(
+    name: str, config: dict[str, Any], frames_key: str, preprocess: PreprocessConfig
+) -> None:
+    """Refuse, before any weight is read, a config whose one clip or whose weights would not
+    fit in this machine's memory (a broken or hostile ``num_frames: 100000000``,
+    ``image_size: 100000``, ``hidden_size``, a 100000 px crop): :class:`ModelLoadError`
+    naming the key and its value. Estimates from the config alone: a clip is T x 3 x the
+    crop, float32; the weights are the layers' matrices (4 H^2 + 2 H x intermediate each)
+    and the position embeddings (one H-vector per token of a clip)."""
+    memory = _physical_memory()
+
+    def number(key: str, default: float) -> float:
+        value = config.get(key, default)
+        if isinstance(value, (list, tuple)) and value:
+            value = value[0]  # ViViT's tubelet_size is [t, h, w]
+        try:
+            return max(float(value), 1.0)
+        except (TypeError, ValueError):
+            return default
+
+    def refuse(key: str, value: Any, need: float, what: str) -> ModelLoadError:
+        return ModelLoadError(
+            f"{name!r} asks for {key} {value}: {what} would need about {need / 2**30:,.0f} "
+            f"GiB, and this machine has {memory / 2**30:,.0f} GiB (a broken or hostile "
+            "config?)",
+            value=value,
+        )
+
+    frames = number(frames_key, 16)
+    crop_h, crop_w = preprocess.crop_hw
+    clip = frames * 3 * crop_h * crop_w * VALUE_BYTES
+    if clip > memory * CLIP_MEMORY_SHARE:
+        key, value = (frames_key, config.get(frames_key))
+        if frames * 3 * 224 * 224 * VALUE_BYTES <= memory * CLIP_MEMORY_SHARE:
+            key, value = ("crop_size", f"{crop_h}x{crop_w}")  # the crop, not T, is at fault
+        raise refuse(key, value, clip, "one clip")
+    hidden = number("hidden_size", 768)
+    layers = number("num_hidden_layers", 12)
+    inner = number("intermediate_size", 4 * hidden)
+    side = number("image_size", 224) / number("patch_size", 16)
+    tokens = frames / number("tubelet_size", 2) * side * side
+    weights = (layers * (4 * hidden * hidden + 2 * hidden * inner) + tokens * hidden) * VALUE_BYTES
+    if weights > memory * WEIGHTS_MEMORY_SHARE:
+        # The key furthest above a ViT-B's value is the one to name.
+        typical = {"hidden_size": 768, "num_hidden_layers": 12, "intermediate_size": 3072}
+        typical["image_size"] = 224
+        key = max(typical, key=lambda k: number(k, typical[k]) / typical[k])
+        raise refuse(key, config.get(key), weights, "its weights")
+
+
+def _physical_memory() -> float:
+    """This machine's memory in bytes (16 GiB where the system does not say)."""
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 16.0 * 2**30
 
 
 def load_model(
