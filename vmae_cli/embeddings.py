@@ -38,7 +38,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .output import OutputBusyError, OutputMismatchError, write_all
+from .output import OutputBusyError, OutputMismatchError, parquet_rows, write_all
 
 if TYPE_CHECKING:
     import numpy
@@ -295,17 +295,8 @@ class EmbeddingsFile:
     def count(self) -> int:
         """Vectors in the final file and the journal, as they are (a final file that is not
         Parquet counts as one: it is not to be replaced unasked)."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         self._require_lock()
-        vectors = len(self._scan_journal().records)
-        if os.path.exists(self.path):
-            try:
-                vectors += pq.ParquetFile(self.path).metadata.num_rows
-            except (OSError, pa.ArrowException):
-                vectors += int(os.path.getsize(self.path) > 0)
-        return vectors
+        return len(self._scan_journal().records) + parquet_rows(self.path)
 
     def finish(self) -> int:
         """Merge the final file and the journal into the final file, remove the journal and

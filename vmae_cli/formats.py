@@ -35,6 +35,7 @@ from .output import (
     PreviousRow,
     ReadBack,
     other_columns,
+    parquet_rows,
     parse_output,
     remove_stale_temporaries,
     temporary_name,
@@ -148,15 +149,11 @@ class ForeignRowsError(VmaeError, ValueError):
     something that is not a finite number (``inf``, ``nan``, a word)."""
 
 
-#: Columns that hold numbers in every format (text cells in CSV): a row read back must
-#: hold a finite number there, or nothing.
-NUMBER_COLUMNS = (
-    "score",
-    "group_score",
+#: Columns that hold whole numbers, and those that hold real numbers, in every format (text
+#: cells in CSV; their Parquet types: :func:`_arrow_schema`).
+INTEGER_COLUMNS = (
     "frames_decoded",
     "frames_reported",
-    "duration_s",
-    "fps",
     "width",
     "height",
     "rotation",
@@ -166,9 +163,10 @@ NUMBER_COLUMNS = (
     "window",
     "start_frame",
     "end_frame",
-    "start_s",
-    "end_s",
 )
+FLOAT_COLUMNS = ("score", "group_score", "duration_s", "fps", "mtime", "start_s", "end_s")
+#: A row read back must hold a finite number in these, or nothing.
+NUMBER_COLUMNS = (*FLOAT_COLUMNS, *INTEGER_COLUMNS)
 
 
 def _foreign(source: str, number: int, column: str, value: Any, why: str) -> ForeignRowsError:
@@ -664,33 +662,12 @@ def _arrow_schema(columns: list[str]) -> Any:
     import pyarrow as pa
 
     types = {
-        "score": pa.float64(),
-        "group_score": pa.float64(),
-        "duration_s": pa.float64(),
-        "fps": pa.float64(),
-        "mtime": pa.float64(),
-        "start_s": pa.float64(),
-        "end_s": pa.float64(),
+        **dict.fromkeys(FLOAT_COLUMNS, pa.float64()),
+        **dict.fromkeys(INTEGER_COLUMNS, pa.int64()),
         "low_confidence": pa.bool_(),
         "labels": pa.list_(pa.string()),
         "top_k": pa.list_(pa.struct([("label", pa.string()), ("score", pa.float64())])),
         "frame_indices": pa.list_(pa.int64()),
-        **dict.fromkeys(
-            (
-                "frames_decoded",
-                "frames_reported",
-                "width",
-                "height",
-                "rotation",
-                "size_bytes",
-                "mtime_ns",
-                "windows",
-                "window",
-                "start_frame",
-                "end_frame",
-            ),
-            pa.int64(),
-        ),
     }
     return pa.schema([(name, types.get(name, pa.string())) for name in columns])
 
@@ -726,16 +703,7 @@ class ParquetStore:
     def count_rows(self) -> int:
         """Rows in the Parquet file and the journal, as they are (a file that is not Parquet
         counts as one: it is not to be replaced unasked)."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        rows = self.journal.count_rows()
-        if os.path.exists(self.path):
-            try:
-                rows += pq.ParquetFile(self.path).metadata.num_rows
-            except (OSError, pa.ArrowException):
-                rows += int(os.path.getsize(self.path) > 0)
-        return rows
+        return self.journal.count_rows() + parquet_rows(self.path)
 
     def start(self, *, resume: bool, columns: list[str] | None = None) -> list[PreviousRow]:
         """Remove an earlier run's rows for a fresh run (returns none), or read them to resume

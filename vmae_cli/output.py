@@ -388,6 +388,20 @@ def remove_stale_temporaries(path: str) -> None:
                 os.unlink(os.path.join(directory, entry))
 
 
+def parquet_rows(path: str) -> int:
+    """Rows of the Parquet file at ``path`` (its footer only): 0 when there is none, 1 for a
+    file that is not Parquet but holds something (it is not to be replaced unasked)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not os.path.exists(path):
+        return 0
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except (OSError, pa.ArrowException):
+        return int(os.path.getsize(path) > 0)
+
+
 def _read_all(fd: int) -> bytes:
     size = os.fstat(fd).st_size
     parts = []
