@@ -81,6 +81,19 @@ def test_symlinked_directories_are_not_followed_and_loops_end(tmp_path: Path) ->
     assert list(iter_video_paths([str(tmp_path)])) == [str(tmp_path / "real" / "x.mp4")]
 
 
+def test_each_symlinked_directory_not_followed_is_told(tmp_path: Path) -> None:
+    """Issue 24, 21: a linked folder, whatever its name, is given to ``on_link`` (it was
+    skipped without a word); a link to a file is a file and is not."""
+    _touch(tmp_path / "real" / "x.mp4")
+    os.symlink(tmp_path / "real", tmp_path / "link")
+    os.symlink(tmp_path / "real", tmp_path / "real" / "loop.mp4")  # named like a video
+    os.symlink(tmp_path / "real" / "x.mp4", tmp_path / "y.mp4")
+    links: list[str] = []
+    found = list(iter_video_paths([str(tmp_path)], on_link=links.append))
+    assert found == [str(tmp_path / "real" / "x.mp4"), str(tmp_path / "y.mp4")]
+    assert links == [str(tmp_path / "link"), str(tmp_path / "real" / "loop.mp4")]
+
+
 def test_symlinked_files_and_special_files_are_yielded(tmp_path: Path) -> None:
     target = _touch(tmp_path / "t.bin")
     os.symlink(target, tmp_path / "s.mp4")
@@ -174,3 +187,18 @@ def test_include_and_exclude_filter_walked_paths(tmp_path: Path) -> None:
     assert names(path_filter(include=["*.mp4"])) == ["a.mp4", "raw/GX01.mp4", "raw/c.mp4"]
     assert names(path_filter(exclude=["*/raw/*"])) == ["a.mp4", "b.MKV"]
     assert names(path_filter(include=["*.mp4"], exclude=["GX*"])) == ["a.mp4", "raw/c.mp4"]
+
+
+def test_include_and_exclude_ignore_case_as_the_walk_does(tmp_path: Path) -> None:
+    """Issue 24, 22: the walk finds ``CLIP.MP4`` as a video, so ``--include '*.mp4'`` keeps
+    it (it dropped it), and ``--exclude '*/raw/*'`` drops a ``RAW`` folder's videos."""
+    from vmae_cli.discovery import iter_video_paths, path_filter
+
+    for name in ("CLIP.MP4", "b.mkv", "RAW/c.mp4"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    names = lambda keep: [  # noqa: E731
+        os.path.relpath(p, tmp_path) for p in iter_video_paths([str(tmp_path)], keep=keep)
+    ]
+    assert names(path_filter(include=["*.mp4"])) == ["CLIP.MP4", "RAW/c.mp4"]
+    assert names(path_filter(exclude=["*/raw/*", "*.MKV"])) == ["CLIP.MP4"]

@@ -292,6 +292,10 @@ def test_ray_gives_the_local_rows_from_both_nodes_and_a_resume_adds_none(
     )
     assert report.engine == "ray"
     assert report.by_status == local.by_status
+    # The actors' runtime is the report's, as a local run's is (it was None: issue 24).
+    assert local.runtime is not None and local.runtime.endswith(" float32")
+    assert report.runtime == local.runtime
+    assert report.to_dict()["runtime"] == local.runtime
     expected = _once_each(read_rows(local_out), folder)
     got = _once_each(read_rows(ray_out), folder)
     assert {r["status"] for r in got.values()} > {"ok", "not_video"}  # both kinds compared

@@ -567,3 +567,22 @@ def test_a_folder_that_cannot_be_read_is_counted_not_hidden(
     assert "1 folder could not be read" in report.summary_line()
     assert any("cannot read" in w and "Permission denied" in w for w in warned)
     assert _exit_code(report) == 3
+
+
+def test_symlinked_folders_are_counted_in_the_summary(
+    videos: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """Issue 24, 21: a symlinked folder in a walked tree is not followed (a loop would not
+    end, a folder linked twice would give two rows a video), and the summary says so; it is
+    no failure (exit 0)."""
+    from vmae_cli.cli.classify import _exit_code
+
+    (videos / "sub" / "broken.mp4").unlink()
+    (videos / "again").symlink_to(videos / "sub")
+    (videos / "sub" / "up").symlink_to(videos)
+    report = run(videos, tmp_path / "rows.csv", model=str(tiny_model_dir), workers=1)
+    assert report.by_status == {"ok": 3}
+    assert report.linked_folders == 2
+    assert report.to_dict()["linked_folders"] == 2
+    assert "2 symlinked folders not followed" in report.summary_line()
+    assert _exit_code(report) == 0

@@ -51,6 +51,9 @@ VIDEO_EXTENSIONS: frozenset[str] = frozenset(
 #: Called with (path, reason) for every directory or argument that cannot be walked.
 OnWalkError = Callable[[str, str], None]
 
+#: Called with the path of every symlink to a directory that the walk did not follow.
+OnLink = Callable[[str], None]
+
 
 class InputNotFoundError(VmaeError, FileNotFoundError):
     """An argument given by the user does not exist (``path``: the first one missing)."""
@@ -99,10 +102,15 @@ def _ignore(path: str, reason: str) -> None:
     del path, reason
 
 
+def _ignore_link(path: str) -> None:
+    del path
+
+
 def iter_video_paths(
     inputs: Iterable[str],
     on_error: OnWalkError = _ignore,
     keep: Callable[[str], bool] | None = None,
+    on_link: OnLink = _ignore_link,
 ) -> Iterator[str]:
     """Yield the video files named by ``inputs``, walking directories recursively.
 
@@ -112,12 +120,14 @@ def iter_video_paths(
     depth-first with entries sorted by name, symlinks to directories are not followed.
     Anything that is not a directory (regular files, FIFOs, broken symlinks) is yielded when
     its name looks like a video, so that a later stage can give it an error row. ``keep``
-    (see :func:`path_filter`) filters the paths found inside directories.
+    (see :func:`path_filter`) filters the paths found inside directories. Each symlink to a
+    directory found inside them is given to ``on_link``: not followed, so that a link loop
+    cannot hang the walk and a folder linked twice does not give its videos twice.
     """
     for arg in inputs:
         if os.path.isdir(arg):
             # Followed even when the argument itself is a symlink: the user named it.
-            walked = _walk(arg, on_error)
+            walked = _walk(arg, on_error, on_link)
             yield from (walked if keep is None else filter(keep, walked))
         elif os.path.lexists(arg):
             yield arg
@@ -125,7 +135,7 @@ def iter_video_paths(
             on_error(arg, "no such file or directory")
 
 
-def _walk(top: str, on_error: OnWalkError) -> Iterator[str]:
+def _walk(top: str, on_error: OnWalkError, on_link: OnLink) -> Iterator[str]:
     try:
         with os.scandir(top) as it:
             entries = sorted(it, key=lambda e: e.name)
@@ -139,13 +149,15 @@ def _walk(top: str, on_error: OnWalkError) -> Iterator[str]:
         except OSError:
             is_dir = False
         if is_dir:
-            yield from _walk(path, on_error)
-        elif is_video_name(entry.name):
-            try:
-                if entry.is_symlink() and os.path.isdir(path):
-                    continue  # a symlink to a directory: never followed
-            except OSError:
-                pass
+            yield from _walk(path, on_error, on_link)
+            continue
+        try:
+            if entry.is_symlink() and os.path.isdir(path):
+                on_link(path)  # a symlink to a directory: never followed, but counted
+                continue
+        except OSError:
+            pass
+        if is_video_name(entry.name):
             yield path
 
 
@@ -237,14 +249,16 @@ def path_filter(include: Iterable[str] = (), exclude: Iterable[str] = ()) -> Cal
     """Whether a walked path is kept: it matches one of ``include`` (when any is given) and
     none of ``exclude``. Shell patterns (``fnmatch``): one without a ``/`` is matched
     against the file's name (``*.mp4``, ``GX*``), one with a ``/`` against the whole path
-    (``*/raw/*``)."""
+    (``*/raw/*``). Case is ignored, as the walk ignores it in video extensions: ``*.mp4``
+    keeps the ``CLIP.MP4`` a phone or a camera names."""
     import fnmatch
 
-    include, exclude = tuple(include), tuple(exclude)
+    include = tuple(p.casefold() for p in include)
+    exclude = tuple(p.casefold() for p in exclude)
 
     def matches(path: str, pattern: str) -> bool:
         target = path if "/" in pattern else os.path.basename(path)
-        return fnmatch.fnmatchcase(target, pattern)
+        return fnmatch.fnmatchcase(target.casefold(), pattern)
 
     def keep(path: str) -> bool:
         if include and not any(matches(path, p) for p in include):

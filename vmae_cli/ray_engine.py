@@ -678,8 +678,10 @@ class _Actor:
             rows = self._in_order(paths, self.classifier.classify_files(paths, self.options))
         else:
             rows = [self._alone(path) for path in paths]
+        runtime = self.classifier.runtime or ""  # None until the first batch loaded it
         for row in rows:
             row.node = self.node
+            row.runtime = runtime
         return {"index": index, "row": np.array([pickle.dumps(r) for r in rows], dtype=object)}
 
     def _alone(self, path: str) -> Prediction:

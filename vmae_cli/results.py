@@ -276,6 +276,9 @@ class Prediction(_Ranked):
     #: The checkpoint's revision (the Hub commit, or ``sha256:...`` of a folder's files).
     model_revision: str = ""
     node: str = ""  # the Ray node that classified it (--engine ray); not a column
+    #: The runtime that classified it, as :attr:`RunReport.runtime` words it (``"torch
+    #: float32"``), when it ran in another process (--engine ray); not a column.
+    runtime: str = ""
     #: The windows of a segmented video (``--segments``), in order; ``None`` otherwise. Its
     #: ``top_k`` is then the mean of the windows' probabilities.
     windows: list[WindowPrediction] | None = None

@@ -205,6 +205,10 @@ class RunReport:
     #: Folders of the inputs that could not be listed (permission denied, a name too long):
     #: their videos got no row, so the run is not complete.
     unreadable_folders: int = 0
+    #: Symlinks to folders found in the walked folders: not followed (a link loop would
+    #: never end, a folder linked twice would give its videos twice). Name one as an input
+    #: to classify what it holds.
+    linked_folders: int = 0
     embeddings: int | None = None  # vectors in the embeddings file (None: not written)
     model_revision: str = ""  # the checkpoint's revision (ModelSpec.revision)
 
@@ -253,6 +257,7 @@ class RunReport:
             "skipped": self.skipped,
             "found": self.found,
             "unreadable_folders": self.unreadable_folders,
+            "linked_folders": self.linked_folders,
             **extra,
             "stopped_by": self.stopped_by,
             "output": display_path(self.output) if self.output else "-",
@@ -288,6 +293,13 @@ class RunReport:
             parts = f"{parts}; " if parts else ""
             n_folders = self.unreadable_folders
             parts += f"{n_folders} folder{'s' if n_folders != 1 else ''} could not be read"
+        if self.linked_folders:
+            parts = f"{parts}; " if parts else ""
+            n_links = self.linked_folders
+            parts += (
+                f"{n_links} symlinked folder{'s' if n_links != 1 else ''} not followed "
+                "(name one as an input to classify it)"
+            )
         runtime = f", {self.runtime}" if self.runtime else ""
         took = f"in {self.elapsed_s:.1f} s ({self.videos_per_s or 0.0:.2f} videos/s{runtime})"
         if self.by_node:
@@ -370,6 +382,7 @@ class _Run:
         self.resume = options.resume or options.retry_failed
         self.listed: list[str] = []  # the paths of files_from, read before any work
         self.unreadable_folders = 0  # folders the walk could not list
+        self.linked_folders = 0  # symlinks to folders the walk did not follow
 
     def execute(self) -> RunReport:
         started, t0 = time.time(), time.perf_counter()
@@ -502,6 +515,7 @@ class _Run:
         paths = self._walk()
         report.found = len(paths) if paths is not None else None
         report.unreadable_folders = self.unreadable_folders
+        report.linked_folders = self.linked_folders
         if paths is None:
             return
         if self.hooks.on_total:
@@ -509,6 +523,7 @@ class _Run:
         todo, skipped = self._unfinished(paths, outputs, report)
         counts: Counter[str] = Counter()
         nodes: Counter[str] = Counter()
+        runtimes: set[str] = set()  # of rows classified in other processes (Ray actors)
         windows = 0
         try:
             outputs.keep_only(skipped)
@@ -523,6 +538,7 @@ class _Run:
                         windows += len(p.windows or ())
                         if p.node:
                             nodes[p.node] += 1
+                            runtimes.add(p.runtime)
                             if self.hooks.on_windows and p.windows:
                                 self.hooks.on_windows(len(p.windows))
                         if self.hooks.on_row:
@@ -533,6 +549,9 @@ class _Run:
             self.stop.request(STOPPED_BY_CLOSED_OUTPUT)
         report.by_status = dict(counts)
         report.by_node = dict(nodes)
+        # The model ran in the actors, not here: say what they ran it with.
+        if runtimes - {""}:
+            report.runtime = ", ".join(sorted(runtimes - {""}))
         report.windows = windows if segmented else None
 
     def _walk(self) -> list[str] | None:
@@ -548,12 +567,17 @@ class _Run:
             self.unreadable_folders += 1
             self._warn(f"cannot read {path}: {why}")
 
-        walked = iter_video_paths(self.inputs, warn, keep)
+        def link(path: str) -> None:
+            self.linked_folders += 1
+
+        walked = iter_video_paths(self.inputs, warn, keep, link)
         # A listed folder is walked; a listed file is taken as it is, even when missing.
         listed = (
             p
             for entry in self.listed
-            for p in (iter_video_paths([entry], warn, keep) if os.path.isdir(entry) else [entry])
+            for p in (
+                iter_video_paths([entry], warn, keep, link) if os.path.isdir(entry) else [entry]
+            )
         )
         for path in itertools.chain(walked, listed):
             if self.stop.is_set():

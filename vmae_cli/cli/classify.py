@@ -120,7 +120,7 @@ def classify(
         typer.Option(
             metavar="GLOB",
             help="Only walked files matching GLOB (repeatable; a pattern with / matches the "
-            "whole path, else the name).",
+            "whole path, else the name; case is ignored).",
             rich_help_panel=PANEL_IO,
         ),
     ] = None,
