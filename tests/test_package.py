@@ -72,3 +72,32 @@ def test_the_modules_are_reached_from_the_package() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["build_report", "read_embeddings", "InputNotFoundError"]
+
+
+def _readme_commands() -> list[str]:
+    """The one-line commands of the README's fenced bash blocks."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```bash\n(.*?)```", readme, flags=re.S)
+    return [line for block in blocks for line in block.splitlines()]
+
+
+def test_the_two_set_up_commands_install_the_cpu_torch_build_anywhere() -> None:
+    """Issue 24, 22: the quick start installed ``torch==2.13.0`` from PyPI, which on an
+    ordinary machine is the CUDA build (GBs). Both set-up commands install torch first, from
+    PyTorch's CPU index, and CI runs the README's test command itself."""
+    from pathlib import Path
+
+    commands = [c for c in _readme_commands() if c.startswith("python3 -m venv")]
+    assert len(commands) == 2, commands  # install and run; install and test
+    for command in commands:
+        steps = command.split(" && ")
+        torch_step = next(s for s in steps if " torch" in s)
+        assert steps.index(torch_step) < next(
+            i for i, s in enumerate(steps) if "pip install" in s and " -e " in s
+        )
+        assert "--extra-index-url https://download.pytorch.org/whl/cpu" in torch_step
+    ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text(encoding="utf-8")
+    assert commands[1] in ci.splitlines()
