@@ -278,6 +278,51 @@ def test_bad_option_values_are_usage_errors_naming_the_choices(
     assert result.stdout == ""
 
 
+def _main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str):
+    """`vmae ARGS` as its console script runs it (stderr not a terminal): (code, out, err)."""
+    from vmae_cli.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["vmae", *args])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    out, err = capsys.readouterr()
+    return exit_.value.code, out, err
+
+
+def _choices() -> list[tuple[str, str, tuple[str, ...]]]:
+    from vmae_cli.embeddings import EMBEDDING_DTYPES
+    from vmae_cli.formats import FORMATS
+    from vmae_cli.model import BACKEND_CHOICES, DTYPE_CHOICES
+    from vmae_cli.protocol import PROTOCOLS, SAMPLING_CHOICES
+    from vmae_cli.runner import ENGINES
+
+    return [
+        ("classify", "--format", tuple(FORMATS)),
+        ("classify", "--dtype", DTYPE_CHOICES),
+        ("classify", "--backend", BACKEND_CHOICES),
+        ("classify", "--engine", tuple(ENGINES)),
+        ("classify", "--embeddings-dtype", tuple(EMBEDDING_DTYPES)),
+        ("classify", "--protocol", tuple(PROTOCOLS)),
+        ("classify", "--sampling", tuple(SAMPLING_CHOICES)),
+        ("inspect", "--protocol", tuple(PROTOCOLS)),
+        ("inspect", "--sampling", tuple(SAMPLING_CHOICES)),
+        ("summarize", "--format", ("table", "csv", "jsonl")),
+    ]
+
+
+@pytest.mark.parametrize(("command", "flag", "choices"), _choices())
+def test_a_bad_choice_is_one_line_naming_the_option_and_the_choices(
+    command: str, flag: str, choices: tuple[str, ...], monkeypatch, capsys
+) -> None:
+    """Item 21: `--format xml` says what vmae takes, in vmae's words, not pydantic's
+    "Value error, 'xml' is not one of 'csv', 'jsonl', 'parquet'."."""
+    code, out, err = _main(monkeypatch, capsys, command, "x", flag, "xml")
+    assert (code, out) == (EXIT_USAGE, "")
+    (line,) = err.splitlines()
+    assert line.startswith(f"vmae: error: vmae {command}: Invalid value for '{flag}'")
+    assert line.endswith(f": 'xml' is not one of {', '.join(choices)}")
+
+
 @pytest.mark.slow
 def test_output_names_and_formats(good_dir: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
     import subprocess

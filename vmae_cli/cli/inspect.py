@@ -17,10 +17,8 @@ from .common import (
     CropsOpt,
     HopOpt,
     ModelOpt,
-    ProtocolName,
     ProtocolOpt,
     RevisionOpt,
-    SamplingName,
     SamplingOpt,
     StrideOpt,
     WindowOpt,
@@ -62,11 +60,11 @@ def inspect(
             f"window (per crop with --crops 3) for {_first_windows()}.",
         ),
     ] = None,
-    protocol: ProtocolOpt = ProtocolName.uniform,  # type: ignore[attr-defined]
+    protocol: ProtocolOpt = "uniform",
     clips: ClipsOpt = None,
     crops: CropsOpt = None,
     frame_stride: StrideOpt = None,
-    sampling: SamplingOpt = SamplingName.exact,  # type: ignore[attr-defined]
+    sampling: SamplingOpt = "exact",
     segments: Annotated[
         bool,
         typer.Option(
