@@ -99,7 +99,6 @@ def classify(
         typer.Option(
             "--null",
             "-0",
-            metavar="",
             help="--files-from separates paths with NUL bytes (find -print0).",
             rich_help_panel=PANEL_IO,
         ),
@@ -214,7 +213,6 @@ def classify(
         bool,
         typer.Option(
             "--allow-untrained-head",
-            metavar="",
             help="Run a checkpoint without a trained classification head, or whose weights "
             "do not all load, instead of refusing it (exit 1): its labels mean nothing.",
             rich_help_panel=PANEL_MODEL,
@@ -263,7 +261,6 @@ def classify(
         bool,
         typer.Option(
             "--resume",
-            metavar="",
             help="Keep the rows already in -o FILE; skip their videos if unchanged.",
             rich_help_panel=PANEL_CRON,
         ),
@@ -272,7 +269,6 @@ def classify(
         bool,
         typer.Option(
             "--retry-failed",
-            metavar="",
             help="Like --resume, and also redo the videos whose row is not ok.",
             rich_help_panel=PANEL_CRON,
         ),
@@ -281,7 +277,6 @@ def classify(
         bool,
         typer.Option(
             "--overwrite",
-            metavar="",
             help="Replace the rows an existing output holds (without it, or --resume, a run "
             "onto an output that holds rows is refused).",
             rich_help_panel=PANEL_CRON,
@@ -300,7 +295,6 @@ def classify(
         typer.Option(
             "--quiet",
             "-q",
-            metavar="",
             help="No progress bar and no summary line.",
             rich_help_panel=PANEL_CRON,
         ),
@@ -309,7 +303,6 @@ def classify(
         bool,
         typer.Option(
             "--debug",
-            metavar="",
             help="Show full tracebacks of fatal errors (and where Ray keeps its logs).",
             rich_help_panel=PANEL_CRON,
         ),

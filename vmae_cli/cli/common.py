@@ -14,6 +14,7 @@ import typer
 # No torch, transformers or cv2 at import time: `vmae --help` must stay fast.
 from ..model import DEVICE_CHOICES
 from ..protocol import CROP_CHOICES, PROTOCOLS, SAMPLING_CHOICES
+from .helppage import HelpCommand, HelpGroup
 
 # Exit codes (documented in the README).
 EXIT_OK = 0  # every video classified
@@ -34,12 +35,23 @@ PANEL_CRON = "Cron and reliability"
 PANEL_RAY = "Many machines (--engine ray)"
 
 
-app = typer.Typer(
+class App(typer.Typer):
+    """The Typer app whose commands have plain-text help (:mod:`.helppage`): every
+    ``@app.command()`` gets :class:`~.helppage.HelpCommand` unless it names a class."""
+
+    def command(self, name: str | None = None, *, cls: Any = None, **settings: Any) -> Any:
+        return super().command(name, cls=cls or HelpCommand, **settings)
+
+
+app = App(
     name="vmae",
+    cls=HelpGroup,
     help="Classify folders of videos with a VideoMAE model; one CSV/JSONL/Parquet row per video.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Click's plain help, in a terminal too: see .helppage for why not Typer's Rich help.
+    rich_markup_mode=None,
 )
 
 
@@ -140,7 +152,6 @@ SegmentsOpt = Annotated[
     bool,
     typer.Option(
         "--segments",
-        metavar="",
         help="Classify consecutive windows of each video, not one clip spread over it; "
         "the row's label is their mean.",
         rich_help_panel=PANEL_SEGMENTS,

@@ -40,7 +40,7 @@ def _first_windows() -> str:
 
 @app.command()
 def inspect(
-    video: Annotated[Path, typer.Argument(help="The video to look at.")],
+    video: Annotated[Path, typer.Argument(metavar="VIDEO", help="The video to look at.")],
     model: ModelOpt = DEFAULT_MODEL,
     revision: RevisionOpt = None,
     npz: Annotated[
@@ -69,7 +69,6 @@ def inspect(
         bool,
         typer.Option(
             "--segments",
-            metavar="",
             help="List the consecutive windows `vmae classify --segments` classifies (their "
             "frames and times), not one clip spread over the video.",
             rich_help_panel=PANEL_SEGMENTS,
@@ -78,7 +77,10 @@ def inspect(
     window: WindowOpt = None,
     hop: HopOpt = None,
 ) -> None:
-    """Show what the model will see for VIDEO: decoder, frame counts and sampled frames."""
+    """Show what the model will see for VIDEO, without classifying it.
+
+    Its decoder, frame counts and sampled frames; with --segments, its windows.
+    """
     from ..inspection import inspect_video, save_npz, save_sheet
     from ..model import ModelRef, load_model
     from ..output import check_writable

@@ -51,8 +51,10 @@ def summarize(
     ] = None,
     escape_formulas: EscapeFormulasOpt = True,
 ) -> None:
-    """Count what vmae's rows say: by status, label, label group, folder; the failed
-    videos."""
+    """Count what vmae's rows say, and list the failed videos.
+
+    By status, label, label group and folder; --by chooses the tables.
+    """
     from ..formats import SCORE_DIGITS, write_csv_table
     from ..scoring import read_label_map
     from ..summary import Grouping, read_results, render, table_for, with_groups
