@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 import json
 import os
@@ -13,8 +14,10 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer.main
 from conftest import read_rows
 from typer.testing import CliRunner
 
@@ -254,9 +257,126 @@ def test_help_shows_every_option_and_every_default(command_name: str) -> None:
 def test_help_groups_options_in_panels_at_80_columns() -> None:
     text = _help("classify", columns=80)
     for panel in ("Inputs and outputs", "Model", "Sampling", "Speed", "Cron and reliability"):
-        assert f"─ {panel} ─" in text
+        assert f"\n{panel}:\n" in text
     assert max(len(line) for line in text.splitlines()) <= 80
     assert not STRAY_FULL_STOP.search(text)
+
+
+GROUP: Any = typer.main.get_command(app)
+#: `vmae` itself, then each of its commands: every help page there is.
+HELP_PAGES = [(), *((name,) for name in GROUP.commands)]
+
+
+def _params(*command: str) -> list:
+    return [p for p in (GROUP.commands[command[0]] if command else GROUP).params if p.name]
+
+
+@pytest.mark.parametrize("command", HELP_PAGES, ids=lambda c: " ".join(c) or "vmae")
+def test_help_in_a_pipe_is_plain_text_within_80_columns(command: tuple[str, ...]) -> None:
+    """Item 17: no box drawing, no escapes, no '…', no Typer type such as `<bool>` for a flag
+    or `<list[str]>` for INPUTS (a range such as 0.0<=x<=1.0 is not one)."""
+    text = _help(*command, columns=80)
+    assert not re.search("[\x1b\u2500-\u257f…]", text)
+    assert not re.search(r"<\w[^<>]*>", text)
+    assert max(len(line) for line in text.splitlines()) <= 80
+
+
+@pytest.mark.parametrize("columns", [80, 50])
+@pytest.mark.parametrize("command", HELP_PAGES, ids=lambda c: " ".join(c) or "vmae")
+def test_help_keeps_every_word_whole(command: tuple[str, ...], columns: int) -> None:
+    """Item 17: every flag, every word of every help text (`'vmae-cli[ray]'`, not `'vmae-cli'`)
+    and the choices and defaults are whole in the page; lines break at spaces only."""
+    from vmae_cli.model import DEFAULT_MODEL, DTYPE_CHOICES
+
+    text = _help(*command, columns=columns)
+    words = set(text.split())
+    for param in _params(*command):
+        if param.param_type_name == "option":
+            for flag in [*param.opts, *param.secondary_opts]:
+                assert re.search(rf"(?<![\w-]){flag}(?![\w-])", text), flag
+        assert set((param.help or "").split()) <= words, param.name
+    if command == ("classify",):
+        assert "pip install 'vmae-cli[ray]'" in " ".join(text.split())
+        assert "vmae-cli[openvino]" in words
+        assert f"[default: {DEFAULT_MODEL}]" in " ".join(text.split())
+        assert DEFAULT_MODEL in text  # on one line
+        assert f"--dtype {'|'.join(DTYPE_CHOICES)}" in text
+
+
+def test_usage_lines_name_arguments_alike() -> None:
+    """Item 17: Click's convention for every command (VIDEO required, [INPUTS]... optional),
+    not Typer's `{video}`; the Arguments section names them the same way."""
+    usage = {name: _help(name).splitlines()[0] for name in ("classify", "inspect", "summarize")}
+    assert usage == {
+        "classify": "Usage: vmae classify [OPTIONS] [INPUTS]...",
+        "inspect": "Usage: vmae inspect [OPTIONS] VIDEO",
+        "summarize": "Usage: vmae summarize [OPTIONS] RESULTS...",
+    }
+    assert re.search(r"^  VIDEO +The video to look at\.", _help("inspect"), re.M)
+    assert re.search(r"^  INPUTS\.\.\. +Video files", _help("classify"), re.M)
+
+
+def test_the_command_list_gives_each_command_its_whole_summary_line() -> None:
+    """Item 17: `vmae --help` at 80 columns lists each command with the first paragraph of
+    its help, on one line, neither cut ('...') nor broken where the docstring's line ends."""
+    text = _help(columns=80)
+    for name, command in GROUP.commands.items():
+        summary = " ".join(inspect.cleandoc(command.help).split("\n\n")[0].split())
+        assert summary.endswith(".") and not summary.endswith("..."), name
+        assert re.search(rf"^  {name} +{re.escape(summary)}$", text, re.M), name
+
+
+def _main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str):
+    """`vmae ARGS` as its console script runs it (stderr not a terminal): (code, out, err)."""
+    from vmae_cli.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["vmae", *args])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    out, err = capsys.readouterr()
+    return exit_.value.code, out, err
+
+
+def test_vmae_alone_shows_its_help_on_stderr(monkeypatch, capsys) -> None:
+    """Item 17: no command is a usage error (exit 2) whose message is the help, whole; not an
+    empty `vmae: error: ` line."""
+    code, out, err = _main(monkeypatch, capsys)
+    assert (code, out) == (EXIT_USAGE, "")
+    assert err.startswith("Usage: ") and "\nCommands:\n" in err and "vmae: error" not in err
+
+
+def _choices() -> list[tuple[str, str, tuple[str, ...]]]:
+    from vmae_cli.embeddings import EMBEDDING_DTYPES
+    from vmae_cli.formats import FORMATS
+    from vmae_cli.model import BACKEND_CHOICES, DTYPE_CHOICES
+    from vmae_cli.protocol import PROTOCOLS, SAMPLING_CHOICES
+    from vmae_cli.runner import ENGINES
+
+    return [
+        ("classify", "--format", tuple(FORMATS)),
+        ("classify", "--dtype", DTYPE_CHOICES),
+        ("classify", "--backend", BACKEND_CHOICES),
+        ("classify", "--engine", tuple(ENGINES)),
+        ("classify", "--embeddings-dtype", tuple(EMBEDDING_DTYPES)),
+        ("classify", "--protocol", tuple(PROTOCOLS)),
+        ("classify", "--sampling", tuple(SAMPLING_CHOICES)),
+        ("inspect", "--protocol", tuple(PROTOCOLS)),
+        ("inspect", "--sampling", tuple(SAMPLING_CHOICES)),
+        ("summarize", "--format", ("table", "csv", "jsonl")),
+    ]
+
+
+@pytest.mark.parametrize(("command", "flag", "choices"), _choices())
+def test_a_bad_choice_is_one_line_naming_the_option_and_the_choices(
+    command: str, flag: str, choices: tuple[str, ...], monkeypatch, capsys
+) -> None:
+    """Item 21: `--format xml` says what vmae takes, in vmae's words, not pydantic's
+    "Value error, 'xml' is not one of 'csv', 'jsonl', 'parquet'."."""
+    code, out, err = _main(monkeypatch, capsys, command, "x", flag, "xml")
+    assert (code, out) == (EXIT_USAGE, "")
+    (line,) = err.splitlines()
+    assert line.startswith(f"vmae: error: vmae {command}: Invalid value for '{flag}'")
+    assert line.endswith(f": 'xml' is not one of {', '.join(choices)}")
 
 
 @pytest.mark.parametrize(

@@ -53,7 +53,10 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)
     except usage_error as exc:
-        if sys.stderr.isatty():
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            # `vmae` alone: its help is the message, shown whole (on stderr, exit 2).
+            exc.show()
+        elif sys.stderr.isatty():
             from typer import rich_utils
 
             rich_utils.rich_format_error(exc)

@@ -12,9 +12,11 @@ from typing import Annotated, Any
 import typer
 
 # No torch, transformers or cv2 at import time: `vmae --help` must stay fast.
-from ..model import DEFAULT_MODEL
+from ..embeddings import EMBEDDING_DTYPES
+from ..formats import FORMATS
+from ..model import BACKEND_CHOICES, DEFAULT_MODEL, DTYPE_CHOICES
 from ..ray_engine import DEFAULT_VIDEOS_PER_TASK
-from ..runner import DEFAULT_TIMEOUT_S
+from ..runner import DEFAULT_TIMEOUT_S, ENGINES
 from .common import (
     EXIT_OK,
     EXIT_SIGNAL_BASE,
@@ -26,26 +28,20 @@ from .common import (
     PANEL_RAY,
     PANEL_SEGMENTS,
     PANEL_SPEED,
-    BackendName,
     ClipsOpt,
     CropsOpt,
-    DtypeName,
-    EmbeddingsDtype,
-    EngineName,
     EscapeFormulasOpt,
     HopOpt,
     ModelOpt,
-    OutputFormat,
-    ProtocolName,
     ProtocolOpt,
     RevisionOpt,
-    SamplingName,
     SamplingOpt,
     SegmentsOpt,
     StrideOpt,
     WindowOpt,
     WorkersOpt,
     app,
+    choice,
     device_name,
     log_to_stderr,
     protocol_of,
@@ -79,8 +75,9 @@ def classify(
         ),
     ] = None,
     fmt: Annotated[
-        OutputFormat | None,
-        typer.Option(
+        str | None,
+        choice(
+            FORMATS,
             "--format",
             "-f",
             help="Output format.",
@@ -102,7 +99,6 @@ def classify(
         typer.Option(
             "--null",
             "-0",
-            metavar="",
             help="--files-from separates paths with NUL bytes (find -print0).",
             rich_help_panel=PANEL_IO,
         ),
@@ -155,12 +151,13 @@ def classify(
         ),
     ] = None,
     embeddings_dtype: Annotated[
-        EmbeddingsDtype,
-        typer.Option(
+        str,
+        choice(
+            EMBEDDING_DTYPES,
             help="Precision of the stored vectors.",
             rich_help_panel=PANEL_CURATION,
         ),
-    ] = EmbeddingsDtype.float16,  # type: ignore[attr-defined]
+    ] = "float16",
     label_map: Annotated[
         Path | None,
         typer.Option(
@@ -196,35 +193,36 @@ def classify(
         ),
     ] = "auto",
     dtype: Annotated[
-        DtypeName,
-        typer.Option(
+        str,
+        choice(
+            DTYPE_CHOICES,
             help="auto: bf16 on CUDA and bf16-capable CPUs, else float32.",
             rich_help_panel=PANEL_MODEL,
         ),
-    ] = DtypeName.auto,  # type: ignore[attr-defined]
+    ] = "auto",
     backend: Annotated[
-        BackendName,
-        typer.Option(
+        str,
+        choice(
+            BACKEND_CHOICES,
             help="Model runtime. auto: OpenVINO on the CPU when vmae-cli[openvino] is "
             "installed (converted once, cached), else torch; torch on CUDA and MPS.",
             rich_help_panel=PANEL_MODEL,
         ),
-    ] = BackendName.auto,  # type: ignore[attr-defined]
+    ] = "auto",
     allow_untrained_head: Annotated[
         bool,
         typer.Option(
             "--allow-untrained-head",
-            metavar="",
             help="Run a checkpoint without a trained classification head, or whose weights "
             "do not all load, instead of refusing it (exit 1): its labels mean nothing.",
             rich_help_panel=PANEL_MODEL,
         ),
     ] = False,
-    protocol: ProtocolOpt = ProtocolName.uniform,  # type: ignore[attr-defined]
+    protocol: ProtocolOpt = "uniform",
     clips: ClipsOpt = None,
     crops: CropsOpt = None,
     frame_stride: StrideOpt = None,
-    sampling: SamplingOpt = SamplingName.exact,  # type: ignore[attr-defined]
+    sampling: SamplingOpt = "exact",
     segments: SegmentsOpt = False,
     window: WindowOpt = None,
     hop: HopOpt = None,
@@ -263,7 +261,6 @@ def classify(
         bool,
         typer.Option(
             "--resume",
-            metavar="",
             help="Keep the rows already in -o FILE; skip their videos if unchanged.",
             rich_help_panel=PANEL_CRON,
         ),
@@ -272,7 +269,6 @@ def classify(
         bool,
         typer.Option(
             "--retry-failed",
-            metavar="",
             help="Like --resume, and also redo the videos whose row is not ok.",
             rich_help_panel=PANEL_CRON,
         ),
@@ -281,7 +277,6 @@ def classify(
         bool,
         typer.Option(
             "--overwrite",
-            metavar="",
             help="Replace the rows an existing output holds (without it, or --resume, a run "
             "onto an output that holds rows is refused).",
             rich_help_panel=PANEL_CRON,
@@ -300,7 +295,6 @@ def classify(
         typer.Option(
             "--quiet",
             "-q",
-            metavar="",
             help="No progress bar and no summary line.",
             rich_help_panel=PANEL_CRON,
         ),
@@ -309,19 +303,19 @@ def classify(
         bool,
         typer.Option(
             "--debug",
-            metavar="",
             help="Show full tracebacks of fatal errors (and where Ray keeps its logs).",
             rich_help_panel=PANEL_CRON,
         ),
     ] = False,
     engine: Annotated[
-        EngineName,
-        typer.Option(
+        str,
+        choice(
+            ENGINES,
             help="local: this machine. ray: the nodes of a Ray cluster (pip install "
             "'vmae-cli[ray]').",
             rich_help_panel=PANEL_RAY,
         ),
-    ] = EngineName.local,  # type: ignore[attr-defined]
+    ] = "local",
     ray_address: Annotated[
         str | None,
         typer.Option(
@@ -395,14 +389,14 @@ def classify(
                 name=model,
                 revision=revision,
                 device=device,
-                dtype=dtype.value,
-                backend=backend.value,
+                dtype=dtype,
+                backend=backend,
                 allow_untrained_head=allow_untrained_head,
             ),
-            format=fmt.value if fmt else None,
+            format=fmt,
             segments_output=str(segments_out) if segments_out is not None else None,
             embeddings_output=str(embeddings) if embeddings is not None else None,
-            embeddings_dtype=embeddings_dtype.value,
+            embeddings_dtype=embeddings_dtype,
             files_from=files_from,
             null=null,
             path_column=path_column,
@@ -412,7 +406,7 @@ def classify(
             resume=resume,
             retry_failed=retry_failed,
             overwrite=overwrite,
-            engine=engine.value,
+            engine=engine,
             ray=RayOptions(
                 ray_address=ray_address,
                 actors=actors,

@@ -6,17 +6,15 @@ stderr console (stdout carries data only).
 from __future__ import annotations
 
 import sys
-from enum import Enum
+from collections.abc import Callable, Iterable
 from typing import Annotated, Any
 
 import typer
 
 # No torch, transformers or cv2 at import time: `vmae --help` must stay fast.
-from ..embeddings import EMBEDDING_DTYPES
-from ..formats import FORMATS
-from ..model import BACKEND_CHOICES, DEVICE_CHOICES, DTYPE_CHOICES
+from ..model import DEVICE_CHOICES
 from ..protocol import CROP_CHOICES, PROTOCOLS, SAMPLING_CHOICES
-from ..runner import ENGINES
+from .helppage import HelpCommand, HelpGroup
 
 # Exit codes (documented in the README).
 EXIT_OK = 0  # every video classified
@@ -37,24 +35,47 @@ PANEL_CRON = "Cron and reliability"
 PANEL_RAY = "Many machines (--engine ray)"
 
 
-app = typer.Typer(
+class App(typer.Typer):
+    """The Typer app whose commands have plain-text help (:mod:`.helppage`): every
+    ``@app.command()`` gets :class:`~.helppage.HelpCommand` unless it names a class."""
+
+    def command(self, name: str | None = None, *, cls: Any = None, **settings: Any) -> Any:
+        return super().command(name, cls=cls or HelpCommand, **settings)
+
+
+app = App(
     name="vmae",
+    cls=HelpGroup,
     help="Classify folders of videos with a VideoMAE model; one CSV/JSONL/Parquet row per video.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Click's plain help, in a terminal too: see .helppage for why not Typer's Rich help.
+    rich_markup_mode=None,
 )
 
-# Choices come from the library's registries: a new format or protocol needs no CLI change.
-OutputFormat = Enum("OutputFormat", {name: name for name in FORMATS}, type=str)  # type: ignore[misc]
-ProtocolName = Enum("ProtocolName", {name: name for name in PROTOCOLS}, type=str)  # type: ignore[misc]
-SamplingName = Enum("SamplingName", {name: name for name in SAMPLING_CHOICES}, type=str)  # type: ignore[misc]
-DtypeName = Enum("DtypeName", {name: name for name in DTYPE_CHOICES}, type=str)  # type: ignore[misc]
-BackendName = Enum("BackendName", {name: name for name in BACKEND_CHOICES}, type=str)  # type: ignore[misc]
-EngineName = Enum("EngineName", {name: name for name in ENGINES}, type=str)  # type: ignore[misc]
-EmbeddingsDtype = Enum("EmbeddingsDtype", {n: n for n in EMBEDDING_DTYPES}, type=str)  # type: ignore[misc]
-#: `vmae summarize --format`: text tables, or one table as text rows on stdout.
-SummaryFormat = Enum("SummaryFormat", {n: n for n in ("table", "csv", "jsonl")}, type=str)  # type: ignore[misc]
+
+def one_of(choices: Iterable[str]) -> Callable[[str | None], str | None]:
+    """A callback that accepts ``choices`` only (and None, an option not given); anything else
+    is a usage error (exit 2) listing them, as for --device. Typer's own check of a choice
+    (an Enum) says pydantic's "Value error, 'xml' is not one of 'csv', ...".
+    """
+    allowed = tuple(choices)
+
+    def check(value: str | None) -> str | None:
+        if value is None or value in allowed:
+            return value
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(allowed)}")
+
+    return check
+
+
+def choice(choices: Iterable[str], *flags: str, **settings: Any) -> Any:
+    """A ``typer.Option`` whose value is one of ``choices``, shown as ``a|b|c`` in the help;
+    the choices come from the library's registries, so a new format or protocol needs no CLI
+    change."""
+    names = tuple(choices)
+    return typer.Option(*flags, metavar="|".join(names), callback=one_of(names), **settings)
 
 
 def device_name(value: str) -> str:
@@ -67,8 +88,9 @@ def device_name(value: str) -> str:
 
 # Options shared by `classify` and `inspect`.
 ProtocolOpt = Annotated[
-    ProtocolName,
-    typer.Option(
+    str,
+    choice(
+        PROTOCOLS,
         help="uniform: T frames spread over the video, centre crop. videomae: the paper's "
         "test (stride 4, 5 clips x 3 crops, softmax averaged).",
         rich_help_panel=PANEL_SAMPLING,
@@ -104,8 +126,9 @@ StrideOpt = Annotated[
     ),
 ]
 SamplingOpt = Annotated[
-    SamplingName,
-    typer.Option(
+    str,
+    choice(
+        SAMPLING_CHOICES,
         help="exact: decode the protocol's frames. keyframes: the keyframe nearest each one "
         "instead; faster, not frame-exact (AVI and MPEG-TS stay exact, with a note).",
         rich_help_panel=PANEL_SAMPLING,
@@ -129,7 +152,6 @@ SegmentsOpt = Annotated[
     bool,
     typer.Option(
         "--segments",
-        metavar="",
         help="Classify consecutive windows of each video, not one clip spread over it; "
         "the row's label is their mean.",
         rich_help_panel=PANEL_SEGMENTS,
@@ -197,20 +219,20 @@ RevisionOpt = Annotated[
 
 
 def protocol_of(
-    name: Any,
+    name: str,
     clips: int | None,
     crops: int | None,
     stride: int | None,
-    sampling: Any,
+    sampling: str,
     segments: Any = None,
 ) -> Any:
     """The protocol named by --protocol, with --clips/--crops/--frame-stride/--sampling and
     the segments (``vmae_cli.segments.Segments`` or None) applied."""
     from dataclasses import replace
 
-    changes = {"clips": clips, "crops": crops, "frame_stride": stride, "sampling": sampling.value}
+    changes = {"clips": clips, "crops": crops, "frame_stride": stride, "sampling": sampling}
     changes["segments"] = segments
-    return replace(PROTOCOLS[name.value], **{k: v for k, v in changes.items() if v is not None})
+    return replace(PROTOCOLS[name], **{k: v for k, v in changes.items() if v is not None})
 
 
 def segments_of(on: bool, window: str | None, hop: str | None, out: Any = None) -> Any:

@@ -17,10 +17,8 @@ from .common import (
     CropsOpt,
     HopOpt,
     ModelOpt,
-    ProtocolName,
     ProtocolOpt,
     RevisionOpt,
-    SamplingName,
     SamplingOpt,
     StrideOpt,
     WindowOpt,
@@ -42,7 +40,7 @@ def _first_windows() -> str:
 
 @app.command()
 def inspect(
-    video: Annotated[Path, typer.Argument(help="The video to look at.")],
+    video: Annotated[Path, typer.Argument(metavar="VIDEO", help="The video to look at.")],
     model: ModelOpt = DEFAULT_MODEL,
     revision: RevisionOpt = None,
     npz: Annotated[
@@ -62,16 +60,15 @@ def inspect(
             f"window (per crop with --crops 3) for {_first_windows()}.",
         ),
     ] = None,
-    protocol: ProtocolOpt = ProtocolName.uniform,  # type: ignore[attr-defined]
+    protocol: ProtocolOpt = "uniform",
     clips: ClipsOpt = None,
     crops: CropsOpt = None,
     frame_stride: StrideOpt = None,
-    sampling: SamplingOpt = SamplingName.exact,  # type: ignore[attr-defined]
+    sampling: SamplingOpt = "exact",
     segments: Annotated[
         bool,
         typer.Option(
             "--segments",
-            metavar="",
             help="List the consecutive windows `vmae classify --segments` classifies (their "
             "frames and times), not one clip spread over the video.",
             rich_help_panel=PANEL_SEGMENTS,
@@ -80,7 +77,10 @@ def inspect(
     window: WindowOpt = None,
     hop: HopOpt = None,
 ) -> None:
-    """Show what the model will see for VIDEO: decoder, frame counts and sampled frames."""
+    """Show what the model will see for VIDEO, without classifying it.
+
+    Its decoder, frame counts and sampled frames; with --segments, its windows.
+    """
     from ..inspection import inspect_video, save_npz, save_sheet
     from ..model import ModelRef, load_model
     from ..output import check_writable

@@ -16,7 +16,10 @@ def labels(
     revision: RevisionOpt = None,
     escape_formulas: EscapeFormulasOpt = True,
 ) -> None:
-    """Print the model's labels as CSV (index,label): a start for a label map."""
+    """Print the model's labels as CSV: a start for a label map.
+
+    One row per label: index,label.
+    """
     from ..formats import write_csv_table
     from ..model import read_labels
 

@@ -72,8 +72,11 @@ def report(
         bool, typer.Option("--quiet", "-q", help="No progress bar or summary line.")
     ] = False,
 ) -> None:
-    """Write one HTML page (offline, self-contained) showing what the model saw and said:
-    counts, frames of sampled videos per label, timelines, failures."""
+    """Write one HTML page of what the model saw and said.
+
+    Offline and self-contained: counts, frames of sampled videos per label, timelines,
+    failures.
+    """
     from ..output import check_writable
     from ..report import ReportOptions, build_report
 

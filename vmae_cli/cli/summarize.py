@@ -9,8 +9,11 @@ from typing import Annotated
 import typer
 
 # No torch, transformers or cv2 at import time: `vmae --help` must stay fast.
-from .common import EscapeFormulasOpt, SummaryFormat, app, say, stderr_console
+from .common import EscapeFormulasOpt, app, choice, say, stderr_console
 from .errors import fail
+
+#: `vmae summarize --format`: text tables, or one table as text rows on stdout.
+SUMMARY_FORMATS = ("table", "csv", "jsonl")
 
 
 @app.command()
@@ -29,13 +32,14 @@ def summarize(
         ),
     ] = None,
     summary_format: Annotated[
-        SummaryFormat,
-        typer.Option(
+        str,
+        choice(
+            SUMMARY_FORMATS,
             "--format",
             "-f",
             help="table: text tables; csv or jsonl: the first --by table, for machines.",
         ),
-    ] = SummaryFormat.table,  # type: ignore[attr-defined]
+    ] = "table",
     label_map: Annotated[
         Path | None,
         typer.Option(
@@ -47,8 +51,10 @@ def summarize(
     ] = None,
     escape_formulas: EscapeFormulasOpt = True,
 ) -> None:
-    """Count what vmae's rows say: by status, label, label group, folder; the failed
-    videos."""
+    """Count what vmae's rows say, and list the failed videos.
+
+    By status, label, label group and folder; --by chooses the tables.
+    """
     from ..formats import SCORE_DIGITS, write_csv_table
     from ..scoring import read_label_map
     from ..summary import Grouping, read_results, render, table_for, with_groups
@@ -63,7 +69,7 @@ def summarize(
         tables = [table_for(rows, g) for g in groupings]
     except Exception as exc:  # noqa: BLE001 - mapped by _exit_for, one table
         raise fail(exc, False) from None
-    fmt = summary_format.value
+    fmt = summary_format
     # Scores as the rows write them (6 digits), not 0.6971765000000001 beside 0.697177.
     tables = [t.round(SCORE_DIGITS) for t in tables]
     if fmt == "csv":
