@@ -69,7 +69,7 @@ def classify(
             "--output",
             "-o",
             metavar="FILE",
-            help="Write rows to FILE (.csv or .jsonl); - or a pipe is stdout.",
+            help="Write rows to FILE (.csv, .jsonl or .parquet); - or a pipe is stdout.",
             show_default="stdout",
             rich_help_panel=PANEL_IO,
         ),
