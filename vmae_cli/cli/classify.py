@@ -230,8 +230,8 @@ def classify(
         Path | None,
         typer.Option(
             metavar="FILE",
-            help="Write one row per window to FILE (.csv or .jsonl; - is stdout); implies "
-            "--segments.",
+            help="Write one row per window to FILE (.csv, .jsonl or .parquet; - is stdout); "
+            "implies --segments.",
             show_default="no window rows",
             rich_help_panel=PANEL_SEGMENTS,
         ),
