@@ -154,6 +154,109 @@ def test_a_video_changed_since_the_run_is_shown_as_changed(
     assert "changed since the run" in block and "<img" not in block.split("</div>")[0]
 
 
+def _frames_decoded(path: Path) -> int:
+    """The frame count vmae's decoders give ``path`` (what a row would say)."""
+    from vmae_cli.decoding import decode_video
+
+    _, failure, meta = decode_video(str(path), lambda n: [0], lambda frame: frame)
+    assert failure is None, failure
+    return meta.frames_decoded
+
+
+def _hand_made_row(path: Path, *, stamped: bool = True) -> dict:
+    """A row a person could write for ``path``: everything a report needs to decode it
+    again (the right frame count and frames), the file's stamp unless ``stamped`` is false."""
+    frames = _frames_decoded(path)
+    st = path.stat()
+    return {
+        "path": str(path),
+        "status": "ok",
+        "error": "",
+        "label": "made by hand",
+        "score": 0.5,
+        "frames_decoded": frames,
+        "frame_indices": list(range(min(frames, 4))),
+        "size_bytes": st.st_size if stamped else None,
+        "mtime_ns": st.st_mtime_ns if stamped else None,
+    }
+
+
+def _problem_of(page: str, path: Path) -> str:
+    """What a shown video's block says instead of its frames (empty when it shows frames)."""
+    block = page[page.index(f'data-path="{path}"') :].split('<p class="meta">')[0]
+    if "<img" in block:
+        return ""
+    found = re.search(r'<p class="problem">frames not shown: ([^<]*)</p>', block)
+    assert found, block
+    return found.group(1)
+
+
+def test_only_videos_unchanged_since_their_row_show_frames(tmp_path: Path, test_videos) -> None:
+    """A row may name any file: only a video container and codec FFmpeg finds, whose size and
+    modification time are the row's, is decoded again. A text file (FFmpeg renders .nfo text
+    as video), an image named .mp4, a video touched after its row was written and a row
+    without the stamp get a note instead of frames."""
+    folder = tmp_path / "v"
+    folder.mkdir()
+    video = folder / "clip.mp4"
+    shutil.copy(test_videos["h264"], video)
+    nfo = folder / "release.nfo"
+    nfo.write_text("".join(f"line {i}: the notes of a release\n" for i in range(40)))
+    ppm = folder / "still.mp4"  # a binary PPM image (P6), 64 x 48, under a video's name
+    pixels = np.random.default_rng(7).integers(0, 256, 64 * 48 * 3, dtype=np.uint8)
+    ppm.write_bytes(b"P6\n64 48\n255\n" + pixels.tobytes())
+    touched = folder / "touched.mp4"
+    shutil.copy(test_videos["vp9"], touched)
+    unstamped = folder / "unstamped.mp4"
+    shutil.copy(test_videos["mjpeg"], unstamped)
+    rows = [
+        _hand_made_row(video),
+        _hand_made_row(nfo),
+        _hand_made_row(ppm),
+        _hand_made_row(touched),
+        _hand_made_row(unstamped, stamped=False),
+        # A file gone before the run: its row has no stamp (null), so the table's mtime_ns
+        # column becomes floats; the shown rows' stamps must still compare exactly.
+        {"path": str(folder / "gone.mp4"), "status": "not_found", "error": "file not found"},
+    ]
+    st = touched.stat()
+    os.utime(touched, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # edited after the run
+    source = tmp_path / "rows.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "report.html"
+    made = build_report([source], out, options=ReportOptions(workers=0))
+    page = out.read_text(encoding="utf-8")
+    assert _problem_of(page, video) == "" and made.strips == 1
+    assert "not a video container" in _problem_of(page, nfo) and "tty" in _problem_of(page, nfo)
+    assert "not a video container" in _problem_of(page, ppm)
+    assert "changed since the run" in _problem_of(page, touched)
+    assert "records no size_bytes and mtime_ns" in _problem_of(page, unstamped)
+
+
+def test_the_report_decodes_video_containers_and_codecs_only(tmp_path: Path, test_videos) -> None:
+    """What FFmpeg opens but is no video (images it reads as one frame, an MP3's cover) is
+    refused from its header; every generated test video passes."""
+    import av
+
+    from vmae_cli.report import not_a_video
+
+    image = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    for codec, pix_fmt in (("targa", "bgr24"), ("qoi", "rgb24"), ("pcx", "rgb24")):
+        path = tmp_path / f"image.{'tga' if codec == 'targa' else codec}"
+        with av.open(str(path), "w", format="image2") as container:
+            stream = container.add_stream(codec)
+            stream.width, stream.height, stream.pix_fmt = 64, 48, pix_fmt
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format=pix_fmt)
+            for packet in [*stream.encode(frame), *stream.encode()]:
+                container.mux(packet)
+        assert _frames_decoded(path) == 1  # the decoders take it for a one-frame video
+        refused = not_a_video(str(path))
+        assert refused is not None and refused.status == "not_video", (codec, refused)
+        assert "not a video container" in refused.error
+    for name, path in test_videos.items():
+        assert not_a_video(str(path)) is None, name
+
+
 def test_the_page_stays_under_its_size_limit(tmp_path: Path, test_videos) -> None:
     """2,000 generated rows over 40 labels, hard links to a few videos: the strips of the
     least frequent labels are dropped to stay under the limit, and the page says so."""
