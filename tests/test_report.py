@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import re
 import shutil
@@ -24,7 +25,7 @@ from vmae_cli.report import (
     shown_frames,
     window_frames,
 )
-from vmae_cli.report_html import colour
+from vmae_cli.report_html import label_colours, score_chart, timeline
 
 #: An <img>, <script>, <link> or <a> pointing anywhere but into the page itself.
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["'](?!data:|#)""", re.I)
@@ -42,8 +43,99 @@ def test_indices_are_read_from_both_formats_and_spread_over_a_strip() -> None:
     assert len(frames) == 16 and frames[0] == 2 and frames[-1] == 392
 
 
-def test_label_colours_are_stable() -> None:
-    assert colour("dancing") == colour("dancing") != colour("juggling")
+def _lab(fill: str) -> tuple[float, float, float]:
+    """A CSS colour (``#RRGGBB`` or ``hsl(h,s%,l%)``) in CIELAB (D65)."""
+    import colorsys
+
+    if fill.startswith("hsl("):
+        h, s, li = (float(v.rstrip("%")) for v in fill[4:-1].split(","))
+        rgb = colorsys.hls_to_rgb(h / 360, li / 100, s / 100)
+    else:
+        rgb = tuple(int(fill[i : i + 2], 16) / 255 for i in (1, 3, 5))
+    lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+    xyz = (
+        (0.4124 * lin[0] + 0.3576 * lin[1] + 0.1805 * lin[2]) / 0.95047,
+        0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2],
+        (0.0193 * lin[0] + 0.1192 * lin[1] + 0.9505 * lin[2]) / 1.08883,
+    )
+    fx, fy, fz = (t ** (1 / 3) if t > 0.008856 else 7.787 * t + 16 / 116 for t in xyz)
+    return 116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)
+
+
+#: Two colours at least this far apart in CIELAB (delta E 1976) are told apart at a glance,
+#: side by side in a timeline or across a page (2.3 is the smallest difference one sees).
+DISTINCT_DELTA_E = 20
+
+
+def test_the_most_frequent_labels_have_colours_of_their_own_and_a_legend(
+    tmp_path: Path,
+) -> None:
+    """25 labels: the 20 most frequent have clearly different colours on the chart, the
+    others one grey, and the page's legend says which colour is which."""
+    import itertools
+
+    rows = tmp_path / "rows.jsonl"
+    counts = {f"label {i:02d}": 40 - i for i in range(25)}  # label 00 the most frequent
+    with rows.open("w") as f:
+        for label, n in counts.items():
+            for k in range(n):
+                row = {"path": f"/videos/{label}/{k}.mp4", "status": "ok", "label": label}
+                f.write(json.dumps({**row, "error": "", "score": 0.5}) + "\n")
+    out = tmp_path / "report.html"
+    build_report([rows], out, options=ReportOptions(per_label=0))
+    page = out.read_text(encoding="utf-8")
+    chart = r'fill="([^"]+)"><title>(label \d\d): \d+</title>'  # a bar of the label chart
+    fills = {label: fill for fill, label in re.findall(chart, page)}
+    assert sorted(fills) == sorted(counts)
+    first = [f"label {i:02d}" for i in range(20)]
+    for a, b in itertools.combinations(first, 2):
+        gap = math.dist(_lab(fills[a]), _lab(fills[b]))
+        assert gap >= DISTINCT_DELTA_E, (a, fills[a], b, fills[b], round(gap, 1))
+    rest = {fills[f"label {i:02d}"] for i in range(20, 25)}
+    assert len(rest) == 1 and rest.isdisjoint(fills[a] for a in first)
+    # The legend: each coloured label with its swatch, then the others as one.
+    found = re.search(r'<ul class="legend"[^>]*>(.*?)</ul>', page)
+    assert found, "no legend"
+    items = re.findall(r'background:([^"]+)"></span>(.*?)</li>', found.group(1))
+    assert items[:20] == [(fills[a], a) for a in first]
+    assert items[20] == (rest.pop(), "<i>5 other labels</i>")
+
+
+def test_a_timeline_has_the_legend_of_its_labels() -> None:
+    colours = label_colours(["walking", "running", "(low confidence)"])
+    windows = [
+        {"start_s": 0.0, "end_s": 1.0, "label": "running", "status": "ok", "score": 0.9},
+        {"start_s": 1.0, "end_s": 2.0, "label": "", "status": "ok", "score": 0.1},
+        {"start_s": 2.0, "end_s": 3.0, "label": "swimming", "status": "ok", "score": 0.7},
+    ]
+    svg = timeline(windows, colours)
+    fills = re.findall(r'<rect [^>]*fill="([^"]+)"', svg)
+    assert fills[0] == colours["running"] != colours["walking"]
+    # No label, and a label the page has no colour of its own for: two greys of their own.
+    assert len({fills[1], fills[2], colours["running"], colours["walking"]}) == 4
+    legend_items = re.findall(r'background:([^"]+)"></span>(.*?)</li>', svg)
+    assert legend_items[0] == (colours["running"], "running")
+    assert [name for _, name in legend_items[1:]] == [
+        "<i>1 other labels</i>",
+        "<i>low confidence or failed</i>",
+    ]
+
+
+def test_the_score_histogram_marks_its_counts_at_their_heights() -> None:
+    """The largest count is written level with the top of the tallest bar, 0 at the
+    baseline (it was written at the baseline: "11 at zero")."""
+    svg = score_chart([0.95] * 11 + [0.42] * 3 + [0.1])
+    rect = r'<rect x="([\d.]+)" y="([\d.]+)" width="[\d.]+" height="([\d.]+)"'
+    bars = [(float(x), float(y), float(h)) for x, y, h in re.findall(rect, svg)]
+    baseline = max(y + h for _, y, h in bars)
+    top = min(y for _, y, h in bars if h > 0)
+    # The count axis: the numbers left of the first bar (the score ticks are under the bars).
+    text = r'<text [^>]*x="([\d.]+)" y="([\d.]+)"[^>]*>(\d+)</text>'
+    left = min(x for x, _, _ in bars)
+    counts = {int(n): float(y) for x, y, n in re.findall(text, svg) if float(x) < left}
+    assert 11 in counts and abs(counts[11] - top) <= 6, (counts, top)  # baseline 4 px below
+    assert 0 in counts and abs(counts[0] - baseline) <= 6, (counts, baseline)
+    assert "videos" in svg and "top-1 score" in svg
 
 
 @pytest.fixture(scope="module")

@@ -179,6 +179,7 @@ class ReportData:
     failure_counts: dict[str, int]
     segmented: bool
     max_bytes: int
+    colours: dict[str, str] = field(default_factory=dict)  # label -> colour, on every chart
 
 
 @dataclass
@@ -241,6 +242,7 @@ def build_report(
         if not s.row["frame_indices"] and s.windows:
             # A segmented video's row names no frames: show a frame of each window.
             s.row["frame_indices"] = window_frames(s.windows)
+    data.colours = colour_order(data.by_label, [w for s in shown for w in s.windows])
     strips = decode_strips(
         [s.row for s in shown],
         workers=opts.workers,
@@ -264,6 +266,19 @@ def build_report(
         bytes=len(html.encode()),
         seconds=time.perf_counter() - started,
     )
+
+
+def colour_order(by_label: pd.DataFrame, windows: list[dict[str, Any]]) -> dict[str, str]:
+    """The colour of each label on the page (:func:`~vmae_cli.report_html.label_colours`),
+    given most frequent first: the videos' labels as counted (``by_label``), then labels only
+    the shown windows have, by their windows."""
+    from collections import Counter
+
+    from .report_html import label_colours
+
+    ok = [str(w.get("label") or "") for w in windows if w.get("status", "ok") == "ok"]
+    in_windows = [label for label, _ in Counter(ok).most_common() if label]
+    return label_colours([*map(str, by_label["label"]), *in_windows])
 
 
 def _fit(data: ReportData, render: Callable[[ReportData], str]) -> str:
