@@ -231,7 +231,7 @@ def score_chart(scores: list[float]) -> str:
     counts = [0] * SCORE_BINS
     for s in scores:
         counts[min(SCORE_BINS - 1, max(0, int(s * SCORE_BINS)))] += 1
-    width, height, left, top, bottom = 370, 196, 40, 34, 36
+    width, height, left, top, bottom = 370, 204, 40, 42, 36
     base = height - bottom  # the baseline: a count of 0
     plot_h = base - top
     bar_w = (width - left) / SCORE_BINS
@@ -255,7 +255,7 @@ def score_chart(scores: list[float]) -> str:
             f'<line x1="{left - 7}" y1="{y:.1f}" x2="{left - 3}" y2="{y:.1f}" stroke="#999"/>'
             f'<text class="count" x="{left - 9}" y="{y + 4:.1f}" text-anchor="end">{m}</text>'
         )
-    axis.append(f'<text x="{left - 9}" y="{top - 10}" text-anchor="end">videos</text>')
+    axis.append(f'<text x="2" y="{top - 10}">videos</text>')  # the count axis's unit
     ticks = "".join(
         f'<text x="{left + t * (width - left):.1f}" y="{base + 14}" '
         f'text-anchor="middle">{t:g}</text>'
