@@ -136,7 +136,7 @@ def table(frame: pd.DataFrame) -> str:
 #: Colours for telling labels apart, most distinct first: picked greedily, each the sRGB colour
 #: (of a 16-step grid, lightness 38-80, chroma 35-85 in CIELAB) farthest from those before it
 #: and from white, the greys below and near-black. Any two differ by at least 31 CIELAB units
-#: (a hue hashed per label put 1 in 36 pairs within 10 degrees: 203 vs 206). The most
+#: (a hue hashed per label put 1 pair in 18 within 10 degrees: 203 vs 206). The most
 #: frequent labels get them in order, so the page's main labels never share a colour.
 PALETTE = (
     "#CC0011", "#AA11AA", "#66CC33", "#EEAA00", "#0088FF",
