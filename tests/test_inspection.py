@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -16,6 +17,7 @@ from vmae_cli.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, app
 from vmae_cli.inspection import (
     SHEET_MAX_HEIGHT_PX,
     SHEET_MAX_WIDTH_PX,
+    SHEET_TITLE_MIN_WIDTH_PX,
     SHEET_WINDOWS,
     InspectedWindow,
     WindowsInspection,
@@ -23,6 +25,7 @@ from vmae_cli.inspection import (
     crop_axis_for,
     inspect_windows,
     sheet_layout,
+    sheet_title,
 )
 from vmae_cli.preprocessing import cover_size, spatial_crops
 from vmae_cli.protocol import PROTOCOLS, Protocol
@@ -265,6 +268,7 @@ def test_inspect_segments_sheet_and_npz_hold_the_first_windows(
             (len(shown), 8, 3, 64, 64),
             [i for w in shown for i in w.frame_indices],
             clip_labels=[("window 0", "0.00-0.28 s")] * len(shown),
+            title=sheet_title(str(video), str(tiny_model_dir)),  # as the command titles it
         )
         assert len(layout.row_labels) == len(shown)
         heights[hop] = _png_hw(sheet)
@@ -287,6 +291,46 @@ def test_inspect_segments_with_three_crops(
     assert "protocol: segments(window=8f,hop=8f)+crops=3" in result.stdout
     assert np.load(npz)["pixel_values"].shape == (3 * 3, 8, 3, 64, 64)  # windows x crops
     assert _png_hw(sheet)[0] > 3 * 3 * 64
+
+
+@pytest.mark.parametrize("shape", [(8, 3, 64, 64), (6, 8, 3, 64, 64)])
+def test_the_sheet_is_titled_with_the_video_and_the_model(shape: tuple[int, ...]) -> None:
+    """A title band above the frames names the video and the model; the frames move down
+    by it and nothing else changes."""
+    import numpy as np
+
+    title = sheet_title("clips/walk.mp4", "MCG-NJU/videomae-base", "v1.0")
+    assert title == ("video: clips/walk.mp4", "model: MCG-NJU/videomae-base @ v1.0")
+    indices = list(range(8)) if len(shape) == 4 else _paper_indices(2, 8)
+    plain = sheet_layout(shape, indices, crop_axis="width")
+    titled = sheet_layout(shape, indices, crop_axis="width", title=title)
+    assert [t.text for t in titled.title] == list(title)
+    band = titled.height - plain.height
+    assert band > 0 and titled.width >= plain.width
+    assert [(c.x, c.y + band) for c in plain.cells] == [(c.x, c.y) for c in titled.cells]
+    assert [t.y + band for t in plain.captions] == [t.y for t in titled.captions]
+    for line in titled.title:
+        (w, _), depth = cv2.getTextSize(line.text, cv2.FONT_HERSHEY_SIMPLEX, line.scale, 1)
+        assert line.x > 0 and line.x + w <= titled.width and line.y + depth < band
+    # Drawn: dark text in the band over white, and the frames below it as before.
+    frames = _views(*shape[:2], 64) if len(shape) == 5 else _views(1, 8, 64)[0]
+    sheet = contact_sheet(frames, indices, crop_axis="width", title=title)
+    assert sheet.shape == (titled.height, titled.width, 3)
+    assert (sheet[:band] < 100).any() and (sheet[:band] == 255).mean() > 0.5
+    untitled = contact_sheet(frames, indices, crop_axis="width")
+    assert np.array_equal(sheet[band:, : plain.width], untitled)
+
+
+def test_a_long_title_widens_the_sheet_then_loses_its_middle() -> None:
+    long_path = "/data/" + "a-very-long-folder-name/" * 40 + "walk é.mp4"  # not ASCII
+    layout = sheet_layout((8, 3, 64, 64), list(range(8)), title=sheet_title(long_path, "m"))
+    video = layout.title[0].text
+    assert layout.width == SHEET_TITLE_MIN_WIDTH_PX  # widened as far as a title may
+    assert video.startswith("video: /data/") and "..." in video and video.endswith("walk ?.mp4")
+    (w, _), _ = cv2.getTextSize(video, cv2.FONT_HERSHEY_SIMPLEX, layout.title[0].scale, 1)
+    assert w <= layout.width
+    short = sheet_layout((8, 3, 64, 64), list(range(8)), title=sheet_title("a.mp4", "m"))
+    assert short.width == sheet_layout((8, 3, 64, 64), list(range(8))).width  # fits: as it was
 
 
 def test_window_rows_are_labelled_with_number_and_times() -> None:

@@ -267,7 +267,7 @@ def test_inspect_saves_every_view(long_videos, tiny_model_dir: Path, tmp_path: P
     # their uint8 frames), a row per clip and crop, the crops named along the width.
     import cv2
 
-    from vmae_cli.inspection import contact_sheet, sheet_layout
+    from vmae_cli.inspection import contact_sheet, sheet_layout, sheet_title
     from vmae_cli.preprocessing import parse_preprocess_config
 
     config = parse_preprocess_config(
@@ -281,7 +281,12 @@ def test_inspect_saves_every_view(long_videos, tiny_model_dir: Path, tmp_path: P
     assert layout.row_labels == tuple(
         f"clip {c}/2 · crop {side}" for c in (1, 2) for side in ("left", "centre", "right")
     )
-    expected = contact_sheet(torch.from_numpy(frames.astype(np.uint8)), indices, crop_axis="width")
+    # Titled with the video and the model as the command was given them.
+    title = sheet_title(str(long_videos["landscape"]), str(tiny_model_dir))
+    expected = contact_sheet(
+        torch.from_numpy(frames.astype(np.uint8)), indices, crop_axis="width", title=title
+    )
+    layout = sheet_layout(frames.shape, indices, crop_axis="width", title=title)
     assert expected.shape == (layout.height, layout.width, 3)
     written = cv2.imread(str(sheet))
     assert written is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import re
 import shutil
@@ -24,7 +25,7 @@ from vmae_cli.report import (
     shown_frames,
     window_frames,
 )
-from vmae_cli.report_html import colour
+from vmae_cli.report_html import label_colours, score_chart, timeline
 
 #: An <img>, <script>, <link> or <a> pointing anywhere but into the page itself.
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["'](?!data:|#)""", re.I)
@@ -42,8 +43,99 @@ def test_indices_are_read_from_both_formats_and_spread_over_a_strip() -> None:
     assert len(frames) == 16 and frames[0] == 2 and frames[-1] == 392
 
 
-def test_label_colours_are_stable() -> None:
-    assert colour("dancing") == colour("dancing") != colour("juggling")
+def _lab(fill: str) -> tuple[float, float, float]:
+    """A CSS colour (``#RRGGBB`` or ``hsl(h,s%,l%)``) in CIELAB (D65)."""
+    import colorsys
+
+    if fill.startswith("hsl("):
+        h, s, li = (float(v.rstrip("%")) for v in fill[4:-1].split(","))
+        rgb = colorsys.hls_to_rgb(h / 360, li / 100, s / 100)
+    else:
+        rgb = tuple(int(fill[i : i + 2], 16) / 255 for i in (1, 3, 5))
+    lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+    xyz = (
+        (0.4124 * lin[0] + 0.3576 * lin[1] + 0.1805 * lin[2]) / 0.95047,
+        0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2],
+        (0.0193 * lin[0] + 0.1192 * lin[1] + 0.9505 * lin[2]) / 1.08883,
+    )
+    fx, fy, fz = (t ** (1 / 3) if t > 0.008856 else 7.787 * t + 16 / 116 for t in xyz)
+    return 116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)
+
+
+#: Two colours at least this far apart in CIELAB (delta E 1976) are told apart at a glance,
+#: side by side in a timeline or across a page (2.3 is the smallest difference one sees).
+DISTINCT_DELTA_E = 20
+
+
+def test_the_most_frequent_labels_have_colours_of_their_own_and_a_legend(
+    tmp_path: Path,
+) -> None:
+    """25 labels: the 20 most frequent have clearly different colours on the chart, the
+    others one grey, and the page's legend says which colour is which."""
+    import itertools
+
+    rows = tmp_path / "rows.jsonl"
+    counts = {f"label {i:02d}": 40 - i for i in range(25)}  # label 00 the most frequent
+    with rows.open("w") as f:
+        for label, n in counts.items():
+            for k in range(n):
+                row = {"path": f"/videos/{label}/{k}.mp4", "status": "ok", "label": label}
+                f.write(json.dumps({**row, "error": "", "score": 0.5}) + "\n")
+    out = tmp_path / "report.html"
+    build_report([rows], out, options=ReportOptions(per_label=0))
+    page = out.read_text(encoding="utf-8")
+    chart = r'fill="([^"]+)"><title>(label \d\d): \d+</title>'  # a bar of the label chart
+    fills = {label: fill for fill, label in re.findall(chart, page)}
+    assert sorted(fills) == sorted(counts)
+    first = [f"label {i:02d}" for i in range(20)]
+    for a, b in itertools.combinations(first, 2):
+        gap = math.dist(_lab(fills[a]), _lab(fills[b]))
+        assert gap >= DISTINCT_DELTA_E, (a, fills[a], b, fills[b], round(gap, 1))
+    rest = {fills[f"label {i:02d}"] for i in range(20, 25)}
+    assert len(rest) == 1 and rest.isdisjoint(fills[a] for a in first)
+    # The legend: each coloured label with its swatch, then the others as one.
+    found = re.search(r'<ul class="legend"[^>]*>(.*?)</ul>', page)
+    assert found, "no legend"
+    items = re.findall(r'background:([^"]+)"></span>(.*?)</li>', found.group(1))
+    assert items[:20] == [(fills[a], a) for a in first]
+    assert items[20] == (rest.pop(), "<i>5 other labels</i>")
+
+
+def test_a_timeline_has_the_legend_of_its_labels() -> None:
+    colours = label_colours(["walking", "running", "(low confidence)"])
+    windows = [
+        {"start_s": 0.0, "end_s": 1.0, "label": "running", "status": "ok", "score": 0.9},
+        {"start_s": 1.0, "end_s": 2.0, "label": "", "status": "ok", "score": 0.1},
+        {"start_s": 2.0, "end_s": 3.0, "label": "swimming", "status": "ok", "score": 0.7},
+    ]
+    svg = timeline(windows, colours)
+    fills = re.findall(r'<rect [^>]*fill="([^"]+)"', svg)
+    assert fills[0] == colours["running"] != colours["walking"]
+    # No label, and a label the page has no colour of its own for: two greys of their own.
+    assert len({fills[1], fills[2], colours["running"], colours["walking"]}) == 4
+    legend_items = re.findall(r'background:([^"]+)"></span>(.*?)</li>', svg)
+    assert legend_items[0] == (colours["running"], "running")
+    assert [name for _, name in legend_items[1:]] == [
+        "<i>1 other labels</i>",
+        "<i>low confidence or failed</i>",
+    ]
+
+
+def test_the_score_histogram_marks_its_counts_at_their_heights() -> None:
+    """The largest count is written level with the top of the tallest bar, 0 at the
+    baseline (it was written at the baseline: "11 at zero")."""
+    svg = score_chart([0.95] * 11 + [0.42] * 3 + [0.1])
+    rect = r'<rect x="([\d.]+)" y="([\d.]+)" width="[\d.]+" height="([\d.]+)"'
+    bars = [(float(x), float(y), float(h)) for x, y, h in re.findall(rect, svg)]
+    baseline = max(y + h for _, y, h in bars)
+    top = min(y for _, y, h in bars if h > 0)
+    # The count axis: the numbers left of the first bar (the score ticks are under the bars).
+    text = r'<text [^>]*x="([\d.]+)" y="([\d.]+)"[^>]*>(\d+)</text>'
+    left = min(x for x, _, _ in bars)
+    counts = {int(n): float(y) for x, y, n in re.findall(text, svg) if float(x) < left}
+    assert 11 in counts and abs(counts[11] - top) <= 6, (counts, top)  # baseline 4 px below
+    assert 0 in counts and abs(counts[0] - baseline) <= 6, (counts, baseline)
+    assert "videos" in svg and "top-1 score" in svg
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +244,109 @@ def test_a_video_changed_since_the_run_is_shown_as_changed(
     page = out.read_text(encoding="utf-8")
     block = page[page.index(f'data-path="{changed}"') :][:2000]
     assert "changed since the run" in block and "<img" not in block.split("</div>")[0]
+
+
+def _frames_decoded(path: Path) -> int:
+    """The frame count vmae's decoders give ``path`` (what a row would say)."""
+    from vmae_cli.decoding import decode_video
+
+    _, failure, meta = decode_video(str(path), lambda n: [0], lambda frame: frame)
+    assert failure is None, failure
+    return meta.frames_decoded
+
+
+def _hand_made_row(path: Path, *, stamped: bool = True) -> dict:
+    """A row a person could write for ``path``: everything a report needs to decode it
+    again (the right frame count and frames), the file's stamp unless ``stamped`` is false."""
+    frames = _frames_decoded(path)
+    st = path.stat()
+    return {
+        "path": str(path),
+        "status": "ok",
+        "error": "",
+        "label": "made by hand",
+        "score": 0.5,
+        "frames_decoded": frames,
+        "frame_indices": list(range(min(frames, 4))),
+        "size_bytes": st.st_size if stamped else None,
+        "mtime_ns": st.st_mtime_ns if stamped else None,
+    }
+
+
+def _problem_of(page: str, path: Path) -> str:
+    """What a shown video's block says instead of its frames (empty when it shows frames)."""
+    block = page[page.index(f'data-path="{path}"') :].split('<p class="meta">')[0]
+    if "<img" in block:
+        return ""
+    found = re.search(r'<p class="problem">frames not shown: ([^<]*)</p>', block)
+    assert found, block
+    return found.group(1)
+
+
+def test_only_videos_unchanged_since_their_row_show_frames(tmp_path: Path, test_videos) -> None:
+    """A row may name any file: only a video container and codec FFmpeg finds, whose size and
+    modification time are the row's, is decoded again. A text file (FFmpeg renders .nfo text
+    as video), an image named .mp4, a video touched after its row was written and a row
+    without the stamp get a note instead of frames."""
+    folder = tmp_path / "v"
+    folder.mkdir()
+    video = folder / "clip.mp4"
+    shutil.copy(test_videos["h264"], video)
+    nfo = folder / "release.nfo"
+    nfo.write_text("".join(f"line {i}: the notes of a release\n" for i in range(40)))
+    ppm = folder / "still.mp4"  # a binary PPM image (P6), 64 x 48, under a video's name
+    pixels = np.random.default_rng(7).integers(0, 256, 64 * 48 * 3, dtype=np.uint8)
+    ppm.write_bytes(b"P6\n64 48\n255\n" + pixels.tobytes())
+    touched = folder / "touched.mp4"
+    shutil.copy(test_videos["vp9"], touched)
+    unstamped = folder / "unstamped.mp4"
+    shutil.copy(test_videos["mjpeg"], unstamped)
+    rows = [
+        _hand_made_row(video),
+        _hand_made_row(nfo),
+        _hand_made_row(ppm),
+        _hand_made_row(touched),
+        _hand_made_row(unstamped, stamped=False),
+        # A file gone before the run: its row has no stamp (null), so the table's mtime_ns
+        # column becomes floats; the shown rows' stamps must still compare exactly.
+        {"path": str(folder / "gone.mp4"), "status": "not_found", "error": "file not found"},
+    ]
+    st = touched.stat()
+    os.utime(touched, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # edited after the run
+    source = tmp_path / "rows.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "report.html"
+    made = build_report([source], out, options=ReportOptions(workers=0))
+    page = out.read_text(encoding="utf-8")
+    assert _problem_of(page, video) == "" and made.strips == 1
+    assert "not a video container" in _problem_of(page, nfo) and "tty" in _problem_of(page, nfo)
+    assert "not a video container" in _problem_of(page, ppm)
+    assert "changed since the run" in _problem_of(page, touched)
+    assert "records no size_bytes and mtime_ns" in _problem_of(page, unstamped)
+
+
+def test_the_report_decodes_video_containers_and_codecs_only(tmp_path: Path, test_videos) -> None:
+    """What FFmpeg opens but is no video (images it reads as one frame, an MP3's cover) is
+    refused from its header; every generated test video passes."""
+    import av
+
+    from vmae_cli.report import not_a_video
+
+    image = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    for codec, pix_fmt in (("targa", "bgr24"), ("qoi", "rgb24"), ("pcx", "rgb24")):
+        path = tmp_path / f"image.{'tga' if codec == 'targa' else codec}"
+        with av.open(str(path), "w", format="image2") as container:
+            stream = container.add_stream(codec)
+            stream.width, stream.height, stream.pix_fmt = 64, 48, pix_fmt
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format=pix_fmt)
+            for packet in [*stream.encode(frame), *stream.encode()]:
+                container.mux(packet)
+        assert _frames_decoded(path) == 1  # the decoders take it for a one-frame video
+        refused = not_a_video(str(path))
+        assert refused is not None and refused.status == "not_video", (codec, refused)
+        assert "not a video container" in refused.error
+    for name, path in test_videos.items():
+        assert not_a_video(str(path)) is None, name
 
 
 def test_the_page_stays_under_its_size_limit(tmp_path: Path, test_videos) -> None:

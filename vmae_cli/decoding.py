@@ -391,6 +391,30 @@ def video_stream(container: Any) -> Any:
     raise DecodeFailure(STATUS_NOT_VIDEO, "the file has no video stream")
 
 
+def probe_format(path: str) -> tuple[tuple[str, ...], str]:
+    """What FFmpeg takes ``path`` for, from its header alone (no frame is decoded): the names
+    of the demuxer it picks (``("mov", "mp4", "m4a", "3gp", "3g2", "mj2")``, ``("tty",)`` for
+    a text file, ``("ppm_pipe",)`` for a PPM image) and the codec of the video stream the
+    decoders read, by its codec name (``"av1"``, not the decoder ``"libdav1d"``).
+
+    Raises :class:`DecodeFailure` (``not_video``) when PyAV cannot open the file or it has no
+    video stream. Call it after :func:`~vmae_cli.filegate.check_and_read_head`: opening a FIFO
+    would block.
+    """
+    import av
+
+    with decoder_path(path) as name:
+        try:
+            container = av.open(name, metadata_errors="ignore")
+        except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise DecodeFailure(STATUS_NOT_VIDEO, f"FFmpeg cannot open it: {reason}") from None
+        with container:
+            stream = video_stream(container)
+            formats = tuple((container.format.name or "").split(","))
+            return formats, stream.codec_context.codec.canonical_name
+
+
 def display_rotation(frame: Any) -> int:
     """The clockwise rotation (0, 90, 180, 270) a PyAV frame's display matrix asks for.
 

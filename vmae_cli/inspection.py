@@ -9,7 +9,7 @@ first :data:`SHEET_WINDOWS` of them.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,6 +42,16 @@ SHEET_FONT_MIN = 0.35
 SHEET_FONT_FLOOR = 0.3
 #: Padding in pixels around the row labels in the left margin and around captions.
 SHEET_PAD_PX = 6
+#: Height in pixels of a line of the title above the frames (the video, the model), and the
+#: white space between the title and the frames.
+SHEET_TITLE_LINE_PX = 22
+SHEET_TITLE_GAP_PX = 6
+#: A sheet narrower than this widens for its title up to this width (pixels): a clip of
+#: small frames still shows a model's name whole (50 characters). Beyond it a title line
+#: loses its middle: the frames, not the title, decide a sheet's size.
+SHEET_TITLE_MIN_WIDTH_PX = 512
+#: What stands for the middle of a title line too long for the sheet.
+SHEET_ELLIPSIS = "..."
 
 #: Windows of `vmae inspect --segments` whose frames are kept, for ``--sheet`` (one row per
 #: window, per crop with ``--crops 3``) and ``--npz``: the others are only listed, so memory
@@ -240,7 +250,7 @@ class SheetLayout:
 
     ``row_labels`` has one entry per view when there are several (``"clip 2/5 · crop left"``,
     drawn as two lines in the left margin; ``"window 3 · 6.40-8.53 s"`` for windows) and is
-    empty for one view.
+    empty for one view. ``title`` holds the lines above the frames (see :func:`sheet_title`).
     """
 
     width: int
@@ -250,6 +260,13 @@ class SheetLayout:
     captions: tuple[SheetText, ...]
     labels: tuple[SheetText, ...]
     row_labels: tuple[str, ...]
+    title: tuple[SheetText, ...] = ()
+
+
+def sheet_title(video: str, model: str, revision: str | None = None) -> tuple[str, str]:
+    """The title of a video's contact sheet: ``("video: clips/a.mp4", "model: NAME")``, the
+    revision after the model's name when one was asked for (``"model: NAME @ v1.0"``)."""
+    return f"video: {video}", f"model: {model}" + (f" @ {revision}" if revision else "")
 
 
 def crop_axis_for(meta: VideoMeta, crop_hw: tuple[int, int]) -> str | None:
@@ -305,6 +322,7 @@ def sheet_layout(
     *,
     crop_axis: str | None = None,
     clip_labels: Sequence[tuple[str, ...]] | None = None,
+    title: Sequence[str] = (),
 ) -> SheetLayout:
     """The layout of the contact sheet of frames of ``shape``, as :func:`contact_sheet` draws it.
 
@@ -320,11 +338,17 @@ def sheet_layout(
     ``clip_labels`` (one tuple of lines per clip, e.g. ``("window 3", "6.40-8.53 s")``)
     replaces ``clip c/C``; the crop line then follows only with several crops, and even one
     view is laid out as a labelled row (the windows of `vmae inspect --segments`).
+
+    ``title`` (lines, e.g. :func:`sheet_title`) goes above the frames, one line each: a
+    narrow sheet widens for it up to :data:`SHEET_TITLE_MIN_WIDTH_PX`, and a line still too
+    long loses its middle (``SHEET_ELLIPSIS``), so the file's name stays readable.
     """
+    top = len(title) * SHEET_TITLE_LINE_PX + SHEET_TITLE_GAP_PX if title else 0
     if len(shape) == 5 and shape[0] == 1 and clip_labels is None:
         shape = tuple(shape[1:])
     if len(shape) == 4:
-        return _single_view_layout(int(shape[0]), int(shape[2]), int(shape[3]), indices)
+        layout = _single_view_layout(int(shape[0]), int(shape[2]), int(shape[3]), indices, top)
+        return _titled(layout, title)
     views, clip_len, h, w = int(shape[0]), int(shape[1]), int(shape[3]), int(shape[4])
     clips = len(indices) // clip_len if clip_len else 0
     if clips < 1 or clips * clip_len != len(indices) or views % clips:
@@ -333,9 +357,51 @@ def sheet_layout(
         )
     if clip_labels is not None and len(clip_labels) != clips:
         raise ValueError(f"{len(clip_labels)} clip labels for {clips} clips")
-    return _multi_view_layout(
-        clips, views // clips, clip_len, h, w, indices, crop_axis, clip_labels
+    layout = _multi_view_layout(
+        clips, views // clips, clip_len, h, w, indices, crop_axis, clip_labels, top
     )
+    return _titled(layout, title)
+
+
+def _ascii(text: str) -> str:
+    """``text`` as cv2's Hershey fonts can draw it: ASCII, anything else a ``?``."""
+    return text.encode("ascii", "replace").decode("ascii")
+
+
+def _elided(text: str, scale: float, width: int) -> str:
+    """``text``, or its start and end around :data:`SHEET_ELLIPSIS`, as wide as ``width`` at
+    most at ``scale`` (the end keeps a little more: a file's name, a model's name)."""
+    if _text_size(text, scale)[0] <= width:
+        return text
+    keep = len(text)
+    while keep > 0:
+        keep -= 1
+        head = keep * 2 // 5
+        short = text[:head] + SHEET_ELLIPSIS + text[len(text) - (keep - head) :]
+        if _text_size(short, scale)[0] <= width:
+            return short
+    return SHEET_ELLIPSIS
+
+
+def _titled(layout: SheetLayout, title: Sequence[str]) -> SheetLayout:
+    """``layout`` with ``title`` drawn in the band its frames left free at the top (one
+    :data:`SHEET_TITLE_LINE_PX` line each), widened for it up to
+    :data:`SHEET_TITLE_MIN_WIDTH_PX`."""
+    if not title:
+        return layout
+    lines = [_ascii(line) for line in title]
+    pad, line_h = SHEET_PAD_PX, SHEET_TITLE_LINE_PX
+    wanted = max(_text_size(line, SHEET_FONT_MAX)[0] for line in lines) + 2 * pad
+    width = max(layout.width, min(wanted, SHEET_TITLE_MIN_WIDTH_PX))
+    # Smaller letters down to the captions' smallest, then the middle of a line goes.
+    fitted = _fit_scale(lines, SHEET_FONT_MAX, width - 2 * pad, line_h - 4)
+    scale = max(SHEET_FONT_MIN, fitted)
+    texts = []
+    for k, line in enumerate(lines):
+        shown = _elided(line, scale, width - 2 * pad)
+        _, th, base = _text_size(shown, scale)
+        texts.append(SheetText(shown, pad, k * line_h + (line_h + th - base) // 2, scale))
+    return replace(layout, width=width, title=tuple(texts))
 
 
 def _fit(cols: int, rows: int, h: int, w: int, fixed_w: int, fixed_h: int) -> tuple[int, int]:
@@ -350,27 +416,27 @@ def _fit(cols: int, rows: int, h: int, w: int, fixed_w: int, fixed_h: int) -> tu
     return max(1, int(h * scale)), max(1, int(w * scale))
 
 
-def _single_view_layout(t: int, h: int, w: int, indices: list[int]) -> SheetLayout:
+def _single_view_layout(t: int, h: int, w: int, indices: list[int], top: int = 0) -> SheetLayout:
+    """Rows of :data:`SHEET_COLUMNS` captioned frames, ``top`` pixels down (the title's)."""
     cols = max(1, min(SHEET_COLUMNS, t))
     rows = (t + cols - 1) // cols
     gutter = SHEET_GUTTER_PX
-    ch, cw = _fit(
-        cols, rows, h, w, (cols - 1) * gutter, rows * SHEET_CAPTION_PX + (rows - 1) * gutter
-    )
+    fixed_h = top + rows * SHEET_CAPTION_PX + (rows - 1) * gutter
+    ch, cw = _fit(cols, rows, h, w, (cols - 1) * gutter, fixed_h)
     texts = [f"#{k} | frame {indices[k]}" for k in range(t)]
     scale = _fit_scale(texts, _cell_scale(cw, 160), cw - SHEET_PAD_PX, SHEET_CAPTION_PX - 4)
     cells, captions = [], []
     row_h = ch + SHEET_CAPTION_PX + gutter
     for k in range(t):
         r, c = divmod(k, cols)
-        x, y = c * (cw + gutter), r * row_h
+        x, y = c * (cw + gutter), top + r * row_h
         cells.append(SheetCell(0, k, x, y))
         _, th, base = _text_size(texts[k], scale)
         baseline = y + ch + (SHEET_CAPTION_PX + th - base) // 2
         captions.append(SheetText(texts[k], x + SHEET_PAD_PX // 2, baseline, scale))
     return SheetLayout(
         width=cols * cw + (cols - 1) * gutter,
-        height=rows * row_h - gutter,
+        height=top + rows * row_h - gutter,
         cell_hw=(ch, cw),
         cells=tuple(cells),
         captions=tuple(captions),
@@ -388,7 +454,9 @@ def _multi_view_layout(
     indices: list[int],
     axis: str | None,
     clip_labels: Sequence[tuple[str, ...]] | None = None,
+    top: int = 0,
 ) -> SheetLayout:
+    """A labelled row per view, a caption strip above each clip, ``top`` pixels down."""
     gutter, gap, strip, pad = SHEET_GUTTER_PX, SHEET_CLIP_GAP_PX, SHEET_CAPTION_PX, SHEET_PAD_PX
     heads = clip_labels or [(f"clip {c + 1}/{clips}",) for c in range(clips)]
     with_crop = clip_labels is None or crops > 1
@@ -401,7 +469,7 @@ def _multi_view_layout(
     margin = max(_text_size(t, SHEET_FONT_MAX)[0] for row in lines for t in row) + 2 * pad
     rows = clips * crops
     fixed_w = margin + (clip_len - 1) * gutter
-    fixed_h = clips * strip + clips * (crops - 1) * gutter + (clips - 1) * gap
+    fixed_h = top + clips * strip + clips * (crops - 1) * gutter + (clips - 1) * gap
     ch, cw = _fit(clip_len, rows, h, w, fixed_w, fixed_h)
     caption_texts = [f"f {i}" for i in indices]
     cap_scale = _fit_scale(caption_texts, _cell_scale(cw, 160), cw - 2, strip - 4)
@@ -409,7 +477,7 @@ def _multi_view_layout(
         [t for row in lines for t in row], _cell_scale(ch, 160), margin - 2 * pad, ch // most - 2
     )
     cells, captions, labels = [], [], []
-    y = 0
+    y = top
     for c in range(clips):
         for p in range(clip_len):
             text = caption_texts[c * clip_len + p]
@@ -445,6 +513,7 @@ def contact_sheet(
     *,
     crop_axis: str | None = None,
     clip_labels: Sequence[tuple[str, ...]] | None = None,
+    title: Sequence[str] = (),
 ) -> np.ndarray:
     """An RGB image of the frames in a grid, laid out by :func:`sheet_layout`.
 
@@ -452,13 +521,14 @@ def contact_sheet(
     (one row per view, labelled with its clip and crop; ``indices`` then lists each clip's T
     indices, shared by its crops). ``crop_axis`` (``"width"`` or ``"height"``, see
     :func:`crop_axis_for`) names three crops left/centre/right or top/centre/bottom;
-    ``clip_labels`` names the clips instead of ``clip c/C`` (see :func:`sheet_layout`).
+    ``clip_labels`` names the clips instead of ``clip c/C`` and ``title`` is written above the
+    frames, a line each (see :func:`sheet_layout`).
     """
     import cv2
     import numpy as np
 
     layout = sheet_layout(
-        tuple(frames.shape), indices, crop_axis=crop_axis, clip_labels=clip_labels
+        tuple(frames.shape), indices, crop_axis=crop_axis, clip_labels=clip_labels, title=title
     )
     if frames.ndim == 4:
         frames = frames.unsqueeze(0)
@@ -469,7 +539,7 @@ def contact_sheet(
         if image.shape[:2] != (ch, cw):
             image = cv2.resize(image, (cw, ch), interpolation=cv2.INTER_AREA)
         sheet[cell.y : cell.y + ch, cell.x : cell.x + cw] = image
-    for text in (*layout.captions, *layout.labels):
+    for text in (*layout.title, *layout.captions, *layout.labels):
         cv2.putText(
             sheet,
             text.text,
@@ -491,9 +561,10 @@ def window_label(window: WindowPrediction) -> tuple[str, str]:
     return f"window {window.index}", f"{window.start_s:.2f}-{window.end_s:.2f} s"
 
 
-def window_sheet(inspection: WindowsInspection) -> np.ndarray:
+def window_sheet(inspection: WindowsInspection, title: Sequence[str] = ()) -> np.ndarray:
     """The contact sheet of the windows ``inspection`` kept: one row per window (per crop of
-    it with several crops), labelled with its number and times (see :func:`window_label`)."""
+    it with several crops), labelled with its number and times (see :func:`window_label`),
+    ``title`` above them."""
     frames = inspection.frames
     crop_hw = (int(frames.shape[-2]), int(frames.shape[-1]))
     return contact_sheet(
@@ -501,20 +572,26 @@ def window_sheet(inspection: WindowsInspection) -> np.ndarray:
         [i for w in inspection.kept for i in w.window.frame_indices],
         crop_axis=crop_axis_for(inspection.meta, crop_hw),
         clip_labels=[window_label(w.window) for w in inspection.kept],
+        title=title,
     )
 
 
-def save_sheet(inspection: Inspection | WindowsInspection, out: str | Path) -> None:
+def save_sheet(
+    inspection: Inspection | WindowsInspection, out: str | Path, title: Sequence[str] = ()
+) -> None:
     """Write the contact sheet of ``inspection`` as a PNG file (of its kept windows, for a
-    :class:`WindowsInspection`: see :func:`window_sheet`)."""
+    :class:`WindowsInspection`: see :func:`window_sheet`), ``title`` above the frames (the
+    video and the model: :func:`sheet_title`)."""
     import cv2
 
     if isinstance(inspection, WindowsInspection):
-        sheet = window_sheet(inspection)
+        sheet = window_sheet(inspection, title)
     else:
         assert inspection.frames is not None
         crop_hw = (int(inspection.frames.shape[-2]), int(inspection.frames.shape[-1]))
         axis = crop_axis_for(inspection.meta, crop_hw)
-        sheet = contact_sheet(inspection.frames, inspection.frame_indices, crop_axis=axis)
+        sheet = contact_sheet(
+            inspection.frames, inspection.frame_indices, crop_axis=axis, title=title
+        )
     if not cv2.imwrite(str(out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
         raise OSError(f"cannot write {out}")

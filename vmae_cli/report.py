@@ -10,7 +10,9 @@ timeout-proof worker pool as ``vmae classify``), and writes one HTML file
 The page never grows with the number of rows beyond its tables' caps: frame strips are added
 label after label (most frequent first) only while the file stays under ``max_bytes``;
 failures are listed up to :data:`FAILURES_SHOWN` per status. A video whose size or
-modification time differ from its row's is shown as changed, not decoded differently.
+modification time differ from its row's (or a row that records neither) is shown without
+frames, not decoded differently, and only files FFmpeg takes for a video container and codec
+(:data:`VIDEO_CONTAINERS`, :data:`VIDEO_CODECS`) are decoded: a row may name any file.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import VmaeError
 from .identity import cell_path
 from .output import write_text_aside
-from .results import DecodeOutcome, Failure, VideoViews, file_stamp
+from .results import STATUS_NOT_VIDEO, DecodeOutcome, Failure, VideoViews, file_stamp
 from .summary import read_results
 
 if TYPE_CHECKING:
@@ -52,7 +54,9 @@ FAILURES_SHOWN = 200
 #: Rows of the folder table at most.
 FOLDERS_SHOWN = 200
 #: The columns kept of every row (the others are read again for the shown videos only): a
-#: report over a million rows holds these short cells, not the rows' top-k and frames.
+#: report over a million rows holds these short cells, not the rows' top-k and frames. The
+#: file's stamp (``size_bytes``, ``mtime_ns``) is read again too: a table's column of 19-digit
+#: integers with one empty cell becomes floats, which cannot hold them exactly.
 TABLE_COLUMNS = (
     "path",
     "status",
@@ -60,15 +64,46 @@ TABLE_COLUMNS = (
     "label",
     "score",
     "frames_decoded",
-    "size_bytes",
-    "mtime_ns",
     "model",
     "model_revision",
     "protocol",
     "windows",
 )
+#: The columns that say which file a row was classified from: its size and modification
+#: time then. A file whose stamp differs, or a row without one, gets no frames.
+STAMP_COLUMNS = ("size_bytes", "mtime_ns")
 #: Seconds a video may take to decode when ``--timeout`` is not given.
 DEFAULT_TIMEOUT_S = 120.0
+#: FFmpeg demuxers (any of the names ``av.open(...).format.name`` lists) whose files the
+#: report decodes: video containers and elementary video streams. A row names whatever file
+#: it likes (a hand-made CSV), and FFmpeg "decodes" far more than videos: a text file as
+#: ``tty`` (.nfo, .ans), images as ``image2`` or ``*_pipe`` (PPM, TGA, QOI, PCX), an MP3's
+#: cover as a one-frame video; the page shows frames of videos only.
+VIDEO_CONTAINERS = frozenset(
+    {
+        "mov", "mp4", "3gp", "3g2", "mj2",  # ISO base media: MP4, MOV, M4V, 3GP
+        "matroska", "webm",
+        "avi",
+        "mpegts", "mpeg", "mpegvideo",  # MPEG transport and program streams, MPEG-1/2 video
+        "h264", "hevc", "m4v", "ivf", "obu",  # elementary streams (Annex B, MPEG-4, VP/AV1)
+        "flv", "ogg", "asf", "mxf", "nut", "rm", "dv", "gxf",
+    }
+)  # fmt: skip
+#: Codecs (by codec name, as :func:`~vmae_cli.decoding.probe_format` gives it) of the video
+#: streams the report decodes: codecs made for moving pictures, and the intra-only ones that
+#: video containers carry (Motion JPEG, ProRes, FFV1, PNG and QuickTime RLE in MOV). Image
+#: codecs (``ppm``, ``targa``, ``qoi``, ``pcx``, ``bmp``, ``gif``) and ``ansi`` (text) are not
+#: here: in a video container they are still no video anyone shot.
+VIDEO_CODECS = frozenset(
+    {
+        "h264", "hevc", "vvc", "vp8", "vp9", "av1",
+        "mpeg1video", "mpeg2video", "mpeg4", "h263", "h263p", "flv1",
+        "msmpeg4v1", "msmpeg4v2", "msmpeg4v3", "wmv1", "wmv2", "wmv3", "vc1",
+        "theora", "rv10", "rv20", "rv30", "rv40", "svq1", "svq3", "cinepak", "indeo3",
+        "mjpeg", "prores", "dnxhd", "dvvideo", "ffv1", "huffyuv", "ffvhuff", "utvideo",
+        "qtrle", "png", "rawvideo", "cfhd", "hap",
+    }
+)  # fmt: skip
 
 
 class ReportError(VmaeError, ValueError):
@@ -144,6 +179,7 @@ class ReportData:
     failure_counts: dict[str, int]
     segmented: bool
     max_bytes: int
+    colours: dict[str, str] = field(default_factory=dict)  # label -> colour, on every chart
 
 
 @dataclass
@@ -196,6 +232,8 @@ def build_report(
         extra = details.get(s.row["path"], {})
         s.row["frame_indices"] = parse_indices(extra.get("frame_indices"))
         s.row["top_k"] = _top_k(extra)
+        for key in STAMP_COLUMNS:
+            s.row[key] = extra.get(key)
     if on_total is not None:
         on_total(len(shown))
     windows = read_windows(segments, {s.row["path"] for s in shown})
@@ -204,6 +242,7 @@ def build_report(
         if not s.row["frame_indices"] and s.windows:
             # A segmented video's row names no frames: show a frame of each window.
             s.row["frame_indices"] = window_frames(s.windows)
+    data.colours = colour_order(data.by_label, [w for s in shown for w in s.windows])
     strips = decode_strips(
         [s.row for s in shown],
         workers=opts.workers,
@@ -227,6 +266,19 @@ def build_report(
         bytes=len(html.encode()),
         seconds=time.perf_counter() - started,
     )
+
+
+def colour_order(by_label: pd.DataFrame, windows: list[dict[str, Any]]) -> dict[str, str]:
+    """The colour of each label on the page (:func:`~vmae_cli.report_html.label_colours`),
+    given most frequent first: the videos' labels as counted (``by_label``), then labels only
+    the shown windows have, by their windows."""
+    from collections import Counter
+
+    from .report_html import label_colours
+
+    ok = [str(w.get("label") or "") for w in windows if w.get("status", "ok") == "ok"]
+    in_windows = [label for label, _ in Counter(ok).most_common() if label]
+    return label_colours([*map(str, by_label["label"]), *in_windows])
 
 
 def _fit(data: ReportData, render: Callable[[ReportData], str]) -> str:
@@ -463,6 +515,9 @@ class StripMaker:
 
         frames_then, indices = self.wanted[path]
         stamp = file_stamp(path)
+        refused = not_a_video(path)
+        if refused is not None:
+            return DecodeOutcome(path, failure=refused, stamp=stamp)
         seen: dict[str, int] = {}
 
         def sampler(frame_count: int) -> list[int]:
@@ -485,6 +540,32 @@ class StripMaker:
         return DecodeOutcome(path, views=views, meta=meta, stamp=stamp)
 
 
+def not_a_video(path: str) -> Failure | None:
+    """Why the report must not decode ``path`` (``None`` when it may): not a file a decoder
+    may open (:func:`~vmae_cli.filegate.check_and_read_head`), or not a video by what FFmpeg
+    takes it for, a demuxer outside :data:`VIDEO_CONTAINERS` or a codec outside
+    :data:`VIDEO_CODECS` (:func:`~vmae_cli.decoding.probe_format`: the header only)."""
+    from .decoding import DecodeFailure, probe_format
+    from .filegate import check_and_read_head
+
+    failure, _ = check_and_read_head(path)
+    if failure is not None:
+        return failure
+    try:
+        formats, codec = probe_format(path)
+    except DecodeFailure as exc:
+        return exc.failure
+    if not VIDEO_CONTAINERS.intersection(formats):
+        return Failure(
+            STATUS_NOT_VIDEO,
+            f"not a video container: FFmpeg reads it as {','.join(formats)} ({codec}), "
+            "an image or a text file",
+        )
+    if codec not in VIDEO_CODECS:
+        return Failure(STATUS_NOT_VIDEO, f"not a video codec: {codec} in {','.join(formats)}")
+    return None
+
+
 def decode_strips(
     rows: list[dict[str, Any]],
     *,
@@ -495,8 +576,9 @@ def decode_strips(
 ) -> dict[str, Strip]:
     """The strips of ``rows`` (sampled rows, with ``frame_indices`` as ints): their frames
     decoded again in worker processes (crash- and timeout-proof), as small JPEGs; a row
-    whose file is gone or changed (size or modification time), or that fails to decode,
-    gets a strip with its ``problem``. ``on_done()`` is called once per row."""
+    whose file is gone or changed (size or modification time), that records no stamp, whose
+    file is no video (:func:`not_a_video`) or that fails to decode, gets a strip with its
+    ``problem``. ``on_done()`` is called once per row."""
     done = on_done or (lambda: None)
     from .pipeline import default_workers
     from .views import iter_decoded
@@ -545,13 +627,26 @@ def _changed(row: dict[str, Any]) -> str:
     stamp = file_stamp(cell_path(row["path"]))
     if stamp is None:
         return "the file is gone (moved or deleted since the run)"
-    try:
-        size, mtime = int(float(row.get("size_bytes"))), int(row.get("mtime_ns"))
-    except (TypeError, ValueError):
-        return ""  # the row has no stamp: nothing to compare
+    size, mtime = (_whole(row.get(key)) for key in STAMP_COLUMNS)
+    if size is None or mtime is None:
+        # Without the stamp nothing says the file is the one the row was classified from (a
+        # hand-made row, or one of a file that could not be read): its frames may be anything.
+        return (
+            "its row records no size_bytes and mtime_ns, so nothing says this file is the one "
+            "it was classified from: not shown"
+        )
     if (stamp.size_bytes, stamp.mtime_ns) != (size, mtime):
         return "the file changed since the run (size or modification time differ): not shown"
     return ""
+
+
+def _whole(value: Any) -> int | None:
+    """A stamp cell as an int (JSON and Parquet hold ints, CSV text), ``None`` when empty or
+    not a number."""
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def _jpeg(frame: Any) -> bytes:

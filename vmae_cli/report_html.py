@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import html
 import math
-import zlib
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
+
+from .results import LOW_CONFIDENCE_MARK
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,6 +43,10 @@ break-inside:avoid}
 .meta{font-size:12px;color:#333;word-break:break-all}.pick{color:#666}
 .problem{color:#9a3412}.note{color:#555;font-style:italic}
 .charts{display:flex;flex-wrap:wrap;gap:24px}
+ul.legend{list-style:none;padding:0;margin:4px 0 8px;display:flex;flex-wrap:wrap;
+gap:2px 14px;font-size:12px}.swatch{display:inline-block;width:11px;height:11px;
+margin-right:4px;vertical-align:-1px;border:1px solid #0003;
+-webkit-print-color-adjust:exact;print-color-adjust:exact}
 svg text{font:11px system-ui,sans-serif;fill:#333}
 @media print{nav{display:none}.video{page-break-inside:avoid}th{cursor:auto}}
 """
@@ -76,7 +82,7 @@ def render(data: ReportData) -> str:
         "<h3>By status</h3>",
         table(data.by_status),
         '<div class="charts">',
-        label_chart(data.by_label),
+        label_chart(data.by_label, data.colours),
         score_chart(data.scores),
         "</div>",
         "<h3>By label (ok videos)</h3>",
@@ -88,8 +94,9 @@ def render(data: ReportData) -> str:
         '<p class="note">For each label, the videos with the highest and the lowest scores, '
         "each with the frames the model saw (decoded again from the row's frame indices)"
         + (" and its timeline of windows" if data.segmented else "")
-        + ".</p>",
-        *(label_section(section, i) for i, section in enumerate(data.labels)),
+        + f". Colours: the {len(PALETTE)} most frequent labels have one each, as below.</p>",
+        legend(data.colours, no_label=data.segmented or LOW_CONFIDENCE_MARK in data.colours),
+        *(label_section(section, i, data.colours) for i, section in enumerate(data.labels)),
         "</section>",
         '<section id="failures"><h2>Failures</h2>',
         failures(data.failures, data.failure_counts),
@@ -126,14 +133,69 @@ def table(frame: pd.DataFrame) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def colour(label: str) -> str:
-    """A stable colour for a label (the same on every page and timeline)."""
-    hue = zlib.crc32(label.encode("utf-8", "replace")) % 360
-    return f"hsl({hue},62%,55%)"
+#: Colours for telling labels apart, most distinct first: picked greedily, each the sRGB colour
+#: (of a 16-step grid, lightness 38-80, chroma 35-85 in CIELAB) farthest from those before it
+#: and from white, the greys below and near-black. Any two differ by at least 31 CIELAB units
+#: (a hue hashed per label put 1 pair in 18 within 10 degrees: 203 vs 206). The most
+#: frequent labels get them in order, so the page's main labels never share a colour.
+PALETTE = (
+    "#CC0011", "#AA11AA", "#66CC33", "#EEAA00", "#0088FF",
+    "#00DDBB", "#FF6699", "#556600", "#00CCFF", "#EEAAFF",
+    "#CC7755", "#884477", "#AACC88", "#117755", "#006699",
+    "#5544CC", "#FF7711", "#BBCC00", "#00AA55", "#CCAA55",
+)  # fmt: skip
+#: The colour of every label beyond the palette's (a page of 400 labels shows its 20 most
+#: frequent in colour, the rest as one grey, named in tooltips and tables).
+OTHER_COLOUR = "#8C8C8C"
+#: The colour of a window without a label: below ``--min-score``, or failed.
+NO_LABEL_COLOUR = "#DDDDDD"
+#: What the legend calls the labels beyond the palette, and windows without a label.
+OTHER_NAME = "other labels"
+NO_LABEL_NAME = "low confidence or failed"
 
 
-def label_chart(labels: pd.DataFrame) -> str:
-    """Horizontal bars: ok videos of the most frequent labels."""
+def label_colours(labels: Iterable[str]) -> dict[str, str]:
+    """Labels, most frequent first -> their colours on the page: :data:`PALETTE` in order for
+    the first ones, :data:`OTHER_COLOUR` for the rest (a label listed twice keeps its first
+    colour). ``(low confidence)`` has :data:`NO_LABEL_COLOUR`."""
+    colours: dict[str, str] = {}
+    free = iter(PALETTE)
+    for label in labels:
+        if label in colours:
+            continue
+        if label in ("", LOW_CONFIDENCE_MARK):
+            colours[label] = NO_LABEL_COLOUR
+            continue
+        colours[label] = next(free, OTHER_COLOUR)
+    return colours
+
+
+def colour(colours: dict[str, str], label: str) -> str:
+    """The colour of ``label`` on a page whose labels have ``colours``."""
+    return colours.get(label, OTHER_COLOUR)
+
+
+def legend(colours: dict[str, str], *, no_label: bool = False) -> str:
+    """The labels with colours of their own and their swatches, then one swatch for all the
+    others (when some have none) and, with ``no_label``, one for windows without a label."""
+    e = html.escape
+    own = [(label, c) for label, c in colours.items() if c not in (OTHER_COLOUR, NO_LABEL_COLOUR)]
+    others = sum(1 for c in colours.values() if c == OTHER_COLOUR)
+    items = [(e(label), c) for label, c in own]
+    if others:
+        items.append((f"<i>{others} {OTHER_NAME}</i>", OTHER_COLOUR))
+    if no_label:
+        items.append((f"<i>{NO_LABEL_NAME}</i>", NO_LABEL_COLOUR))
+    if not items:
+        return ""
+    swatches = "".join(
+        f'<li><span class="swatch" style="background:{c}"></span>{name}</li>' for name, c in items
+    )
+    return f'<ul class="legend" aria-label="label colours">{swatches}</ul>'
+
+
+def label_chart(labels: pd.DataFrame, colours: dict[str, str]) -> str:
+    """Horizontal bars: ok videos of the most frequent labels, in their colours."""
     e = html.escape
     top = labels.head(LABEL_CHART_BARS)
     if top.empty:
@@ -149,7 +211,8 @@ def label_chart(labels: pd.DataFrame) -> str:
         items.append(
             f'<text x="{left - 6}" y="{y + 11}" text-anchor="end">{e(name)}</text>'
             f'<rect x="{left}" y="{y + 2}" width="{w:.1f}" height="{bar_h - 4}" '
-            f'fill="{colour(str(label))}"><title>{e(str(label))}: {int(count)}</title></rect>'
+            f'fill="{colour(colours, str(label))}">'
+            f"<title>{e(str(label))}: {int(count)}</title></rect>"
             f'<text x="{left + w + 4:.1f}" y="{y + 11}">{int(count)}</text>'
         )
     title = f"ok videos per label (the {len(top)} most frequent)"
@@ -160,38 +223,55 @@ def label_chart(labels: pd.DataFrame) -> str:
 
 
 def score_chart(scores: list[float]) -> str:
-    """A histogram of the ok videos' top-1 scores, in SCORE_BINS bins over [0, 1]."""
+    """A histogram of the ok videos' top-1 scores, in SCORE_BINS bins over [0, 1], its count
+    axis marked 0 at the baseline and the largest count level with the tallest bar's top."""
+    e = html.escape
     if not scores:
         return ""
     counts = [0] * SCORE_BINS
     for s in scores:
         counts[min(SCORE_BINS - 1, max(0, int(s * SCORE_BINS)))] += 1
-    width, height, left, bottom = 360, 180, 30, 30
+    width, height, left, top, bottom = 370, 204, 40, 42, 36
+    base = height - bottom  # the baseline: a count of 0
+    plot_h = base - top
     bar_w = (width - left) / SCORE_BINS
     most = max(counts) or 1
     bars = []
     for i, n in enumerate(counts):
-        h = (height - bottom - 20) * n / most
+        h = plot_h * n / most
         x = left + i * bar_w
         lo, hi = i / SCORE_BINS, (i + 1) / SCORE_BINS
         bars.append(
-            f'<rect x="{x:.1f}" y="{height - bottom - h:.1f}" width="{bar_w - 1:.1f}" '
+            f'<rect x="{x:.1f}" y="{base - h:.1f}" width="{bar_w - 1:.1f}" '
             f'height="{h:.1f}" fill="#4e79a7"><title>{lo:.2f}-{hi:.2f}: {n}</title></rect>'
         )
+    # The count axis: 0, the middle when there is room for it, and the largest count, each
+    # at its height (a lone number at the baseline read as "11 at zero").
+    marks = sorted({0, most, *([most // 2] if most >= 4 else [])})
+    axis = [f'<line x1="{left - 3}" y1="{top}" x2="{left - 3}" y2="{base}" stroke="#999"/>']
+    for m in marks:
+        y = base - plot_h * m / most
+        axis.append(
+            f'<line x1="{left - 7}" y1="{y:.1f}" x2="{left - 3}" y2="{y:.1f}" stroke="#999"/>'
+            f'<text class="count" x="{left - 9}" y="{y + 4:.1f}" text-anchor="end">{m}</text>'
+        )
+    axis.append(f'<text x="2" y="{top - 10}">videos</text>')  # the count axis's unit
     ticks = "".join(
-        f'<text x="{left + t * (width - left):.1f}" y="{height - bottom + 14}" '
+        f'<text x="{left + t * (width - left):.1f}" y="{base + 14}" '
         f'text-anchor="middle">{t:g}</text>'
         for t in (0.0, 0.25, 0.5, 0.75, 1.0)
     )
+    middle = left + (width - left) / 2
+    ticks += f'<text x="{middle:.1f}" y="{height - 4}" text-anchor="middle">top-1 score</text>'
     title = f"top-1 score of the {len(scores)} ok videos"
     return (
-        f'<svg role="img" aria-label="{html.escape(title)}" width="{width + 10}" '
-        f'height="{height}"><text x="0" y="12">{html.escape(title)}</text>{"".join(bars)}'
-        f'<text x="2" y="{height - bottom}">{most}</text>{ticks}</svg>'
+        f'<svg class="scores" role="img" aria-label="{e(title)}" width="{width + 10}" '
+        f'height="{height}"><text x="0" y="12">{e(title)}</text>{"".join(bars)}'
+        f"{''.join(axis)}{ticks}</svg>"
     )
 
 
-def label_section(section: LabelSection, number: int) -> str:
+def label_section(section: LabelSection, number: int, colours: dict[str, str]) -> str:
     """One label: its count and its sampled videos."""
     e = html.escape
     parts = [
@@ -204,12 +284,12 @@ def label_section(section: LabelSection, number: int) -> str:
             '<p class="note">Frames left out to keep the report under its size limit '
             "(--max-mb).</p>"
         )
-    parts += [video(s) for s in section.shown]
+    parts += [video(s, colours) for s in section.shown]
     parts.append("</section>")
     return "".join(parts)
 
 
-def video(shown: Shown) -> str:
+def video(shown: Shown, colours: dict[str, str]) -> str:
     """One sampled video: its frames, what its row says, its timeline."""
     e = html.escape
     row, strip = shown.row, shown.strip
@@ -235,7 +315,7 @@ def video(shown: Shown) -> str:
         + "</p>"
     )
     if shown.windows:
-        parts.append(timeline(shown.windows))
+        parts.append(timeline(shown.windows, colours))
     parts.append("</div>")
     return "".join(parts)
 
@@ -247,8 +327,9 @@ def _number(value: Any) -> str:
         return ""
 
 
-def timeline(windows: list[dict[str, Any]]) -> str:
-    """A strip of a video's windows coloured by their top-1 label, times on the axis."""
+def timeline(windows: list[dict[str, Any]], colours: dict[str, str]) -> str:
+    """A strip of a video's windows coloured by their top-1 label, times on the axis, and
+    the legend of the labels it shows."""
     e = html.escape
     spans = []
     for w in windows:
@@ -263,11 +344,14 @@ def timeline(windows: list[dict[str, Any]]) -> str:
     t1 = max(t for _, t, _, _ in spans)
     scale = TIMELINE_WIDTH_PX / (t1 - t0 or 1.0)
     rects = []
+    unlabelled = False
     for start, end, label, w in spans:
         x = (start - t0) * scale
         width = max(1.0, (end - start) * scale)
-        shown = label or "(low confidence)"
-        fill = colour(label) if label and w.get("status", "ok") == "ok" else "#ccc"
+        shown = label or LOW_CONFIDENCE_MARK
+        labelled = bool(label) and w.get("status", "ok") == "ok"
+        unlabelled = unlabelled or not labelled
+        fill = colour(colours, label) if labelled else NO_LABEL_COLOUR
         rects.append(
             f'<rect x="{x:.1f}" y="14" width="{width:.1f}" height="16" fill="{fill}">'
             f"<title>{start:.1f}-{end:.1f} s: {e(shown)} {_number(w.get('score'))}</title></rect>"
@@ -277,13 +361,16 @@ def timeline(windows: list[dict[str, Any]]) -> str:
         f"{t0 + f * (t1 - t0):.1f} s</text>"
         for f, a in ((0.0, "start"), (0.5, "middle"), (1.0, "end"))
     )
-    names = sorted({label for _, _, label, _ in spans if label})
-    legend = "".join(f'<span style="color:{colour(n)}">&#9632;</span> {e(n)} ' for n in names[:12])
+    # This timeline's labels, in the page's order (most frequent first), with their colours.
+    here = {label for _, _, label, w in spans if label and w.get("status", "ok") == "ok"}
+    ordered = [label for label in colours if label in here]
+    ordered += sorted(here.difference(ordered))
+    mine = {label: colour(colours, label) for label in ordered}
     return (
         f'<svg class="timeline" role="img" aria-label="timeline of {len(spans)} windows" '
         f'width="{TIMELINE_WIDTH_PX + 10}" height="48"><text x="0" y="10">timeline: '
         f"{len(spans)} windows</text>{''.join(rects)}{ticks}</svg>"
-        f'<div class="meta">{legend}</div>'
+        + legend(mine, no_label=unlabelled)
     )
 
 

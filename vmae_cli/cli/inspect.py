@@ -56,7 +56,8 @@ def inspect(
         Path | None,
         typer.Option(
             metavar="FILE.png",
-            help="Save a contact sheet of the sampled frames. With --segments: one row per "
+            help="Save a contact sheet of the sampled frames, titled with the video and the "
+            "model. With --segments: one row per "
             f"window (per crop with --crops 3) for {_first_windows()}.",
         ),
     ] = None,
@@ -81,7 +82,7 @@ def inspect(
 
     Its decoder, frame counts and sampled frames; with --segments, its windows.
     """
-    from ..inspection import inspect_video, save_npz, save_sheet
+    from ..inspection import inspect_video, save_npz, save_sheet, sheet_title
     from ..model import ModelRef, load_model
     from ..output import check_writable
 
@@ -107,8 +108,9 @@ def inspect(
         lm = load_model(ref)
     except Exception as exc:  # noqa: BLE001 - mapped by _exit_for, one table
         raise fail(exc, False) from None
+    title = sheet_title(str(video), model, revision)
     if proto.segments is not None:
-        _inspect_windows(video, lm, proto, npz, sheet)
+        _inspect_windows(video, lm, proto, npz, sheet, title)
         return
     result = inspect_video(str(video), lm.frames_per_clip, lm.preprocess, proto)
     lines = [
@@ -123,7 +125,7 @@ def inspect(
         if npz is not None:
             save_npz(result, lm.preprocess, npz)
         if sheet is not None:
-            save_sheet(result, sheet)
+            save_sheet(result, sheet, title)
     except OSError as exc:
         raise fail(exc, False) from None
 
@@ -150,7 +152,9 @@ def _inspect_header(video: Path, m: Any, failure: Any, protocol_name: str) -> li
     ]
 
 
-def _inspect_windows(video: Path, lm: Any, proto: Any, npz: Any, sheet: Any) -> None:
+def _inspect_windows(
+    video: Path, lm: Any, proto: Any, npz: Any, sheet: Any, title: tuple[str, ...]
+) -> None:
     """`vmae inspect --segments`: the header, ``notes:``, ``windows: N`` and one line per
     window, then the --npz and --sheet of the first windows. The window lines are written
     to a spooled temporary file while the video is read, so memory does not grow with it."""
@@ -185,7 +189,7 @@ def _inspect_windows(video: Path, lm: Any, proto: Any, npz: Any, sheet: Any) -> 
         if npz is not None:
             save_npz(done, lm.preprocess, npz)
         if sheet is not None:
-            save_sheet(done, sheet)
+            save_sheet(done, sheet, title)
     except OSError as exc:
         raise fail(exc, False) from None
 
