@@ -234,6 +234,40 @@ def test_every_bad_file_becomes_a_failure(bad_files: dict[str, Path]) -> None:
         assert failure.error, name
 
 
+def test_text_and_images_ffmpeg_reads_as_one_frame_are_not_videos(tmp_path: Path) -> None:
+    """FFmpeg "decodes" a text file (its tty demuxer draws the text) and PPM, TGA and QOI
+    images; given to vmae they were classified ``ok`` (found with issue 24, 10). Now every
+    sampling mode and the window decoder give them a ``not_video`` row."""
+    import av
+
+    from vmae_cli.decoding import decode_windows
+
+    files = {"release.nfo": "".join(f"line {i}: the notes of a release\n" for i in range(40))}
+    rng = np.random.default_rng(5)
+    files["still.mp4"] = b"P6\n64 48\n255\n" + rng.integers(0, 256, 9216, np.uint8).tobytes()
+    image = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    for codec, pix_fmt, ext in (("targa", "bgr24", "tga"), ("qoi", "rgb24", "qoi")):
+        made = tmp_path / "made" / f"image.{ext}"  # named as it is: FFmpeg goes by the name
+        made.parent.mkdir(exist_ok=True)
+        with av.open(str(made), "w", format="image2") as container:
+            stream = container.add_stream(codec)
+            stream.width, stream.height, stream.pix_fmt = 64, 48, pix_fmt
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format=pix_fmt)
+            for packet in [*stream.encode(frame), *stream.encode()]:
+                container.mux(packet)
+        files[made.name] = made.read_bytes()
+    for name, data in files.items():
+        path = tmp_path / name
+        path.write_bytes(data.encode() if isinstance(data, str) else data)
+        for sampling in ("exact", "keyframes"):
+            decoded, failure, _ = decode_video(str(path), T, lambda f: f, sampling=sampling)
+            assert decoded is None and failure.status == STATUS_NOT_VIDEO, (name, sampling)
+            assert "not a video container" in failure.error, (name, failure.error)
+        geometry = WindowGeometry(4, 4, 4)
+        *windows, done = decode_windows(str(path), lambda fps: (geometry, ""), lambda f: f)
+        assert windows == [] and done.failure.status == STATUS_NOT_VIDEO, name
+
+
 # --------------------------------------------------------------------------------------
 # Damaged files: "damaged" when the file starts like a video, "not_video" when it does not
 # --------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .filegate import check_and_read_head, damaged_or_not_video
+from .filegate import check_and_read_head, damaged_or_not_video, sniff_video
 from .protocol import SAMPLING_CHOICES, SAMPLING_EXACT, SAMPLING_KEYFRAMES, uniform_indices
 from .results import (
     STATUS_ERROR,
@@ -391,6 +391,65 @@ def video_stream(container: Any) -> Any:
     raise DecodeFailure(STATUS_NOT_VIDEO, "the file has no video stream")
 
 
+#: FFmpeg demuxers (any of the names ``av.open(...).format.name`` lists) of videos: video
+#: containers and elementary video streams. FFmpeg "decodes" far more than videos: a text
+#: file as ``tty`` (.nfo, .ans), images as ``image2`` or ``*_pipe`` (PPM, TGA, QOI, PCX), an
+#: MP3's cover as a one-frame video; vmae classifies (and the report shows) videos only.
+VIDEO_CONTAINERS = frozenset(
+    {
+        "mov", "mp4", "3gp", "3g2", "mj2",  # ISO base media: MP4, MOV, M4V, 3GP
+        "matroska", "webm",
+        "avi",
+        "mpegts", "mpeg", "mpegvideo",  # MPEG transport and program streams, MPEG-1/2 video
+        "h264", "hevc", "m4v", "ivf", "obu",  # elementary streams (Annex B, MPEG-4, VP/AV1)
+        "flv", "ogg", "asf", "mxf", "nut", "rm", "dv", "gxf",
+        "yuv4mpegpipe",  # Y4M: raw frames with a header, what video tools pipe between them
+    }
+)  # fmt: skip
+#: Codecs (by codec name, as :func:`probe_format` gives it) of video streams: codecs made for
+#: moving pictures, and the intra-only ones that video containers carry (Motion JPEG, ProRes,
+#: FFV1, PNG and QuickTime RLE in MOV). Image codecs (``ppm``, ``targa``, ``qoi``, ``pcx``,
+#: ``bmp``, ``gif``) and ``ansi`` (text) are not here: in a video container they are still no
+#: video anyone shot.
+VIDEO_CODECS = frozenset(
+    {
+        "h264", "hevc", "vvc", "vp8", "vp9", "av1",
+        "mpeg1video", "mpeg2video", "mpeg4", "h263", "h263p", "flv1",
+        "msmpeg4v1", "msmpeg4v2", "msmpeg4v3", "wmv1", "wmv2", "wmv3", "vc1",
+        "theora", "rv10", "rv20", "rv30", "rv40", "svq1", "svq3", "cinepak", "indeo3",
+        "mjpeg", "prores", "dnxhd", "dvvideo", "ffv1", "huffyuv", "ffvhuff", "utvideo",
+        "qtrle", "png", "rawvideo", "cfhd", "hap",
+    }
+)  # fmt: skip
+
+
+def container_failure(path: str, head: bytes, *, trust_signature: bool = True) -> Failure | None:
+    """``not_video`` when FFmpeg reads ``path`` as something else than a video: a demuxer
+    outside :data:`VIDEO_CONTAINERS` or a codec outside :data:`VIDEO_CODECS` (a text file, an
+    image format the file gate does not know by its signature); ``None`` otherwise, and when
+    FFmpeg cannot open it at all (the decoders then say why, ``damaged`` or ``not_video``).
+
+    With ``trust_signature`` a file whose first bytes ``head`` are those of a video container
+    (:func:`~vmae_cli.filegate.sniff_video`) is not probed: the header is read only for the
+    files that need it, so a collection of MP4s pays nothing.
+    """
+    if trust_signature and sniff_video(head) is not None:
+        return None
+    try:
+        formats, codec = probe_format(path)
+    except DecodeFailure as exc:
+        return exc.failure if not trust_signature else None
+    if not VIDEO_CONTAINERS.intersection(formats):
+        return Failure(
+            STATUS_NOT_VIDEO,
+            f"not a video container: FFmpeg reads it as {','.join(formats)} ({codec}), "
+            "an image or a text file",
+        )
+    if codec not in VIDEO_CODECS:
+        return Failure(STATUS_NOT_VIDEO, f"not a video codec: {codec} in {','.join(formats)}")
+    return None
+
+
 def probe_format(path: str) -> tuple[tuple[str, ...], str]:
     """What FFmpeg takes ``path`` for, from its header alone (no frame is decoded): the names
     of the demuxer it picks (``("mov", "mp4", "m4a", "3gp", "3g2", "mj2")``, ``("tty",)`` for
@@ -719,6 +778,7 @@ def decode_video(
     if sampling not in SAMPLING_CHOICES:
         raise ValueError(f"sampling must be one of {', '.join(SAMPLING_CHOICES)}: {sampling!r}")
     failure, head = check_and_read_head(path)
+    failure = failure or container_failure(path, head)
     if failure is not None:
         return None, failure, VideoMeta()
     if sampling == SAMPLING_KEYFRAMES:
@@ -956,6 +1016,7 @@ def decode_windows(
     named in the notes).
     """
     failure, head = check_and_read_head(path)
+    failure = failure or container_failure(path, head)
     if failure is not None:
         yield WindowsDone(VideoMeta(), failure=failure)
         return

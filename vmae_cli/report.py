@@ -12,7 +12,8 @@ label after label (most frequent first) only while the file stays under ``max_by
 failures are listed up to :data:`FAILURES_SHOWN` per status. A video whose size or
 modification time differ from its row's (or a row that records neither) is shown without
 frames, not decoded differently, and only files FFmpeg takes for a video container and codec
-(:data:`VIDEO_CONTAINERS`, :data:`VIDEO_CODECS`) are decoded: a row may name any file.
+(:data:`~vmae_cli.decoding.VIDEO_CONTAINERS`, :data:`~vmae_cli.decoding.VIDEO_CODECS`) are
+decoded: a row may name any file.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import VmaeError
 from .identity import cell_path
 from .output import write_text_aside
-from .results import STATUS_NOT_VIDEO, DecodeOutcome, Failure, VideoViews, file_stamp
+from .results import DecodeOutcome, Failure, VideoViews, file_stamp
 from .summary import read_results
 
 if TYPE_CHECKING:
@@ -74,36 +75,6 @@ TABLE_COLUMNS = (
 STAMP_COLUMNS = ("size_bytes", "mtime_ns")
 #: Seconds a video may take to decode when ``--timeout`` is not given.
 DEFAULT_TIMEOUT_S = 120.0
-#: FFmpeg demuxers (any of the names ``av.open(...).format.name`` lists) whose files the
-#: report decodes: video containers and elementary video streams. A row names whatever file
-#: it likes (a hand-made CSV), and FFmpeg "decodes" far more than videos: a text file as
-#: ``tty`` (.nfo, .ans), images as ``image2`` or ``*_pipe`` (PPM, TGA, QOI, PCX), an MP3's
-#: cover as a one-frame video; the page shows frames of videos only.
-VIDEO_CONTAINERS = frozenset(
-    {
-        "mov", "mp4", "3gp", "3g2", "mj2",  # ISO base media: MP4, MOV, M4V, 3GP
-        "matroska", "webm",
-        "avi",
-        "mpegts", "mpeg", "mpegvideo",  # MPEG transport and program streams, MPEG-1/2 video
-        "h264", "hevc", "m4v", "ivf", "obu",  # elementary streams (Annex B, MPEG-4, VP/AV1)
-        "flv", "ogg", "asf", "mxf", "nut", "rm", "dv", "gxf",
-    }
-)  # fmt: skip
-#: Codecs (by codec name, as :func:`~vmae_cli.decoding.probe_format` gives it) of the video
-#: streams the report decodes: codecs made for moving pictures, and the intra-only ones that
-#: video containers carry (Motion JPEG, ProRes, FFV1, PNG and QuickTime RLE in MOV). Image
-#: codecs (``ppm``, ``targa``, ``qoi``, ``pcx``, ``bmp``, ``gif``) and ``ansi`` (text) are not
-#: here: in a video container they are still no video anyone shot.
-VIDEO_CODECS = frozenset(
-    {
-        "h264", "hevc", "vvc", "vp8", "vp9", "av1",
-        "mpeg1video", "mpeg2video", "mpeg4", "h263", "h263p", "flv1",
-        "msmpeg4v1", "msmpeg4v2", "msmpeg4v3", "wmv1", "wmv2", "wmv3", "vc1",
-        "theora", "rv10", "rv20", "rv30", "rv40", "svq1", "svq3", "cinepak", "indeo3",
-        "mjpeg", "prores", "dnxhd", "dvvideo", "ffv1", "huffyuv", "ffvhuff", "utvideo",
-        "qtrle", "png", "rawvideo", "cfhd", "hap",
-    }
-)  # fmt: skip
 
 
 class ReportError(VmaeError, ValueError):
@@ -543,27 +514,15 @@ class StripMaker:
 def not_a_video(path: str) -> Failure | None:
     """Why the report must not decode ``path`` (``None`` when it may): not a file a decoder
     may open (:func:`~vmae_cli.filegate.check_and_read_head`), or not a video by what FFmpeg
-    takes it for, a demuxer outside :data:`VIDEO_CONTAINERS` or a codec outside
-    :data:`VIDEO_CODECS` (:func:`~vmae_cli.decoding.probe_format`: the header only)."""
-    from .decoding import DecodeFailure, probe_format
+    takes it for (:func:`~vmae_cli.decoding.container_failure`, asked even when the first
+    bytes look like a video: a row may name any file)."""
+    from .decoding import container_failure
     from .filegate import check_and_read_head
 
-    failure, _ = check_and_read_head(path)
+    failure, head = check_and_read_head(path)
     if failure is not None:
         return failure
-    try:
-        formats, codec = probe_format(path)
-    except DecodeFailure as exc:
-        return exc.failure
-    if not VIDEO_CONTAINERS.intersection(formats):
-        return Failure(
-            STATUS_NOT_VIDEO,
-            f"not a video container: FFmpeg reads it as {','.join(formats)} ({codec}), "
-            "an image or a text file",
-        )
-    if codec not in VIDEO_CODECS:
-        return Failure(STATUS_NOT_VIDEO, f"not a video codec: {codec} in {','.join(formats)}")
-    return None
+    return container_failure(path, head, trust_signature=False)
 
 
 def decode_strips(
