@@ -263,8 +263,8 @@ def test_text_and_images_ffmpeg_reads_as_one_frame_are_not_videos(tmp_path: Path
             decoded, failure, _ = decode_video(str(path), T, lambda f: f, sampling=sampling)
             assert decoded is None and failure.status == STATUS_NOT_VIDEO, (name, sampling)
             assert "not a video container" in failure.error, (name, failure.error)
-        geometry = WindowGeometry(4, 4, 4)
-        *windows, done = decode_windows(str(path), lambda fps: (geometry, ""), lambda f: f)
+        geometry = (WindowGeometry(4, 4, 4), "")
+        *windows, done = decode_windows(str(path), lambda fps, g=geometry: g, lambda f: f)
         assert windows == [] and done.failure.status == STATUS_NOT_VIDEO, name
 
 
