@@ -507,6 +507,35 @@ def test_a_multi_label_model_lists_its_labels_over_the_threshold(
         assert r["label"].removeprefix("'") == (above[0] if above else "")
 
 
+@pytest.mark.parametrize("ext", [".csv", ".parquet"])
+def test_a_resume_over_part_of_the_videos_keeps_the_others_rows(
+    ext: str, videos: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """A cron job that resumes onto one output from a folder whose videos come and go keeps
+    the rows, window rows and vectors of the videos it no longer sees: only the videos it
+    redoes lose their old rows (issue 23's sinks dropped every video not walked again)."""
+    out, windows, vectors = tmp_path / f"rows{ext}", tmp_path / f"w{ext}", tmp_path / "e.parquet"
+    _segmented(videos, out, windows, tiny_model_dir, embeddings_output=vectors)
+    before_rows, before_windows = read_rows(out), read_rows(windows)
+    before_vectors = read_vectors(vectors)
+    assert len(before_rows) == 4 and before_vectors
+    one = videos / "sub" / "broken.mp4"
+    again = _segmented(
+        [one],
+        out,
+        windows,
+        tiny_model_dir,
+        embeddings_output=vectors,
+        resume=True,
+        retry_failed=True,
+    )
+    assert again.videos == 1  # the failed video redone, the others not walked
+    after = {r["path"]: r for r in read_rows(out)}
+    assert sorted(after) == sorted(r["path"] for r in before_rows)
+    assert len(read_rows(windows)) == len(before_windows)
+    assert read_vectors(vectors).keys() == before_vectors.keys()
+
+
 def test_a_run_that_cannot_start_leaves_no_output_behind(
     videos: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:

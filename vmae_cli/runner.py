@@ -520,13 +520,13 @@ class _Run:
             return
         if self.hooks.on_total:
             self.hooks.on_total(len(paths))
-        todo, skipped = self._unfinished(paths, outputs, report)
+        todo = self._unfinished(paths, outputs, report)
         counts: Counter[str] = Counter()
         nodes: Counter[str] = Counter()
         runtimes: set[str] = set()  # of rows classified in other processes (Ray actors)
         windows = 0
         try:
-            outputs.keep_only(skipped)
+            outputs.drop({path_cell(path) for path in todo})
             if todo:
                 self._status("loading the model and decoding the first videos")
                 with closing(self._rows(model, todo)) as rows:
@@ -589,14 +589,11 @@ class _Run:
                 paths.append(absolute)
         return paths
 
-    def _unfinished(
-        self, paths: list[str], outputs: Outputs, report: RunReport
-    ) -> tuple[list[str], set[str]]:
-        """The paths to (re)do, and the identities of those skipped: a video is skipped when
-        its row is there with the same size and modification time, every output holds all
-        of it (window rows, vector), and it is ``ok`` or failed ones are not retried."""
+    def _unfinished(self, paths: list[str], outputs: Outputs, report: RunReport) -> list[str]:
+        """The paths to (re)do: a video is skipped when its row is there with the same size
+        and modification time, every output holds all of it (window rows, vector), and it
+        is ``ok`` or failed ones are not retried."""
         todo: list[str] = []
-        skipped: set[str] = set()
         for path in paths:
             key = path_cell(path)
             row = outputs.rows.get(key)
@@ -606,13 +603,12 @@ class _Run:
                 and (row.status == STATUS_OK or not self.opts.retry_failed)
                 and outputs.holds(key, row)
             ):
-                skipped.add(key)
                 report.skipped += 1
                 if self.hooks.on_skip:
                     self.hooks.on_skip(path)
             else:
                 todo.append(path)
-        return todo, skipped
+        return todo
 
     def _warn(self, message: str) -> None:
         if self.hooks.on_warning:

@@ -8,8 +8,8 @@ A run writes up to three outputs: the video rows (``output``), the window rows
    or read back what an earlier run wrote (the video-row sink's rows are the run's memory);
 3. :meth:`~Sink.holds`: does it hold everything of a video an earlier run did (all its window
    rows, its vector), so that the video may be skipped;
-4. :meth:`~Sink.keep_only` the videos the run skips (what it held of the others goes: they are
-   redone, or their video row never got written), after which it is ready to write;
+4. :meth:`~Sink.keep_only` the videos whose rows stay (all but those the run redoes, and but
+   those whose video row never got written), after which it is ready to write;
 5. :meth:`~Sink.write` each prediction, in the order :class:`Outputs` keeps: vectors, window
    rows, then the video's row, which is what makes a video done (a kill in between redoes it);
 6. :meth:`~Sink.finish` (a count), or :meth:`~Sink.close` after an error.
@@ -370,10 +370,14 @@ class Outputs:
         """Every sink holds all of the video ``row`` says an earlier run did."""
         return all(sink.holds(key, row) for sink in self.sinks)
 
-    def keep_only(self, keys: set[str]) -> None:
-        """Drop what the sinks hold of videos other than ``keys`` (those the run skips)."""
+    def drop(self, keys: set[str]) -> None:
+        """Drop what the sinks hold of the videos ``keys`` (the run redoes them) and of the
+        videos without a row (window rows or a vector written before a kill); the rows of
+        every other video stay, walked by this run or not (a folder whose videos come and
+        go keeps its history). After it the sinks are ready to write."""
+        kept = set(self.rows) - keys
         for sink in self.sinks:
-            sink.keep_only(keys)
+            sink.keep_only(kept)
         self.rows = {}
 
     def write(self, p: Prediction) -> None:
