@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+
+from benchmarks._common import _read_kb  # noqa: E402
 
 #: Rows repeated per block when the big output is written (bounded memory while writing).
 BLOCK_ROWS = 100_000
@@ -105,7 +106,8 @@ def measure(what: str, model: Path, videos: Path, out: Path) -> dict:
         stats = build_report([str(out)], out.with_suffix(".html"), options=ReportOptions(workers=0))
         figures = {"strips": stats.strips}
     figures["total_s"] = round(time.perf_counter() - t0, 2)
-    figures["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    # VmHWM, not ru_maxrss: the latter carries the parent's peak across fork and exec.
+    figures["peak_rss_mib"] = round(_read_kb("/proc/self/status", ("VmHWM",))["VmHWM"] / 1024)
     return figures
 
 
