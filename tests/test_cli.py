@@ -892,6 +892,34 @@ def test_a_fresh_run_never_empties_an_output_that_holds_rows(
     assert _run(*base, "-o", str(empty)).exit_code == EXIT_OK
 
 
+def test_a_file_of_the_users_is_never_taken_for_an_empty_output(
+    good_dir: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """Found by re-running the README (issue 24): `vmae labels > labels.csv`, then a run
+    with `-o labels.csv`, replaced the label list without a word, as it did any file vmae
+    did not write. It is refused, with or without --resume; --overwrite replaces it."""
+    base = ("classify", str(good_dir), "-m", str(tiny_model_dir), "--workers", "1")
+    kept = {
+        "labels.csv": b"index,label\r\n0,abseiling\r\n",
+        "notes.jsonl": b"hello world",
+        "mine.csv": "\ufeffmy,precious\n1,2\n".encode(),
+    }
+    for name, data in kept.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        for resume in ((), ("--resume",)):
+            refused = _run(*base, "-o", str(path), *resume)
+            assert refused.exit_code == EXIT_USAGE, (name, resume, refused.stderr)
+            assert refused.stderr == (
+                f"vmae: {path} holds data that vmae did not write (not rows of a run): write "
+                "to another file, or add --overwrite to replace it\n"
+            )
+            assert path.read_bytes() == data
+    replaced = _run(*base, "-o", str(tmp_path / "labels.csv"), "--overwrite")
+    assert replaced.exit_code == EXIT_OK
+    assert len(read_rows(tmp_path / "labels.csv")) == 2
+
+
 def test_inspect_of_a_folder_points_to_classify(tmp_path: Path) -> None:
     """Issue 24, 21: `vmae inspect DIR` is a usage error that says what to use."""
     result = _run("inspect", str(tmp_path))

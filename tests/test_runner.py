@@ -559,7 +559,7 @@ def test_a_run_that_cannot_start_leaves_no_output_behind(
         assert list(out.iterdir()) == []
     (out / "rows.csv").write_text("kept\n")
     with pytest.raises(ModelLoadError):
-        run(videos, out / "rows.csv", model=str(tmp_path / "no-such-model"))
+        run(videos, out / "rows.csv", model=str(tmp_path / "no-such-model"), overwrite=True)
     assert [p.name for p in out.iterdir()] == ["rows.csv"]
     assert (out / "rows.csv").read_text() == "kept\n"
 

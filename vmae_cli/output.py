@@ -37,6 +37,11 @@ LOCK_ATTEMPTS = 5
 #: The UTF-8 byte-order mark a CSV file starts with (so spreadsheets read it as UTF-8).
 BOM = "\ufeff".encode()
 
+#: How a file of vmae's rows starts: a CSV header's first column, a JSON line's first key.
+ROW_STARTS = (b"path,", b'{"path"')
+#: Bytes read from a file's start to tell whether it is vmae's (:meth:`OutputFile.foreign`).
+FOREIGN_SNIFF_BYTES = 64
+
 
 class OutputBusyError(VmaeError, RuntimeError):
     """Another run holds the output file's lock (``path``)."""
@@ -274,6 +279,15 @@ class OutputFile:
             return len(parse_output(_read_all(self.fd), self.fmt).rows)
         except OutputMismatchError:
             return 0
+
+    def foreign(self) -> bool:
+        """Whether the file holds bytes that are not a vmae run's rows (a file of the user's,
+        such as a label list, under the name given as the output): no row of this format,
+        and not even the start of one (a vmae CSV's header, a first row torn by a kill)."""
+        if not self.regular or os.fstat(self.fd).st_size == 0:
+            return False
+        head = os.pread(self.fd, FOREIGN_SNIFF_BYTES, 0).removeprefix(BOM).lstrip()
+        return bool(head) and not head.startswith(ROW_STARTS) and self.count_rows() == 0
 
     def _check_columns(self, found: list[str] | None, columns: list[str] | None) -> None:
         """Refuse to continue a CSV whose header is not the one this run writes."""

@@ -93,6 +93,8 @@ class Sink(Protocol):
 
     def held(self) -> int: ...
 
+    def foreign(self) -> bool: ...
+
     def start(self, layout: Layout, *, resume: bool) -> Started: ...
 
     def holds(self, key: str, row: PreviousRow) -> bool: ...
@@ -148,11 +150,17 @@ class RowSink:
         """Rows the file holds now (0 for stdout)."""
         return self._file.count_rows() if self._file is not None else 0
 
+    def foreign(self) -> bool:
+        """Whether the file holds something else than rows (see ``OutputFile.foreign``)."""
+        return self._file is not None and getattr(self._file, "foreign", lambda: False)()
+
     def start(self, layout: Layout, *, resume: bool) -> Started:
         self._layout = layout
         started = Started(rows=None if self.windows else {})
         if self._file is None:
             return started
+        if resume and self.foreign():
+            raise _foreign_data(self.target)
         if not resume:
             started.replaced = 0 if self.windows else self._file.count_rows()
         columns = self.format.columns_for(layout.top_k, self._table())
@@ -233,6 +241,10 @@ class EmbeddingsSink:
         """Vectors the file and its journal hold now."""
         assert self._file is not None
         return self._file.count()
+
+    def foreign(self) -> bool:
+        """Never: a file that is not vmae's embeddings counts as held (see ``held``)."""
+        return False
 
     def lock(self) -> None:
         check_writable(self.target)
@@ -353,6 +365,8 @@ class Outputs:
                     value=held,
                     path=sink.target,
                 )
+            if self._protect and sink.foreign():
+                raise _foreign_data(sink.target)
 
     def start(self, layout: Layout, *, resume: bool, on_notice: Callable[[str], None]) -> int:
         """Start every sink; returns how many video rows a fresh run replaced."""
@@ -399,6 +413,16 @@ class Outputs:
         for sink in self.sinks:
             sink.close()
         self._stdout.release()
+
+
+def _foreign_data(target: str) -> OutputMismatchError:
+    """The error for an output that holds a file of the user's, not a run's rows."""
+    return OutputMismatchError(
+        f"{target} holds data that vmae did not write (not rows of a run): write to another "
+        "file, or add overwrite=True to replace it",
+        options=("overwrite",),
+        path=target,
+    )
 
 
 def _same(a: str, b: str) -> bool:
