@@ -225,8 +225,8 @@ def test_the_readmes_time_per_label_recipe_counts_each_second_once(
     videos: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Issue 24, 22: the README's pandas recipe, run as written on overlapping windows
-    (8 frames, hop 5, and a last window ending on the last frame), sums to the time the
-    windows cover; it summed overlaps twice (3.72 s for a 3.0 s clip)."""
+    (8 frames, hop 5, and a last window ending on the last frame), sums to each clip's
+    duration; it summed overlaps twice (3.72 s for a 3.0 s clip)."""
     import re
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
@@ -235,11 +235,11 @@ def test_the_readmes_time_per_label_recipe_counts_each_second_once(
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
     exec(recipe, scope)
-    windows = scope["windows"]
-    per_video = scope["seconds"].groupby(level=0).sum()
-    covered = windows.groupby("path").end_s.max() - windows.groupby("path").start_s.min()
+    per_video = scope["seconds"].groupby(level=0).sum().to_dict()
+    rows = read_rows(tmp_path / "videos.csv")
+    durations = {r["path"]: float(r["duration_s"]) for r in rows if r["status"] == "ok"}
     assert len(per_video) == 3
-    assert per_video.to_dict() == pytest.approx(covered.to_dict())
+    assert per_video == pytest.approx({p: durations[p] for p in per_video})
 
 
 @pytest.mark.parametrize("ext", [".csv", ".jsonl"])
