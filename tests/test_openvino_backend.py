@@ -53,6 +53,16 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "cache" / "openvino"
 
 
+def _entry_of(model: Path) -> Path:
+    """The cache entry the tiny model's conversion goes to."""
+    from tiny_model import TINY_FRAMES, TINY_IMAGE_PX
+
+    from vmae_cli.provenance import model_files
+
+    key = ovb.cache_key(model_files(str(model)), TINY_FRAMES, (TINY_IMAGE_PX, TINY_IMAGE_PX))
+    return ovb.cache_root() / ovb.entry_name(key)
+
+
 def _native_bf16() -> bool:
     """Whether OpenVINO computes bfloat16 on this CPU (else it computes float32 and says so)."""
     import openvino
@@ -289,6 +299,36 @@ def test_a_model_openvino_cannot_convert_runs_on_torch(
     x = _clips(lm.frames_per_clip, lm.preprocess.crop_hw[0], 1)
     assert lm.predict(x).shape == (1, len(lm.id2label))
     assert not [p for p in cache.iterdir() if p.is_dir()]
+
+
+def test_temporaries_of_dead_conversions_are_removed_and_live_ones_kept(
+    tiny_model_dir: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 24, item 14: kill -9 during a conversion left ``openvino/.<entry>.<random>/``
+    for good (335 MB for ViT-B); the next load removes it, unless a live conversion (which
+    holds its entry's lock) is writing it."""
+    import fcntl
+
+    import openvino
+
+    cache.mkdir(parents=True)
+    dead = cache / f".{'a' * 32}.k9x2m1qz"  # a model converted earlier, its run killed
+    own = cache / f".{_entry_of(tiny_model_dir).name}.p0d7f3ab"  # this model's, killed too
+    live = cache / f".{'b' * 32}.c4v8n2we"
+    for folder in (dead, own, live):
+        folder.mkdir()
+        (folder / ovb.ENTRY_BIN).write_bytes(b"\0" * 1024)
+    with open(ovb._lock_path(cache / ("b" * 32)), "a+b") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # the live conversion's
+
+        def refuse(*args, **kwargs):
+            raise RuntimeError("Cannot convert operation aten::strange")
+
+        monkeypatch.setattr(openvino, "convert_model", refuse)  # no conversion: quick
+        said = Said()
+        assert said.load(tiny_model_dir, dtype="float32", backend="auto").backend == "torch"
+        assert not dead.exists() and not own.exists()
+        assert (live / ovb.ENTRY_BIN).is_file()
 
 
 def test_auto_picks_openvino_on_the_cpu_only(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,9 @@ hashes of the model's config and weight files, the input shape, the OpenVINO ver
 file so that two runs starting together convert once (the second waits for the first and
 reads its result). An entry whose recorded key does not match, or that cannot be compiled,
 is converted again. The entry keeps float32 weights and the precision is chosen when it is
-compiled (about 0.3 s), so one entry serves ``dtype="float32"`` and ``"bfloat16"`` alike.
+compiled (about 0.3 s), so one entry serves ``dtype="float32"`` and ``"bfloat16"`` alike. A
+temporary folder left by a killed conversion is removed by the next load, once no live
+process holds its entry's lock.
 
 Precision: the classifier head (a final ``Linear``) stays out of OpenVINO and runs in float32
 in torch on OpenVINO's output, the pooled features. Measured on the benchmark mix with a
@@ -29,6 +31,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -60,12 +63,16 @@ _DTYPE_OF = {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}
 COMPILE_CONFIG = {"PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False}
 
 ENTRY_XML = "model.xml"
+#: The weights OpenVINO writes beside ``model.xml``.
+ENTRY_BIN = "model.bin"
 ENTRY_KEY = "key.json"
 #: The classifier head kept out of OpenVINO (``weight`` and, if any, ``bias``), float32.
 ENTRY_HEAD = "head.npz"
 #: What transformers' load report said when the model was converted (``checkpoint.load_report``):
 #: a cached entry skips loading the checkpoint, and vmae must still refuse an untrained one.
 ENTRY_LOAD_REPORT = "load_report.json"
+#: What a temporary entry folder is named (``.<entry>.<random>``, by :func:`_write_entry`).
+_TEMPORARY = re.compile(r"^\.([0-9a-f]{32})\.")
 
 
 def available() -> bool:
@@ -224,6 +231,7 @@ def load_openvino(
             converted = convert(name, revision, offline, frames_per_clip, crop_hw, input_name)
         return _compile(core, converted, precision, None)
 
+    _remove_stale_temporaries(root)
     # Entries are renamed into place whole, so reading one needs no lock (and works in a
     # read-only cache filled elsewhere).
     compiled = _compile_entry(core, entry, key, precision, remove_broken=False)
@@ -231,7 +239,7 @@ def load_openvino(
         return compiled
     try:
         root.mkdir(parents=True, exist_ok=True)
-        lock_file = open(root / f"{entry.name}.lock", "a+b")  # noqa: SIM115 - held below
+        lock_file = open(_lock_path(entry), "a+b")  # noqa: SIM115 - held below
     except OSError as exc:
         return uncached(exc)
     with lock_file, _locked(lock_file, lambda: on_notice(_waiting(name, root))):
@@ -263,6 +271,43 @@ def _converting(name: str, root: Path | None) -> str:
 
 def _waiting(name: str, root: Path) -> str:
     return f"waiting for another vmae converting {name} to OpenVINO ({root})"
+
+
+def _lock_path(entry: Path) -> Path:
+    """The lock file of cache entry ``entry``, held while it is written."""
+    return entry.parent / f"{entry.name}.lock"
+
+
+def _remove_stale_temporaries(root: Path) -> None:
+    """Remove the temporary entry folders that killed conversions left in ``root`` (about
+    335 MB each for ViT-B): those whose entry's lock no process holds (a live conversion
+    holds it while its folder exists). Best effort: a cache that cannot be read or written
+    keeps them."""
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    by_entry: dict[str, list[Path]] = {}
+    for name in names:
+        match = _TEMPORARY.match(name)
+        if match is not None and (root / name).is_dir():
+            by_entry.setdefault(match.group(1), []).append(root / name)
+    for entry, folders in by_entry.items():
+        try:
+            lock_file = open(_lock_path(root / entry), "a+b")  # noqa: SIM115 - closed below
+        except OSError:
+            continue
+        with lock_file:
+            try:
+                fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # a live conversion's folder
+            try:
+                for folder in folders:
+                    log.debug("removing %s, left by a conversion that did not finish", folder)
+                    shutil.rmtree(folder, ignore_errors=True)
+            finally:
+                fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager
@@ -375,11 +420,8 @@ def convert(
 def _write_entry(ov: Any, converted: Converted, entry: Path, key: dict[str, Any]) -> None:
     """Save ``converted`` as the cache entry ``entry``: written aside, then renamed into
     place. Weights stay float32: compressed to f16 they added as much error again in bf16."""
-    # Called under the entry's lock: a half-written copy beside it is a killed run's (a ViT-B
-    # leaves about 335 MB each time), never a live one's.
-    for stale in entry.parent.glob(f".{entry.name}.*"):
-        if stale.is_dir():
-            shutil.rmtree(stale, ignore_errors=True)
+    # Called under the entry's lock; a killed run's temporary folder is removed by the next
+    # load (_remove_stale_temporaries).
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
     try:
         ov.save_model(converted.model, str(tmp / ENTRY_XML), compress_to_fp16=False)
