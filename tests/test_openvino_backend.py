@@ -53,6 +53,33 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "cache" / "openvino"
 
 
+@pytest.fixture(scope="module")
+def converted_once(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache folder holding the tiny model converted in float32 (one conversion for the
+    tests that damage a copy of it)."""
+    base = tmp_path_factory.mktemp("converted-once")
+    before = os.environ.get(ovb.CACHE_DIR_ENV)
+    os.environ[ovb.CACHE_DIR_ENV] = str(base)
+    try:
+        load_model(str(tiny_model_dir), device="cpu", dtype="float32", backend="openvino")
+    finally:
+        if before is None:
+            os.environ.pop(ovb.CACHE_DIR_ENV, None)
+        else:
+            os.environ[ovb.CACHE_DIR_ENV] = before
+    return base
+
+
+@pytest.fixture
+def cached(converted_once: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A conversion cache of this test's own holding the tiny model's entry."""
+    import shutil
+
+    shutil.copytree(converted_once, tmp_path / "cache")
+    monkeypatch.setenv(ovb.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    return tmp_path / "cache" / "openvino"
+
+
 def _entry_of(model: Path) -> Path:
     """The cache entry the tiny model's conversion goes to."""
     from tiny_model import TINY_FRAMES, TINY_IMAGE_PX
@@ -194,28 +221,50 @@ def test_one_entry_per_model_whatever_the_precision(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("damage", ["key", "weights", "xml", "head"])
+@pytest.mark.parametrize(
+    "damage", ["key", "weights", "xml", "head", "flipped_weight", "another_head"]
+)
 def test_a_stale_or_broken_entry_is_converted_again(
-    tiny_model_dir: Path, cache: Path, damage: str
+    tiny_model_dir: Path, cached: Path, damage: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    Said().load(tiny_model_dir, dtype="float32", backend="openvino")
-    (entry,) = [p for p in cache.iterdir() if p.is_dir()]
+    """Issue 24, items 11 and 16: an entry whose files are not those it was written with
+    (flipped bytes, another head.npz, a torn model.xml) was used silently, or printed
+    absl/protobuf lines; it is discarded with one warning line and converted again."""
+    (entry,) = [p for p in cached.iterdir() if p.is_dir()]
+    key = json.loads((entry / ovb.ENTRY_KEY).read_text())
+    first = Said().load(tiny_model_dir, dtype="float32", backend="openvino")
+    assert first.model.entry == entry
+    x = _clips(first.frames_per_clip, first.preprocess.crop_hw[0], 2)
+    want = first.predict(x)
     if damage == "key":
-        key = json.loads((entry / ovb.ENTRY_KEY).read_text())
-        key["openvino"] = "0.0"
-        (entry / ovb.ENTRY_KEY).write_text(json.dumps(key))
+        (entry / ovb.ENTRY_KEY).write_text(json.dumps({**key, "openvino": "0.0"}))
     elif damage == "weights":
-        (entry / "model.bin").write_bytes(b"")
+        (entry / ovb.ENTRY_BIN).write_bytes(b"")
     elif damage == "head":
         (entry / ovb.ENTRY_HEAD).write_bytes(b"PK\x03\x04 torn")
+    elif damage == "flipped_weight":  # bit rot: the same size, another weight
+        data = bytearray((entry / ovb.ENTRY_BIN).read_bytes())
+        data[len(data) // 2] ^= 0x40
+        (entry / ovb.ENTRY_BIN).write_bytes(data)
+    elif damage == "another_head":  # a valid head.npz, of another model
+        head = ovb.Head.load(entry / ovb.ENTRY_HEAD)
+        ovb.Head(-head.weight, head.bias).save(entry / ovb.ENTRY_HEAD)
     else:
         (entry / ovb.ENTRY_XML).write_text("<net")
+    capfd.readouterr()
     said = Said()
     lm = said.load(tiny_model_dir, dtype="float32", backend="openvino")
-    assert lm.backend == "openvino"
-    assert len(said.notices) == 1 and said.warnings == []
-    key = json.loads((entry / ovb.ENTRY_KEY).read_text())
-    assert key["openvino"] != "0.0"
+    assert (lm.backend, lm.model.entry) == ("openvino", entry)
+    # One line for the run to print, and nothing else on stderr (no absl or protobuf lines).
+    assert said.notices == [] and len(said.warnings) == 1, said.warnings
+    assert f"cache entry {entry} is damaged" in said.warnings[0]
+    assert "converting" in said.warnings[0]
+    assert capfd.readouterr().err == ""
+    assert ovb.entry_damage(entry, key) is None
+    assert (lm.predict(x) - want).abs().max().item() <= MAX_DIFF_F32
+    again = Said()
+    again.load(tiny_model_dir, dtype="float32", backend="openvino")
+    assert (again.notices, again.warnings) == ([], [])
 
 
 @pytest.mark.slow

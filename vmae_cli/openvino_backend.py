@@ -6,11 +6,13 @@ the Hugging Face cache: a folder named by a key made of what it was converted fr
 hashes of the model's config and weight files, the input shape, the OpenVINO version and
 :data:`CACHE_FORMAT`), written under a temporary name and renamed into place, under a lock
 file so that two runs starting together convert once (the second waits for the first and
-reads its result). An entry whose recorded key does not match, or that cannot be compiled,
-is converted again. The entry keeps float32 weights and the precision is chosen when it is
-compiled (about 0.3 s), so one entry serves ``dtype="float32"`` and ``"bfloat16"`` alike. A
-temporary folder left by a killed conversion is removed by the next load, once no live
-process holds its entry's lock.
+reads its result). An entry records the sha256 of each of its files (:data:`ENTRY_MANIFEST`)
+and is checked against it each time it is read (about 0.3 s for ViT-B's 335 MB, against 40 s
+to convert; ``benchmarks/openvino_cache_verify.py``): an entry whose files or recorded key do
+not match, or that cannot be compiled, is converted again, with one warning line. The entry
+keeps float32 weights and the precision is chosen when it is compiled (about 0.3 s), so one
+entry serves ``dtype="float32"`` and ``"bfloat16"`` alike. A temporary folder left by a
+killed conversion is removed by the next load, once no live process holds its entry's lock.
 
 Precision: the classifier head (a final ``Linear``) stays out of OpenVINO and runs in float32
 in torch on OpenVINO's output, the pooled features. Measured on the benchmark mix with a
@@ -44,14 +46,15 @@ from . import backends
 from .backends import BACKEND_OPENVINO, OPENVINO_EXTRA, OPENVINO_MODULE, ConversionError
 from .checkpoint import load_report, pretrained
 from .extras import require
-from .provenance import CACHE_DIR_ENV, cache_base, file_digest, model_files
+from .provenance import CACHE_DIR_ENV, cache_base, file_digest, model_files, sha256_file
 
 log = logging.getLogger(__name__)
 
 
 #: Part of every cache key: raise it when the conversion or the entry's layout changes, so
-#: that entries written by an older vmae are converted again instead of trusted.
-CACHE_FORMAT = 3
+#: that entries written by an older vmae are converted again instead of trusted (4: entries
+#: carry :data:`ENTRY_MANIFEST`).
+CACHE_FORMAT = 4
 #: OpenVINO's names for the precisions ``dtype`` can ask for.
 PRECISIONS = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
 #: And back: what ``INFERENCE_PRECISION_HINT`` of a compiled model reports.
@@ -71,8 +74,14 @@ ENTRY_HEAD = "head.npz"
 #: What transformers' load report said when the model was converted (``checkpoint.load_report``):
 #: a cached entry skips loading the checkpoint, and vmae must still refuse an untrained one.
 ENTRY_LOAD_REPORT = "load_report.json"
+#: The size and sha256 of every other file of the entry, written last: an entry is used only
+#: when its files are exactly these (flipped bytes, another ``head.npz``, a torn ``model.xml``
+#: are found before OpenVINO reads them).
+ENTRY_MANIFEST = "manifest.json"
 #: What a temporary entry folder is named (``.<entry>.<random>``, by :func:`_write_entry`).
 _TEMPORARY = re.compile(r"^\.([0-9a-f]{32})\.")
+#: What a conversion takes, for the line that says one starts.
+CONVERSION_TIME = "about 40 s for ViT-B on 2 cores"
 
 
 def available() -> bool:
@@ -203,9 +212,10 @@ def load_openvino(
 
     ``dtype`` is ``float32``, ``bfloat16`` or ``float16`` (OpenVINO falls back to what the
     CPU supports: :attr:`OpenVINOModel.precision` says what it chose). ``on_notice`` gets one
-    line when a conversion starts; ``on_warning`` one line when the cache cannot be written
-    (the model is then converted in memory, each run). Raises :class:`ConversionError` for a
-    model that cannot be converted or compiled.
+    line when a conversion starts, or when it waits for another process's; ``on_warning`` one
+    line when the cache cannot be written (the model is then converted in memory, each run)
+    and when a cached entry is damaged (it is converted again). Raises
+    :class:`ConversionError` for a model that cannot be converted or compiled.
     """
     ov = require(OPENVINO_MODULE, OPENVINO_EXTRA, backend=BACKEND_OPENVINO)
     precision = PRECISIONS[dtype]
@@ -219,35 +229,55 @@ def load_openvino(
     root = cache_root()
     entry = root / entry_name(key)
 
-    def uncached(exc: Exception, converted: Converted | None = None) -> OpenVINOModel:
-        """Without a usable cache: convert (unless done) and compile from memory."""
-        why = getattr(exc, "strerror", None) or _first_line(exc)
-        on_warning(
-            f"cannot write the OpenVINO cache {root} ({why}): the converted "
-            f"model serves this run only (set {CACHE_DIR_ENV} to a writable folder)"
-        )
+    def in_memory(converted: Converted | None = None) -> OpenVINOModel:
+        """Convert (unless done) and compile from memory: the run's own, not cached."""
         if converted is None:
-            on_notice(_converting(name, None))
             converted = convert(name, revision, offline, frames_per_clip, crop_hw, input_name)
         return _compile(core, converted, precision, None)
+
+    def uncached(
+        exc: Exception, converted: Converted | None = None, damage: str | None = None
+    ) -> OpenVINOModel:
+        """Without a writable cache: say so, then :func:`in_memory`."""
+        why = getattr(exc, "strerror", None) or _first_line(exc)
+        if damage:
+            on_warning(
+                f"the OpenVINO cache entry {entry} is damaged ({damage}) and {root} cannot be "
+                f"written ({why}): converting {name} again, for this run only ({CONVERSION_TIME}"
+                f"; set {CACHE_DIR_ENV} to a writable folder)"
+            )
+        else:
+            on_warning(
+                f"cannot write the OpenVINO cache {root} ({why}): the converted "
+                f"model serves this run only (set {CACHE_DIR_ENV} to a writable folder)"
+            )
+        if converted is None and not damage:  # with damage, the line above said it converts
+            on_notice(_converting(name, None))
+        return in_memory(converted)
 
     _remove_stale_temporaries(root)
     # Entries are renamed into place whole, so reading one needs no lock (and works in a
     # read-only cache filled elsewhere).
-    compiled = _compile_entry(core, entry, key, precision, remove_broken=False)
+    compiled, damage = _compile_entry(core, entry, key, precision, remove_broken=False)
     if compiled is not None:
         return compiled
     try:
         root.mkdir(parents=True, exist_ok=True)
         lock_file = open(_lock_path(entry), "a+b")  # noqa: SIM115 - held below
     except OSError as exc:
-        return uncached(exc)
+        return uncached(exc, damage=damage)
     with lock_file, _locked(lock_file, lambda: on_notice(_waiting(name, root))):
         # Another run may have converted it while this one waited for the lock.
-        compiled = _compile_entry(core, entry, key, precision, remove_broken=True)
+        compiled, damage = _compile_entry(core, entry, key, precision, remove_broken=True)
         if compiled is not None:
             return compiled
-        on_notice(_converting(name, root))
+        if damage:
+            on_warning(
+                f"the OpenVINO cache entry {entry} is damaged ({damage}): converting "
+                f"{name} again ({CONVERSION_TIME})"
+            )
+        else:
+            on_notice(_converting(name, root))
         converted = convert(name, revision, offline, frames_per_clip, crop_hw, input_name)
         try:
             _write_entry(ov, converted, entry, key)
@@ -255,7 +285,7 @@ def load_openvino(
             # A full disk or a read-only cache; on a full disk OpenVINO's own writer raises
             # RuntimeError ("basic_ios::clear"), not OSError.
             return uncached(exc, converted)
-        compiled = _compile_entry(core, entry, key, precision, remove_broken=True)
+        compiled, _ = _compile_entry(core, entry, key, precision, remove_broken=True)
     if compiled is None:
         raise ConversionError("OpenVINO cannot compile the model it converted")
     return compiled
@@ -263,10 +293,7 @@ def load_openvino(
 
 def _converting(name: str, root: Path | None) -> str:
     where = f"cached in {root}" if root else "not cached"
-    return (
-        f"converting {name} to OpenVINO (once per model and machine, about 40 s for ViT-B on "
-        f"2 cores; {where})"
-    )
+    return f"converting {name} to OpenVINO (once per model and machine, {CONVERSION_TIME}; {where})"
 
 
 def _waiting(name: str, root: Path) -> str:
@@ -276,6 +303,20 @@ def _waiting(name: str, root: Path) -> str:
 def _lock_path(entry: Path) -> Path:
     """The lock file of cache entry ``entry``, held while it is written."""
     return entry.parent / f"{entry.name}.lock"
+
+
+@contextlib.contextmanager
+def _locked(lock_file: Any, on_wait: Callable[[], None]) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_file``; ``on_wait`` is called if it is taken."""
+    try:
+        fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        on_wait()
+        fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
 
 
 def _remove_stale_temporaries(root: Path) -> None:
@@ -310,45 +351,72 @@ def _remove_stale_temporaries(root: Path) -> None:
                 fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
 
 
-@contextlib.contextmanager
-def _locked(lock_file: Any, on_wait: Callable[[], None]) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``lock_file``; ``on_wait`` is called if it is taken."""
+def _manifest(folder: Path) -> dict[str, Any]:
+    """The size and sha256 of every file in ``folder`` but the manifest itself."""
+    return {
+        path.name: {"size": path.stat().st_size, "sha256": sha256_file(path)}
+        for path in sorted(folder.iterdir())
+        if path.name != ENTRY_MANIFEST
+    }
+
+
+def entry_damage(entry: Path, key: dict[str, Any]) -> str | None:
+    """Why cache entry ``entry`` cannot be trusted for ``key`` (its files are not those its
+    manifest records, byte for byte, or it was converted from something else), or ``None``.
+    Reads every file: about 0.3 s for ViT-B's 335 MB."""
     try:
-        fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        on_wait()
-        fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+        recorded = json.loads((entry / ENTRY_MANIFEST).read_text(encoding="utf-8"))
+        present = {p.name: p for p in entry.iterdir() if p.name != ENTRY_MANIFEST}
+    except (OSError, ValueError):
+        return f"no readable {ENTRY_MANIFEST}"
+    if not isinstance(recorded, dict) or set(recorded) != set(present):
+        return f"its files are not those {ENTRY_MANIFEST} lists"
+    # The small files first: a wrong one is found before model.bin is read.
+    for name in sorted(present, key=lambda n: (n == ENTRY_BIN, n)):
+        want = recorded[name]
+        try:
+            if not isinstance(want, dict) or present[name].stat().st_size != want.get("size"):
+                return f"{name} is not the size it was written with"
+            if sha256_file(present[name]) != want.get("sha256"):
+                return f"{name} is not the file it was written as"
+        except OSError as exc:
+            return f"{name} cannot be read: {exc.strerror or exc}"
     try:
-        yield
-    finally:
-        fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
+        if json.loads((entry / ENTRY_KEY).read_text(encoding="utf-8")) != key:
+            return "it was converted from other files"
+    except (OSError, ValueError):
+        return f"no readable {ENTRY_KEY}"
+    return None
 
 
 def _compile_entry(
     core: Any, entry: Path, key: dict[str, Any], precision: str, *, remove_broken: bool
-) -> OpenVINOModel | None:
-    """The cache entry compiled, or ``None`` when there is no usable entry; with
-    ``remove_broken`` (only under the lock) a stale or broken one is removed, so that it is
-    converted again."""
-    xml = entry / ENTRY_XML
-    try:
-        recorded = json.loads((entry / ENTRY_KEY).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if recorded != key or not xml.is_file():
-        log.debug("OpenVINO cache entry %s does not match its key", entry)
-        if remove_broken:
-            shutil.rmtree(entry, ignore_errors=True)
-        return None
-    try:
-        head = Head.load(entry / ENTRY_HEAD) if (entry / ENTRY_HEAD).exists() else None
-        report = json.loads((entry / ENTRY_LOAD_REPORT).read_text(encoding="utf-8"))
-        return _compile(core, Converted(str(xml), head, report), precision, entry)
-    except Exception as exc:  # noqa: BLE001 - a broken entry (torn head.npz, bad xml): redo
-        log.debug("OpenVINO cache entry %s cannot be compiled: %s", entry, exc)
-        if remove_broken:
-            shutil.rmtree(entry, ignore_errors=True)
-        return None
+) -> tuple[OpenVINOModel | None, str | None]:
+    """The cache entry compiled, or ``None`` and why it cannot be used (``None`` when there is
+    no entry). Its files are checked against its manifest first (:func:`entry_damage`), so
+    that OpenVINO never reads a damaged file; with ``remove_broken`` (only under the lock) a
+    damaged entry is removed, so that it is converted again."""
+    if not entry.is_dir():
+        return None, None
+    damage = entry_damage(entry, key)
+    if damage is None:
+        try:
+            head = Head.load(entry / ENTRY_HEAD) if (entry / ENTRY_HEAD).exists() else None
+            report = json.loads((entry / ENTRY_LOAD_REPORT).read_text(encoding="utf-8"))
+            # The weights named, so that only the IR reader sees model.xml: given a path
+            # alone, OpenVINO tries every frontend on a file its IR reader refuses, and
+            # TensorFlow's prints absl lines ("Error parsing text-format tensorflow.GraphDef")
+            # straight to stderr.
+            weights = entry / ENTRY_BIN
+            files = [str(entry / ENTRY_XML), *([str(weights)] if weights.is_file() else [])]
+            model = core.read_model(*files)
+            return _compile(core, Converted(model, head, report), precision, entry), None
+        except Exception as exc:  # noqa: BLE001 - an entry OpenVINO refuses: convert again
+            damage = f"OpenVINO cannot read it: {_first_line(exc)}"
+    log.debug("OpenVINO cache entry %s cannot be used: %s", entry, damage)
+    if remove_broken:
+        shutil.rmtree(entry, ignore_errors=True)
+    return None, damage
 
 
 def _compile(core: Any, converted: Converted, precision: str, entry: Path | None) -> OpenVINOModel:
@@ -429,6 +497,8 @@ def _write_entry(ov: Any, converted: Converted, entry: Path, key: dict[str, Any]
             converted.head.save(tmp / ENTRY_HEAD)
         (tmp / ENTRY_LOAD_REPORT).write_text(json.dumps(converted.load_report), encoding="utf-8")
         (tmp / ENTRY_KEY).write_text(json.dumps(key, indent=2, sort_keys=True), encoding="utf-8")
+        manifest = json.dumps(_manifest(tmp), indent=2, sort_keys=True)
+        (tmp / ENTRY_MANIFEST).write_text(manifest, encoding="utf-8")
         for path in tmp.iterdir():
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
