@@ -28,6 +28,20 @@ MAX_DIFF_BF16 = 0.01
 #: The tiny model's head is scaled by this so that its predictions are confident (a random
 #: head gives ~1/10 to every label, where any runtime "agrees" within 0.01).
 HEAD_SCALE = 40.0
+#: How long the lock holder of the bounded-wait test keeps the lock (seconds).
+HOLDER_S = 60
+#: A process holding a conversion's lock as vmae does: ``python -c HOLD_LOCK PATH SECONDS``.
+HOLD_LOCK = textwrap.dedent(
+    """
+    import fcntl, os, sys, time
+    lock = open(sys.argv[1], "a+b")
+    fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+    lock.write(f"{os.getpid()}\\n".encode())
+    lock.flush()
+    print("locked", flush=True)
+    time.sleep(float(sys.argv[2]))
+    """
+)
 
 
 @pytest.fixture(scope="module")
@@ -265,6 +279,47 @@ def test_a_stale_or_broken_entry_is_converted_again(
     again = Said()
     again.load(tiny_model_dir, dtype="float32", backend="openvino")
     assert (again.notices, again.warnings) == ([], [])
+
+
+@pytest.mark.slow
+def test_a_conversion_another_process_holds_is_waited_for_a_bounded_time(
+    tiny_model_dir: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 24, item 13: a run waited forever for another run's conversion (one stopped
+    with SIGSTOP); it waits :data:`CONVERSION_WAIT_S`, saying for whom, then converts in
+    memory."""
+    import time
+
+    wait_s = 1.0
+    monkeypatch.setattr(ovb, "CONVERSION_WAIT_S", wait_s)
+    entry = _entry_of(tiny_model_dir)
+    cache.mkdir(parents=True)
+    # A converting process, as vmae's: the entry's lock held, its pid written in it. It
+    # gives the lock up after HOLDER_S, so that a wait without bound fails instead of hanging.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(ovb._lock_path(entry)), str(HOLDER_S)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        said = Said()
+        start = time.monotonic()
+        lm = said.load(tiny_model_dir, dtype="float32", backend="openvino")
+        took = time.monotonic() - start
+        assert holder.poll() is None, "the holder let go: the wait was not bounded"
+    finally:
+        holder.kill()
+        holder.wait()
+    assert took >= wait_s
+    assert (lm.backend, lm.model.entry) == ("openvino", None)  # converted in memory
+    assert said.notices == [
+        f"waiting up to {wait_s:g} s for another process (pid {holder.pid}) converting "
+        f"{tiny_model_dir} to OpenVINO into {entry}"
+    ]
+    assert len(said.warnings) == 1
+    assert f"(pid {holder.pid})" in said.warnings[0] and "in memory" in said.warnings[0]
+    assert not entry.exists()
 
 
 @pytest.mark.slow

@@ -5,14 +5,15 @@ Converting ViT-B takes about 40 s on two cores, so the converted model is a cach
 the Hugging Face cache: a folder named by a key made of what it was converted from (the
 hashes of the model's config and weight files, the input shape, the OpenVINO version and
 :data:`CACHE_FORMAT`), written under a temporary name and renamed into place, under a lock
-file so that two runs starting together convert once (the second waits for the first and
-reads its result). An entry records the sha256 of each of its files (:data:`ENTRY_MANIFEST`)
-and is checked against it each time it is read (about 0.3 s for ViT-B's 335 MB, against 40 s
-to convert; ``benchmarks/openvino_cache_verify.py``): an entry whose files or recorded key do
-not match, or that cannot be compiled, is converted again, with one warning line. The entry
-keeps float32 weights and the precision is chosen when it is compiled (about 0.3 s), so one
-entry serves ``dtype="float32"`` and ``"bfloat16"`` alike. A temporary folder left by a
-killed conversion is removed by the next load, once no live process holds its entry's lock.
+file so that two runs starting together convert once (the second waits for the first, at
+most :data:`CONVERSION_WAIT_S`, and reads its result). An entry records the sha256 of each of
+its files (:data:`ENTRY_MANIFEST`) and is checked against it each time it is read (about
+0.3 s for ViT-B's 335 MB, against 40 s to convert; ``benchmarks/openvino_cache_verify.py``):
+an entry whose files or recorded key do not match, or that cannot be compiled, is converted
+again, with one warning line. The entry keeps float32 weights and the precision is chosen
+when it is compiled (about 0.3 s), so one entry serves ``dtype="float32"`` and
+``"bfloat16"`` alike. A temporary folder left by a killed conversion is removed by the next
+load, once no live process holds its entry's lock.
 
 Precision: the classifier head (a final ``Linear``) stays out of OpenVINO and runs in float32
 in torch on OpenVINO's output, the pooled features. Measured on the benchmark mix with a
@@ -37,6 +38,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +82,14 @@ ENTRY_LOAD_REPORT = "load_report.json"
 ENTRY_MANIFEST = "manifest.json"
 #: What a temporary entry folder is named (``.<entry>.<random>``, by :func:`_write_entry`).
 _TEMPORARY = re.compile(r"^\.([0-9a-f]{32})\.")
+
+#: How long a load waits for another process converting the same model (ViT-B takes about
+#: 40 s on 2 cores; a larger model or a busy machine several times that). After it, the run
+#: converts in memory: a converting process that was stopped (SIGSTOP) or hangs must not
+#: hold every later run, which may itself hold its output's lock.
+CONVERSION_WAIT_S = 180.0
+#: How often a waiting load tries the lock again.
+LOCK_POLL_S = 0.25
 #: What a conversion takes, for the line that says one starts.
 CONVERSION_TIME = "about 40 s for ViT-B on 2 cores"
 
@@ -212,9 +222,10 @@ def load_openvino(
 
     ``dtype`` is ``float32``, ``bfloat16`` or ``float16`` (OpenVINO falls back to what the
     CPU supports: :attr:`OpenVINOModel.precision` says what it chose). ``on_notice`` gets one
-    line when a conversion starts, or when it waits for another process's; ``on_warning`` one
-    line when the cache cannot be written (the model is then converted in memory, each run)
-    and when a cached entry is damaged (it is converted again). Raises
+    line when a conversion starts, or when it waits for another process's (at most
+    :data:`CONVERSION_WAIT_S`, then it converts in memory, with a line to ``on_warning``);
+    ``on_warning`` one line when the cache cannot be written (the model is then converted in
+    memory, each run) and when a cached entry is damaged (it is converted again). Raises
     :class:`ConversionError` for a model that cannot be converted or compiled.
     """
     ov = require(OPENVINO_MODULE, OPENVINO_EXTRA, backend=BACKEND_OPENVINO)
@@ -266,26 +277,38 @@ def load_openvino(
         lock_file = open(_lock_path(entry), "a+b")  # noqa: SIM115 - held below
     except OSError as exc:
         return uncached(exc, damage=damage)
-    with lock_file, _locked(lock_file, lambda: on_notice(_waiting(name, root))):
-        # Another run may have converted it while this one waited for the lock.
-        compiled, damage = _compile_entry(core, entry, key, precision, remove_broken=True)
-        if compiled is not None:
-            return compiled
-        if damage:
-            on_warning(
-                f"the OpenVINO cache entry {entry} is damaged ({damage}): converting "
-                f"{name} again ({CONVERSION_TIME})"
-            )
-        else:
-            on_notice(_converting(name, root))
-        converted = convert(name, revision, offline, frames_per_clip, crop_hw, input_name)
+    with lock_file:
+        wait_s = CONVERSION_WAIT_S  # read now: tests shorten it
+
+        def on_wait(pid: int) -> None:
+            on_notice(_waiting(name, entry, pid, wait_s))
+
+        holder = _lock(lock_file, wait_s, on_wait)
+        if holder is not None:
+            on_warning(_gave_up(name, entry, holder, wait_s))
+            return in_memory()
         try:
-            _write_entry(ov, converted, entry, key)
-        except Exception as exc:  # noqa: BLE001 - any failure to write: serve from memory
-            # A full disk or a read-only cache; on a full disk OpenVINO's own writer raises
-            # RuntimeError ("basic_ios::clear"), not OSError.
-            return uncached(exc, converted)
-        compiled, _ = _compile_entry(core, entry, key, precision, remove_broken=True)
+            # Another run may have converted it while this one waited for the lock.
+            compiled, damage = _compile_entry(core, entry, key, precision, remove_broken=True)
+            if compiled is not None:
+                return compiled
+            if damage:
+                on_warning(
+                    f"the OpenVINO cache entry {entry} is damaged ({damage}): converting "
+                    f"{name} again ({CONVERSION_TIME})"
+                )
+            else:
+                on_notice(_converting(name, root))
+            converted = convert(name, revision, offline, frames_per_clip, crop_hw, input_name)
+            try:
+                _write_entry(ov, converted, entry, key)
+            except Exception as exc:  # noqa: BLE001 - any failure to write: serve from memory
+                # A full disk or a read-only cache; on a full disk OpenVINO's own writer raises
+                # RuntimeError ("basic_ios::clear"), not OSError.
+                return uncached(exc, converted)
+            compiled, _ = _compile_entry(core, entry, key, precision, remove_broken=True)
+        finally:
+            _unlock(lock_file)
     if compiled is None:
         raise ConversionError("OpenVINO cannot compile the model it converted")
     return compiled
@@ -296,8 +319,22 @@ def _converting(name: str, root: Path | None) -> str:
     return f"converting {name} to OpenVINO (once per model and machine, {CONVERSION_TIME}; {where})"
 
 
-def _waiting(name: str, root: Path) -> str:
-    return f"waiting for another vmae converting {name} to OpenVINO ({root})"
+def _converter(pid: int) -> str:
+    return f"another process (pid {pid})" if pid > 0 else "another process"
+
+
+def _waiting(name: str, entry: Path, pid: int, wait_s: float) -> str:
+    return (
+        f"waiting up to {wait_s:g} s for {_converter(pid)} converting {name} to OpenVINO "
+        f"into {entry}"
+    )
+
+
+def _gave_up(name: str, entry: Path, pid: int, wait_s: float) -> str:
+    return (
+        f"{_converter(pid)} has been converting {name} to OpenVINO into {entry} for over "
+        f"{wait_s:g} s (stopped or stuck?): converting it in memory for this run only"
+    )
 
 
 def _lock_path(entry: Path) -> Path:
@@ -305,18 +342,48 @@ def _lock_path(entry: Path) -> Path:
     return entry.parent / f"{entry.name}.lock"
 
 
-@contextlib.contextmanager
-def _locked(lock_file: Any, on_wait: Callable[[], None]) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``lock_file``; ``on_wait`` is called if it is taken."""
+def _lock(lock_file: Any, wait_s: float, on_wait: Callable[[int], None]) -> int | None:
+    """Take an exclusive ``flock`` on ``lock_file`` and write this process's id in it, waiting
+    at most ``wait_s`` seconds (``on_wait`` is told the holder's pid, 0 if unknown, when it
+    must wait). ``None`` once it is held; the holder's pid when the wait ran out."""
+    deadline = None
+    while True:
+        try:
+            fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            holder = _holder(lock_file)
+            if deadline is None:
+                deadline = time.monotonic() + wait_s
+                on_wait(holder)
+            elif time.monotonic() >= deadline:
+                return holder
+            time.sleep(LOCK_POLL_S)
+    try:  # who converts, for whoever waits; only a message depends on it
+        lock_file.truncate(0)
+        lock_file.write(f"{os.getpid()}\n".encode())
+        lock_file.flush()
+    except OSError:
+        pass
+    return None
+
+
+def _unlock(lock_file: Any) -> None:
+    """Release :func:`_lock`'s lock, clearing the pid it wrote first."""
     try:
-        fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        on_wait()
-        fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+        lock_file.truncate(0)
+    except OSError:
+        pass
+    fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
+
+
+def _holder(lock_file: Any) -> int:
+    """The pid written in a lock file by the process holding it, 0 if unknown."""
     try:
-        yield
-    finally:
-        fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
+        lock_file.seek(0)
+        return int(lock_file.read(32).strip() or 0)
+    except (OSError, ValueError):
+        return 0
 
 
 def _remove_stale_temporaries(root: Path) -> None:
