@@ -4,7 +4,9 @@ with each; checkpoints that would give garbage refused; every row's model revisi
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from vmae_cli.cli import EXIT_FATAL, EXIT_OK, EXIT_USAGE, app
 from vmae_cli.inspection import inspect_video
 from vmae_cli.model import ModelLoadError, UntrainedModelError, load_model, read_model_spec
 from vmae_cli.output import OutputMismatchError
-from vmae_cli.provenance import model_revision
+from vmae_cli.provenance import file_digest, model_revision
 
 FAMILIES = ("timesformer", "vivit", "vjepa2")
 #: Issue 15's bound: pixel_values against Hugging Face's processor, mean abs, normalised units.
@@ -259,6 +261,27 @@ def test_the_revision_follows_the_weights_and_resume_refuses_another(
         app, ["classify", str(videos), "-m", str(model), "-o", str(out), "--resume"]
     )
     assert result.exit_code == EXIT_USAGE
+
+
+def test_weights_changed_in_place_with_their_old_mtime_get_a_new_revision(
+    tmp_path: Path,
+) -> None:
+    """Issue 24, 11: file hashes were cached by path, size and mtime, so weights rewritten in
+    place with the old mtime restored kept the old hash (the old conversion and
+    ``model_revision``)."""
+    model = make_tiny_model(tmp_path / "model")
+    weights = model / "model.safetensors"
+    first = model_revision(str(model))
+    before = weights.stat()
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # a bit of the last tensor: same size, other weights
+    with open(weights, "r+b") as f:
+        f.write(data)
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = weights.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    assert file_digest(weights) == hashlib.sha256(data).hexdigest()
+    assert model_revision(str(model)) != first
 
 
 def test_a_hub_revision_is_the_commit_of_the_cached_snapshot() -> None:

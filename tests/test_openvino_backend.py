@@ -28,6 +28,20 @@ MAX_DIFF_BF16 = 0.01
 #: The tiny model's head is scaled by this so that its predictions are confident (a random
 #: head gives ~1/10 to every label, where any runtime "agrees" within 0.01).
 HEAD_SCALE = 40.0
+#: How long the lock holder of the bounded-wait test keeps the lock (seconds).
+HOLDER_S = 60
+#: A process holding a conversion's lock as vmae does: ``python -c HOLD_LOCK PATH SECONDS``.
+HOLD_LOCK = textwrap.dedent(
+    """
+    import fcntl, os, sys, time
+    lock = open(sys.argv[1], "a+b")
+    fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+    lock.write(f"{os.getpid()}\\n".encode())
+    lock.flush()
+    print("locked", flush=True)
+    time.sleep(float(sys.argv[2]))
+    """
+)
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +65,43 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty conversion cache of this test's own."""
     monkeypatch.setenv(ovb.CACHE_DIR_ENV, str(tmp_path / "cache"))
     return tmp_path / "cache" / "openvino"
+
+
+@pytest.fixture(scope="module")
+def converted_once(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache folder holding the tiny model converted in float32 (one conversion for the
+    tests that damage a copy of it)."""
+    base = tmp_path_factory.mktemp("converted-once")
+    before = os.environ.get(ovb.CACHE_DIR_ENV)
+    os.environ[ovb.CACHE_DIR_ENV] = str(base)
+    try:
+        load_model(str(tiny_model_dir), device="cpu", dtype="float32", backend="openvino")
+    finally:
+        if before is None:
+            os.environ.pop(ovb.CACHE_DIR_ENV, None)
+        else:
+            os.environ[ovb.CACHE_DIR_ENV] = before
+    return base
+
+
+@pytest.fixture
+def cached(converted_once: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A conversion cache of this test's own holding the tiny model's entry."""
+    import shutil
+
+    shutil.copytree(converted_once, tmp_path / "cache")
+    monkeypatch.setenv(ovb.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    return tmp_path / "cache" / "openvino"
+
+
+def _entry_of(model: Path) -> Path:
+    """The cache entry the tiny model's conversion goes to."""
+    from tiny_model import TINY_FRAMES, TINY_IMAGE_PX
+
+    from vmae_cli.provenance import model_files
+
+    key = ovb.cache_key(model_files(str(model)), TINY_FRAMES, (TINY_IMAGE_PX, TINY_IMAGE_PX))
+    return ovb.cache_root() / ovb.entry_name(key)
 
 
 def _native_bf16() -> bool:
@@ -184,28 +235,91 @@ def test_one_entry_per_model_whatever_the_precision(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("damage", ["key", "weights", "xml", "head"])
+@pytest.mark.parametrize(
+    "damage", ["key", "weights", "xml", "head", "flipped_weight", "another_head"]
+)
 def test_a_stale_or_broken_entry_is_converted_again(
-    tiny_model_dir: Path, cache: Path, damage: str
+    tiny_model_dir: Path, cached: Path, damage: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    Said().load(tiny_model_dir, dtype="float32", backend="openvino")
-    (entry,) = [p for p in cache.iterdir() if p.is_dir()]
+    """Issue 24, items 11 and 16: an entry whose files are not those it was written with
+    (flipped bytes, another head.npz, a torn model.xml) was used silently, or printed
+    absl/protobuf lines; it is discarded with one warning line and converted again."""
+    (entry,) = [p for p in cached.iterdir() if p.is_dir()]
+    key = json.loads((entry / ovb.ENTRY_KEY).read_text())
+    first = Said().load(tiny_model_dir, dtype="float32", backend="openvino")
+    assert first.model.entry == entry
+    x = _clips(first.frames_per_clip, first.preprocess.crop_hw[0], 2)
+    want = first.predict(x)
     if damage == "key":
-        key = json.loads((entry / ovb.ENTRY_KEY).read_text())
-        key["openvino"] = "0.0"
-        (entry / ovb.ENTRY_KEY).write_text(json.dumps(key))
+        (entry / ovb.ENTRY_KEY).write_text(json.dumps({**key, "openvino": "0.0"}))
     elif damage == "weights":
-        (entry / "model.bin").write_bytes(b"")
+        (entry / ovb.ENTRY_BIN).write_bytes(b"")
     elif damage == "head":
         (entry / ovb.ENTRY_HEAD).write_bytes(b"PK\x03\x04 torn")
+    elif damage == "flipped_weight":  # bit rot: the same size, another weight
+        data = bytearray((entry / ovb.ENTRY_BIN).read_bytes())
+        data[len(data) // 2] ^= 0x40
+        (entry / ovb.ENTRY_BIN).write_bytes(data)
+    elif damage == "another_head":  # a valid head.npz, of another model
+        head = ovb.Head.load(entry / ovb.ENTRY_HEAD)
+        ovb.Head(-head.weight, head.bias).save(entry / ovb.ENTRY_HEAD)
     else:
         (entry / ovb.ENTRY_XML).write_text("<net")
+    capfd.readouterr()
     said = Said()
     lm = said.load(tiny_model_dir, dtype="float32", backend="openvino")
-    assert lm.backend == "openvino"
-    assert len(said.notices) == 1 and said.warnings == []
-    key = json.loads((entry / ovb.ENTRY_KEY).read_text())
-    assert key["openvino"] != "0.0"
+    assert (lm.backend, lm.model.entry) == ("openvino", entry)
+    # One line for the run to print, and nothing else on stderr (no absl or protobuf lines).
+    assert said.notices == [] and len(said.warnings) == 1, said.warnings
+    assert f"cache entry {entry} is damaged" in said.warnings[0]
+    assert "converting" in said.warnings[0]
+    assert capfd.readouterr().err == ""
+    assert ovb.entry_damage(entry, key) is None
+    assert (lm.predict(x) - want).abs().max().item() <= MAX_DIFF_F32
+    again = Said()
+    again.load(tiny_model_dir, dtype="float32", backend="openvino")
+    assert (again.notices, again.warnings) == ([], [])
+
+
+@pytest.mark.slow
+def test_a_conversion_another_process_holds_is_waited_for_a_bounded_time(
+    tiny_model_dir: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 24, item 13: a run waited forever for another run's conversion (one stopped
+    with SIGSTOP); it waits :data:`CONVERSION_WAIT_S`, saying for whom, then converts in
+    memory."""
+    import time
+
+    wait_s = 1.0
+    monkeypatch.setattr(ovb, "CONVERSION_WAIT_S", wait_s)
+    entry = _entry_of(tiny_model_dir)
+    cache.mkdir(parents=True)
+    # A converting process, as vmae's: the entry's lock held, its pid written in it. It
+    # gives the lock up after HOLDER_S, so that a wait without bound fails instead of hanging.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(ovb._lock_path(entry)), str(HOLDER_S)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        said = Said()
+        start = time.monotonic()
+        lm = said.load(tiny_model_dir, dtype="float32", backend="openvino")
+        took = time.monotonic() - start
+        assert holder.poll() is None, "the holder let go: the wait was not bounded"
+    finally:
+        holder.kill()
+        holder.wait()
+    assert took >= wait_s
+    assert (lm.backend, lm.model.entry) == ("openvino", None)  # converted in memory
+    assert said.notices == [
+        f"waiting up to {wait_s:g} s for another process (pid {holder.pid}) converting "
+        f"{tiny_model_dir} to OpenVINO into {entry}"
+    ]
+    assert len(said.warnings) == 1
+    assert f"(pid {holder.pid})" in said.warnings[0] and "in memory" in said.warnings[0]
+    assert not entry.exists()
 
 
 @pytest.mark.slow
@@ -289,6 +403,36 @@ def test_a_model_openvino_cannot_convert_runs_on_torch(
     x = _clips(lm.frames_per_clip, lm.preprocess.crop_hw[0], 1)
     assert lm.predict(x).shape == (1, len(lm.id2label))
     assert not [p for p in cache.iterdir() if p.is_dir()]
+
+
+def test_temporaries_of_dead_conversions_are_removed_and_live_ones_kept(
+    tiny_model_dir: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 24, item 14: kill -9 during a conversion left ``openvino/.<entry>.<random>/``
+    for good (335 MB for ViT-B); the next load removes it, unless a live conversion (which
+    holds its entry's lock) is writing it."""
+    import fcntl
+
+    import openvino
+
+    cache.mkdir(parents=True)
+    dead = cache / f".{'a' * 32}.k9x2m1qz"  # a model converted earlier, its run killed
+    own = cache / f".{_entry_of(tiny_model_dir).name}.p0d7f3ab"  # this model's, killed too
+    live = cache / f".{'b' * 32}.c4v8n2we"
+    for folder in (dead, own, live):
+        folder.mkdir()
+        (folder / ovb.ENTRY_BIN).write_bytes(b"\0" * 1024)
+    with open(ovb._lock_path(cache / ("b" * 32)), "a+b") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # the live conversion's
+
+        def refuse(*args, **kwargs):
+            raise RuntimeError("Cannot convert operation aten::strange")
+
+        monkeypatch.setattr(openvino, "convert_model", refuse)  # no conversion: quick
+        said = Said()
+        assert said.load(tiny_model_dir, dtype="float32", backend="auto").backend == "torch"
+        assert not dead.exists() and not own.exists()
+        assert (live / ovb.ENTRY_BIN).is_file()
 
 
 def test_auto_picks_openvino_on_the_cpu_only(monkeypatch: pytest.MonkeyPatch) -> None:

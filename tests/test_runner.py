@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,9 @@ from vmae_cli.output import OutputMismatchError
 from vmae_cli.protocol import Protocol
 from vmae_cli.runner import RunOptions, RunReport
 from vmae_cli.segments import Segments, Span
+
+#: Model loads that fail in one process in the leak test.
+FAILED_LOADS = 3
 
 
 @pytest.fixture()
@@ -636,3 +641,30 @@ def test_symlinked_folders_are_counted_in_the_summary(
     assert report.to_dict()["linked_folders"] == 2
     assert "2 symlinked folders not followed" in report.summary_line()
     assert _exit_code(report) == 0
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
+def test_failed_model_loads_leak_no_pipe_or_thread(
+    videos: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """Issue 24, 14: a model whose weights fail to load after the decoding workers started
+    left the task queue's pipe and feeder thread behind, per run, for as long as the caller
+    kept the error (a notebook's last exception)."""
+    bad = tmp_path / "bad-weights"
+    shutil.copytree(tiny_model_dir, bad)
+    (bad / "model.safetensors").write_bytes(b"not safetensors")
+
+    def fail() -> vmae_cli.VmaeError:
+        with pytest.raises(vmae_cli.VmaeError, match="cannot load model") as caught:
+            run(videos, None, model=str(bad), device="cpu", backend="torch", workers=1)
+        return caught.value
+
+    kept = [fail()]  # the first one also sets up what a process keeps (multiprocessing's heap)
+    before = (_open_fds(), threading.active_count())
+    kept += [fail() for _ in range(FAILED_LOADS)]
+    assert (_open_fds(), threading.active_count()) == before
+    assert len(kept) == FAILED_LOADS + 1

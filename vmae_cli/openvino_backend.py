@@ -5,10 +5,15 @@ Converting ViT-B takes about 40 s on two cores, so the converted model is a cach
 the Hugging Face cache: a folder named by a key made of what it was converted from (the
 hashes of the model's config and weight files, the input shape, the OpenVINO version and
 :data:`CACHE_FORMAT`), written under a temporary name and renamed into place, under a lock
-file so that two runs starting together convert once (the second waits for the first and
-reads its result). An entry whose recorded key does not match, or that cannot be compiled,
-is converted again. The entry keeps float32 weights and the precision is chosen when it is
-compiled (about 0.3 s), so one entry serves ``dtype="float32"`` and ``"bfloat16"`` alike.
+file so that two runs starting together convert once (the second waits for the first, at
+most :data:`CONVERSION_WAIT_S`, and reads its result). An entry records the sha256 of each of
+its files (:data:`ENTRY_MANIFEST`) and is checked against it each time it is read (about
+0.3 s for ViT-B's 335 MB, against 40 s to convert; ``benchmarks/openvino_cache_verify.py``):
+an entry whose files or recorded key do not match, or that cannot be compiled, is converted
+again, with one warning line. The entry keeps float32 weights and the precision is chosen
+when it is compiled (about 0.3 s), so one entry serves ``dtype="float32"`` and
+``"bfloat16"`` alike. A temporary folder left by a killed conversion is removed by the next
+load, once no live process holds its entry's lock.
 
 Precision: the classifier head (a final ``Linear``) stays out of OpenVINO and runs in float32
 in torch on OpenVINO's output, the pooled features. Measured on the benchmark mix with a
@@ -29,9 +34,11 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,14 +48,15 @@ from . import backends
 from .backends import BACKEND_OPENVINO, OPENVINO_EXTRA, OPENVINO_MODULE, ConversionError
 from .checkpoint import load_report, pretrained
 from .extras import require
-from .provenance import CACHE_DIR_ENV, cache_base, file_digest, model_files
+from .provenance import CACHE_DIR_ENV, cache_base, file_digest, model_files, sha256_file
 
 log = logging.getLogger(__name__)
 
 
 #: Part of every cache key: raise it when the conversion or the entry's layout changes, so
-#: that entries written by an older vmae are converted again instead of trusted.
-CACHE_FORMAT = 3
+#: that entries written by an older vmae are converted again instead of trusted (4: entries
+#: carry :data:`ENTRY_MANIFEST`).
+CACHE_FORMAT = 4
 #: OpenVINO's names for the precisions ``dtype`` can ask for.
 PRECISIONS = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
 #: And back: what ``INFERENCE_PRECISION_HINT`` of a compiled model reports.
@@ -60,12 +68,30 @@ _DTYPE_OF = {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}
 COMPILE_CONFIG = {"PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False}
 
 ENTRY_XML = "model.xml"
+#: The weights OpenVINO writes beside ``model.xml``.
+ENTRY_BIN = "model.bin"
 ENTRY_KEY = "key.json"
 #: The classifier head kept out of OpenVINO (``weight`` and, if any, ``bias``), float32.
 ENTRY_HEAD = "head.npz"
 #: What transformers' load report said when the model was converted (``checkpoint.load_report``):
 #: a cached entry skips loading the checkpoint, and vmae must still refuse an untrained one.
 ENTRY_LOAD_REPORT = "load_report.json"
+#: The size and sha256 of every other file of the entry, written last: an entry is used only
+#: when its files are exactly these (flipped bytes, another ``head.npz``, a torn ``model.xml``
+#: are found before OpenVINO reads them).
+ENTRY_MANIFEST = "manifest.json"
+#: What a temporary entry folder is named (``.<entry>.<random>``, by :func:`_write_entry`).
+_TEMPORARY = re.compile(r"^\.([0-9a-f]{32})\.")
+
+#: How long a load waits for another process converting the same model (ViT-B takes about
+#: 40 s on 2 cores; a larger model or a busy machine several times that). After it, the run
+#: converts in memory: a converting process that was stopped (SIGSTOP) or hangs must not
+#: hold every later run, which may itself hold its output's lock.
+CONVERSION_WAIT_S = 180.0
+#: How often a waiting load tries the lock again.
+LOCK_POLL_S = 0.25
+#: What a conversion takes, for the line that says one starts.
+CONVERSION_TIME = "about 40 s for ViT-B on 2 cores"
 
 
 def available() -> bool:
@@ -196,9 +222,11 @@ def load_openvino(
 
     ``dtype`` is ``float32``, ``bfloat16`` or ``float16`` (OpenVINO falls back to what the
     CPU supports: :attr:`OpenVINOModel.precision` says what it chose). ``on_notice`` gets one
-    line when a conversion starts; ``on_warning`` one line when the cache cannot be written
-    (the model is then converted in memory, each run). Raises :class:`ConversionError` for a
-    model that cannot be converted or compiled.
+    line when a conversion starts, or when it waits for another process's (at most
+    :data:`CONVERSION_WAIT_S`, then it converts in memory, with a line to ``on_warning``);
+    ``on_warning`` one line when the cache cannot be written (the model is then converted in
+    memory, each run) and when a cached entry is damaged (it is converted again). Raises
+    :class:`ConversionError` for a model that cannot be converted or compiled.
     """
     ov = require(OPENVINO_MODULE, OPENVINO_EXTRA, backend=BACKEND_OPENVINO)
     precision = PRECISIONS[dtype]
@@ -212,42 +240,75 @@ def load_openvino(
     root = cache_root()
     entry = root / entry_name(key)
 
-    def uncached(exc: Exception, converted: Converted | None = None) -> OpenVINOModel:
-        """Without a usable cache: convert (unless done) and compile from memory."""
-        why = getattr(exc, "strerror", None) or _first_line(exc)
-        on_warning(
-            f"cannot write the OpenVINO cache {root} ({why}): the converted "
-            f"model serves this run only (set {CACHE_DIR_ENV} to a writable folder)"
-        )
+    def in_memory(converted: Converted | None = None) -> OpenVINOModel:
+        """Convert (unless done) and compile from memory: the run's own, not cached."""
         if converted is None:
-            on_notice(_converting(name, None))
             converted = convert(name, revision, offline, frames_per_clip, crop_hw, input_name)
         return _compile(core, converted, precision, None)
 
+    def uncached(
+        exc: Exception, converted: Converted | None = None, damage: str | None = None
+    ) -> OpenVINOModel:
+        """Without a writable cache: say so, then :func:`in_memory`."""
+        why = getattr(exc, "strerror", None) or _first_line(exc)
+        if damage:
+            on_warning(
+                f"the OpenVINO cache entry {entry} is damaged ({damage}) and {root} cannot be "
+                f"written ({why}): converting {name} again, for this run only ({CONVERSION_TIME}"
+                f"; set {CACHE_DIR_ENV} to a writable folder)"
+            )
+        else:
+            on_warning(
+                f"cannot write the OpenVINO cache {root} ({why}): the converted "
+                f"model serves this run only (set {CACHE_DIR_ENV} to a writable folder)"
+            )
+        if converted is None and not damage:  # with damage, the line above said it converts
+            on_notice(_converting(name, None))
+        return in_memory(converted)
+
+    _remove_stale_temporaries(root)
     # Entries are renamed into place whole, so reading one needs no lock (and works in a
     # read-only cache filled elsewhere).
-    compiled = _compile_entry(core, entry, key, precision, remove_broken=False)
+    compiled, damage = _compile_entry(core, entry, key, precision, remove_broken=False)
     if compiled is not None:
         return compiled
     try:
         root.mkdir(parents=True, exist_ok=True)
-        lock_file = open(root / f"{entry.name}.lock", "a+b")  # noqa: SIM115 - held below
+        lock_file = open(_lock_path(entry), "a+b")  # noqa: SIM115 - held below
     except OSError as exc:
-        return uncached(exc)
-    with lock_file, _locked(lock_file, lambda: on_notice(_waiting(name, root))):
-        # Another run may have converted it while this one waited for the lock.
-        compiled = _compile_entry(core, entry, key, precision, remove_broken=True)
-        if compiled is not None:
-            return compiled
-        on_notice(_converting(name, root))
-        converted = convert(name, revision, offline, frames_per_clip, crop_hw, input_name)
+        return uncached(exc, damage=damage)
+    with lock_file:
+        wait_s = CONVERSION_WAIT_S  # read now: tests shorten it
+
+        def on_wait(pid: int) -> None:
+            on_notice(_waiting(name, entry, pid, wait_s))
+
+        holder = _lock(lock_file, wait_s, on_wait)
+        if holder is not None:
+            on_warning(_gave_up(name, entry, holder, wait_s))
+            return in_memory()
         try:
-            _write_entry(ov, converted, entry, key)
-        except Exception as exc:  # noqa: BLE001 - any failure to write: serve from memory
-            # A full disk or a read-only cache; on a full disk OpenVINO's own writer raises
-            # RuntimeError ("basic_ios::clear"), not OSError.
-            return uncached(exc, converted)
-        compiled = _compile_entry(core, entry, key, precision, remove_broken=True)
+            # Another run may have converted it while this one waited for the lock.
+            compiled, damage = _compile_entry(core, entry, key, precision, remove_broken=True)
+            if compiled is not None:
+                return compiled
+            if damage:
+                on_warning(
+                    f"the OpenVINO cache entry {entry} is damaged ({damage}): converting "
+                    f"{name} again ({CONVERSION_TIME})"
+                )
+            else:
+                on_notice(_converting(name, root))
+            converted = convert(name, revision, offline, frames_per_clip, crop_hw, input_name)
+            try:
+                _write_entry(ov, converted, entry, key)
+            except Exception as exc:  # noqa: BLE001 - any failure to write: serve from memory
+                # A full disk or a read-only cache; on a full disk OpenVINO's own writer raises
+                # RuntimeError ("basic_ios::clear"), not OSError.
+                return uncached(exc, converted)
+            compiled, _ = _compile_entry(core, entry, key, precision, remove_broken=True)
+        finally:
+            _unlock(lock_file)
     if compiled is None:
         raise ConversionError("OpenVINO cannot compile the model it converted")
     return compiled
@@ -255,55 +316,174 @@ def load_openvino(
 
 def _converting(name: str, root: Path | None) -> str:
     where = f"cached in {root}" if root else "not cached"
+    return f"converting {name} to OpenVINO (once per model and machine, {CONVERSION_TIME}; {where})"
+
+
+def _converter(pid: int) -> str:
+    return f"another process (pid {pid})" if pid > 0 else "another process"
+
+
+def _waiting(name: str, entry: Path, pid: int, wait_s: float) -> str:
     return (
-        f"converting {name} to OpenVINO (once per model and machine, about 40 s for ViT-B on "
-        f"2 cores; {where})"
+        f"waiting up to {wait_s:g} s for {_converter(pid)} converting {name} to OpenVINO "
+        f"into {entry}"
     )
 
 
-def _waiting(name: str, root: Path) -> str:
-    return f"waiting for another vmae converting {name} to OpenVINO ({root})"
+def _gave_up(name: str, entry: Path, pid: int, wait_s: float) -> str:
+    return (
+        f"{_converter(pid)} has been converting {name} to OpenVINO into {entry} for over "
+        f"{wait_s:g} s (stopped or stuck?): converting it in memory for this run only"
+    )
 
 
-@contextlib.contextmanager
-def _locked(lock_file: Any, on_wait: Callable[[], None]) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``lock_file``; ``on_wait`` is called if it is taken."""
+def _lock_path(entry: Path) -> Path:
+    """The lock file of cache entry ``entry``, held while it is written."""
+    return entry.parent / f"{entry.name}.lock"
+
+
+def _lock(lock_file: Any, wait_s: float, on_wait: Callable[[int], None]) -> int | None:
+    """Take an exclusive ``flock`` on ``lock_file`` and write this process's id in it, waiting
+    at most ``wait_s`` seconds (``on_wait`` is told the holder's pid, 0 if unknown, when it
+    must wait). ``None`` once it is held; the holder's pid when the wait ran out."""
+    deadline = None
+    while True:
+        try:
+            fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            holder = _holder(lock_file)
+            if deadline is None:
+                deadline = time.monotonic() + wait_s
+                on_wait(holder)
+            elif time.monotonic() >= deadline:
+                return holder
+            time.sleep(LOCK_POLL_S)
+    try:  # who converts, for whoever waits; only a message depends on it
+        lock_file.truncate(0)
+        lock_file.write(f"{os.getpid()}\n".encode())
+        lock_file.flush()
+    except OSError:
+        pass
+    return None
+
+
+def _unlock(lock_file: Any) -> None:
+    """Release :func:`_lock`'s lock, clearing the pid it wrote first."""
     try:
-        fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        on_wait()
-        fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+        lock_file.truncate(0)
+    except OSError:
+        pass
+    fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
+
+
+def _holder(lock_file: Any) -> int:
+    """The pid written in a lock file by the process holding it, 0 if unknown."""
     try:
-        yield
-    finally:
-        fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
+        lock_file.seek(0)
+        return int(lock_file.read(32).strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def _remove_stale_temporaries(root: Path) -> None:
+    """Remove the temporary entry folders that killed conversions left in ``root`` (about
+    335 MB each for ViT-B): those whose entry's lock no process holds (a live conversion
+    holds it while its folder exists). Best effort: a cache that cannot be read or written
+    keeps them."""
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    by_entry: dict[str, list[Path]] = {}
+    for name in names:
+        match = _TEMPORARY.match(name)
+        if match is not None and (root / name).is_dir():
+            by_entry.setdefault(match.group(1), []).append(root / name)
+    for entry, folders in by_entry.items():
+        try:
+            lock_file = open(_lock_path(root / entry), "a+b")  # noqa: SIM115 - closed below
+        except OSError:
+            continue
+        with lock_file:
+            try:
+                fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # a live conversion's folder
+            try:
+                for folder in folders:
+                    log.debug("removing %s, left by a conversion that did not finish", folder)
+                    shutil.rmtree(folder, ignore_errors=True)
+            finally:
+                fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
+
+
+def _manifest(folder: Path) -> dict[str, Any]:
+    """The size and sha256 of every file in ``folder`` but the manifest itself."""
+    return {
+        path.name: {"size": path.stat().st_size, "sha256": sha256_file(path)}
+        for path in sorted(folder.iterdir())
+        if path.name != ENTRY_MANIFEST
+    }
+
+
+def entry_damage(entry: Path, key: dict[str, Any]) -> str | None:
+    """Why cache entry ``entry`` cannot be trusted for ``key`` (its files are not those its
+    manifest records, byte for byte, or it was converted from something else), or ``None``.
+    Reads every file: about 0.3 s for ViT-B's 335 MB."""
+    try:
+        recorded = json.loads((entry / ENTRY_MANIFEST).read_text(encoding="utf-8"))
+        present = {p.name: p for p in entry.iterdir() if p.name != ENTRY_MANIFEST}
+    except (OSError, ValueError):
+        return f"no readable {ENTRY_MANIFEST}"
+    if not isinstance(recorded, dict) or set(recorded) != set(present):
+        return f"its files are not those {ENTRY_MANIFEST} lists"
+    # The small files first: a wrong one is found before model.bin is read.
+    for name in sorted(present, key=lambda n: (n == ENTRY_BIN, n)):
+        want = recorded[name]
+        try:
+            if not isinstance(want, dict) or present[name].stat().st_size != want.get("size"):
+                return f"{name} is not the size it was written with"
+            if sha256_file(present[name]) != want.get("sha256"):
+                return f"{name} is not the file it was written as"
+        except OSError as exc:
+            return f"{name} cannot be read: {exc.strerror or exc}"
+    try:
+        if json.loads((entry / ENTRY_KEY).read_text(encoding="utf-8")) != key:
+            return "it was converted from other files"
+    except (OSError, ValueError):
+        return f"no readable {ENTRY_KEY}"
+    return None
 
 
 def _compile_entry(
     core: Any, entry: Path, key: dict[str, Any], precision: str, *, remove_broken: bool
-) -> OpenVINOModel | None:
-    """The cache entry compiled, or ``None`` when there is no usable entry; with
-    ``remove_broken`` (only under the lock) a stale or broken one is removed, so that it is
-    converted again."""
-    xml = entry / ENTRY_XML
-    try:
-        recorded = json.loads((entry / ENTRY_KEY).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if recorded != key or not xml.is_file():
-        log.debug("OpenVINO cache entry %s does not match its key", entry)
-        if remove_broken:
-            shutil.rmtree(entry, ignore_errors=True)
-        return None
-    try:
-        head = Head.load(entry / ENTRY_HEAD) if (entry / ENTRY_HEAD).exists() else None
-        report = json.loads((entry / ENTRY_LOAD_REPORT).read_text(encoding="utf-8"))
-        return _compile(core, Converted(str(xml), head, report), precision, entry)
-    except Exception as exc:  # noqa: BLE001 - a broken entry (torn head.npz, bad xml): redo
-        log.debug("OpenVINO cache entry %s cannot be compiled: %s", entry, exc)
-        if remove_broken:
-            shutil.rmtree(entry, ignore_errors=True)
-        return None
+) -> tuple[OpenVINOModel | None, str | None]:
+    """The cache entry compiled, or ``None`` and why it cannot be used (``None`` when there is
+    no entry). Its files are checked against its manifest first (:func:`entry_damage`), so
+    that OpenVINO never reads a damaged file; with ``remove_broken`` (only under the lock) a
+    damaged entry is removed, so that it is converted again."""
+    if not entry.is_dir():
+        return None, None
+    damage = entry_damage(entry, key)
+    if damage is None:
+        try:
+            head = Head.load(entry / ENTRY_HEAD) if (entry / ENTRY_HEAD).exists() else None
+            report = json.loads((entry / ENTRY_LOAD_REPORT).read_text(encoding="utf-8"))
+            # The weights named, so that only the IR reader sees model.xml: given a path
+            # alone, OpenVINO tries every frontend on a file its IR reader refuses, and
+            # TensorFlow's prints absl lines ("Error parsing text-format tensorflow.GraphDef")
+            # straight to stderr.
+            weights = entry / ENTRY_BIN
+            files = [str(entry / ENTRY_XML), *([str(weights)] if weights.is_file() else [])]
+            model = core.read_model(*files)
+            return _compile(core, Converted(model, head, report), precision, entry), None
+        except Exception as exc:  # noqa: BLE001 - an entry OpenVINO refuses: convert again
+            damage = f"OpenVINO cannot read it: {_first_line(exc)}"
+    log.debug("OpenVINO cache entry %s cannot be used: %s", entry, damage)
+    if remove_broken:
+        shutil.rmtree(entry, ignore_errors=True)
+    return None, damage
 
 
 def _compile(core: Any, converted: Converted, precision: str, entry: Path | None) -> OpenVINOModel:
@@ -375,11 +555,8 @@ def convert(
 def _write_entry(ov: Any, converted: Converted, entry: Path, key: dict[str, Any]) -> None:
     """Save ``converted`` as the cache entry ``entry``: written aside, then renamed into
     place. Weights stay float32: compressed to f16 they added as much error again in bf16."""
-    # Called under the entry's lock: a half-written copy beside it is a killed run's (a ViT-B
-    # leaves about 335 MB each time), never a live one's.
-    for stale in entry.parent.glob(f".{entry.name}.*"):
-        if stale.is_dir():
-            shutil.rmtree(stale, ignore_errors=True)
+    # Called under the entry's lock; a killed run's temporary folder is removed by the next
+    # load (_remove_stale_temporaries).
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
     try:
         ov.save_model(converted.model, str(tmp / ENTRY_XML), compress_to_fp16=False)
@@ -387,6 +564,8 @@ def _write_entry(ov: Any, converted: Converted, entry: Path, key: dict[str, Any]
             converted.head.save(tmp / ENTRY_HEAD)
         (tmp / ENTRY_LOAD_REPORT).write_text(json.dumps(converted.load_report), encoding="utf-8")
         (tmp / ENTRY_KEY).write_text(json.dumps(key, indent=2, sort_keys=True), encoding="utf-8")
+        manifest = json.dumps(_manifest(tmp), indent=2, sort_keys=True)
+        (tmp / ENTRY_MANIFEST).write_text(manifest, encoding="utf-8")
         for path in tmp.iterdir():
             with open(path, "rb") as f:
                 os.fsync(f.fileno())

@@ -4,8 +4,8 @@ A Hub model's revision is the commit its files were resolved to (the ``snapshots
 folder of the Hugging Face cache). A local folder has no commit, so its revision is a hash
 of the files that decide the model (its config and weights): ``sha256:`` and 16 hex digits.
 Hashing 350 MB of ViT-B weights takes about a second, so file hashes are kept in a small
-cache keyed by path, size and modification time (the OpenVINO conversion cache uses the same
-hashes for its keys).
+cache keyed by path and the file's stat (:func:`file_stamp`: size, modification and change
+times, inode and device; the OpenVINO conversion cache uses the same hashes for its keys).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from .errors import VmaeError
 #: Where vmae keeps its caches: ``$VMAE_CACHE_DIR``, else ``$XDG_CACHE_HOME/vmae``, else
 #: ``~/.cache/vmae``.
 CACHE_DIR_ENV = "VMAE_CACHE_DIR"
-#: The file hashes already computed (path -> size, mtime, sha256), under the cache folder.
+#: The file hashes already computed (path -> its :func:`file_stamp` then its sha256), under
+#: the cache folder.
 DIGESTS_FILE = "digests.json"
 #: Files of a model folder that decide the model: its config and its weights (single-file or
 #: sharded, safetensors or pickled torch).
@@ -97,22 +98,38 @@ def model_files(name: str, revision: str | None = None, offline: bool = True) ->
     return found
 
 
-def file_digest(path: Path) -> str:
-    """The sha256 of a file's content, hex; remembered by path, size and modification time
-    (:data:`DIGESTS_FILE`), so that an unchanged file is read once."""
-    path = Path(path)
-    st = path.stat()
-    key = os.path.realpath(path)
-    known = _read_digests()
-    entry = known.get(key)
-    if isinstance(entry, list) and entry[:2] == [st.st_size, st.st_mtime_ns]:
-        return str(entry[2])
+def file_stamp(st: os.stat_result) -> list[int]:
+    """What says a file is unchanged without reading it: size, modification time, change
+    time, inode and device. The modification time alone is not enough: weights rewritten in
+    place with their old mtime restored (``touch -r``, ``cp -p``, an unpacked archive) kept
+    their old hash, conversion and ``model_revision``; the change time cannot be set back,
+    and a file replaced by another has another inode."""
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The sha256 of a file's content, hex, read now (about 1.4 GB/s where the CPU has SHA
+    instructions)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(HASH_CHUNK_BYTES):
             digest.update(chunk)
-    value = digest.hexdigest()
-    known[key] = [st.st_size, st.st_mtime_ns, value]
+    return digest.hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    """The sha256 of a file's content, hex; remembered by path and :func:`file_stamp`
+    (:data:`DIGESTS_FILE`), so that an unchanged file is read once."""
+    path = Path(path)
+    stamp = file_stamp(path.stat())
+    key = os.path.realpath(path)
+    known = _read_digests()
+    entry = known.get(key)
+    # An entry written before the stamp had all its fields has fewer and is hashed again.
+    if isinstance(entry, list) and len(entry) == len(stamp) + 1 and entry[:-1] == stamp:
+        return str(entry[-1])
+    value = sha256_file(path)
+    known[key] = [*stamp, value]
     _write_digests(known)
     return value
 

@@ -299,7 +299,12 @@ def iter_pool(
             watchdog_stop.set()
             if not sentinels_sent:
                 _send_sentinels(task_queue, workers)
-            del it
+            del it  # joins this loader's workers
+            # The queue's pipe and its feeder thread go now, not when the queue is collected:
+            # an exception leaving here (a model that failed to load in ``on_start``) holds
+            # this frame, and a caller that keeps it (a notebook's last error) kept both.
+            task_queue.close()
+            task_queue.join_thread()
         # A worker died: the item it was working on is lost, the others are dispatched again.
         for task_id in failed:
             item = in_flight.pop(task_id)
