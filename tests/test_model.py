@@ -114,6 +114,43 @@ def test_unreachable_hub_says_how_to_use_a_local_copy(monkeypatch: pytest.Monkey
     assert "\n" not in message
 
 
+@pytest.mark.parametrize("status", [503, 502])
+def test_a_failing_hub_is_one_line_without_retries(
+    status: int, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Found by re-running the README (issue 24): a Hub endpoint that accepts connections
+    but fails (an outage, a proxy's error page) cost 30 s of huggingface_hub retries and 11
+    stderr lines before vmae's one. The probe asks once and takes the 5xx for an answer."""
+    import http.server
+    import threading
+
+    asked: list[str] = []
+
+    class Failing(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self) -> None:
+            asked.append(self.path)
+            self.send_response(status)
+            self.end_headers()
+
+        do_GET = do_HEAD
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        with pytest.raises(ModelLoadError, match="the Hugging Face Hub cannot be reached"):
+            load_model("someone/not-cached-videomae", device="cpu")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(asked) == 1  # the probe alone: no download was tried, so nothing retried
+    assert capfd.readouterr().err == ""
+
+
 def test_devices_and_dtypes() -> None:
     assert resolve_device("cpu").type == "cpu"
     with pytest.raises(DeviceError):

@@ -12,11 +12,15 @@ from typing import Any
 
 
 def quiet_transformers() -> None:
-    """No transformers warnings or progress bars on stderr: it shows vmae's progress."""
+    """No transformers or huggingface_hub warnings or progress bars on stderr: it shows
+    vmae's progress, and a failure is vmae's one line (huggingface_hub logs each retry of a
+    failing request: "HTTP Error 503 thrown while requesting HEAD ...")."""
+    from huggingface_hub.utils import logging as hub_logging
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    hub_logging.set_verbosity_error()
 
 
 def pretrained(name: str, *, revision: str | None, dtype: Any, offline: bool) -> tuple[Any, dict]:

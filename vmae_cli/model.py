@@ -374,19 +374,25 @@ def dtype_warning(device: torch.device, dtype: torch.dtype) -> str | None:
 #: How long to wait for the Hub before treating it as unreachable; without this check
 #: huggingface_hub retries with back-off for ~15 s per file, printing a line each time.
 HUB_PROBE_TIMEOUT_S = 3.0
+#: HTTP statuses from which on the Hub counts as out of reach: an outage (503) or a proxy's
+#: error page would otherwise cost huggingface_hub's retries, about 30 s per file.
+HUB_FAILING_STATUS = 500
 
 
 def hub_reachable(timeout_s: float = HUB_PROBE_TIMEOUT_S) -> bool:
-    """True when a TCP connection to the Hub endpoint (``HF_ENDPOINT``) opens in time."""
-    import socket
-    from urllib.parse import urlparse
+    """True when the Hub endpoint (``HF_ENDPOINT``) answers an HTTP request in time, through
+    the proxy the environment names, with a status below :data:`HUB_FAILING_STATUS` (a 404
+    or 401 is an answer; a refused connection, a failed TLS check or a 503 is not)."""
+    import urllib.error
+    import urllib.request
 
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    port = url.port or (443 if url.scheme == "https" else 80)
+    url = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/") + "/api/whoami-v2"
     try:
-        with socket.create_connection((url.hostname or "", port), timeout=timeout_s):
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout_s):
             return True
-    except OSError:
+    except urllib.error.HTTPError as exc:
+        return exc.code < HUB_FAILING_STATUS
+    except (OSError, ValueError):  # URLError, timeouts, TLS errors; a malformed HF_ENDPOINT
         return False
 
 
@@ -513,6 +519,8 @@ def read_model_spec(name: str = DEFAULT_MODEL, *, revision: str | None = None) -
         or os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0")
         or not hub_reachable()
     )
+    if not offline:
+        quiet_transformers()  # huggingface_hub's retry lines: vmae says what failed, once
     try:
         config, config_path = _config_json(name, "config.json", revision, offline, path=True)
         model_type = str(config.get("model_type") or "")
