@@ -86,11 +86,30 @@ def test_resume_refuses_rows_of_another_model_or_protocol(
     if "model" in change:
         other = tmp_path / "other"
         shutil.copytree(tiny_model_dir, other)
+        config = json.loads((other / "config.json").read_text())
+        config["id2label"]["0"] = "another label"  # other files: another model
+        (other / "config.json").write_text(json.dumps(config))
         model = str(other)
     protocol = PROTOCOLS[change.get("protocol", "uniform")]
     with pytest.raises(OutputMismatchError, match="mix"):
         run(videos, out, model=model, protocol=protocol, resume=True)
     assert out.read_bytes() == before
+
+
+def test_resume_takes_the_same_model_folder_however_it_is_named(
+    videos: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by re-running the README (issue 24): a cron job's relative --model, run from
+    another folder, was refused as "another model" though its files (its sha256 revision)
+    are the same."""
+    model = tmp_path / "models" / "tiny"
+    shutil.copytree(tiny_model_dir, model)
+    out = tmp_path / "labels.csv"
+    monkeypatch.chdir(tmp_path)
+    run(videos, out, model="models/tiny", workers=1)
+    monkeypatch.chdir(videos)
+    again = run(videos, out, model="../models/tiny", workers=1, resume=True)
+    assert (again.skipped, again.videos) == (4, 0)
 
 
 def test_a_stop_before_the_work_is_reported_as_a_stop(videos: Path, tiny_model_dir: Path) -> None:

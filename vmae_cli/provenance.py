@@ -44,6 +44,8 @@ HUB_WEIGHT_FILES = (
 HASH_CHUNK_BYTES = 1 << 22
 #: Hex digits of a folder's hash kept in its revision (64 bits: no accidental clash).
 REVISION_HEX_DIGITS = 16
+#: How a folder's revision starts (the Hub's is a commit hash): its files' digest follows.
+FOLDER_REVISION_PREFIX = "sha256:"
 #: How the Hugging Face cache names the folder of one commit's files.
 _SNAPSHOT = re.compile(r"[\\/]snapshots[\\/]([0-9a-f]{40})[\\/]")
 
@@ -149,7 +151,7 @@ def model_revision(name: str, config_path: str | os.PathLike[str] | None = None)
     combined = hashlib.sha256()
     for path in sorted(files, key=lambda p: p.name):
         combined.update(f"{path.name}\0{file_digest(path)}\n".encode())
-    return "sha256:" + combined.hexdigest()[:REVISION_HEX_DIGITS]
+    return FOLDER_REVISION_PREFIX + combined.hexdigest()[:REVISION_HEX_DIGITS]
 
 
 def _read_digests() -> dict[str, list]:

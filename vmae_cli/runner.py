@@ -44,6 +44,7 @@ from .model import (
 )
 from .output import OutputMismatchError, PreviousRow, write_text_aside
 from .pipeline import Classifier, ClassifyOptions, default_workers
+from .provenance import FOLDER_REVISION_PREFIX
 from .ray_engine import EXTRA as EXTRA_RAY
 from .ray_engine import RayOptions
 from .results import STATUS_OK, Prediction, file_stamp
@@ -705,7 +706,12 @@ def _refuse_other_model(previous: dict[str, PreviousRow], report: RunReport, pat
                 value=row.model_revision,
                 path=path,
             )
-        if (row.model and row.model != report.model) or (
+        # The same checkpoint's files (its sha256 revision) named another way, as a
+        # relative --model from another folder is: the same model.
+        same_files = row.model_revision.startswith(FOLDER_REVISION_PREFIX) and (
+            row.model_revision == report.model_revision
+        )
+        if (row.model and row.model != report.model and not same_files) or (
             row.protocol and row.protocol != report.protocol
         ):
             raise OutputMismatchError(
