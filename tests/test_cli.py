@@ -947,3 +947,14 @@ def test_a_usage_error_is_one_line_when_stderr_is_not_a_terminal(
     assert done.returncode == EXIT_USAGE and done.stdout == ""
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("vmae: error: vmae ") and said in lines[0]
+
+
+def test_counts_in_messages_agree_with_their_number() -> None:
+    """Found by re-running the README (issue 24): "1 windows", "frames of 1 labels"."""
+    from vmae_cli.cli.common import counted
+    from vmae_cli.cli.progress import Progress
+
+    assert [counted(n, "window") for n in (0, 1, 2)] == ["0 windows", "1 window", "2 windows"]
+    progress = Progress(None, enabled=False)
+    progress.add_windows(1)
+    assert progress._description() == "classifying, 1 window"

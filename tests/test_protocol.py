@@ -298,4 +298,5 @@ def test_cli_refuses_bad_protocol_settings(tiny_model_dir: Path, tmp_path: Path)
         app, ["classify", str(tmp_path), "--model", str(tiny_model_dir), "--crops", "2"]
     )
     assert result.exit_code == 2
-    assert "crops must be 1 or 3" in result.stderr
+    # The flag, as the user typed it (it said "crops must be 1 or 3": issue 24's README run).
+    assert result.stderr == "vmae: --crops 2: a clip gives 1 or 3 crops\n"

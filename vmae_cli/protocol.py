@@ -69,7 +69,9 @@ class Protocol:
             )
         if self.crops not in CROP_CHOICES:
             raise ProtocolError(
-                f"crops must be 1 or 3, not {self.crops}", options=("crops",), value=self.crops
+                f"crops={self.crops}: a clip gives 1 or 3 crops",
+                options=("crops",),
+                value=self.crops,
             )
         if self.frame_stride < 0:
             raise ProtocolError(

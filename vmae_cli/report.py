@@ -179,7 +179,7 @@ def build_report(
     on_notice: Callable[[str], None] | None = None,
     stop: threading.Event | None = None,
 ) -> ReportStats:
-    """Write the HTML report of the rows in ``results`` (vmae's CSV/JSONL outputs) to
+    """Write the HTML report of the rows in ``results`` (vmae's CSV, JSONL or Parquet outputs) to
     ``output``; ``segments`` are the window rows of those runs (``--segments-out`` files),
     ``run_summary`` a ``vmae classify --summary`` file (engine, runtime, date).
 

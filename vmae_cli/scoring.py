@@ -66,7 +66,7 @@ class LabelMap:
             where = f" in {self.source}" if self.source else ""
             raise LabelMapError(
                 f"the label map{where} names {len(unknown)} label(s) the model does not have: "
-                f"{shown}{more} (read_labels or `vmae labels` lists the model's labels)",
+                f"{shown}{more} (`vmae labels` lists the model's labels)",
                 options=("label_map",),
                 value=unknown,
                 path=self.source or None,

@@ -296,6 +296,11 @@ def stderr_console() -> Any:
     return Console(stderr=True, highlight=False)
 
 
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless one: ``"1 window"``, ``"3 windows"``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def say(console: Any, line: str) -> None:
     """One line on stderr, never wrapped (a cron log is grepped line by line)."""
     console.print(line, markup=False, soft_wrap=True)

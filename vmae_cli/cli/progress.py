@@ -67,7 +67,9 @@ class Progress:
             self._bar.update(self._task, description=self._description())
 
     def _description(self) -> str:
-        return f"{self.verb}, {self._windows} windows" if self._windows else self.verb
+        from .common import counted
+
+        return f"{self.verb}, {counted(self._windows, 'window')}" if self._windows else self.verb
 
     def advance(self) -> None:
         self._done += 1

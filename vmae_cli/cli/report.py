@@ -10,7 +10,7 @@ import typer
 # No torch, transformers or cv2 at import time: `vmae --help` must stay fast.
 from ..report import DEFAULT_MAX_BYTES, DEFAULT_PER_LABEL
 from ..report import DEFAULT_TIMEOUT_S as REPORT_TIMEOUT_S
-from .common import WorkersOpt, app, say, stderr_console
+from .common import WorkersOpt, app, counted, say, stderr_console
 from .errors import fail
 from .progress import Progress
 
@@ -19,7 +19,9 @@ from .progress import Progress
 def report(
     results: Annotated[
         list[Path],
-        typer.Argument(metavar="RESULTS", help="CSV/JSONL files written by vmae classify."),
+        typer.Argument(
+            metavar="RESULTS", help="CSV, JSONL or Parquet files written by vmae classify."
+        ),
     ],
     output: Annotated[
         Path,
@@ -108,9 +110,14 @@ def report(
     except Exception as exc:  # noqa: BLE001 - mapped by _exit_for, one table
         raise fail(exc, False) from None
     if not quiet:
-        left = f"; frames of {made.left_out} labels left out (--max-mb)" if made.left_out else ""
+        left = (
+            f"; frames of {counted(made.left_out, 'label')} left out (--max-mb)"
+            if made.left_out
+            else ""
+        )
         say(
             console,
-            f"vmae: wrote {made.output}: {made.rows} rows, {made.labels} labels, frames of "
-            f"{made.strips} videos{left}, {made.bytes / 2**20:.1f} MB in {made.seconds:.1f} s",
+            f"vmae: wrote {made.output}: {counted(made.rows, 'row')}, "
+            f"{counted(made.labels, 'label')}, frames of {counted(made.strips, 'video')}{left}, "
+            f"{made.bytes / 2**20:.1f} MB in {made.seconds:.1f} s",
         )

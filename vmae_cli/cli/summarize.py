@@ -20,7 +20,9 @@ SUMMARY_FORMATS = ("table", "csv", "jsonl")
 def summarize(
     results: Annotated[
         list[Path],
-        typer.Argument(metavar="RESULTS", help="CSV/JSONL files written by vmae classify."),
+        typer.Argument(
+            metavar="RESULTS", help="CSV, JSONL or Parquet files written by vmae classify."
+        ),
     ],
     by: Annotated[
         list[str] | None,
