@@ -347,3 +347,22 @@ def test_only_real_streams_are_streams(tmp_path) -> None:
         assert not is_stream_path("/dev/shm/vmae-test-rows.jsonl")
         assert resolve_format("/dev/shm/vmae-test-rows.jsonl") == "jsonl"
         assert resolve_format("/dev/shm/vmae-test-rows.parquet") == "parquet"
+
+
+def test_the_readme_documents_every_column_of_a_window_row() -> None:
+    """Issue 24, 22: the window rows' `frame_indices` (in CSV too) was documented for JSONL
+    only. Every key of a window row is in the README's window table or its note on the
+    keys CSV lacks (`top_k`)."""
+    import re
+    from pathlib import Path
+
+    from vmae_cli.formats import WINDOW_ROWS
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    start = readme.index("gets one row per window:")
+    table = readme[start : readme.index("\n\n", readme.index("| column |", start))]
+    after = readme[start + len(table) : start + len(table) + 300]
+    documented = set(re.findall(r"^\| ([^|]+) \|", table, flags=re.M))
+    names = {n for cell in documented for n in re.findall(r"`([a-z_]+)`", cell)}
+    assert set(WINDOW_ROWS.head + WINDOW_ROWS.tail) <= names
+    assert set(WINDOW_ROWS.keys) - names == {"top_k"} and "`top_k`" in after
