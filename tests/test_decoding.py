@@ -238,23 +238,15 @@ def test_text_and_images_ffmpeg_reads_as_one_frame_are_not_videos(tmp_path: Path
     """FFmpeg "decodes" a text file (its tty demuxer draws the text) and PPM, TGA and QOI
     images; given to vmae they were classified ``ok`` (found with issue 24, 10). Now every
     sampling mode and the window decoder give them a ``not_video`` row."""
-    import av
-
+    from tools.videogen import write_still_image
     from vmae_cli.decoding import decode_windows
 
     files = {"release.nfo": "".join(f"line {i}: the notes of a release\n" for i in range(40))}
     rng = np.random.default_rng(5)
     files["still.mp4"] = b"P6\n64 48\n255\n" + rng.integers(0, 256, 9216, np.uint8).tobytes()
-    image = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
-    for codec, pix_fmt, ext in (("targa", "bgr24", "tga"), ("qoi", "rgb24", "qoi")):
-        made = tmp_path / "made" / f"image.{ext}"  # named as it is: FFmpeg goes by the name
-        made.parent.mkdir(exist_ok=True)
-        with av.open(str(made), "w", format="image2") as container:
-            stream = container.add_stream(codec)
-            stream.width, stream.height, stream.pix_fmt = 64, 48, pix_fmt
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format=pix_fmt)
-            for packet in [*stream.encode(frame), *stream.encode()]:
-                container.mux(packet)
+    (tmp_path / "made").mkdir()
+    for codec in ("targa", "qoi"):
+        made = write_still_image(tmp_path / "made", codec)
         files[made.name] = made.read_bytes()
     for name, data in files.items():
         path = tmp_path / name

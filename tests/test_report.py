@@ -327,19 +327,11 @@ def test_only_videos_unchanged_since_their_row_show_frames(tmp_path: Path, test_
 def test_the_report_decodes_video_containers_and_codecs_only(tmp_path: Path, test_videos) -> None:
     """What FFmpeg opens but is no video (images it reads as one frame, an MP3's cover) is
     refused from its header; every generated test video passes."""
-    import av
-
+    from tools.videogen import STILL_IMAGES, write_still_image
     from vmae_cli.report import not_a_video
 
-    image = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
-    for codec, pix_fmt in (("targa", "bgr24"), ("qoi", "rgb24"), ("pcx", "rgb24")):
-        path = tmp_path / f"image.{'tga' if codec == 'targa' else codec}"
-        with av.open(str(path), "w", format="image2") as container:
-            stream = container.add_stream(codec)
-            stream.width, stream.height, stream.pix_fmt = 64, 48, pix_fmt
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format=pix_fmt)
-            for packet in [*stream.encode(frame), *stream.encode()]:
-                container.mux(packet)
+    for codec in STILL_IMAGES:
+        path = write_still_image(tmp_path, codec, seed=3)
         assert _frames_decoded(path) == 1  # FFmpeg takes it for a one-frame video
         refused = not_a_video(str(path))
         assert refused is not None and refused.status == "not_video", (codec, refused)

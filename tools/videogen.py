@@ -1010,6 +1010,33 @@ def _write_audio_with_cover(path: Path, seconds: float = 1.0, rate: int = 16000)
     return path
 
 
+#: Image formats FFmpeg decodes as a one-frame "video" (codec -> (pixel format, extension)):
+#: files a classifier must refuse though every decoder opens them.
+STILL_IMAGES: dict[str, tuple[str, str]] = {
+    "targa": ("bgr24", "tga"),
+    "qoi": ("rgb24", "qoi"),
+    "pcx": ("rgb24", "pcx"),
+}
+
+
+def write_still_image(out_dir: str | os.PathLike[str], codec: str, *, seed: int = 0) -> Path:
+    """Write a 64x48 image of random pixels in ``codec`` (one of :data:`STILL_IMAGES`) to
+    ``out_dir/image.EXT``, named by its format (FFmpeg picks these demuxers by name)."""
+    import av
+    import numpy as np
+
+    pix_fmt, ext = STILL_IMAGES[codec]
+    path = Path(out_dir) / f"image.{ext}"
+    image = np.random.default_rng(seed).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    with av.open(str(path), "w", format="image2") as container:
+        stream = container.add_stream(codec)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, pix_fmt
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format=pix_fmt)
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            container.mux(packet)
+    return path
+
+
 def make_bad_files(out_dir: str | os.PathLike[str]) -> dict[str, Path]:
     """Write files a video tool must reject gracefully; returns ``{name: path}``.
 
