@@ -286,3 +286,35 @@ def test_the_index_is_small(tmp_path: Path) -> None:
     index = _index(*({"path": f"/data/{'x' * 200}/{i}.mp4"} for i in range(1000)))
     assert index.bytes_held() <= 60 * 1000
     assert np.all(np.diff(index.hi.astype(np.float64)) >= 0)  # sorted for lookups
+
+
+def test_keys_sharing_the_high_half_of_their_digest_stay_apart() -> None:
+    """All but impossible with real paths (64 bits shared), but the sort and the lookups
+    must not mix two such keys up: made here by hand."""
+    from vmae_cli.rowindex import _newest_sorted
+
+    hi = np.array([5, 5, 5, 3, 5], np.uint64)
+    lo = np.array([1, 2, 1, 0, 2], np.uint64)
+    window = np.array([-1, -1, -1, -1, 0], np.int32)
+    order = _newest_sorted(hi, lo, window)
+    assert order.tolist() == [3, 2, 1, 4]  # by (hi, lo, window), the newest of each
+    n = len(order)
+    index = RowIndex(
+        hi=hi[order],
+        lo=lo[order],
+        window=window[order],
+        windows=np.full(n, -1, np.int32),
+        size_bytes=np.zeros(n, np.int64),
+        mtime_ns=np.zeros(n, np.int64),
+        status=np.zeros(n, np.int32),
+        origin=np.zeros(n, np.int32),
+        ordinal=order,
+        statuses=[""],
+        origins=[("", "", "")],
+        rows=5,
+        legacy_rows=np.zeros(0, np.int64),
+    )
+    asked_hi = np.array([5, 5, 5, 5, 3, 4], np.uint64)
+    asked_lo = np.array([2, 1, 2, 3, 0, 0], np.uint64)
+    assert index.holds(asked_hi, asked_lo).tolist() == [True, True, True, False, True, False]
+    assert index.holds(asked_hi, asked_lo, 0).tolist() == [True, False, True] + [False] * 3

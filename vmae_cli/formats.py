@@ -5,7 +5,8 @@ home of its format: its name and file extensions, its columns, whether a new fil
 a byte-order mark, how a row is written (flushed as soon as it is known), how the file is
 stored while a run writes it (:meth:`store`: a locked file appended to, see
 :mod:`vmae_cli.output`), and how its rows are read back: record by record for a resumed run
-(``parse``), as dicts (``read``) or as one pandas table (``frame``) for ``summarize`` and
+(``scan``, into a :class:`~vmae_cli.rowindex.RowIndex`; ``records`` and ``values`` one by
+one for a rewrite), as dicts (``read``) or as one pandas table (``frame``) for ``summarize`` and
 ``report``. Formula escapes are written and undone in :class:`CsvFormat` alone, and every
 ``path`` read back is the video's identity (:func:`vmae_cli.identity.key_of_cell`).
 
@@ -439,7 +440,7 @@ class CsvFormat:
 
     @staticmethod
     def encode(columns: list[str], values: dict[str, Any]) -> bytes:
-        """One record of ``values`` (as :meth:`parse` gives them) under ``columns``."""
+        """One record of ``values`` (as :meth:`values` gives them) under ``columns``."""
         out = io.StringIO()
         csv.writer(out, lineterminator="\r\n").writerow(
             [neutralize_formula(v) if isinstance(v, str) else v for v in map(values.get, columns)]
@@ -527,6 +528,9 @@ RESUME_COLUMNS = (
     "windows",
     "window",
 )
+#: Bytes of CSV Arrow parses at once. It holds several such blocks in flight: larger ones read
+#: no faster and hold a hundred megabytes more.
+ARROW_BLOCK_BYTES = 1 << 20
 #: What makes a ``path`` cell maybe not an identity (:func:`~vmae_cli.identity.
 #: is_legacy_cell`, or a formula escape): not absolute, or a part that normalising changes.
 _MAYBE_LEGACY = r"^[^/]|^$|//|/\.\.?(/|$)|./$"
@@ -596,7 +600,7 @@ def _arrow_csv_scan(
     source = _Slice(fd, body, end)
     reader = pacsv.open_csv(
         source,
-        read_options=pacsv.ReadOptions(column_names=columns, block_size=CHUNK_BYTES // 4),
+        read_options=pacsv.ReadOptions(column_names=columns, block_size=ARROW_BLOCK_BYTES),
         parse_options=pacsv.ParseOptions(newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(
             include_columns=used,
@@ -606,15 +610,34 @@ def _arrow_csv_scan(
         ),
     )
     rows = 0
-    for batch in reader:
-        builder.add(_arrow_block(batch, escaped=True))
-        rows += batch.num_rows
+    for block in _blocks(reader):
+        builder.add(_arrow_block(block, escaped=True))
+        rows += block.num_rows
     if source.quotes % 2:
         raise _NotFast  # torn inside a quoted cell: Arrow read the torn part as a row
     return Scan(header, columns, body, end, rows, fast=True)
 
 
-def _arrow_block(batch: pa.RecordBatch, *, escaped: bool) -> RowBlock:
+def _blocks(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.Table]:
+    """Arrow's small batches gathered into blocks of about :data:`~vmae_cli.rowindex.
+    BLOCK_ROWS` rows (each computation over a block costs the same whatever its size)."""
+    import pyarrow as pa
+
+    from .rowindex import BLOCK_ROWS
+
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in batches:
+        pending.append(batch)
+        rows += batch.num_rows
+        if rows >= BLOCK_ROWS:
+            yield pa.Table.from_batches(pending).combine_chunks()
+            pending, rows = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending).combine_chunks()
+
+
+def _arrow_block(batch: pa.RecordBatch | pa.Table, *, escaped: bool) -> RowBlock:
     """A block of rows read by Arrow (``escaped``: CSV cells, with formula escapes and
     numbers as text), the same :meth:`~vmae_cli.rowindex.RowBlock.of_values` makes of the
     same rows read one by one."""
@@ -627,10 +650,14 @@ def _arrow_block(batch: pa.RecordBatch, *, escaped: bool) -> RowBlock:
     n = batch.num_rows
     names = batch.schema.names
 
+    def col(name: str) -> pa.Array:
+        column = batch.column(name)
+        return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
     def text(name: str) -> pa.Array:
         if name not in names:
             return pa.array([""] * n, pa.string())
-        column = pc.cast(batch.column(name), pa.string()).fill_null("")
+        column = pc.cast(col(name), pa.string()).fill_null("")
         if escaped and pc.any(pc.starts_with(column, "'")).as_py():
             column = pa.array([unescape(v) for v in column.to_pylist()], pa.string())
         return column
@@ -642,7 +669,7 @@ def _arrow_block(batch: pa.RecordBatch, *, escaped: bool) -> RowBlock:
     def integers(name: str, dtype: type, none: int) -> np.ndarray:
         if name not in names:
             return np.full(n, none, dtype)
-        column = batch.column(name)
+        column = col(name)
         try:
             if pa.types.is_string(column.type):
                 # An empty cell is none; plain decimal digits Arrow reads as int() does (it
@@ -658,16 +685,17 @@ def _arrow_block(batch: pa.RecordBatch, *, escaped: bool) -> RowBlock:
         inside = (values > info.min) & (values <= info.max) & (values != MISSING)
         return np.where(inside, values, none).astype(dtype)
 
-    cells = batch.column("path")
-    if cells.null_count:
+    if col("path").null_count:
         raise ValueError("a row without a path")  # not vmae's: read row by row (or refused)
     cells = text("path")
-    keys = cells.to_pylist()
+    # UTF-8 bytes: what the digest takes, without making each cell a str first.
+    keys = pc.cast(cells, pa.binary()).to_pylist()
     legacy = []
     for i in np.flatnonzero(pc.match_substring_regex(cells, _MAYBE_LEGACY).to_numpy(False)):
-        key = key_of_cell(keys[i])
-        if key != keys[i]:
-            keys[i] = key
+        cell = keys[i].decode("utf-8")
+        key = key_of_cell(cell)
+        if key != cell:
+            keys[i] = key.encode("utf-8", "surrogatepass")
             legacy.append(i)
     status_codes, statuses = codes(text("status"))
     parts = [codes(text(c)) for c in ("model", "protocol", "model_revision")]
@@ -741,7 +769,7 @@ class JsonlFormat:
 
     @staticmethod
     def encode(columns: list[str] | None, values: dict[str, Any]) -> bytes:
-        """One line of ``values`` (as :meth:`parse` gives them)."""
+        """One line of ``values`` (as :meth:`values` gives them)."""
         del columns
         return (json.dumps(values, ensure_ascii=False) + "\n").encode("utf-8")
 
@@ -1006,8 +1034,9 @@ class ParquetStore:
             raise self._unreadable()
         used = [c for c in RESUME_COLUMNS if c in names]
         try:
-            for batch in parquet.iter_batches(batch_size=PARQUET_ROW_GROUP_ROWS, columns=used):
-                builder.add(_arrow_block(batch, escaped=False))
+            batches = parquet.iter_batches(batch_size=PARQUET_ROW_GROUP_ROWS, columns=used)
+            for block in _blocks(batches):
+                builder.add(_arrow_block(block, escaped=False))
         except (OSError, ValueError, pa.ArrowException):
             raise self._unreadable() from None
 

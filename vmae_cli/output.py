@@ -9,11 +9,16 @@ stdout.
   A SIGKILL can leave at most a torn last record; it is cut off when the file is opened
   again, and its video is redone.
 * **Nothing doubled.** A resumed run skips videos whose row is there with the same size and
-  modification time; a redone video's older row is removed when the run ends (or, if the run
-  is killed first, when the file is next opened), keeping the newest row per path.
+  modification time; a redone video's older row is removed before the run writes (or, if the
+  run is killed first, when the file is next opened), keeping the newest row per path.
+* **Memory that does not grow with the file.** Resume reads the file a chunk at a time into
+  a :class:`~vmae_cli.rowindex.RowIndex` (tens of bytes a row, never the rows' text), and a
+  rewrite copies the records that stay a chunk at a time; a file with nothing to drop is
+  left as it is (a torn record cut off).
 
 What a file holds is its format's business (:mod:`vmae_cli.formats`): an :class:`OutputFile`
-is given the format's class, and asks it to parse the file's records and to encode a record.
+is given the format's class, and asks it to read the file's rows into an index (``scan``),
+to split it into records and read one (``records``, ``values``), and to encode a record.
 """
 
 from __future__ import annotations

@@ -61,12 +61,15 @@ class PreviousRow:
 Origin = tuple[str, str, str]
 
 
-def digest_keys(keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The 128-bit digests of ``keys`` as two uint64 arrays (high and low halves)."""
+def digest_keys(keys: Sequence[str] | Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """The 128-bit digests of ``keys`` (text, or its UTF-8 bytes: the same digest) as two
+    uint64 arrays (high and low halves)."""
     blake = hashlib.blake2b
-    joined = b"".join(
-        blake(k.encode("utf-8", "surrogatepass"), digest_size=DIGEST_BYTES).digest() for k in keys
-    )
+    if len(keys) and isinstance(keys[0], bytes):
+        data = keys
+    else:
+        data = [k.encode("utf-8", "surrogatepass") for k in keys]  # type: ignore[union-attr]
+    joined = b"".join([blake(k, digest_size=DIGEST_BYTES).digest() for k in data])
     halves = np.frombuffer(joined, dtype="<u8").reshape(-1, 2)
     return halves[:, 0].copy(), halves[:, 1].copy()
 
@@ -93,7 +96,7 @@ class RowBlock:
     window counts and window numbers, and which of them (positions in the block) held an
     older vmae's relative path."""
 
-    keys: Sequence[str]
+    keys: Sequence[str] | Sequence[bytes]  # text, or its UTF-8 bytes (a fast reader's)
     status: Coded
     origin: Coded  # of Origin triples
     size_bytes: np.ndarray  # int64, MISSING for none
@@ -258,18 +261,24 @@ def _newest_sorted(hi: np.ndarray, lo: np.ndarray, window: np.ndarray) -> np.nda
     order = np.argsort(hi)
     sorted_hi = hi[order]
     same_next = sorted_hi[1:] == sorted_hi[:-1]
+    del sorted_hi
+    last = np.ones(len(order), bool)
     if same_next.any():
         in_run = np.zeros(len(order), bool)
         in_run[:-1] |= same_next
         in_run[1:] |= same_next
         at = np.flatnonzero(in_run)
+        del in_run
         members = order[at]
-        resorted = np.lexsort((members, window[members], lo[members], sorted_hi[at]))
-        order[at] = members[resorted]
-    del sorted_hi
-    h, w, lw = hi[order], window[order], lo[order]
-    last = np.ones(len(order), bool)
-    last[:-1] = (h[1:] != h[:-1]) | (lw[1:] != lw[:-1]) | (w[1:] != w[:-1])
+        resorted = np.lexsort((members, window[members], lo[members], hi[members]))
+        members = members[resorted]
+        order[at] = members
+        # Within the runs (only there: elsewhere each hi is one row's), a row is the last of
+        # its (hi, lo, window) when the next one differs.
+        h, lw, w = hi[members], lo[members], window[members]
+        differs = (h[1:] != h[:-1]) | (lw[1:] != lw[:-1]) | (w[1:] != w[:-1])
+        next_in_run = at[1:] == at[:-1] + 1
+        last[at[:-1]] = ~next_in_run | differs
     return order[last]
 
 
