@@ -413,8 +413,8 @@ class RowIndex:
 
     def video_origins(self) -> set[Origin]:
         """Who made the video rows (no window): (model, protocol, model_revision) triples."""
-        codes = np.unique(self.origin[self.window == NO_WINDOW])
-        return {self.origins[c] for c in codes}
+        used = np.bincount(self.origin[self.window == NO_WINDOW], minlength=len(self.origins))
+        return {self.origins[c] for c in np.flatnonzero(used)}
 
     def rows_kept(self, redone: Iterable[str], videos: RowIndex | None = None) -> np.ndarray:
         """Which rows of the file stay (a bool per ordinal): the newest of each (key,
