@@ -1092,6 +1092,7 @@ class ParquetStore:
         """Make the Parquet file and the journal one Parquet file (aside, then renamed),
         remove the journal, release the lock."""
         import pyarrow as pa
+        import pyarrow.compute as pc
 
         from .rowindex import NO_WINDOW, RowIndexBuilder, digest_keys
 
@@ -1115,7 +1116,7 @@ class ParquetStore:
                     mine = parquet_keep[at : at + n] if parquet_keep is not None else None
                     at += n
                     if len(journal):
-                        hi, lo = digest_keys(batch.column("path").to_pylist())
+                        hi, lo = digest_keys(pc.cast(batch.column("path"), pa.binary()).to_pylist())
                         window = (
                             batch.column("window").fill_null(NO_WINDOW).to_numpy(False)
                             if "window" in schema.names

@@ -394,7 +394,9 @@ class OutputFile:
                     continue
                 if row < len(keep) and keep[row]:
                     if legacy[row]:
-                        values = values or self.fmt.values(scan.columns, record) or {}
+                        values = values or self.fmt.values(scan.columns, record)
+                        if not is_row(values):
+                            raise _Disagreement
                         values = {**values, "path": key_of_cell(values["path"])}
                         record = self.fmt.encode(scan.columns, values)
                     out.write(record)
