@@ -424,7 +424,7 @@ class CsvFormat:
         for a CSV without a ``path`` column.
         """
         bom = len(BOM) if os.pread(fd, len(BOM), 0) == BOM else 0
-        header = next(iter(iter_csv_records(read_chunks(fd, bom, size))), None)
+        header = next(iter_csv_records(read_chunks(fd, bom, size, TAIL_BYTES)), None)
         if header is None:
             return Scan(None, None, 0, 0, 0)  # nothing whole: the file starts anew
         columns = csv_columns(header)
@@ -531,6 +531,8 @@ RESUME_COLUMNS = (
 #: Bytes of CSV Arrow parses at once. It holds several such blocks in flight: larger ones read
 #: no faster and hold a hundred megabytes more.
 ARROW_BLOCK_BYTES = 1 << 20
+#: Bytes read first from a file's end to find its last newline (a record is far shorter).
+TAIL_BYTES = 1 << 16
 #: What makes a ``path`` cell maybe not an identity (:func:`~vmae_cli.identity.
 #: is_legacy_cell`, or a formula escape): not absolute, or a part that normalising changes.
 _MAYBE_LEGACY = r"^[^/]|^$|//|/\.\.?(/|$)|./$"
@@ -570,13 +572,13 @@ class _Slice:
 def _end_of_records(fd: int, start: int, size: int) -> int:
     """Where the file's last newline ends (``start`` when there is none after it): a kill
     tears at most the record after it."""
-    stop = size
+    stop, span = size, TAIL_BYTES
     while stop > start:
-        begin = max(start, stop - CHUNK_BYTES)
+        begin = max(start, stop - span)
         at = os.pread(fd, stop - begin, begin).rfind(b"\n")
         if at >= 0:
             return begin + at + 1
-        stop = begin
+        stop, span = begin, min(span * 2, CHUNK_BYTES)
     return start
 
 

@@ -102,11 +102,11 @@ def is_row(values: dict[str, Any] | None) -> bool:
     return values is not None and isinstance(values.get("path"), str)
 
 
-def read_chunks(fd: int, start: int, stop: int) -> Iterator[bytes]:
-    """The bytes of ``fd`` from ``start`` to ``stop``, a chunk at a time."""
+def read_chunks(fd: int, start: int, stop: int, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """The bytes of ``fd`` from ``start`` to ``stop``, ``chunk_bytes`` at a time."""
     offset = start
     while offset < stop:
-        chunk = os.pread(fd, min(stop - offset, CHUNK_BYTES), offset)
+        chunk = os.pread(fd, min(stop - offset, chunk_bytes), offset)
         if not chunk:
             return
         yield chunk
