@@ -213,7 +213,10 @@ class RowIndexBuilder:
         lo = _concat(parts.pop("lo"), np.uint64)
         window = _concat(parts.pop("window"), np.int32)
         order = _newest_sorted(hi, lo, window)  # ordinals of the rows kept, in key order
-        hi, lo, window = hi[order], lo[order], window[order]
+        # One array at a time: each old one is freed before the next is gathered.
+        hi = hi[order]
+        lo = lo[order]
+        window = window[order]
         columns = {}
         for name, dtype in (("size", np.int64), ("mtime", np.int64), ("windows", np.int32)):
             columns[name] = _concat(parts.pop(name), dtype)[order]
