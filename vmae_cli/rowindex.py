@@ -165,11 +165,11 @@ class RowIndexBuilder:
     """Collects :class:`RowBlock`\\ s, then :meth:`seal` makes the :class:`RowIndex`."""
 
     def __init__(self) -> None:
-        self._parts: dict[str, list[np.ndarray]] = {
+        self._parts: dict[str, list] = {
             name: [] for name in ("hi", "lo", "size", "mtime", "windows", "window")
         }
-        self._status: list[np.ndarray] = []
-        self._origin: list[np.ndarray] = []
+        self._status: list = []
+        self._origin: list = []
         self._legacy: list[np.ndarray] = []
         self.statuses: dict[str, int] = {}
         self.origins: dict[Origin, int] = {}
@@ -180,17 +180,17 @@ class RowIndexBuilder:
         if not len(block):
             return
         hi, lo = digest_keys(block.keys)
+        self._parts["hi"].append(hi)
+        self._parts["lo"].append(lo)
         for name, values in (
-            ("hi", hi),
-            ("lo", lo),
             ("size", block.size_bytes),
             ("mtime", block.mtime_ns),
             ("windows", block.windows),
             ("window", block.window),
         ):
-            self._parts[name].append(values)
-        self._status.append(_recode(block.status, self.statuses))
-        self._origin.append(_recode(block.origin, self.origins))
+            self._parts[name].append(_compact(values))
+        self._status.append(_compact(_recode(block.status, self.statuses)))
+        self._origin.append(_compact(_recode(block.origin, self.origins)))
         if len(block.legacy):
             self._legacy.append(block.legacy.astype(np.int64) + self.rows)
         self.rows += len(block)
@@ -216,12 +216,12 @@ class RowIndexBuilder:
         # One array at a time: each old one is freed before the next is gathered.
         hi = hi[order]
         lo = lo[order]
-        window = window[order]
+        window = _take(window, order)
         columns = {}
         for name, dtype in (("size", np.int64), ("mtime", np.int64), ("windows", np.int32)):
-            columns[name] = _concat(parts.pop(name), dtype)[order]
-        status = _concat(self._status, np.int32)[order]
-        origin = _concat(self._origin, np.int32)[order]
+            columns[name] = _take(_concat(parts.pop(name), dtype), order)
+        status = _take(_concat(self._status, np.int32), order)
+        origin = _take(_concat(self._origin, np.int32), order)
         self._status, self._origin = [], []
         return RowIndex(
             hi=hi,
@@ -246,12 +246,47 @@ def _recode(coded: Coded, names: dict) -> np.ndarray:
     return table[coded.codes] if len(table) else coded.codes.astype(np.int32)
 
 
-def _concat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
-    if not parts:
-        return np.zeros(0, dtype)
-    whole = np.concatenate(parts).astype(dtype, copy=False)
+@dataclass(frozen=True)
+class _Same:
+    """A block's column that holds one value (a video row's window, an output of one status
+    and one model): kept as that value, not an array."""
+
+    value: int
+    rows: int
+
+
+def _compact(values: np.ndarray) -> np.ndarray | _Same:
+    if len(values) and (values == values[0]).all():
+        return _Same(values[0].item(), len(values))
+    return values
+
+
+def _concat(parts: list, dtype: type) -> np.ndarray:
+    """The parts as one array; one that holds a single value takes no memory (a read-only
+    view of that value: a column of video rows' windows costs nothing)."""
+    total = sum(p.rows if isinstance(p, _Same) else len(p) for p in parts)
+    values = {p.value for p in parts if isinstance(p, _Same)}
+    if len(values) == 1 and all(isinstance(p, _Same) for p in parts):
+        whole = np.broadcast_to(np.asarray(values.pop(), dtype), (total,))
+    elif not parts:
+        whole = np.zeros(0, dtype)
+    else:
+        whole = np.concatenate(
+            [np.full(p.rows, p.value, dtype) if isinstance(p, _Same) else p for p in parts]
+        ).astype(dtype, copy=False)
     parts.clear()
     return whole
+
+
+def _take(values: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``values[order]``, without making a column of one value an array."""
+    if len(values) and values.strides == (0,):
+        return np.broadcast_to(values[:1], (len(order),))
+    return values[order]
+
+
+def _held(values: np.ndarray) -> int:
+    return 0 if values.strides == (0,) else values.nbytes
 
 
 def _newest_sorted(hi: np.ndarray, lo: np.ndarray, window: np.ndarray) -> np.ndarray:
@@ -265,23 +300,24 @@ def _newest_sorted(hi: np.ndarray, lo: np.ndarray, window: np.ndarray) -> np.nda
     sorted_hi = hi[order]
     same_next = sorted_hi[1:] == sorted_hi[:-1]
     del sorted_hi
+    if not same_next.any():
+        return order  # every row its own key (a video-row file without duplicates)
     last = np.ones(len(order), bool)
-    if same_next.any():
-        in_run = np.zeros(len(order), bool)
-        in_run[:-1] |= same_next
-        in_run[1:] |= same_next
-        at = np.flatnonzero(in_run)
-        del in_run
-        members = order[at]
-        resorted = np.lexsort((members, window[members], lo[members], hi[members]))
-        members = members[resorted]
-        order[at] = members
-        # Within the runs (only there: elsewhere each hi is one row's), a row is the last of
-        # its (hi, lo, window) when the next one differs.
-        h, lw, w = hi[members], lo[members], window[members]
-        differs = (h[1:] != h[:-1]) | (lw[1:] != lw[:-1]) | (w[1:] != w[:-1])
-        next_in_run = at[1:] == at[:-1] + 1
-        last[at[:-1]] = ~next_in_run | differs
+    in_run = np.zeros(len(order), bool)
+    in_run[:-1] |= same_next
+    in_run[1:] |= same_next
+    at = np.flatnonzero(in_run)
+    del in_run
+    members = order[at]
+    resorted = np.lexsort((members, window[members], lo[members], hi[members]))
+    members = members[resorted]
+    order[at] = members
+    # Within the runs (only there: elsewhere each hi is one row's), a row is the last of its
+    # (hi, lo, window) when the next one differs.
+    h, lw, w = hi[members], lo[members], window[members]
+    differs = (h[1:] != h[:-1]) | (lw[1:] != lw[:-1]) | (w[1:] != w[:-1])
+    next_in_run = at[1:] == at[:-1] + 1
+    last[at[:-1]] = ~next_in_run | differs
     return order[last]
 
 
@@ -344,7 +380,7 @@ class RowIndex:
     def bytes_held(self) -> int:
         """Memory the index's arrays hold."""
         arrays = (self.hi, self.lo, self.window, self.windows, self.size_bytes, self.mtime_ns)
-        return sum(a.nbytes for a in (*arrays, self.status, self.origin, self.ordinal))
+        return sum(_held(a) for a in (*arrays, self.status, self.origin, self.ordinal))
 
     def _positions(self, hi: np.ndarray, lo: np.ndarray, window: np.ndarray | int) -> np.ndarray:
         """Where each (hi, lo, window) sits in the index, -1 where it has none."""
