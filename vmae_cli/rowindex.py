@@ -2,9 +2,10 @@
 
 A resumed run needs, of every row an earlier run wrote, only its key (the ``path`` cell, a
 video's identity), window, status, file stamp, window count and the model that made it;
-never its text. :class:`RowIndex` keeps those as numpy arrays, about 56 bytes a row however
-long the path, so that resuming into an output of ten million rows holds hundreds of
-megabytes, not the file:
+never its text. :class:`RowIndex` keeps those as numpy arrays, 40 to 56 bytes a row however
+long the path (a column of one value, such as the windows of video rows, costs nothing), so
+that resuming into an output of ten million rows holds a few hundred megabytes, not the
+file:
 
 * a key is its 128-bit BLAKE2b digest (:func:`digest_keys`): two uint64 arrays;
 * the stamp and counts are int64 / int32 arrays (:data:`MISSING`, :data:`NO_WINDOW` for
