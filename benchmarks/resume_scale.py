@@ -95,9 +95,9 @@ def measure(what: str, model: Path, videos: Path, out: Path) -> dict:
         assert report.videos == 3, report.summary_line()
         figures = {"first_row_s": round(firsts[0], 2), "skipped": report.skipped}
     elif what == "summarize":
-        from vmae_cli.summary import by_label, read_results
+        from vmae_cli.summary import SUMMARY_COLUMNS, by_label, read_results
 
-        table = read_results([str(out)])
+        table = read_results([str(out)], SUMMARY_COLUMNS)  # what `vmae summarize` reads
         by_label(table)
         figures = {"rows": len(table)}
     else:

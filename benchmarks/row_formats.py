@@ -50,6 +50,7 @@ def one(fmt: str, n: int, folder: str) -> dict:
 
     from vmae_cli.formats import FORMATS as ALL
     from vmae_cli.formats import read_frame
+    from vmae_cli.rowindex import RowIndex
     from vmae_cli.sinks import Layout, RowSink
 
     path = os.path.join(folder, f"rows{ALL[fmt].extension}")
@@ -57,7 +58,7 @@ def one(fmt: str, n: int, folder: str) -> dict:
     sink = RowSink(path, fmt, windows=False, stdout=None)
     sink.lock()
     sink.start(Layout(5, (), False, "m", "uniform"), resume=False)
-    sink.keep_only(set())
+    sink.drop(set(), RowIndex.empty())
     for p in _rows(n):
         sink.write(p)
     sink.finish()

@@ -376,3 +376,26 @@ def test_odd_paths_round_trip(tmp_path: Path) -> None:
     emb.keep_only(done)
     emb.finish()
     assert list(rows(path)) == [(odd, 0), (odd, None)]
+
+
+def test_paths_are_every_video_with_a_vector_in_the_file_or_the_journal(tmp_path: Path) -> None:
+    """What a resumed run's embeddings sink filters by the video rows' index (issue 25): the
+    file's paths and the journal's, windows' included; none after a fresh start."""
+    path = tmp_path / "emb.parquet"
+    emb, _ = open_file(path, resume=False)
+    emb.write("a", vec(1))
+    emb.finish()
+    emb, _ = open_file(path, resume=True)
+    emb.keep_only({"a"})
+    emb.write("b", vec(2), [(0, vec(2.1))])
+    emb.close()
+    emb, done = open_file(path, resume=True)
+    assert emb.paths() == {"a", "b"} and done == {"a", "b"}
+    emb.close()
+    journal(path).write_bytes(journal(path).read_bytes()[:-3])  # b's video vector torn
+    emb, done = open_file(path, resume=True)
+    assert emb.paths() == {"a", "b"} and done == {"a"}  # b's window vector stays a path
+    emb.close()
+    emb, _ = open_file(path, resume=False)
+    assert emb.paths() == set()
+    emb.close()

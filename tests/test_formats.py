@@ -24,6 +24,7 @@ from vmae_cli.formats import (
     unescape,
 )
 from vmae_cli.results import LabelScore, Prediction, VideoMeta, WindowPrediction, WindowRow
+from vmae_cli.rowindex import RowIndex
 from vmae_cli.sinks import Layout, RowSink
 
 META = VideoMeta("opencv", 100, 98, 25.0, 3.92, 320, 240, 0)
@@ -120,7 +121,7 @@ def _write_through_a_sink(path, predictions, top_k: int = 2) -> None:
     sink = RowSink(str(path), fmt, windows=False, stdout=None)
     sink.lock()
     sink.start(Layout(top_k, (), False, "m", "uniform"), resume=False)
-    sink.keep_only(set())
+    sink.drop(set(), RowIndex.empty())
     for p in predictions:
         sink.write(p)
     sink.finish()
@@ -202,9 +203,10 @@ def test_a_parquet_file_and_its_journal_are_read_as_one(tmp_path) -> None:
     sink = RowSink(str(path), "parquet", windows=False, stdout=None)
     sink.lock()
     held = sink.start(Layout(2, (), False, "m", "uniform"), resume=True).rows
-    assert sorted(held) == ["/v/a.mp4", "/v/b.mp4", "/v/c.mp4", "/v/d.mp4"]
-    assert held["/v/c.mp4"].status == "ok"
-    sink.keep_only({"/v/a.mp4", "/v/c.mp4"})  # b and d are redone
+    assert len(held) == 4 and held.superseded == 1  # c's Parquet row: the journal's is newer
+    assert [held.find(f"/v/{v}.mp4") is not None for v in "abcde"] == [True] * 4 + [False]
+    assert held.find("/v/c.mp4").status == "ok"
+    sink.drop({"/v/b.mp4", "/v/d.mp4"}, held)  # b and d are redone
     sink.write(_ok("/v/b.mp4"))
     sink.finish()
     assert not journal.exists()

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from vmae_cli.formats import FORMATS, CsvFormat, JsonlFormat
-from vmae_cli.output import BOM, OutputFile, check_writable, parse_output
+from vmae_cli.output import BOM, OutputFile, check_writable
+from vmae_cli.rowindex import RowIndex
 
 CSV_FILE = (
     BOM + b"path,status,model,protocol,size_bytes,mtime_ns\r\n"
@@ -17,15 +18,27 @@ CSV_FILE = (
 )
 
 
-def test_rows_carry_the_model_and_protocol_that_made_them() -> None:
-    rows = parse_output(CSV_FILE, CsvFormat).rows
-    assert [(r.key, r.model, r.protocol) for r in rows] == [
-        ("/v/a.mp4", "m", "uniform"),
-        ("/v/b.mp4", "m", "uniform"),
+def read_back(path: Path, data: bytes, fmt=CsvFormat) -> RowIndex:
+    """The index a resume reads of a file holding ``data`` (the file is left as it was)."""
+    path.write_bytes(data)
+    out = OutputFile(path, fmt).lock()
+    try:
+        return out.start(resume=True)
+    finally:
+        out.close()
+
+
+def test_rows_carry_the_model_and_protocol_that_made_them(tmp_path: Path) -> None:
+    index = read_back(tmp_path / "rows.csv", CSV_FILE)
+    rows = [index.find(k) for k in ("/v/a.mp4", "/v/b.mp4")]
+    assert [(r.key, r.model, r.protocol, r.status) for r in rows] == [
+        ("/v/a.mp4", "m", "uniform", "ok"),
+        ("/v/b.mp4", "m", "uniform", "not_video"),
     ]
+    assert index.video_origins() == {("m", "uniform", "")}
     line = b'{"path": "/a", "model": "x", "protocol": "videomae"}\n'
-    rows = parse_output(line, JsonlFormat).rows
-    assert (rows[0].model, rows[0].protocol) == ("x", "videomae")
+    row = read_back(tmp_path / "rows.jsonl", line, JsonlFormat).find("/a")
+    assert (row.model, row.protocol) == ("x", "videomae")
 
 
 def test_a_fresh_start_truncates_and_counts_what_it_replaced(tmp_path: Path) -> None:
@@ -33,7 +46,7 @@ def test_a_fresh_start_truncates_and_counts_what_it_replaced(tmp_path: Path) -> 
     path.write_bytes(CSV_FILE)
     out = OutputFile(path, CsvFormat).lock()
     assert out.count_rows() == 2
-    assert out.start(resume=False) == []
+    assert len(out.start(resume=False)) == 0
     assert path.read_bytes() == b""
     out.close()
     other = tmp_path / "notes.csv"
@@ -48,7 +61,8 @@ def test_resume_reads_the_rows_and_keeps_the_file(tmp_path: Path) -> None:
     path.write_bytes(CSV_FILE)
     out = OutputFile(path, CsvFormat).lock()
     columns = CsvFormat.columns_for(1)
-    assert [r.key for r in out.start(resume=True, columns=None)] == ["/v/a.mp4", "/v/b.mp4"]
+    index = out.start(resume=True, columns=None)
+    assert len(index) == 2 and index.find("/v/a.mp4").stamp.size_bytes == 10
     assert not out.is_empty
     out.close()
     assert path.read_bytes() == CSV_FILE

@@ -19,13 +19,8 @@ from typer.testing import CliRunner
 
 from vmae_cli.cli import EXIT_BUSY, app
 from vmae_cli.formats import CsvFormat, JsonlFormat, split_csv_records
-from vmae_cli.output import (
-    OutputBusyError,
-    OutputFile,
-    OutputMismatchError,
-    newest_per_key,
-    parse_output,
-)
+from vmae_cli.output import OutputBusyError, OutputFile, OutputMismatchError
+from vmae_cli.rowindex import RowIndex
 
 # ---------------------------------------------------------------------------------------
 # Pure functions
@@ -39,47 +34,62 @@ def test_csv_records_keep_quoted_newlines_and_leave_a_torn_tail() -> None:
     assert tail == b'"d\nhalf'
 
 
-def test_parse_output_reads_rows_and_ignores_torn_or_broken_records() -> None:
+def _resume(path: Path, data: bytes, fmt, redone=frozenset()) -> RowIndex:
+    """Resume into a file holding ``data``: its index, then the file as a run leaves it
+    (rows of ``redone`` dropped) before it writes."""
+    path.write_bytes(data)
+    out = OutputFile(path, fmt).lock()
+    index = out.start(resume=True)
+    out.drop(set(redone), None)
+    out.close()
+    return index
+
+
+def test_resume_reads_rows_and_drops_torn_or_broken_records(tmp_path: Path) -> None:
     header = b"\xef\xbb\xbfpath,status,size_bytes,mtime_ns\r\n"
-    data = header + b"/v/a.mp4,ok,10,20\r\n/v/b.mp4,not_video,5,6\r\n/v/c.mp4,o"
-    read = parse_output(data, CsvFormat)
-    assert read.header == header[3:]
-    assert [(r.key, r.status, r.stamp.size_bytes) for r in read.rows] == [
+    rows = b"/v/a.mp4,ok,10,20\r\n/v/b.mp4,not_video,5,6\r\n"
+    path = tmp_path / "rows.csv"
+    index = _resume(path, header + rows + b"/v/c.mp4,o", CsvFormat)
+    assert [
+        (r.key, r.status, r.stamp.size_bytes) for r in map(index.find, ("/v/a.mp4", "/v/b.mp4"))
+    ] == [
         ("/v/a.mp4", "ok", 10),
         ("/v/b.mp4", "not_video", 5),
     ]
-    assert read.tail == b"/v/c.mp4,o"
-    assert not read.legacy
+    assert index.find("/v/c.mp4") is None and index.rows == 2 and not index.legacy
+    assert path.read_bytes() == header + rows  # the torn record cut
     jsonl = b'{"path": "/a", "status": "ok"}\nnot json\n{"path": "/b", "status": "ok"}\n{"pa'
-    read = parse_output(jsonl, JsonlFormat)
-    assert [r.key for r in read.rows] == ["/a", "/b"]
-    assert read.rows[0].stamp is None
-    assert read.tail == b'{"pa'
+    path = tmp_path / "rows.jsonl"
+    index = _resume(path, jsonl, JsonlFormat)
+    assert index.rows == 2 and index.find("/a").stamp is None and index.find("/b") is not None
+    assert path.read_bytes() == b'{"path": "/a", "status": "ok"}\n{"path": "/b", "status": "ok"}\n'
 
 
 def test_rows_of_an_older_vmae_get_absolute_paths_and_new_records(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
+    path = tmp_path / "rows.csv"
     data = b"path,status\r\nclips/a.mp4,ok\r\n'=b.mp4,ok\r\n/abs/c.mp4,ok\r\n"
-    read = parse_output(data, CsvFormat)
-    assert read.legacy
-    assert [r.key for r in read.rows] == [
-        f"{tmp_path}/clips/a.mp4",
-        f"{tmp_path}/=b.mp4",
-        "/abs/c.mp4",
-    ]
-    assert read.rows[0].record == f"{tmp_path}/clips/a.mp4,ok\r\n".encode()
-    assert read.rows[2].record == b"/abs/c.mp4,ok\r\n"  # already an identity: its bytes kept
+    index = _resume(path, data, CsvFormat)
+    assert index.legacy
+    keys = [f"{tmp_path}/clips/a.mp4", f"{tmp_path}/=b.mp4", "/abs/c.mp4"]
+    assert all(index.find(k) is not None for k in keys)
+    assert path.read_bytes() == (
+        b"\xef\xbb\xbfpath,status\r\n"
+        + f"{tmp_path}/clips/a.mp4,ok\r\n{tmp_path}/=b.mp4,ok\r\n".encode()
+        + b"/abs/c.mp4,ok\r\n"  # already an identity: its bytes kept
+    )
 
 
-def test_newest_row_per_path_wins() -> None:
-    read = parse_output(
+def test_newest_row_per_path_wins(tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl"
+    index = _resume(
+        path,
         b'{"path": "/a", "status": "timeout"}\n{"path": "/b", "status": "ok"}\n'
         b'{"path": "/a", "status": "ok"}\n',
         JsonlFormat,
     )
-    newest = newest_per_key(read.rows)
-    assert list(newest) == [("/b", None), ("/a", None)]
-    assert newest[("/a", None)].status == "ok"
+    assert (len(index), index.superseded, index.find("/a").status) == (2, 1, "ok")
+    assert path.read_bytes() == b'{"path": "/b", "status": "ok"}\n{"path": "/a", "status": "ok"}\n'
 
 
 def test_a_second_lock_on_the_same_output_is_refused(tmp_path: Path) -> None:

@@ -237,6 +237,16 @@ class EmbeddingsFile:
         done.update(path for _, path, window in journal.records if window is None)
         return done
 
+    def paths(self) -> set[str]:
+        """After ``start(resume=True)``: every path with a vector (a video's or a window's) in
+        the final file or the journal; empty after a fresh start."""
+        self._require_lock()
+        if not self._resumed:
+            return set()
+        held = set(self._final.all_paths) if self._final is not None else set()
+        held.update(path for _, path, _ in self._scan_journal().records)
+        return held
+
     def keep_only(self, paths: set[str]) -> None:
         """After ``start(resume=True)``: rewrite the final file with only the vectors (a video's
         and its windows') of ``paths``, from the final file and the journal, then empty the

@@ -5,7 +5,8 @@ home of its format: its name and file extensions, its columns, whether a new fil
 a byte-order mark, how a row is written (flushed as soon as it is known), how the file is
 stored while a run writes it (:meth:`store`: a locked file appended to, see
 :mod:`vmae_cli.output`), and how its rows are read back: record by record for a resumed run
-(``parse``), as dicts (``read``) or as one pandas table (``frame``) for ``summarize`` and
+(``scan``, into a :class:`~vmae_cli.rowindex.RowIndex`; ``records`` and ``values`` one by
+one for a rewrite), as dicts (``read``) or as one pandas table (``frame``) for ``summarize`` and
 ``report``. Formula escapes are written and undone in :class:`CsvFormat` alone, and every
 ``path`` read back is the video's identity (:func:`vmae_cli.identity.key_of_cell`).
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import itertools
 import json
 import math
 import os
@@ -30,20 +32,28 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar
 from .errors import VmaeError
 from .identity import is_legacy_cell, key_of_cell, path_cell
 from .output import (
+    BOM,
+    CHUNK_BYTES,
     OutputFile,
     OutputMismatchError,
-    PreviousRow,
-    ReadBack,
+    Scan,
+    exact_scan,
+    is_row,
     other_columns,
     parquet_rows,
-    parse_output,
+    read_chunks,
     remove_stale_temporaries,
+    row_mask,
     temporary_name,
 )
 from .results import Prediction, WindowRow
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
+    import pyarrow as pa
+
+    from .rowindex import RowBlock, RowIndex, RowIndexBuilder
 
 #: What a writer writes: a video's prediction or a window's row.
 Record = Prediction | WindowRow
@@ -214,18 +224,6 @@ def check_frame(source: str, table: pd.DataFrame) -> None:
             raise _foreign(source, at + 1, column, cells.iloc[at], "not a finite number")
 
 
-@dataclass
-class ParsedOutput:
-    """An output file read back: its header record (CSV) and columns, its records with their
-    values (escapes undone), and an incomplete tail (a record torn by a kill; empty when the
-    file ends cleanly)."""
-
-    header: bytes | None
-    columns: list[str] | None
-    records: list[tuple[bytes, dict[str, Any]]]
-    tail: bytes
-
-
 def split_csv_records(data: bytes) -> tuple[list[bytes], bytes]:
     """Split CSV bytes into complete records (each ending in a newline outside quotes) and the
     incomplete tail (empty when the file ends cleanly).
@@ -248,6 +246,47 @@ def split_csv_records(data: bytes) -> tuple[list[bytes], bytes]:
             start = pos
             pending_quotes = 0
     return records, data[start:]
+
+
+def iter_csv_records(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The complete records of CSV bytes given a chunk at a time (as :func:`split_csv_records`
+    splits them); an incomplete tail is left out. Linear however records fall across chunks."""
+    parts: list[bytes] = []  # the record in progress, from earlier chunks
+    quotes = 0
+    for chunk in chunks:
+        start = pos = 0
+        while (nl := chunk.find(b"\n", pos)) >= 0:
+            quotes += chunk.count(b'"', pos, nl)
+            pos = nl + 1
+            if quotes % 2 == 0:
+                if parts:
+                    parts.append(chunk[start:pos])
+                    yield b"".join(parts)
+                    parts = []
+                else:
+                    yield chunk[start:pos]
+                start, quotes = pos, 0
+        quotes += chunk.count(b'"', pos)
+        if start < len(chunk):
+            parts.append(chunk[start:])
+
+
+def iter_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The complete lines (each ending in a newline) of bytes given a chunk at a time; an
+    incomplete last line is left out."""
+    parts: list[bytes] = []
+    for chunk in chunks:
+        start = 0
+        while (nl := chunk.find(b"\n", start)) >= 0:
+            if parts:
+                parts.append(chunk[start : nl + 1])
+                yield b"".join(parts)
+                parts = []
+            else:
+                yield chunk[start : nl + 1]
+            start = nl + 1
+        if start < len(chunk):
+            parts.append(chunk[start:])
 
 
 def csv_columns(header: bytes) -> list[str]:
@@ -359,33 +398,49 @@ class CsvFormat:
         return OutputFile(path, cls)
 
     @staticmethod
-    def parse(data: bytes) -> ParsedOutput:
-        """Read a CSV file written by this class (without its BOM) back into records, escapes
-        undone.
+    def records(chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """The complete records of a CSV file's bytes (a torn tail left out)."""
+        return iter_csv_records(chunks)
 
-        Records that cannot be parsed are dropped (their videos are redone): only the last
-        record can be torn by a kill, but a damaged one in the middle must not stop a resume.
-        Raises :class:`OutputMismatchError` for a CSV without a ``path`` column.
+    @staticmethod
+    def values(columns: list[str] | None, record: bytes) -> dict[str, Any] | None:
+        """One record's cells by column, escapes undone; ``None`` for a record that is not
+        a row of ``columns`` (damaged: its video is redone)."""
+        text = record.decode("utf-8", "replace")
+        cells = next(csv.reader(io.StringIO(text, newline="")), None)
+        if columns is None or cells is None or len(cells) != len(columns):
+            return None
+        return dict(zip(columns, map(unescape, cells), strict=True))
+
+    @staticmethod
+    def scan(fd: int, size: int, builder: RowIndexBuilder) -> Scan:
+        """Read a CSV file written by this class back for resume: its header, and its rows
+        into ``builder``, a block at a time.
+
+        Arrow's CSV reader reads the columns resume needs (fast); a file it reads otherwise
+        than record by record would (a cell that is not UTF-8, a record with other cells
+        than the header's, a record torn inside a quoted cell) is read record by record
+        instead (:func:`~vmae_cli.output.exact_scan`). Raises :class:`OutputMismatchError`
+        for a CSV without a ``path`` column.
         """
-        records, tail = split_csv_records(data)
-        if not records:
-            return ParsedOutput(None, None, [], tail)
-        header = records[0]
+        bom = len(BOM) if os.pread(fd, len(BOM), 0) == BOM else 0
+        header = next(iter_csv_records(read_chunks(fd, bom, size, TAIL_BYTES)), None)
+        if header is None:
+            return Scan(None, None, 0, 0, 0)  # nothing whole: the file starts anew
         columns = csv_columns(header)
         if "path" not in columns:
             raise OutputMismatchError("the existing file is not a vmae CSV (no path column)")
-        parsed = []
-        for record in records[1:]:
-            text = record.decode("utf-8", "replace")
-            cells = next(csv.reader(io.StringIO(text, newline="")), None)
-            if cells is not None and len(cells) == len(columns):
-                values = dict(zip(columns, map(unescape, cells), strict=True))
-                parsed.append((record, values))
-        return ParsedOutput(header, columns, parsed, tail)
+        body = bom + len(header)
+        mark = builder.mark()
+        try:
+            return _arrow_csv_scan(fd, size, builder, header, columns, body)
+        except (ArithmeticError, ValueError, _NotFast):  # pyarrow's errors are ValueErrors
+            builder.rollback(mark)
+        return exact_scan(CsvFormat, fd, size, builder, header=header, columns=columns, body=body)
 
     @staticmethod
     def encode(columns: list[str], values: dict[str, Any]) -> bytes:
-        """One record of ``values`` (as :meth:`parse` gives them) under ``columns``."""
+        """One record of ``values`` (as :meth:`values` gives them) under ``columns``."""
         out = io.StringIO()
         csv.writer(out, lineterminator="\r\n").writerow(
             [neutralize_formula(v) if isinstance(v, str) else v for v in map(values.get, columns)]
@@ -461,6 +516,215 @@ class CsvFormat:
         self.stream.flush()
 
 
+#: The columns resume reads of a row; the others are copied as they are, never parsed.
+RESUME_COLUMNS = (
+    "path",
+    "status",
+    "model",
+    "protocol",
+    "model_revision",
+    "size_bytes",
+    "mtime_ns",
+    "windows",
+    "window",
+)
+#: Bytes of CSV Arrow parses at once. It holds several such blocks in flight: larger ones read
+#: no faster and hold a hundred megabytes more.
+ARROW_BLOCK_BYTES = 1 << 20
+#: Bytes read first from a file's end to find its last newline (a record is far shorter).
+TAIL_BYTES = 1 << 16
+#: What makes a ``path`` cell maybe not an identity (:func:`~vmae_cli.identity.
+#: is_legacy_cell`, or a formula escape): not absolute, or a part that normalising changes.
+_MAYBE_LEGACY = r"^[^/]|^$|//|/\.\.?(/|$)|./$"
+
+
+class _NotFast(Exception):
+    """The fast reader cannot read this file as the record-by-record one would."""
+
+
+class _Slice:
+    """Bytes ``start``..``stop`` of a descriptor as a file for Arrow, counting the quotes
+    it hands out (an odd count: the last record was torn inside a quoted cell)."""
+
+    def __init__(self, fd: int, start: int, stop: int):
+        self.fd, self.offset, self.stop = fd, start, stop
+        self.quotes = 0
+        self.closed = False
+
+    def read(self, size: int = -1) -> bytes:
+        left = self.stop - self.offset
+        size = left if size is None or size < 0 else min(size, left)
+        data = os.pread(self.fd, size, self.offset) if size > 0 else b""
+        self.offset += len(data)
+        self.quotes += data.count(b'"')
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _end_of_records(fd: int, start: int, size: int) -> int:
+    """Where the file's last newline ends (``start`` when there is none after it): a kill
+    tears at most the record after it."""
+    stop, span = size, TAIL_BYTES
+    while stop > start:
+        begin = max(start, stop - span)
+        at = os.pread(fd, stop - begin, begin).rfind(b"\n")
+        if at >= 0:
+            return begin + at + 1
+        stop, span = begin, min(span * 2, CHUNK_BYTES)
+    return start
+
+
+def _arrow_csv_scan(
+    fd: int,
+    size: int,
+    builder: RowIndexBuilder,
+    header: bytes,
+    columns: list[str],
+    body: int,
+) -> Scan:
+    """:meth:`CsvFormat.scan` with Arrow's streaming reader (raises ``ValueError`` or
+    :class:`_NotFast` where it must not be trusted)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    if len(set(columns)) != len(columns):
+        raise _NotFast
+    end = _end_of_records(fd, body, size)
+    used = [c for c in RESUME_COLUMNS if c in columns]
+    source = _Slice(fd, body, end)
+    reader = pacsv.open_csv(
+        source,
+        read_options=pacsv.ReadOptions(column_names=columns, block_size=ARROW_BLOCK_BYTES),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            include_columns=used,
+            column_types={c: pa.string() for c in used},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    rows = 0
+    for block in _blocks(reader):
+        builder.add(_arrow_block(block, escaped=True))
+        rows += block.num_rows
+    if source.quotes % 2:
+        raise _NotFast  # torn inside a quoted cell: Arrow read the torn part as a row
+    return Scan(header, columns, body, end, rows, fast=True)
+
+
+def _blocks(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.Table]:
+    """Arrow's small batches gathered into blocks of about :data:`~vmae_cli.rowindex.
+    BLOCK_ROWS` rows (each computation over a block costs the same whatever its size)."""
+    import pyarrow as pa
+
+    from .rowindex import BLOCK_ROWS
+
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in batches:
+        pending.append(batch)
+        rows += batch.num_rows
+        if rows >= BLOCK_ROWS:
+            yield pa.Table.from_batches(pending).combine_chunks()
+            pending, rows = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending).combine_chunks()
+
+
+def _arrow_block(batch: pa.RecordBatch | pa.Table, *, escaped: bool) -> RowBlock:
+    """A block of rows read by Arrow (``escaped``: CSV cells, with formula escapes and
+    numbers as text), the same :meth:`~vmae_cli.rowindex.RowBlock.of_values` makes of the
+    same rows read one by one."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from .rowindex import MISSING, NO_WINDOW, Coded, RowBlock, int_column
+
+    n = batch.num_rows
+    names = batch.schema.names
+
+    def col(name: str) -> pa.Array:
+        column = batch.column(name)
+        return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+    def text(name: str) -> pa.Array:
+        if name not in names:
+            return pa.array([""] * n, pa.string())
+        column = pc.cast(col(name), pa.string()).fill_null("")
+        if escaped and pc.any(pc.starts_with(column, "'")).as_py():
+            column = pa.array([unescape(v) for v in column.to_pylist()], pa.string())
+        return column
+
+    def codes(column: pa.Array) -> tuple[np.ndarray, list[str]]:
+        coded = pc.dictionary_encode(column)
+        return coded.indices.to_numpy(zero_copy_only=False), coded.dictionary.to_pylist()
+
+    def integers(name: str, dtype: type, none: int) -> np.ndarray:
+        if name not in names:
+            return np.full(n, none, dtype)
+        column = col(name)
+        try:
+            if pa.types.is_string(column.type):
+                # An empty cell is none; plain decimal digits Arrow reads as int() does (it
+                # would read "0x1" too): anything else is read by int(), cell by cell.
+                if not pc.all(pc.match_substring_regex(column, r"^(-?[0-9]+)?$")).as_py():
+                    return int_column(column.to_pylist(), dtype, none)
+                blank = pa.scalar(None, pa.string())
+                column = pc.if_else(pc.equal(column, ""), blank, column)
+            values = pc.cast(column, pa.int64()).fill_null(MISSING).to_numpy(False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return int_column(column.to_pylist(), dtype, none)
+        info = np.iinfo(dtype)
+        inside = (values > info.min) & (values <= info.max) & (values != MISSING)
+        return np.where(inside, values, none).astype(dtype)
+
+    if col("path").null_count:
+        raise ValueError("a row without a path")  # not vmae's: read row by row (or refused)
+    cells = text("path")
+    # UTF-8 bytes: what the digest takes, without making each cell a str first.
+    keys = pc.cast(cells, pa.binary()).to_pylist()
+    legacy = []
+    for i in np.flatnonzero(pc.match_substring_regex(cells, _MAYBE_LEGACY).to_numpy(False)):
+        cell = keys[i].decode("utf-8")
+        key = key_of_cell(cell)
+        if key != cell:
+            keys[i] = key.encode("utf-8", "surrogatepass")
+            legacy.append(i)
+    status_codes, statuses = codes(text("status"))
+    parts = [codes(text(c)) for c in ("model", "protocol", "model_revision")]
+    sizes = [max(len(names_), 1) for _, names_ in parts]
+    combined = np.zeros(n, np.int64)
+    for (part, _), size in zip(parts, sizes, strict=True):
+        combined = combined * size + part
+    distinct, inverse = np.unique(combined, return_inverse=True)
+    origins = []
+    for value in distinct.tolist():
+        triple = []
+        for (_, names_), size in zip(reversed(parts), reversed(sizes), strict=True):
+            triple.append(names_[value % size] if names_ else "")
+            value //= size
+        origins.append(tuple(reversed(triple)))
+    return RowBlock(
+        keys=keys,
+        status=Coded(status_codes.astype(np.int32), statuses),
+        origin=Coded(inverse.astype(np.int32).reshape(-1), origins),
+        size_bytes=integers("size_bytes", np.int64, MISSING),
+        mtime_ns=integers("mtime_ns", np.int64, MISSING),
+        windows=integers("windows", np.int32, NO_WINDOW),
+        window=integers("window", np.int32, NO_WINDOW),
+        legacy=np.array(legacy, np.int64),
+    )
+
+
 class JsonlFormat:
     """One JSON object per line (UTF-8, no ASCII escaping), with ``top_k`` as a list of
     ``{label, score}`` and the sampled ``frame_indices``. Values are written raw."""
@@ -486,23 +750,28 @@ class JsonlFormat:
         return OutputFile(path, cls)
 
     @staticmethod
-    def parse(data: bytes) -> ParsedOutput:
-        """Read a JSONL file back into records; lines that do not parse are dropped."""
-        lines = data.split(b"\n")
-        tail = lines.pop()  # what follows the last newline: empty, or a torn line
-        parsed = []
-        for line in lines:
-            try:
-                values = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(values, dict):
-                parsed.append((line + b"\n", values))
-        return ParsedOutput(None, None, parsed, tail)
+    def records(chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """The complete lines of a JSONL file's bytes (a torn last line left out)."""
+        return iter_lines(chunks)
+
+    @staticmethod
+    def values(columns: list[str] | None, record: bytes) -> dict[str, Any] | None:
+        """One line's values; ``None`` for a line that is not a JSON object."""
+        del columns
+        try:
+            values = json.loads(record)
+        except ValueError:
+            return None
+        return values if isinstance(values, dict) else None
+
+    @staticmethod
+    def scan(fd: int, size: int, builder: RowIndexBuilder) -> Scan:
+        """Read a JSONL file back for resume, line by line, its rows into ``builder``."""
+        return exact_scan(JsonlFormat, fd, size, builder)
 
     @staticmethod
     def encode(columns: list[str] | None, values: dict[str, Any]) -> bytes:
-        """One line of ``values`` (as :meth:`parse` gives them)."""
+        """One line of ``values`` (as :meth:`values` gives them)."""
         del columns
         return (json.dumps(values, ensure_ascii=False) + "\n").encode("utf-8")
 
@@ -674,15 +943,18 @@ def _arrow_schema(columns: list[str]) -> Any:
 
 class ParquetStore:
     """A Parquet output while a run writes it: a journal of JSON lines (an
-    :class:`~vmae_cli.output.OutputFile`, locked for the whole run), turned into the Parquet
-    file by :meth:`finish`.
+    :class:`~vmae_cli.output.OutputFile`, locked for the whole run) beside the Parquet file,
+    the two made one Parquet file by :meth:`finish`.
 
-    * Resuming reads the Parquet file's rows and the journal's, and (:meth:`keep_only`) writes
-      the rows kept into a new journal, renamed into place, before removing the Parquet file:
-      from then on the journal holds every row.
-    * :meth:`finish` writes the Parquet file aside and renames it into place, and only then
-      removes the journal. A kill at any moment leaves rows in one or both: a row in both is
-      read once, from the journal (it is the newer).
+    * Resuming reads the Parquet file's rows (a few columns, a row group at a time), then the
+      journal's: a row in both is the journal's (it is newer). :meth:`drop` rewrites the
+      Parquet file (row group by row group, aside, then renamed) only when rows in it are to
+      go for good (a redone video's, older rows, an older vmae's relative paths), and the
+      journal likewise; the Parquet file's other rows stay where they are.
+    * :meth:`finish` writes the new Parquet file aside: the old file's row groups less the
+      rows the journal has again, then the journal's newest rows; renames it into place, and
+      only then removes the journal. A kill at any moment leaves rows in one or both: a row
+      in both is read once, from the journal.
     """
 
     def __init__(self, path: str):
@@ -691,7 +963,9 @@ class ParquetStore:
         self.is_empty = True
         self.legacy = False
         self._columns: list[str] = []
-        self._read: ReadBack | None = None
+        self._index: RowIndex | None = None  # what start(resume=True) read, until drop
+        self._parquet_rows = 0  # rows of the Parquet file that start read
+        self._parquet_keep: np.ndarray | None = None  # its rows finish keeps (None: all)
 
     def lock(self) -> ParquetStore:
         """Lock the journal (created if needed); refused at once while another run holds it.
@@ -705,89 +979,173 @@ class ParquetStore:
         counts as one: it is not to be replaced unasked)."""
         return self.journal.count_rows() + parquet_rows(self.path)
 
-    def start(self, *, resume: bool, columns: list[str] | None = None) -> list[PreviousRow]:
-        """Remove an earlier run's rows for a fresh run (returns none), or read them to resume
-        (the Parquet file's, then the journal's). ``columns``: the keys this run writes; a file
-        with other columns cannot be continued."""
+    def start(self, *, resume: bool, columns: list[str] | None = None) -> RowIndex:
+        """Remove an earlier run's rows for a fresh run (returns an empty index), or read
+        them to resume (the Parquet file's, then the journal's). ``columns``: the keys this
+        run writes; a file with other columns cannot be continued."""
+        from .rowindex import RowIndex, RowIndexBuilder
+
         self._columns = list(columns or [])
         if not resume:
             self.journal.start(resume=False)
             with contextlib.suppress(FileNotFoundError):
                 os.remove(self.path)
-            return []
-        read = self._read_back()
-        self._read = read
-        self.legacy = read.legacy
-        self.is_empty = not read.rows
-        return read.rows
+            return RowIndex.empty()
+        builder = RowIndexBuilder()
+        self._read_parquet(builder)
+        self._parquet_rows = builder.rows
+        self.journal.start(resume=True, builder=builder)
+        index = self._index = builder.seal()
+        self.legacy = index.legacy
+        self.is_empty = not index.rows
+        return index
 
-    def _read_back(self) -> ReadBack:
-        """The Parquet file's rows as journal records, then the journal's own."""
+    def _open(self) -> Any:
+        """The Parquet file (``None`` when there is none), its columns checked."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        lines = []
-        if os.path.exists(self.path):
-            try:
-                parquet = pq.ParquetFile(self.path)
-                names = parquet.schema_arrow.names
-                if self._columns and names != self._columns:
-                    raise other_columns(self.path, names, self._columns)
-                for batch in parquet.iter_batches(batch_size=PARQUET_ROW_GROUP_ROWS):
-                    lines += [JsonlFormat.encode(None, row) for row in batch.to_pylist()]
-            except (OSError, pa.ArrowException):
-                raise OutputMismatchError(
-                    f"{self.path} is not a vmae Parquet output (it cannot be read); remove it, "
-                    "or use another file",
-                    path=self.path,
-                ) from None
-        journal = parse_output(b"".join(lines), JsonlFormat)
-        own = self.journal.start(resume=True)
-        return ReadBack(None, None, journal.rows + own, b"", journal.legacy or self.journal.legacy)
+        if not os.path.exists(self.path):
+            return None
+        try:
+            parquet = pq.ParquetFile(self.path)
+        except (OSError, pa.ArrowException):
+            raise self._unreadable() from None
+        names = parquet.schema_arrow.names
+        if self._columns and names != self._columns:
+            raise other_columns(self.path, names, self._columns)
+        return parquet
 
-    def keep_only(self, rows: Iterable[PreviousRow]) -> None:
-        """Write ``rows`` as the new journal (aside, then renamed), then remove the Parquet
-        file: from now on the journal holds every row. A no-op after a fresh start."""
-        if self._read is None:
+    def _unreadable(self) -> OutputMismatchError:
+        return OutputMismatchError(
+            f"{self.path} is not a vmae Parquet output (it cannot be read); remove it, "
+            "or use another file",
+            path=self.path,
+        )
+
+    def _read_parquet(self, builder: RowIndexBuilder) -> None:
+        """The Parquet file's rows into ``builder``: the columns resume reads, a row group
+        at a time."""
+        import pyarrow as pa
+
+        parquet = self._open()
+        if parquet is None:
             return
-        self._read = None
-        self.journal.replace(rows)
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(self.path)
-        self.is_empty = self.journal.is_empty
+        names = parquet.schema_arrow.names
+        if "path" not in names:
+            raise self._unreadable()
+        used = [c for c in RESUME_COLUMNS if c in names]
+        try:
+            batches = parquet.iter_batches(batch_size=PARQUET_ROW_GROUP_ROWS, columns=used)
+            for block in _blocks(batches):
+                builder.add(_arrow_block(block, escaped=False))
+        except (OSError, ValueError, pa.ArrowException):
+            raise self._unreadable() from None
+
+    def drop(self, redone: set[str], videos: RowIndex | None) -> None:
+        """Drop the rows of the ``redone`` videos, of videos without a row in ``videos``
+        (when given) and older rows of a video: from the Parquet file (rewritten) only when
+        it holds some not replaced by the journal's; from the journal likewise. A no-op
+        after a fresh start."""
+        index, self._index = self._index, None
+        if index is None:
+            return
+        keep = index.rows_kept(redone, videos)
+        legacy = row_mask(index.rows, index.legacy_rows)
+        first = self._parquet_rows
+        winners = index.ordinal[index.ordinal < first]  # the Parquet file's newest rows
+        if not keep[winners].all() or legacy[:first].any():
+            self._rewrite_parquet(keep[:first], legacy[:first])
+        else:
+            self._parquet_keep = keep[:first]  # older rows and the journal's: gone at finish
+        self.journal.keep_rows(keep[first:], legacy[first:])
+        self.is_empty = not keep.any()
+
+    def _rewrite_parquet(self, keep: np.ndarray, legacy: np.ndarray) -> None:
+        """The Parquet file with only the rows ``keep`` marks (those ``legacy`` marks with the
+        identity as their path), aside then renamed."""
+        import pyarrow as pa
+
+        parquet = self._open()
+        schema = parquet.schema_arrow
+
+        def kept() -> Iterator[pa.RecordBatch]:
+            at = 0
+            for batch in parquet.iter_batches(batch_size=PARQUET_ROW_GROUP_ROWS):
+                n = batch.num_rows
+                mine, again = keep[at : at + n], legacy[at : at + n]
+                at += n
+                if again.any():
+                    paths = batch.column("path").to_pylist()
+                    for i in again.nonzero()[0]:
+                        paths[i] = key_of_cell(paths[i])
+                    where = schema.get_field_index("path")
+                    batch = batch.set_column(where, "path", pa.array(paths, pa.string()))
+                yield batch.filter(pa.array(mine))
+
+        _write_parquet_aside(self.path, schema, kept())
+        self._parquet_keep = None
 
     def stream(self) -> IO[str]:
         """The journal, appended to."""
         return self.journal.stream()
 
     def finish(self) -> None:
-        """Write the journal's rows (the newest per video and window) as the Parquet file,
-        aside then renamed, remove the journal, release the lock."""
+        """Make the Parquet file and the journal one Parquet file (aside, then renamed),
+        remove the journal, release the lock."""
         import pyarrow as pa
-        import pyarrow.parquet as pq
+        import pyarrow.compute as pc
+
+        from .rowindex import NO_WINDOW, RowIndexBuilder, digest_keys
 
         self.journal.flush()
-        _, newest = _newest_in_journal(self.path)
-        schema = _arrow_schema(self._columns)
-        tmp = temporary_name(self.path)
-        try:
-            # Row group by row group: memory holds the keys and one group, not the rows.
-            with pq.ParquetWriter(tmp, schema) as writer:
+        builder = RowIndexBuilder()
+        fd = self.journal.fd
+        scan = exact_scan(JsonlFormat, fd, os.fstat(fd).st_size, builder)
+        journal = builder.seal()
+        parquet = self._open() if os.path.exists(self.path) else None
+        parquet_keep = self._parquet_keep
+        schema = _arrow_schema(self._columns) if parquet is None else parquet.schema_arrow
+        if journal.rows or parquet is None or (parquet_keep is not None and not parquet_keep.all()):
+            newest = journal.rows_kept(())
+
+            def old_rows() -> Iterator[pa.RecordBatch]:
+                if parquet is None:
+                    return
+                at = 0
+                for batch in parquet.iter_batches(batch_size=PARQUET_ROW_GROUP_ROWS):
+                    n = batch.num_rows
+                    mine = parquet_keep[at : at + n] if parquet_keep is not None else None
+                    at += n
+                    if len(journal):
+                        hi, lo = digest_keys(pc.cast(batch.column("path"), pa.binary()).to_pylist())
+                        window = (
+                            batch.column("window").fill_null(NO_WINDOW).to_numpy(False)
+                            if "window" in schema.names
+                            else NO_WINDOW
+                        )
+                        again = journal.holds(hi, lo, window)
+                        mine = ~again if mine is None else mine & ~again
+                    yield batch if mine is None else batch.filter(pa.array(mine))
+
+            def new_rows() -> Iterator[pa.RecordBatch]:
                 group: list[dict[str, Any]] = []
-                for row in _newest_rows(self.path, newest):
-                    group.append({k: row.get(k) for k in schema.names})
-                    if len(group) == PARQUET_ROW_GROUP_ROWS:
-                        writer.write_table(pa.Table.from_pylist(group, schema=schema))
-                        group = []
+                row = 0
+                chunks = read_chunks(fd, 0, scan.end)
+                for record in JsonlFormat.records(chunks):
+                    values = JsonlFormat.values(None, record)
+                    if not is_row(values):
+                        continue
+                    if newest[row]:
+                        group.append({k: values.get(k) for k in schema.names})
+                        if len(group) == PARQUET_ROW_GROUP_ROWS:
+                            yield pa.RecordBatch.from_pylist(group, schema=schema)
+                            group = []
+                    row += 1
                 if group:
-                    writer.write_table(pa.Table.from_pylist(group, schema=schema))
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+                    yield pa.RecordBatch.from_pylist(group, schema=schema)
+
+            _write_parquet_aside(self.path, schema, itertools.chain(old_rows(), new_rows()))
         # Only now: until the Parquet file is in place, the journal is the only copy.
         os.unlink(self.journal.path)
         self.journal.close()
@@ -795,6 +1153,26 @@ class ParquetStore:
     def close(self) -> None:
         """Release the lock; the journal stays for a resumed run."""
         self.journal.close()
+
+
+def _write_parquet_aside(path: str, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> None:
+    """A Parquet file of ``batches`` written beside ``path`` and renamed over it (synced
+    first: a kill leaves the old file or the new one, whole)."""
+    import pyarrow.parquet as pq
+
+    tmp = temporary_name(path)
+    try:
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for batch in batches:
+                if batch.num_rows:
+                    writer.write_batch(batch.cast(schema))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 #: A row format's class (see :class:`CsvFormat` for what one has).

@@ -9,11 +9,16 @@ stdout.
   A SIGKILL can leave at most a torn last record; it is cut off when the file is opened
   again, and its video is redone.
 * **Nothing doubled.** A resumed run skips videos whose row is there with the same size and
-  modification time; a redone video's older row is removed when the run ends (or, if the run
-  is killed first, when the file is next opened), keeping the newest row per path.
+  modification time; a redone video's older row is removed before the run writes (or, if the
+  run is killed first, when the file is next opened), keeping the newest row per path.
+* **Memory that does not grow with the file.** Resume reads the file a chunk at a time into
+  a :class:`~vmae_cli.rowindex.RowIndex` (tens of bytes a row, never the rows' text), and a
+  rewrite copies the records that stay a chunk at a time; a file with nothing to drop is
+  left as it is (a torn record cut off).
 
 What a file holds is its format's business (:mod:`vmae_cli.formats`): an :class:`OutputFile`
-is given the format's class, and asks it to parse the file's records and to encode a record.
+is given the format's class, and asks it to read the file's rows into an index (``scan``),
+to split it into records and read one (``records``, ``values``), and to encode a record.
 """
 
 from __future__ import annotations
@@ -23,13 +28,17 @@ import io
 import os
 import stat
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import VmaeError
 from .identity import key_of_cell
-from .results import FileStamp
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .rowindex import RowIndex, RowIndexBuilder
 
 #: How often lock() retries when the file it locked was removed or replaced meanwhile.
 LOCK_ATTEMPTS = 5
@@ -52,13 +61,6 @@ class OutputMismatchError(VmaeError, ValueError):
     another model or protocol), or outputs that cannot go together."""
 
 
-class _Parsed(Protocol):
-    header: bytes | None
-    columns: list[str] | None
-    records: list[tuple[bytes, dict[str, Any]]]
-    tail: bytes
-
-
 class RecordFormat(Protocol):
     """What an :class:`OutputFile` needs of a format (a class of :mod:`vmae_cli.formats`)."""
 
@@ -66,100 +68,84 @@ class RecordFormat(Protocol):
     bom: bool
 
     @staticmethod
-    def parse(data: bytes) -> _Parsed: ...
+    def scan(fd: int, size: int, builder: RowIndexBuilder) -> Scan: ...
+
+    @staticmethod
+    def records(chunks: Iterable[bytes]) -> Iterator[bytes]: ...
+
+    @staticmethod
+    def values(columns: list[str] | None, record: bytes) -> dict[str, Any] | None: ...
 
     @staticmethod
     def encode(columns: list[str] | None, values: dict[str, Any]) -> bytes: ...
 
 
-@dataclass(frozen=True)
-class PreviousRow:
-    """A row found in the output file: its video's identity (the ``path`` cell, see
-    :mod:`vmae_cli.identity`), status, file stamp, the model and protocol that made it, and
-    its bytes."""
-
-    key: str
-    status: str
-    stamp: FileStamp | None
-    record: bytes
-    model: str = ""
-    protocol: str = ""
-    windows: int | None = None  # a segmented video's window count (--segments)
-    window: int | None = None  # a window row's number (--segments-out)
-    model_revision: str = ""
-
-
-def _int(value: object) -> int | None:
-    try:
-        return int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-
-
-def _row(
-    fmt: RecordFormat, columns: list[str] | None, record: bytes, values: dict[str, Any]
-) -> PreviousRow | None:
-    cell = values.get("path")
-    if not isinstance(cell, str):
-        return None
-    key = key_of_cell(cell)
-    if key != cell:
-        # An older vmae's relative path: the record is written again with the identity, so
-        # the file holds one spelling per video from now on.
-        record = fmt.encode(columns, {**values, "path": key})
-    size, mtime = _int(values.get("size_bytes")), _int(values.get("mtime_ns"))
-    stamp = FileStamp(size, mtime) if size is not None and mtime is not None else None
-    return PreviousRow(
-        key,
-        str(values.get("status") or ""),
-        stamp,
-        record,
-        str(values.get("model") or ""),
-        str(values.get("protocol") or ""),
-        _int(values.get("windows")),
-        _int(values.get("window")),
-        str(values.get("model_revision") or ""),
-    )
+#: Bytes read at once when an output is read back or copied.
+CHUNK_BYTES = 1 << 24
 
 
 @dataclass
-class ReadBack:
-    """An output file read back: its header record (CSV) and columns, its rows, a torn tail
-    (empty when the file ends cleanly), and whether some rows held an older vmae's relative
-    paths (their records now hold the identity)."""
+class Scan:
+    """An output file read back for resume (its rows went to a :class:`~vmae_cli.rowindex.
+    RowIndexBuilder`): its header record (CSV) and columns, where its rows start (``body``,
+    after a BOM and the header) and where its complete records end (``end``: a record torn
+    by a kill follows), how many rows it holds, and whether those rows are exactly its
+    non-blank records (``fast``: a reader that refuses any other record read them) or are
+    told record by record (``fmt.values``)."""
 
     header: bytes | None
     columns: list[str] | None
-    rows: list[PreviousRow]
-    tail: bytes
-    legacy: bool = False
+    body: int
+    end: int
+    rows: int
+    fast: bool = False
+    junk: int = 0  # records that are no row (damaged): gone when the file is rewritten
 
 
-def parse_output(data: bytes, fmt: RecordFormat) -> ReadBack:
-    """Parse an output file of format ``fmt``. Records that cannot be parsed are dropped
-    (they are redone)."""
-    if data.startswith(BOM):
-        data = data[len(BOM) :]
-    parsed = fmt.parse(data)
-    rows = []
-    legacy = False
-    for record, values in parsed.records:
-        row = _row(fmt, parsed.columns, record, values)
-        if row is not None:
-            rows.append(row)
-            legacy = legacy or row.record is not record
-    return ReadBack(parsed.header, parsed.columns, rows, parsed.tail, legacy)
+def is_row(values: dict[str, Any] | None) -> bool:
+    """Whether a record's values are a row resume counts (one with a text ``path``)."""
+    return values is not None and isinstance(values.get("path"), str)
 
 
-def newest_per_key(rows: Iterable[PreviousRow]) -> dict[tuple[str, int | None], PreviousRow]:
-    """The last row written for each video (and window, for window rows): a redone video's
-    newer row wins."""
-    latest: dict[tuple[str, int | None], PreviousRow] = {}
-    for row in rows:
-        key = (row.key, row.window)
-        latest.pop(key, None)  # re-insert so the dict keeps the order of the newest rows
-        latest[key] = row
-    return latest
+def read_chunks(fd: int, start: int, stop: int, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """The bytes of ``fd`` from ``start`` to ``stop``, ``chunk_bytes`` at a time."""
+    offset = start
+    while offset < stop:
+        chunk = os.pread(fd, min(stop - offset, chunk_bytes), offset)
+        if not chunk:
+            return
+        yield chunk
+        offset += len(chunk)
+
+
+def exact_scan(
+    fmt: RecordFormat,
+    fd: int,
+    size: int,
+    builder: RowIndexBuilder,
+    *,
+    header: bytes | None = None,
+    columns: list[str] | None = None,
+    body: int = 0,
+) -> Scan:
+    """Read the records of ``fd`` from ``body`` one by one (``fmt.values``), their rows into
+    ``builder`` a block at a time. Records that cannot be parsed are left out (their videos
+    are redone): only the last one can be torn by a kill, but a damaged one in the middle
+    must not stop a resume."""
+    from .rowindex import BLOCK_ROWS, RowBlock
+
+    end, rows, junk, batch = body, 0, 0, []
+    for record in fmt.records(read_chunks(fd, body, size)):
+        end += len(record)
+        values = fmt.values(columns, record)
+        junk += not is_row(values)
+        if is_row(values):
+            batch.append(values)
+            if len(batch) == BLOCK_ROWS:
+                builder.add(RowBlock.of_values(batch))
+                rows, batch = rows + len(batch), []
+    builder.add(RowBlock.of_values(batch))
+    return Scan(header, columns, body, end, rows + len(batch), junk=junk)
 
 
 def other_columns(path: str, found: list[str], columns: list[str]) -> OutputMismatchError:
@@ -200,8 +186,9 @@ class OutputFile:
         #: start(resume=True) found rows of an older vmae with relative paths.
         self.legacy = False
         self._stream: io.TextIOWrapper | None = None
-        # What start read to resume: header and rows (until keep_only).
-        self._read: ReadBack | None = None
+        # What start read to resume (until drop or keep_rows).
+        self._scan: Scan | None = None
+        self._index: RowIndex | None = None
 
     def lock(self) -> OutputFile:
         """Open (creating if needed, never truncating) and lock the file. A file this call
@@ -244,14 +231,25 @@ class OutputFile:
             f"{self.path} keeps being replaced by other vmae runs", path=self.path
         )
 
-    def start(self, *, resume: bool, columns: list[str] | None = None) -> list[PreviousRow]:
-        """Truncate the file for a fresh run (returns no rows), or read its rows to resume
-        (returns the complete ones, a torn tail left out, in the file's order).
+    def start(
+        self,
+        *,
+        resume: bool,
+        columns: list[str] | None = None,
+        builder: RowIndexBuilder | None = None,
+    ) -> RowIndex:
+        """Truncate the file for a fresh run (returns an empty index), or read its rows to
+        resume (returns their :class:`~vmae_cli.rowindex.RowIndex`: the newest row of each
+        video and window, a torn tail left out).
 
         ``columns`` are the header columns this run writes (CSV): a file with other columns
-        cannot be continued (raises :class:`OutputMismatchError`). Nothing is rewritten yet:
-        call :meth:`keep_only` next.
+        cannot be continued (raises :class:`OutputMismatchError`). Given a ``builder``, the
+        rows are added to it (after the rows it holds: a Parquet file's, which the journal
+        continues) and the index it returns is empty. Nothing is rewritten yet: call
+        :meth:`drop` or :meth:`keep_rows` next.
         """
+        from .rowindex import RowIndex, RowIndexBuilder
+
         self._created = False  # the run started: the file is its output now
         if not self.regular:
             if resume:
@@ -260,23 +258,29 @@ class OutputFile:
                     options=("resume",),
                     path=self.path,
                 )
-            return []
+            return RowIndex.empty()
         if not resume:
             os.ftruncate(self.fd, 0)
-            return []
-        read = parse_output(_read_all(self.fd), self.fmt)
-        self._check_columns(read.columns, columns)
-        self._read = read
-        self.legacy = read.legacy
-        self.is_empty = read.header is None and not read.rows
-        return read.rows
+            return RowIndex.empty()
+        own = builder is None
+        builder = RowIndexBuilder() if builder is None else builder
+        scan = self.fmt.scan(self.fd, os.fstat(self.fd).st_size, builder)
+        self._check_columns(scan.columns, columns)
+        index = builder.seal() if own else RowIndex.empty()
+        self._scan = scan
+        self._index = index if own else None
+        self.legacy = bool(own and index.legacy)
+        self.is_empty = scan.header is None and not scan.rows
+        return index
 
     def count_rows(self) -> int:
         """Rows in the file as it is (0 for a file that is not of this format)."""
+        from .rowindex import RowIndexBuilder
+
         if not self.regular or os.fstat(self.fd).st_size == 0:
             return 0
         try:
-            return len(parse_output(_read_all(self.fd), self.fmt).rows)
+            return self.fmt.scan(self.fd, os.fstat(self.fd).st_size, RowIndexBuilder()).rows
         except OutputMismatchError:
             return 0
 
@@ -294,22 +298,48 @@ class OutputFile:
         if found is not None and columns is not None and found != columns:
             raise other_columns(self.path, found, columns)
 
-    def keep_only(self, rows: Iterable[PreviousRow]) -> None:
-        """Rewrite the file read by :meth:`start` with only ``rows`` (in the file's order),
-        when that changes anything: rows of videos that are redone, orphaned or torn by a
-        kill go, and an older vmae's relative paths become identities."""
-        if not self.regular or self._read is None:
-            return
-        read, self._read = self._read, None
-        kept = list(rows)
-        if len(kept) != len(read.rows) or read.tail or read.legacy:
-            self._rewrite(read.header, kept)
+    def drop(self, redone: set[str], videos: RowIndex | None) -> None:
+        """After :meth:`start` read the file: drop the rows of the ``redone`` videos, of
+        videos without a row in ``videos`` (when given) and the older rows of a video
+        (:meth:`~vmae_cli.rowindex.RowIndex.rows_kept`), through :meth:`keep_rows`."""
+        from .rowindex import RowIndexBuilder
 
-    def replace(self, rows: Iterable[PreviousRow]) -> None:
-        """Make ``rows`` the file's whole content (a format without a header), aside then
-        renamed; the file stays locked."""
-        self._read = None
-        self._rewrite(None, rows)
+        index, self._index = self._index, None
+        if not self.regular or self._scan is None or index is None:
+            return
+        try:
+            self.keep_rows(index.rows_kept(redone, videos), row_mask(index.rows, index.legacy_rows))
+        except _Disagreement:
+            # The fast reader took the file for other rows than the record-by-record reading
+            # does (a hand-edited record): read it that way and decide again.
+            builder = RowIndexBuilder()
+            scan = self._scan
+            self._scan = exact_scan(
+                self.fmt,
+                self.fd,
+                os.fstat(self.fd).st_size,
+                builder,
+                header=scan.header,
+                columns=scan.columns,
+                body=scan.body,
+            )
+            index = builder.seal()
+            self.keep_rows(index.rows_kept(redone, videos), row_mask(index.rows, index.legacy_rows))
+
+    def keep_rows(self, keep: np.ndarray, legacy: np.ndarray) -> None:
+        """Keep the rows read by :meth:`start` that ``keep`` marks (one bool per row, in the
+        file's order), writing those ``legacy`` marks again with the identity, when that
+        changes anything: the file is rewritten (streaming, aside then renamed) without the
+        others and without damaged records, or only cut before a torn tail."""
+        scan = self._scan
+        if not self.regular or scan is None:
+            return
+        if keep.all() and not legacy.any() and not scan.junk:
+            self._scan = None
+            if scan.end < os.fstat(self.fd).st_size:
+                os.ftruncate(self.fd, scan.end)  # a torn record: its video is redone
+            return
+        self._rewrite(scan, keep, legacy)
 
     def flush(self) -> None:
         """Flush what the stream holds."""
@@ -353,20 +383,44 @@ class OutputFile:
             os.close(self.fd)
             self.fd = -1
 
-    def _rewrite(self, header: bytes | None, rows: Iterable[PreviousRow]) -> None:
-        """Replace the file with ``header`` + ``rows``: written aside, locked, then renamed over
-        the old file, so a kill at any moment leaves either the old or the new file whole."""
+    def _rewrite(self, scan: Scan, keep: np.ndarray, legacy: np.ndarray) -> None:
+        """Replace the file with its header and the rows ``keep`` marks: written aside,
+        locked, then renamed over the old file, so a kill at any moment leaves either the
+        old or the new file whole."""
         import fcntl
 
         tmp = temporary_name(self.path)
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            chunks = [BOM + header] if header is not None else []
-            chunks += [row.record for row in rows]
-            write_all(fd, b"".join(chunks))
+            out = _Writer(fd)
+            if scan.header is not None:
+                out.write(BOM + scan.header)
+            row = 0
+            for record in self.fmt.records(read_chunks(self.fd, scan.body, scan.end)):
+                if scan.fast:
+                    values = None
+                    counted = bool(record.strip(b"\r\n"))
+                else:
+                    values = self.fmt.values(scan.columns, record)
+                    counted = is_row(values)
+                if not counted:
+                    continue
+                if row < len(keep) and keep[row]:
+                    if legacy[row]:
+                        values = values or self.fmt.values(scan.columns, record)
+                        if not is_row(values):
+                            raise _Disagreement
+                        values = {**values, "path": key_of_cell(values["path"])}
+                        record = self.fmt.encode(scan.columns, values)
+                    out.write(record)
+                row += 1
+            if row != len(keep):
+                raise _Disagreement
+            out.flush()
             os.fsync(fd)
             os.replace(tmp, self.path)
+            self._scan = None
         except BaseException:
             os.close(fd)
             try:
@@ -376,7 +430,41 @@ class OutputFile:
             raise
         os.close(self.fd)
         self.fd = fd
-        self.is_empty = not chunks
+        self.is_empty = scan.header is None and not out.written
+
+
+class _Disagreement(Exception):
+    """A file's records, read one by one, are not the rows a fast reader found."""
+
+
+class _Writer:
+    """Buffered writes to a descriptor (records are small, the file may be large)."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self._parts: list[bytes] = []
+        self._size = 0
+        self.written = 0
+
+    def write(self, data: bytes) -> None:
+        self._parts.append(data)
+        self._size += len(data)
+        self.written += len(data)
+        if self._size >= CHUNK_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        write_all(self.fd, b"".join(self._parts))
+        self._parts, self._size = [], 0
+
+
+def row_mask(rows: int, positions: np.ndarray) -> np.ndarray:
+    """A bool per row, true at ``positions``."""
+    import numpy as np
+
+    mask = np.zeros(rows, bool)
+    mask[positions] = True
+    return mask
 
 
 def temporary_name(path: str) -> str:
@@ -414,19 +502,6 @@ def parquet_rows(path: str) -> int:
         return pq.ParquetFile(path).metadata.num_rows
     except (OSError, pa.ArrowException):
         return int(os.path.getsize(path) > 0)
-
-
-def _read_all(fd: int) -> bytes:
-    size = os.fstat(fd).st_size
-    parts = []
-    offset = 0
-    while offset < size:
-        chunk = os.pread(fd, min(size - offset, 1 << 24), offset)
-        if not chunk:
-            break
-        parts.append(chunk)
-        offset += len(chunk)
-    return b"".join(parts)
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .discovery import as_inputs, check_inputs, iter_video_paths, path_filter, read_file_list
 from .embeddings import DEFAULT_EMBEDDING_DTYPE, EMBEDDING_DTYPES
@@ -42,7 +42,7 @@ from .model import (
     read_model_spec,
     resolve_dtype,
 )
-from .output import OutputMismatchError, PreviousRow, write_text_aside
+from .output import OutputMismatchError, write_text_aside
 from .pipeline import Classifier, ClassifyOptions, default_workers
 from .provenance import FOLDER_REVISION_PREFIX
 from .ray_engine import EXTRA as EXTRA_RAY
@@ -51,6 +51,9 @@ from .results import STATUS_OK, Prediction, file_stamp
 from .scoring import read_label_map
 from .segments import Segments
 from .sinks import STDOUT, Layout, Outputs
+
+if TYPE_CHECKING:
+    from .rowindex import Origin
 
 #: Per-video decoding limit of a run when none is given (seconds): a file that hangs a
 #: decoder (a stuck network mount, a pathological stream) must not hang a cron job for ever,
@@ -66,6 +69,8 @@ ENGINES = (ENGINE_LOCAL, ENGINE_RAY)
 #: ``RunReport.stopped_by`` when the reader of the output went away (``| head``, ``| true``):
 #: the signal a C program would have died of.
 STOPPED_BY_CLOSED_OUTPUT = "SIGPIPE"
+#: Walked paths looked up in the output's rows at once (one sorted search per block).
+LOOKUP_PATHS = 65536
 
 
 @dataclass
@@ -512,7 +517,7 @@ class _Run:
                 f"replacing the {report.replaced} rows already in {self.output} "
                 "(resume=True keeps them)"
             )
-        _refuse_other_model(outputs.rows, report, self.output or "")
+        _refuse_other_model(outputs.videos.video_origins(), report, self.output or "")
         paths = self._walk()
         report.found = len(paths) if paths is not None else None
         report.unreadable_folders = self.unreadable_folders
@@ -595,20 +600,23 @@ class _Run:
         and modification time, every output holds all of it (window rows, vector), and it
         is ``ok`` or failed ones are not retried."""
         todo: list[str] = []
-        for path in paths:
-            key = path_cell(path)
-            row = outputs.rows.get(key)
-            if (
-                row is not None
-                and row.stamp == file_stamp(path)
-                and (row.status == STATUS_OK or not self.opts.retry_failed)
-                and outputs.holds(key, row)
-            ):
-                report.skipped += 1
-                if self.hooks.on_skip:
-                    self.hooks.on_skip(path)
-            else:
-                todo.append(path)
+        videos = outputs.videos
+        for at in range(0, len(paths), LOOKUP_PATHS):
+            block = paths[at : at + LOOKUP_PATHS]
+            keys = [path_cell(path) for path in block]
+            rows = videos.find_many(keys) if len(videos) else [None] * len(keys)
+            for path, key, row in zip(block, keys, rows, strict=True):
+                if (
+                    row is not None
+                    and row.stamp == file_stamp(path)
+                    and (row.status == STATUS_OK or not self.opts.retry_failed)
+                    and outputs.holds(key, row)
+                ):
+                    report.skipped += 1
+                    if self.hooks.on_skip:
+                        self.hooks.on_skip(path)
+                else:
+                    todo.append(path)
         return todo
 
     def _warn(self, message: str) -> None:
@@ -692,34 +700,35 @@ def _check_scoring(o: RunOptions) -> None:
         )
 
 
-def _refuse_other_model(previous: dict[str, PreviousRow], report: RunReport, path: str) -> None:
-    """Rows of another model or protocol must not be mixed with this run's in one file."""
-    for row in previous.values():
-        revised = row.model_revision and row.model_revision != report.model_revision
-        if revised and row.model == report.model:
+def _refuse_other_model(origins: set[Origin], report: RunReport, path: str) -> None:
+    """Rows of another model or protocol must not be mixed with this run's in one file
+    (``origins``: who made the file's video rows, as (model, protocol, model_revision))."""
+    for model, protocol, revision in sorted(origins):
+        revised = revision and revision != report.model_revision
+        if revised and model == report.model:
             raise OutputMismatchError(
-                f"{path} holds rows of model {row.model!r} at revision {row.model_revision}, "
+                f"{path} holds rows of model {model!r} at revision {revision}, "
                 f"this run's is at {report.model_revision or 'an unknown revision'}: resuming "
                 "would mix two versions of the model in one file; use another output file, "
                 "or start afresh without resume=True",
                 options=("resume",),
-                value=row.model_revision,
+                value=revision,
                 path=path,
             )
         # The same checkpoint's files (its sha256 revision) named another way, as a
         # relative --model from another folder is: the same model.
-        same_files = row.model_revision.startswith(FOLDER_REVISION_PREFIX) and (
-            row.model_revision == report.model_revision
+        same_files = revision.startswith(FOLDER_REVISION_PREFIX) and (
+            revision == report.model_revision
         )
-        if (row.model and row.model != report.model and not same_files) or (
-            row.protocol and row.protocol != report.protocol
+        if (model and model != report.model and not same_files) or (
+            protocol and protocol != report.protocol
         ):
             raise OutputMismatchError(
-                f"{path} holds rows of model {row.model!r} with protocol {row.protocol}, "
+                f"{path} holds rows of model {model!r} with protocol {protocol}, "
                 f"this run uses {report.model!r} with protocol {report.protocol}: resuming "
                 "would mix them in one file; use the same model, protocol and sampling, "
                 "or another output file",
                 options=("model", "protocol", "sampling"),
-                value=(row.model, row.protocol),
+                value=(model, protocol),
                 path=path,
             )

@@ -5,11 +5,14 @@ A run writes up to three outputs: the video rows (``output``), the window rows
 
 1. :meth:`~Sink.lock`, before the model is read, so that a second run is refused at once;
 2. :meth:`~Sink.start` once the run knows its rows' :class:`Layout`: truncate for a fresh run,
-   or read back what an earlier run wrote (the video-row sink's rows are the run's memory);
+   or read back what an earlier run wrote (the video-row sink's rows, as a compact
+   :class:`~vmae_cli.rowindex.RowIndex`, are the run's memory: never the rows' text);
 3. :meth:`~Sink.holds`: does it hold everything of a video an earlier run did (all its window
    rows, its vector), so that the video may be skipped;
-4. :meth:`~Sink.keep_only` the videos whose rows stay (all but those the run redoes, and but
-   those whose video row never got written), after which it is ready to write;
+4. :meth:`~Sink.drop` ``(redone, videos)``: drop what it holds of the videos the run redoes
+   and of the videos without a row in ``videos`` (the video rows' index: window rows or a
+   vector written before a kill took the video's row); every other video's rows stay,
+   walked by this run or not. After it the sink is ready to write;
 5. :meth:`~Sink.write` each prediction, in the order :class:`Outputs` keeps: vectors, window
    rows, then the video's row, which is what makes a video done (a kill in between redoes it);
 6. :meth:`~Sink.finish` (a count), or :meth:`~Sink.close` after an error.
@@ -23,7 +26,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from .embeddings import DEFAULT_EMBEDDING_DTYPE, EMBEDDINGS_EXTENSION, EmbeddingsFile
 from .formats import (
@@ -36,14 +39,11 @@ from .formats import (
     resolve_format,
 )
 from .identity import path_cell
-from .output import (
-    OutputMismatchError,
-    PreviousRow,
-    check_writable,
-    newest_per_key,
-    stdout_stream,
-)
+from .output import OutputMismatchError, check_writable, stdout_stream
 from .results import STATUS_OK, Prediction, WindowRow
+
+if TYPE_CHECKING:
+    from .rowindex import PreviousRow, RowIndex
 
 #: The ``output`` value meaning "write rows to stdout".
 STDOUT = "-"
@@ -78,7 +78,7 @@ class Started:
     """What a sink found when it started: the video rows it holds (the video-row sink only:
     ``None`` for the others), rows a fresh run replaced, and lines for a person."""
 
-    rows: dict[str, PreviousRow] | None = None
+    rows: RowIndex | None = None
     replaced: int = 0
     notices: list[str] = field(default_factory=list)
 
@@ -99,7 +99,7 @@ class Sink(Protocol):
 
     def holds(self, key: str, row: PreviousRow) -> bool: ...
 
-    def keep_only(self, keys: set[str]) -> None: ...
+    def drop(self, redone: set[str], videos: RowIndex) -> None: ...
 
     def write(self, p: Prediction) -> None: ...
 
@@ -135,10 +135,9 @@ class RowSink:
         self.windows = windows
         self._stdout = stdout if target == STDOUT else None
         self._file: Any = None  # the format's store (an OutputFile for text formats)
-        self._writer: Any = None  # made by keep_only, once the file is as it will stay
+        self._writer: Any = None  # made by drop, once the file is as it will stay
         self._layout: Layout | None = None
-        self._rows: list[PreviousRow] = []  # what start read back, newest per key
-        self._held: dict[str, list[int]] = {}  # window rows: window numbers per video
+        self._index: RowIndex | None = None  # what start read back, until drop
 
     unit = "rows"
 
@@ -155,8 +154,10 @@ class RowSink:
         return self._file is not None and getattr(self._file, "foreign", lambda: False)()
 
     def start(self, layout: Layout, *, resume: bool) -> Started:
+        from .rowindex import RowIndex
+
         self._layout = layout
-        started = Started(rows=None if self.windows else {})
+        started = Started(rows=None if self.windows else RowIndex.empty())
         if self._file is None:
             return started
         if resume and self.foreign():
@@ -164,41 +165,34 @@ class RowSink:
         if not resume:
             started.replaced = 0 if self.windows else self._file.count_rows()
         columns = self.format.columns_for(layout.top_k, self._table())
-        rows = self._file.start(resume=resume, columns=columns)
-        self._rows = list(newest_per_key(rows).values())
+        self._index = self._file.start(resume=resume, columns=columns)
         if self._file.legacy:
             started.notices.append(
                 f"{self.target} was written by an older vmae: its relative paths are read "
                 f"as relative to {os.getcwd()}"
             )
-        if self.windows:
-            for row in self._rows:
-                if row.window is not None:
-                    self._held.setdefault(row.key, []).append(row.window)
-        else:
-            started.rows = {row.key: row for row in self._rows if row.window is None}
+        if not self.windows:
+            started.rows = self._index
         return started
 
     def _table(self) -> Table:
         return self._layout.window_rows if self.windows else self._layout.video_rows
 
     def holds(self, key: str, row: PreviousRow) -> bool:
-        if not self.windows or self._file is None:
+        if not self.windows or self._index is None:
             return True
-        return row.windows is not None and sorted(self._held.get(key, ())) == list(
-            range(row.windows)
-        )
+        return row.windows is not None and self._index.windows_of(key) == list(range(row.windows))
 
-    def keep_only(self, keys: set[str]) -> None:
+    def drop(self, redone: set[str], videos: RowIndex) -> None:
         stream: IO[str]
         if self._file is None:
             stream, header = self._stdout.stream(), True  # type: ignore[union-attr]
         else:
-            self._file.keep_only(row for row in self._rows if row.key in keys)
-            # Only now: keep_only may have put a new file in the old one's place.
+            # The video rows are their own index: only window rows can lack their video's.
+            self._file.drop(redone, videos if self.windows else None)
+            # Only now: drop may have put a new file in the old one's place.
             stream, header = self._file.stream(), self._file.is_empty
-        self._rows = []
-        self._held = {}
+        self._index = None
         self._writer = self.format(
             stream,
             top_k=self._layout.top_k,
@@ -260,9 +254,15 @@ class EmbeddingsSink:
     def holds(self, key: str, row: PreviousRow) -> bool:
         return row.status != STATUS_OK or key in self._has
 
-    def keep_only(self, keys: set[str]) -> None:
+    def drop(self, redone: set[str], videos: RowIndex) -> None:
+        from .rowindex import digest_keys
+
         assert self._file is not None
-        self._file.keep_only(keys)
+        # The vectors' own paths, few as the file's videos, not all of the run's rows.
+        candidates = [p for p in self._file.paths() if p not in redone]
+        hi, lo = digest_keys(candidates)
+        with_row = videos.holds(hi, lo)
+        self._file.keep_only({p for p, ok in zip(candidates, with_row, strict=True) if ok})
         self._has = set()
 
     def write(self, p: Prediction) -> None:
@@ -290,7 +290,8 @@ class Outputs:
         self._stdout = stdout
         #: A fresh run without overwrite: an output that holds rows is refused at lock().
         self._protect = protect
-        self.rows: dict[str, PreviousRow] = {}  # the video rows an earlier run wrote
+        #: The video rows an earlier run wrote (set by start, emptied by drop).
+        self.videos: RowIndex | None = None
 
     @classmethod
     def plan(
@@ -370,11 +371,14 @@ class Outputs:
 
     def start(self, layout: Layout, *, resume: bool, on_notice: Callable[[str], None]) -> int:
         """Start every sink; returns how many video rows a fresh run replaced."""
+        from .rowindex import RowIndex
+
         replaced = 0
+        self.videos = RowIndex.empty()
         for sink in reversed(self.sinks):
             started = sink.start(layout, resume=resume)
             if started.rows is not None:
-                self.rows = started.rows
+                self.videos = started.rows
                 replaced = started.replaced
             for line in started.notices:
                 on_notice(line)
@@ -384,15 +388,17 @@ class Outputs:
         """Every sink holds all of the video ``row`` says an earlier run did."""
         return all(sink.holds(key, row) for sink in self.sinks)
 
-    def drop(self, keys: set[str]) -> None:
-        """Drop what the sinks hold of the videos ``keys`` (the run redoes them) and of the
+    def drop(self, redone: set[str]) -> None:
+        """Drop what the sinks hold of the videos ``redone`` (the run redoes them) and of the
         videos without a row (window rows or a vector written before a kill); the rows of
         every other video stay, walked by this run or not (a folder whose videos come and
         go keeps its history). After it the sinks are ready to write."""
-        kept = set(self.rows) - keys
+        from .rowindex import RowIndex
+
+        videos = self.videos if self.videos is not None else RowIndex.empty()
         for sink in self.sinks:
-            sink.keep_only(kept)
-        self.rows = {}
+            sink.drop(redone, videos)
+        self.videos = None
 
     def write(self, p: Prediction) -> None:
         """One video to every sink, its row last."""

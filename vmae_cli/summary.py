@@ -30,6 +30,20 @@ if TYPE_CHECKING:
 TABLES = ("status", "label", "group", "folder", "failed")
 #: Columns a file must have to be read as vmae's output.
 REQUIRED_COLUMNS = ("path", "status")
+#: What ``vmae summarize`` reads of a row, so that a million rows cost their short cells, not
+#: their top-k and frame indices: the columns the tables count (:func:`table_for`), and
+#: ``frames_decoded``, which ``vmae report`` reads too: both refuse the same foreign rows.
+SUMMARY_COLUMNS = (
+    "path",
+    "status",
+    "error",
+    "label",
+    "score",
+    "group",
+    "group_score",
+    "model",
+    "frames_decoded",
+)
 
 
 class SummaryError(VmaeError, ValueError):

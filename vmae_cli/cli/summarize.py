@@ -59,11 +59,13 @@ def summarize(
     """
     from ..formats import SCORE_DIGITS, write_csv_table
     from ..scoring import read_label_map
-    from ..summary import Grouping, read_results, render, table_for, with_groups
+    from ..summary import SUMMARY_COLUMNS, Grouping, read_results, render, table_for, with_groups
 
     try:
         console = stderr_console()
-        rows = read_results(results, on_notice=lambda line: say(console, f"vmae: {line}"))
+        rows = read_results(
+            results, SUMMARY_COLUMNS, on_notice=lambda line: say(console, f"vmae: {line}")
+        )
         if label_map is not None:
             rows = with_groups(rows, read_label_map(label_map))
         default = ["status", "label", *(["group"] if "group" in rows else []), "folder:1"]
