@@ -252,3 +252,26 @@ def test_machine_tables_round_scores_as_the_rows_do(tmp_path: Path) -> None:
         assert result.exit_code == EXIT_OK, result.output
         numbers = re.findall(r"\d+\.\d+", result.stdout)
         assert numbers and all(len(n.split(".")[1]) <= 6 for n in numbers), result.stdout
+
+
+def test_repeats_and_folders_are_found_as_the_plain_pandas_way_finds_them() -> None:
+    """Issue 25: summarize finds repeated videos from digests and folders once per folder
+    (ten million rows fit in memory); the answers are the plain pandas ones."""
+    import os
+
+    import pandas as pd
+
+    from vmae_cli.summary import _folders, _repeated
+
+    paths = ["/d/a/1.mp4", "/d/b/2.mp4", "/d/a/1.mp4", "/d/3.mp4", "/d/a/x/4.mp4", "/d/b/2.mp4"]
+    models = ["m1", "m1", "m1", "m1", "m2", "m2"]
+    table = pd.DataFrame({"path": paths, "model": models})
+    assert _repeated(table).tolist() == table.duplicated(["path", "model"], keep="last").tolist()
+    assert _repeated(table[["path"]]).tolist() == table.duplicated(["path"], keep="last").tolist()
+    for depth in (1, 2):
+        want = []
+        for p in paths:
+            rel = os.path.relpath(os.path.dirname(p), "/d")
+            want.append(os.sep.join(rel.split(os.sep)[:depth]) if rel != "." else ".")
+        assert list(_folders(table["path"], depth)) == want
+    assert list(_folders(pd.Series(["a.mp4", "/x/b.mp4"]), 1)) == [".", "x"]  # as before

@@ -22,6 +22,7 @@ from .formats import read_frame
 from .results import LOW_CONFIDENCE_MARK
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
     from .scoring import LabelMap
@@ -139,8 +140,7 @@ def _once_per_video(table: pd.DataFrame, on_notice: Callable[[str], None] | None
             f"the rows hold {len(models)} models ({', '.join(models)}): each video is counted "
             "once per model"
         )
-    key = ["path", "model"] if "model" in table else ["path"]
-    repeated = table.duplicated(subset=key, keep="last")
+    repeated = _repeated(table)
     if repeated.any():
         say(
             f"{int(repeated.sum())} rows repeat a video a later row has again (same model): "
@@ -148,6 +148,40 @@ def _once_per_video(table: pd.DataFrame, on_notice: Callable[[str], None] | None
         )
         table = table[~repeated].reset_index(drop=True)
     return table
+
+
+#: Paths digested at once by :func:`_repeated` (a block's Python strings at a time).
+DIGEST_BLOCK_ROWS = 65536
+
+
+def _repeated(table: pd.DataFrame) -> np.ndarray:
+    """Which rows a later row of the same video and model repeats (what
+    ``table.duplicated(["path", "model"], keep="last")`` says), from 128-bit digests of the
+    paths and codes of the models: 24 bytes a row, where a hash table of ten million path
+    strings would hold them all again."""
+    import numpy as np
+    import pandas as pd
+
+    from .rowindex import digest_keys
+
+    n = len(table)
+    if n < 2:
+        return np.zeros(n, dtype=bool)
+    hi, lo = np.empty(n, np.uint64), np.empty(n, np.uint64)
+    paths = table["path"]
+    for start in range(0, n, DIGEST_BLOCK_ROWS):
+        block = paths.iloc[start : start + DIGEST_BLOCK_ROWS].astype(str).tolist()
+        hi[start : start + len(block)], lo[start : start + len(block)] = digest_keys(block)
+    models = pd.factorize(table["model"])[0] if "model" in table else np.zeros(n, np.int64)
+    order = np.lexsort((np.arange(n), models, lo, hi))
+    same_as_next = (
+        (hi[order[:-1]] == hi[order[1:]])
+        & (lo[order[:-1]] == lo[order[1:]])
+        & (models[order[:-1]] == models[order[1:]])
+    )
+    repeated = np.zeros(n, dtype=bool)
+    repeated[order[:-1][same_as_next]] = True  # all but the last row of each key
+    return repeated
 
 
 def _legacy_notice(source: str) -> str:
@@ -214,7 +248,7 @@ def by_group(rows: pd.DataFrame) -> pd.DataFrame:
 def by_folder(rows: pd.DataFrame, depth: int = 1) -> pd.DataFrame:
     """Rows per folder ``depth`` levels below the folder all paths share (``.`` for videos
     right in it): videos, ok, failed, and the most frequent ok label."""
-    folders = _folders(rows["path"].tolist(), depth)
+    folders = _folders(rows["path"], depth)
     table = rows.assign(folder=folders, ok=rows["status"] == "ok")
     grouped = table.groupby("folder")
     out = grouped.agg(videos=("path", "size"), ok=("ok", "sum")).reset_index()
@@ -250,19 +284,28 @@ def table_for(rows: pd.DataFrame, grouping: Grouping) -> pd.DataFrame:
     return failed(rows)
 
 
-def _folders(paths: list[str], depth: int) -> list[str]:
-    """Each path's folder ``depth`` levels below the folder all of them share."""
-    dirs = [os.path.dirname(os.path.normpath(p)) for p in paths]
+def _folders(paths: pd.Series, depth: int) -> pd.Categorical:
+    """Each path's folder ``depth`` levels below the folder all of them share, worked out
+    once per distinct folder (a collection has thousands of folders, not millions)."""
+    import numpy as np
+    import pandas as pd
+
+    # "/x/a.mp4" -> "/x/", "/a.mp4" -> "/"; a name without a folder stays as it is.
+    codes, heads = pd.factorize(paths.astype(str).str.replace(r"/[^/]*$", "/", regex=True))
+    dirs = [os.path.normpath(h) if h.endswith("/") else "" for h in heads]
     try:
         root = os.path.commonpath(dirs) if dirs else ""
     except ValueError:  # absolute and relative paths mixed
         root = ""
-    out = []
+    of_dir = []
     for d in dirs:
         rel = os.path.relpath(d, root) if root else d
         parts = [p for p in rel.split(os.sep) if p and p != "."]
-        out.append(os.sep.join(parts[:depth]) or ".")
-    return out
+        of_dir.append(os.sep.join(parts[:depth]) or ".")
+    names = sorted(set(of_dir))  # the categories in order: the table is sorted by folder
+    code = {name: i for i, name in enumerate(names)}
+    per_dir = np.asarray([code[f] for f in of_dir], dtype=np.int64)
+    return pd.Categorical.from_codes(per_dir[codes], names)
 
 
 def _with_share(table: pd.DataFrame) -> pd.DataFrame:
