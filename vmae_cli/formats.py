@@ -233,6 +233,31 @@ def check_frame(source: str, table: pd.DataFrame) -> None:
             raise _foreign(source, at + 1, column, cells.iloc[at], "not a finite number")
 
 
+def _arrow_csv_frame(path: str, keep: set[str] | None) -> pd.DataFrame:
+    """A CSV file's columns ``keep`` (all when None) as text cells, an empty cell as ``""``,
+    read by Arrow's multithreaded reader into Arrow-backed strings: a 10,000,000-row output
+    in a fraction of the time and memory pandas' reader takes."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        header = next(csv.reader([f.readline()]), [])
+    names = [c for c in header if keep is None or c in keep]
+    if not names:
+        raise ValueError("no column to read")
+    table = pacsv.read_csv(
+        path,
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            include_columns=names,
+            column_types=dict.fromkeys(names, pa.string()),
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    return table.to_pandas()
+
+
 def split_csv_records(data: bytes) -> tuple[list[bytes], bytes]:
     """Split CSV bytes into complete records (each ending in a newline outside quotes) and the
     incomplete tail (empty when the file ends cleanly).
@@ -475,13 +500,18 @@ class CsvFormat:
         import pandas as pd
 
         keep = None if columns is None else set(columns)
-        table = pd.read_csv(
-            path,
-            encoding="utf-8-sig",
-            dtype=str,
-            keep_default_na=False,
-            usecols=None if keep is None else (lambda c: c in keep),
-        )
+        try:
+            table = _arrow_csv_frame(path, keep)
+        except (ValueError, OSError, UnicodeDecodeError):
+            # What Arrow will not read as asked (a ragged or oddly quoted file) pandas
+            # reads, or refuses, as it always did.
+            table = pd.read_csv(
+                path,
+                encoding="utf-8-sig",
+                dtype=str,
+                keep_default_na=False,
+                usecols=None if keep is None else (lambda c: c in keep),
+            )
         for column in table.columns:
             cells = table[column]
             escaped = cells.str.startswith("'", na=False)
