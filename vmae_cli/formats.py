@@ -1018,6 +1018,11 @@ class ParquetStore:
         counts as one: it is not to be replaced unasked)."""
         return self.journal.count_rows() + parquet_rows(self.path)
 
+    def foreign(self) -> bool:
+        """Never: a file that is not Parquet already counts as held (:meth:`count_rows`), and
+        a resume refuses it when it reads it."""
+        return False
+
     def start(self, *, resume: bool, columns: list[str] | None = None) -> RowIndex:
         """Remove an earlier run's rows for a fresh run (returns an empty index), or read
         them to resume (the Parquet file's, then the journal's). ``columns``: the keys this

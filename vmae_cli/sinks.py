@@ -151,7 +151,7 @@ class RowSink:
 
     def foreign(self) -> bool:
         """Whether the file holds something else than rows (see ``OutputFile.foreign``)."""
-        return self._file is not None and getattr(self._file, "foreign", lambda: False)()
+        return self._file is not None and self._file.foreign()
 
     def start(self, layout: Layout, *, resume: bool) -> Started:
         from .rowindex import RowIndex
