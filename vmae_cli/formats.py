@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
     import pyarrow as pa
+    import pyarrow.csv as pacsv
 
     from .rowindex import RowBlock, RowIndex, RowIndexBuilder
 
@@ -237,7 +238,6 @@ def _arrow_csv_frame(path: str, keep: set[str] | None) -> pd.DataFrame:
     """A CSV file's columns ``keep`` (all when None) as text cells, an empty cell as ``""``,
     read by Arrow's multithreaded reader into Arrow-backed strings: a 10,000,000-row output
     in a fraction of the time and memory pandas' reader takes."""
-    import pyarrow as pa
     import pyarrow.csv as pacsv
 
     with open(path, encoding="utf-8-sig", newline="") as f:
@@ -248,14 +248,24 @@ def _arrow_csv_frame(path: str, keep: set[str] | None) -> pd.DataFrame:
     table = pacsv.read_csv(
         path,
         parse_options=pacsv.ParseOptions(newlines_in_values=True),
-        convert_options=pacsv.ConvertOptions(
-            include_columns=names,
-            column_types=dict.fromkeys(names, pa.string()),
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-        ),
+        convert_options=_arrow_text_cells(names),
     )
     return table.to_pandas()
+
+
+def _arrow_text_cells(names: list[str]) -> pacsv.ConvertOptions:
+    """How Arrow reads the columns ``names`` of a vmae CSV, for resume and for summaries
+    alike: every cell as the text it holds (numbers too: the caller converts them), an empty
+    cell as ``""``, not a null."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    return pacsv.ConvertOptions(
+        include_columns=names,
+        column_types=dict.fromkeys(names, pa.string()),
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
+    )
 
 
 def split_csv_records(data: bytes) -> tuple[list[bytes], bytes]:
@@ -574,7 +584,7 @@ ARROW_BLOCK_BYTES = 1 << 20
 TAIL_BYTES = 1 << 16
 #: What makes a ``path`` cell maybe not an identity (:func:`~vmae_cli.identity.
 #: is_legacy_cell`, or a formula escape): not absolute, or a part that normalising changes.
-_MAYBE_LEGACY = r"^[^/]|^$|//|/\.\.?(/|$)|./$"
+_MAYBE_LEGACY = r"^[^/]|^$|//|/\.\.?(?:/|$)|./$"
 
 
 class _NotFast(Exception):
@@ -631,7 +641,6 @@ def _arrow_csv_scan(
 ) -> Scan:
     """:meth:`CsvFormat.scan` with Arrow's streaming reader (raises ``ValueError`` or
     :class:`_NotFast` where it must not be trusted)."""
-    import pyarrow as pa
     import pyarrow.csv as pacsv
 
     if len(set(columns)) != len(columns):
@@ -643,12 +652,7 @@ def _arrow_csv_scan(
         source,
         read_options=pacsv.ReadOptions(column_names=columns, block_size=ARROW_BLOCK_BYTES),
         parse_options=pacsv.ParseOptions(newlines_in_values=True),
-        convert_options=pacsv.ConvertOptions(
-            include_columns=used,
-            column_types={c: pa.string() for c in used},
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-        ),
+        convert_options=_arrow_text_cells(used),
     )
     rows = 0
     for block in _blocks(reader):
@@ -1355,9 +1359,9 @@ def read_frame(
     check_frame(source, table)
     if "path" in table and len(table):
         cells = table["path"].astype(str)
-        # Only cells that may be an older spelling are asked (relative, or with //, /./,
-        # /../ or a trailing slash): the others are this version's, and there are millions.
-        maybe = ~cells.str.startswith("/") | cells.str.contains(r"//|/\.\.?(?:/|$)|/$")
+        # Only cells that may be an older spelling are asked (what resume's reader asks
+        # too): the others are this version's, and there are millions.
+        maybe = cells.str.contains(_MAYBE_LEGACY)
         legacy = maybe.copy()
         legacy[maybe] = cells[maybe].map(is_legacy_cell)
         if legacy.any():
