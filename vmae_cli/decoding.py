@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import remote
 from .filegate import check_and_read_head, damaged_or_not_video, sniff_video
 from .protocol import SAMPLING_CHOICES, SAMPLING_EXACT, SAMPLING_KEYFRAMES, uniform_indices
 from .results import (
@@ -192,14 +193,20 @@ class StreamFacts:
 
 
 @contextmanager
-def decoder_path(path: str) -> Iterator[str]:
-    """A name for ``path`` that FFmpeg reads as a plain local file.
+def decoder_path(path: str) -> Iterator[Any]:
+    """A name for ``path`` that FFmpeg reads as a plain local file; for a URL, a seekable
+    reader of it (:class:`~vmae_cli.remote.RangeFile`, range requests), which PyAV and
+    OpenCV read as they read a file (pass it through :func:`_fresh` at each open).
 
     FFmpeg parses ``pipe:0.mp4`` or ``file:x.mp4`` as protocols, so the name is made absolute
     (``/dir/pipe:0.mp4`` has no protocol prefix). A name that is not valid UTF-8 crashes
     OpenCV with SIGSEGV when passed as ``str``; it is opened here and handed over as
     ``/proc/self/fd/N`` instead.
     """
+    if remote.is_url(path):
+        with remote.opened(path) as reader:
+            yield reader
+        return
     absolute = os.path.abspath(path)
     try:
         absolute.encode("utf-8")
@@ -211,6 +218,12 @@ def decoder_path(path: str) -> Iterator[str]:
             os.close(fd)
         return
     yield absolute
+
+
+def _fresh(name: Any) -> Any:
+    """What a decoder opens for a name :func:`decoder_path` gave: the name itself, or a new
+    reader at the start of the same remote object (its blocks shared) for each open."""
+    return name.obj.open() if isinstance(name, remote.RangeFile) else name
 
 
 def _refuse_huge_frames(width: int, height: int) -> None:
@@ -247,7 +260,7 @@ def _opencv_pass(
 
     # Single-threaded decoding: parallelism comes from decoding several videos at once, and
     # frame threading costs 10-60% more CPU for the same frames.
-    cap = cv2.VideoCapture(name, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
+    cap = cv2.VideoCapture(_fresh(name), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
     try:
         if not cap.isOpened():
             raise _CannotOpen(
@@ -292,7 +305,14 @@ def _opencv_pass(
             n += 1
         return n, kept, facts
     finally:
-        cap.release()
+        if isinstance(name, str):
+            cap.release()
+        else:
+            # Over a Python reader (a URL), release() drops the reader with the GIL let go and
+            # kills the process ("PyThreadState_Get: the function must be called with the
+            # GIL held", opencv-python-headless 5.1.0); the capture's own destructor, run
+            # when the last reference goes, holds the GIL.
+            del cap
 
 
 def _plan(
@@ -356,7 +376,7 @@ def _pyav_frames(
     import av
 
     try:
-        container = av.open(name, metadata_errors="ignore")
+        container = av.open(_fresh(name), metadata_errors="ignore")
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise _CannotOpen(f"not a video, or damaged at the start: {reason}", reason) from None
@@ -464,7 +484,7 @@ def probe_format(path: str) -> tuple[tuple[str, ...], str]:
 
     with decoder_path(path) as name:
         try:
-            container = av.open(name, metadata_errors="ignore")
+            container = av.open(_fresh(name), metadata_errors="ignore")
         except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)
             raise DecodeFailure(STATUS_NOT_VIDEO, f"FFmpeg cannot open it: {reason}") from None
@@ -628,7 +648,7 @@ def decode_pyav_seek(
     sampler = as_sampler(sampler)
     with decoder_path(path) as name:
         try:
-            container = av.open(name, metadata_errors="ignore")
+            container = av.open(_fresh(name), metadata_errors="ignore")
         except (av.error.FFmpegError, UnicodeDecodeError, ValueError):
             return None
         with container:
@@ -641,6 +661,7 @@ def decode_pyav_seek(
                     max_fraction,
                     skip_nonref=skip_nonref,
                     counts=counts,
+                    source=name,
                 )
             except (NotSeekable, av.error.FFmpegError):
                 return None
@@ -691,11 +712,12 @@ def _seek_decode(
     *,
     skip_nonref: bool = True,
     counts: DecodeCounts | None = None,
+    source: Any = None,
 ) -> DecodedFrames:
     # By the decoder's name, as before keyframe sampling came: AV1, decoded by "libdav1d",
     # is read sequentially here.
     stream = _seekable_stream(container, lambda cc: cc.name, min_duration_s)
-    index = index_packets(container, stream)
+    index = _index(container, stream, source)
     n = len(index.shown)
     indices = sampler(n)
     positions = sorted(set(indices))
@@ -705,13 +727,31 @@ def _seek_decode(
     kept: dict[int, Any] = {}
     facts = StreamFacts.of_stream(stream)
     frames = _planned_frames(
-        container, stream, index, segments, transform, facts, skip_nonref, counts
+        container, stream, index, segments, transform, facts, skip_nonref, counts, source
     )
     for i, frame in frames:
         if frame is _MISSING:
             raise NotSeekable("a sampled frame did not come out of the decoder")
         kept[i] = frame
     return _finish(DECODER_PYAV_SEEK, facts, n, indices, kept)
+
+
+def _index(container: Any, stream: Any, source: Any) -> FrameIndex:
+    """The demux-only index of ``stream``. A remote MP4's is demuxed from a second reader
+    whose media data reads as zeros (:func:`~vmae_cli.remote.payload_free_reader`): the
+    packets' times and flags come from the MP4's index, so only the stretches the seek plan
+    decodes are fetched (the container itself has read nothing past its index yet)."""
+    import av
+
+    free = remote.payload_free_reader(source)
+    if free is None:
+        return index_packets(container, stream)
+    with av.open(free, metadata_errors="ignore") as other:
+        same = other.streams[stream.index]
+        # A parser given zeros calls no packet a keyframe: the sync samples of the MP4's index
+        # say which are (FFmpeg seeks by them too).
+        keyframes = {e.timestamp for e in same.index_entries if e.is_keyframe}
+        return index_packets(other, same, keyframe_dts=keyframes, spans=True)
 
 
 #: Stands for a planned frame that did not come out of the decoder (a transform may return
@@ -728,16 +768,21 @@ def _planned_frames(
     facts: StreamFacts,
     skip_nonref: bool,
     counts: DecodeCounts | None = None,
+    source: Any = None,
 ) -> Iterator[tuple[int, Any]]:
     """Carry out a seek plan (:func:`~vmae_cli.seeking.plan_seeks` over ``index``); yield
     ``(frame index, kept frame)`` for each target in presentation order, with :data:`_MISSING`
     for a target that did not come out of the decoder (a damaged packet). ``skip_nonref``: skip
     non-reference frames that are not targets, where
-    :func:`~vmae_cli.seeking.skips_nonref_exactly` allows it."""
+    :func:`~vmae_cli.seeking.skips_nonref_exactly` allows it. A remote ``source`` (a
+    :class:`~vmae_cli.remote.RangeFile`) is asked for each segment's bytes first."""
     cc = stream.codec_context
     skip = skip_nonref and skips_nonref_exactly(cc.name, cc.extradata)
     position = {pts: i for i, pts in enumerate(index.shown)}
     for segment in segments:
+        span = index.byte_range(segment.seek_to, segment.targets[-1])
+        if span is not None and isinstance(source, remote.RangeFile):
+            source.obj.prefetch(*span)  # one request for the stretch, nothing past it
         container.seek(segment.seek_to, stream=stream, backward=True, any_frame=False)
         targets = segment.targets  # ascending
         next_target = 0
@@ -777,6 +822,17 @@ def decode_video(
     """
     if sampling not in SAMPLING_CHOICES:
         raise ValueError(f"sampling must be one of {', '.join(SAMPLING_CHOICES)}: {sampling!r}")
+    decoded, failure, meta = _decode_video(path, sampler, transform, sampling)
+    if remote.is_url(path) and (cut := remote.fetch_error(path)) is not None:
+        # A read that failed looks like the end of the file to a decoder: never a shorter
+        # video, nor "damaged" bytes that were only not fetched.
+        return None, cut, meta
+    return decoded, failure, meta
+
+
+def _decode_video(
+    path: str, sampler: int | Sampler, transform: FrameTransform, sampling: str
+) -> tuple[DecodedFrames | None, Failure | None, VideoMeta]:
     failure, head = check_and_read_head(path)
     failure = failure or container_failure(path, head)
     if failure is not None:
@@ -879,7 +935,7 @@ def decode_keyframes(path: str, sampler: int | Sampler, transform: FrameTransfor
     import av
 
     sampler = as_sampler(sampler)
-    with decoder_path(path) as name, av.open(name, metadata_errors="ignore") as container:
+    with decoder_path(path) as name, av.open(_fresh(name), metadata_errors="ignore") as container:
         # The codec's own name: PyAV may decode with a library (AV1 with "libdav1d").
         stream = _seekable_stream(container, lambda cc: cc.codec.canonical_name)
         index = index_packets(container, stream)
@@ -1040,6 +1096,8 @@ def decode_windows(
         done = WindowsDone(
             VideoMeta(), failure=Failure(STATUS_ERROR, f"{type(exc).__name__}: {exc}")
         )
+    if remote.is_url(path) and (cut := remote.fetch_error(path)) is not None:
+        done = WindowsDone(done.meta, failure=cut)  # as decode_video says it
     yield done
 
 
@@ -1051,7 +1109,7 @@ def _indexed_windows(
     import av
 
     try:
-        container = av.open(name, metadata_errors="ignore")
+        container = av.open(_fresh(name), metadata_errors="ignore")
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError):
         return None
     with container:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .errors import VmaeError
+from .remote import check_urls, is_url, iter_urls
 
 #: File extensions treated as videos, compared case-insensitively.
 VIDEO_EXTENSIONS: frozenset[str] = frozenset(
@@ -91,7 +92,9 @@ def check_inputs(inputs: Iterable[str]) -> None:
     ``os.path.lexists`` is used so that a dangling symlink given on purpose still counts as
     present (it becomes an error row later instead of a usage error).
     """
-    missing = [p for p in inputs if not os.path.lexists(p)]
+    inputs = list(inputs)
+    missing = [p for p in inputs if not is_url(p) and not os.path.lexists(p)]
+    check_urls(inputs)  # a URL's objects are asked for when walked
     if missing:
         raise InputNotFoundError(
             f"no such file or directory: {', '.join(missing)}", options=("inputs",), path=missing[0]
@@ -125,7 +128,10 @@ def iter_video_paths(
     cannot hang the walk and a folder linked twice does not give its videos twice.
     """
     for arg in inputs:
-        if os.path.isdir(arg):
+        if is_url(arg):
+            # A prefix is listed as a folder is walked; a URL of one object is yielded.
+            yield from iter_urls(arg, is_video_name, on_error, keep)
+        elif os.path.isdir(arg):
             # Followed even when the argument itself is a symlink: the user named it.
             walked = _walk(arg, on_error, on_link)
             yield from (walked if keep is None else filter(keep, walked))
@@ -184,7 +190,8 @@ def read_file_list(
     read as such) or, by its ``.parquet`` extension, a Parquet file, and the paths are that
     column. Names are read as bytes and decoded as the file system does, so names that are
     not UTF-8 still name their files. A relative path is taken relative to the list's folder
-    (to the current folder for stdin), so a list can travel with its videos.
+    (to the current folder for stdin), so a list can travel with its videos; a URL
+    (``s3://...``, ``https://...``) is taken as it is.
     """
     import sys
 
@@ -209,7 +216,11 @@ def read_file_list(
         names = [os.fsdecode(p) for p in data.split(b"\0")]
     else:
         names = [os.fsdecode(line.removesuffix(b"\r")) for line in data.split(b"\n")]
-    return [os.path.join(base, n) if base and not os.path.isabs(n) else n for n in names if n]
+    return [
+        os.path.join(base, n) if base and not os.path.isabs(n) and not is_url(n) else n
+        for n in names
+        if n
+    ]
 
 
 def _column(data: bytes, source: str, column: str) -> list[str]:

@@ -20,6 +20,7 @@ import os
 import stat
 import struct
 
+from . import remote
 from .results import (
     STATUS_DAMAGED,
     STATUS_EMPTY,
@@ -151,8 +152,9 @@ def _mp4_index_state(path: str) -> str:
 
     Walks the top-level boxes by their sizes, reading only box headers.
     """
-    with open(path, "rb") as f:
-        end = os.fstat(f.fileno()).st_size
+    reader = remote.opened(path) if remote.is_url(path) else open(path, "rb")  # noqa: SIM115
+    with reader as f:
+        end = f.seek(0, os.SEEK_END)
         offset = 0
         for _ in range(_MAX_MP4_BOXES):
             f.seek(offset)
@@ -224,8 +226,14 @@ def check_and_read_head(path: str) -> tuple[Failure | None, bytes]:
     """A :class:`Failure` if ``path`` must not be handed to a decoder, else ``None``; and the
     first :data:`SNIFF_BYTES` bytes it read (empty when it read none).
 
-    Uses ``stat`` first (which never blocks, unlike ``open`` on a FIFO).
+    Uses ``stat`` first (which never blocks, unlike ``open`` on a FIFO). A URL is asked of
+    its store (:func:`vmae_cli.remote.check_and_read_head`).
     """
+    if remote.is_url(path):
+        failure, head = remote.check_and_read_head(path, SNIFF_BYTES)
+        if failure is None and (what := sniff_not_video(head)) is not None:
+            return Failure(STATUS_NOT_VIDEO, f"not a video: {what}"), head
+        return failure, head
     try:
         st = os.stat(path)
     except FileNotFoundError:

@@ -12,6 +12,11 @@ with ``..`` or ``./``) and from whatever folder the command ran:
   that a name holding those four characters literally cannot collide with it, a literal
   backslash is written ``\\\\``. :func:`cell_path` undoes both, giving back the name to open.
 
+A URL (``s3://bucket/key.mp4``, ``https://host/clip.mp4``: :mod:`vmae_cli.remote`) is its own
+identity, as :func:`~vmae_cli.remote.public_url` shows it: no user or password, and no query
+string (a signed URL's signature changes every time it is signed) unless the run keeps them
+(:func:`url_queries_kept`).
+
 Outputs of vmae before this rule held the path as it was given (often relative, a backslash
 not doubled). :func:`key_of_cell` reads those too: a relative cell is resolved against the
 current folder (:func:`is_legacy_cell` tells a caller to say so once).
@@ -19,21 +24,48 @@ current folder (:func:`is_legacy_cell` tells a caller to say so once).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Iterator
+from contextvars import ContextVar
+
+from .remote import is_url, public_url
 
 #: One escape in a cell: ``\\`` (a backslash) or ``\xNN`` (a byte that is not UTF-8).
 _ESCAPE = re.compile(r"\\(\\|x[0-9a-fA-F]{2})")
 
 
+#: Whether the ``path`` cells of URLs keep their query strings (see :func:`url_queries_kept`).
+_KEEP_URL_QUERY: ContextVar[bool] = ContextVar("keep_url_query", default=False)
+
+
+@contextlib.contextmanager
+def url_queries_kept(keep: bool = True) -> Iterator[None]:
+    """Within the block, the ``path`` cell of a URL keeps its query string (where the query
+    names the video, ``?id=42``, rather than signing the request)."""
+    token = _KEEP_URL_QUERY.set(keep)
+    try:
+        yield
+    finally:
+        _KEEP_URL_QUERY.reset(token)
+
+
 def video_path(path: str | os.PathLike[str]) -> str:
-    """The absolute, normalised path of a video, as the OS names it (symlinks kept)."""
-    return os.path.abspath(os.fspath(path))
+    """The absolute, normalised path of a video, as the OS names it (symlinks kept); a URL
+    as it was given (the name to open it by, signature included)."""
+    path = os.fspath(path)
+    if is_url(path):
+        return path
+    return os.path.abspath(path)
 
 
 def path_cell(path: str | os.PathLike[str]) -> str:
-    """The ``path`` cell of a video: :func:`video_path` as one-to-one UTF-8 text."""
+    """The ``path`` cell of a video: :func:`video_path` as one-to-one UTF-8 text (a URL as
+    :func:`~vmae_cli.remote.public_url` shows it)."""
     text = video_path(path)
+    if is_url(text):
+        text = public_url(text, keep_query=_KEEP_URL_QUERY.get())
     if "\\" not in text and "\0" not in text:
         try:
             text.encode("utf-8")
@@ -81,10 +113,14 @@ def key_of_cell(cell: str) -> str:
 def is_legacy_cell(cell: str) -> bool:
     """True for a cell that is not this version's spelling (a relative or unnormalised
     path, written by an older vmae)."""
+    if is_url(cell):
+        return False
     return not cell.startswith("/") or os.path.normpath(cell) != cell
 
 
 def display_path(path: str | os.PathLike[str]) -> str:
     """``path`` as text for a message (not an identity: see :func:`path_cell`): bytes that
-    are not UTF-8 appear as ``\\xNN``."""
+    are not UTF-8 appear as ``\\xNN``; a URL as :func:`~vmae_cli.remote.public_url` shows it."""
+    if isinstance(path, str) and is_url(path):
+        return public_url(path)
     return os.fsencode(os.fspath(path)).decode("utf-8", "backslashreplace")

@@ -42,6 +42,7 @@ from typing import Any
 
 from .errors import VmaeError
 from .extras import require
+from .identity import video_path
 from .model import ModelRef, ModelSpec
 from .pipeline import ClassifyOptions
 from .results import STATUS_CRASHED, STATUS_ERROR, Prediction, file_stamp
@@ -138,7 +139,7 @@ def classify_on_ray(
         if ray_options.actors is not None and plan.actors < ray_options.actors:
             on_warning(f"actors={ray_options.actors}, but the cluster has room for {plan.actors}")
         model = os.path.abspath(spec.name) if os.path.isdir(spec.name) else spec.name
-        absolute = [os.path.abspath(p) for p in paths]
+        absolute = [video_path(p) for p in paths]  # a URL stays one: each actor fetches it
         probes = _probe_dirs(absolute, model)
         # Held here for the whole run: Ray ends an actor once its creator drops the handle,
         # whatever the handles pickled into the actors' arguments.

@@ -59,8 +59,14 @@ class FileStamp:
 
 
 def file_stamp(path: str) -> FileStamp | None:
-    """The :class:`FileStamp` of ``path``, or ``None`` when it cannot be ``stat``-ed."""
+    """The :class:`FileStamp` of ``path``, or ``None`` when it cannot be ``stat``-ed (a URL:
+    what its store says, :func:`vmae_cli.remote.stamp`)."""
     import os
+
+    from .remote import is_url, stamp
+
+    if is_url(path):
+        return stamp(path)
 
     try:
         st = os.stat(path)

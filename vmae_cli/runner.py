@@ -30,7 +30,7 @@ from .discovery import as_inputs, check_inputs, iter_video_paths, path_filter, r
 from .embeddings import DEFAULT_EMBEDDING_DTYPE, EMBEDDING_DTYPES
 from .errors import VmaeError
 from .extras import require
-from .identity import display_path, path_cell, video_path
+from .identity import display_path, path_cell, url_queries_kept, video_path
 from .model import (
     BACKEND_TORCH,
     MODEL_KEYWORDS,
@@ -47,6 +47,7 @@ from .pipeline import Classifier, ClassifyOptions, default_workers
 from .provenance import FOLDER_REVISION_PREFIX
 from .ray_engine import EXTRA as EXTRA_RAY
 from .ray_engine import RayOptions
+from .remote import check_urls, is_url
 from .results import STATUS_OK, Prediction, file_stamp
 from .scoring import read_label_map
 from .segments import Segments
@@ -99,6 +100,9 @@ class RunOptions:
     include: tuple[str, ...] = ()  # shell patterns a walked path must match (one of)
     exclude: tuple[str, ...] = ()  # shell patterns a walked path must not match
     escape_formulas: bool = True
+    #: Keep a URL's query string in its ``path`` cell (where it names the video, ``?id=42``);
+    #: by default it is left out (a signed URL's signature).
+    keep_url_query: bool = False
     resume: bool = False
     retry_failed: bool = False  # implies resume
     #: Replace the rows (window rows, vectors) an existing output holds; without it (or
@@ -391,6 +395,10 @@ class _Run:
         self.linked_folders = 0  # symlinks to folders the walk did not follow
 
     def execute(self) -> RunReport:
+        with url_queries_kept(self.opts.keep_url_query):
+            return self._execute()
+
+    def _execute(self) -> RunReport:
         started, t0 = time.time(), time.perf_counter()
         check_inputs(self.inputs)
         o = self.opts
@@ -399,6 +407,7 @@ class _Run:
             if o.files_from is not None
             else []
         )
+        check_urls(self.listed)
         _check_engine(self.opts)
         _check_scoring(self.opts)
         outputs = Outputs.plan(
@@ -582,7 +591,9 @@ class _Run:
             p
             for entry in self.listed
             for p in (
-                iter_video_paths([entry], warn, keep, link) if os.path.isdir(entry) else [entry]
+                iter_video_paths([entry], warn, keep, link)
+                if is_url(entry) or os.path.isdir(entry)
+                else [entry]
             )
         )
         for path in itertools.chain(walked, listed):

@@ -73,16 +73,36 @@ class FrameIndex:
 
     shown: list[int]
     keyframes: list[int]
+    #: Each packet's bytes in the file, ``pts -> (position, size)``, when asked for
+    #: (a remote file fetches a segment's bytes in one request: :meth:`byte_range`).
+    spans: dict[int, tuple[int, int]] | None = None
+
+    def byte_range(self, first: int, last: int) -> tuple[int, int] | None:
+        """The bytes that hold every packet shown from ``first`` to ``last`` (timestamps):
+        in decode order they hold every packet a decoder needs between them, the references
+        of B-frames included. ``None`` without :attr:`spans`."""
+        if not self.spans:
+            return None
+        inside = [span for pts, span in self.spans.items() if first <= pts <= last]
+        if not inside:
+            return None
+        return min(p for p, _ in inside), max(p + n for p, n in inside)
 
 
-def index_packets(container: Any, stream: Any) -> FrameIndex:
+def index_packets(
+    container: Any, stream: Any, keyframe_dts: set[int] | None = None, spans: bool = False
+) -> FrameIndex:
     """Demux every packet of ``stream`` (no decoding) into a :class:`FrameIndex`.
 
-    Raises :class:`NotSeekable` when the timestamps cannot identify frames, or a packet is
-    damaged (its frame may not decode, so counting it could shift every frame index).
+    ``keyframe_dts``: the decode times of the keyframes, when the container's own index says
+    them (an MP4's sync samples) and the packets' bytes are not read (their flags then come
+    from a parser that saw no real data). Raises :class:`NotSeekable` when the timestamps
+    cannot identify frames, or a packet is damaged (its frame may not decode, so counting it
+    could shift every frame index). ``spans``: record each packet's position and size.
     """
     shown: list[int] = []
     keyframes: list[int] = []
+    where: dict[int, tuple[int, int]] | None = {} if spans else None
     for packet in container.demux(stream):
         if packet.size == 0:
             continue  # the flush packet at the end
@@ -92,8 +112,10 @@ def index_packets(container: Any, stream: Any) -> FrameIndex:
             # A file cut inside a packet (an MP4 whose index comes first): a full decode
             # gets no frame out of it, and the index would count one more frame.
             raise NotSeekable("a damaged packet")
-        if packet.is_keyframe:
+        if packet.is_keyframe if keyframe_dts is None else packet.dts in keyframe_dts:
             keyframes.append(packet.pts)
+        if where is not None and packet.pos is not None and packet.pos >= 0:
+            where[packet.pts] = (packet.pos, packet.size)
         if not packet.is_discard:
             shown.append(packet.pts)
     shown.sort()
@@ -102,7 +124,7 @@ def index_packets(container: Any, stream: Any) -> FrameIndex:
     if len(set(shown)) != len(shown):
         raise NotSeekable("duplicate timestamps")
     keyframes.sort()
-    return FrameIndex(shown, keyframes)
+    return FrameIndex(shown, keyframes, where)
 
 
 @dataclass

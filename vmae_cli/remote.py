@@ -1,0 +1,668 @@
+"""Videos in object storage and on the web: URLs as inputs (``s3://``, ``gs://``, ``az://``,
+``https://``, any protocol fsspec knows).
+
+A URL is read through fsspec (the optional extra ``vmae-cli[remote]``; ``s3fs``, ``gcsfs`` or
+``adlfs`` as the user installs them) with range requests: :class:`RangeFile` is a seekable
+file object that the decoders open as they open a local file (PyAV and OpenCV both read
+Python file objects), so a seeking decoder fetches only the bytes it needs and the sampled
+frames are exactly those of a local copy. What a URL costs is counted per video
+(:func:`take_fetched`: bytes and requests), and a failure to fetch is remembered
+(:attr:`RemoteObject.error`) so that a cut connection becomes a row saying so, never a
+shorter video.
+
+Credentials come from each store's own chain (environment, config files, instance roles):
+vmae never reads or passes them. They can still ride in a URL (``https://user:pass@host``, a
+signed URL's query), so messages show :func:`public_url` and :func:`redact` every text that
+comes from a store's library.
+
+Nothing here runs at import: fsspec is imported when a URL is first opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import re
+import struct
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import VmaeError
+from .results import (
+    STATUS_EMPTY,
+    STATUS_NOT_A_FILE,
+    STATUS_NOT_FOUND,
+    STATUS_TIMEOUT,
+    STATUS_UNREADABLE,
+    Failure,
+    FileStamp,
+)
+
+#: ``scheme://`` at the start of an input: a URL, not a local path.
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+#: Schemes that name one object and cannot be listed: every such URL is one video.
+UNLISTABLE_SCHEMES = frozenset({"http", "https", "ftp"})
+
+#: The unit of a range request and of the block cache (bytes). Small enough that a seek
+#: fetches little past what it decodes (a 2 s stretch of a 1 Mbit/s video is 250 KB), while
+#: the read-ahead makes a long sequential read few requests.
+BLOCK_BYTES = 16 * 1024
+#: The most one request fetches (bytes): the read-ahead grows from one block while reads stay
+#: sequential, up to this.
+MAX_READ_AHEAD_BYTES = 4 * 1024 * 1024
+#: The most one object's block cache holds (bytes); older blocks are dropped first.
+CACHE_BYTES = 32 * 1024 * 1024
+#: Tries of one range request that failed for a reason that may pass (a timeout, a cut
+#: connection, throttling), the first included.
+FETCH_TRIES = 4
+#: The wait before the second try (seconds), doubled before each further one.
+FETCH_BACKOFF_S = 0.5
+#: Objects whose blocks a process keeps (its worker decodes one video at a time).
+_OBJECTS_KEPT = 2
+
+
+class RemoteInputError(VmaeError, ValueError):
+    """A URL input that cannot be used as asked (a protocol no installed package reads)."""
+
+
+def is_url(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is a URL (``scheme://...``) rather than a local path."""
+    return isinstance(path, str) and _URL.match(path) is not None
+
+
+def scheme_of(url: str) -> str:
+    """The URL's scheme, lower case."""
+    return url.split("://", 1)[0].lower()
+
+
+def public_url(url: str, *, keep_query: bool = False) -> str:
+    """``url`` as rows and messages may show it: scheme and host in lower case, no user or
+    password, no fragment, and no query string (a signed URL's signature) unless
+    ``keep_query``."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    elif "@" not in parts.netloc:
+        host = parts.netloc.lower()  # a bucket name may hold characters hostname drops
+    return urlunsplit(
+        (parts.scheme.lower(), host, parts.path, parts.query if keep_query else "", "")
+    )
+
+
+#: A URL inside a text: from its scheme to the first space or quote.
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")
+#: Query parameters that carry a credential, whatever the URL (AWS, GCS, Azure SAS, tokens).
+_SECRET_PARAMS = re.compile(
+    r"(?i)\b(x-amz-[a-z-]+|x-goog-[a-z-]+|signature|sig|awsaccesskeyid|googleaccessid|"
+    r"access_token|token|key|se|sp|sv|sr|st|skoid|sktid|skt|ske|sks|skv)=[^&\s'\"]*"
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with every URL in it shown by :func:`public_url` and any credential-looking
+    query parameter left elsewhere blanked: what a store's library says may name the signed
+    URL or a user and password."""
+    text = _URL_IN_TEXT.sub(lambda m: public_url(m.group(0)), text)
+    return _SECRET_PARAMS.sub(lambda m: f"{m.group(1)}=...", text)
+
+
+def filesystem(url: str) -> tuple[Any, str]:
+    """The fsspec filesystem that reads ``url`` and the path it knows the object by.
+
+    Raises :class:`~vmae_cli.extras.MissingExtraError` without fsspec, and
+    :class:`RemoteInputError` naming the package to install when fsspec knows the protocol
+    but its package (``s3fs``, ``gcsfs``, ``adlfs``, ``aiohttp``) is missing.
+    """
+    from .extras import require
+
+    require("fsspec", "remote", inputs=public_url(url))
+    import fsspec.core
+
+    try:
+        return fsspec.core.url_to_fs(url)
+    except ImportError as exc:
+        raise RemoteInputError(
+            f"inputs={public_url(url)!r}: {redact(str(exc))}",
+            options=("inputs",),
+            value=public_url(url),
+        ) from None
+    except ValueError as exc:  # "Protocol not known"
+        raise RemoteInputError(
+            f"inputs={public_url(url)!r}: {redact(str(exc))}",
+            options=("inputs",),
+            value=public_url(url),
+        ) from None
+
+
+def check_urls(paths: list[str]) -> None:
+    """Refuse, before any work, URLs whose protocol cannot be read here (see
+    :func:`filesystem`): one of each scheme is tried."""
+    seen: set[str] = set()
+    for path in paths:
+        if is_url(path) and scheme_of(path) not in seen:
+            seen.add(scheme_of(path))
+            filesystem(path)
+
+
+# --- what a store says of an object -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a store says of an object without reading it."""
+
+    size: int
+    modified_s: int | None  # the last modification, whole seconds since the epoch
+    version: str  # the version id, generation or ETag: what changes when the bytes do
+
+    def stamp(self) -> FileStamp:
+        """The :class:`~vmae_cli.results.FileStamp` rows and resume compare: the size, and
+        as ``mtime_ns`` the last modification to the second with a digest of the version in
+        its nanoseconds, so an object rewritten within the same second with the same size is
+        still seen as changed (stores give the time to the second, and an ETag or version is
+        what really changes)."""
+        seconds = self.modified_s or 0
+        nanos = 0
+        if self.version:
+            digest = hashlib.blake2b(self.version.encode(), digest_size=8).digest()
+            nanos = int.from_bytes(digest, "big") % 1_000_000_000
+        return FileStamp(self.size, seconds * 1_000_000_000 + nanos)
+
+
+#: Keys stores give an object's version under (s3fs, gcsfs, adlfs, fsspec's HTTP), in order
+#: of preference. The ETag first: a listing and a single object's info both give it, where a
+#: version id may come only with the latter (a stamp must not differ by who asked).
+_VERSION_KEYS = ("ETag", "etag", "generation", "VersionId", "version_id", "md5Hash", "Content-MD5")
+_MODIFIED_KEYS = ("LastModified", "last_modified", "updated", "mtime", "Last-Modified", "modified")
+
+
+def object_info(info: dict[str, Any]) -> ObjectInfo:
+    """An fsspec ``info`` dict as :class:`ObjectInfo` (keys differ between stores)."""
+    version = next((str(info[k]) for k in _VERSION_KEYS if info.get(k)), "")
+    modified = next((info[k] for k in _MODIFIED_KEYS if info.get(k)), None)
+    return ObjectInfo(int(info.get("size") or 0), _seconds(modified), version.strip('"'))
+
+
+def _seconds(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return int(value.timestamp())
+    if isinstance(value, (int, float)):
+        return int(value)
+    text = str(value)
+    with contextlib.suppress(ValueError):
+        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
+    from email.utils import parsedate_to_datetime
+
+    with contextlib.suppress(TypeError, ValueError):
+        return int(parsedate_to_datetime(text).timestamp())
+    return None
+
+
+def failure_of(exc: BaseException, url: str, doing: str) -> Failure:
+    """The row's failure for an exception a store's library raised while ``doing``."""
+    said = redact(str(exc)) or type(exc).__name__
+    shown = public_url(url)
+    if isinstance(exc, FileNotFoundError):
+        return Failure(STATUS_NOT_FOUND, f"no such object: {shown}")
+    if isinstance(exc, IsADirectoryError):
+        return Failure(STATUS_NOT_A_FILE, f"not a video file: {shown} is a prefix")
+    if isinstance(exc, PermissionError) or _status_code(exc) in (401, 403):
+        return Failure(STATUS_UNREADABLE, f"access denied while {doing}: {said}")
+    if _status_code(exc) == 404:
+        return Failure(STATUS_NOT_FOUND, f"no such object: {shown}")
+    if _is_timeout(exc):
+        return Failure(STATUS_TIMEOUT, f"timed out while {doing} ({FETCH_TRIES} tries): {said}")
+    return Failure(
+        STATUS_UNREADABLE,
+        f"cannot read while {doing} ({FETCH_TRIES} tries): {type(exc).__name__}: {said}",
+    )
+
+
+def _status_code(exc: BaseException) -> int | None:
+    """The HTTP status an exception carries (aiohttp's ``status``, botocore's response)."""
+    status = getattr(exc, "status", None) or getattr(exc, "code", None)
+    if isinstance(status, int):
+        return status
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if isinstance(code, int):
+            return code
+    return None
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    import asyncio
+
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        return True
+    return "timeout" in type(exc).__name__.lower() or "timed out" in str(exc).lower()
+
+
+def _may_pass(exc: BaseException) -> bool:
+    """Whether trying again may succeed: not for a missing or forbidden object."""
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
+        return False
+    code = _status_code(exc)
+    return code is None or code in (408, 429) or code >= 500
+
+
+# --- reading an object --------------------------------------------------------------------
+
+
+@dataclass
+class Fetched:
+    """What reading one object cost: bytes fetched and range requests made (tries included)."""
+
+    bytes: int = 0
+    requests: int = 0
+
+    def note(self, size: int) -> str:
+        """The row's note: ``fetched 3.1 MiB of 12.0 MiB (26%) in 7 requests``."""
+        share = f" ({100 * self.bytes / size:.0f}%)" if size else ""
+        return (
+            f"fetched {_mib(self.bytes)} of {_mib(size)}{share} in {self.requests} "
+            f"request{'s' if self.requests != 1 else ''}"
+        )
+
+
+def _mib(n: int) -> str:
+    return f"{n / 1024 / 1024:.1f} MiB"
+
+
+@dataclass
+class RemoteObject:
+    """One object as this process reads it: its info, a bounded cache of its blocks, what
+    reading it cost and the failure that stopped a read (``error``)."""
+
+    url: str
+    fs: Any
+    path: str
+    info: ObjectInfo
+    fetched: Fetched = field(default_factory=Fetched)
+    error: Failure | None = None
+    _blocks: OrderedDict[int, bytes] = field(default_factory=OrderedDict)
+    _ahead: int = 1  # blocks the last fetch took
+    _run: int = 0  # blocks fetched in the current sequential run before the last fetch
+    _last_miss: int = -2
+
+    @property
+    def size(self) -> int:
+        return self.info.size
+
+    def block(self, n: int, sequential: bool = False) -> bytes:
+        """Block ``n`` (:data:`BLOCK_BYTES` each; the last may be shorter), fetched with the
+        blocks after it when reads are sequential. Returns ``b""`` once a fetch failed for
+        good (``error`` says why): a decoder that sees the end early is checked against
+        ``error`` afterwards, and OpenCV crashes on an exception raised inside ``read``."""
+        cached = self._blocks.get(n)
+        if cached is not None:
+            self._blocks.move_to_end(n)
+            return cached
+        if self.error is not None:
+            return b""
+        last = max(0, (self.size - 1) // BLOCK_BYTES)
+        # The read-ahead grows only while a reader goes on where it stopped past what was
+        # fetched (a seek that lands just after it starts again from one block), and by half
+        # what this run has fetched: a seeking decoder's runs of a few hundred KB are fetched
+        # with little past their end, a long sequential read in a dozen requests.
+        self._run = self._run + self._ahead if sequential and n == self._last_miss + 1 else 0
+        self._ahead = min(max(1, self._run // 2), MAX_READ_AHEAD_BYTES // BLOCK_BYTES)
+        count = min(self._ahead, last - n + 1)
+        self._last_miss = n + count - 1
+        start, end = n * BLOCK_BYTES, min(self.size, (n + count) * BLOCK_BYTES)
+        data = self._fetch(start, end)
+        if data is None:
+            return b""
+        self._keep(n, count, data)
+        return self._blocks.get(n, b"")
+
+    def prefetch(self, start: int, end: int) -> None:
+        """Fetch the blocks that hold bytes ``start:end`` and are not cached, each run of
+        them in one request (up to :data:`MAX_READ_AHEAD_BYTES`): a reader that knows what it
+        will read (a seek plan's stretch) pays one request and nothing past it."""
+        first, last = start // BLOCK_BYTES, (max(start, end - 1)) // BLOCK_BYTES
+        most = MAX_READ_AHEAD_BYTES // BLOCK_BYTES
+        n = first
+        while n <= last and self.error is None:
+            if n in self._blocks:
+                n += 1
+                continue
+            count = 1
+            while n + count <= last and count < most and n + count not in self._blocks:
+                count += 1
+            lo, hi = n * BLOCK_BYTES, min(self.size, (n + count) * BLOCK_BYTES)
+            data = self._fetch(lo, hi)
+            if data is None:
+                return
+            self._keep(n, count, data)
+            n += count
+
+    def _keep(self, n: int, count: int, data: bytes) -> None:
+        for i in range(count):
+            self._blocks[n + i] = data[i * BLOCK_BYTES : (i + 1) * BLOCK_BYTES]
+            self._blocks.move_to_end(n + i)
+        while len(self._blocks) * BLOCK_BYTES > CACHE_BYTES:
+            self._blocks.popitem(last=False)
+
+    def _fetch(self, start: int, end: int) -> bytes | None:
+        """Bytes ``start:end``, tried :data:`FETCH_TRIES` times while the failure may pass
+        (backing off: throttling asks for it); ``None`` with ``error`` set when they fail."""
+        wait = FETCH_BACKOFF_S
+        for attempt in range(FETCH_TRIES):
+            self.fetched.requests += 1
+            try:
+                data = self.fs.cat_file(self.path, start=start, end=end)
+            except Exception as exc:  # noqa: BLE001 - every store's library raises its own
+                if attempt + 1 < FETCH_TRIES and _may_pass(exc):
+                    time.sleep(wait)
+                    wait *= 2
+                    continue
+                self.error = failure_of(exc, self.url, f"reading bytes {start}-{end - 1}")
+                return None
+            self.fetched.bytes += len(data)
+            if len(data) == end - start:
+                return data
+            # A body cut short (a dropped connection some libraries do not raise for).
+            if attempt + 1 < FETCH_TRIES:
+                time.sleep(wait)
+                wait *= 2
+                continue
+            self.error = Failure(
+                STATUS_UNREADABLE,
+                f"the connection kept ending early: bytes {start}-{end - 1} of "
+                f"{public_url(self.url)} came {len(data)} bytes long ({FETCH_TRIES} tries)",
+            )
+        return None
+
+    def open(self, *, payload_free: list[tuple[int, int]] | None = None) -> RangeFile:
+        """A new reader at the object's start (see :class:`RangeFile`)."""
+        return RangeFile(self, payload_free)
+
+
+class RangeFile(io.BufferedIOBase):
+    """A seekable, read-only file over a :class:`RemoteObject` (OpenCV takes only
+    :class:`io.BufferedIOBase` readers). ``payload_free`` byte ranges read as zeros without
+    a fetch: a demuxer that only needs an MP4's index reads its samples' bytes so."""
+
+    def __init__(self, obj: RemoteObject, payload_free: list[tuple[int, int]] | None = None):
+        super().__init__()
+        self.obj = obj
+        self.pos = 0
+        self.payload_free = payload_free or []
+        self._read_end = -1  # where the last read ended
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.obj.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def read(self, size: int | None = -1) -> bytes:
+        end = self.obj.size if size is None or size < 0 else min(self.obj.size, self.pos + size)
+        sequential = self.pos == self._read_end
+        parts = []
+        while self.pos < end:
+            zero_until = self._payload_end(self.pos)
+            if zero_until is not None:
+                step = min(end, zero_until) - self.pos
+                parts.append(bytes(step))
+                self.pos += step
+                continue
+            n, offset = divmod(self.pos, BLOCK_BYTES)
+            block = self.obj.block(n, sequential)
+            if len(block) <= offset:
+                break  # a failed fetch: the reader sees the end, ``obj.error`` says why
+            piece = block[offset : offset + end - self.pos]
+            parts.append(piece)
+            self.pos += len(piece)
+            sequential = True
+        self._read_end = self.pos
+        return b"".join(parts)
+
+    def read1(self, size: int = -1) -> bytes:
+        return self.read(size)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def _payload_end(self, pos: int) -> int | None:
+        for start, end in self.payload_free:
+            if start <= pos < end:
+                return end
+        return None
+
+
+#: The objects this process read last, newest last: a video's checks, probes and decoding
+#: passes share one info request and one block cache.
+_OBJECTS: OrderedDict[str, RemoteObject] = OrderedDict()
+#: Each object's cost so far, until :func:`take_fetched` takes it.
+_FETCHED: dict[str, Fetched] = {}
+#: Infos a listing gave, until the run asks for the object's stamp (no request then).
+_LISTED: dict[str, ObjectInfo] = {}
+
+
+def remote_object(url: str) -> RemoteObject:
+    """The object ``url`` names, its info asked once per process (raises what the store's
+    library raises: :func:`failure_of` words it)."""
+    obj = _OBJECTS.get(url)
+    if obj is not None:
+        _OBJECTS.move_to_end(url)
+        return obj
+    fs, path = filesystem(url)
+    fetched = _FETCHED.setdefault(url, Fetched())
+    info = _info(fs, path, fetched)
+    if info.get("type") == "directory":
+        raise IsADirectoryError(url)
+    obj = RemoteObject(url, fs, path, object_info(info), fetched)
+    _OBJECTS[url] = obj
+    while len(_OBJECTS) > _OBJECTS_KEPT:
+        _OBJECTS.popitem(last=False)
+    return obj
+
+
+def _info(fs: Any, path: str, fetched: Fetched) -> dict[str, Any]:
+    wait = FETCH_BACKOFF_S
+    for attempt in range(FETCH_TRIES):
+        fetched.requests += 1
+        try:
+            return fs.info(path)
+        except Exception as exc:
+            if attempt + 1 < FETCH_TRIES and _may_pass(exc):
+                time.sleep(wait)
+                wait *= 2
+                continue
+            raise
+    raise AssertionError("unreachable")
+
+
+def take_fetched(url: str) -> Fetched | None:
+    """What this process fetched of ``url`` since the last call (``None``: nothing), and
+    forget the object (a video done: a later try starts afresh)."""
+    forget(url)
+    return _FETCHED.pop(url, None)
+
+
+def fetch_error(url: str) -> Failure | None:
+    """The failure that stopped a read of ``url`` in this process, if one did."""
+    obj = _OBJECTS.get(url)
+    return obj.error if obj is not None else None
+
+
+def forget(url: str) -> None:
+    """Drop what this process holds of ``url`` (its blocks, its failure): the next read
+    starts afresh (a video tried again)."""
+    _OBJECTS.pop(url, None)
+
+
+def stamp(url: str) -> FileStamp | None:
+    """The object's :class:`~vmae_cli.results.FileStamp` (a listing's, when the walk gave
+    one: no request), or ``None`` when the store cannot say."""
+    listed = _LISTED.pop(url, None)
+    if listed is not None:
+        return listed.stamp()
+    try:
+        return remote_object(url).info.stamp()
+    except Exception:  # noqa: BLE001 - no stamp: the row says why it failed
+        return None
+
+
+def check_and_read_head(url: str, sniff_bytes: int) -> tuple[Failure | None, bytes]:
+    """The remote twin of :func:`vmae_cli.filegate.check_and_read_head`: a failure if the
+    object cannot be read (not found, access denied, a prefix, empty, unreachable), else
+    ``None`` and its first ``sniff_bytes`` bytes."""
+    try:
+        obj = remote_object(url)
+    except Exception as exc:  # noqa: BLE001 - every store's library raises its own
+        return failure_of(exc, url, "asking for the object"), b""
+    if obj.size == 0:
+        return Failure(STATUS_EMPTY, "empty object (0 bytes)"), b""
+    head = obj.open().read(sniff_bytes)
+    if obj.error is not None:
+        return obj.error, b""
+    return None, head
+
+
+@contextlib.contextmanager
+def opened(url: str) -> Iterator[RangeFile]:
+    """A reader of ``url`` for a decoder (raises :class:`OSError` when it cannot be had)."""
+    try:
+        obj = remote_object(url)
+    except OSError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every store's library raises its own
+        raise OSError(failure_of(exc, url, "asking for the object").error) from None
+    yield obj.open()
+
+
+# --- an MP4's index without its samples ----------------------------------------------------
+
+#: Top-level MP4 boxes read while looking for the media data (an index at the end of a big
+#: file is one jump; this bounds a malformed file's walk).
+_MAX_TOP_BOXES = 64
+
+
+def mp4_payload(reader: Any, size: int) -> list[tuple[int, int]] | None:
+    """The byte ranges of an MP4's media data (``mdat`` payloads), read from the box headers
+    only, or ``None`` when the file is not a plain MP4 whose index says everything
+    (fragmented: ``moof`` boxes, or boxes that do not tile the file)."""
+    ranges = []
+    pos = 0
+    for _ in range(_MAX_TOP_BOXES):
+        if pos >= size:
+            return ranges or None
+        reader.seek(pos)
+        header = reader.read(16)
+        if len(header) < 8:
+            return None
+        length, kind = struct.unpack(">I4s", header[:8])
+        body = 8
+        if length == 1:
+            if len(header) < 16:
+                return None
+            length = struct.unpack(">Q", header[8:16])[0]
+            body = 16
+        elif length == 0:
+            length = size - pos
+        if length < body or pos + length > size:
+            return None
+        if kind in (b"moof", b"mfra", b"sidx"):
+            return None
+        if kind == b"mdat":
+            ranges.append((pos + body, pos + length))
+        pos += length
+    return None
+
+
+def payload_free_reader(name: Any) -> RangeFile | None:
+    """For a :class:`RangeFile` over a plain MP4, a second reader of the same object whose
+    media data reads as zeros: demuxing it gives the packets' timestamps and flags (the
+    index's) without fetching their bytes. ``None`` for anything else."""
+    if not isinstance(name, RangeFile):
+        return None
+    obj = name.obj
+    probe = obj.open()
+    if probe.read(8)[4:8] != b"ftyp":
+        return None
+    ranges = mp4_payload(probe, obj.size)
+    if not ranges or obj.error is not None:
+        return None
+    return obj.open(payload_free=ranges)
+
+
+# --- listing ------------------------------------------------------------------------------
+
+
+def iter_urls(
+    url: str,
+    is_video: Callable[[str], bool],
+    on_error: Callable[[str, str], None],
+    keep: Callable[[str], bool] | None = None,
+) -> Iterator[str]:
+    """The videos ``url`` names: itself when it names one object (any URL of a protocol
+    that cannot be listed, such as ``https://``, or a name with a video extension), else
+    every object under it whose name ``is_video`` (and that ``keep`` keeps), walked as
+    :func:`vmae_cli.discovery.iter_video_paths` walks a folder: depth-first, sorted by
+    name, level by level (a prefix of millions is never listed whole). Listing failures
+    go to ``on_error``; the infos the listing gave are kept for :func:`stamp`."""
+    name = urlsplit(url).path.rsplit("/", 1)[-1]
+    if scheme_of(url) in UNLISTABLE_SCHEMES or (is_video(name) and not url.endswith("/")):
+        yield url
+        return
+    try:
+        fs, path = filesystem(url)
+    except VmaeError:
+        raise
+    prefix = url[: len(url) - len(url.split("://", 1)[1])]  # "s3://"
+    found = False
+    for entry in _walk(fs, path.rstrip("/"), on_error, url):
+        found = True
+        child = prefix + entry["name"]
+        if entry.get("type") == "directory" or not is_video(entry["name"].rsplit("/", 1)[-1]):
+            continue
+        if keep is not None and not keep(child):
+            continue
+        _LISTED[child] = object_info(entry)
+        yield child
+    if not found:
+        on_error(public_url(url), "no such object or prefix, or an empty one")
+
+
+def _walk(
+    fs: Any, path: str, on_error: Callable[[str, str], None], url: str
+) -> Iterator[dict[str, Any]]:
+    try:
+        entries = fs.ls(path, detail=True)
+    except FileNotFoundError:
+        return
+    except Exception as exc:  # noqa: BLE001 - every store's library raises its own
+        on_error(public_url(url), redact(str(exc)) or type(exc).__name__)
+        return
+    for entry in sorted(entries, key=lambda e: e["name"]):
+        if entry["name"].rstrip("/") == path:
+            continue  # some stores list the prefix itself
+        if entry.get("type") == "directory":
+            yield {"name": entry["name"], "type": "directory"}
+            yield from _walk(fs, entry["name"].rstrip("/"), on_error, url)
+        else:
+            yield entry
