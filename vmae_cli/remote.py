@@ -536,7 +536,7 @@ def check_and_read_head(url: str, sniff_bytes: int) -> tuple[Failure | None, byt
     except Exception as exc:  # noqa: BLE001 - every store's library raises its own
         return failure_of(exc, url, "asking for the object"), b""
     if obj.size == 0:
-        return Failure(STATUS_EMPTY, "empty object (0 bytes)"), b""
+        return Failure(STATUS_EMPTY, "empty file (0 bytes)"), b""  # as a local file says
     head = obj.open().read(sniff_bytes)
     if obj.error is not None:
         return obj.error, b""
@@ -633,11 +633,12 @@ def iter_urls(
         fs, path = filesystem(url)
     except VmaeError:
         raise
-    prefix = url[: len(url) - len(url.split("://", 1)[1])]  # "s3://"
+    base, top = url.rstrip("/"), path.rstrip("/")
     found = False
-    for entry in _walk(fs, path.rstrip("/"), on_error, url):
+    for entry in _walk(fs, top, on_error, url):
         found = True
-        child = prefix + entry["name"]
+        # The user's spelling of the prefix, then the rest of the key as the store names it.
+        child = base + entry["name"].rstrip("/")[len(top) :]
         if entry.get("type") == "directory" or not is_video(entry["name"].rsplit("/", 1)[-1]):
             continue
         if keep is not None and not keep(child):

@@ -59,7 +59,8 @@ def classify(
         list[str] | None,
         typer.Argument(
             metavar="INPUTS",
-            help="Video files and/or folders (walked recursively).",
+            help="Video files and/or folders (walked recursively), or URLs: s3://bucket/prefix/, "
+            "gs://..., https://host/clip.mp4 (needs vmae-cli[remote]).",
             show_default=False,
         ),
     ] = None,
@@ -128,6 +129,15 @@ def classify(
             rich_help_panel=PANEL_IO,
         ),
     ] = None,
+    keep_url_query: Annotated[
+        bool,
+        typer.Option(
+            "--keep-url-query",
+            help="Keep a URL's query string in its path cell (where it names the video, "
+            "?id=42). By default it is left out: a signed URL's signature never reaches a row.",
+            rich_help_panel=PANEL_IO,
+        ),
+    ] = False,
     top_k: Annotated[
         int,
         typer.Option(
@@ -403,6 +413,7 @@ def classify(
             include=tuple(include or ()),
             exclude=tuple(exclude or ()),
             escape_formulas=escape_formulas,
+            keep_url_query=keep_url_query,
             resume=resume,
             retry_failed=retry_failed,
             overwrite=overwrite,
