@@ -425,3 +425,48 @@ def test_a_run_over_a_prefix_gives_the_rows_of_the_local_folder(
     rows = read_rows(there)
     assert len(rows) == len(names) + 3
     assert {r["path"]: r["status"] for r in rows}["memory://bucket/in/notes.mp4"] == STATUS_OK
+
+
+# --- the command line ------------------------------------------------------------------------
+
+
+def test_the_cli_takes_urls_and_keeps_their_query_only_when_asked(memfs, tiny_model_dir, tmp_path):
+    from conftest import read_rows
+    from typer.testing import CliRunner
+
+    from vmae_cli.cli import EXIT_SOME_FAILED, app
+
+    signed = "memory://bucket/none.mp4?X-Amz-Signature=deadbeef&id=7"
+    out = tmp_path / "rows.csv"
+    model = ["--model", str(tiny_model_dir), "--device", "cpu", "--backend", "torch"]
+    result = CliRunner().invoke(app, ["classify", signed, "-o", str(out), *model])
+    assert result.exit_code == EXIT_SOME_FAILED, result.output
+    (row,) = read_rows(out)
+    assert row["path"] == "memory://bucket/none.mp4" and row["status"] == STATUS_NOT_FOUND
+    assert "deadbeef" not in out.read_text() + result.stderr
+    kept = CliRunner().invoke(
+        app, ["classify", signed, "-o", str(out), "--overwrite", "--keep-url-query", *model]
+    )
+    assert kept.exit_code == EXIT_SOME_FAILED, kept.output
+    assert read_rows(out)[0]["path"] == signed
+
+
+def test_the_cli_refuses_a_protocol_it_cannot_read_in_one_line(monkeypatch, tmp_path):
+    import importlib
+
+    from typer.testing import CliRunner
+
+    from vmae_cli.cli import EXIT_USAGE, app
+
+    monkeypatch.setitem(
+        importlib.import_module("fsspec.registry").known_implementations,
+        "nostore",
+        {"class": "nostore_pkg.NoStoreFileSystem", "err": "Install nostore_pkg to read it"},
+    )
+    out = tmp_path / "rows.csv"
+    result = CliRunner().invoke(app, ["classify", "nostore://b/k/", "-o", str(out)])
+    assert result.exit_code == EXIT_USAGE
+    assert result.stderr.strip().splitlines() == [
+        "vmae: inputs='nostore://b/k/': Install nostore_pkg to read it"
+    ]
+    assert not out.exists()

@@ -82,6 +82,7 @@ def exit_for(exc: BaseException) -> tuple[int, str]:
     from ..output import OutputBusyError, OutputMismatchError
     from ..protocol import ProtocolError
     from ..ray_engine import EngineError
+    from ..remote import RemoteInputError
     from ..report import ReportError
     from ..runner import RunOptionsError
     from ..scoring import LabelMapError
@@ -95,6 +96,7 @@ def exit_for(exc: BaseException) -> tuple[int, str]:
         RunOptionsError,
         SegmentsError,
         FileListError,
+        RemoteInputError,
         SummaryError,
         ReportError,
         LabelMapError,
