@@ -266,6 +266,7 @@ class Fetched:
 
     bytes: int = 0
     requests: int = 0
+    failed: bool = False  # a request failed for good: the row has no stamp, resume redoes it
 
     def note(self, size: int) -> str:
         """The row's note: ``fetched 3.1 MiB of 12.0 MiB (26%) in 7 requests``."""
@@ -369,6 +370,7 @@ class RemoteObject:
                     wait *= 2
                     continue
                 self.error = failure_of(exc, self.url, f"reading bytes {start}-{end - 1}")
+                self.fetched.failed = True
                 return None
             self.fetched.bytes += len(data)
             if len(data) == end - start:
@@ -383,6 +385,7 @@ class RemoteObject:
                 f"the connection kept ending early: bytes {start}-{end - 1} of "
                 f"{public_url(self.url)} came {len(data)} bytes long ({FETCH_TRIES} tries)",
             )
+            self.fetched.failed = True
         return None
 
     def open(self, *, payload_free: list[tuple[int, int]] | None = None) -> RangeFile:

@@ -86,7 +86,7 @@ class ViewMaker:
         decoded, failure, meta = decode_video(
             path, self.sample, self.transform, sampling=self.protocol.sampling
         )
-        fetched = fetch_note(path, stamp)
+        fetched, stamp = fetch_note(path, stamp)
         if decoded is None:
             return DecodeOutcome(
                 path, failure=failure, meta=meta, seconds=_since(start), stamp=stamp
@@ -158,7 +158,7 @@ class WindowMaker:
             if pending:
                 yield self._chunk(path, pending, clip)
                 sent += len(pending)
-            fetched = fetch_note(path, stamp)
+            fetched, stamp = fetch_note(path, stamp)
             if item.failure is not None:
                 yield DecodeOutcome(
                     path, failure=item.failure, meta=item.meta, seconds=_since(start), stamp=stamp
@@ -208,15 +208,18 @@ class WindowMaker:
         return WindowChunk(path, windows, torch.cat(views) if views else None)
 
 
-def fetch_note(path: str, stamp: FileStamp | None) -> str | None:
+def fetch_note(path: str, stamp: FileStamp | None) -> tuple[str | None, FileStamp | None]:
     """For a URL, what reading it cost (``fetched 3.1 MiB of 12.0 MiB (26%) in 7
-    requests``), the object then forgotten by this process; ``None`` for a local file."""
+    requests``), the object then forgotten by this process, and the stamp the row gets:
+    none when a request failed for good (the store or the network failed, not the video:
+    ``--resume`` tries it again). For a local file ``(None, stamp)``."""
     if not remote.is_url(path):
-        return None
+        return None, stamp
     fetched = remote.take_fetched(path)
     if fetched is None:
-        return None
-    return fetched.note(stamp.size_bytes if stamp is not None else 0)
+        return None, stamp
+    note = fetched.note(stamp.size_bytes if stamp is not None else 0)
+    return note, None if fetched.failed else stamp
 
 
 def _since(start: float) -> float:
