@@ -68,6 +68,63 @@ def loaded_tiny(tiny_model_dir: Path):
     return load_model(str(tiny_model_dir), device="cpu", dtype="float32", backend="torch")
 
 
+def _require(*modules: str) -> None:
+    """Skip the test when a module is not installed (found, not imported: moto takes 0.4 s)."""
+    import importlib.util
+
+    for name in modules:
+        if importlib.util.find_spec(name) is None:
+            pytest.skip(f"{name} is not installed (pip install -e '.[test]')")
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """moto's S3 in a process of its own for the whole session (starts in ~0.7 s, stops with
+    the session, or with this process however it ends). Tests use :func:`s3`, not this."""
+    _require("moto", "flask", "boto3")
+    from servers import MotoServer
+
+    with MotoServer() as server:
+        yield server
+
+
+@pytest.fixture
+def s3(moto_server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """An empty S3 (moto, reset) behind a fresh proxy that counts and injects faults, found by
+    code under test through the environment alone (``AWS_ENDPOINT_URL_S3``, dummy keys):
+    ``urls = s3.upload("bucket", files, prefix="clips")``, ``s3.deny(url)``,
+    ``s3.proxy.traffic(url)``, ``s3.proxy.throttle(url, times=2)``. See tests/servers.py."""
+    _require("s3fs")
+    from servers import S3, RangeHTTPServer, forget_filesystems
+
+    moto_server.reset()
+    forget_filesystems()
+    with RangeHTTPServer(upstream=moto_server.url) as proxy:
+        store = S3(moto_server, proxy, tmp_path / "aws-config")
+        for name, value in store.env.items():
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, value)
+        yield store
+        forget_filesystems()
+
+
+@pytest.fixture
+def http_server(tmp_path: Path):
+    """An HTTP server with byte ranges over an empty folder of this test (``http_server.root``):
+    ``url = http_server.put("a.mp4", video)``, ``http_server.traffic(url)``,
+    ``http_server.fail(url, 403)``. See tests/servers.py."""
+    from servers import RangeHTTPServer, forget_filesystems
+
+    root = tmp_path / "www"
+    root.mkdir()
+    forget_filesystems()
+    with RangeHTTPServer(root) as server:
+        yield server
+        forget_filesystems()
+
+
 def read_rows(path: Path) -> list[dict]:
     """The rows of a vmae output file (CSV with its BOM, JSONL, or a finished Parquet file:
     no journal beside it) as dicts, read without vmae's own readers."""
