@@ -42,9 +42,7 @@ def memfs():
     fs.store.clear()
     fs.pseudo_dirs.clear()
     fs.pseudo_dirs.append("")
-    remote._OBJECTS.clear()
-    remote._FETCHED.clear()
-    remote._LISTED.clear()
+    remote.reset()
 
 
 def put(fs, key: str, data: bytes) -> str:
@@ -178,7 +176,7 @@ def test_a_failure_that_may_pass_is_tried_again(fast_backoff):
 @pytest.mark.parametrize(
     ("exc", "status", "words"),
     [
-        (ConnectionResetError("reset by peer"), STATUS_UNREADABLE, "cannot read"),
+        (ConnectionResetError("reset by peer"), STATUS_UNREADABLE, "could not finish reading"),
         (TimeoutError("read timed out"), STATUS_TIMEOUT, "timed out"),
         (PermissionError("Access Denied"), STATUS_UNREADABLE, "access denied"),
         (FileNotFoundError("gone"), STATUS_NOT_FOUND, "no such object"),

@@ -226,6 +226,20 @@ def _fresh(name: Any) -> Any:
     return name.obj.open() if isinstance(name, remote.RangeFile) else name
 
 
+#: FFmpeg's read buffer over a remote reader (bytes; FFmpeg's own is 32 KiB): each read past
+#: what a seek plan fetched costs a request, so it asks for little at a time.
+REMOTE_READ_BUFFER_BYTES = 8 * 1024
+
+
+def _av_open(name: Any) -> Any:
+    """PyAV's container for a name :func:`decoder_path` gave (a fresh reader for a URL)."""
+    import av
+
+    if isinstance(name, remote.RangeFile):
+        return av.open(_fresh(name), metadata_errors="ignore", buffer_size=REMOTE_READ_BUFFER_BYTES)
+    return av.open(name, metadata_errors="ignore")
+
+
 def _refuse_huge_frames(width: int, height: int) -> None:
     """Raise ``too_large`` before decoding frames above :data:`MAX_FRAME_PIXELS`."""
     if width * height > MAX_FRAME_PIXELS:
@@ -376,7 +390,7 @@ def _pyav_frames(
     import av
 
     try:
-        container = av.open(_fresh(name), metadata_errors="ignore")
+        container = _av_open(name)
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise _CannotOpen(f"not a video, or damaged at the start: {reason}", reason) from None
@@ -484,7 +498,7 @@ def probe_format(path: str) -> tuple[tuple[str, ...], str]:
 
     with decoder_path(path) as name:
         try:
-            container = av.open(_fresh(name), metadata_errors="ignore")
+            container = _av_open(name)
         except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)
             raise DecodeFailure(STATUS_NOT_VIDEO, f"FFmpeg cannot open it: {reason}") from None
@@ -648,7 +662,7 @@ def decode_pyav_seek(
     sampler = as_sampler(sampler)
     with decoder_path(path) as name:
         try:
-            container = av.open(_fresh(name), metadata_errors="ignore")
+            container = _av_open(name)
         except (av.error.FFmpegError, UnicodeDecodeError, ValueError):
             return None
         with container:
@@ -932,10 +946,9 @@ def decode_keyframes(path: str, sampler: int | Sampler, transform: FrameTransfor
     itself. Raises :class:`DecodeFailure` for frames above :data:`MAX_FRAME_PIXELS` or no
     video stream, and lets PyAV's errors through; :func:`decode_video` then decodes exactly.
     """
-    import av
 
     sampler = as_sampler(sampler)
-    with decoder_path(path) as name, av.open(_fresh(name), metadata_errors="ignore") as container:
+    with decoder_path(path) as name, _av_open(name) as container:
         # The codec's own name: PyAV may decode with a library (AV1 with "libdav1d").
         stream = _seekable_stream(container, lambda cc: cc.codec.canonical_name)
         index = index_packets(container, stream)
@@ -1109,7 +1122,7 @@ def _indexed_windows(
     import av
 
     try:
-        container = av.open(_fresh(name), metadata_errors="ignore")
+        container = _av_open(name)
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError):
         return None
     with container:

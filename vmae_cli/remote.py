@@ -20,6 +20,7 @@ Nothing here runs at import: fsspec is imported when a URL is first opened.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
 import io
@@ -50,14 +51,14 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 #: Schemes that name one object and cannot be listed: every such URL is one video.
 UNLISTABLE_SCHEMES = frozenset({"http", "https", "ftp"})
 
-#: The unit of a range request and of the block cache (bytes). Small enough that a seek
-#: fetches little past what it decodes (a 2 s stretch of a 1 Mbit/s video is 250 KB), while
-#: the read-ahead makes a long sequential read few requests.
+#: The least one range request fetches (bytes). Small enough that a seek fetches little past
+#: what it decodes (a 2 s stretch of a 1 Mbit/s video is 250 KB), while the read-ahead makes
+#: a long sequential read few requests.
 BLOCK_BYTES = 16 * 1024
-#: The most one request fetches (bytes): the read-ahead grows from one block while reads stay
+#: The most one request fetches (bytes): the read-ahead grows from BLOCK_BYTES while reads stay
 #: sequential, up to this.
 MAX_READ_AHEAD_BYTES = 4 * 1024 * 1024
-#: The most one object's block cache holds (bytes); older blocks are dropped first.
+#: The most one object's cache holds (bytes); the stretches used longest ago go first.
 CACHE_BYTES = 32 * 1024 * 1024
 #: Tries of one range request that failed for a reason that may pass (a timeout, a cut
 #: connection, throttling), the first included.
@@ -126,20 +127,47 @@ def filesystem(url: str) -> tuple[Any, str]:
     require("fsspec", "remote", inputs=public_url(url))
     import fsspec.core
 
+    scheme = scheme_of(url)
     try:
-        return fsspec.core.url_to_fs(url)
-    except ImportError as exc:
+        fs, path = fsspec.core.url_to_fs(url, **_storage_options(scheme))
+    except (ImportError, ValueError) as exc:  # a package missing; "Protocol not known"
         raise RemoteInputError(
             f"inputs={public_url(url)!r}: {redact(str(exc))}",
             options=("inputs",),
             value=public_url(url),
         ) from None
-    except ValueError as exc:  # "Protocol not known"
-        raise RemoteInputError(
-            f"inputs={public_url(url)!r}: {redact(str(exc))}",
-            options=("inputs",),
-            value=public_url(url),
-        ) from None
+    if scheme in ("s3", "s3a"):
+        fs.retries = 1  # s3fs's own tries, a class attribute: vmae's tries count instead
+    return fs, path
+
+
+#: Seconds to connect, and to wait for the next bytes of an answer, before a request fails
+#: (and is tried again, up to :data:`FETCH_TRIES`). Without them aiohttp waits 300 s, and
+#: s3fs's own retries times botocore's would make a stalled read 125 tries.
+CONNECT_TIMEOUT_S = 10
+READ_TIMEOUT_S = 30
+
+
+def _storage_options(scheme: str) -> dict[str, Any]:
+    """What vmae asks of a store's filesystem: bounded timeouts, and one try per request
+    where the library would retry on its own (vmae's tries, :data:`FETCH_TRIES`, back off
+    and count). Credentials and endpoints stay the store's own chain."""
+    if scheme in ("http", "https"):
+        import aiohttp
+
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=READ_TIMEOUT_S
+        )
+        return {"client_kwargs": {"timeout": timeout}}
+    if scheme in ("s3", "s3a"):
+        return {
+            "config_kwargs": {
+                "connect_timeout": CONNECT_TIMEOUT_S,
+                "read_timeout": READ_TIMEOUT_S,
+                "retries": {"total_max_attempts": 1},
+            }
+        }
+    return {}
 
 
 def check_urls(paths: list[str]) -> None:
@@ -212,32 +240,43 @@ def failure_of(exc: BaseException, url: str, doing: str) -> Failure:
     """The row's failure for an exception a store's library raised while ``doing``."""
     said = redact(str(exc)) or type(exc).__name__
     shown = public_url(url)
-    if isinstance(exc, FileNotFoundError):
-        return Failure(STATUS_NOT_FOUND, f"no such object: {shown}")
+    code = _status_code(exc)
     if isinstance(exc, IsADirectoryError):
         return Failure(STATUS_NOT_A_FILE, f"not a video file: {shown} is a prefix")
-    if isinstance(exc, PermissionError) or _status_code(exc) in (401, 403):
-        return Failure(STATUS_UNREADABLE, f"access denied while {doing}: {said}")
-    if _status_code(exc) == 404:
+    if isinstance(exc, PermissionError) or code in (401, 403):
+        return Failure(STATUS_UNREADABLE, f"access denied {doing}: {said}")
+    if code == 404 or (isinstance(exc, FileNotFoundError) and code is None):
         return Failure(STATUS_NOT_FOUND, f"no such object: {shown}")
+    if code is not None:
+        return Failure(
+            STATUS_UNREADABLE, f"the store answered {code} {doing} ({FETCH_TRIES} tries)"
+        )
     if _is_timeout(exc):
-        return Failure(STATUS_TIMEOUT, f"timed out while {doing} ({FETCH_TRIES} tries): {said}")
+        return Failure(STATUS_TIMEOUT, f"timed out {doing} ({FETCH_TRIES} tries): {said}")
     return Failure(
         STATUS_UNREADABLE,
-        f"cannot read while {doing} ({FETCH_TRIES} tries): {type(exc).__name__}: {said}",
+        f"could not finish {doing} ({FETCH_TRIES} tries): {type(exc).__name__}: {said}",
     )
 
 
 def _status_code(exc: BaseException) -> int | None:
-    """The HTTP status an exception carries (aiohttp's ``status``, botocore's response)."""
-    status = getattr(exc, "status", None) or getattr(exc, "code", None)
-    if isinstance(status, int):
-        return status
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        code = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if isinstance(code, int):
-            return code
+    """The HTTP status an exception or its causes carry (aiohttp's ``status``, botocore's
+    response): fsspec's HTTP ``info`` raises FileNotFoundError for any status, a 403 or a
+    503 among them, with the real one as its cause."""
+    seen = 0
+    while exc is not None and seen < 5:
+        # ``status``, not ``code``: a body cut short is aiohttp's ContentLengthError, whose
+        # ``code`` 400 is its parser's, not the server's.
+        status = getattr(exc, "status", None)
+        if isinstance(status, int) and 100 <= status < 600:
+            return status
+        response = getattr(exc, "response", None)
+        if isinstance(response, dict):
+            code = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if isinstance(code, int):
+                return code
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
     return None
 
 
@@ -250,11 +289,12 @@ def _is_timeout(exc: BaseException) -> bool:
 
 
 def _may_pass(exc: BaseException) -> bool:
-    """Whether trying again may succeed: not for a missing or forbidden object."""
-    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
-        return False
+    """Whether trying again may succeed: a timeout, a cut connection, throttling or a
+    server's error; not a missing or forbidden object."""
     code = _status_code(exc)
-    return code is None or code in (408, 429) or code >= 500
+    if code is not None:
+        return code in (408, 429) or code >= 500
+    return not isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError))
 
 
 # --- reading an object --------------------------------------------------------------------
@@ -283,7 +323,7 @@ def _mib(n: int) -> str:
 
 @dataclass
 class RemoteObject:
-    """One object as this process reads it: its info, a bounded cache of its blocks, what
+    """One object as this process reads it: its info, a bounded cache of what was fetched, what
     reading it cost and the failure that stopped a read (``error``)."""
 
     url: str
@@ -292,69 +332,83 @@ class RemoteObject:
     info: ObjectInfo
     fetched: Fetched = field(default_factory=Fetched)
     error: Failure | None = None
-    _blocks: OrderedDict[int, bytes] = field(default_factory=OrderedDict)
-    _ahead: int = 1  # blocks the last fetch took
-    _run: int = 0  # blocks fetched in the current sequential run before the last fetch
-    _last_miss: int = -2
+    #: Fetched stretches of the object by their first byte, least recently used first.
+    _extents: OrderedDict[int, bytes] = field(default_factory=OrderedDict)
+    _starts: list[int] = field(default_factory=list)  # the same, sorted
+    _run: int = 0  # bytes fetched in the current sequential run
+    _run_end: int = -1  # where the last fetch ended
 
     @property
     def size(self) -> int:
         return self.info.size
 
-    def block(self, n: int, sequential: bool = False) -> bytes:
-        """Block ``n`` (:data:`BLOCK_BYTES` each; the last may be shorter), fetched with the
-        blocks after it when reads are sequential. Returns ``b""`` once a fetch failed for
-        good (``error`` says why): a decoder that sees the end early is checked against
-        ``error`` afterwards, and OpenCV crashes on an exception raised inside ``read``."""
-        cached = self._blocks.get(n)
-        if cached is not None:
-            self._blocks.move_to_end(n)
-            return cached
-        if self.error is not None:
-            return b""
-        last = max(0, (self.size - 1) // BLOCK_BYTES)
-        # The read-ahead grows only while a reader goes on where it stopped past what was
-        # fetched (a seek that lands just after it starts again from one block), and by half
-        # what this run has fetched: a seeking decoder's runs of a few hundred KB are fetched
-        # with little past their end, a long sequential read in a dozen requests.
-        self._run = self._run + self._ahead if sequential and n == self._last_miss + 1 else 0
-        self._ahead = min(max(1, self._run // 2), MAX_READ_AHEAD_BYTES // BLOCK_BYTES)
-        count = min(self._ahead, last - n + 1)
-        self._last_miss = n + count - 1
-        start, end = n * BLOCK_BYTES, min(self.size, (n + count) * BLOCK_BYTES)
-        data = self._fetch(start, end)
-        if data is None:
-            return b""
-        self._keep(n, count, data)
-        return self._blocks.get(n, b"")
+    def bytes_at(self, pos: int, sequential: bool = False) -> tuple[bytes, int]:
+        """The cached stretch holding byte ``pos`` and ``pos``'s offset in it, fetched when
+        missing: at least :data:`BLOCK_BYTES`, more while a reader goes on where it stopped
+        past what was fetched (``sequential``; by half what the run has fetched, up to
+        :data:`MAX_READ_AHEAD_BYTES`), so that a seeking decoder's stretches are fetched with
+        little past their end and a long sequential read in a dozen requests. Returns
+        ``(b"", 0)`` once a fetch failed for good (``error`` says why): a decoder that sees
+        the end early is checked against ``error`` afterwards, and OpenCV crashes on an
+        exception raised inside ``read``."""
+        found = self._find(pos)
+        if found is not None:
+            return found
+        if self.error is not None or pos >= self.size:
+            return b"", 0
+        self._run = self._run if sequential and pos == self._run_end else 0
+        want = min(max(BLOCK_BYTES, self._run // 2), MAX_READ_AHEAD_BYTES)
+        end = min(self.size, pos + want, self._next_start(pos))
+        if not self._fill(pos, end):
+            return b"", 0
+        self._run += end - pos
+        return self._find(pos) or (b"", 0)
 
     def prefetch(self, start: int, end: int) -> None:
-        """Fetch the blocks that hold bytes ``start:end`` and are not cached, each run of
-        them in one request (up to :data:`MAX_READ_AHEAD_BYTES`): a reader that knows what it
-        will read (a seek plan's stretch) pays one request and nothing past it."""
-        first, last = start // BLOCK_BYTES, (max(start, end - 1)) // BLOCK_BYTES
-        most = MAX_READ_AHEAD_BYTES // BLOCK_BYTES
-        n = first
-        while n <= last and self.error is None:
-            if n in self._blocks:
-                n += 1
+        """Fetch what of bytes ``start:end`` is not cached, each gap in one request (up to
+        :data:`MAX_READ_AHEAD_BYTES`): a reader that knows what it will read (a seek plan's
+        stretch) pays one request and nothing past it."""
+        pos, end = max(0, start), min(end, self.size)
+        while pos < end and self.error is None:
+            found = self._find(pos)
+            if found is not None:
+                data, offset = found
+                pos += len(data) - offset
                 continue
-            count = 1
-            while n + count <= last and count < most and n + count not in self._blocks:
-                count += 1
-            lo, hi = n * BLOCK_BYTES, min(self.size, (n + count) * BLOCK_BYTES)
-            data = self._fetch(lo, hi)
-            if data is None:
+            stop = min(end, pos + MAX_READ_AHEAD_BYTES, self._next_start(pos))
+            if not self._fill(pos, stop):
                 return
-            self._keep(n, count, data)
-            n += count
+            pos = stop
 
-    def _keep(self, n: int, count: int, data: bytes) -> None:
-        for i in range(count):
-            self._blocks[n + i] = data[i * BLOCK_BYTES : (i + 1) * BLOCK_BYTES]
-            self._blocks.move_to_end(n + i)
-        while len(self._blocks) * BLOCK_BYTES > CACHE_BYTES:
-            self._blocks.popitem(last=False)
+    def _find(self, pos: int) -> tuple[bytes, int] | None:
+        at = bisect.bisect_right(self._starts, pos) - 1
+        if at < 0:
+            return None
+        first = self._starts[at]
+        data = self._extents[first]
+        if pos >= first + len(data):
+            return None
+        self._extents.move_to_end(first)
+        return data, pos - first
+
+    def _next_start(self, pos: int) -> int:
+        """Where the first cached stretch after ``pos`` begins (the size: none)."""
+        at = bisect.bisect_right(self._starts, pos)
+        return self._starts[at] if at < len(self._starts) else self.size
+
+    def _fill(self, start: int, end: int) -> bool:
+        data = self._fetch(start, end)
+        if data is None:
+            return False
+        self._extents[start] = data
+        bisect.insort(self._starts, start)
+        self._run_end = end
+        held = sum(len(d) for d in self._extents.values())
+        while held > CACHE_BYTES and len(self._extents) > 1:
+            first, dropped = self._extents.popitem(last=False)
+            self._starts.remove(first)
+            held -= len(dropped)
+        return True
 
     def _fetch(self, start: int, end: int) -> bytes | None:
         """Bytes ``start:end``, tried :data:`FETCH_TRIES` times while the failure may pass
@@ -430,11 +484,10 @@ class RangeFile(io.BufferedIOBase):
                 parts.append(bytes(step))
                 self.pos += step
                 continue
-            n, offset = divmod(self.pos, BLOCK_BYTES)
-            block = self.obj.block(n, sequential)
-            if len(block) <= offset:
+            data, offset = self.obj.bytes_at(self.pos, sequential)
+            if len(data) <= offset:
                 break  # a failed fetch: the reader sees the end, ``obj.error`` says why
-            piece = block[offset : offset + end - self.pos]
+            piece = data[offset : offset + end - self.pos]
             parts.append(piece)
             self.pos += len(piece)
             sequential = True
@@ -457,12 +510,25 @@ class RangeFile(io.BufferedIOBase):
 
 
 #: The objects this process read last, newest last: a video's checks, probes and decoding
-#: passes share one info request and one block cache.
+#: passes share one info request and one cache.
 _OBJECTS: OrderedDict[str, RemoteObject] = OrderedDict()
 #: Each object's cost so far, until :func:`take_fetched` takes it.
 _FETCHED: dict[str, Fetched] = {}
 #: Infos a listing gave, until the run asks for the object's stamp (no request then).
 _LISTED: dict[str, ObjectInfo] = {}
+
+
+def reset() -> None:
+    """Forget every object, cost and listed info this process holds (done in a forked
+    child: the parent's filesystem objects are not fork-safe, fsspec says so and an HTTP
+    file the parent opened hangs there)."""
+    _OBJECTS.clear()
+    _FETCHED.clear()
+    _LISTED.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=reset)
 
 
 def remote_object(url: str) -> RemoteObject:
@@ -474,6 +540,9 @@ def remote_object(url: str) -> RemoteObject:
         return obj
     fs, path = filesystem(url)
     fetched = _FETCHED.setdefault(url, Fetched())
+    # A listing of an earlier run in this process must not answer for the object now (s3fs
+    # answers info() from its listings, a missing key included).
+    fs.invalidate_cache(path)
     info = _info(fs, path, fetched)
     if info.get("type") == "directory":
         raise IsADirectoryError(url)
@@ -537,7 +606,7 @@ def check_and_read_head(url: str, sniff_bytes: int) -> tuple[Failure | None, byt
     try:
         obj = remote_object(url)
     except Exception as exc:  # noqa: BLE001 - every store's library raises its own
-        return failure_of(exc, url, "asking for the object"), b""
+        return failure_of(exc, url, "asking for the object's size"), b""
     if obj.size == 0:
         return Failure(STATUS_EMPTY, "empty file (0 bytes)"), b""  # as a local file says
     head = obj.open().read(sniff_bytes)
@@ -554,7 +623,7 @@ def opened(url: str) -> Iterator[RangeFile]:
     except OSError:
         raise
     except Exception as exc:  # noqa: BLE001 - every store's library raises its own
-        raise OSError(failure_of(exc, url, "asking for the object").error) from None
+        raise OSError(failure_of(exc, url, "asking for the object's size").error) from None
     yield obj.open()
 
 
@@ -637,8 +706,15 @@ def iter_urls(
     except VmaeError:
         raise
     base, top = url.rstrip("/"), path.rstrip("/")
+    fs.invalidate_cache(top)  # the store now, not a listing an earlier run kept
     found = False
-    for entry in _walk(fs, top, on_error, url):
+    failed: list[str] = []
+
+    def failing(where: str, why: str) -> None:
+        failed.append(where)
+        on_error(where, why)
+
+    for entry in _walk(fs, top, failing, url):
         found = True
         # The user's spelling of the prefix, then the rest of the key as the store names it.
         child = base + entry["name"].rstrip("/")[len(top) :]
@@ -648,7 +724,7 @@ def iter_urls(
             continue
         _LISTED[child] = object_info(entry)
         yield child
-    if not found:
+    if not found and not failed:
         on_error(public_url(url), "no such object or prefix, or an empty one")
 
 

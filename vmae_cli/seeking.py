@@ -62,6 +62,11 @@ class NotSeekable(Exception):
     """This file is read sequentially instead (not an error)."""
 
 
+#: Packets after a stretch's last target that a reordering decoder (B-frames) reads before
+#: it shows that frame: what a remote read fetches with the stretch.
+DECODER_DELAY_PACKETS = 4
+
+
 @dataclass
 class FrameIndex:
     """What a demux pass (no decoding) tells about a video stream.
@@ -86,7 +91,13 @@ class FrameIndex:
         inside = [span for pts, span in self.spans.items() if first <= pts <= last]
         if not inside:
             return None
-        return min(p for p, _ in inside), max(p + n for p, n in inside)
+        low, high = min(p for p, _ in inside), max(p + n for p, n in inside)
+        # A decoder that reorders (B-frames) shows the last target only after a few more
+        # packets: they are in the range too.
+        after = sorted(span for span in self.spans.values() if span[0] >= high)
+        for position, size in after[:DECODER_DELAY_PACKETS]:
+            high = max(high, position + size)
+        return low, high
 
 
 def index_packets(
