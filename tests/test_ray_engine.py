@@ -213,9 +213,38 @@ def test_a_ray_client_address_exits_2_before_any_ray_starts(tmp_path: Path) -> N
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Any]:
+def store(moto_server, tmp_path_factory) -> Iterator[Any]:
+    """An S3-compatible store (moto behind a counting proxy) that this process and every
+    Ray node find through the environment, set before the cluster starts: the nodes'
+    processes inherit it, as nodes of a real cluster have their own credentials."""
+    from servers import S3, RangeHTTPServer, forget_filesystems
+
+    moto_server.reset()
+    proxy = RangeHTTPServer(upstream=moto_server.url).start()
+    found = S3(moto_server, proxy, tmp_path_factory.mktemp("aws-config"))
+    saved = {name: os.environ.get(name) for name in found.env}
+    for name, value in found.env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    forget_filesystems()
+    try:
+        yield found
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        forget_filesystems()
+        proxy.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(store: Any) -> Iterator[Any]:
     """Two Ray nodes of one CPU each on this machine, joined by this process; every Ray
-    worker runs ``ray_faults.install`` (decoder faults by file name)."""
+    worker runs ``ray_faults.install`` (decoder faults by file name) and finds ``store``."""
     from ray.cluster_utils import Cluster
 
     assert not ray.is_initialized(), "another test left Ray running in this process"
@@ -323,6 +352,35 @@ def test_ray_gives_the_local_rows_from_both_nodes_and_a_resume_adds_none(
     again = _run(folder, ray_out, tiny_model_dir, engine="ray", workers=1, resume=True)
     assert (again.skipped, again.videos) == (len(files), 0)
     assert ray_out.read_bytes() == written
+
+
+@pytest.mark.slow
+def test_ray_classifies_s3_urls_that_no_node_has_on_disk(
+    cluster: Any, store: Any, tmp_path: Path, tiny_model_dir: Path, test_videos
+) -> None:
+    # The videos are objects only: each actor fetches its own from the store, only URLs and
+    # rows cross Ray, and no folder of videos is checked for on the nodes.
+    files = [test_videos[n] for n in ("h264", "hevc", "vp9", "h264_bframes", "mpegts", "vfr")]
+    urls = store.upload("videos", files, prefix="ray")
+    prefix = "s3://videos/ray/"
+    options = {"model": str(tiny_model_dir), "device": "cpu", "dtype": "float32", "workers": 1}
+    local = vmae_cli.run([prefix], tmp_path / "local.csv", engine="local", **options)
+    report = vmae_cli.run(
+        [prefix], tmp_path / "ray.csv", engine="ray", videos_per_task=1, **options
+    )
+    assert report.by_status == local.by_status == {"ok": len(files)}
+    assert len(report.by_node) == 2, report.by_node
+    want = {r["path"]: r for r in read_rows(tmp_path / "local.csv")}
+    got = {r["path"]: r for r in read_rows(tmp_path / "ray.csv")}
+    assert set(got) == set(want) == set(urls)
+    for url, row in got.items():
+        for key in ("status", "label", "decoder", "frame_indices", "size_bytes", "mtime_ns"):
+            assert row[key] == want[url][key], (url, key)
+        assert float(row["score"]) == pytest.approx(float(want[url]["score"]), abs=1e-3)
+        assert "fetched " in row["notes"]
+        assert store.proxy.traffic(url).requests >= 2  # fetched by the local run and an actor
+    again = vmae_cli.run([prefix], tmp_path / "ray.csv", engine="ray", resume=True, **options)
+    assert (again.skipped, again.videos) == (len(files), 0)
 
 
 @pytest.mark.slow

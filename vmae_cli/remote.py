@@ -312,13 +312,20 @@ class Fetched:
         """The row's note: ``fetched 3.1 MiB of 12.0 MiB (26%) in 7 requests``."""
         share = f" ({100 * self.bytes / size:.0f}%)" if size else ""
         return (
-            f"fetched {_mib(self.bytes)} of {_mib(size)}{share} in {self.requests} "
+            f"fetched {_amount(self.bytes)} of {_amount(size)}{share} in {self.requests} "
             f"request{'s' if self.requests != 1 else ''}"
         )
 
 
-def _mib(n: int) -> str:
-    return f"{n / 1024 / 1024:.1f} MiB"
+def _amount(n: float) -> str:
+    """Bytes as a person reads them: ``812 B``, ``96.4 KiB``, ``3.1 MiB``, ``1.2 GiB``."""
+    if n < 1024:
+        return f"{n:.0f} B"
+    for unit in ("KiB", "MiB", "GiB"):
+        n /= 1024
+        if n < 1024 or unit == "GiB":
+            break
+    return f"{n:.1f} {unit}"
 
 
 @dataclass
