@@ -184,3 +184,17 @@ def test_http_failures_are_rows(http_server, test_videos, tiny_model_dir, tmp_pa
     }
     assert "403" in rows["forbidden.mp4"]["error"] or "denied" in rows["forbidden.mp4"]["error"]
     assert "s3cret" not in out.read_text()
+
+
+def test_the_report_shows_the_frames_of_videos_in_a_bucket(
+    s3, test_videos, tiny_model_dir, tmp_path
+):
+    from vmae_cli.report import ReportOptions, build_report
+
+    s3.upload("videos", [test_videos[n] for n in ("h264", "vp9", "hevc")], prefix="r")
+    rows = tmp_path / "rows.csv"
+    run(["s3://videos/r/"], rows, **_options(tiny_model_dir))
+    page = tmp_path / "report.html"
+    made = build_report([rows], page, options=ReportOptions(workers=1))
+    assert made.rows == 3 and made.strips == 3  # each video's frames fetched again
+    assert "s3://videos/r/h264.mp4" in page.read_text(encoding="utf-8")
