@@ -198,3 +198,19 @@ def test_the_report_shows_the_frames_of_videos_in_a_bucket(
     made = build_report([rows], page, options=ReportOptions(workers=1))
     assert made.rows == 3 and made.strips == 3  # each video's frames fetched again
     assert "s3://videos/r/h264.mp4" in page.read_text(encoding="utf-8")
+
+
+def test_a_stalled_server_is_a_timeout_row_and_a_refused_one_unreadable(
+    http_server, test_videos, monkeypatch
+):
+    from vmae_cli.decoding import decode_video
+
+    monkeypatch.setattr(remote, "READ_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(remote, "CONNECT_TIMEOUT_S", 0.3)
+    stalled = http_server.put("stalled.mp4", test_videos["h264"])
+    http_server.delay(stalled, 5, times=None)
+    _, failure, _ = decode_video(stalled, 8, lambda x: x)
+    assert failure.status == "timeout" and "timed out" in failure.error, failure
+    refused = "http://127.0.0.1:9/none.mp4"  # the discard port: nothing listens
+    _, failure, _ = decode_video(refused, 8, lambda x: x)
+    assert failure.status == "unreadable" and "could not finish" in failure.error, failure

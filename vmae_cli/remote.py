@@ -245,38 +245,52 @@ def failure_of(exc: BaseException, url: str, doing: str) -> Failure:
         return Failure(STATUS_NOT_A_FILE, f"not a video file: {shown} is a prefix")
     if isinstance(exc, PermissionError) or code in (401, 403):
         return Failure(STATUS_UNREADABLE, f"access denied {doing}: {said}")
-    if code == 404 or (isinstance(exc, FileNotFoundError) and code is None):
+    if code is None and (cause := _passing_cause(exc)) is not None:
+        # fsspec's HTTP info() says FileNotFoundError for a stalled or refused connection
+        # too, the real failure as its cause.
+        said = redact(str(cause)) or type(cause).__name__
+        if _is_timeout(cause):
+            return Failure(STATUS_TIMEOUT, f"timed out {doing} ({FETCH_TRIES} tries): {said}")
+        return Failure(
+            STATUS_UNREADABLE,
+            f"could not finish {doing} ({FETCH_TRIES} tries): {type(cause).__name__}: {said}",
+        )
+    if code == 404 or isinstance(exc, FileNotFoundError):
         return Failure(STATUS_NOT_FOUND, f"no such object: {shown}")
     if code is not None:
         return Failure(
             STATUS_UNREADABLE, f"the store answered {code} {doing} ({FETCH_TRIES} tries)"
         )
-    if _is_timeout(exc):
-        return Failure(STATUS_TIMEOUT, f"timed out {doing} ({FETCH_TRIES} tries): {said}")
     return Failure(
         STATUS_UNREADABLE,
         f"could not finish {doing} ({FETCH_TRIES} tries): {type(exc).__name__}: {said}",
     )
 
 
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc`` and its causes, nearest first (a few: a loop cannot hold it)."""
+    for _ in range(6):
+        if exc is None:
+            return
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
 def _status_code(exc: BaseException) -> int | None:
     """The HTTP status an exception or its causes carry (aiohttp's ``status``, botocore's
     response): fsspec's HTTP ``info`` raises FileNotFoundError for any status, a 403 or a
     503 among them, with the real one as its cause."""
-    seen = 0
-    while exc is not None and seen < 5:
+    for link in _chain(exc):
         # ``status``, not ``code``: a body cut short is aiohttp's ContentLengthError, whose
         # ``code`` 400 is its parser's, not the server's.
-        status = getattr(exc, "status", None)
+        status = getattr(link, "status", None)
         if isinstance(status, int) and 100 <= status < 600:
             return status
-        response = getattr(exc, "response", None)
+        response = getattr(link, "response", None)
         if isinstance(response, dict):
             code = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if isinstance(code, int):
                 return code
-        exc = exc.__cause__ or exc.__context__
-        seen += 1
     return None
 
 
@@ -288,13 +302,32 @@ def _is_timeout(exc: BaseException) -> bool:
     return "timeout" in type(exc).__name__.lower() or "timed out" in str(exc).lower()
 
 
+#: Failures of a connection (not of the object): they may pass.
+_CONNECTION_WORDS = ("timeout", "connect", "payload", "disconnect", "reset", "broken")
+
+
+def _passing_cause(exc: BaseException) -> BaseException | None:
+    """The timeout or connection failure in ``exc``'s chain, if one is there."""
+    for link in _chain(exc):
+        name = type(link).__name__.lower()
+        if (
+            _is_timeout(link)
+            or isinstance(link, ConnectionError)
+            or (any(word in name for word in _CONNECTION_WORDS))
+        ):
+            return link
+    return None
+
+
 def _may_pass(exc: BaseException) -> bool:
     """Whether trying again may succeed: a timeout, a cut connection, throttling or a
     server's error; not a missing or forbidden object."""
     code = _status_code(exc)
     if code is not None:
         return code in (408, 429) or code >= 500
-    return not isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError))
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
+        return _passing_cause(exc) is not None
+    return True
 
 
 # --- reading an object --------------------------------------------------------------------
