@@ -3,8 +3,8 @@
 The walk is streaming (a generator: of a folder it holds, to sort them, only the names of its
 subfolders and of its files named like videos, so a folder of millions of other files never
 sits in memory), deterministic (entries sorted by name at every level) and safe: symlinked
-directories are not followed, so a symlink loop cannot hang it, and an unreadable directory is reported through a
-callback instead of stopping the run.
+directories are not followed, so a symlink loop cannot hang it, and an unreadable directory
+is reported through a callback instead of stopping the run.
 """
 
 from __future__ import annotations
