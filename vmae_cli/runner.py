@@ -5,11 +5,12 @@
 >>> report = run(["videos/"], "labels.csv", model="path/to/videomae", resume=True)  # +SKIP
 >>> report.skipped, report.by_status                                       # doctest: +SKIP
 
-It reads top to bottom: lock the output, read the model's config, walk the inputs once, drop
-what a resumed output already holds, classify the rest (rows written and flushed one by one),
-tidy the output file, report. Everything a person sees (the progress bar, the summary line,
-exit codes, signals) belongs to the caller, which follows the run through :class:`RunHooks`
-and may end it early through a :class:`StopRequest`.
+It reads top to bottom: lock the output, read the model's config, walk the inputs once and
+classify what the walk finds while it goes on (skipping what a resumed output already holds;
+rows written and flushed one by one), tidy the output file, report. Everything a person sees
+(the progress bar, the summary line, exit codes, signals) belongs to the caller, which
+follows the run through :class:`RunHooks` and may end it early through a
+:class:`StopRequest`.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ ENGINES = (ENGINE_LOCAL, ENGINE_RAY)
 #: ``RunReport.stopped_by`` when the reader of the output went away (``| head``, ``| true``):
 #: the signal a C program would have died of.
 STOPPED_BY_CLOSED_OUTPUT = "SIGPIPE"
-#: Walked paths looked up in the output's rows at once (one sorted search per block).
+#: Walked paths looked up in the output's rows at once, at most (one sorted search per
+#: block). Blocks start at one path and double: the first video is classified at once.
 LOOKUP_PATHS = 65536
 
 
@@ -476,8 +478,9 @@ class _Run:
             o.classify.top_k = labels
         return model
 
-    def _rows(self, model: Classifier | _ModelOnly, todo: list[str]) -> Iterator[Prediction]:
-        """The engine's rows for ``todo``, one per path."""
+    def _rows(self, model: Classifier | _ModelOnly, todo: Iterable[str]) -> Iterator[Prediction]:
+        """The engine's rows for ``todo``, one per path: the local engine takes the paths as
+        ``todo`` yields them, Ray once it has yielded them all (Ray Data numbers a list)."""
         o = self.opts
         if isinstance(model, Classifier):
             return model.classify_files(
@@ -499,7 +502,8 @@ class _Run:
     def _classify(
         self, model: Classifier | _ModelOnly, outputs: Outputs, report: RunReport
     ) -> None:
-        """Start the outputs, walk, skip what they hold, classify the rest into them."""
+        """Start the outputs, walk, skip what they hold, classify the rest into them: the
+        first videos while the walk goes on."""
         o = self.opts
         segmented = o.classify.protocol.segments is not None
         layout = Layout(
@@ -518,41 +522,51 @@ class _Run:
                 "(resume=True keeps them)"
             )
         _refuse_other_model(outputs.videos.video_origins(), report, self.output or "")
-        paths = self._walk()
-        report.found = len(paths) if paths is not None else None
-        report.unreadable_folders = self.unreadable_folders
-        report.linked_folders = self.linked_folders
-        if paths is None:
-            return
-        if self.hooks.on_total:
-            self.hooks.on_total(len(paths))
-        todo = self._unfinished(paths, outputs, report)
+        walk = _Walk(self, outputs, report)
         counts: Counter[str] = Counter()
         nodes: Counter[str] = Counter()
         runtimes: set[str] = set()  # of rows classified in other processes (Ray actors)
         windows = 0
         try:
-            outputs.drop({path_cell(path) for path in todo})
-            if todo:
-                self._status("loading the model and decoding the first videos")
-                with closing(self._rows(model, todo)) as rows:
-                    for p in rows:
-                        if segmented and p.windows is None:
-                            p.windows = []  # a failure made outside the pipeline (Ray)
-                        outputs.write(p)
-                        counts[p.status] += 1
-                        windows += len(p.windows or ())
-                        if p.node:
-                            nodes[p.node] += 1
-                            runtimes.add(p.runtime)
-                            if self.hooks.on_windows and p.windows:
-                                self.hooks.on_windows(len(p.windows))
-                        if self.hooks.on_row:
-                            self.hooks.on_row(p)
+            # What no video needs goes first (window rows or vectors a kill left without their
+            # video's row, older rows, a torn tail): the outputs are then ready to write.
+            outputs.drop(set())
+            # The walk streams (issue 25): a video no output holds anything of is classified
+            # as soon as the walk finds it, its row written while the walk goes on. A video
+            # whose old rows must go (changed, failed with retry_failed, not held whole) is
+            # held back until the walk ends (they are few: what changed since the last cron
+            # run) and its old rows are dropped just before the first of them is written,
+            # here, in the thread that writes rows: no drop races a write, and the output
+            # never holds a video twice. A kill before that drop leaves the old rows (a resume
+            # redoes those videos again), during it the old file or the new one whole (written
+            # aside, then renamed), after it the videos without rows (a resume does them as
+            # new ones). Writing first and dropping at the end would leave a redone video in
+            # the file twice until the end, and after a kill until a resume.
+            redone_dropped = False
+            with closing(self._rows(model, walk)) as rows:
+                for p in rows:
+                    if not redone_dropped and p.path in walk.redone:
+                        outputs.drop(set(walk.redone.values()))
+                        redone_dropped = True
+                    if segmented and p.windows is None:
+                        p.windows = []  # a failure made outside the pipeline (Ray)
+                    outputs.write(p)
+                    counts[p.status] += 1
+                    windows += len(p.windows or ())
+                    if p.node:
+                        nodes[p.node] += 1
+                        runtimes.add(p.runtime)
+                        if self.hooks.on_windows and p.windows:
+                            self.hooks.on_windows(len(p.windows))
+                    if self.hooks.on_row:
+                        self.hooks.on_row(p)
             report.embeddings = outputs.finish().get(o.embeddings_output or "")
         except BrokenPipeError:
             # The reader went away (`| head`, `| true`): stop quietly, as Unix tools do.
             self.stop.request(STOPPED_BY_CLOSED_OUTPUT)
+        finally:
+            report.unreadable_folders = self.unreadable_folders
+            report.linked_folders = self.linked_folders
         report.by_status = dict(counts)
         report.by_node = dict(nodes)
         # The model ran in the actors, not here: say what they ran it with.
@@ -560,14 +574,12 @@ class _Run:
             report.runtime = ", ".join(sorted(runtimes - {""}))
         report.windows = windows if segmented else None
 
-    def _walk(self) -> list[str] | None:
-        """Every video path in the inputs (one walk), absolute and normalised
-        (:func:`~vmae_cli.identity.video_path`), or ``None`` when stopped meanwhile."""
-        self._status("listing the videos")
+    def _walked(self) -> Iterator[str]:
+        """Every video path in the inputs, then in ``files_from``, as its identity (absolute
+        and normalised: :func:`~vmae_cli.identity.video_path`), as the walk finds it; a
+        video named twice comes twice."""
         o = self.opts
         keep = path_filter(o.include, o.exclude) if o.include or o.exclude else None
-        paths = []
-        seen: set[str] = set()  # a video named twice (walked and listed) gets one row
 
         def warn(path: str, why: str) -> None:
             self.unreadable_folders += 1
@@ -586,38 +598,7 @@ class _Run:
             )
         )
         for path in itertools.chain(walked, listed):
-            if self.stop.is_set():
-                return None
-            # The video's identity: one row per file however it was named.
-            absolute = video_path(path)
-            if absolute not in seen:
-                seen.add(absolute)
-                paths.append(absolute)
-        return paths
-
-    def _unfinished(self, paths: list[str], outputs: Outputs, report: RunReport) -> list[str]:
-        """The paths to (re)do: a video is skipped when its row is there with the same size
-        and modification time, every output holds all of it (window rows, vector), and it
-        is ``ok`` or failed ones are not retried."""
-        todo: list[str] = []
-        videos = outputs.videos
-        for at in range(0, len(paths), LOOKUP_PATHS):
-            block = paths[at : at + LOOKUP_PATHS]
-            keys = [path_cell(path) for path in block]
-            rows = videos.find_many(keys) if len(videos) else [None] * len(keys)
-            for path, key, row in zip(block, keys, rows, strict=True):
-                if (
-                    row is not None
-                    and row.stamp == file_stamp(path)
-                    and (row.status == STATUS_OK or not self.opts.retry_failed)
-                    and outputs.holds(key, row)
-                ):
-                    report.skipped += 1
-                    if self.hooks.on_skip:
-                        self.hooks.on_skip(path)
-                else:
-                    todo.append(path)
-        return todo
+            yield video_path(path)
 
     def _warn(self, message: str) -> None:
         if self.hooks.on_warning:
@@ -630,6 +611,89 @@ class _Run:
     def _status(self, message: str) -> None:
         if self.hooks.on_status:
             self.hooks.on_status(message)
+
+
+class _Walk:
+    """The videos a run classifies, as its engine takes them: those no output holds anything
+    of as the walk finds them, then, once it ended, those to redo (:attr:`redone`); those an
+    output holds whole are skipped. See :meth:`_Run._classify` for why the ones to redo wait.
+
+    A video is skipped when its row is there with the same size and modification time, every
+    output holds all of it (window rows, vector), and it is ``ok`` or failed ones are not
+    retried. Memory grows with the videos (a 16-byte digest each, to give a video named twice
+    one row), not with the other files the walk passes.
+    """
+
+    def __init__(self, run: _Run, outputs: Outputs, report: RunReport):
+        self.run = run
+        self.outputs = outputs
+        self.report = report
+        #: The videos to redo, by path, with their keys (``path`` cells): held back until the
+        #: walk ends, complete once the first of them is yielded.
+        self.redone: dict[str, str] = {}
+        self._given = False
+
+    def __iter__(self) -> Iterator[str]:
+        from .rowindex import digest_key
+
+        run, report = self.run, self.report
+        run._status("listing the videos")
+        videos = self.outputs.videos
+        held = videos is not None and len(videos) > 0
+        seen: set[bytes] = set()  # a video named twice (walked and listed) gets one row
+        block: list[tuple[str, str]] = []
+        size = 1
+        for path in run._walked():
+            if run.stop.is_set():
+                return  # report.found stays None: stopped while listing the inputs
+            key = path_cell(path)  # the video's identity: one row however it was named
+            digest = digest_key(key)
+            if digest in seen:
+                continue
+            seen.add(digest)
+            if not held:  # a fresh run, or an output without rows: nothing to look up
+                yield self._give(path)
+                continue
+            block.append((path, key))
+            if len(block) >= size:
+                yield from map(self._give, self._look_up(block))
+                block, size = [], min(2 * size, LOOKUP_PATHS)
+        new = self._look_up(block) if block else []
+        report.found = len(seen)
+        del seen
+        self.outputs.forget()  # every video is looked up: the rows read back can go
+        if run.hooks.on_total:
+            run.hooks.on_total(report.found)
+        yield from map(self._give, new)
+        yield from map(self._give, list(self.redone))
+
+    def _give(self, path: str) -> str:
+        if not self._given:
+            self._given = True
+            self.run._status("loading the model and decoding the first videos")
+        return path
+
+    def _look_up(self, block: list[tuple[str, str]]) -> list[str]:
+        """The paths of ``block`` without a row in the output (to do now); the others are
+        skipped or held back in :attr:`redone`."""
+        run, outputs = self.run, self.outputs
+        assert outputs.videos is not None
+        rows = outputs.videos.find_many([key for _, key in block])
+        new = []
+        for (path, key), row in zip(block, rows, strict=True):
+            if row is None:
+                new.append(path)
+            elif (
+                row.stamp == file_stamp(path)
+                and (row.status == STATUS_OK or not run.opts.retry_failed)
+                and outputs.holds(key, row)
+            ):
+                self.report.skipped += 1
+                if run.hooks.on_skip:
+                    run.hooks.on_skip(path)
+            else:
+                self.redone[path] = key
+        return new
 
 
 @dataclass
