@@ -716,14 +716,16 @@ def test_failed_model_loads_leak_no_pipe_or_thread(
 # ---------------------------------------------------------------------------------------
 
 
-def _instrument_walk(monkeypatch: pytest.MonkeyPatch, events: list) -> None:
-    """Record ``("walked", path)`` each time the walk yields a path."""
+def _instrument_walk(monkeypatch: pytest.MonkeyPatch, events: list, pace_s: float = 0) -> None:
+    """Record ``("walked", path)`` each time the walk yields a path, ``pace_s`` after the
+    previous one (a slow file system)."""
     from vmae_cli import runner
 
     real = runner.iter_video_paths
 
     def walk(*args, **kwargs):
         for path in real(*args, **kwargs):
+            time.sleep(pace_s)
             events.append(("walked", path))
             yield path
 
@@ -738,27 +740,54 @@ def _first(events: list, kind: str) -> int:
     return min(i for i, (k, _) in enumerate(events) if k == kind)
 
 
-def test_the_first_row_is_written_before_the_walk_ends(
-    tmp_path: Path, test_videos, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture()
+def eight_videos(tmp_path: Path, test_videos) -> Path:
     folder = tmp_path / "many"
     folder.mkdir()
     for i in range(8):
         os.link(test_videos["h264"], folder / f"v{i}.mp4")
-    events: list = []
-    _instrument_walk(monkeypatch, events)
+    return folder
+
+
+def _run_recorded(folder: Path, out: Path, model: Path, events: list) -> RunReport:
     hooks = RunHooks(
         on_row=lambda p: events.append(("row", p.path)),
         on_total=lambda n: events.append(("total", n)),
     )
+    return run(folder, out, model=str(model), workers=1, hooks=hooks)
+
+
+def test_the_first_row_is_written_before_the_walk_ends(
+    eight_videos: Path, tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a walk slower than the run's walk-ahead (a path every 60 ms, as on a slow network
+    mount), the first row is written while the walk goes on: the engine takes the paths as
+    the walk finds them (issue 25), not once it has found them all."""
+    from vmae_cli import runner
+
+    assert runner.WALK_AHEAD_S < 0.06
+    events: list = []
+    _instrument_walk(monkeypatch, events, pace_s=0.06)
     out = tmp_path / "labels.csv"
-    report = run(folder, out, model=str(tiny_model_dir), workers=1, hooks=hooks)
+    report = _run_recorded(eight_videos, out, tiny_model_dir, events)
     assert _first(events, "row") < _last(events, "walked")
     # The bar's total once the walk is done, before the last rows.
     assert events[_last(events, "walked") + 1 :].count(("total", 8)) == 1
     assert (report.found, report.videos, report.ok) == (8, 8, 8)
     paths = [r["path"] for r in read_rows(out)]
-    assert sorted(paths) == sorted(str(folder / f"v{i}.mp4") for i in range(8))
+    assert sorted(paths) == sorted(str(eight_videos / f"v{i}.mp4") for i in range(8))
+
+
+def test_a_quick_walk_ends_before_the_first_row(
+    eight_videos: Path, tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The walk goes on for a while each time the engine takes a path: a walk quicker than
+    that ends at once, so the progress bar has its total (and an ETA) from the first row,
+    not from the last one."""
+    events: list = []
+    _instrument_walk(monkeypatch, events)
+    _run_recorded(eight_videos, tmp_path / "labels.csv", tiny_model_dir, events)
+    assert _last(events, "walked") < events.index(("total", 8)) < _first(events, "row")
 
 
 def _a_resume_with_new_changed_and_failed_videos(videos: Path) -> tuple[Path, Path]:

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field, fields, replace
@@ -73,6 +74,11 @@ STOPPED_BY_CLOSED_OUTPUT = "SIGPIPE"
 #: Walked paths looked up in the output's rows at once, at most (one sorted search per
 #: block). Blocks start at one path and double: the first video is classified at once.
 LOOKUP_PATHS = 65536
+#: How long the walk goes on (seconds) each time the engine takes a path, beyond the first
+#: video found: the engine takes a path after each row, so the walk ends (the progress bar
+#: gets its total, an ETA) long before the last video is classified, while the first video
+#: starts at once. It runs in the engine's thread: each row may wait this long for it.
+WALK_AHEAD_S = 0.05
 
 
 @dataclass
@@ -621,7 +627,7 @@ class _Walk:
     A video is skipped when its row is there with the same size and modification time, every
     output holds all of it (window rows, vector), and it is ``ok`` or failed ones are not
     retried. Memory grows with the videos (a 16-byte digest each, to give a video named twice
-    one row), not with the other files the walk passes.
+    one row; the paths found and not yet taken), not with the other files the walk passes.
     """
 
     def __init__(self, run: _Run, outputs: Outputs, report: RunReport):
@@ -631,13 +637,37 @@ class _Walk:
         #: The videos to redo, by path, with their keys (``path`` cells): held back until the
         #: walk ends, complete once the first of them is yielded.
         self.redone: dict[str, str] = {}
+        self.complete = False  # the walk ended (not stopped): found, on_total told
         self._given = False
 
     def __iter__(self) -> Iterator[str]:
+        self.run._status("listing the videos")
+        found = self._found()
+        pending: deque[str] = deque()  # found, not taken yet
+        walking = True
+        while walking or pending:
+            # Walk until a video is found, then on for WALK_AHEAD_S more before it is given
+            # (this runs in the engine's thread, between two of its rows).
+            deadline = time.perf_counter() + WALK_AHEAD_S if pending else math.inf
+            while walking and time.perf_counter() < deadline:
+                path = next(found, None)
+                if path is None:
+                    walking = False
+                else:
+                    pending.append(path)
+                    deadline = min(deadline, time.perf_counter() + WALK_AHEAD_S)
+            if pending:
+                yield self._give(pending.popleft())
+        if self.complete:  # else stopped: the engine takes no more
+            yield from map(self._give, list(self.redone))
+
+    def _found(self) -> Iterator[str]:
+        """The videos no output holds anything of, as the walk finds them; the others are
+        skipped or held back in :attr:`redone`. At the walk's end, :attr:`complete`, the
+        report's ``found`` and ``on_total``; ends early (incomplete) when the run stops."""
         from .rowindex import digest_key
 
         run, report = self.run, self.report
-        run._status("listing the videos")
         videos = self.outputs.videos
         held = videos is not None and len(videos) > 0
         seen: set[bytes] = set()  # a video named twice (walked and listed) gets one row
@@ -652,20 +682,20 @@ class _Walk:
                 continue
             seen.add(digest)
             if not held:  # a fresh run, or an output without rows: nothing to look up
-                yield self._give(path)
+                yield path
                 continue
             block.append((path, key))
             if len(block) >= size:
-                yield from map(self._give, self._look_up(block))
+                yield from self._look_up(block)
                 block, size = [], min(2 * size, LOOKUP_PATHS)
         new = self._look_up(block) if block else []
         report.found = len(seen)
         del seen
         self.outputs.forget()  # every video is looked up: the rows read back can go
+        self.complete = True
         if run.hooks.on_total:
             run.hooks.on_total(report.found)
-        yield from map(self._give, new)
-        yield from map(self._give, list(self.redone))
+        yield from new
 
     def _give(self, path: str) -> str:
         if not self._given:
