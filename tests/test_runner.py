@@ -790,6 +790,33 @@ def test_a_quick_walk_ends_before_the_first_row(
     assert _last(events, "walked") < events.index(("total", 8)) < _first(events, "row")
 
 
+def test_a_resume_gives_the_first_new_video_while_the_walk_goes_on(
+    tmp_path: Path, test_videos, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The walked videos are looked up in the output's rows a block at a time; on a slow
+    walk a block is looked up before it is full, so the first new video after the done ones
+    is classified while the walk goes on, not once a block of them is walked."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(12):
+        os.link(test_videos["h264"], folder / f"v{i:02d}.mp4")
+        if i == 3:
+            run(folder, tmp_path / "labels.csv", model=str(tiny_model_dir), workers=1)
+    events: list = []
+    _instrument_walk(monkeypatch, events, pace_s=0.06)
+    hooks = RunHooks(on_row=lambda p: events.append(("row", p.path)))
+    report = run(
+        folder,
+        tmp_path / "labels.csv",
+        model=str(tiny_model_dir),
+        workers=1,
+        resume=True,
+        hooks=hooks,
+    )
+    assert (report.skipped, report.videos) == (4, 8)
+    assert _first(events, "row") < _last(events, "walked")
+
+
 def _a_resume_with_new_changed_and_failed_videos(videos: Path) -> tuple[Path, Path]:
     """After a first run: one video changed (its stamp), one new; the failed one stays."""
     changed = videos / "vp9.webm"

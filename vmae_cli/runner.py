@@ -72,7 +72,9 @@ ENGINES = (ENGINE_LOCAL, ENGINE_RAY)
 #: the signal a C program would have died of.
 STOPPED_BY_CLOSED_OUTPUT = "SIGPIPE"
 #: Walked paths looked up in the output's rows at once, at most (one sorted search per
-#: block). Blocks start at one path and double: the first video is classified at once.
+#: block). Blocks start at one path and double, and one is looked up before it is full once
+#: :data:`WALK_AHEAD_S` passed since its first path: the first video is classified at once,
+#: and on a slow file system a new video is not held back until a block fills.
 LOOKUP_PATHS = 65536
 #: How long the walk goes on (seconds) each time the engine takes a path, beyond the first
 #: video found: the engine takes a path after each row, so the walk ends (the progress bar
@@ -641,61 +643,70 @@ class _Walk:
         self._given = False
 
     def __iter__(self) -> Iterator[str]:
-        self.run._status("listing the videos")
-        found = self._found()
-        pending: deque[str] = deque()  # found, not taken yet
+        run = self.run
+        run._status("listing the videos")
+        held = self.outputs.videos is not None and len(self.outputs.videos) > 0
+        walked = self._unique()
+        pending: deque[str] = deque()  # found without a row, not taken yet
+        block: list[tuple[str, str]] = []  # walked, not looked up yet
+        size = 1
         walking = True
         while walking or pending:
-            # Walk until a video is found, then on for WALK_AHEAD_S more before it is given
-            # (this runs in the engine's thread, between two of its rows).
+            if run.stop.is_set():
+                return  # the engine takes no more
+            # Walk until a video to give is found, then on for WALK_AHEAD_S more (this runs
+            # in the engine's thread, between two of its rows).
             deadline = time.perf_counter() + WALK_AHEAD_S if pending else math.inf
             while walking and time.perf_counter() < deadline:
-                path = next(found, None)
-                if path is None:
+                video = next(walked, None)
+                if video is None:
                     walking = False
+                elif not held:  # a fresh run, or an output without rows: nothing to look up
+                    pending.append(video[0])
                 else:
-                    pending.append(path)
+                    if not block:
+                        since = time.perf_counter()
+                    block.append(video)
+                    full = len(block) >= size
+                    if full or time.perf_counter() - since >= WALK_AHEAD_S:
+                        pending.extend(self._look_up(block))
+                        block, size = [], min(2 * size, LOOKUP_PATHS) if full else size
+                if pending:
                     deadline = min(deadline, time.perf_counter() + WALK_AHEAD_S)
+            if block:  # the time is up, or the walk ended: what it found so far is looked up
+                pending.extend(self._look_up(block))
+                block = []
+            if not walking and not self.complete:
+                if self.report.found is None:
+                    return  # stopped while listing the inputs
+                self._complete()
             if pending:
                 yield self._give(pending.popleft())
-        if self.complete:  # else stopped: the engine takes no more
-            yield from map(self._give, list(self.redone))
+        yield from map(self._give, list(self.redone))
 
-    def _found(self) -> Iterator[str]:
-        """The videos no output holds anything of, as the walk finds them; the others are
-        skipped or held back in :attr:`redone`. At the walk's end, :attr:`complete`, the
-        report's ``found`` and ``on_total``; ends early (incomplete) when the run stops."""
+    def _unique(self) -> Iterator[tuple[str, str]]:
+        """Each video of the walk once, as (path, key), as the walk finds it; the report's
+        ``found`` at the walk's end. Ends early (``found`` None) when the run stops."""
         from .rowindex import digest_key
 
-        run, report = self.run, self.report
-        videos = self.outputs.videos
-        held = videos is not None and len(videos) > 0
+        run = self.run
         seen: set[bytes] = set()  # a video named twice (walked and listed) gets one row
-        block: list[tuple[str, str]] = []
-        size = 1
         for path in run._walked():
             if run.stop.is_set():
-                return  # report.found stays None: stopped while listing the inputs
+                return
             key = path_cell(path)  # the video's identity: one row however it was named
             digest = digest_key(key)
-            if digest in seen:
-                continue
-            seen.add(digest)
-            if not held:  # a fresh run, or an output without rows: nothing to look up
-                yield path
-                continue
-            block.append((path, key))
-            if len(block) >= size:
-                yield from self._look_up(block)
-                block, size = [], min(2 * size, LOOKUP_PATHS)
-        new = self._look_up(block) if block else []
-        report.found = len(seen)
-        del seen
-        self.outputs.forget()  # every video is looked up: the rows read back can go
+            if digest not in seen:
+                seen.add(digest)
+                yield path, key
+        self.report.found = len(seen)
+
+    def _complete(self) -> None:
+        """The walk ended and every video it found is looked up."""
         self.complete = True
-        if run.hooks.on_total:
-            run.hooks.on_total(report.found)
-        yield from new
+        self.outputs.forget()  # the rows read back can go
+        if self.run.hooks.on_total:
+            self.run.hooks.on_total(self.report.found or 0)
 
     def _give(self, path: str) -> str:
         if not self._given:
