@@ -188,7 +188,8 @@ class RunHooks:
     """Callbacks through which a caller follows a run (all optional, called in the run's
     thread): progress, and warnings meant for a person."""
 
-    on_total: Callable[[int], None] | None = None  # videos found, once the walk is done
+    #: Videos found, once the walk is done (rows may come before: the walk streams).
+    on_total: Callable[[int], None] | None = None
     on_row: Callable[[Prediction], None] | None = None  # each row, once written
     on_skip: Callable[[str], None] | None = None  # each video a resumed output already has
     on_status: Callable[[str], None] | None = None  # what the run is busy with
