@@ -526,6 +526,22 @@ def test_progress_eta_counts_the_start_up() -> None:
         assert task.fields["eta"] in ("ETA 0:01:29", "ETA 0:01:30")
 
 
+def test_progress_counts_videos_done_while_the_inputs_are_listed() -> None:
+    """Issue 25: rows come while the walk goes on, before the total is known."""
+    from rich.console import Console
+
+    from vmae_cli.cli.progress import Progress
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=120)
+    with Progress(console, enabled=True) as progress:
+        progress.advance()
+        task = progress._bar.tasks[0]
+        assert (task.completed, task.total, task.fields["eta"]) == (1, None, "still listing")
+        progress.set_total(3)
+        progress.advance()
+        assert task.total == 3 and task.fields["eta"].startswith("ETA ")
+
+
 # ---------------------------------------------------------------------------------------
 # Issue 12: --sampling keyframes
 # ---------------------------------------------------------------------------------------

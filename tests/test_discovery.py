@@ -136,6 +136,70 @@ def test_non_utf8_names_survive_the_walk(tmp_path: Path) -> None:
     assert [os.fsencode(p) for p in found] == [raw]
 
 
+class _Entry:
+    """A stand-in for ``os.DirEntry`` that counts how many of its kind are alive."""
+
+    alive = 0
+    most = 0
+
+    def __init__(self, folder: str, name: str, is_dir: bool = False):
+        self.name, self.path, self._dir = name, os.path.join(folder, name), is_dir
+        _Entry.alive += 1
+        _Entry.most = max(_Entry.most, _Entry.alive)
+
+    def __del__(self) -> None:
+        _Entry.alive -= 1
+
+    def is_dir(self, follow_symlinks: bool = True) -> bool:
+        return self._dir
+
+    def is_symlink(self) -> bool:
+        return False
+
+
+class _Listing:
+    """What ``os.scandir`` gives, made one entry at a time."""
+
+    def __init__(self, entries):
+        self._entries = entries
+
+    def __enter__(self):
+        return self._entries
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+def test_a_folder_of_many_other_files_keeps_none_of_their_entries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 25: the walk sorted every ``DirEntry`` of a folder, so a folder of a million
+    frames held a million entries. Only the names of folders and videos are kept now: the
+    other entries die as soon as they are read."""
+    others = 100_000
+
+    def scandir(path):
+        path = os.fspath(path)
+        if path.endswith("sub"):
+            return _Listing(_Entry(path, n) for n in ("b.mp4", "a.mkv"))
+
+        def entries():
+            for i in range(others):
+                if i == others // 2:
+                    yield _Entry(path, "sub", is_dir=True)
+                    yield _Entry(path, "clip.MP4")
+                yield _Entry(path, f"frame{i:06d}.jpg")
+
+        return _Listing(entries())
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(os.path, "isdir", lambda p: p == "/top")
+    _Entry.alive = _Entry.most = 0
+    found = list(iter_video_paths(["/top"]))
+    assert found == ["/top/clip.MP4", "/top/sub/a.mkv", "/top/sub/b.mp4"]
+    assert _Entry.most <= 2  # the one being read (and the generator's next), never the folder
+
+
 # ---------------------------------------------------------------------------------------
 # File lists (--files-from) and filters (--include / --exclude)
 # ---------------------------------------------------------------------------------------

@@ -213,6 +213,33 @@ def test_a_parquet_file_and_its_journal_are_read_as_one(tmp_path) -> None:
     assert sorted(r["path"] for r in read_rows(path)) == ["/v/a.mp4", "/v/b.mp4", "/v/c.mp4"]
 
 
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_a_second_drop_after_writes_takes_only_the_redone_videos_rows(fmt: str, tmp_path) -> None:
+    """Issue 25: a resumed run writes the new videos while it walks, then drops the rows of
+    the videos it redoes (held back until the walk ended) and writes those: each video once,
+    the rows written in between kept, at every step."""
+    path = tmp_path / f"rows{FORMATS[fmt].extension}"
+    _write_through_a_sink(path, [_ok("/v/a.mp4"), _failed("/v/b.mp4"), _ok("/v/c.mp4")])
+    sink = RowSink(str(path), fmt, windows=False, stdout=None)
+    sink.lock()
+    held = sink.start(Layout(2, (), False, "m", "uniform"), resume=True).rows
+    sink.drop(set(), held)
+    sink.write(_ok("/v/d.mp4"))  # new: written while the walk goes on
+    sink.write(_ok("/v/e.mp4"))
+    assert sorted(r["path"] for r in read_rows(path)) == [f"/v/{v}.mp4" for v in "abcde"]
+    sink.drop({"/v/b.mp4"}, None)  # the walk ended: b is redone
+    assert sorted(r["path"] for r in read_rows(path)) == [f"/v/{v}.mp4" for v in "acde"]
+    sink.write(_ok("/v/b.mp4"))
+    sink.write(_ok("/v/f.mp4"))
+    sink.finish()
+    rows = list(read_rows(path))
+    assert sorted(r["path"] for r in rows) == [f"/v/{v}.mp4" for v in "abcdef"]
+    assert {r["path"]: r["status"] for r in rows}["/v/b.mp4"] == "ok"
+    if fmt == "csv":
+        assert path.read_bytes().count(b"path,status") == 1  # one header, one BOM
+        assert path.read_bytes().count(b"\xef\xbb\xbf") == 1
+
+
 def test_parquet_is_not_written_to_a_stream() -> None:
     with pytest.raises(UnknownFormatError, match="to a file"):
         resolve_format("-", "parquet")

@@ -352,6 +352,12 @@ def test_ray_gives_the_local_rows_from_both_nodes_and_a_resume_adds_none(
     again = _run(folder, ray_out, tiny_model_dir, engine="ray", workers=1, resume=True)
     assert (again.skipped, again.videos) == (len(files), 0)
     assert ray_out.read_bytes() == written
+    # Retry the failed ones: Ray takes the paths once the walk ended (the ones to redo held
+    # back to its end), their old rows go before their first new one, each video once.
+    failed = len(files) - len(ok_paths)
+    retried = _run(folder, ray_out, tiny_model_dir, engine="ray", workers=1, retry_failed=True)
+    assert (retried.skipped, retried.videos, retried.found) == (len(ok_paths), failed, len(files))
+    assert _once_each(read_rows(ray_out), folder).keys() == expected.keys()
 
 
 @pytest.mark.slow

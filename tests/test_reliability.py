@@ -344,6 +344,61 @@ def test_kill_9_twice_during_segments_then_resume_gives_each_video_its_windows_o
         assert np.abs(vectors[(r["path"], None)] - mean).max() < 1e-2
 
 
+def _wait_for(path: Path, needle: bytes, n: int, proc: subprocess.Popen, limit_s=60) -> None:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        if path.exists() and path.read_bytes().count(needle) >= n:
+            return
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_kill_9_while_a_resume_redoes_changed_videos_then_resume_gives_each_once(
+    tmp_path: Path, test_videos, tiny_model_dir: Path
+) -> None:
+    """Issue 25: a resume classifies the new videos as its walk finds them and holds back
+    the changed ones until the walk ends, then drops their old rows (and vectors) and redoes
+    them. Killed among the new ones, then among the redone ones (after the drop), then
+    resumed: every video once, the changed ones' rows and vectors new."""
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    sources = [test_videos[k] for k in ("h264", "vp9", "mjpeg")]
+    names = [f"v{i:03d}{sources[i % 3].suffix}" for i in range(40)]
+    for i, name in enumerate(names[:20]):
+        shutil.copy(sources[i % 3], folder / name)  # copies: their stamps change below
+    out, emb = tmp_path / "labels.csv", tmp_path / "emb.parquet"
+    proc = _start(tiny_model_dir, folder, out, "--embeddings", str(emb))
+    assert proc.wait(timeout=120) == 0, proc.stderr.read().decode()
+    changed = [folder / name for name in names[:10]]
+    stamp = time.time_ns() + 5_000_000_000
+    for path in changed:
+        os.utime(path, ns=(stamp, stamp))
+    for i, name in enumerate(names[20:], start=20):
+        shutil.copy(sources[i % 3], folder / name)
+    args = ("--resume", "--embeddings", str(emb))
+    proc = _start(tiny_model_dir, folder, out, *args)
+    _wait_forread_rows(out, 1 + 20 + 5, proc)  # five new videos' rows: the walk goes on
+    assert proc.poll() is None, "the run ended before its kill"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert _no_orphans(proc.pid)
+    proc = _start(tiny_model_dir, folder, out, *args)
+    _wait_for(out, str(stamp).encode(), 3, proc)  # three changed videos redone
+    assert proc.poll() is None, "the run ended before its kill"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert _no_orphans(proc.pid)
+    proc = _start(tiny_model_dir, folder, out, *args)
+    assert proc.wait(timeout=120) == 0, proc.stderr.read().decode()
+    rows = read_rows(out)
+    by_path = {r["path"]: r for r in rows}
+    assert len(by_path) == len(rows) == 40
+    assert set(by_path) == {str(folder / name) for name in names}
+    assert all(r["status"] == "ok" for r in rows)
+    assert {by_path[str(p)]["mtime_ns"] for p in changed} == {str(stamp)}
+    assert sorted(read_vectors(emb)) == [(p, None) for p in sorted(by_path)]
+
+
 @pytest.mark.slow
 def test_sigterm_stops_within_seconds_with_whole_lines(
     many: Path, tiny_model_dir: Path, tmp_path: Path

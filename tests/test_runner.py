@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -113,15 +114,36 @@ def test_resume_takes_the_same_model_folder_however_it_is_named(
 
 
 def test_a_stop_before_the_work_is_reported_as_a_stop(videos: Path, tiny_model_dir: Path) -> None:
+    """Stopped while the inputs are listed: no video was given to the classifier yet (the
+    walk streams since issue 25, so its end no longer comes before the work)."""
     stop = StopRequest()
-    hooks = RunHooks(on_total=lambda n: stop.request("SIGINT"))
+    hooks = RunHooks(
+        on_status=lambda s: stop.request("SIGINT") if s == "listing the videos" else None
+    )
     report = run(videos, "-", model=str(tiny_model_dir), hooks=hooks, stop=stop)
-    assert report.stopped_by == "SIGINT"
+    assert report.stopped_by == "SIGINT" and report.found is None
     line = report.summary_line()
-    assert line.startswith("vmae: stopped by SIGINT after 0 of 4 videos")
+    assert line.startswith("vmae: stopped by SIGINT after 0 videos (while listing the inputs)")
     assert "none found" not in line
     assert "--" not in line  # how to finish is the caller's to say
     assert not report.resumable  # its rows went to stdout
+
+
+def test_a_stop_when_the_walk_ends_is_finished_by_a_resume(
+    videos: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """Stopped as the walk ends (``on_total``): the videos already given to the classifier
+    may get their rows, the others none; a resume does exactly those."""
+    out = tmp_path / "labels.csv"
+    stop = StopRequest()
+    hooks = RunHooks(on_total=lambda n: stop.request("SIGINT"))
+    report = run(videos, out, model=str(tiny_model_dir), hooks=hooks, stop=stop, workers=1)
+    assert report.stopped_by == "SIGINT" and report.found == 4 and report.resumable
+    assert report.summary_line().startswith(f"vmae: stopped by SIGINT after {report.videos} of 4")
+    again = run(videos, out, model=str(tiny_model_dir), resume=True, workers=1)
+    assert (again.skipped, again.videos) == (report.videos, 4 - report.videos)
+    paths = [r["path"] for r in read_rows(out)]
+    assert len(paths) == len(set(paths)) == 4
 
 
 def test_summary_line_of_a_stopped_run_names_what_and_how_far() -> None:
@@ -687,3 +709,237 @@ def test_failed_model_loads_leak_no_pipe_or_thread(
     kept += [fail() for _ in range(FAILED_LOADS)]
     assert (_open_fds(), threading.active_count()) == before
     assert len(kept) == FAILED_LOADS + 1
+
+
+# ---------------------------------------------------------------------------------------
+# The walk streams (issue 25): rows while the walk goes on, redone videos after it
+# ---------------------------------------------------------------------------------------
+
+
+def _instrument_walk(monkeypatch: pytest.MonkeyPatch, events: list, pace_s: float = 0) -> None:
+    """Record ``("walked", path)`` each time the walk yields a path, ``pace_s`` after the
+    previous one (a slow file system)."""
+    from vmae_cli import runner
+
+    real = runner.iter_video_paths
+
+    def walk(*args, **kwargs):
+        for path in real(*args, **kwargs):
+            time.sleep(pace_s)
+            events.append(("walked", path))
+            yield path
+
+    monkeypatch.setattr(runner, "iter_video_paths", walk)
+
+
+def _last(events: list, kind: str) -> int:
+    return max(i for i, (k, _) in enumerate(events) if k == kind)
+
+
+def _first(events: list, kind: str) -> int:
+    return min(i for i, (k, _) in enumerate(events) if k == kind)
+
+
+@pytest.fixture()
+def eight_videos(tmp_path: Path, test_videos) -> Path:
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(8):
+        os.link(test_videos["h264"], folder / f"v{i}.mp4")
+    return folder
+
+
+def _run_recorded(folder: Path, out: Path, model: Path, events: list) -> RunReport:
+    hooks = RunHooks(
+        on_row=lambda p: events.append(("row", p.path)),
+        on_total=lambda n: events.append(("total", n)),
+    )
+    return run(folder, out, model=str(model), workers=1, hooks=hooks)
+
+
+def test_the_first_row_is_written_before_the_walk_ends(
+    eight_videos: Path, tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a walk slower than the run's walk-ahead (a path every 60 ms, as on a slow network
+    mount), the first row is written while the walk goes on: the engine takes the paths as
+    the walk finds them (issue 25), not once it has found them all."""
+    from vmae_cli import runner
+
+    assert runner.WALK_AHEAD_S < 0.06
+    events: list = []
+    _instrument_walk(monkeypatch, events, pace_s=0.06)
+    out = tmp_path / "labels.csv"
+    report = _run_recorded(eight_videos, out, tiny_model_dir, events)
+    assert _first(events, "row") < _last(events, "walked")
+    # The bar's total once the walk is done, before the last rows.
+    assert events[_last(events, "walked") + 1 :].count(("total", 8)) == 1
+    assert (report.found, report.videos, report.ok) == (8, 8, 8)
+    paths = [r["path"] for r in read_rows(out)]
+    assert sorted(paths) == sorted(str(eight_videos / f"v{i}.mp4") for i in range(8))
+
+
+def test_a_quick_walk_ends_before_the_first_row(
+    eight_videos: Path, tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The walk goes on for a while each time the engine takes a path: a walk quicker than
+    that ends at once, so the progress bar has its total (and an ETA) from the first row,
+    not from the last one."""
+    events: list = []
+    _instrument_walk(monkeypatch, events)
+    _run_recorded(eight_videos, tmp_path / "labels.csv", tiny_model_dir, events)
+    assert _last(events, "walked") < events.index(("total", 8)) < _first(events, "row")
+
+
+def test_a_resume_gives_the_first_new_video_while_the_walk_goes_on(
+    tmp_path: Path, test_videos, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The walked videos are looked up in the output's rows a block at a time; on a slow
+    walk a block is looked up before it is full, so the first new video after the done ones
+    is classified while the walk goes on, not once a block of them is walked."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(12):
+        os.link(test_videos["h264"], folder / f"v{i:02d}.mp4")
+        if i == 3:
+            run(folder, tmp_path / "labels.csv", model=str(tiny_model_dir), workers=1)
+    events: list = []
+    _instrument_walk(monkeypatch, events, pace_s=0.06)
+    hooks = RunHooks(on_row=lambda p: events.append(("row", p.path)))
+    report = run(
+        folder,
+        tmp_path / "labels.csv",
+        model=str(tiny_model_dir),
+        workers=1,
+        resume=True,
+        hooks=hooks,
+    )
+    assert (report.skipped, report.videos) == (4, 8)
+    assert _first(events, "row") < _last(events, "walked")
+
+
+def _a_resume_with_new_changed_and_failed_videos(videos: Path) -> tuple[Path, Path]:
+    """After a first run: one video changed (its stamp), one new; the failed one stays."""
+    changed = videos / "vp9.webm"
+    now = time.time_ns()
+    os.utime(changed, ns=(now, now + 5_000_000_000))
+    new = videos / "sub" / "new.mp4"
+    shutil.copy(videos / "h264.mp4", new)
+    return changed, new
+
+
+def test_a_resume_streams_new_videos_and_redoes_changed_ones_after_the_walk(
+    videos: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vmae_cli.sinks import Outputs
+
+    out, windows, vectors = tmp_path / "v.csv", tmp_path / "w.jsonl", tmp_path / "e.parquet"
+    _segmented(videos, out, windows, tiny_model_dir, embeddings_output=vectors)
+    changed, new = _a_resume_with_new_changed_and_failed_videos(videos)
+    broken = videos / "sub" / "broken.mp4"
+    events: list = []
+    _instrument_walk(monkeypatch, events)
+    real_drop = Outputs.drop
+
+    def drop(self, redone):
+        events.append(("drop", sorted(redone)))
+        real_drop(self, redone)
+
+    monkeypatch.setattr(Outputs, "drop", drop)
+    hooks = RunHooks(on_row=lambda p: events.append(("row", p.path)))
+    again = _segmented(
+        videos,
+        out,
+        windows,
+        tiny_model_dir,
+        embeddings_output=vectors,
+        resume=True,
+        retry_failed=True,
+        hooks=hooks,
+    )
+    assert (again.found, again.skipped, again.videos) == (5, 2, 3)
+    drops = [(i, e[1]) for i, e in enumerate(events) if e[0] == "drop"]
+    # Once before the walk (what no video needs), once for the redone videos: after the walk
+    # ended and the new video's row, before the first redone row.
+    assert [d for _, d in drops] == [[], sorted([str(broken), str(changed)])]
+    rows = [e[1] for e in events if e[0] == "row"]
+    assert rows[0] == str(new) and sorted(rows[1:]) == sorted([str(broken), str(changed)])
+    assert _last(events, "walked") < drops[1][0] < events.index(("row", rows[1]))
+    # Each video once, with its windows and vectors once; the changed one's row is new.
+    found = {r["path"]: r for r in read_rows(out)}
+    assert len(found) == len(read_rows(out)) == 5
+    assert found[str(changed)]["mtime_ns"] == str(changed.stat().st_mtime_ns)
+    per_video = _check_windows(out, windows)
+    vectors_held = read_vectors(vectors)
+    ok = [p for p, r in found.items() if r["status"] == "ok"]
+    assert set(vectors_held) == {(p, w) for p in ok for w in [None, *range(len(per_video[p]))]}
+
+
+class _Killed(Exception):
+    """Stands for a kill -9: the run ends where it is, its files as they are."""
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        pytest.param("walk", marks=pytest.mark.slow),
+        pytest.param("row1", marks=pytest.mark.slow),
+        "drop",
+        pytest.param("row2", marks=pytest.mark.slow),
+        pytest.param("row3", marks=pytest.mark.slow),
+    ],
+)
+def test_a_resume_ended_at_any_moment_then_resumed_gives_each_video_once(
+    moment: str,
+    videos: Path,
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A resume that redoes videos, ended at each moment that matters (the walk's end, the
+    new video's row written, the redone videos' old rows dropped, each redone row written),
+    then resumed: every video once, its windows and vectors once, the changed one redone."""
+    from vmae_cli.sinks import Outputs
+
+    out, windows, vectors = tmp_path / "v.csv", tmp_path / "w.jsonl", tmp_path / "e.parquet"
+    options = {"embeddings_output": vectors, "resume": True, "retry_failed": True}
+    _segmented(videos, out, windows, tiny_model_dir, embeddings_output=vectors)
+    changed, _ = _a_resume_with_new_changed_and_failed_videos(videos)
+    with monkeypatch.context() as patch:
+        if moment == "walk":
+            from vmae_cli import runner
+
+            real = runner.iter_video_paths
+
+            def walk(*args, **kwargs):
+                yield from real(*args, **kwargs)
+                raise _Killed
+
+            patch.setattr(runner, "iter_video_paths", walk)
+        real_drop = Outputs.drop
+
+        def drop(self, redone):
+            real_drop(self, redone)
+            if redone and moment == "drop":
+                raise _Killed
+
+        patch.setattr(Outputs, "drop", drop)
+        written = []
+
+        def row(p):
+            written.append(p.path)
+            if moment == f"row{len(written)}":
+                raise _Killed
+
+        with pytest.raises(_Killed):
+            _segmented(videos, out, windows, tiny_model_dir, hooks=RunHooks(on_row=row), **options)
+    _segmented(videos, out, windows, tiny_model_dir, **options)
+    rows = read_rows(out)
+    found = {r["path"]: r for r in rows}
+    assert len(found) == len(rows) == 5
+    assert found[str(changed)]["mtime_ns"] == str(changed.stat().st_mtime_ns)
+    per_video = _check_windows(out, windows)
+    ok = [p for p, r in found.items() if r["status"] == "ok"]
+    assert len(ok) == 4
+    assert set(read_vectors(vectors)) == {
+        (p, w) for p in ok for w in [None, *range(len(per_video[p]))]
+    }

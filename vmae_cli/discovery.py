@@ -1,9 +1,10 @@
 """Stage 1: turn the user's arguments (directories and files) into a stream of video paths.
 
-The walk is streaming (a generator, so a folder of millions of files never sits in memory),
-deterministic (entries sorted by name at every level) and safe: symlinked directories are not
-followed, so a symlink loop cannot hang it, and an unreadable directory is reported through a
-callback instead of stopping the run.
+The walk is streaming (a generator: of a folder it holds, to sort them, only the names of its
+subfolders and of its files named like videos, so a folder of millions of other files never
+sits in memory), deterministic (entries sorted by name at every level) and safe: symlinked
+directories are not followed, so a symlink loop cannot hang it, and an unreadable directory
+is reported through a callback instead of stopping the run.
 """
 
 from __future__ import annotations
@@ -141,30 +142,55 @@ def iter_video_paths(
             on_error(arg, "no such file or directory")
 
 
+#: What :func:`_listing` keeps of a folder's entry: a folder (walked), a symlink to a folder
+#: (told, not followed), a file named like a video (yielded).
+_FOLDER, _LINKED_FOLDER, _VIDEO = 0, 1, 2
+
+
 def _walk(top: str, on_error: OnWalkError, on_link: OnLink) -> Iterator[str]:
+    entries = _listing(top, on_error)
+    for name, kind in entries:
+        path = os.path.join(top, name)
+        if kind == _FOLDER:
+            yield from _walk(path, on_error, on_link)
+        elif kind == _LINKED_FOLDER:
+            on_link(path)  # a symlink to a directory: never followed, but counted
+        else:
+            yield path
+
+
+def _listing(top: str, on_error: OnWalkError) -> list[tuple[str, int]]:
+    """The entries of ``top`` the walk needs, sorted by name: its folders, its symlinks to
+    folders and its files named like videos, as (name, kind). Only their names are kept
+    while the folder is read: a folder of a million other files (frames, sidecars) costs a
+    million ``readdir`` entries passing by, not a million ``DirEntry`` objects held for the
+    sort. An empty list (after ``on_error``) when it cannot be read."""
+    kept: list[tuple[str, int]] = []
     try:
         with os.scandir(top) as it:
-            entries = sorted(it, key=lambda e: e.name)
+            for entry in it:
+                name = entry.name
+                try:
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                except OSError:
+                    is_dir = False
+                if is_dir:
+                    kept.append((name, _FOLDER))
+                    continue
+                try:
+                    # is_symlink() comes with the listing (d_type); only a link costs a stat.
+                    if entry.is_symlink() and os.path.isdir(entry.path):
+                        kept.append((name, _LINKED_FOLDER))
+                        continue
+                except OSError:
+                    pass
+                if is_video_name(name):
+                    kept.append((name, _VIDEO))
     except OSError as exc:
         on_error(top, exc.strerror or str(exc))
-        return
-    for entry in entries:
-        path = os.path.join(top, entry.name)
-        try:
-            is_dir = entry.is_dir(follow_symlinks=False)
-        except OSError:
-            is_dir = False
-        if is_dir:
-            yield from _walk(path, on_error, on_link)
-            continue
-        try:
-            if entry.is_symlink() and os.path.isdir(path):
-                on_link(path)  # a symlink to a directory: never followed, but counted
-                continue
-        except OSError:
-            pass
-        if is_video_name(entry.name):
-            yield path
+        return []
+    kept.sort()  # by name: names are unique within a folder
+    return kept
 
 
 #: ``files_from`` value meaning "read the list from stdin".

@@ -246,11 +246,17 @@ class OutputFile:
         cannot be continued (raises :class:`OutputMismatchError`). Given a ``builder``, the
         rows are added to it (after the rows it holds: a Parquet file's, which the journal
         continues) and the index it returns is empty. Nothing is rewritten yet: call
-        :meth:`drop` or :meth:`keep_rows` next.
+        :meth:`drop` or :meth:`keep_rows` next. It may be called again to resume after rows
+        were appended (their stream is closed first), to drop more rows.
         """
         from .rowindex import RowIndex, RowIndexBuilder
 
         self._created = False  # the run started: the file is its output now
+        if self._stream is not None:
+            # Read again after rows were appended (a second drop): the stream goes, and
+            # stream() makes one for the file as drop leaves it.
+            self._stream.close()
+            self._stream = None
         if not self.regular:
             if resume:
                 raise OutputMismatchError(

@@ -184,7 +184,10 @@ class Classifier:
         on_windows: Callable[[int], None] | None = None,
     ) -> Iterator[Prediction]:
         """Like :meth:`classify`, for an iterable of video file paths: no directory walk, and
-        a path that does not exist gets a ``not_found`` prediction.
+        a path that does not exist gets a ``not_found`` prediction. ``paths`` is read only as
+        the decoding workers need more (a few per worker ahead, in this thread, between two
+        predictions): a generator, such as a walk, goes on while the first videos are
+        classified.
 
         With segments in the protocol, each prediction carries its windows and
         ``on_windows(n)`` is told each time ``n`` more windows are classified (progress).

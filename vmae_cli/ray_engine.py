@@ -35,7 +35,7 @@ import sys
 import threading
 import warnings
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -112,7 +112,7 @@ class ActorPlan:
 
 
 def classify_on_ray(
-    paths: list[str],
+    paths: Iterable[str],
     spec: ModelSpec,
     ref: ModelRef,
     *,
@@ -129,7 +129,15 @@ def classify_on_ray(
     storage, and stops what it started when the generator ends or is closed. Raises
     :class:`~vmae_cli.extras.MissingExtraError`, :class:`EngineError` (and its kinds) or a
     model error an actor met (:class:`~vmae_cli.model.ModelLoadError`, ...).
+
+    ``paths`` is read to its end before Ray starts: Ray Data's ``from_items`` takes a list
+    (numbered, so that a block delivered twice gives one row and a lost one still gets its
+    row), and the storage check needs the first and the last video. The local engine
+    streams them instead. Nothing starts when ``paths`` is empty.
     """
+    paths = list(paths)
+    if not paths:
+        return
     ray = require("ray", EXTRA, engine="ray")
     require("ray.data", EXTRA, engine="ray")
     session = _Session(ray, ray_options.ray_address, on_status)

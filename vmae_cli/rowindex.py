@@ -75,6 +75,13 @@ def digest_keys(keys: Sequence[str] | Sequence[bytes]) -> tuple[np.ndarray, np.n
     return halves[:, 0].copy(), halves[:, 1].copy()
 
 
+def digest_key(key: str) -> bytes:
+    """The 128-bit digest of one key as 16 bytes (the halves :func:`digest_keys` gives, in
+    little-endian order): a set of them holds about 80 bytes a key, whatever its length."""
+    data = key.encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(data, digest_size=DIGEST_BYTES).digest()
+
+
 @dataclass
 class Coded:
     """Values of a column as small codes into a list of distinct names (statuses, origins)."""

@@ -5,21 +5,23 @@
 >>> report = run(["videos/"], "labels.csv", model="path/to/videomae", resume=True)  # +SKIP
 >>> report.skipped, report.by_status                                       # doctest: +SKIP
 
-It reads top to bottom: lock the output, read the model's config, walk the inputs once, drop
-what a resumed output already holds, classify the rest (rows written and flushed one by one),
-tidy the output file, report. Everything a person sees (the progress bar, the summary line,
-exit codes, signals) belongs to the caller, which follows the run through :class:`RunHooks`
-and may end it early through a :class:`StopRequest`.
+It reads top to bottom: lock the output, read the model's config, walk the inputs once and
+classify what the walk finds while it goes on (skipping what a resumed output already holds;
+rows written and flushed one by one), tidy the output file, report. Everything a person sees
+(the progress bar, the summary line, exit codes, signals) belongs to the caller, which
+follows the run through :class:`RunHooks` and may end it early through a
+:class:`StopRequest`.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field, fields, replace
@@ -70,8 +72,16 @@ ENGINES = (ENGINE_LOCAL, ENGINE_RAY)
 #: ``RunReport.stopped_by`` when the reader of the output went away (``| head``, ``| true``):
 #: the signal a C program would have died of.
 STOPPED_BY_CLOSED_OUTPUT = "SIGPIPE"
-#: Walked paths looked up in the output's rows at once (one sorted search per block).
+#: Walked paths looked up in the output's rows at once, at most (one sorted search per
+#: block). Blocks start at one path and double, and one is looked up before it is full once
+#: :data:`WALK_AHEAD_S` passed since its first path: the first video is classified at once,
+#: and on a slow file system a new video is not held back until a block fills.
 LOOKUP_PATHS = 65536
+#: How long the walk goes on (seconds) each time the engine takes a path, beyond the first
+#: video found: the engine takes a path after each row, so the walk ends (the progress bar
+#: gets its total, an ETA) long before the last video is classified, while the first video
+#: starts at once. It runs in the engine's thread: each row may wait this long for it.
+WALK_AHEAD_S = 0.05
 
 
 @dataclass
@@ -182,7 +192,8 @@ class RunHooks:
     """Callbacks through which a caller follows a run (all optional, called in the run's
     thread): progress, and warnings meant for a person."""
 
-    on_total: Callable[[int], None] | None = None  # videos found, once the walk is done
+    #: Videos found, once the walk is done (rows may come before: the walk streams).
+    on_total: Callable[[int], None] | None = None
     on_row: Callable[[Prediction], None] | None = None  # each row, once written
     on_skip: Callable[[str], None] | None = None  # each video a resumed output already has
     on_status: Callable[[str], None] | None = None  # what the run is busy with
@@ -485,8 +496,9 @@ class _Run:
             o.classify.top_k = labels
         return model
 
-    def _rows(self, model: Classifier | _ModelOnly, todo: list[str]) -> Iterator[Prediction]:
-        """The engine's rows for ``todo``, one per path."""
+    def _rows(self, model: Classifier | _ModelOnly, todo: Iterable[str]) -> Iterator[Prediction]:
+        """The engine's rows for ``todo``, one per path: the local engine takes the paths as
+        ``todo`` yields them, Ray once it has yielded them all (Ray Data numbers a list)."""
         o = self.opts
         if isinstance(model, Classifier):
             return model.classify_files(
@@ -508,7 +520,8 @@ class _Run:
     def _classify(
         self, model: Classifier | _ModelOnly, outputs: Outputs, report: RunReport
     ) -> None:
-        """Start the outputs, walk, skip what they hold, classify the rest into them."""
+        """Start the outputs, walk, skip what they hold, classify the rest into them: the
+        first videos while the walk goes on."""
         o = self.opts
         segmented = o.classify.protocol.segments is not None
         layout = Layout(
@@ -527,41 +540,51 @@ class _Run:
                 "(resume=True keeps them)"
             )
         _refuse_other_model(outputs.videos.video_origins(), report, self.output or "")
-        paths = self._walk()
-        report.found = len(paths) if paths is not None else None
-        report.unreadable_folders = self.unreadable_folders
-        report.linked_folders = self.linked_folders
-        if paths is None:
-            return
-        if self.hooks.on_total:
-            self.hooks.on_total(len(paths))
-        todo = self._unfinished(paths, outputs, report)
+        walk = _Walk(self, outputs, report)
         counts: Counter[str] = Counter()
         nodes: Counter[str] = Counter()
         runtimes: set[str] = set()  # of rows classified in other processes (Ray actors)
         windows = 0
         try:
-            outputs.drop({path_cell(path) for path in todo})
-            if todo:
-                self._status("loading the model and decoding the first videos")
-                with closing(self._rows(model, todo)) as rows:
-                    for p in rows:
-                        if segmented and p.windows is None:
-                            p.windows = []  # a failure made outside the pipeline (Ray)
-                        outputs.write(p)
-                        counts[p.status] += 1
-                        windows += len(p.windows or ())
-                        if p.node:
-                            nodes[p.node] += 1
-                            runtimes.add(p.runtime)
-                            if self.hooks.on_windows and p.windows:
-                                self.hooks.on_windows(len(p.windows))
-                        if self.hooks.on_row:
-                            self.hooks.on_row(p)
+            # What no video needs goes first (window rows or vectors a kill left without their
+            # video's row, older rows, a torn tail): the outputs are then ready to write.
+            outputs.drop(set())
+            # The walk streams (issue 25): a video no output holds anything of is classified
+            # as soon as the walk finds it, its row written while the walk goes on. A video
+            # whose old rows must go (changed, failed with retry_failed, not held whole) is
+            # held back until the walk ends (they are few: what changed since the last cron
+            # run) and its old rows are dropped just before the first of them is written,
+            # here, in the thread that writes rows: no drop races a write, and the output
+            # never holds a video twice. A kill before that drop leaves the old rows (a resume
+            # redoes those videos again), during it the old file or the new one whole (written
+            # aside, then renamed), after it the videos without rows (a resume does them as
+            # new ones). Writing first and dropping at the end would leave a redone video in
+            # the file twice until the end, and after a kill until a resume.
+            redone_dropped = False
+            with closing(self._rows(model, walk)) as rows:
+                for p in rows:
+                    if not redone_dropped and p.path in walk.redone:
+                        outputs.drop(set(walk.redone.values()))
+                        redone_dropped = True
+                    if segmented and p.windows is None:
+                        p.windows = []  # a failure made outside the pipeline (Ray)
+                    outputs.write(p)
+                    counts[p.status] += 1
+                    windows += len(p.windows or ())
+                    if p.node:
+                        nodes[p.node] += 1
+                        runtimes.add(p.runtime)
+                        if self.hooks.on_windows and p.windows:
+                            self.hooks.on_windows(len(p.windows))
+                    if self.hooks.on_row:
+                        self.hooks.on_row(p)
             report.embeddings = outputs.finish().get(o.embeddings_output or "")
         except BrokenPipeError:
             # The reader went away (`| head`, `| true`): stop quietly, as Unix tools do.
             self.stop.request(STOPPED_BY_CLOSED_OUTPUT)
+        finally:
+            report.unreadable_folders = self.unreadable_folders
+            report.linked_folders = self.linked_folders
         report.by_status = dict(counts)
         report.by_node = dict(nodes)
         # The model ran in the actors, not here: say what they ran it with.
@@ -569,14 +592,12 @@ class _Run:
             report.runtime = ", ".join(sorted(runtimes - {""}))
         report.windows = windows if segmented else None
 
-    def _walk(self) -> list[str] | None:
-        """Every video path in the inputs (one walk), absolute and normalised
-        (:func:`~vmae_cli.identity.video_path`), or ``None`` when stopped meanwhile."""
-        self._status("listing the videos")
+    def _walked(self) -> Iterator[str]:
+        """Every video path in the inputs, then in ``files_from``, as its identity (absolute
+        and normalised: :func:`~vmae_cli.identity.video_path`), as the walk finds it; a
+        video named twice comes twice."""
         o = self.opts
         keep = path_filter(o.include, o.exclude) if o.include or o.exclude else None
-        paths = []
-        seen: set[str] = set()  # a video named twice (walked and listed) gets one row
 
         def warn(path: str, why: str) -> None:
             self.unreadable_folders += 1
@@ -597,38 +618,7 @@ class _Run:
             )
         )
         for path in itertools.chain(walked, listed):
-            if self.stop.is_set():
-                return None
-            # The video's identity: one row per file however it was named.
-            absolute = video_path(path)
-            if absolute not in seen:
-                seen.add(absolute)
-                paths.append(absolute)
-        return paths
-
-    def _unfinished(self, paths: list[str], outputs: Outputs, report: RunReport) -> list[str]:
-        """The paths to (re)do: a video is skipped when its row is there with the same size
-        and modification time, every output holds all of it (window rows, vector), and it
-        is ``ok`` or failed ones are not retried."""
-        todo: list[str] = []
-        videos = outputs.videos
-        for at in range(0, len(paths), LOOKUP_PATHS):
-            block = paths[at : at + LOOKUP_PATHS]
-            keys = [path_cell(path) for path in block]
-            rows = videos.find_many(keys) if len(videos) else [None] * len(keys)
-            for path, key, row in zip(block, keys, rows, strict=True):
-                if (
-                    row is not None
-                    and row.stamp == file_stamp(path)
-                    and (row.status == STATUS_OK or not self.opts.retry_failed)
-                    and outputs.holds(key, row)
-                ):
-                    report.skipped += 1
-                    if self.hooks.on_skip:
-                        self.hooks.on_skip(path)
-                else:
-                    todo.append(path)
-        return todo
+            yield video_path(path)
 
     def _warn(self, message: str) -> None:
         if self.hooks.on_warning:
@@ -641,6 +631,122 @@ class _Run:
     def _status(self, message: str) -> None:
         if self.hooks.on_status:
             self.hooks.on_status(message)
+
+
+class _Walk:
+    """The videos a run classifies, as its engine takes them: those no output holds anything
+    of as the walk finds them, then, once it ended, those to redo (:attr:`redone`); those an
+    output holds whole are skipped. See :meth:`_Run._classify` for why the ones to redo wait.
+
+    A video is skipped when its row is there with the same size and modification time, every
+    output holds all of it (window rows, vector), and it is ``ok`` or failed ones are not
+    retried. Memory grows with the videos (a 16-byte digest each, to give a video named twice
+    one row; the paths found and not yet taken), not with the other files the walk passes.
+    """
+
+    def __init__(self, run: _Run, outputs: Outputs, report: RunReport):
+        self.run = run
+        self.outputs = outputs
+        self.report = report
+        #: The videos to redo, by path, with their keys (``path`` cells): held back until the
+        #: walk ends, complete once the first of them is yielded.
+        self.redone: dict[str, str] = {}
+        self.complete = False  # the walk ended (not stopped): found, on_total told
+        self._given = False
+
+    def __iter__(self) -> Iterator[str]:
+        run = self.run
+        run._status("listing the videos")
+        held = self.outputs.videos is not None and len(self.outputs.videos) > 0
+        walked = self._unique()
+        pending: deque[str] = deque()  # found without a row, not taken yet
+        block: list[tuple[str, str]] = []  # walked, not looked up yet
+        size = 1
+        walking = True
+        while walking or pending:
+            if run.stop.is_set():
+                return  # the engine takes no more
+            # Walk until a video to give is found, then on for WALK_AHEAD_S more (this runs
+            # in the engine's thread, between two of its rows).
+            deadline = time.perf_counter() + WALK_AHEAD_S if pending else math.inf
+            while walking and time.perf_counter() < deadline:
+                video = next(walked, None)
+                if video is None:
+                    walking = False
+                elif not held:  # a fresh run, or an output without rows: nothing to look up
+                    pending.append(video[0])
+                else:
+                    if not block:
+                        since = time.perf_counter()
+                    block.append(video)
+                    full = len(block) >= size
+                    if full or time.perf_counter() - since >= WALK_AHEAD_S:
+                        pending.extend(self._look_up(block))
+                        block, size = [], min(2 * size, LOOKUP_PATHS) if full else size
+                if pending:
+                    deadline = min(deadline, time.perf_counter() + WALK_AHEAD_S)
+            if block:  # the time is up, or the walk ended: what it found so far is looked up
+                pending.extend(self._look_up(block))
+                block = []
+            if not walking and not self.complete:
+                if self.report.found is None:
+                    return  # stopped while listing the inputs
+                self._complete()
+            if pending:
+                yield self._give(pending.popleft())
+        yield from map(self._give, list(self.redone))
+
+    def _unique(self) -> Iterator[tuple[str, str]]:
+        """Each video of the walk once, as (path, key), as the walk finds it; the report's
+        ``found`` at the walk's end. Ends early (``found`` None) when the run stops."""
+        from .rowindex import digest_key
+
+        run = self.run
+        seen: set[bytes] = set()  # a video named twice (walked and listed) gets one row
+        for path in run._walked():
+            if run.stop.is_set():
+                return
+            key = path_cell(path)  # the video's identity: one row however it was named
+            digest = digest_key(key)
+            if digest not in seen:
+                seen.add(digest)
+                yield path, key
+        self.report.found = len(seen)
+
+    def _complete(self) -> None:
+        """The walk ended and every video it found is looked up."""
+        self.complete = True
+        self.outputs.forget()  # the rows read back can go
+        if self.run.hooks.on_total:
+            self.run.hooks.on_total(self.report.found or 0)
+
+    def _give(self, path: str) -> str:
+        if not self._given:
+            self._given = True
+            self.run._status("loading the model and decoding the first videos")
+        return path
+
+    def _look_up(self, block: list[tuple[str, str]]) -> list[str]:
+        """The paths of ``block`` without a row in the output (to do now); the others are
+        skipped or held back in :attr:`redone`."""
+        run, outputs = self.run, self.outputs
+        assert outputs.videos is not None
+        rows = outputs.videos.find_many([key for _, key in block])
+        new = []
+        for (path, key), row in zip(block, rows, strict=True):
+            if row is None:
+                new.append(path)
+            elif (
+                row.stamp == file_stamp(path)
+                and (row.status == STATUS_OK or not run.opts.retry_failed)
+                and outputs.holds(key, row)
+            ):
+                self.report.skipped += 1
+                if run.hooks.on_skip:
+                    run.hooks.on_skip(path)
+            else:
+                self.redone[path] = key
+        return new
 
 
 @dataclass

@@ -7,14 +7,19 @@ A run writes up to three outputs: the video rows (``output``), the window rows
 2. :meth:`~Sink.start` once the run knows its rows' :class:`Layout`: truncate for a fresh run,
    or read back what an earlier run wrote (the video-row sink's rows, as a compact
    :class:`~vmae_cli.rowindex.RowIndex`, are the run's memory: never the rows' text);
-3. :meth:`~Sink.holds`: does it hold everything of a video an earlier run did (all its window
-   rows, its vector), so that the video may be skipped;
-4. :meth:`~Sink.drop` ``(redone, videos)``: drop what it holds of the videos the run redoes
+3. :meth:`~Sink.drop` ``(redone, videos)``: drop what it holds of the videos the run redoes
    and of the videos without a row in ``videos`` (the video rows' index: window rows or a
    vector written before a kill took the video's row); every other video's rows stay,
    walked by this run or not. After it the sink is ready to write;
+4. :meth:`~Sink.holds`, while the run walks its inputs (what ``start`` read stays until
+   :meth:`~Sink.forget`): does it hold everything of a video an earlier run did (all its
+   window rows, its vector), so that the video may be skipped;
 5. :meth:`~Sink.write` each prediction, in the order :class:`Outputs` keeps: vectors, window
    rows, then the video's row, which is what makes a video done (a kill in between redoes it);
+   :meth:`~Sink.drop` may come once more between two writes, with ``videos`` None: the file
+   is read again and the rows of the videos ``redone`` go, the rows written since stay (the
+   runner holds back the videos it redoes until its walk ends, see
+   :meth:`Outputs.drop`);
 6. :meth:`~Sink.finish` (a count), or :meth:`~Sink.close` after an error.
 
 The runner hands each prediction to :class:`Outputs` and knows no format: a format is a class
@@ -99,7 +104,9 @@ class Sink(Protocol):
 
     def holds(self, key: str, row: PreviousRow) -> bool: ...
 
-    def drop(self, redone: set[str], videos: RowIndex) -> None: ...
+    def drop(self, redone: set[str], videos: RowIndex | None) -> None: ...
+
+    def forget(self) -> None: ...
 
     def write(self, p: Prediction) -> None: ...
 
@@ -137,7 +144,7 @@ class RowSink:
         self._file: Any = None  # the format's store (an OutputFile for text formats)
         self._writer: Any = None  # made by drop, once the file is as it will stay
         self._layout: Layout | None = None
-        self._index: RowIndex | None = None  # what start read back, until drop
+        self._index: RowIndex | None = None  # what start read back, until forget
 
     unit = "rows"
 
@@ -183,8 +190,11 @@ class RowSink:
             return True
         return row.windows is not None and self._index.windows_of(key) == list(range(row.windows))
 
-    def drop(self, redone: set[str], videos: RowIndex) -> None:
+    def drop(self, redone: set[str], videos: RowIndex | None) -> None:
         stream: IO[str]
+        if self._writer is not None:
+            self._drop_again(redone)
+            return
         if self._file is None:
             stream, header = self._stdout.stream(), True  # type: ignore[union-attr]
         else:
@@ -192,7 +202,21 @@ class RowSink:
             self._file.drop(redone, videos if self.windows else None)
             # Only now: drop may have put a new file in the old one's place.
             stream, header = self._file.stream(), self._file.is_empty
-        self._index = None
+        self._open_writer(stream, header)
+
+    def _drop_again(self, redone: set[str]) -> None:
+        """After rows were written: read the file again, this run's rows included, and drop
+        the rows of ``redone`` (none of them written by this run yet)."""
+        if self._file is None or not redone:
+            return  # stdout: nothing is read back, nothing dropped
+        self._writer.close()
+        self._file.start(
+            resume=True, columns=self.format.columns_for(self._layout.top_k, self._table())
+        )
+        self._file.drop(redone, None)
+        self._open_writer(self._file.stream(), self._file.is_empty)
+
+    def _open_writer(self, stream: IO[str], header: bool) -> None:
         self._writer = self.format(
             stream,
             top_k=self._layout.top_k,
@@ -200,6 +224,9 @@ class RowSink:
             write_header=header,
             table=self._table(),
         )
+
+    def forget(self) -> None:
+        self._index = None
 
     def write(self, p: Prediction) -> None:
         if self.windows:
@@ -227,7 +254,8 @@ class EmbeddingsSink:
         self.target = target
         self._dtype = dtype
         self._file: EmbeddingsFile | None = None
-        self._has: set[str] = set()
+        self._has: set[str] = set()  # videos with a vector, as start read them, until forget
+        self._dropped = False
 
     unit = "vectors"
 
@@ -254,15 +282,26 @@ class EmbeddingsSink:
     def holds(self, key: str, row: PreviousRow) -> bool:
         return row.status != STATUS_OK or key in self._has
 
-    def drop(self, redone: set[str], videos: RowIndex) -> None:
+    def drop(self, redone: set[str], videos: RowIndex | None) -> None:
         from .rowindex import digest_keys
 
         assert self._file is not None
+        if self._dropped:
+            if not redone:
+                return
+            # Again, after vectors were written: the final file and the journal read again,
+            # this run's vectors included (none of the redone videos' yet).
+            self._file.start(resume=True)
+        self._dropped = True
         # The vectors' own paths, few as the file's videos, not all of the run's rows.
         candidates = [p for p in self._file.paths() if p not in redone]
-        hi, lo = digest_keys(candidates)
-        with_row = videos.holds(hi, lo)
-        self._file.keep_only({p for p, ok in zip(candidates, with_row, strict=True) if ok})
+        if videos is not None:
+            hi, lo = digest_keys(candidates)
+            with_row = videos.holds(hi, lo)
+            candidates = [p for p, ok in zip(candidates, with_row, strict=True) if ok]
+        self._file.keep_only(set(candidates))
+
+    def forget(self) -> None:
         self._has = set()
 
     def write(self, p: Prediction) -> None:
@@ -290,8 +329,9 @@ class Outputs:
         self._stdout = stdout
         #: A fresh run without overwrite: an output that holds rows is refused at lock().
         self._protect = protect
-        #: The video rows an earlier run wrote (set by start, emptied by drop).
+        #: The video rows an earlier run wrote (set by start, let go of by forget).
         self.videos: RowIndex | None = None
+        self._dropped = False
 
     @classmethod
     def plan(
@@ -385,20 +425,37 @@ class Outputs:
         return replaced
 
     def holds(self, key: str, row: PreviousRow) -> bool:
-        """Every sink holds all of the video ``row`` says an earlier run did."""
+        """Every sink holds all of the video ``row`` says an earlier run did (until
+        :meth:`forget`)."""
         return all(sink.holds(key, row) for sink in self.sinks)
 
     def drop(self, redone: set[str]) -> None:
         """Drop what the sinks hold of the videos ``redone`` (the run redoes them) and of the
         videos without a row (window rows or a vector written before a kill); the rows of
         every other video stay, walked by this run or not (a folder whose videos come and
-        go keeps its history). After it the sinks are ready to write."""
+        go keeps its history). After it the sinks are ready to write.
+
+        It may be called once more, between two writes, with the videos the run redoes but
+        held back until then (they are known once the walk ends, and the run writes the
+        others meanwhile): each file is read again and their rows go; the rows written
+        since the first call stay. None of ``redone`` may have been written by this run."""
         from .rowindex import RowIndex
 
+        if self._dropped:
+            for sink in self.sinks:
+                sink.drop(redone, None)
+            return
         videos = self.videos if self.videos is not None else RowIndex.empty()
         for sink in self.sinks:
             sink.drop(redone, videos)
+        self._dropped = True
+
+    def forget(self) -> None:
+        """Let go of what :meth:`start` read back (the video rows' index, what :meth:`holds`
+        looks at): the run has looked up every video it walked."""
         self.videos = None
+        for sink in self.sinks:
+            sink.forget()
 
     def write(self, p: Prediction) -> None:
         """One video to every sink, its row last."""

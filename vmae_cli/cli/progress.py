@@ -5,11 +5,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
+#: What the bar says in place of an ETA while the run still lists its inputs.
+LISTING = "still listing"
+
 
 class Progress:
     """A rich progress bar on stderr, or nothing when it must not be drawn (not a terminal,
     ``--quiet``). Until the first video is done it says what the run is busy with; its ETA
-    divides the time since the run started by the videos done, start-up included."""
+    divides the time since the run started by the videos done, start-up included. Videos
+    are classified while the inputs are still listed: until :meth:`set_total` the bar counts
+    them (``12/?``) and says so instead of an ETA."""
 
     def __init__(self, console: Any, enabled: bool, verb: str = "classifying"):
         self.console, self.enabled, self.verb = console, enabled, verb
@@ -77,7 +82,7 @@ class Progress:
             return
         elapsed = max(time.perf_counter() - self._started, 1e-9)
         rate = self._done / elapsed
-        eta = ""
+        eta = LISTING if self._total is None else ""
         if self._total:
             left = max(self._total - self._done, 0) / rate
             eta = f"ETA {int(left) // 3600}:{int(left) % 3600 // 60:02d}:{int(left) % 60:02d}"
