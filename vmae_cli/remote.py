@@ -554,8 +554,11 @@ class RangeFile(io.BufferedIOBase):
 _OBJECTS: OrderedDict[str, RemoteObject] = OrderedDict()
 #: Each object's cost so far, until :func:`take_fetched` takes it.
 _FETCHED: dict[str, Fetched] = {}
-#: Infos a listing gave, until the run asks for the object's stamp (no request then).
-_LISTED: dict[str, ObjectInfo] = {}
+#: Infos a listing gave, until the run asks for the object's stamp (no request then); the
+#: oldest go past :data:`LISTED_KEPT` (a new video's is never asked for: its row is new).
+_LISTED: OrderedDict[str, ObjectInfo] = OrderedDict()
+#: Listed infos kept (about 300 bytes each): more than a resume looks up at once.
+LISTED_KEPT = 200_000
 
 
 def reset() -> None:
@@ -763,6 +766,8 @@ def iter_urls(
         if keep is not None and not keep(child):
             continue
         _LISTED[child] = object_info(entry)
+        if len(_LISTED) > LISTED_KEPT:
+            _LISTED.popitem(last=False)
         yield child
     if not found and not failed:
         on_error(public_url(url), "no such object or prefix, or an empty one")
