@@ -430,6 +430,9 @@ class RangeHTTPServer(http.server.ThreadingHTTPServer):
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: RangeHTTPServer
+    # Headers and body go out in separate writes: with Nagle's algorithm each answer waited
+    # for the client's delayed ACK, 40 ms a request (measured: 44 ms a 16 KiB range).
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: object) -> None:
         pass

@@ -144,6 +144,25 @@ def test_a_sequential_read_is_a_few_growing_requests_and_a_seek_starts_small(mem
     assert obj.fetched.bytes == remote.BLOCK_BYTES  # a seek fetches one block, not ahead
 
 
+def test_what_overflows_memory_is_read_back_from_disk_not_fetched_again(memfs, monkeypatch):
+    # An MKV's index pass reads the file whole, then the seek plan reads parts of it again.
+    monkeypatch.setattr(remote, "CACHE_BYTES", 3 * remote.BLOCK_BYTES)
+    rng = np.random.default_rng(1)
+    data = rng.integers(0, 256, 20 * remote.BLOCK_BYTES + 7, dtype=np.uint8).tobytes()
+    url = put(memfs, "b/spill.bin", data)
+    obj = remote.remote_object(url)
+    reader = obj.open()
+    assert reader.read() == data
+    for _ in range(50):
+        where = int(rng.integers(0, len(data)))
+        reader.seek(where)
+        assert reader.read(5000) == data[where : where + 5000]
+    assert obj.fetched.bytes == len(data)  # each byte once
+    assert obj._held <= 3 * remote.BLOCK_BYTES + remote.MAX_READ_AHEAD_BYTES
+    remote.forget(url)
+    assert obj._spill is None  # the temporary file went with the object
+
+
 class _FlakyFS:
     """A store whose range reads fail ``failures`` times with ``exc`` before answering."""
 

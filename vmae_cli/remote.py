@@ -27,6 +27,7 @@ import io
 import os
 import re
 import struct
+import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -58,14 +59,17 @@ BLOCK_BYTES = 16 * 1024
 #: The most one request fetches (bytes): the read-ahead grows from BLOCK_BYTES while reads stay
 #: sequential, up to this.
 MAX_READ_AHEAD_BYTES = 4 * 1024 * 1024
-#: The most one object's cache holds (bytes); the stretches used longest ago go first.
+#: The most one object's cache holds in memory (bytes); the stretches used longest ago go
+#: first, to a temporary file.
 CACHE_BYTES = 32 * 1024 * 1024
+#: The most one object's temporary file holds (bytes); past it, old stretches are dropped.
+SPILL_BYTES = 8 * 1024 * 1024 * 1024
 #: Tries of one range request that failed for a reason that may pass (a timeout, a cut
 #: connection, throttling), the first included.
 FETCH_TRIES = 4
 #: The wait before the second try (seconds), doubled before each further one.
 FETCH_BACKOFF_S = 0.5
-#: Objects whose blocks a process keeps (its worker decodes one video at a time).
+#: Objects whose bytes a process keeps (its worker decodes one video at a time).
 _OBJECTS_KEPT = 2
 
 
@@ -372,9 +376,14 @@ class RemoteObject:
     info: ObjectInfo
     fetched: Fetched = field(default_factory=Fetched)
     error: Failure | None = None
-    #: Fetched stretches of the object by their first byte, least recently used first.
-    _extents: OrderedDict[int, bytes] = field(default_factory=OrderedDict)
-    _starts: list[int] = field(default_factory=list)  # the same, sorted
+    #: Where each fetched stretch starts (sorted) and how long it is; its bytes are in memory
+    #: (least recently used first, up to :data:`CACHE_BYTES`) or in the spill file.
+    _starts: list[int] = field(default_factory=list)
+    _lengths: dict[int, int] = field(default_factory=dict)
+    _memory: OrderedDict[int, bytes] = field(default_factory=OrderedDict)
+    _held: int = 0  # bytes in _memory
+    _spilled: dict[int, int] = field(default_factory=dict)  # start -> offset in _spill
+    _spill: Any = None  # a temporary file, made when memory first overflows
     _run: int = 0  # bytes fetched in the current sequential run
     _run_end: int = -1  # where the last fetch ended
 
@@ -425,14 +434,19 @@ class RemoteObject:
         if at < 0:
             return None
         first = self._starts[at]
-        data = self._extents[first]
-        if pos >= first + len(data):
+        if pos >= first + self._lengths[first]:
             return None
-        self._extents.move_to_end(first)
+        data = self._memory.get(first)
+        if data is None:  # spilled: read back, and in memory again
+            self._spill.seek(self._spilled[first])
+            data = self._spill.read(self._lengths[first])
+            self._remember(first, data)
+        else:
+            self._memory.move_to_end(first)
         return data, pos - first
 
     def _next_start(self, pos: int) -> int:
-        """Where the first cached stretch after ``pos`` begins (the size: none)."""
+        """Where the first fetched stretch after ``pos`` begins (the size: none)."""
         at = bisect.bisect_right(self._starts, pos)
         return self._starts[at] if at < len(self._starts) else self.size
 
@@ -440,15 +454,43 @@ class RemoteObject:
         data = self._fetch(start, end)
         if data is None:
             return False
-        self._extents[start] = data
         bisect.insort(self._starts, start)
+        self._lengths[start] = len(data)
         self._run_end = end
-        held = sum(len(d) for d in self._extents.values())
-        while held > CACHE_BYTES and len(self._extents) > 1:
-            first, dropped = self._extents.popitem(last=False)
-            self._starts.remove(first)
-            held -= len(dropped)
+        self._remember(start, data)
         return True
+
+    def _remember(self, start: int, data: bytes) -> None:
+        """Hold ``data`` in memory; what overflows :data:`CACHE_BYTES` goes to a temporary
+        file (up to :data:`SPILL_BYTES`), not away: a decoder that reads a file whole before
+        seeking in it (the index pass of MKV or WebM) would fetch it again otherwise."""
+        self._memory[start] = data
+        self._held += len(data)
+        while self._held > CACHE_BYTES and len(self._memory) > 1:
+            first, dropped = self._memory.popitem(last=False)
+            self._held -= len(dropped)
+            if first in self._spilled:
+                continue
+            if self._spill is None:
+                self._spill = tempfile.TemporaryFile(prefix="vmae-remote-")
+            at = self._spill.seek(0, io.SEEK_END)
+            if at + len(dropped) <= SPILL_BYTES:
+                self._spill.write(dropped)
+                self._spilled[first] = at
+            else:  # gone: fetched again if read again
+                self._starts.remove(first)
+                del self._lengths[first]
+
+    def close(self) -> None:
+        """Drop what is held (the spill file included)."""
+        if self._spill is not None:
+            self._spill.close()
+            self._spill = None
+        self._memory.clear()
+        self._spilled.clear()
+        self._starts.clear()
+        self._lengths.clear()
+        self._held = 0
 
     def _fetch(self, start: int, end: int) -> bytes | None:
         """Bytes ``start:end``, tried :data:`FETCH_TRIES` times while the failure may pass
@@ -592,7 +634,7 @@ def remote_object(url: str) -> RemoteObject:
     obj = RemoteObject(url, fs, path, object_info(info), fetched)
     _OBJECTS[url] = obj
     while len(_OBJECTS) > _OBJECTS_KEPT:
-        _OBJECTS.popitem(last=False)
+        _OBJECTS.popitem(last=False)[1].close()
     return obj
 
 
@@ -625,9 +667,11 @@ def fetch_error(url: str) -> Failure | None:
 
 
 def forget(url: str) -> None:
-    """Drop what this process holds of ``url`` (its blocks, its failure): the next read
+    """Drop what this process holds of ``url`` (its bytes, its failure): the next read
     starts afresh (a video tried again)."""
-    _OBJECTS.pop(url, None)
+    obj = _OBJECTS.pop(url, None)
+    if obj is not None:
+        obj.close()
 
 
 def stamp(url: str) -> FileStamp | None:
