@@ -472,7 +472,7 @@ class RemoteObject:
             if first in self._spilled:
                 continue
             if self._spill is None:
-                self._spill = tempfile.TemporaryFile(prefix="vmae-remote-")
+                self._spill = tempfile.TemporaryFile(prefix="vmae-remote-")  # noqa: SIM115 - closed by close()
             at = self._spill.seek(0, io.SEEK_END)
             if at + len(dropped) <= SPILL_BYTES:
                 self._spill.write(dropped)
