@@ -78,6 +78,7 @@ def main() -> None:
         }
         walls: dict[str, list[float]] = {name: [] for name in sources}
         sent: dict[str, dict] = {}
+        served: dict[str, list[float]] = {name: [] for name in sources}
         for repeat in range(args.repeats):
             for name, inputs in sources.items():
                 out = work / f"{name}-{repeat}.csv"
@@ -85,9 +86,10 @@ def main() -> None:
                 cmd += ["--model", model, "--device", "cpu", "--overwrite"]
                 if args.workers:
                     cmd += ["--workers", str(args.workers)]
-                t0 = time.perf_counter()
+                t0, cpu0 = time.perf_counter(), _servers_cpu(moto)
                 done = subprocess.run(cmd, env=env, capture_output=True, text=True)
                 walls[name].append(time.perf_counter() - t0)
+                served[name].append(_servers_cpu(moto) - cpu0)
                 if done.returncode not in (0, 3):
                     sys.exit(f"{name}: exit {done.returncode}\n{done.stderr[-2000:]}")
                 if repeat == 0 and name != "local":  # what the servers sent, per video
@@ -98,7 +100,7 @@ def main() -> None:
                         for v in videos
                     }
         rows = {name: _rows(work / f"{name}-0.csv", args.videos) for name in sources}
-    _report(videos, args.videos, rows, walls, sent)
+    _report(videos, args.videos, rows, walls, sent, served)
 
 
 def _tiny_model(where: Path) -> Path:
@@ -127,18 +129,29 @@ def _comparable(row: dict) -> dict:
     return kept | {"notes": notes}
 
 
-def _report(videos, root, rows, walls, sent) -> None:
+def _servers_cpu(moto) -> float:
+    """CPU seconds the servers used so far: this process (the HTTP server and the S3 proxy
+    are its threads) and moto's."""
+    own = os.times()
+    total = own.user + own.system
+    with open(f"/proc/{moto._proc.pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return total + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _report(videos, root, rows, walls, sent, served) -> None:
     local = rows["local"]
     for name in ("s3", "http"):
         same = sum(_comparable(rows[name][k]) == _comparable(local[k]) for k in local)
         print(f"{name}: {same} of {len(local)} rows identical to local (less path and stamp)")
-    print("\n| source | wall (s), each run | median | vs local |")
-    print("|---|---|---|---|")
+    print("\n| source | wall (s), each run | median | vs local | servers' CPU s (median) |")
+    print("|---|---|---|---|---|")
     base = statistics.median(walls["local"])
     for name, times in walls.items():
         each = ", ".join(f"{t:.1f}" for t in times)
         med = statistics.median(times)
-        print(f"| {name} | {each} | {med:.1f} | {med / base:.2f}x |")
+        cpu = statistics.median(served[name])
+        print(f"| {name} | {each} | {med:.1f} | {med / base:.2f}x | {cpu:.1f} |")
     print(
         "\nBytes each server sent for a video (listing, info and every read, driver and workers):"
     )
