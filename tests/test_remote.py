@@ -259,15 +259,14 @@ def bigger_videos(tmp_path_factory) -> dict[str, Path]:
 def test_a_remote_mp4s_index_is_read_without_its_samples(memfs, bigger_videos):
     import av
 
-    from vmae_cli.decoding import _index
+    from vmae_cli.decoding import _index, _payload_free
     from vmae_cli.seeking import index_packets
 
     for name, path in bigger_videos.items():
         data = path.read_bytes()
         url = put(memfs, f"i/{name}", data)
         obj = remote.remote_object(url)
-        free = remote.payload_free_reader(obj.open())
-        assert free is not None
+        assert _payload_free(obj.open()) is not None
         with av.open(obj.open()) as c, av.open(str(path)) as whole:
             got = _index(c, c.streams.video[0], obj.open())
             want = index_packets(whole, whole.streams.video[0])

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import remote
-from .filegate import check_and_read_head, damaged_or_not_video, sniff_video
+from .filegate import check_and_read_head, damaged_or_not_video, mp4_media, sniff_video
 from .protocol import SAMPLING_CHOICES, SAMPLING_EXACT, SAMPLING_KEYFRAMES, uniform_indices
 from .results import (
     STATUS_ERROR,
@@ -750,14 +750,27 @@ def _seek_decode(
     return _finish(DECODER_PYAV_SEEK, facts, n, indices, kept)
 
 
+def _payload_free(source: Any) -> remote.RangeFile | None:
+    """For a reader of a remote, whole, unfragmented MP4, a second reader of it whose media
+    data reads as zeros, fetching nothing; ``None`` for anything else."""
+    if not isinstance(source, remote.RangeFile):
+        return None
+    obj = source.obj
+    probe = obj.open()
+    if probe.read(8)[4:8] != b"ftyp":
+        return None
+    ranges = mp4_media(probe, obj.size)
+    return obj.open(payload_free=ranges) if ranges and obj.error is None else None
+
+
 def _index(container: Any, stream: Any, source: Any) -> FrameIndex:
     """The demux-only index of ``stream``. A remote MP4's is demuxed from a second reader
-    whose media data reads as zeros (:func:`~vmae_cli.remote.payload_free_reader`): the
+    whose media data reads as zeros (:func:`~vmae_cli.filegate.mp4_media`): the
     packets' times and flags come from the MP4's index, so only the stretches the seek plan
     decodes are fetched (the container itself has read nothing past its index yet)."""
     import av
 
-    free = remote.payload_free_reader(source)
+    free = _payload_free(source)
     if free is None:
         return index_packets(container, stream)
     with av.open(free, metadata_errors="ignore") as other:

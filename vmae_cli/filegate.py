@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 import stat
 import struct
+from collections.abc import Iterator
+from typing import Any
 
 from . import remote
 from .results import (
@@ -147,6 +149,48 @@ _MP4_INDEX_BOX = b"moov"
 _MAX_MP4_BOXES = 1000
 
 
+def mp4_boxes(f: Any, end: int) -> Iterator[tuple[bytes, int, int, int]]:
+    """The top-level boxes of an MP4/MOV read through ``f`` (a binary file of ``end``
+    bytes), from their headers only: ``(kind, offset, header bytes, size)``. A size may run
+    past the end (a cut file); the walk stops at the end, at a header it cannot read, or
+    after :data:`_MAX_MP4_BOXES`."""
+    offset = 0
+    for _ in range(_MAX_MP4_BOXES):
+        if offset >= end:
+            return
+        f.seek(offset)
+        header = f.read(16)
+        if len(header) < 8:
+            return
+        size, kind = struct.unpack(">I4s", header[:8])
+        head = 8
+        if size == 1:
+            if len(header) < 16:
+                return
+            size, head = struct.unpack(">Q", header[8:])[0], 16  # 64-bit size
+        elif size == 0:
+            size = end - offset  # the box runs to the end of the file
+        if size < head:
+            return  # not a box: garbage, the walk cannot go on
+        yield kind, offset, head, size
+        offset += size
+
+
+def mp4_media(f: Any, end: int) -> list[tuple[int, int]] | None:
+    """The byte ranges of a whole, unfragmented MP4's media data (its ``mdat`` payloads),
+    or ``None`` when its index may not say everything (``moof``/``sidx``/``mfra`` boxes: a
+    fragmented file) or its boxes do not tile the file: a demuxer given zeros there instead
+    still finds every packet's time and flags in the index (``moov``)."""
+    ranges, covered = [], 0
+    for kind, offset, head, size in mp4_boxes(f, end):
+        if kind in (b"moof", b"sidx", b"mfra") or offset + size > end:
+            return None
+        if kind == b"mdat":
+            ranges.append((offset + head, offset + size))
+        covered = offset + size
+    return ranges if ranges and covered == end else None
+
+
 def _mp4_index_state(path: str) -> str:
     """``"whole"``, ``"cut"`` (the moov box runs past the end of the file) or ``"missing"``.
 
@@ -155,24 +199,9 @@ def _mp4_index_state(path: str) -> str:
     reader = remote.opened(path) if remote.is_url(path) else open(path, "rb")  # noqa: SIM115
     with reader as f:
         end = f.seek(0, os.SEEK_END)
-        offset = 0
-        for _ in range(_MAX_MP4_BOXES):
-            f.seek(offset)
-            header = f.read(16)
-            if len(header) < 8:
-                break
-            size, box = struct.unpack(">I4s", header[:8])
-            if size == 1 and len(header) == 16:
-                size = struct.unpack(">Q", header[8:])[0]  # 64-bit size
-            elif size == 0:
-                size = end - offset  # the box runs to the end of the file
-            if size < 8:
-                break  # not a box: garbage, the walk cannot go on
-            if box == _MP4_INDEX_BOX:
+        for kind, offset, _, size in mp4_boxes(f, end):
+            if kind == _MP4_INDEX_BOX:
                 return "whole" if offset + size <= end else "cut"
-            offset += size
-            if offset >= end:
-                break
     return "missing"
 
 

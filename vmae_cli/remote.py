@@ -26,7 +26,6 @@ import hashlib
 import io
 import os
 import re
-import struct
 import tempfile
 import time
 from collections import OrderedDict
@@ -712,61 +711,6 @@ def opened(url: str) -> Iterator[RangeFile]:
     except Exception as exc:  # noqa: BLE001 - every store's library raises its own
         raise OSError(failure_of(exc, url, "asking for the object's size").error) from None
     yield obj.open()
-
-
-# --- an MP4's index without its samples ----------------------------------------------------
-
-#: Top-level MP4 boxes read while looking for the media data (an index at the end of a big
-#: file is one jump; this bounds a malformed file's walk).
-_MAX_TOP_BOXES = 64
-
-
-def mp4_payload(reader: Any, size: int) -> list[tuple[int, int]] | None:
-    """The byte ranges of an MP4's media data (``mdat`` payloads), read from the box headers
-    only, or ``None`` when the file is not a plain MP4 whose index says everything
-    (fragmented: ``moof`` boxes, or boxes that do not tile the file)."""
-    ranges = []
-    pos = 0
-    for _ in range(_MAX_TOP_BOXES):
-        if pos >= size:
-            return ranges or None
-        reader.seek(pos)
-        header = reader.read(16)
-        if len(header) < 8:
-            return None
-        length, kind = struct.unpack(">I4s", header[:8])
-        body = 8
-        if length == 1:
-            if len(header) < 16:
-                return None
-            length = struct.unpack(">Q", header[8:16])[0]
-            body = 16
-        elif length == 0:
-            length = size - pos
-        if length < body or pos + length > size:
-            return None
-        if kind in (b"moof", b"mfra", b"sidx"):
-            return None
-        if kind == b"mdat":
-            ranges.append((pos + body, pos + length))
-        pos += length
-    return None
-
-
-def payload_free_reader(name: Any) -> RangeFile | None:
-    """For a :class:`RangeFile` over a plain MP4, a second reader of the same object whose
-    media data reads as zeros: demuxing it gives the packets' timestamps and flags (the
-    index's) without fetching their bytes. ``None`` for anything else."""
-    if not isinstance(name, RangeFile):
-        return None
-    obj = name.obj
-    probe = obj.open()
-    if probe.read(8)[4:8] != b"ftyp":
-        return None
-    ranges = mp4_payload(probe, obj.size)
-    if not ranges or obj.error is not None:
-        return None
-    return obj.open(payload_free=ranges)
 
 
 # --- listing ------------------------------------------------------------------------------
