@@ -158,6 +158,7 @@ def test_every_failure_is_a_row_and_resume_redoes_exactly_those(
     again = run(
         ["s3://videos/in/"], out, files_from=str(listed), resume=True, **_options(tiny_model_dir)
     )
+    assert again.unreadable_folders == 0
     assert again.skipped == 3 and again.by_status == {OK: 4}
     after = read_rows(out)
     assert len(after) == 7 and {r["status"] for r in after} == {OK}

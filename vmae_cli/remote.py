@@ -638,17 +638,27 @@ def remote_object(url: str) -> RemoteObject:
 
 
 def _info(fs: Any, path: str, fetched: Fetched) -> dict[str, Any]:
+    fetched.requests += 1
+    return _tried(lambda: fs.info(path), on_retry=lambda: _count(fetched))
+
+
+def _count(fetched: Fetched) -> None:
+    fetched.requests += 1
+
+
+def _tried(call: Callable[[], Any], on_retry: Callable[[], None] = lambda: None) -> Any:
+    """``call()``, tried :data:`FETCH_TRIES` times while its failure may pass (backing off
+    from :data:`FETCH_BACKOFF_S`); the last failure is raised."""
     wait = FETCH_BACKOFF_S
     for attempt in range(FETCH_TRIES):
-        fetched.requests += 1
         try:
-            return fs.info(path)
+            return call()
         except Exception as exc:
-            if attempt + 1 < FETCH_TRIES and _may_pass(exc):
-                time.sleep(wait)
-                wait *= 2
-                continue
-            raise
+            if attempt + 1 == FETCH_TRIES or not _may_pass(exc):
+                raise
+        time.sleep(wait)
+        wait *= 2
+        on_retry()
     raise AssertionError("unreachable")
 
 
@@ -765,7 +775,7 @@ def _walk(
     fs: Any, path: str, on_error: Callable[[str, str], None], url: str
 ) -> Iterator[dict[str, Any]]:
     try:
-        entries = fs.ls(path, detail=True)
+        entries = _tried(lambda: fs.ls(path, detail=True))
     except FileNotFoundError:
         return
     except Exception as exc:  # noqa: BLE001 - every store's library raises its own
