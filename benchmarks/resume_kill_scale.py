@@ -45,16 +45,21 @@ def _new_videos(videos: Path, count: int) -> list[str]:
     return names
 
 
-def _grew(out: Path, fmt: str, size: int) -> bool:
-    """A new row is in the output: the CSV grew, or the Parquet journal holds a record."""
+def _written(out: Path, fmt: str) -> int:
+    """Bytes of rows written so far: the CSV's, or the Parquet output's journal's."""
     if fmt == "csv":
-        return out.stat().st_size > size
+        return out.stat().st_size
     journal = out.with_name(f"{out.name}.partial")
-    return journal.exists() and journal.stat().st_size > 0
+    return journal.stat().st_size if journal.exists() else 0
+
+
+def _grew(out: Path, fmt: str, size: int) -> bool:
+    """A new row is in the output since it held ``size`` bytes of rows."""
+    return _written(out, fmt) > size
 
 
 def _killed_run(cmd: list[str], out: Path, fmt: str) -> float:
-    size = out.stat().st_size
+    size = _written(out, fmt)
     t0 = time.perf_counter()
     child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while not _grew(out, fmt, size):
