@@ -413,3 +413,113 @@ def test_arrow_reads_a_csv_output_as_pandas_did(tmp_path) -> None:
     want = want[["path", "label", "score"]]
     want.loc[2, "label"] = "=SUM(A1)"  # the formula escape undone, as CsvFormat.frame does
     assert got.astype(object).to_dict("list") == want.astype(object).to_dict("list")
+
+
+def _many_rows(n: int) -> list[dict]:
+    """Rows of many kinds for the block readers: formula escapes, quoted newlines and
+    commas, empty cells, an older vmae's relative paths."""
+    labels = ["x", "=SUM(A1)", 'a "b", c', "two\nlines", ""]
+    return [
+        {
+            "path": f"rel/{i}.mp4" if i % 17 == 0 else f"/v/{i % 7}/{i}.mp4",
+            "status": "ok" if i % 5 else "damaged",
+            "label": labels[i % len(labels)],
+            "score": "" if i % 5 == 0 else f"{(i % 100) / 100:.2f}",
+            "frames_decoded": str(16 + i % 3),
+        }
+        for i in range(n)
+    ]
+
+
+def _write_csv(path, rows: list[dict]) -> None:
+    with open(path, "w", encoding="utf-8-sig", newline="") as f:
+        writer = csv.writer(f, lineterminator="\r\n")
+        writer.writerow(rows[0])
+        writer.writerows([neutralize_formula(v) for v in r.values()] for r in rows)
+
+
+def test_block_readers_give_the_rows_the_whole_reader_gives(tmp_path, monkeypatch) -> None:
+    """Issue 25: summarize and report read an output a block of rows at a time
+    (``frames``), the blocks together what pandas reads of the whole file; where Arrow
+    gives up midway (a ragged row, a record torn by a kill), pandas reads the rest."""
+    import vmae_cli.formats as formats
+    from vmae_cli.formats import read_frames
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(formats, "FRAME_ROWS", 50)
+    monkeypatch.setattr(formats, "ARROW_BLOCK_BYTES", 1024)
+    rows = _many_rows(700)
+    good, torn, ragged = (tmp_path / f"{name}.csv" for name in ("good", "torn", "ragged"))
+    _write_csv(good, rows)
+    data = good.read_bytes()
+    torn.write_bytes(data + b"/v/torn.mp4,ok")
+    lines = data.split(b"\r\n")
+    ragged.write_bytes(b"\r\n".join([*lines[:400], b"/v/short.mp4,ok,x", *lines[400:]]))
+    for source in (good, torn, ragged):
+        whole = pd.read_csv(source, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+        for column in whole:
+            whole[column] = whole[column].map(unescape)
+        blocks = list(CsvFormat.frames(str(source)))
+        assert len(blocks) > 5 and max(map(len, blocks)) < 200
+        got = pd.concat(blocks, ignore_index=True)
+        assert got.astype(object).to_dict("list") == whole.astype(object).to_dict("list")
+        told: list[str] = []
+        paths = pd.concat(read_frames(source, ["path"], on_legacy=told.append))["path"]
+        assert list(paths) == [r["path"] for r in read_rows(source)]
+        assert paths.iloc[0] == str(tmp_path / "rel/0.mp4") and told == [str(source)]
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("path,status\n")
+    assert [list(t.columns) for t in CsvFormat.frames(str(header_only))] == [["path", "status"]]
+    with pytest.raises(ValueError, match="row 3: score 'high'"):
+        bad = tmp_path / "bad.csv"
+        bad.write_text("path,status,score\n/v/a.mp4,ok,0.5\n/v/b.mp4,ok,0.5\n/v/c.mp4,ok,high\n")
+        monkeypatch.setattr(formats, "FRAME_ROWS", 1)
+        list(read_frames(bad))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_rows_of_some_videos_are_picked_as_all_rows_would_give_them(
+    fmt: str, tmp_path, monkeypatch
+) -> None:
+    """Issue 25: ``vmae report`` reads again the rows of the videos it shows only: the rows
+    ``read_rows(paths=...)`` picks are those of a whole read, escapes undone and older
+    relative paths read as identities (they are picked by their identity)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import vmae_cli.formats as formats
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(formats, "FRAME_ROWS", 40)
+    monkeypatch.setattr(formats, "PARQUET_ROW_GROUP_ROWS", 40)
+    rows = _many_rows(300)
+    source = tmp_path / f"rows.{fmt}"
+    if fmt == "csv":
+        _write_csv(source, rows)
+    elif fmt == "jsonl":
+        source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        pq.write_table(pa.Table.from_pylist(rows), source, row_group_size=64)
+    every = list(read_rows(source))
+    wanted = {every[i]["path"] for i in (0, 3, 17, 150, 299)} | {"/v/none.mp4"}
+    picked = list(read_rows(source, paths=wanted))
+    assert picked == [r for r in every if r["path"] in wanted] and len(picked) == 5
+    assert str(tmp_path / "rel/0.mp4") in {r["path"] for r in picked}
+
+
+def test_numbers_are_read_as_pandas_reads_them() -> None:
+    """Issue 25: text cells read as numbers by Arrow where it can, by pandas where it
+    cannot: the same values as ``pd.to_numeric(errors="coerce")``."""
+    from vmae_cli.formats import numbers
+
+    cases = [
+        ["0.5", "", "1e-3", "-0.25", "0.6971765"],
+        ["16", "32", "8"],  # whole numbers: pandas makes them integers
+        ["0.5", " 2", "+3", "0x1f", "high", "inf", "NaN"],  # pandas' reading
+        [],
+    ]
+    for cells in cases:
+        text = pd.Series(cells, dtype=pd.StringDtype("pyarrow", na_value=float("nan")))
+        want = pd.to_numeric(text, errors="coerce")
+        got = numbers(text)
+        assert got.dtype == want.dtype and got.equals(want), cells

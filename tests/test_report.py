@@ -467,3 +467,57 @@ def test_headless_chromium_renders_the_summary_and_a_frame_strip(
         [*base, "--dump-dom", url], capture_output=True, timeout=120, text=True, check=False
     ).stdout
     assert "By status" in dom and "<table" in dom and 'class="strip"' in dom
+
+
+@pytest.mark.parametrize("per_label", [1, 4, 7, 40])
+def test_videos_are_sampled_as_sorting_each_label_would_sample_them(
+    per_label: int, tmp_path: Path, monkeypatch
+) -> None:
+    """Issue 25: a label of ten million videos is sampled without sorting it (a partition by
+    score; the paths of the videos tied at the edge compared by Arrow, a block at a time):
+    the videos shown are those sorting the label by score, then path, gives (half the
+    highest scores, the rest the lowest), ties, scores missing and repeated paths (two
+    models) included."""
+    import random
+
+    import pandas as pd
+
+    import vmae_cli.formats as formats
+    import vmae_cli.report as report
+    from vmae_cli.summary import read_results
+
+    monkeypatch.setattr(formats, "FRAME_ROWS", 50)
+    monkeypatch.setattr(report, "PATH_BLOCK_ROWS", 7)
+    rnd = random.Random(per_label)
+    rows = [
+        {
+            "path": f"/v/{rnd.randrange(60):03d}.mp4",
+            "status": "ok",
+            "label": rnd.choice(["x", "y", ""]),
+            "score": rnd.choice([0.5, 0.5, 0.25, 0.75, None]),
+            "model": rnd.choice(["m1", "m2"]),
+        }
+        for _ in range(400)
+    ]
+    source = tmp_path / "rows.parquet"
+    pd.DataFrame(rows).to_parquet(source)
+    table = read_results([source])
+    data = report._summarise(table, [str(source)], ReportOptions(per_label=per_label), None)
+    ok = table.assign(label=table["label"].astype(str).replace("", "(low confidence)"))
+    ok = ok.assign(at=range(len(ok)))
+    for section in data.labels:
+        members = ok[ok["label"] == section.label]
+        ordered = members.sort_values(["score", "path"], ascending=[False, True], kind="stable")
+        top = ordered.head((per_label + 1) // 2)
+        bottom = ordered.iloc[len(top) :].tail(per_label - len(top))
+        want = [("highest", p) for p in top["at"]] + [("lowest", p) for p in bottom["at"]]
+        got = [(s.pick, s.row["path"], s.row["model"], s.row["label"]) for s in section.shown]
+        assert got == [(pick, ok["path"][i], ok["model"][i], section.label) for pick, i in want], (
+            section.label
+        )
+
+
+def test_the_score_chart_counts_an_array_as_a_list() -> None:
+    scores = [0.0, 0.05, 0.051, 0.5, 0.999, 1.0, 0.3, 0.3]
+    assert score_chart(np.asarray(scores)) == score_chart(scores)
+    assert score_chart(np.asarray([])) == score_chart([]) == ""

@@ -275,3 +275,88 @@ def test_repeats_and_folders_are_found_as_the_plain_pandas_way_finds_them() -> N
             want.append(os.sep.join(rel.split(os.sep)[:depth]) if rel != "." else ".")
         assert list(_folders(table["path"], depth)) == want
     assert list(_folders(pd.Series(["a.mp4", "/x/b.mp4"]), 1)) == [".", "x"]  # as before
+
+
+def _plain_counts(rows) -> dict:
+    """The tables as plain pandas counts them, from a table read whole (the way summarize
+    counted before it read a block at a time)."""
+    ok = rows[rows["status"] == "ok"]
+    ok = ok.assign(label=ok["label"].where(ok["label"] != "", "(low confidence)"))
+    heads = rows["path"].str.replace(r"/[^/]*$", "", regex=True)
+    folder = heads.map(lambda h: os.path.relpath(h, "/c").split(os.sep)[0] if h != "/c" else ".")
+    return {
+        "status": rows["status"].value_counts().to_dict(),
+        "label": ok.groupby("label")["score"].agg(["size", "min", "median", "max"]),
+        "folder top": ok.groupby(folder[ok.index])["label"].agg(
+            lambda s: s.value_counts().index[0]
+        ),
+        "failed": rows[rows["status"] != "ok"]
+        .sort_values(["status", "path"])[["path", "status", "error"]]
+        .values.tolist(),
+    }
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+@pytest.mark.parametrize("categories", [None, 3])
+def test_counts_read_a_block_at_a_time_equal_those_of_the_whole_table(
+    fmt: str, categories: int | None, tmp_path: Path, monkeypatch
+) -> None:
+    """Issue 25: summarize reads ten million rows a block at a time into a compact table
+    (categories for text of few values, Arrow strings for the paths and for text of many,
+    repeats left out as it is built): its tables are those of the whole table counted the
+    plain pandas way, ties and sort orders included."""
+    import random
+
+    import pandas as pd
+
+    import vmae_cli.formats as formats
+    import vmae_cli.summary as summary
+
+    monkeypatch.setattr(formats, "FRAME_ROWS", 64)
+    monkeypatch.setattr(summary, "FOLDER_BLOCK_ROWS", 100)
+    monkeypatch.setattr(summary, "DIGEST_BLOCK_ROWS", 30)
+    if categories:
+        monkeypatch.setattr(summary, "CATEGORIES_MAX", categories)
+    rnd = random.Random(7)
+    rows = []
+    for i in range(900):
+        ok = rnd.random() < 0.85
+        rows.append(
+            {
+                "path": f"/c/{rnd.choice('abcde')}/{rnd.randrange(800)}.mp4",  # some repeat
+                "status": "ok" if ok else rnd.choice(["damaged", "not_video", "timeout"]),
+                "error": "" if ok else rnd.choice(["cut", "=odd", f"only {i}"]),
+                "label": rnd.choice(["b", "a", "=c", "Z", "é", ""]) if ok else "",
+                "score": round(rnd.random(), 1) if ok else None,
+                "model": rnd.choice(["m1", "m2"]),
+            }
+        )
+    source = tmp_path / f"rows.{fmt}"
+    whole = pd.DataFrame(rows)
+    if fmt == "csv":
+        csv_rows = whole.astype(object).where(whole.notna(), "")
+        for column in ("error", "label"):
+            csv_rows[column] = csv_rows[column].map(lambda v: "'" + v if v[:1] == "=" else v)
+        csv_rows.to_csv(source, index=False)
+    else:
+        whole.to_parquet(source)
+    told: list[str] = []
+    table = read_results([source], on_notice=told.append)
+    plain = whole[~whole.duplicated(["path", "model"], keep="last")].reset_index(drop=True)
+    plain = plain.assign(score=plain["score"].astype(float))
+    assert len(table) == len(plain) and told[-1].startswith(f"{len(whole) - len(plain)} rows")
+    assert table["path"].tolist() == plain["path"].tolist()
+    want = _plain_counts(plain)
+    statuses = by_status(table)
+    assert dict(zip(statuses["status"], statuses["videos"], strict=True)) == want["status"]
+    assert list(statuses["status"]) == list(plain["status"].value_counts().index)  # ties too
+    labels = by_label(table).set_index("label")
+    assert labels["videos"].to_dict() == want["label"]["size"].to_dict()
+    assert labels["score_median"].to_dict() == want["label"]["median"].to_dict()
+    folders = by_folder(table, 1).set_index("folder")["top_label"]
+    assert folders.to_dict() == want["folder top"].to_dict()
+    assert failed(table).values.tolist() == want["failed"]
+    assert by_label(table).equals(by_label(plain))
+    assert by_folder(table, 2).astype(object).equals(by_folder(plain, 2).astype(object))
+    mapped = LabelMap({"a": "g1", "b": "g1", "=c": "g2"})
+    assert by_group(with_groups(table, mapped)).equals(by_group(with_groups(plain, mapped)))

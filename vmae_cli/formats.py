@@ -6,13 +6,15 @@ a byte-order mark, how a row is written (flushed as soon as it is known), how th
 stored while a run writes it (:meth:`store`: a locked file appended to, see
 :mod:`vmae_cli.output`), and how its rows are read back: record by record for a resumed run
 (``scan``, into a :class:`~vmae_cli.rowindex.RowIndex`; ``records`` and ``values`` one by
-one for a rewrite), as dicts (``read``) or as one pandas table (``frame``) for ``summarize`` and
-``report``. Formula escapes are written and undone in :class:`CsvFormat` alone, and every
-``path`` read back is the video's identity (:func:`vmae_cli.identity.key_of_cell`).
+one for a rewrite), as dicts (``read``: all rows, or some videos' only) or as pandas tables
+of a block of rows each (``frames``: memory holds a block, whatever the file's length) for
+``summarize`` and ``report``. Formula escapes are written and undone in :class:`CsvFormat`
+alone, and every ``path`` read back is the video's identity
+(:func:`vmae_cli.identity.key_of_cell`).
 
 The format of an output comes from the ``format`` option and the file's extension
-(:func:`resolve_format`); :func:`read_rows` and :func:`read_frame` read any output by its
-extension.
+(:func:`resolve_format`); :func:`read_rows`, :func:`read_frames` and :func:`read_frame` read
+any output by its extension.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import json
 import math
 import os
 import stat
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
@@ -180,18 +182,20 @@ FLOAT_COLUMNS = ("score", "group_score", "duration_s", "fps", "mtime", "start_s"
 NUMBER_COLUMNS = (*FLOAT_COLUMNS, *INTEGER_COLUMNS)
 
 
-def _foreign(source: str, number: int, column: str, value: Any, why: str) -> ForeignRowsError:
+def _foreign(source: str, where: str, column: str, value: Any, why: str) -> ForeignRowsError:
     value = value.item() if hasattr(value, "item") else value  # numpy's scalars as Python's
     return ForeignRowsError(
-        f"{source}, row {number}: {column} {value!r} is {why}", value=value, path=source
+        f"{source}, {where}: {column} {value!r} is {why}", value=value, path=source
     )
 
 
-def check_row(source: str, number: int, row: dict[str, Any]) -> None:
-    """Raise :class:`ForeignRowsError` for a row vmae cannot have written (see there)."""
+def check_row(source: str, number: int | None, row: dict[str, Any]) -> None:
+    """Raise :class:`ForeignRowsError` for a row vmae cannot have written (see there); the
+    row is named by its ``number``, or by its path when that is ``None``."""
     path = row.get("path")
+    where = f"row {number}" if number is not None else f"the row of {path!r}"
     if path is not None and not isinstance(path, str):
-        raise _foreign(source, number, "path", path, "not text")
+        raise _foreign(source, where, "path", path, "not text")
     for column in NUMBER_COLUMNS:
         value = row.get(column)
         if value is None or value == "":
@@ -201,11 +205,11 @@ def check_row(source: str, number: int, row: dict[str, Any]) -> None:
         except (TypeError, ValueError):
             finite = False
         if not finite:
-            raise _foreign(source, number, column, value, "not a finite number")
+            raise _foreign(source, where, column, value, "not a finite number")
 
 
-def check_frame(source: str, table: pd.DataFrame) -> None:
-    """:func:`check_row` for a whole table (vectorised)."""
+def check_frame(source: str, table: pd.DataFrame, *, first: int = 1) -> None:
+    """:func:`check_row` for a whole table (vectorised), its rows numbered from ``first``."""
     import numpy as np
     import pandas as pd
 
@@ -215,7 +219,7 @@ def check_frame(source: str, table: pd.DataFrame) -> None:
         text = table["path"].map(lambda v: v is None or isinstance(v, str))
         if not text.all():
             at = int((~text).to_numpy().argmax())
-            raise _foreign(source, at + 1, "path", table["path"].iloc[at], "not text")
+            raise _foreign(source, f"row {first + at}", "path", table["path"].iloc[at], "not text")
     for column in NUMBER_COLUMNS:
         if column not in table:
             continue
@@ -227,30 +231,157 @@ def check_frame(source: str, table: pd.DataFrame) -> None:
             bad = pd.Series(np.isinf(values), index=cells.index)
         else:
             given = cells.notna() & (cells.astype(str) != "")
-            numbers = pd.to_numeric(cells.where(given), errors="coerce").astype(float)
-            bad = given & ~np.isfinite(numbers.to_numpy(dtype=float, na_value=np.nan))
+            values = _arrow_floats(cells.where(given))
+            if values is None:
+                values = pd.to_numeric(cells.where(given), errors="coerce").astype(float)
+            bad = given & ~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
         if bad.any():
             at = int(bad.to_numpy().argmax())
-            raise _foreign(source, at + 1, column, cells.iloc[at], "not a finite number")
+            where = f"row {first + at}"
+            raise _foreign(source, where, column, cells.iloc[at], "not a finite number")
 
 
-def _arrow_csv_frame(path: str, keep: set[str] | None) -> pd.DataFrame:
+#: Rows per table :meth:`CsvFormat.frames` and its kin give at once: memory holds this many
+#: rows' cells read, whatever the file's length.
+FRAME_ROWS = 65536
+
+
+def _csv_header(path: str) -> list[str]:
+    """A CSV file's column names (its first line, BOM left out)."""
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        return next(csv.reader([f.readline()]), [])
+
+
+def _arrow_csv_frames(path: str, keep: set[str] | None) -> Iterator[pd.DataFrame]:
     """A CSV file's columns ``keep`` (all when None) as text cells, an empty cell as ``""``,
-    read by Arrow's multithreaded reader into Arrow-backed strings: a 10,000,000-row output
-    in a fraction of the time and memory pandas' reader takes."""
+    read by Arrow's streaming reader into Arrow-backed strings about :data:`FRAME_ROWS` rows
+    at a time: a 10,000,000-row output in a fraction of the time pandas' reader takes, in
+    the memory of a block. At least one table (with no rows when the file has none)."""
     import pyarrow.csv as pacsv
 
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        header = next(csv.reader([f.readline()]), [])
-    names = [c for c in header if keep is None or c in keep]
+    names = [c for c in _csv_header(path) if keep is None or c in keep]
     if not names:
         raise ValueError("no column to read")
-    table = pacsv.read_csv(
+    reader = pacsv.open_csv(
         path,
+        read_options=pacsv.ReadOptions(block_size=ARROW_BLOCK_BYTES),
         parse_options=pacsv.ParseOptions(newlines_in_values=True),
         convert_options=_arrow_text_cells(names),
     )
-    return table.to_pandas()
+    given = False
+    for block in _blocks(reader, FRAME_ROWS):
+        given = True
+        yield block.to_pandas()
+    if not given:
+        yield reader.schema.empty_table().to_pandas()
+
+
+def _arrow_csv_picked(
+    path: str, keep: set[str] | None, paths: Collection[str]
+) -> Iterator[tuple[list[dict[str, Any]], int]]:
+    """:meth:`CsvFormat.read` of the rows whose ``path`` is among ``paths``, a block at a
+    time by Arrow's streaming reader: each block's picked rows and how many rows it held
+    (raises ``ValueError`` or :class:`_NotFast` where Arrow must not be trusted: the caller
+    reads the rest record by record)."""
+    import pyarrow.csv as pacsv
+
+    header = _csv_header(path)
+    if len(set(header)) != len(header) or "path" not in header:
+        raise _NotFast  # csv.DictReader keeps a repeated column's last cell
+    names = [c for c in header if keep is None or c in keep or c == "path"]
+    reader = pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(block_size=ARROW_BLOCK_BYTES),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=_arrow_text_cells(names),
+    )
+    wanted = _identities(paths)
+    for block in _blocks(reader, FRAME_ROWS):
+        cells = block.column("path")
+        escaped = [unescape(v) for v in cells.to_pylist()] if _any_escaped(cells) else cells
+        picked = [
+            {k: unescape(v) for k, v in row.items() if keep is None or k in keep}
+            for row in block.filter(_picked(escaped, wanted)).to_pylist()
+        ]
+        yield picked, block.num_rows
+
+
+def _any_escaped(cells: pa.Array | pa.ChunkedArray) -> bool:
+    """Whether a column of CSV text cells holds a formula escape."""
+    import pyarrow.compute as pc
+
+    return bool(pc.any(pc.starts_with(cells, "'")).as_py())
+
+
+def _pandas_csv_frames(path: str, keep: set[str] | None, skip: int) -> Iterator[pd.DataFrame]:
+    """:func:`_arrow_csv_frames` by pandas' reader, for what Arrow will not read as asked (a
+    ragged or oddly quoted file), the first ``skip`` rows (those Arrow gave) left out."""
+    import pandas as pd
+
+    options: dict[str, Any] = {
+        "encoding": "utf-8-sig",
+        "dtype": str,
+        "keep_default_na": False,
+        "usecols": None if keep is None else (lambda c: c in keep),
+    }
+    given = False
+    with pd.read_csv(path, chunksize=FRAME_ROWS, **options) as reader:
+        for table in reader:
+            if skip >= len(table):
+                skip -= len(table)
+                continue
+            given = True
+            yield table.iloc[skip:].reset_index(drop=True)
+            skip = 0
+    if not given:
+        yield pd.read_csv(path, nrows=0, **options)
+
+
+def _undo_escapes(table: pd.DataFrame) -> pd.DataFrame:
+    """``table``'s text cells with their formula escapes undone (in place)."""
+    for column in table.columns:
+        cells = table[column]
+        escaped = cells.str.startswith("'", na=False)
+        if escaped.any():
+            table.loc[escaped, column] = cells[escaped].map(unescape)
+    return table
+
+
+def numbers(cells: pd.Series) -> pd.Series:
+    """``pd.to_numeric(cells, errors="coerce")``: a column's cells as numbers, ``NaN`` where
+    a cell is empty or no number; read by Arrow where it can (:func:`_arrow_floats`), by
+    pandas otherwise, and for a column of whole numbers (which pandas makes integers)."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    found = _arrow_floats(cells)
+    if found is not None and len(found):
+        values = pa.array(found, from_pandas=True)
+        if values.null_count or not pc.all(pc.equal(pc.round(values), values)).as_py():
+            return found
+    return pd.to_numeric(cells, errors="coerce")
+
+
+def _arrow_floats(cells: pd.Series) -> pd.Series | None:
+    """A column of Arrow-backed text as floats (an empty cell as ``NaN``), read by Arrow ten
+    times faster than by pandas, to the same doubles (both round correctly); ``None`` where
+    Arrow reads a cell as no number (pandas may: ``" 2"``) or the cells are not such
+    text."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not (isinstance(cells.dtype, pd.StringDtype) and cells.dtype.storage == "pyarrow"):
+        return None
+    text = pa.array(cells)
+    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, text.type), text)
+    try:
+        values = pc.cast(text, pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    found = values.to_numpy(zero_copy_only=False)
+    return pd.Series(found, index=cells.index, name=cells.name)
 
 
 def _arrow_text_cells(names: list[str]) -> pacsv.ConvertOptions:
@@ -492,12 +623,25 @@ class CsvFormat:
         return out.getvalue().encode("utf-8")
 
     @staticmethod
-    def read(path: str, columns: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
+    def read(
+        path: str, columns: Iterable[str] | None = None, *, paths: Collection[str] | None = None
+    ) -> Iterator[dict[str, Any]]:
         """The rows of a CSV file written by this class, one dict of text cells at a time,
-        escapes undone (only ``columns`` when given)."""
+        escapes undone (only ``columns`` when given). With ``paths``, the rows whose ``path``
+        is not among them (as identities) are skipped a block at a time by Arrow's reader,
+        never made dicts (record by record where Arrow would read the file otherwise)."""
         keep = None if columns is None else set(columns)
+        given = 0
+        if paths is not None:
+            try:
+                for rows, read in _arrow_csv_picked(path, keep, paths):
+                    yield from rows
+                    given += read
+                return
+            except (ValueError, OSError, UnicodeDecodeError, _NotFast):
+                pass
         with open(path, encoding="utf-8-sig", newline="") as f:
-            for row in csv.DictReader(f):
+            for row in itertools.islice(csv.DictReader(f), given, None):
                 yield {
                     k: unescape(v) if isinstance(v, str) else v
                     for k, v in row.items()
@@ -505,29 +649,29 @@ class CsvFormat:
                 }
 
     @staticmethod
-    def frame(path: str, columns: Iterable[str] | None = None) -> pd.DataFrame:
-        """A CSV file of this class as one table of text cells, escapes undone."""
-        import pandas as pd
+    def frames(path: str, columns: Iterable[str] | None = None) -> Iterator[pd.DataFrame]:
+        """A CSV file of this class as tables of text cells, escapes undone, about
+        :data:`FRAME_ROWS` rows at a time (at least one table).
 
+        Arrow's streaming reader reads it; where Arrow will not read the file as asked (a
+        ragged or oddly quoted file), pandas' reader reads the rest, or refuses it, as it
+        always did."""
         keep = None if columns is None else set(columns)
+        given = 0
         try:
-            table = _arrow_csv_frame(path, keep)
-        except (ValueError, OSError, UnicodeDecodeError):
-            # What Arrow will not read as asked (a ragged or oddly quoted file) pandas
-            # reads, or refuses, as it always did.
-            table = pd.read_csv(
-                path,
-                encoding="utf-8-sig",
-                dtype=str,
-                keep_default_na=False,
-                usecols=None if keep is None else (lambda c: c in keep),
-            )
-        for column in table.columns:
-            cells = table[column]
-            escaped = cells.str.startswith("'", na=False)
-            if escaped.any():
-                table.loc[escaped, column] = cells[escaped].map(unescape)
-        return table
+            for table in _arrow_csv_frames(path, keep):
+                yield _undo_escapes(table)
+                given += len(table)
+            return
+        except (ValueError, OSError, UnicodeDecodeError):  # pyarrow's errors are ValueErrors
+            pass
+        for table in _pandas_csv_frames(path, keep, given):
+            yield _undo_escapes(table)
+
+    @classmethod
+    def frame(cls, path: str, columns: Iterable[str] | None = None) -> pd.DataFrame:
+        """A CSV file of this class as one table of text cells, escapes undone."""
+        return _concat(cls.frames(path, columns))
 
     def _text(self, value: str) -> str:
         return neutralize_formula(value) if self.escape_formulas else value
@@ -663,19 +807,21 @@ def _arrow_csv_scan(
     return Scan(header, columns, body, end, rows, fast=True)
 
 
-def _blocks(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.Table]:
-    """Arrow's small batches gathered into blocks of about :data:`~vmae_cli.rowindex.
-    BLOCK_ROWS` rows (each computation over a block costs the same whatever its size)."""
+def _blocks(batches: Iterable[pa.RecordBatch], size: int | None = None) -> Iterator[pa.Table]:
+    """Arrow's small batches gathered into blocks of about ``size`` rows (by default
+    :data:`~vmae_cli.rowindex.BLOCK_ROWS`: each computation over a block costs the same
+    whatever its size)."""
     import pyarrow as pa
 
     from .rowindex import BLOCK_ROWS
 
+    size = BLOCK_ROWS if size is None else size
     pending: list[pa.RecordBatch] = []
     rows = 0
     for batch in batches:
         pending.append(batch)
         rows += batch.num_rows
-        if rows >= BLOCK_ROWS:
+        if rows >= size:
             yield pa.Table.from_batches(pending).combine_chunks()
             pending, rows = [], 0
     if pending:
@@ -819,9 +965,13 @@ class JsonlFormat:
         return (json.dumps(values, ensure_ascii=False) + "\n").encode("utf-8")
 
     @staticmethod
-    def read(path: str, columns: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
+    def read(
+        path: str, columns: Iterable[str] | None = None, *, paths: Collection[str] | None = None
+    ) -> Iterator[dict[str, Any]]:
         """The rows of a JSONL file, one dict at a time (only ``columns`` when given);
-        raises ValueError for a line that is not a JSON object."""
+        raises ValueError for a line that is not a JSON object. ``paths`` picks nothing
+        here: each line is parsed to know its path (:func:`read_rows` picks)."""
+        del paths
         keep = None if columns is None else set(columns)
         with open(path, encoding="utf-8") as f:
             for number, line in enumerate(f, start=1):
@@ -833,13 +983,21 @@ class JsonlFormat:
                 yield row if keep is None else {k: v for k, v in row.items() if k in keep}
 
     @classmethod
-    def frame(cls, path: str, columns: Iterable[str] | None = None) -> pd.DataFrame:
-        """A JSONL file as one table (values as JSON typed them)."""
+    def frames(cls, path: str, columns: Iterable[str] | None = None) -> Iterator[pd.DataFrame]:
+        """A JSONL file as tables of :data:`FRAME_ROWS` rows (values as JSON typed them; at
+        least one table)."""
         import pandas as pd
 
         if columns is None:
-            return pd.read_json(path, lines=True, dtype=False)
-        return pd.DataFrame.from_records(cls.read(path, columns))
+            with pd.read_json(path, lines=True, dtype=False, chunksize=FRAME_ROWS) as reader:
+                yield from _at_least_one(reader)
+            return
+        yield from _record_frames(cls.read(path, columns))
+
+    @classmethod
+    def frame(cls, path: str, columns: Iterable[str] | None = None) -> pd.DataFrame:
+        """A JSONL file as one table (values as JSON typed them)."""
+        return _concat(cls.frames(path, columns))
 
     def row(self, p: Record) -> dict[str, Any]:
         """The JSON object for ``p``."""
@@ -893,9 +1051,13 @@ class ParquetFormat(JsonlFormat):
         return ParquetStore(path)
 
     @staticmethod
-    def read(path: str, columns: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
+    def read(
+        path: str, columns: Iterable[str] | None = None, *, paths: Collection[str] | None = None
+    ) -> Iterator[dict[str, Any]]:
         """The rows of the Parquet file and of its journal (a run still going, or killed),
-        one dict at a time; a row the journal has again is read from the journal."""
+        one dict at a time; a row the journal has again is read from the journal. With
+        ``paths``, the Parquet file's rows whose ``path`` is not among them (as identities)
+        are skipped a row group at a time, never made dicts."""
         import pyarrow.parquet as pq
 
         keep = None if columns is None else set(columns)
@@ -904,9 +1066,13 @@ class ParquetFormat(JsonlFormat):
             parquet = pq.ParquetFile(path)
             names = [n for n in parquet.schema_arrow.names if keep is None or n in keep]
             for key in ("path", "window"):
-                if again and key in parquet.schema_arrow.names and key not in names:
-                    names.append(key)  # to tell the rows the journal has again
+                needed = again or (key == "path" and paths is not None)
+                if needed and key in parquet.schema_arrow.names and key not in names:
+                    names.append(key)  # to tell the rows the journal has again, or picked
+            wanted = _identities(paths)
             for batch in parquet.iter_batches(batch_size=PARQUET_ROW_GROUP_ROWS, columns=names):
+                if wanted is not None and "path" in names:
+                    batch = batch.filter(_picked(batch.column("path"), wanted))
                 for row in batch.to_pylist():
                     if again and (row.get("path"), row.get("window")) in again:
                         continue
@@ -915,18 +1081,92 @@ class ParquetFormat(JsonlFormat):
             yield row if keep is None else {k: v for k, v in row.items() if k in keep}
 
     @classmethod
-    def frame(cls, path: str, columns: Iterable[str] | None = None) -> pd.DataFrame:
-        """The Parquet file (and its journal) as one table, typed as the file holds it."""
-        import pandas as pd
+    def frames(cls, path: str, columns: Iterable[str] | None = None) -> Iterator[pd.DataFrame]:
+        """The Parquet file (and its journal) as tables of :data:`FRAME_ROWS` rows, typed as
+        the file holds them (at least one table)."""
         import pyarrow.parquet as pq
 
-        if not os.path.exists(path + JOURNAL_SUFFIX):
-            keep = None if columns is None else set(columns)
-            names = pq.ParquetFile(path).schema_arrow.names
-            return pq.read_table(
-                path, columns=None if keep is None else [n for n in names if n in keep]
-            ).to_pandas()
-        return pd.DataFrame.from_records(cls.read(path, columns))
+        if os.path.exists(path + JOURNAL_SUFFIX):
+            yield from _record_frames(cls.read(path, columns))
+            return
+        keep = None if columns is None else set(columns)
+        parquet = pq.ParquetFile(path)
+        names = [n for n in parquet.schema_arrow.names if keep is None or n in keep]
+        given = False
+        for batch in parquet.iter_batches(batch_size=FRAME_ROWS, columns=names):
+            given = True
+            yield batch.to_pandas()
+        if not given:
+            yield parquet.schema_arrow.empty_table().select(names).to_pandas()
+
+    @classmethod
+    def frame(cls, path: str, columns: Iterable[str] | None = None) -> pd.DataFrame:
+        """The Parquet file (and its journal) as one table, typed as the file holds it."""
+        return _concat(cls.frames(path, columns))
+
+
+def _record_frames(rows: Iterable[dict[str, Any]]) -> Iterator[pd.DataFrame]:
+    """Rows (dicts) as tables of :data:`FRAME_ROWS` rows (at least one table)."""
+    import pandas as pd
+
+    rows = iter(rows)
+    given = False
+    while block := list(itertools.islice(rows, FRAME_ROWS)):
+        given = True
+        yield pd.DataFrame.from_records(block)
+    if not given:
+        yield pd.DataFrame()
+
+
+def _at_least_one(tables: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """``tables``, or one empty table when there is none."""
+    import pandas as pd
+
+    given = False
+    for table in tables:
+        given = True
+        yield table
+    if not given:
+        yield pd.DataFrame()
+
+
+def _concat(tables: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    """Tables read a block at a time as one table."""
+    import pandas as pd
+
+    tables = list(tables)
+    if len(tables) == 1:
+        return tables[0]
+    return pd.concat(tables, ignore_index=True)
+
+
+def _identities(paths: Collection[str] | None) -> pa.Array | None:
+    """``paths`` as an Arrow array, for :func:`_picked` (``None`` for none)."""
+    import pyarrow as pa
+
+    return None if paths is None else pa.array(list(paths), pa.string())
+
+
+def _picked(cells: pa.Array | pa.ChunkedArray | list[str], wanted: pa.Array) -> pa.Array:
+    """Which ``path`` cells name a video among ``wanted`` (identities): a cell as it is, or,
+    where it may be an older spelling (:data:`_MAYBE_LEGACY`), as
+    :func:`~vmae_cli.identity.key_of_cell` reads it."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(cells, list):
+        cells = pa.array(cells, pa.string())
+    if isinstance(cells, pa.ChunkedArray):
+        cells = cells.combine_chunks()
+    keys = pc.cast(cells, pa.string())
+    maybe = pc.fill_null(pc.match_substring_regex(keys, _MAYBE_LEGACY), False)
+    if pc.any(maybe).as_py():
+        values = keys.to_pylist()
+        for i in np.flatnonzero(maybe.to_numpy(zero_copy_only=False)):
+            values[i] = key_of_cell(values[i])
+        keys = pa.array(values, pa.string())
+    return pc.fill_null(pc.is_in(keys, value_set=wanted), False)
 
 
 #: The journal of a Parquet output is the file's name with this appended.
@@ -1328,22 +1568,73 @@ def read_rows(
     columns: Iterable[str] | None = None,
     *,
     on_legacy: Callable[[str], None] | None = None,
+    paths: Collection[str] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """The rows of any vmae output (video or window rows), one dict at a time, through its
     format's class: escapes undone, ``path`` the video's identity (an older output's relative
     path resolved against the current folder, ``on_legacy(file)`` called once if so). Raises
-    :class:`ForeignRowsError` at a row vmae cannot have written."""
+    :class:`ForeignRowsError` at a row vmae cannot have written.
+
+    With ``paths`` (identities), only the rows of those videos: the others are skipped as
+    the format reads them (CSV and Parquet a block at a time, never made dicts), and only
+    the rows given are checked."""
     source = os.fspath(path)
     legacy = False
-    for number, row in enumerate(format_of_file(source).read(source, columns), start=1):
-        check_row(source, number, row)
+    for number, row in enumerate(format_of_file(source).read(source, columns, paths=paths), 1):
+        check_row(source, number if paths is None else None, row)
         cell = row.get("path")
         if isinstance(cell, str) and is_legacy_cell(cell):
             row["path"] = key_of_cell(cell)
             if not legacy and on_legacy is not None:
                 on_legacy(source)
             legacy = True
-        yield row
+        if paths is None or row.get("path") in paths:
+            yield row
+
+
+def read_frames(
+    path: str | os.PathLike[str],
+    columns: Iterable[str] | None = None,
+    *,
+    on_legacy: Callable[[str], None] | None = None,
+) -> Iterator[pd.DataFrame]:
+    """Any vmae output as pandas tables of about :data:`FRAME_ROWS` rows, in the file's
+    order, through its format's class (at least one table, with the file's columns), each
+    checked (:func:`check_frame`); see :func:`read_rows` for ``path`` and ``on_legacy``.
+    Memory holds a table at a time, whatever the file's length."""
+    source = os.fspath(path)
+    first, told = 1, False
+    for table in format_of_file(source).frames(source, columns):
+        check_frame(source, table, first=first)
+        first += len(table)
+        if "path" in table and len(table) and _resolve_legacy(table) and not told:
+            told = True
+            if on_legacy is not None:
+                on_legacy(source)
+        yield table
+
+
+def _resolve_legacy(table: pd.DataFrame) -> bool:
+    """Read ``table``'s ``path`` cells of an older vmae as identities (in place); whether
+    there was one."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    cells = table["path"].astype(str)
+    # Only cells that may be an older spelling are asked (what resume's reader asks too): the
+    # others are this version's, and there are millions (asked by Arrow when it holds them).
+    if isinstance(cells.dtype, pd.StringDtype) and cells.dtype.storage == "pyarrow":
+        found = pc.fill_null(pc.match_substring_regex(pa.array(cells), _MAYBE_LEGACY), False)
+        maybe = pd.Series(found.to_numpy(zero_copy_only=False), index=cells.index)
+    else:
+        maybe = cells.str.contains(_MAYBE_LEGACY)
+    legacy = maybe.copy()
+    legacy[maybe] = cells[maybe].map(is_legacy_cell)
+    if not legacy.any():
+        return False
+    table.loc[legacy, "path"] = cells[legacy].map(key_of_cell)
+    return True
 
 
 def read_frame(
@@ -1352,20 +1643,6 @@ def read_frame(
     *,
     on_legacy: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
-    """Any vmae output as one pandas table, through its format's class (see
-    :func:`read_rows` for ``path`` and ``on_legacy``)."""
-    source = os.fspath(path)
-    table = format_of_file(source).frame(source, columns)
-    check_frame(source, table)
-    if "path" in table and len(table):
-        cells = table["path"].astype(str)
-        # Only cells that may be an older spelling are asked (what resume's reader asks
-        # too): the others are this version's, and there are millions.
-        maybe = cells.str.contains(_MAYBE_LEGACY)
-        legacy = maybe.copy()
-        legacy[maybe] = cells[maybe].map(is_legacy_cell)
-        if legacy.any():
-            table.loc[legacy, "path"] = cells[legacy].map(key_of_cell)
-            if on_legacy is not None:
-                on_legacy(source)
-    return table
+    """Any vmae output as one pandas table, through its format's class (:func:`read_frames`
+    gathered)."""
+    return _concat(read_frames(path, columns, on_legacy=on_legacy))

@@ -23,7 +23,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,7 @@ from .results import DecodeOutcome, Failure, VideoViews, file_stamp
 from .summary import read_results
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 #: Videos shown per label when ``--per-label`` is not given (half the highest scores, half
@@ -144,7 +145,7 @@ class ReportData:
     by_label: pd.DataFrame
     by_folder: pd.DataFrame
     folder_depth: int
-    scores: list[float]  # the ok rows' top-1 scores (for the distribution chart)
+    scores: Sequence[float]  # the ok rows' top-1 scores (for the distribution chart)
     labels: list[LabelSection]
     failures: dict[str, list[tuple[str, str]]]  # status -> (path, error), capped
     failure_counts: dict[str, int]
@@ -276,26 +277,27 @@ def _summarise(
     run_summary: str | os.PathLike[str] | None,
 ) -> ReportData:
     """The counts (as `vmae summarize`), the sampled videos per label, and the failures."""
-    from .summary import by_folder, by_label, by_status, ok_rows
+    import numpy as np
 
-    ok = ok_rows(rows)  # labels emptied by --min-score as "(low confidence)", as in the tables
+    from .summary import by_folder, by_label, by_status, failed
+
+    ok = (rows["status"] == "ok").to_numpy()
     labels_table = by_label(rows)
+    members = _members(rows, ok)  # labels emptied by --min-score as "(low confidence)"
     # Strips for the most frequent labels first, within a budget estimated per strip; the
     # page is trimmed to the exact limit once it is rendered.
     budget = max(0, opts.max_bytes - _page_estimate(rows))
     per_strip = STRIP_FRAMES_MAX * THUMB_BYTES_ESTIMATE
     sections = []
     for label, count in zip(labels_table["label"], labels_table["videos"], strict=True):
-        members = ok[ok["label"] == label]
-        picked = _sample(members, opts.per_label) if budget >= per_strip else []
+        picked = _sample(rows, members.get(label), opts.per_label) if budget >= per_strip else []
         budget -= per_strip * len(picked)
         sections.append(
             LabelSection(str(label), int(count), picked, left_out=not picked and bool(count))
         )
     failures: dict[str, list[tuple[str, str]]] = {}
     counts: dict[str, int] = {}
-    bad = rows[rows["status"] != "ok"].sort_values(["status", "path"])
-    for status, group in bad.groupby("status", sort=True):
+    for status, group in failed(rows).groupby("status", sort=True):
         counts[str(status)] = len(group)
         failures[str(status)] = [
             (str(p), str(e))
@@ -304,6 +306,7 @@ def _summarise(
             )
         ]
     folders = by_folder(rows, opts.folder_depth) if len(rows) else by_folder(rows)
+    scores = np.asarray(rows["score"], dtype=float)[ok]
     return ReportData(
         title=opts.title,
         rows=len(rows),
@@ -313,13 +316,38 @@ def _summarise(
         by_label=labels_table,
         by_folder=folders.head(FOLDERS_SHOWN),
         folder_depth=opts.folder_depth,
-        scores=[float(s) for s in ok["score"].dropna()],
+        scores=scores[~np.isnan(scores)],
         labels=sections,
         failures=failures,
         failure_counts=counts,
-        segmented="windows" in rows and rows["windows"].astype(str).str.len().gt(0).any(),
+        segmented=_segmented(rows),
         max_bytes=opts.max_bytes,
     )
+
+
+def _members(rows: pd.DataFrame, ok: np.ndarray) -> dict[str, np.ndarray]:
+    """The positions of the ok rows of each label (``(low confidence)`` for an emptied one),
+    in the rows' order: one sort of the labels' codes, not a pass over the rows per label."""
+    import numpy as np
+
+    from .summary import codes_of, low_confidence
+
+    at = np.flatnonzero(ok)
+    codes, names = codes_of(low_confidence(rows["label"].iloc[at]))
+    order = np.argsort(codes, kind="stable")
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    found = {}
+    for part in np.split(order, bounds):
+        if len(part) and codes[part[0]] >= 0:
+            found[str(names[codes[part[0]]])] = at[part]
+    return found
+
+
+def _segmented(rows: pd.DataFrame) -> bool:
+    """Whether some row has a window count (a run with ``--segments``)."""
+    from .summary import distinct
+
+    return "windows" in rows and any(len(str(v)) for v in distinct(rows["windows"]))
 
 
 #: Bytes a shown frame adds to the page, for the budget before decoding: 2.2 KB measured per
@@ -334,18 +362,100 @@ def _page_estimate(rows: pd.DataFrame) -> int:
     return 200_000 + failures * 400
 
 
-def _sample(members: pd.DataFrame, per_label: int) -> list[Shown]:
-    """The ``per_label`` videos of one label to show: half with the highest scores, the rest
-    with the lowest (each once), highest first."""
-    if per_label <= 0 or members.empty:
+def _sample(rows: pd.DataFrame, members: np.ndarray | None, per_label: int) -> list[Shown]:
+    """The ``per_label`` videos of one label (the rows at ``members``) to show: half with the
+    highest scores, the rest with the lowest (each once), highest first; among equal scores
+    by path (then the rows' order)."""
+    if per_label <= 0 or members is None or not len(members):
         return []
-    ordered = members.sort_values(["score", "path"], ascending=[False, True])
-    top = ordered.head((per_label + 1) // 2)
-    rest = ordered.iloc[len(top) :]
-    bottom = rest.tail(per_label - len(top))
-    picked = [Shown(_record(r), "highest") for r in top.to_dict("records")]
-    picked += [Shown(_record(r), "lowest") for r in bottom.to_dict("records")]
+    top = min((per_label + 1) // 2, len(members))
+    bottom = min(per_label - top, len(members) - top)
+    highest, lowest = _ends(rows, members, top, bottom)
+    records = _ok_records(rows, [*highest, *lowest])
+    picked = [Shown(_record(r), "highest") for r in records[: len(highest)]]
+    picked += [Shown(_record(r), "lowest") for r in records[len(highest) :]]
     return picked
+
+
+def _ok_records(rows: pd.DataFrame, at: list[int]) -> list[dict[str, Any]]:
+    """The ok rows at positions ``at`` as dicts, an emptied label as ``(low confidence)``."""
+    import numpy as np
+    import pandas as pd
+
+    from .results import LOW_CONFIDENCE_MARK
+    from .summary import rows_at
+
+    positions = np.asarray(at, dtype=np.int64)
+    columns = {c: rows_at(rows[c], positions).to_numpy() for c in rows.columns}
+    records = pd.DataFrame(columns).to_dict("records")
+    for r in records:
+        if r.get("label") == "":
+            r["label"] = LOW_CONFIDENCE_MARK
+    return records
+
+
+def _ends(
+    rows: pd.DataFrame, members: np.ndarray, first: int, last: int
+) -> tuple[list[int], list[int]]:
+    """The positions of the ``first`` and of the ``last`` rows of ``members`` in the order
+    score (highest first, none last), path, position, each in that order: what sorting the
+    members by score and path gives, found without sorting a label of ten million rows (a
+    partition by score; the paths of the rows tied at the edge compared by Arrow, a block at
+    a time)."""
+    import numpy as np
+
+    from .summary import rows_at
+
+    key = -np.asarray(rows["score"], dtype=float)[members]
+    key[np.isnan(key)] = np.inf  # no score: after every score
+    paths = rows["path"]
+
+    def end(count: int, head: bool) -> list[int]:
+        if count <= 0:
+            return []
+        at = count - 1 if head else len(key) - count
+        edge = np.partition(key, at)[at]
+        sure = members[key < edge] if head else members[key > edge]
+        tied = members[key == edge]
+        chosen = [*sure.tolist(), *_by_path(paths, tied, count - len(sure), smallest=head)]
+        scores = key[np.searchsorted(members, chosen)].tolist()  # members are in order
+        # A path that is not text (none) after every path, as pandas sorts it.
+        texts = [
+            (not isinstance(t, str), t if isinstance(t, str) else "")
+            for t in rows_at(paths, np.asarray(chosen, dtype=np.int64))
+        ]
+        return [i for _, _, i in sorted(zip(scores, texts, chosen, strict=True))]
+
+    return end(first, True), end(last, False)
+
+
+#: Tied rows whose paths :func:`_by_path` compares at once.
+PATH_BLOCK_ROWS = 1 << 18
+
+
+def _by_path(paths: pd.Series, at: np.ndarray, count: int, *, smallest: bool) -> list[int]:
+    """The ``count`` positions of ``at`` whose (path, position) are the smallest (or the
+    largest), by Arrow's selection a block at a time: memory holds a block's paths."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if count <= 0:
+        return []
+    if count >= len(at):
+        return at.tolist()
+    from .summary import arrow_text, take_text
+
+    text = arrow_text(paths)
+    order = "ascending" if smallest else "descending"
+    best = None
+    for start in range(0, len(at), PATH_BLOCK_ROWS):
+        block = at[start : start + PATH_BLOCK_ROWS]
+        table = pa.table({"path": take_text(text, block), "at": pa.array(block)})
+        if best is not None:
+            table = pa.concat_tables([best, table])
+        keep = pc.select_k_unstable(table, count, sort_keys=[("path", order), ("at", order)])
+        best = table.take(keep)
+    return best.column("at").to_pylist() if best is not None else []
 
 
 def _record(row: dict[str, Any]) -> dict[str, Any]:
@@ -359,9 +469,8 @@ def read_details(sources: Iterable[str], paths: set[str]) -> dict[str, dict[str,
     other rows are skipped as they are read."""
     found: dict[str, dict[str, Any]] = {}
     for source in sources:
-        for row in _rows_of(source):
-            if row.get("path") in paths:
-                found[row["path"]] = row
+        for row in _rows_of(source, paths):
+            found[row["path"]] = row
     return found
 
 
@@ -394,11 +503,12 @@ def _provenance(
 ) -> dict[str, str]:
     """Model, revision, protocol (as the rows say), engine and dates, vmae's version."""
     from . import __version__
+    from .summary import distinct
 
     def values(column: str) -> str:
         if column not in rows:
             return "not recorded"
-        found = sorted({str(v) for v in rows[column].dropna() if str(v)})
+        found = sorted({str(v) for v in distinct(rows[column]) if str(v)})
         return ", ".join(found) or "not recorded"
 
     info = {
@@ -631,22 +741,22 @@ def read_windows(
     order; the others are skipped as they are read, so memory holds the shown videos' only."""
     found: dict[str, list[dict[str, Any]]] = {}
     for source in map(os.fspath, sources):
-        for row in _rows_of(source):
-            if row.get("path") in paths:
-                found.setdefault(row["path"], []).append(row)
+        for row in _rows_of(source, paths):
+            found.setdefault(row["path"], []).append(row)
     for rows in found.values():
         rows.sort(key=lambda r: int(float(r.get("window") or 0)))
     return found
 
 
-def _rows_of(source: str) -> Iterator[dict[str, Any]]:
-    """The rows of one output (video or window rows), one at a time, through its format's
-    class (:func:`vmae_cli.formats.read_rows`)."""
+def _rows_of(source: str, paths: set[str]) -> Iterator[dict[str, Any]]:
+    """The rows of ``paths`` in one output (video or window rows), one at a time, through
+    its format's class (:func:`vmae_cli.formats.read_rows`: the other rows skipped a block at
+    a time, never made dicts)."""
     from .formats import read_rows
     from .summary import SummaryError
 
     try:
-        yield from read_rows(source)
+        yield from read_rows(source, paths=paths)
     except OSError as exc:
         raise SummaryError(f"{source}: {exc.strerror or exc}", path=source) from None
     except ValueError as exc:  # rows vmae did not write (formats.ForeignRowsError, JSON)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .results import LOW_CONFIDENCE_MARK
@@ -222,15 +222,17 @@ def label_chart(labels: pd.DataFrame, colours: dict[str, str]) -> str:
     )
 
 
-def score_chart(scores: list[float]) -> str:
+def score_chart(scores: Sequence[float]) -> str:
     """A histogram of the ok videos' top-1 scores, in SCORE_BINS bins over [0, 1], its count
     axis marked 0 at the baseline and the largest count level with the tallest bar's top."""
+    import numpy as np
+
     e = html.escape
-    if not scores:
+    if not len(scores):
         return ""
-    counts = [0] * SCORE_BINS
-    for s in scores:
-        counts[min(SCORE_BINS - 1, max(0, int(s * SCORE_BINS)))] += 1
+    # Counted by numpy: ten million scores in a moment (int() truncates as astype does).
+    bins = np.clip((np.asarray(scores, dtype=float) * SCORE_BINS).astype(np.int64), 0, None)
+    counts = np.bincount(np.minimum(bins, SCORE_BINS - 1), minlength=SCORE_BINS).tolist()
     width, height, left, top, bottom = 370, 204, 40, 42, 36
     base = height - bottom  # the baseline: a count of 0
     plot_h = base - top
