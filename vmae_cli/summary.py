@@ -796,13 +796,22 @@ def _folders(paths: pd.Series, depth: int) -> pd.Categorical:
     of paths at a time."""
     import numpy as np
     import pandas as pd
+    import pyarrow.compute as pc
 
     codes = np.empty(len(paths), np.int64)
     heads: dict[str, int] = {}  # in the order they first appear
+    arrow = paths.dtype == _text_dtype()
     for start in range(0, len(paths), FOLDER_BLOCK_ROWS):
         block = paths.iloc[start : start + FOLDER_BLOCK_ROWS].astype(str)
         # "/x/a.mp4" -> "/x/", "/a.mp4" -> "/"; a name without a folder stays as it is.
-        local, found = pd.factorize(block.str.replace(r"/[^/]*$", "/", regex=True))
+        if arrow:  # Arrow-backed text: by Arrow's own kernels, without pandas' regex checks
+            coded = pc.dictionary_encode(
+                pc.replace_substring_regex(arrow_text(block), r"/[^/]*$", "/").combine_chunks()
+            )
+            local = coded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+            found = coded.dictionary.to_pylist()
+        else:
+            local, found = pd.factorize(block.str.replace(r"/[^/]*$", "/", regex=True))
         known = np.asarray([*(heads.setdefault(h, len(heads)) for h in found), -1], np.int64)
         codes[start : start + len(block)] = known[local]
     dirs = [os.path.normpath(h) if h.endswith("/") else "" for h in heads]
