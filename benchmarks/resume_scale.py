@@ -2,13 +2,17 @@
 peak memory, against the same on an empty output.
 
     python benchmarks/resume_scale.py [--rows 1000000] [--format csv|parquet] [--keep DIR]
+        [--only resume summarize report]
 
 The output is made by running vmae once on one generated video with the tests' tiny model
 (so its columns, model and protocol are a real run's), then repeating that row ``--rows``
 times under other paths (60 characters, as a real collection's). The resumed run walks a
 folder of 3 new videos: all of the output's rows are kept, none is redone. Each
 measurement runs in a fresh process, so its peak RSS is its own (torch and the model
-included: compare with the empty output's line).
+included: compare with the empty output's line). ``summarize`` runs the command itself
+(``vmae summarize OUT``: every default table), ``report`` the library's ``build_report``.
+With ``--keep DIR`` the files are made once: a later run with the same DIR, format and rows
+measures them again.
 """
 
 from __future__ import annotations
@@ -39,7 +43,11 @@ def _path(i: int) -> str:
 
 
 def make_output(folder: Path, fmt: str, rows: int) -> tuple[Path, Path, Path]:
-    """The tiny model, a folder of 3 new videos, and an output of ``rows`` rows."""
+    """The tiny model, a folder of 3 new videos, and an output of ``rows`` rows (those
+    ``folder`` holds already, when it holds them for ``rows``)."""
+    made = folder / f"big.{fmt}.rows"
+    if made.exists() and made.read_text() == str(rows):
+        return folder / "model", folder / "videos", folder / f"big.{fmt}"
     from tiny_model import make_tiny_model
 
     import vmae_cli
@@ -75,6 +83,7 @@ def make_output(folder: Path, fmt: str, rows: int) -> tuple[Path, Path, Path]:
                 paths = pa.array([_path(i) for i in range(start, stop)], pa.string())
                 block = block.set_column(block.schema.get_field_index("path"), "path", paths)
                 writer.write_table(block)
+    made.write_text(str(rows))
     return model, videos, out
 
 
@@ -97,11 +106,13 @@ def measure(what: str, model: Path, videos: Path, out: Path) -> dict:
         assert report.videos == 3, report.summary_line()
         figures = {"first_row_s": round(firsts[0], 2), "skipped": report.skipped}
     elif what == "summarize":
-        from vmae_cli.summary import SUMMARY_COLUMNS, by_label, read_results
+        from typer.testing import CliRunner
 
-        table = read_results([str(out)], SUMMARY_COLUMNS)  # what `vmae summarize` reads
-        by_label(table)
-        figures = {"rows": len(table)}
+        from vmae_cli.cli import app
+
+        done = CliRunner().invoke(app, ["summarize", str(out)])  # every default table
+        assert done.exit_code == 0, done.output
+        figures = {"rows": int(done.stdout.split()[0])}
     else:
         from vmae_cli.report import ReportOptions, build_report
 
@@ -146,6 +157,8 @@ def main() -> None:
         model, videos, big = make_output(folder, args.format, args.rows)
         made_s = time.perf_counter() - t0
         empty = big.with_name(f"empty.{args.format}")
+        for stale in (empty, empty.with_name(empty.name + ".partial")):
+            stale.unlink(missing_ok=True)  # a kept folder's, from the last run
         size = big.stat().st_size
         print(f"{args.rows} rows, {args.format}, {size / 2**20:.1f} MiB (made in {made_s:.0f} s)")
         base = _child("resume", model, videos, empty)
@@ -154,6 +167,8 @@ def main() -> None:
             got = _child(what, model, videos, big)
             print(f"{what + ',':10} big output: {json.dumps(got)}")
             if what == "resume":
+                # The resumed run added rows: the file is made again next time.
+                big.with_name(f"{big.name}.rows").unlink(missing_ok=True)
                 extra = got["peak_rss_mib"] - base["peak_rss_mib"]
                 print(f"  resume's extra memory for the rows: {extra} MiB")
 
