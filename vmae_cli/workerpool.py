@@ -308,8 +308,7 @@ def iter_pool(
             # it: the pool ends when its workers are gone, with what they inherited (a forked
             # worker holds the caller's open files: an output's lock, which a run started
             # right after this one must get).
-            for proc in workers_started:
-                proc.join(WORKER_EXIT_WAIT_S)
+            _join_all(workers_started)
             # The queue's pipe and its feeder thread go now, not when the queue is collected:
             # an exception leaving here (a model that failed to load in ``on_start``) holds
             # this frame, and a caller that keeps it (a notebook's last error) kept both.
@@ -329,6 +328,15 @@ def iter_pool(
                     return
                 yield on_lost(task[1], LOST_NOT_STARTED, why)
             return
+
+
+def _join_all(processes: list[Any]) -> None:
+    """Wait for each of ``processes`` to be gone (at most :data:`WORKER_EXIT_WAIT_S` each),
+    then forget them: their pipes are closed now, even where an exception keeps the caller's
+    frame."""
+    for proc in processes:
+        proc.join(WORKER_EXIT_WAIT_S)
+    processes.clear()
 
 
 def _is_worker_death(exc: BaseException) -> bool:
