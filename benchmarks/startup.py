@@ -369,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--video", type=Path, help="one video (10 s 720p)")
     parser.add_argument("--make", type=Path, help="write the model and the video here first")
     parser.add_argument("--old", help="also measure this commit (git archive), e.g. main")
+    parser.add_argument("--new", help="measure this commit as the new code (default: this tree)")
     parser.add_argument("--runs", type=int, default=5, help="timed runs of each (default 5)")
     parser.add_argument("--parts", default="help,resume,one-video")
     parser.add_argument("--vmae-args", default="", help="more options for the classify runs")
@@ -394,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="vmae-startup-"))
     report: dict[str, Any] = {"machine": info, "load_before": os.getloadavg(), "results": {}}
     try:
-        codes = {"new": REPO_ROOT}
+        codes = {"new": export_tree(opts.new, work / "new") if opts.new else REPO_ROOT}
         if opts.old:
             codes = {"old": export_tree(opts.old, work / "old"), **codes}
             report["old_ref"] = opts.old
