@@ -101,3 +101,40 @@ def test_the_two_set_up_commands_install_the_cpu_torch_build_anywhere() -> None:
         assert "--extra-index-url https://download.pytorch.org/whl/cpu" in torch_step
     ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text(encoding="utf-8")
     assert commands[1] in ci.splitlines()
+
+
+#: Libraries a command that does not classify must not import (issue 26: start-up).
+HEAVY = ("torch", "transformers", "openvino", "pandas", "pyarrow")
+
+
+def _modules_after(script: str, *args: str) -> list[str]:
+    """The :data:`HEAVY` libraries imported once ``script`` has run (in a new interpreter)."""
+    probe = (
+        "import atexit, sys\n"
+        f"heavy = {HEAVY!r}\n"
+        "atexit.register(lambda: print('HEAVY', *sorted(m for m in heavy if m in sys.modules),"
+        " file=sys.stderr))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe + script, *args], capture_output=True, text=True
+    )
+    line = [x for x in proc.stderr.splitlines() if x.startswith("HEAVY")]
+    assert line, proc.stderr
+    return line[-1].split()[1:]
+
+
+@pytest.mark.parametrize("command", [["--help"], ["classify", "--help"]])
+def test_help_imports_no_heavy_library(command: list[str]) -> None:
+    script = "sys.argv = ['vmae', *sys.argv[1:]]\nfrom vmae_cli.cli import main\nmain()\n"
+    assert _modules_after(script, *command) == []
+
+
+def test_a_lazy_classifier_on_the_cpu_imports_no_torch(tiny_model_dir) -> None:
+    """What a --resume with nothing left to do builds: the model's config read, its device,
+    dtype and backend checked, and no torch (its import is seconds of a cron job's run)."""
+    script = (
+        "from vmae_cli import Classifier\n"
+        "clf = Classifier(sys.argv[1], device='cpu', lazy=True)\n"
+        "assert clf.device_type == 'cpu' and clf.spec.frames_per_clip > 0, clf.device_type\n"
+    )
+    assert _modules_after(script, str(tiny_model_dir)) == []

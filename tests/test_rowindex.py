@@ -115,6 +115,24 @@ NASTY = _csv(
 )
 
 
+@pytest.fixture(autouse=True)
+def _arrow_for_any_size(monkeypatch) -> None:
+    """These files are small: read them with Arrow as a large output would be."""
+    monkeypatch.setattr("vmae_cli.formats.ARROW_MIN_BYTES", 0)
+
+
+def test_a_small_csv_is_read_back_without_arrow(tmp_path: Path, monkeypatch) -> None:
+    """Below ARROW_MIN_BYTES of rows, resume reads the CSV record by record: what importing
+    pyarrow (and pandas) costs is more than reading the rows (issue 26). The rows read are
+    the same."""
+    monkeypatch.chdir(tmp_path)
+    arrow, fast = _scan(tmp_path / "rows.csv", NASTY)
+    monkeypatch.setattr("vmae_cli.formats.ARROW_MIN_BYTES", len(NASTY))
+    small, small_fast = _scan(tmp_path / "rows.csv", NASTY)
+    assert (fast, small_fast) == (True, False)
+    _same(small, arrow)
+
+
 def _scan(path: Path, data: bytes, *, exact: bool = False) -> tuple[RowIndex, bool]:
     path.write_bytes(data)
     builder = RowIndexBuilder()

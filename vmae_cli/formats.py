@@ -592,7 +592,9 @@ class CsvFormat:
         """Read a CSV file written by this class back for resume: its header, and its rows
         into ``builder``, a block at a time.
 
-        Arrow's CSV reader reads the columns resume needs (fast); a file it reads otherwise
+        Arrow's CSV reader reads the columns resume needs (fast) of a file with
+        :data:`ARROW_MIN_BYTES` of rows or more (a smaller one is read record by record, which
+        costs less than importing Arrow); a file it reads otherwise
         than record by record would (a cell that is not UTF-8, a record with other cells
         than the header's, a record torn inside a quoted cell) is read record by record
         instead (:func:`~vmae_cli.output.exact_scan`). Raises :class:`OutputMismatchError`
@@ -606,11 +608,12 @@ class CsvFormat:
         if "path" not in columns:
             raise OutputMismatchError("the existing file is not a vmae CSV (no path column)")
         body = bom + len(header)
-        mark = builder.mark()
-        try:
-            return _arrow_csv_scan(fd, size, builder, header, columns, body)
-        except (ArithmeticError, ValueError, _NotFast):  # pyarrow's errors are ValueErrors
-            builder.rollback(mark)
+        if size - body >= ARROW_MIN_BYTES:
+            mark = builder.mark()
+            try:
+                return _arrow_csv_scan(fd, size, builder, header, columns, body)
+            except (ArithmeticError, ValueError, _NotFast):  # pyarrow's errors are ValueErrors
+                builder.rollback(mark)
         return exact_scan(CsvFormat, fd, size, builder, header=header, columns=columns, body=body)
 
     @staticmethod
@@ -724,6 +727,10 @@ RESUME_COLUMNS = (
 #: Bytes of CSV Arrow parses at once. It holds several such blocks in flight: larger ones read
 #: no faster and hold a hundred megabytes more.
 ARROW_BLOCK_BYTES = 1 << 20
+#: A CSV with fewer bytes of rows is read back record by record: importing pyarrow (and the
+#: pandas it imports to fill nulls) costs about 0.5 s of CPU, what reading some 25,000 rows one
+#: by one costs (issue 26: a cron job's ``--resume`` over a small output).
+ARROW_MIN_BYTES = 2 << 20
 #: Bytes read first from a file's end to find its last newline (a record is far shorter).
 TAIL_BYTES = 1 << 16
 #: What makes a ``path`` cell maybe not an identity (:func:`~vmae_cli.identity.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -234,6 +235,25 @@ def cpu_has_native_bf16() -> bool:
     return False
 
 
+#: What a GPU that torch could use leaves on Linux (NVIDIA's, ROCm's and WSL's device nodes,
+#: NVIDIA's driver): without any of them ``device="auto"`` is the CPU, known without importing
+#: torch (1 to 3 s of a cron job's run that finds nothing to do; issue 26).
+GPU_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/dev/kfd", "/dev/dxg")
+
+
+def known_cpu(device: str) -> bool:
+    """True when ``device`` is the CPU for certain, known without importing torch: ``cpu``,
+    or ``auto`` on a Linux machine without a GPU (:data:`GPU_NODES`). Where it is ``False``,
+    :func:`resolve_device` says (it asks torch)."""
+    if device == "cpu":
+        return True
+    return (
+        device == "auto"
+        and sys.platform.startswith("linux")
+        and not any(os.path.exists(node) for node in GPU_NODES)
+    )
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     """Turn ``auto|cpu|cuda|cuda:N|mps`` into a ``torch.device`` that exists here.
 
@@ -287,24 +307,30 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     ``auto`` is bfloat16 on CUDA and on CPUs with native bf16 (3.7x faster than float32 on a
     2-core AMX CPU for ViT-B at 16x224x224), float32 elsewhere.
     """
+    check_dtype(dtype)
     import torch
 
     if dtype == "auto":
         if device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16()):
             return torch.bfloat16
         return torch.float32
-    table = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if dtype not in table:
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+
+
+def check_dtype(dtype: str) -> None:
+    """Refuse a ``dtype`` that :func:`resolve_dtype` does not know (:class:`DeviceError`),
+    without importing torch."""
+    if dtype not in DTYPE_CHOICES:
         raise DeviceError(
             f"unknown dtype {dtype!r}: use one of {', '.join(DTYPE_CHOICES)}",
             options=("dtype",),
             value=dtype,
         )
-    return table[dtype]
 
 
-def resolve_backend(backend: str, device: torch.device) -> str:
-    """Turn ``auto|torch|openvino`` into the runtime that runs on ``device`` here.
+def resolve_backend(backend: str, device: torch.device | str) -> str:
+    """Turn ``auto|torch|openvino`` into the runtime that runs on ``device`` (a device, or
+    its type: ``"cpu"``) here.
 
     ``auto`` is OpenVINO on the CPU when the extra is installed, torch otherwise (and always
     on CUDA and MPS). ``openvino`` without the extra raises
@@ -313,8 +339,9 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     """
     from . import backends
 
+    kind = device if isinstance(device, str) else device.type
     if backend == BACKEND_AUTO:
-        cpu = device.type == "cpu"
+        cpu = kind == "cpu"
         return BACKEND_OPENVINO if cpu and backends.available(BACKEND_OPENVINO) else BACKEND_TORCH
     if backend == BACKEND_TORCH:
         return backend
@@ -324,9 +351,9 @@ def resolve_backend(backend: str, device: torch.device) -> str:
             options=("backend",),
             value=backend,
         )
-    if device.type != "cpu":
+    if kind != "cpu":
         raise DeviceError(
-            f"backend={backend!r} runs on the CPU, not on {device.type}: use device='cpu', or "
+            f"backend={backend!r} runs on the CPU, not on {kind}: use device='cpu', or "
             "backend='torch' (or 'auto') for the GPU",
             options=("backend", "device"),
             value=backend,

@@ -16,7 +16,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .discovery import OnWalkError, as_inputs, check_inputs, iter_video_paths
 from .heap import HeapTrimmer
@@ -27,11 +27,12 @@ from .model import (
     ModelSpec,
     Say,
     backend_device,
+    check_dtype,
+    known_cpu,
     load_model,
     read_model_spec,
     resolve_backend,
     resolve_device,
-    resolve_dtype,
 )
 from .protocol import Protocol
 from .results import (
@@ -46,6 +47,9 @@ from .results import (
 )
 from .scoring import LabelMap, Scorer, Scoring
 from .views import ViewMaker, WindowMaker, iter_decoded
+
+if TYPE_CHECKING:
+    import torch
 
 #: Views per model call when --batch-size is not given. On a CPU a larger batch gains little
 #: throughput and delays rows; a GPU needs several views to keep busy.
@@ -124,18 +128,29 @@ class Classifier:
                 input_name=model.input_name,
                 revision=model.revision,
             )
-            self.device = model.device
+            self._device = model.device
+            self.device_type = model.device.type
             self.backend = model.backend
             return
         self.ref = ref = ModelRef.of(model, **flat)
         self._say = {"on_notice": on_notice, "on_warning": on_warning}
-        self.device = resolve_device(backend_device(ref.backend, ref.device))
-        # Refuse a bad dtype or backend now, not after decoding began.
-        resolve_dtype(ref.dtype, self.device)
-        self.backend = resolve_backend(ref.backend, self.device)
+        # Refuse a bad device, dtype or backend now, not after decoding began; on the CPU
+        # without importing torch (a run with nothing to do never needs it).
+        device = backend_device(ref.backend, ref.device)
+        self._device = None if known_cpu(device) else resolve_device(device)
+        self.device_type = "cpu" if self._device is None else self._device.type
+        check_dtype(ref.dtype)
+        self.backend = resolve_backend(ref.backend, self.device_type)
         self.spec = read_model_spec(ref.name, revision=ref.revision)
         if not lazy:
             self._loaded = self.loaded
+
+    @property
+    def device(self) -> torch.device:
+        """The device the model runs on (``device_type`` names it without importing torch)."""
+        if self._device is None:
+            self._device = resolve_device(self.device_type)
+        return self._device
 
     @property
     def runtime(self) -> str | None:
@@ -195,7 +210,7 @@ class Classifier:
         """
         opts = options or ClassifyOptions()
         batch_size = opts.batch_size or (
-            DEFAULT_BATCH_SIZE_CPU if self.device.type == "cpu" else DEFAULT_BATCH_SIZE_GPU
+            DEFAULT_BATCH_SIZE_CPU if self.device_type == "cpu" else DEFAULT_BATCH_SIZE_GPU
         )
         workers = default_workers() if opts.workers is None else opts.workers
         pending = iter(paths)

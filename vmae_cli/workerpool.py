@@ -48,6 +48,9 @@ PREFETCH_PER_WORKER = 2
 WATCHDOG_INTERVAL_S = 0.25
 #: How often an idle worker checks that the main process is still alive (seconds).
 PARENT_CHECK_INTERVAL_S = 2.0
+#: How long the pool waits, when it ends, for a worker that torch's loader told to stop (or
+#: terminated after its own join timed out) to be gone (seconds).
+WORKER_EXIT_WAIT_S = 10.0
 #: Loaders in a row whose workers fail without finishing an item (they die before taking one,
 #: or raise while they start) before the remaining items are given up as not started.
 MAX_UNEXPLAINED_RESTARTS = 3
@@ -299,7 +302,13 @@ def iter_pool(
             watchdog_stop.set()
             if not sentinels_sent:
                 _send_sentinels(task_queue, workers)
+            workers_started = list(getattr(it, "_workers", None) or ())
             del it  # joins this loader's workers
+            # torch terminates a worker its join timed out on and returns without waiting for
+            # it: the pool ends when its workers are gone, with what they inherited (a forked
+            # worker holds the caller's open files: an output's lock, which a run started
+            # right after this one must get).
+            _join_all(workers_started)
             # The queue's pipe and its feeder thread go now, not when the queue is collected:
             # an exception leaving here (a model that failed to load in ``on_start``) holds
             # this frame, and a caller that keeps it (a notebook's last error) kept both.
@@ -319,6 +328,15 @@ def iter_pool(
                     return
                 yield on_lost(task[1], LOST_NOT_STARTED, why)
             return
+
+
+def _join_all(processes: list[Any]) -> None:
+    """Wait for each of ``processes`` to be gone (at most :data:`WORKER_EXIT_WAIT_S` each),
+    then forget them: their pipes are closed now, even where an exception keeps the caller's
+    frame."""
+    for proc in processes:
+        proc.join(WORKER_EXIT_WAIT_S)
+    processes.clear()
 
 
 def _is_worker_death(exc: BaseException) -> bool:
