@@ -744,6 +744,13 @@ def load_model(
                 f"AVX-VNNI or AMX), where int8 does not pay: running {dtype_name} instead "
                 f"({FORCE_INT8_ENV}=1 quantizes anyway)"
             )
+        elif calibration is None:
+            raise DtypeOptionError(
+                "dtype='int8' needs the clips to calibrate on (a Calibration: "
+                "vmae_cli.Classifier makes one from calibration or the first videos)",
+                options=("dtype",),
+                value=INT8,
+            )
     if runtime in OPTIONAL_RUNTIMES:
         # Imported by name through the registry (vmae_cli.backends): the runtime's module
         # and this one do not import each other.
