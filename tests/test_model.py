@@ -227,6 +227,29 @@ def test_this_machine_cpu_flags_are_read(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
 
 @pytest.mark.parametrize(
+    ("flags", "force", "expected"),
+    [
+        ({"avx2", "avx512_vnni"}, "", None),  # int8 dot products: int8
+        ({"avx2", "avx_vnni"}, "", None),
+        ({"amx_int8", "amx_bf16"}, "", None),
+        ({"avx2", "avx512_bf16"}, "", "bfloat16"),  # none: the best float the CPU has
+        ({"avx2"}, "", "float32"),
+        ({"avx2"}, "1", None),  # VMAE_FORCE_INT8=1: int8 anyway
+        ({"avx2"}, "0", "float32"),
+    ],
+)
+def test_int8_falls_back_to_float_without_int8_dot_products(
+    flags: set[str], force: str, expected: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vmae_cli import model
+
+    monkeypatch.setattr(model, "cpu_flags", lambda: flags)
+    monkeypatch.setenv(model.FORCE_INT8_ENV, force)
+    assert model.int8_fallback() == expected
+    assert model.cpu_has_int8_dot() is (expected is None and force != "1")
+
+
+@pytest.mark.parametrize(
     ("file", "key", "value", "named"),
     [
         ("config.json", "num_frames", 100_000_000, "num_frames 100000000"),
