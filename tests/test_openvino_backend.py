@@ -574,8 +574,8 @@ def test_a_read_only_cache_with_the_entry_is_used_as_it_is(
 #: The generated videos the int8 tests classify (the first calibrate the quantization).
 INT8_VIDEOS = ("h264", "hevc", "vp9", "mjpeg", "portrait", "vfr")
 #: The largest probability difference int8 may make on the sharpened tiny model (measured:
-#: see test_int8_classifies_as_float32_does).
-MAX_DIFF_INT8 = 0.05
+#: 0.007 at most over the 26 generated videos, calibrated on the first 8 of them).
+MAX_DIFF_INT8 = 0.02
 
 
 class Run(Said):
@@ -596,11 +596,16 @@ class Run(Said):
         return clf, predictions
 
 
+#: A file among them that is no video: a row of its own, and no calibration clip.
+INT8_BAD = "a-broken"
+
+
 @pytest.fixture(scope="module")
-def int8_videos(test_videos: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def int8_videos(test_videos: dict[str, Path], tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("int8-videos")
     for name in INT8_VIDEOS:
         os.symlink(test_videos[name], folder / f"{name}{test_videos[name].suffix}")
+    (folder / f"{INT8_BAD}.mp4").write_bytes(bytes(range(256)) * 32)
     return folder
 
 
@@ -659,21 +664,24 @@ def test_int8_classifies_as_float32_does(quantized_once, int8_videos: Path) -> N
         f"quantizing {clf.ref.name} to int8",
         f"converting {clf.ref.name} to OpenVINO",
     ]
-    assert got.keys() == want.keys() and len(got) == len(INT8_VIDEOS)
+    assert got.keys() == want.keys() and len(got) == len(INT8_VIDEOS) + 1
     diffs = []
     for path, p in got.items():
         q = want[path]
+        if Path(path).stem == INT8_BAD:
+            assert p.status == q.status != "ok"  # a row, as in float32
+            continue
         assert p.status == q.status == "ok"
         assert p.top_k[0].label == q.top_k[0].label, path
         diffs.append(abs(p.top_k[0].score - q.top_k[0].score))
     assert max(diffs) <= MAX_DIFF_INT8
-    assert max(q.top_k[0].score for q in want.values()) > 0.5  # a confident head
+    assert max(q.top_k[0].score for q in want.values() if q.top_k) > 0.5  # a confident head
     entry = _int8_entry(base / "openvino")
     key = json.loads((entry / ovb.ENTRY_KEY).read_text())
     assert key["int8"]["calibration"] == {"run's first videos": 8}
     assert key["int8"]["nncf"] and key["int8"]["format"] == ovb.QUANTIZATION_FORMAT
     calibrated = json.loads((entry / ovb.ENTRY_CALIBRATION).read_text())["videos"]
-    assert sorted(calibrated) == sorted(p.name for p in int8_videos.iterdir())
+    assert sorted(calibrated) == sorted(p.name for p in int8_videos.iterdir() if p.stem != INT8_BAD)
     # Really quantized: the compiled graph runs integer operations.
     runtime = clf.loaded.model.compiled.get_runtime_model()
     kinds = {op.get_rt_info()["runtimePrecision"].astype(str) for op in runtime.get_ops()}
@@ -692,7 +700,7 @@ def test_an_int8_entry_is_reused(
     clf, got = run.classify(sharp_model_dir, int8_videos, dtype="int8")
     assert (clf.runtime, run.notices, run.warnings) == ("openvino int8", [], [])
     assert clf.loaded.model.entry == _int8_entry(quantized)
-    assert all(p.status == "ok" for p in got.values())
+    assert sum(p.status == "ok" for p in got.values()) == len(INT8_VIDEOS)
 
 
 def test_a_damaged_int8_entry_is_quantized_again(
@@ -710,6 +718,8 @@ def test_a_damaged_int8_entry_is_quantized_again(
     assert clf.runtime == "openvino int8" and clf.loaded.model.entry == entry
     before = quantized_once[1].result[1]
     for path, p in got.items():
+        if not p.top_k:
+            continue  # the file that is no video
         assert p.top_k[0].label == before[path].top_k[0].label
         assert abs(p.top_k[0].score - before[path].top_k[0].score) <= 1e-3
     assert ovb.entry_damage(entry, json.loads((entry / ovb.ENTRY_KEY).read_text())) is None
@@ -776,7 +786,7 @@ def test_int8_calibrated_on_a_folder_end_to_end(
     args = ["classify", str(int8_videos), "--model", str(sharp_model_dir), "-o", str(out)]
     args += ["--dtype", "int8", "--calibration", str(calibration), "--summary", str(summary)]
     result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.stderr
+    assert result.exit_code == 3, result.stderr  # the file that is no video: its row
     assert result.stderr.count("quantizing") == 1 and "converting" not in result.stderr
     assert json.loads(summary.read_text())["runtime"] == "openvino int8"
     entries = [

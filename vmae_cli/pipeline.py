@@ -223,7 +223,7 @@ class Classifier:
         if self._loaded is None and self.ref.dtype == INT8 and self._calibration is None:
             # Calibrated on this run's first videos, should the model need quantizing.
             ahead = [first, *itertools.islice(pending, CALIBRATION_VIDEOS - 1)]
-            self._calibration = run_calibration(ahead, self.spec, protocol)
+            self._calibration = run_calibration(ahead, self.spec, protocol, opts.timeout_s)
             pending = itertools.chain(ahead[1:], pending)
         paths = itertools.chain([first], pending)
         segmented = protocol.segments is not None
@@ -357,13 +357,16 @@ class Classifier:
             yield _rank(batches, probs[i], prediction)
 
 
-def run_calibration(paths: list[str], spec: ModelSpec, protocol: Protocol) -> Calibration:
+def run_calibration(
+    paths: list[str], spec: ModelSpec, protocol: Protocol, timeout_s: float | None = None
+) -> Calibration:
     """The calibration of a quantization on ``paths``, the first videos of a run, decoded as
-    the run decodes them (``protocol``; one clip a window for a segmented run). Its identity
-    says only that: later runs reuse the quantized model whatever their first videos are."""
+    the run decodes them (``protocol``, ``timeout_s``; for a segmented run one clip spread
+    over each video). Its identity says only that: later runs reuse the quantized model
+    whatever their first videos are."""
     identity = {"run's first videos": CALIBRATION_VIDEOS}
     describe = f"the first {len(paths)} video(s) of the run"
-    return Calibration(identity, _clip_maker(paths, spec, protocol), describe)
+    return Calibration(identity, _clip_maker(paths, spec, protocol, timeout_s), describe)
 
 
 def folder_calibration(folder: str, spec: ModelSpec) -> Calibration:
@@ -393,12 +396,13 @@ def folder_calibration(folder: str, spec: ModelSpec) -> Calibration:
 
 
 def _clip_maker(
-    paths: list[str], spec: ModelSpec, protocol: Protocol
+    paths: list[str], spec: ModelSpec, protocol: Protocol, timeout_s: float | None = None
 ) -> Callable[[], tuple[list[Any], list[str]]]:
-    """What :attr:`~vmae_cli.backends.Calibration.clips` calls: ``paths`` decoded in this
-    process by the decoding workers' own :class:`ViewMaker` (a video that fails is skipped),
-    normalised as :meth:`~vmae_cli.model.LoadedModel.infer` does, at most
-    :data:`CALIBRATION_CLIPS` clips."""
+    """What :attr:`~vmae_cli.backends.Calibration.clips` calls: ``paths`` decoded by the
+    decoding workers' own :class:`ViewMaker`, in a worker process of their pool (a file that
+    crashes or hangs its decoder costs the calibration that video, not the run), normalised
+    as :meth:`~vmae_cli.model.LoadedModel.infer` does, at most :data:`CALIBRATION_CLIPS`
+    clips, in the order of ``paths``."""
     if protocol.segments is not None:  # one clip spread over each video: windows' frames
         protocol = Protocol(sampling=protocol.sampling).for_model(spec.frames_per_clip)
     maker = ViewMaker(spec.frames_per_clip, spec.preprocess, protocol)
@@ -406,18 +410,21 @@ def _clip_maker(
     def clips() -> tuple[list[Any], list[str]]:
         import torch
 
+        decoded = {
+            outcome.path: outcome.views
+            for outcome in iter_decoded(paths, maker, workers=1, timeout_s=timeout_s)
+            if isinstance(outcome, DecodeOutcome) and outcome.views is not None
+        }
         arrays: list[Any] = []
         used: list[str] = []
         for path in paths:
-            views = maker(path).views
-            if views is None:
+            views = decoded.get(path)
+            if views is None or len(arrays) >= CALIBRATION_CLIPS:
                 continue
             used.append(os.path.basename(path.split("?")[0]))  # no URL's query (a signature)
             for view in views.frames[: CALIBRATION_CLIPS - len(arrays)]:
                 pixels = normalize(view[None], spec.preprocess, dtype=torch.float32)
                 arrays.append(pixels.numpy())
-            if len(arrays) >= CALIBRATION_CLIPS:
-                break
         return arrays, used
 
     return clips
