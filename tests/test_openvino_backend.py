@@ -746,6 +746,19 @@ def test_int8_without_int8_dot_products_runs_in_float_saying_so(
     assert (clf.runtime, run.warnings) == ("openvino int8", [])
 
 
+def test_int8_without_nncf_exits_2_naming_the_extra(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backends, "available_module", lambda module: module != "nncf")
+    monkeypatch.setitem(sys.modules, "nncf", None)  # `import nncf` fails
+    with pytest.raises(MissingExtraError, match=r"vmae-cli\[openvino\]"):
+        resolve_backend("auto", torch.device("cpu"), "int8")
+    args = ["classify", str(tmp_path), "--model", str(tiny_model_dir), "--dtype", "int8"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "--dtype int8 needs the optional extra 'openvino'" in result.stderr
+
+
 def test_int8_refusals(tiny_model_dir: Path, tmp_path: Path) -> None:
     from vmae_cli.model import DtypeOptionError
     from vmae_cli.pipeline import Classifier

@@ -83,3 +83,8 @@ OPTIONAL_RUNTIMES = {
 def available(name: str) -> bool:
     """True when the optional runtime ``name`` is installed."""
     return OPTIONAL_RUNTIMES[name].available()
+
+
+def available_module(module: str) -> bool:
+    """True when ``module`` is installed (checked without importing it)."""
+    return importlib.util.find_spec(module) is not None

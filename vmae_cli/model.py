@@ -17,6 +17,8 @@ from .backends import (
     BACKEND_OPENVINO,
     BACKEND_TORCH,
     INT8,
+    NNCF_MODULE,
+    OPENVINO_EXTRA,
     OPTIONAL_RUNTIMES,
     Calibration,
     ConversionError,
@@ -374,6 +376,10 @@ def resolve_backend(
             )
         if backend == BACKEND_AUTO:
             backend = BACKEND_OPENVINO
+        if not backends.available_module(NNCF_MODULE):
+            from .extras import require
+
+            require(NNCF_MODULE, OPENVINO_EXTRA, dtype=INT8)  # raises, naming the extra
     if backend == BACKEND_AUTO:
         cpu = device.type == "cpu"
         return BACKEND_OPENVINO if cpu and backends.available(BACKEND_OPENVINO) else BACKEND_TORCH

@@ -139,10 +139,16 @@ def cache_key(files: list[Path], frames_per_clip: int, crop_hw: tuple[int, int])
 
 def int8_key(key: dict[str, Any], calibration: Calibration) -> dict[str, Any]:
     """The key of the int8 entry quantized from the float entry of ``key``: that key, NNCF's
-    version, :data:`QUANTIZATION_FORMAT` and what it is calibrated on."""
-    import nncf
+    version, :data:`QUANTIZATION_FORMAT` and what it is calibrated on. NNCF's version is read
+    from its package's metadata: importing it takes seconds, and a cached entry needs none."""
+    from importlib import metadata
 
-    quantized = {"format": QUANTIZATION_FORMAT, "nncf": nncf.__version__}
+    try:
+        version = metadata.version(NNCF_MODULE)
+    except metadata.PackageNotFoundError:
+        require(NNCF_MODULE, OPENVINO_EXTRA, dtype=INT8)  # raises, naming the extra
+        raise
+    quantized = {"format": QUANTIZATION_FORMAT, "nncf": version}
     return {**key, "int8": quantized | {"calibration": calibration.identity}}
 
 
