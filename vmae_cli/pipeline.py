@@ -388,7 +388,10 @@ def folder_calibration(folder: str, spec: ModelSpec) -> Calibration:
         )
     videos = []
     for path in paths:
-        stat = os.stat(path)
+        try:
+            stat = os.stat(path)
+        except OSError:  # a broken link: no clip either
+            continue
         videos.append([os.path.relpath(path, folder), stat.st_size, stat.st_mtime_ns])
     describe = f"{len(paths)} video(s) of {folder}"
     protocol = Protocol().for_model(spec.frames_per_clip)
@@ -403,7 +406,7 @@ def _clip_maker(
     crashes or hangs its decoder costs the calibration that video, not the run), normalised
     as :meth:`~vmae_cli.model.LoadedModel.infer` does, at most :data:`CALIBRATION_CLIPS`
     clips, in the order of ``paths``."""
-    if protocol.segments is not None:  # one clip spread over each video: windows' frames
+    if protocol.segments is not None:  # a segmented run: one clip spread over each video
         protocol = Protocol(sampling=protocol.sampling).for_model(spec.frames_per_clip)
     maker = ViewMaker(spec.frames_per_clip, spec.preprocess, protocol)
 
