@@ -737,7 +737,7 @@ def test_int8_without_int8_dot_products_runs_in_float_saying_so(
     assert clf.runtime == "openvino float32"
     assert run.warnings == [
         "dtype='int8': this CPU has no int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI "
-        "or AMX), where int8 does not pay: running float32 instead (VMAE_FORCE_INT8=1 "
+        "or AMX), for which int8 is meant: running float32 instead (VMAE_FORCE_INT8=1 "
         "quantizes anyway)"
     ]
     monkeypatch.setattr(model, "cpu_flags", lambda: {"avx2", "avx512_vnni"})

@@ -64,8 +64,9 @@ Say = Callable[[str], None]
 #: CPU flags that mean native bf16 matrix instructions (Intel AMX, AVX-512 BF16).
 _BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 #: CPU flags that mean int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI, Intel AMX):
-#: where ``dtype="int8"`` pays. Without them OpenVINO's int8 kernels are emulated with AVX2
-#: (see benchmarks/RESULTS.md, "INT8"), so a run falls back to float (:func:`int8_fallback`).
+#: what ``dtype="int8"`` is meant for (issue 26: about twice the bf16 rate). Without them a
+#: run falls back to float (:func:`int8_fallback`), as the issue asks, although OpenVINO's
+#: AVX2 int8 kernels measured faster than float32 here (benchmarks/RESULTS.md, "INT8").
 _INT8_CPU_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 #: Set to 1 to quantize with ``dtype="int8"`` even on a CPU without int8 dot products (tests
 #: and benchmarks: accuracy can be checked anywhere, speed only where the CPU has them).
@@ -747,7 +748,7 @@ def load_model(
         if dtype_name != INT8:
             warn(
                 "dtype='int8': this CPU has no int8 dot-product instructions (AVX-512 VNNI, "
-                f"AVX-VNNI or AMX), where int8 does not pay: running {dtype_name} instead "
+                f"AVX-VNNI or AMX), for which int8 is meant: running {dtype_name} instead "
                 f"({FORCE_INT8_ENV}=1 quantizes anyway)"
             )
         elif calibration is None:
