@@ -65,8 +65,8 @@ Say = Callable[[str], None]
 _BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 #: CPU flags that mean int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI, Intel AMX):
 #: what ``dtype="int8"`` is meant for (issue 26: about twice the bf16 rate). Without them a
-#: run falls back to float (:func:`int8_fallback`), as the issue asks, although OpenVINO's
-#: AVX2 int8 kernels measured faster than float32 here (benchmarks/RESULTS.md, "INT8").
+#: run falls back to float (:func:`int8_fallback`): on an AVX2-only CPU OpenVINO's int8 ViT-B
+#: measured no faster than float32 on a calm machine (benchmarks/RESULTS.md, "INT8").
 _INT8_CPU_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 #: Set to 1 to quantize with ``dtype="int8"`` even on a CPU without int8 dot products (tests
 #: and benchmarks: accuracy can be checked anywhere, speed only where the CPU has them).
