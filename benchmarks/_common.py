@@ -359,7 +359,16 @@ def describe_videos(paths: list[str]) -> dict[str, Any]:
 # Machine information
 # --------------------------------------------------------------------------------------
 
-_INTERESTING_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
+_INTERESTING_FLAGS = (
+    "avx2",
+    "avx512f",
+    "avx512_bf16",
+    "avx512_vnni",
+    "avx_vnni",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+)
 
 
 def machine_info() -> dict[str, Any]:

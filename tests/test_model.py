@@ -166,8 +166,10 @@ def test_devices_and_dtypes() -> None:
     )
     assert resolve_dtype("auto", torch.device("cuda")) == torch.bfloat16
     assert resolve_dtype("auto", torch.device("mps")) == torch.float32
+    # int8 is OpenVINO's: the quantized model takes float32 and quantizes it itself.
+    assert resolve_dtype("int8", cpu) == torch.float32
     with pytest.raises(DeviceError):
-        resolve_dtype("int8", cpu)
+        resolve_dtype("int4", cpu)
 
 
 def test_default_config_is_videomae_base() -> None:
@@ -224,6 +226,29 @@ def test_this_machine_cpu_flags_are_read(monkeypatch: pytest.MonkeyPatch, tmp_pa
         monkeypatch.setattr(builtins, "open", fake_open)
         assert cpu_has_native_bf16() is expected
         monkeypatch.setattr(builtins, "open", real_open)
+
+
+@pytest.mark.parametrize(
+    ("flags", "force", "expected"),
+    [
+        ({"avx2", "avx512_vnni"}, "", None),  # int8 dot products: int8
+        ({"avx2", "avx_vnni"}, "", None),
+        ({"amx_int8", "amx_bf16"}, "", None),
+        ({"avx2", "avx512_bf16"}, "", "bfloat16"),  # none: the best float the CPU has
+        ({"avx2"}, "", "float32"),
+        ({"avx2"}, "1", None),  # VMAE_FORCE_INT8=1: int8 anyway
+        ({"avx2"}, "0", "float32"),
+    ],
+)
+def test_int8_falls_back_to_float_without_int8_dot_products(
+    flags: set[str], force: str, expected: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vmae_cli import model
+
+    monkeypatch.setattr(model, "cpu_flags", lambda: flags)
+    monkeypatch.setenv(model.FORCE_INT8_ENV, force)
+    assert model.int8_fallback() == expected
+    assert model.cpu_has_int8_dot() is (expected is None and force != "1")
 
 
 @pytest.mark.parametrize(

@@ -567,3 +567,277 @@ def test_a_read_only_cache_with_the_entry_is_used_as_it_is(
     lm = said.load(tiny_model_dir, dtype="float32", backend="openvino")
     assert (lm.backend, said.notices, said.warnings) == ("openvino", [], [])
     assert lm.model.entry is not None
+
+
+# --- dtype="int8" (issue 26, item 3) ------------------------------------------------------
+
+#: The generated videos the int8 tests classify (the first calibrate the quantization).
+INT8_VIDEOS = ("h264", "hevc", "vp9", "mjpeg", "portrait", "vfr")
+#: The largest probability difference int8 may make on the sharpened tiny model (measured:
+#: 0.007 at most over the 26 generated videos, calibrated on the first 8 of them).
+MAX_DIFF_INT8 = 0.02
+
+
+class Run(Said):
+    """Collects the notices and warnings of a Classifier, and classifies a folder."""
+
+    def classify(self, model: Path, folder: Path, **kwargs):
+        from vmae_cli.pipeline import Classifier
+
+        clf = Classifier(
+            str(model),
+            device="cpu",
+            backend="openvino",
+            on_notice=self.notices.append,
+            on_warning=self.warnings.append,
+            **kwargs,
+        )
+        predictions = {p.path: p for p in clf.classify([str(folder)])}
+        return clf, predictions
+
+
+#: A file among them that is no video: a row of its own, and no calibration clip.
+INT8_BAD = "a-broken"
+
+
+@pytest.fixture(scope="module")
+def int8_videos(test_videos: dict[str, Path], tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("int8-videos")
+    for name in INT8_VIDEOS:
+        os.symlink(test_videos[name], folder / f"{name}{test_videos[name].suffix}")
+    (folder / f"{INT8_BAD}.mp4").write_bytes(bytes(range(256)) * 32)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def quantized_once(
+    sharp_model_dir: Path, int8_videos: Path, tmp_path_factory: pytest.TempPathFactory
+):
+    """A cache folder holding the sharpened tiny model converted and quantized (on the first
+    videos of a run), with that run and a float32 run: (cache base, int8 run, float32 run)."""
+    base = tmp_path_factory.mktemp("quantized-once")
+    saved = {k: os.environ.get(k) for k in (ovb.CACHE_DIR_ENV, "VMAE_FORCE_INT8")}
+    os.environ.update({ovb.CACHE_DIR_ENV: str(base), "VMAE_FORCE_INT8": "1"})
+    try:
+        int8 = Run()
+        int8.result = int8.classify(sharp_model_dir, int8_videos, dtype="int8")
+        f32 = Run()
+        f32.result = f32.classify(sharp_model_dir, int8_videos, dtype="float32")
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return base, int8, f32
+
+
+@pytest.fixture
+def quantized(quantized_once, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A cache of this test's own holding the quantized model's entry (int8 forced)."""
+    import shutil
+
+    shutil.copytree(quantized_once[0], tmp_path / "cache")
+    monkeypatch.setenv(ovb.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv("VMAE_FORCE_INT8", "1")
+    return tmp_path / "cache" / "openvino"
+
+
+def _int8_entry(cache: Path) -> Path:
+    (entry,) = [
+        p
+        for p in cache.iterdir()
+        if p.is_dir() and "int8" in json.loads((p / ovb.ENTRY_KEY).read_text())
+    ]
+    return entry
+
+
+def test_int8_classifies_as_float32_does(quantized_once, int8_videos: Path) -> None:
+    """The quantized model's top-1 is float32's on every video, its probabilities within
+    MAX_DIFF_INT8; it was quantized once (one line), calibrated on the run's first videos,
+    and the run says int8."""
+    base, int8, f32 = quantized_once
+    (clf, got), (_, want) = int8.result, f32.result
+    assert clf.runtime == "openvino int8"
+    assert int8.warnings == []
+    assert [n.split(" (")[0] for n in int8.notices] == [
+        f"quantizing {clf.ref.name} to int8",
+        f"converting {clf.ref.name} to OpenVINO",
+    ]
+    assert got.keys() == want.keys() and len(got) == len(INT8_VIDEOS) + 1
+    diffs = []
+    for path, p in got.items():
+        q = want[path]
+        if Path(path).stem == INT8_BAD:
+            assert p.status == q.status != "ok"  # a row, as in float32
+            continue
+        assert p.status == q.status == "ok"
+        assert p.top_k[0].label == q.top_k[0].label, path
+        diffs.append(abs(p.top_k[0].score - q.top_k[0].score))
+    assert max(diffs) <= MAX_DIFF_INT8
+    assert max(q.top_k[0].score for q in want.values() if q.top_k) > 0.5  # a confident head
+    entry = _int8_entry(base / "openvino")
+    key = json.loads((entry / ovb.ENTRY_KEY).read_text())
+    assert key["int8"]["calibration"] == {"run's first videos": 8}
+    assert key["int8"]["nncf"] and key["int8"]["format"] == ovb.QUANTIZATION_FORMAT
+    calibrated = json.loads((entry / ovb.ENTRY_CALIBRATION).read_text())["videos"]
+    assert sorted(calibrated) == sorted(p.name for p in int8_videos.iterdir() if p.stem != INT8_BAD)
+    # Really quantized: the compiled graph runs integer operations.
+    runtime = clf.loaded.model.compiled.get_runtime_model()
+    kinds = {op.get_rt_info()["runtimePrecision"].astype(str) for op in runtime.get_ops()}
+    assert {"i8", "u8"} & {k.lower() for k in kinds}, kinds
+
+
+def test_an_int8_entry_is_reused(
+    sharp_model_dir: Path, int8_videos: Path, quantized: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_quantization(*args, **kwargs):
+        raise AssertionError("quantized again")
+
+    monkeypatch.setattr(ovb, "quantize", no_quantization)
+    monkeypatch.setattr(ovb, "convert", no_quantization)
+    run = Run()
+    clf, got = run.classify(sharp_model_dir, int8_videos, dtype="int8")
+    assert (clf.runtime, run.notices, run.warnings) == ("openvino int8", [], [])
+    assert clf.loaded.model.entry == _int8_entry(quantized)
+    assert sum(p.status == "ok" for p in got.values()) == len(INT8_VIDEOS)
+
+
+def test_a_damaged_int8_entry_is_quantized_again(
+    sharp_model_dir: Path, int8_videos: Path, quantized: Path, quantized_once
+) -> None:
+    entry = _int8_entry(quantized)
+    data = bytearray((entry / ovb.ENTRY_BIN).read_bytes())
+    data[len(data) // 2] ^= 0x40
+    (entry / ovb.ENTRY_BIN).write_bytes(data)
+    run = Run()
+    clf, got = run.classify(sharp_model_dir, int8_videos, dtype="int8")
+    assert run.notices == [] and len(run.warnings) == 1, run.warnings
+    assert f"cache entry {entry} is damaged" in run.warnings[0]
+    assert "quantizing" in run.warnings[0] and "again" in run.warnings[0]
+    assert clf.runtime == "openvino int8" and clf.loaded.model.entry == entry
+    before = quantized_once[1].result[1]
+    for path, p in got.items():
+        if not p.top_k:
+            continue  # the file that is no video
+        assert p.top_k[0].label == before[path].top_k[0].label
+        assert abs(p.top_k[0].score - before[path].top_k[0].score) <= 1e-3
+    assert ovb.entry_damage(entry, json.loads((entry / ovb.ENTRY_KEY).read_text())) is None
+
+
+def test_int8_without_int8_dot_products_runs_in_float_saying_so(
+    sharp_model_dir: Path, int8_videos: Path, quantized: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vmae_cli import model
+
+    monkeypatch.delenv("VMAE_FORCE_INT8")
+    monkeypatch.setattr(model, "cpu_flags", lambda: {"avx2", "fma"})
+    run = Run()
+    clf, _ = run.classify(sharp_model_dir, int8_videos, dtype="int8")
+    assert clf.runtime == "openvino float32"
+    assert run.warnings == [
+        "dtype='int8': this CPU has no int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI "
+        "or AMX), for which int8 is meant: running float32 instead (VMAE_FORCE_INT8=1 "
+        "quantizes anyway)"
+    ]
+    monkeypatch.setattr(model, "cpu_flags", lambda: {"avx2", "avx512_vnni"})
+    run = Run()
+    clf, _ = run.classify(sharp_model_dir, int8_videos, dtype="int8")
+    assert (clf.runtime, run.warnings) == ("openvino int8", [])
+
+
+def test_int8_without_nncf_exits_2_naming_the_extra(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backends, "available_module", lambda module: module != "nncf")
+    monkeypatch.setitem(sys.modules, "nncf", None)  # `import nncf` fails
+    with pytest.raises(MissingExtraError, match=r"vmae-cli\[openvino\]"):
+        resolve_backend("auto", torch.device("cpu"), "int8")
+    args = ["classify", str(tmp_path), "--model", str(tiny_model_dir), "--dtype", "int8"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "--dtype int8 needs the optional extra 'openvino'" in result.stderr
+
+
+def test_int8_refusals(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from vmae_cli.model import DtypeOptionError
+    from vmae_cli.pipeline import Classifier
+
+    cpu = torch.device("cpu")
+    assert resolve_backend("auto", cpu, "int8") == "openvino"
+    with pytest.raises(DtypeOptionError, match="backend='openvino' only"):
+        Classifier(str(tiny_model_dir), dtype="int8", backend="torch", lazy=True)
+    with pytest.raises(DtypeOptionError, match="is for dtype='int8'"):
+        resolve_backend("auto", cpu, "float32", str(tmp_path))
+    with pytest.raises(DtypeOptionError, match="no such folder"):
+        Classifier(str(tiny_model_dir), dtype="int8", calibration=str(tmp_path / "x"), lazy=True)
+    with pytest.raises(DtypeOptionError, match="holds no video"):
+        Classifier(str(tiny_model_dir), dtype="int8", calibration=str(tmp_path), lazy=True)
+    base = ["classify", str(tmp_path), "--model", str(tiny_model_dir)]
+    for extra, said in (
+        (["--dtype", "int8", "--backend", "torch"], "--dtype int8 runs on --backend openvino"),
+        (["--calibration", str(tmp_path)], f"--calibration {tmp_path} is for --dtype int8"),
+        (["--dtype", "int8", "--calibration", str(tmp_path / "x")], "no such folder"),
+    ):
+        result = CliRunner().invoke(app, base + extra)
+        assert result.exit_code == 2, (extra, result.stderr)
+        assert said in result.stderr and result.stderr.count("\n") == 1, result.stderr
+        assert result.stdout == ""
+
+
+@pytest.mark.slow
+def test_int8_calibrated_on_a_folder_end_to_end(
+    sharp_model_dir: Path, int8_videos: Path, quantized: Path, tmp_path: Path
+) -> None:
+    """--dtype int8 --calibration DIR: an entry of its own, keyed by DIR's videos; the
+    summary's runtime says int8."""
+    calibration = tmp_path / "calibration"
+    calibration.mkdir()
+    for video in sorted(int8_videos.iterdir())[:2]:
+        os.symlink(video.resolve(), calibration / video.name)
+    out, summary = tmp_path / "rows.csv", tmp_path / "summary.json"
+    args = ["classify", str(int8_videos), "--model", str(sharp_model_dir), "-o", str(out)]
+    args += ["--dtype", "int8", "--calibration", str(calibration), "--summary", str(summary)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 3, result.stderr  # the file that is no video: its row
+    assert result.stderr.count("quantizing") == 1 and "converting" not in result.stderr
+    assert json.loads(summary.read_text())["runtime"] == "openvino int8"
+    entries = [
+        json.loads((p / ovb.ENTRY_KEY).read_text())["int8"]["calibration"]
+        for p in quantized.iterdir()
+        if p.is_dir() and "int8" in json.loads((p / ovb.ENTRY_KEY).read_text())
+    ]
+    assert len(entries) == 2
+    (folder,) = [c for c in entries if "videos" in c]
+    assert [name for name, _, _ in folder["videos"]] == [
+        p.name for p in sorted(calibration.iterdir())
+    ]
+
+
+@pytest.mark.slow
+def test_two_processes_quantizing_at_once_both_succeed(
+    sharp_model_dir: Path, int8_videos: Path, cache: Path
+) -> None:
+    script = textwrap.dedent(
+        f"""
+        from vmae_cli.pipeline import Classifier
+        clf = Classifier({str(sharp_model_dir)!r}, device="cpu", dtype="int8",
+                         on_notice=print, on_warning=print)
+        rows = list(clf.classify([{str(int8_videos)!r}]))
+        print("runtime", clf.runtime, sum(p.status == "ok" for p in rows))
+        """
+    )
+    env = {**os.environ, "VMAE_FORCE_INT8": "1"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [e.decode()[-2000:] for _, e in outs]
+    text = "".join(o.decode() for o, _ in outs)
+    assert text.count(f"runtime openvino int8 {len(INT8_VIDEOS)}") == 2
+    assert len([line for line in text.splitlines() if line.startswith("quantizing ")]) == 1
+    assert len([p for p in cache.iterdir() if p.is_dir()]) == 2  # float32 and int8
+    assert not [p for p in cache.iterdir() if p.name.startswith(".")]

@@ -22,14 +22,34 @@ BACKEND_TORCH = "torch"
 BACKEND_OPENVINO = "openvino"
 BACKEND_CHOICES = (BACKEND_AUTO, BACKEND_TORCH, BACKEND_OPENVINO)
 
-#: The extra that installs OpenVINO, and the module it provides.
+#: The extra that installs OpenVINO, and the module it provides; NNCF, which quantizes for
+#: OpenVINO (``dtype="int8"``), comes with the same extra.
 OPENVINO_EXTRA = "openvino"
 OPENVINO_MODULE = "openvino"
+NNCF_MODULE = "nncf"
+#: The ``dtype`` of a model quantized to 8-bit integers (OpenVINO only).
+INT8 = "int8"
 
 
 class ConversionError(VmaeError, RuntimeError):
     """The model could not be converted to (or compiled by) an optional runtime; the message
     says why (the model then runs on torch)."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What a model is quantized on (``dtype="int8"``): clips made as the run makes them.
+
+    ``identity`` (JSON-ready) joins the cache key of the quantized model: what it was
+    calibrated on, not the clips themselves. ``clips()``, called only when the model must
+    be quantized, gives the clips (each a normalised float32 ``(1, T, 3, H, W)`` numpy
+    array, what the model takes) and the videos they came from; ``describe`` says where
+    they come from, for messages.
+    """
+
+    identity: dict[str, Any]
+    clips: Callable[[], tuple[list[Any], list[str]]]
+    describe: str
 
 
 @dataclass(frozen=True)
@@ -63,3 +83,8 @@ OPTIONAL_RUNTIMES = {
 def available(name: str) -> bool:
     """True when the optional runtime ``name`` is installed."""
     return OPTIONAL_RUNTIMES[name].available()
+
+
+def available_module(module: str) -> bool:
+    """True when ``module`` is installed (checked without importing it)."""
+    return importlib.util.find_spec(module) is not None

@@ -17,7 +17,11 @@ from .backends import (
     BACKEND_CHOICES,
     BACKEND_OPENVINO,
     BACKEND_TORCH,
+    INT8,
+    NNCF_MODULE,
+    OPENVINO_EXTRA,
     OPTIONAL_RUNTIMES,
+    Calibration,
     ConversionError,
 )
 from .checkpoint import load_report, pretrained, quiet_transformers
@@ -35,7 +39,8 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "MCG-NJU/videomae-base-finetuned-kinetics"
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")  # plus "cuda:N"
-DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
+#: ``int8``: the model quantized with NNCF, on the OpenVINO backend only (``calibration``).
+DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16", INT8)
 
 #: ``problem_type`` of a checkpoint whose classes are independent (sigmoid scores).
 MULTI_LABEL = "multi_label_classification"
@@ -59,6 +64,14 @@ Say = Callable[[str], None]
 
 #: CPU flags that mean native bf16 matrix instructions (Intel AMX, AVX-512 BF16).
 _BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+#: CPU flags that mean int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI, Intel AMX):
+#: what ``dtype="int8"`` is meant for (issue 26: about twice the bf16 rate). Without them a
+#: run falls back to float (:func:`int8_fallback`): on an AVX2-only CPU OpenVINO's int8 ViT-B
+#: measured no faster than float32 on a calm machine (benchmarks/RESULTS.md, "INT8").
+_INT8_CPU_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+#: Set to 1 to quantize with ``dtype="int8"`` even on a CPU without int8 dot products (tests
+#: and benchmarks: accuracy can be checked anywhere, speed only where the CPU has them).
+FORCE_INT8_ENV = "VMAE_FORCE_INT8"
 
 
 class ModelLoadError(VmaeError, RuntimeError):
@@ -75,6 +88,11 @@ class DeviceError(VmaeError, ValueError):
     together: OpenVINO runs on the CPU only)."""
 
 
+class DtypeOptionError(DeviceError):
+    """Options of the precision that cannot go together, whatever the machine: ``dtype="int8"``
+    with torch, ``calibration`` without ``dtype="int8"`` or naming no folder of videos."""
+
+
 @dataclass(frozen=True)
 class ModelRef:
     """Which model to load, and how: one value that travels whole from the command line to
@@ -85,7 +103,9 @@ class ModelRef:
     ``device`` (``auto``, ``cpu``, ``cuda[:N]``, ``mps``), ``dtype`` (:data:`DTYPE_CHOICES`)
     and ``backend`` (:data:`BACKEND_CHOICES`) are checked when the model is loaded;
     ``allow_untrained_head`` runs a checkpoint without a trained head (or whose weights do
-    not all load) with a warning instead of refusing it.
+    not all load) with a warning instead of refusing it. ``calibration`` (with
+    ``dtype="int8"`` only) is a folder whose first :data:`~vmae_cli.pipeline.CALIBRATION_VIDEOS`
+    videos calibrate the quantization, instead of the first videos of the run that quantizes.
     """
 
     name: str = DEFAULT_MODEL
@@ -94,6 +114,7 @@ class ModelRef:
     dtype: str = "auto"
     backend: str = BACKEND_AUTO
     allow_untrained_head: bool = False
+    calibration: str | None = None
 
     @classmethod
     def of(cls, model: ModelRef | str | os.PathLike[str] = DEFAULT_MODEL, **flat: Any) -> ModelRef:
@@ -222,17 +243,37 @@ def _head_input(model: Any, name: str) -> Iterator[list[Any]]:
         handle.remove()
 
 
-def cpu_has_native_bf16() -> bool:
-    """True when this CPU has native bf16 matrix instructions (AMX or AVX-512 BF16)."""
+def cpu_flags() -> set[str]:
+    """This CPU's flags as ``/proc/cpuinfo`` lists them (empty where it cannot be read)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
                 if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return any(flag in flags for flag in _BF16_CPU_FLAGS)
+                    return set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return False
+    return set()
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU has native bf16 matrix instructions (AMX or AVX-512 BF16)."""
+    flags = cpu_flags()
+    return any(flag in flags for flag in _BF16_CPU_FLAGS)
+
+
+def cpu_has_int8_dot() -> bool:
+    """True when this CPU has int8 dot-product instructions (:data:`_INT8_CPU_FLAGS`)."""
+    flags = cpu_flags()
+    return any(flag in flags for flag in _INT8_CPU_FLAGS)
+
+
+def int8_fallback() -> str | None:
+    """What ``dtype="int8"`` runs instead on this CPU: ``None`` where it has int8 dot
+    products (or :data:`FORCE_INT8_ENV` is set to 1), else bfloat16 where the CPU has it
+    natively, float32 elsewhere."""
+    if cpu_has_int8_dot() or os.environ.get(FORCE_INT8_ENV, "") == "1":
+        return None
+    return "bfloat16" if cpu_has_native_bf16() else "float32"
 
 
 #: What a GPU that torch could use leaves on Linux (NVIDIA's, ROCm's and WSL's device nodes,
@@ -302,14 +343,17 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """Turn ``auto|float32|bfloat16|float16`` into a torch dtype for ``device``.
+    """Turn ``auto|float32|bfloat16|float16|int8`` into a torch dtype for ``device``.
 
     ``auto`` is bfloat16 on CUDA and on CPUs with native bf16 (3.7x faster than float32 on a
-    2-core AMX CPU for ViT-B at 16x224x224), float32 elsewhere.
+    2-core AMX CPU for ViT-B at 16x224x224), float32 elsewhere. ``int8`` is float32: what
+    the quantized OpenVINO model takes (it quantizes its input itself).
     """
     check_dtype(dtype)
     import torch
 
+    if dtype == INT8:
+        return torch.float32
     if dtype == "auto":
         if device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16()):
             return torch.bfloat16
@@ -328,17 +372,41 @@ def check_dtype(dtype: str) -> None:
         )
 
 
-def resolve_backend(backend: str, device: torch.device | str) -> str:
+def resolve_backend(
+    backend: str, device: torch.device | str, dtype: str = "auto", calibration: str | None = None
+) -> str:
     """Turn ``auto|torch|openvino`` into the runtime that runs on ``device`` (a device, or
     its type: ``"cpu"``) here.
 
     ``auto`` is OpenVINO on the CPU when the extra is installed, torch otherwise (and always
-    on CUDA and MPS). ``openvino`` without the extra raises
-    :class:`~vmae_cli.extras.MissingExtraError`; on another device than the CPU,
-    :class:`DeviceError`.
+    on CUDA and MPS); with ``dtype="int8"`` it is OpenVINO. ``openvino`` without the extra
+    raises :class:`~vmae_cli.extras.MissingExtraError`; on another device than the CPU,
+    :class:`DeviceError`. ``dtype="int8"`` with torch, and ``calibration`` without
+    ``dtype="int8"``, raise :class:`DtypeOptionError`.
     """
     from . import backends
 
+    if calibration is not None and dtype != INT8:
+        raise DtypeOptionError(
+            f"calibration={calibration!r} is for dtype='int8' (the quantization's clips), not "
+            f"dtype={dtype!r}",
+            options=("calibration", "dtype"),
+            value=calibration,
+        )
+    if dtype == INT8:
+        if backend == BACKEND_TORCH:
+            raise DtypeOptionError(
+                "dtype='int8' runs on backend='openvino' only (the model quantized with NNCF): "
+                "use backend='openvino' or 'auto'",
+                options=("dtype", "backend"),
+                value=backend,
+            )
+        if backend == BACKEND_AUTO:
+            backend = BACKEND_OPENVINO
+        if not backends.available_module(NNCF_MODULE):
+            from .extras import require
+
+            require(NNCF_MODULE, OPENVINO_EXTRA, dtype=INT8)  # raises, naming the extra
     kind = device if isinstance(device, str) else device.type
     if backend == BACKEND_AUTO:
         cpu = kind == "cpu"
@@ -366,10 +434,12 @@ def resolve_backend(backend: str, device: torch.device | str) -> str:
     return backend
 
 
-def backend_device(backend: str, device: str) -> str:
-    """The device to resolve for ``backend``: ``backend="openvino"`` means the CPU, so
-    ``device="auto"`` is the CPU with it even where a GPU exists."""
-    return "cpu" if backend == BACKEND_OPENVINO and device == "auto" else device
+def backend_device(backend: str, device: str, dtype: str = "auto") -> str:
+    """The device to resolve for ``backend``: ``backend="openvino"`` (and ``dtype="int8"``,
+    which runs on OpenVINO) means the CPU, so ``device="auto"`` is the CPU with it even where
+    a GPU exists."""
+    on_cpu = backend == BACKEND_OPENVINO or dtype == INT8
+    return "cpu" if on_cpu and device == "auto" else device
 
 
 def _offline_hint(name: str) -> str:
@@ -663,6 +733,7 @@ def load_model(
     spec: ModelSpec | None = None,
     on_notice: Say | None = None,
     on_warning: Say | None = None,
+    calibration: Calibration | None = None,
     **flat: Any,
 ) -> LoadedModel:
     """Load a video classifier (:data:`MODEL_TYPES`) from the Hub or a local folder.
@@ -680,21 +751,40 @@ def load_model(
     ``backend`` picks the runtime (:func:`resolve_backend`); with OpenVINO the model is
     converted once and cached, ``on_notice`` getting one line when that happens. A model
     OpenVINO cannot convert runs on torch instead, with one line to ``on_warning`` (without
-    the callbacks, both lines go to this module's logger). Raises :class:`ModelLoadError`
-    with a one-line explanation when it cannot be loaded, and :class:`DeviceError` for a
-    device, dtype or backend this machine does not have.
+    the callbacks, both lines go to this module's logger). With ``dtype="int8"`` the
+    converted model is quantized once (cached too) on ``calibration``'s clips
+    (:class:`~vmae_cli.backends.Calibration`, needed only when the cache has no entry for
+    it); on a CPU without int8 dot products it runs in float instead, with one line to
+    ``on_warning`` (:func:`int8_fallback`, :data:`FORCE_INT8_ENV`). Raises
+    :class:`ModelLoadError` with a one-line explanation when it cannot be loaded, and
+    :class:`DeviceError` for a device, dtype or backend this machine does not have.
     """
     import torch
 
     ref = ModelRef.of(model, **flat)
     name, revision, allow_untrained_head = ref.name, ref.revision, ref.allow_untrained_head
-    dev = resolve_device(backend_device(ref.backend, ref.device))
+    dev = resolve_device(backend_device(ref.backend, ref.device, ref.dtype))
     torch_dtype = resolve_dtype(ref.dtype, dev)
     dtype_name = str(torch_dtype).removeprefix("torch.")  # float32, bfloat16, float16
-    runtime = resolve_backend(ref.backend, dev)
+    runtime = resolve_backend(ref.backend, dev, ref.dtype, ref.calibration)
     spec = spec or read_model_spec(name, revision=revision)
     warn = on_warning or log.warning
     check_head(spec, allow_untrained_head, warn)
+    if ref.dtype == INT8:
+        dtype_name = int8_fallback() or INT8
+        if dtype_name != INT8:
+            warn(
+                "dtype='int8': this CPU has no int8 dot-product instructions (AVX-512 VNNI, "
+                f"AVX-VNNI or AMX), for which int8 is meant: running {dtype_name} instead "
+                f"({FORCE_INT8_ENV}=1 quantizes anyway)"
+            )
+        elif calibration is None:
+            raise DtypeOptionError(
+                "dtype='int8' needs the clips to calibrate on (a Calibration: "
+                "vmae_cli.Classifier makes one from calibration or the first videos)",
+                options=("dtype",),
+                value=INT8,
+            )
     if runtime in OPTIONAL_RUNTIMES:
         # Imported by name through the registry (vmae_cli.backends): the runtime's module
         # and this one do not import each other.
@@ -710,13 +800,14 @@ def load_model(
                 dtype=dtype_name,
                 on_notice=on_notice or log.info,
                 on_warning=warn,
+                **({"calibration": calibration} if dtype_name == INT8 else {}),
             )
         except ConversionError as exc:
             warn(f"OpenVINO cannot run this model ({exc}); running it on torch instead")
         else:
             # Recorded when it was converted: a cached entry skips loading the checkpoint.
             check_load_report(compiled.load_report, name, allow_untrained_head, warn)
-            if compiled.precision != dtype_name:
+            if compiled.precision != dtype_name and dtype_name != INT8:
                 warn(
                     f"dtype={dtype_name!r}: OpenVINO computes in {compiled.precision} on this "
                     f"CPU (it has no native {dtype_name})"

@@ -45,7 +45,15 @@ from pathlib import Path
 from typing import Any
 
 from . import backends
-from .backends import BACKEND_OPENVINO, OPENVINO_EXTRA, OPENVINO_MODULE, ConversionError
+from .backends import (
+    BACKEND_OPENVINO,
+    INT8,
+    NNCF_MODULE,
+    OPENVINO_EXTRA,
+    OPENVINO_MODULE,
+    Calibration,
+    ConversionError,
+)
 from .checkpoint import load_report, pretrained
 from .extras import require
 from .provenance import CACHE_DIR_ENV, cache_base, file_digest, model_files, sha256_file
@@ -61,6 +69,16 @@ CACHE_FORMAT = 4
 PRECISIONS = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
 #: And back: what ``INFERENCE_PRECISION_HINT`` of a compiled model reports.
 _DTYPE_OF = {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}
+
+#: Part of the key of every quantized entry: raise it when :func:`quantize` changes (its
+#: settings, what it keeps in float).
+QUANTIZATION_FORMAT = 1
+#: What a quantization takes, for the line that says one starts (statistics of the
+#: calibration clips in float32, then NNCF's passes over the graph).
+QUANTIZATION_TIME = "about 1 min for ViT-B on 2 cores"
+#: The videos a quantized entry was calibrated on (informational: the key holds the
+#: calibration's identity).
+ENTRY_CALIBRATION = "calibration.json"
 
 #: Compile settings. One inference runs at a time (a batch of views), so the LATENCY hint:
 #: one stream over all cores. No thread pinning: the decoding workers share these cores, and
@@ -119,6 +137,21 @@ def cache_key(files: list[Path], frames_per_clip: int, crop_hw: tuple[int, int])
     }
 
 
+def int8_key(key: dict[str, Any], calibration: Calibration) -> dict[str, Any]:
+    """The key of the int8 entry quantized from the float entry of ``key``: that key, NNCF's
+    version, :data:`QUANTIZATION_FORMAT` and what it is calibrated on. NNCF's version is read
+    from its package's metadata: importing it takes seconds, and a cached entry needs none."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version(NNCF_MODULE)
+    except metadata.PackageNotFoundError:
+        require(NNCF_MODULE, OPENVINO_EXTRA, dtype=INT8)  # raises, naming the extra
+        raise
+    quantized = {"format": QUANTIZATION_FORMAT, "nncf": version}
+    return {**key, "int8": quantized | {"calibration": calibration.identity}}
+
+
 def entry_name(key: dict[str, Any]) -> str:
     """The cache entry's folder name for ``key``."""
     text = json.dumps(key, sort_keys=True)
@@ -157,6 +190,8 @@ class Converted:
     model: Any  # an ov.Model, or the path of its .xml
     head: Head | None
     load_report: dict[str, list[str]] = field(default_factory=dict)
+    #: For a quantized model: the videos its calibration clips came from.
+    calibrated_on: list[str] | None = None
 
 
 @dataclass
@@ -168,7 +203,7 @@ class OpenVINOModel:
     """
 
     compiled: Any
-    precision: str  # what OpenVINO really uses: float32, bfloat16 or float16
+    precision: str  # what OpenVINO really uses: float32, bfloat16, float16, or int8
     entry: Path | None  # the cache entry it was compiled from (None: not cached)
     head: Head | None = None
     #: The checkpoint's load report when it was converted (``checkpoint.load_report``).
@@ -216,20 +251,24 @@ def load_openvino(
     on_notice: Callable[[str], None],
     on_warning: Callable[[str], None],
     input_name: str = "pixel_values",
+    calibration: Calibration | None = None,
 ) -> OpenVINOModel:
     """Compile model ``name`` with OpenVINO on the CPU, converting it first when the cache
     has no entry for it.
 
     ``dtype`` is ``float32``, ``bfloat16`` or ``float16`` (OpenVINO falls back to what the
-    CPU supports: :attr:`OpenVINOModel.precision` says what it chose). ``on_notice`` gets one
-    line when a conversion starts, or when it waits for another process's (at most
+    CPU supports: :attr:`OpenVINOModel.precision` says what it chose), or ``int8``: the
+    converted model quantized with NNCF on ``calibration``'s clips (:func:`quantize`; an
+    entry of its own, keyed by the float entry's key, NNCF's version and
+    ``calibration.identity``), whatever the CPU (whether int8 pays on it is the caller's
+    call: :func:`vmae_cli.model.load_model` decides). ``on_notice`` gets one line when a
+    conversion (or quantization) starts, or when it waits for another process's (at most
     :data:`CONVERSION_WAIT_S`, then it converts in memory, with a line to ``on_warning``);
     ``on_warning`` one line when the cache cannot be written (the model is then converted in
     memory, each run) and when a cached entry is damaged (it is converted again). Raises
-    :class:`ConversionError` for a model that cannot be converted or compiled.
+    :class:`ConversionError` for a model that cannot be converted, quantized or compiled.
     """
     ov = require(OPENVINO_MODULE, OPENVINO_EXTRA, backend=BACKEND_OPENVINO)
-    precision = PRECISIONS[dtype]
     try:
         key = cache_key(model_files(name, revision, offline), frames_per_clip, crop_hw)
     except ConversionError:
@@ -237,41 +276,95 @@ def load_openvino(
     except Exception as exc:  # noqa: BLE001 - the files could not be found or read
         raise ConversionError(f"cannot read the model's files: {_first_line(exc)}") from None
     core = ov.Core()
+    _remove_stale_temporaries(cache_root())
+    conversion = _Job(
+        f"converting {name} to OpenVINO",
+        CONVERSION_TIME,
+        lambda: convert(name, revision, offline, frames_per_clip, crop_hw, input_name),
+    )
+    say = (on_notice, on_warning)
+    if dtype != INT8:
+        precision = PRECISIONS[dtype]
+        return _cached(ov, core, key, conversion, _compiler(core, precision), *say)
+    if calibration is None:
+        raise ConversionError("dtype='int8' needs calibration clips")
+    quantization = _Job(
+        f"quantizing {name} to int8",
+        QUANTIZATION_TIME,
+        lambda: quantize(_cached(ov, core, key, conversion, _reader(), *say), calibration),
+    )
+    return _cached(ov, core, int8_key(key, calibration), quantization, _compiler(core, INT8), *say)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What makes a cache entry: its words for the lines that say it runs (``doing``: "converting
+    NAME to OpenVINO", ``took``: how long it takes) and the function that does it."""
+
+    doing: str
+    took: str
+    make: Callable[[], Converted]
+
+
+#: What :func:`_cached` does with an entry (or, ``None``, the model made in memory): raises
+#: :class:`ConversionError` when OpenVINO cannot use it.
+_Use = Callable[[Converted, "Path | None"], Any]
+
+
+def _compiler(core: Any, precision: str) -> _Use:
+    """An entry compiled in ``precision`` (or ``int8``): an :class:`OpenVINOModel`."""
+    return lambda converted, entry: _compile(core, converted, precision, entry)
+
+
+def _reader() -> _Use:
+    """An entry as it is (the model it holds, uncompiled): what quantization starts from."""
+    return lambda converted, entry: converted
+
+
+def _cached(
+    ov: Any,
+    core: Any,
+    key: dict[str, Any],
+    job: _Job,
+    use: _Use,
+    on_notice: Callable[[str], None],
+    on_warning: Callable[[str], None],
+) -> Any:
+    """``use`` of the cache entry for ``key``, made by ``job`` first when there is none (or it
+    is damaged): written aside and renamed into place under the entry's lock, waiting at most
+    :data:`CONVERSION_WAIT_S` for another process making it. Without a writable cache, or
+    after that wait, ``use`` of the model ``job`` makes in memory, for this run only."""
     root = cache_root()
     entry = root / entry_name(key)
 
-    def in_memory(converted: Converted | None = None) -> OpenVINOModel:
-        """Convert (unless done) and compile from memory: the run's own, not cached."""
-        if converted is None:
-            converted = convert(name, revision, offline, frames_per_clip, crop_hw, input_name)
-        return _compile(core, converted, precision, None)
+    def in_memory(made: Converted | None = None) -> Any:
+        """Make (unless done) and use from memory: the run's own, not cached."""
+        return use(made if made is not None else job.make(), None)
 
-    def uncached(
-        exc: Exception, converted: Converted | None = None, damage: str | None = None
-    ) -> OpenVINOModel:
+    def uncached(exc: Exception, made: Converted | None = None, damage: str | None = None) -> Any:
         """Without a writable cache: say so, then :func:`in_memory`."""
         why = getattr(exc, "strerror", None) or _first_line(exc)
         if damage:
             on_warning(
                 f"the OpenVINO cache entry {entry} is damaged ({damage}) and {root} cannot be "
-                f"written ({why}): converting {name} again, for this run only ({CONVERSION_TIME}"
+                f"written ({why}): {job.doing} again, for this run only ({job.took}"
                 f"; set {CACHE_DIR_ENV} to a writable folder)"
             )
         else:
             on_warning(
-                f"cannot write the OpenVINO cache {root} ({why}): the converted "
-                f"model serves this run only (set {CACHE_DIR_ENV} to a writable folder)"
+                f"cannot write the OpenVINO cache {root} ({why}): the "
+                f"{_made(job)} model serves this run only (set {CACHE_DIR_ENV} to a writable "
+                "folder)"
             )
-        if converted is None and not damage:  # with damage, the line above said it converts
-            on_notice(_converting(name, None))
-        return in_memory(converted)
+        if made is None and not damage:  # with damage, the line above said it converts
+            on_notice(_starting(job, None))
+        return in_memory(made)
 
-    _remove_stale_temporaries(root)
     # Entries are renamed into place whole, so reading one needs no lock (and works in a
     # read-only cache filled elsewhere).
-    compiled, damage = _compile_entry(core, entry, key, precision, remove_broken=False)
-    if compiled is not None:
-        return compiled
+    result, damage = _use_entry(core, entry, key, use, remove_broken=False)
+    if result is not None:
+        return result
     try:
         root.mkdir(parents=True, exist_ok=True)
         lock_file = open(_lock_path(entry), "a+b")  # noqa: SIM115 - held below
@@ -281,59 +374,62 @@ def load_openvino(
         wait_s = CONVERSION_WAIT_S  # read now: tests shorten it
 
         def on_wait(pid: int) -> None:
-            on_notice(_waiting(name, entry, pid, wait_s))
+            on_notice(_waiting(job, entry, pid, wait_s))
 
         holder = _lock(lock_file, wait_s, on_wait)
         if holder is not None:
-            on_warning(_gave_up(name, entry, holder, wait_s))
+            on_warning(_gave_up(job, entry, holder, wait_s))
             return in_memory()
         try:
-            # Another run may have converted it while this one waited for the lock.
-            compiled, damage = _compile_entry(core, entry, key, precision, remove_broken=True)
-            if compiled is not None:
-                return compiled
+            # Another run may have made it while this one waited for the lock.
+            result, damage = _use_entry(core, entry, key, use, remove_broken=True)
+            if result is not None:
+                return result
             if damage:
                 on_warning(
-                    f"the OpenVINO cache entry {entry} is damaged ({damage}): converting "
-                    f"{name} again ({CONVERSION_TIME})"
+                    f"the OpenVINO cache entry {entry} is damaged ({damage}): "
+                    f"{job.doing} again ({job.took})"
                 )
             else:
-                on_notice(_converting(name, root))
-            converted = convert(name, revision, offline, frames_per_clip, crop_hw, input_name)
+                on_notice(_starting(job, root))
+            made = job.make()
             try:
-                _write_entry(ov, converted, entry, key)
+                _write_entry(ov, made, entry, key)
             except Exception as exc:  # noqa: BLE001 - any failure to write: serve from memory
                 # A full disk or a read-only cache; on a full disk OpenVINO's own writer raises
                 # RuntimeError ("basic_ios::clear"), not OSError.
-                return uncached(exc, converted)
-            compiled, _ = _compile_entry(core, entry, key, precision, remove_broken=True)
+                return uncached(exc, made)
+            result, _ = _use_entry(core, entry, key, use, remove_broken=True)
         finally:
             _unlock(lock_file)
-    if compiled is None:
-        raise ConversionError("OpenVINO cannot compile the model it converted")
-    return compiled
+    if result is None:
+        raise ConversionError(f"OpenVINO cannot compile the model it made ({job.doing})")
+    return result
 
 
-def _converting(name: str, root: Path | None) -> str:
+def _made(job: _Job) -> str:
+    """``converted`` or ``quantized``: what ``job`` makes, as an adjective."""
+    return "quantized" if job.doing.startswith("quantizing") else "converted"
+
+
+def _starting(job: _Job, root: Path | None) -> str:
     where = f"cached in {root}" if root else "not cached"
-    return f"converting {name} to OpenVINO (once per model and machine, {CONVERSION_TIME}; {where})"
+    return f"{job.doing} (once per model and machine, {job.took}; {where})"
 
 
 def _converter(pid: int) -> str:
     return f"another process (pid {pid})" if pid > 0 else "another process"
 
 
-def _waiting(name: str, entry: Path, pid: int, wait_s: float) -> str:
-    return (
-        f"waiting up to {wait_s:g} s for {_converter(pid)} converting {name} to OpenVINO "
-        f"into {entry}"
-    )
+def _waiting(job: _Job, entry: Path, pid: int, wait_s: float) -> str:
+    return f"waiting up to {wait_s:g} s for {_converter(pid)} {job.doing} into {entry}"
 
 
-def _gave_up(name: str, entry: Path, pid: int, wait_s: float) -> str:
+def _gave_up(job: _Job, entry: Path, pid: int, wait_s: float) -> str:
+    verb = job.doing.split()[0]
     return (
-        f"{_converter(pid)} has been converting {name} to OpenVINO into {entry} for over "
-        f"{wait_s:g} s (stopped or stuck?): converting it in memory for this run only"
+        f"{_converter(pid)} has been {job.doing} into {entry} for over {wait_s:g} s "
+        f"(stopped or stuck?): {verb} it in memory for this run only"
     )
 
 
@@ -456,13 +552,13 @@ def entry_damage(entry: Path, key: dict[str, Any]) -> str | None:
     return None
 
 
-def _compile_entry(
-    core: Any, entry: Path, key: dict[str, Any], precision: str, *, remove_broken: bool
-) -> tuple[OpenVINOModel | None, str | None]:
-    """The cache entry compiled, or ``None`` and why it cannot be used (``None`` when there is
-    no entry). Its files are checked against its manifest first (:func:`entry_damage`), so
+def _use_entry(
+    core: Any, entry: Path, key: dict[str, Any], use: _Use, *, remove_broken: bool
+) -> tuple[Any, str | None]:
+    """``use`` of the cache entry, or ``None`` and why it cannot be used (``None`` when there
+    is no entry). Its files are checked against its manifest first (:func:`entry_damage`), so
     that OpenVINO never reads a damaged file; with ``remove_broken`` (only under the lock) a
-    damaged entry is removed, so that it is converted again."""
+    damaged entry is removed, so that it is made again."""
     if not entry.is_dir():
         return None, None
     damage = entry_damage(entry, key)
@@ -477,8 +573,8 @@ def _compile_entry(
             weights = entry / ENTRY_BIN
             files = [str(entry / ENTRY_XML), *([str(weights)] if weights.is_file() else [])]
             model = core.read_model(*files)
-            return _compile(core, Converted(model, head, report), precision, entry), None
-        except Exception as exc:  # noqa: BLE001 - an entry OpenVINO refuses: convert again
+            return use(Converted(model, head, report), entry), None
+        except Exception as exc:  # noqa: BLE001 - an entry OpenVINO refuses: make it again
             damage = f"OpenVINO cannot read it: {_first_line(exc)}"
     log.debug("OpenVINO cache entry %s cannot be used: %s", entry, damage)
     if remove_broken:
@@ -489,16 +585,20 @@ def _compile_entry(
 def _compile(core: Any, converted: Converted, precision: str, entry: Path | None) -> OpenVINOModel:
     import torch
 
-    config = {
+    config: dict[str, Any] = {
         **COMPILE_CONFIG,
-        "INFERENCE_PRECISION_HINT": precision,
         # As many threads as torch would use: the cores this process may run on, or the
         # OMP_NUM_THREADS that Ray gives each actor (OpenVINO reads neither by itself).
         "INFERENCE_NUM_THREADS": torch.get_num_threads(),
     }
+    if precision != INT8:
+        # A quantized model's int8 operations are its own; what stays in float runs in
+        # OpenVINO's default for the CPU (bf16 where it is native, else f32).
+        config["INFERENCE_PRECISION_HINT"] = precision
     try:
         compiled = core.compile_model(converted.model, "CPU", config)
         chosen = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        chosen = INT8 if precision == INT8 else chosen
     except Exception as exc:  # noqa: BLE001 - any OpenVINO failure is a conversion failure
         raise ConversionError(f"OpenVINO cannot compile it: {_first_line(exc)}") from None
     log.debug("compiled %s for the CPU in %s", entry or "the model", chosen)
@@ -552,6 +652,52 @@ def convert(
         raise ConversionError(f"{type(exc).__name__}: {_first_line(exc)}") from None
 
 
+def quantize(converted: Converted, calibration: Calibration) -> Converted:
+    """``converted`` quantized to int8 with NNCF's post-training quantization, its
+    statistics taken on ``calibration``'s clips (:class:`~vmae_cli.backends.Calibration`).
+
+    ``ModelType.TRANSFORMER`` keeps what quantization harms in a transformer in float
+    (softmax, LayerNorm, GELU, the additions of the residual stream) and quantizes the
+    matrix products; the classifier head is not in the OpenVINO model at all (it runs in
+    float32 in torch). Raises :class:`ConversionError` when there are no clips or NNCF
+    fails.
+    """
+    nncf = require(NNCF_MODULE, OPENVINO_EXTRA, dtype=INT8)
+    clips, videos = calibration.clips()
+    if not clips:
+        raise ConversionError(
+            f"no calibration clip could be decoded ({calibration.describe}) to quantize with"
+        )
+    try:
+        with warnings_silenced(), _nncf_quiet():
+            quantized = nncf.quantize(
+                converted.model,
+                nncf.Dataset(clips),
+                model_type=nncf.ModelType.TRANSFORMER,
+                subset_size=len(clips),
+            )
+    except Exception as exc:  # noqa: BLE001 - NNCF's failures, one line
+        raise ConversionError(f"NNCF cannot quantize it: {_first_line(exc)}") from None
+    return Converted(quantized, converted.head, converted.load_report, videos)
+
+
+@contextlib.contextmanager
+def _nncf_quiet() -> Iterator[None]:
+    """No NNCF INFO lines or progress bars while quantizing: the run said one line when
+    quantization started, and stdout may be the rows."""
+    logger = logging.getLogger("nncf")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with (
+            open(os.devnull, "w", encoding="utf-8") as devnull,
+            contextlib.redirect_stdout(devnull),
+        ):
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def _write_entry(ov: Any, converted: Converted, entry: Path, key: dict[str, Any]) -> None:
     """Save ``converted`` as the cache entry ``entry``: written aside, then renamed into
     place. Weights stay float32: compressed to f16 they added as much error again in bf16."""
@@ -563,6 +709,9 @@ def _write_entry(ov: Any, converted: Converted, entry: Path, key: dict[str, Any]
         if converted.head is not None:
             converted.head.save(tmp / ENTRY_HEAD)
         (tmp / ENTRY_LOAD_REPORT).write_text(json.dumps(converted.load_report), encoding="utf-8")
+        if converted.calibrated_on is not None:
+            videos = json.dumps({"videos": converted.calibrated_on}, indent=2)
+            (tmp / ENTRY_CALIBRATION).write_text(videos, encoding="utf-8")
         (tmp / ENTRY_KEY).write_text(json.dumps(key, indent=2, sort_keys=True), encoding="utf-8")
         manifest = json.dumps(_manifest(tmp), indent=2, sort_keys=True)
         (tmp / ENTRY_MANIFEST).write_text(manifest, encoding="utf-8")

@@ -18,10 +18,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .backends import INT8, Calibration
 from .discovery import OnWalkError, as_inputs, check_inputs, iter_video_paths
 from .heap import HeapTrimmer
 from .model import (
     DEFAULT_MODEL,
+    DtypeOptionError,
     LoadedModel,
     ModelRef,
     ModelSpec,
@@ -34,6 +36,7 @@ from .model import (
     resolve_backend,
     resolve_device,
 )
+from .preprocessing import normalize
 from .protocol import Protocol
 from .results import (
     STATUS_ERROR,
@@ -55,6 +58,11 @@ if TYPE_CHECKING:
 #: throughput and delays rows; a GPU needs several views to keep busy.
 DEFAULT_BATCH_SIZE_CPU = 2
 DEFAULT_BATCH_SIZE_GPU = 16
+#: Videos whose clips calibrate an int8 quantization (``dtype="int8"``): the first of the run
+#: that quantizes, or the first of the ``calibration`` folder's sorted walk ...
+CALIBRATION_VIDEOS = 8
+#: ... giving at most this many clips (a protocol with several views gives several a video).
+CALIBRATION_CLIPS = 16
 
 
 def default_workers() -> int:
@@ -109,8 +117,12 @@ class Classifier:
         :class:`~vmae_cli.model.ModelLoadError`, :class:`~vmae_cli.model.DeviceError` (with
         ``lazy``, possibly from the first classification) or
         :class:`~vmae_cli.extras.MissingExtraError` (``openvino`` not installed).
+
+        With ``dtype="int8"`` and no ``calibration`` folder the model is always loaded lazily:
+        a quantization (once per model) is calibrated on the first videos it classifies.
         """
         self._loaded: LoadedModel | None = None
+        self._calibration: Calibration | None = None
         self._loading = threading.Lock()  # classify_files may run in several threads
         self._heap = HeapTrimmer()
         if isinstance(model, LoadedModel):
@@ -136,13 +148,15 @@ class Classifier:
         self._say = {"on_notice": on_notice, "on_warning": on_warning}
         # Refuse a bad device, dtype or backend now, not after decoding began; on the CPU
         # without importing torch (a run with nothing to do never needs it).
-        device = backend_device(ref.backend, ref.device)
+        device = backend_device(ref.backend, ref.device, ref.dtype)
         self._device = None if known_cpu(device) else resolve_device(device)
         self.device_type = "cpu" if self._device is None else self._device.type
         check_dtype(ref.dtype)
-        self.backend = resolve_backend(ref.backend, self.device_type)
+        self.backend = resolve_backend(ref.backend, self.device_type, ref.dtype, ref.calibration)
         self.spec = read_model_spec(ref.name, revision=ref.revision)
-        if not lazy:
+        if ref.calibration is not None:
+            self._calibration = folder_calibration(ref.calibration, self.spec)
+        if not lazy and (ref.dtype != INT8 or self._calibration is not None):
             self._loaded = self.loaded
 
     @property
@@ -165,7 +179,9 @@ class Classifier:
         if self._loaded is None:
             with self._loading:
                 if self._loaded is None:
-                    self._loaded = load_model(self.ref, spec=self.spec, **self._say)
+                    self._loaded = load_model(
+                        self.ref, spec=self.spec, calibration=self._calibration, **self._say
+                    )
         return self._loaded
 
     def classify(
@@ -217,9 +233,14 @@ class Classifier:
         first = next(pending, None)
         if first is None:
             return  # nothing to do: no workers, no weights (a --resume with all done)
-        paths = itertools.chain([first], pending)
         protocol = opts.protocol.for_model(self.spec.frames_per_clip)
         T, preprocess = self.spec.frames_per_clip, self.spec.preprocess
+        if self._loaded is None and self.ref.dtype == INT8 and self._calibration is None:
+            # Calibrated on this run's first videos, should the model need quantizing.
+            ahead = [first, *itertools.islice(pending, CALIBRATION_VIDEOS - 1)]
+            self._calibration = run_calibration(ahead, self.spec, protocol, opts.timeout_s)
+            pending = itertools.chain(ahead[1:], pending)
+        paths = itertools.chain([first], pending)
         segmented = protocol.segments is not None
         job = (WindowMaker if segmented else ViewMaker)(T, preprocess, protocol)
         # The workers start first, then the weights load (if not yet) while they decode.
@@ -349,6 +370,82 @@ class Classifier:
                 embedding=_vector(embeddings[i]) if embeddings is not None else None,
             )
             yield _rank(batches, probs[i], prediction)
+
+
+def run_calibration(
+    paths: list[str], spec: ModelSpec, protocol: Protocol, timeout_s: float | None = None
+) -> Calibration:
+    """The calibration of a quantization on ``paths``, the first videos of a run, decoded as
+    the run decodes them (``protocol``, ``timeout_s``; for a segmented run one clip spread
+    over each video). Its identity says only that: later runs reuse the quantized model
+    whatever their first videos are."""
+    identity = {"run's first videos": CALIBRATION_VIDEOS}
+    describe = f"the first {len(paths)} video(s) of the run"
+    return Calibration(identity, _clip_maker(paths, spec, protocol, timeout_s), describe)
+
+
+def folder_calibration(folder: str, spec: ModelSpec) -> Calibration:
+    """The calibration of a quantization on the first :data:`CALIBRATION_VIDEOS` videos of
+    ``folder`` (its sorted walk), clips as the default protocol makes them. Its identity is
+    their names (under ``folder``), sizes and modification times: other videos, another
+    entry. Raises :class:`~vmae_cli.model.DtypeOptionError` for a folder that does not exist
+    or holds no video."""
+    if not os.path.isdir(folder):
+        raise DtypeOptionError(
+            f"calibration={folder!r}: no such folder", options=("calibration",), value=folder
+        )
+    paths = list(itertools.islice(iter_video_paths([folder]), CALIBRATION_VIDEOS))
+    if not paths:
+        raise DtypeOptionError(
+            f"calibration={folder!r}: the folder holds no video",
+            options=("calibration",),
+            value=folder,
+        )
+    videos = []
+    for path in paths:
+        try:
+            stat = os.stat(path)
+        except OSError:  # a broken link: no clip either
+            continue
+        videos.append([os.path.relpath(path, folder), stat.st_size, stat.st_mtime_ns])
+    describe = f"{len(paths)} video(s) of {folder}"
+    protocol = Protocol().for_model(spec.frames_per_clip)
+    return Calibration({"videos": videos}, _clip_maker(paths, spec, protocol), describe)
+
+
+def _clip_maker(
+    paths: list[str], spec: ModelSpec, protocol: Protocol, timeout_s: float | None = None
+) -> Callable[[], tuple[list[Any], list[str]]]:
+    """What :attr:`~vmae_cli.backends.Calibration.clips` calls: ``paths`` decoded by the
+    decoding workers' own :class:`ViewMaker`, in a worker process of their pool (a file that
+    crashes or hangs its decoder costs the calibration that video, not the run), normalised
+    as :meth:`~vmae_cli.model.LoadedModel.infer` does, at most :data:`CALIBRATION_CLIPS`
+    clips, in the order of ``paths``."""
+    if protocol.segments is not None:  # a segmented run: one clip spread over each video
+        protocol = Protocol(sampling=protocol.sampling).for_model(spec.frames_per_clip)
+    maker = ViewMaker(spec.frames_per_clip, spec.preprocess, protocol)
+
+    def clips() -> tuple[list[Any], list[str]]:
+        import torch
+
+        decoded = {
+            outcome.path: outcome.views
+            for outcome in iter_decoded(paths, maker, workers=1, timeout_s=timeout_s)
+            if isinstance(outcome, DecodeOutcome) and outcome.views is not None
+        }
+        arrays: list[Any] = []
+        used: list[str] = []
+        for path in paths:
+            views = decoded.get(path)
+            if views is None or len(arrays) >= CALIBRATION_CLIPS:
+                continue
+            used.append(os.path.basename(path.split("?")[0]))  # no URL's query (a signature)
+            for view in views.frames[: CALIBRATION_CLIPS - len(arrays)]:
+                pixels = normalize(view[None], spec.preprocess, dtype=torch.float32)
+                arrays.append(pixels.numpy())
+        return arrays, used
+
+    return clips
 
 
 #: The error of a row whose scores are not numbers (what a broken config or checkpoint gives).

@@ -206,10 +206,21 @@ def classify(
         str,
         choice(
             DTYPE_CHOICES,
-            help="auto: bf16 on CUDA and bf16-capable CPUs, else float32.",
+            help="auto: bf16 on CUDA and bf16-capable CPUs, else float32. int8: the model "
+            "quantized once with NNCF (OpenVINO only, cached; float where the CPU lacks "
+            "VNNI/AMX).",
             rich_help_panel=PANEL_MODEL,
         ),
     ] = "auto",
+    calibration: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="--dtype int8: calibrate the quantization on the first 8 videos of DIR "
+            "(default: the first 8 videos of the run that quantizes; later runs reuse it).",
+            rich_help_panel=PANEL_MODEL,
+        ),
+    ] = None,
     backend: Annotated[
         str,
         choice(
@@ -402,6 +413,7 @@ def classify(
                 dtype=dtype,
                 backend=backend,
                 allow_untrained_head=allow_untrained_head,
+                calibration=str(calibration) if calibration is not None else None,
             ),
             format=fmt,
             segments_output=str(segments_out) if segments_out is not None else None,

@@ -78,7 +78,7 @@ def exit_for(exc: BaseException) -> tuple[int, str]:
     from ..discovery import FileListError, InputNotFoundError
     from ..extras import MissingExtraError
     from ..formats import UnknownFormatError
-    from ..model import DeviceError, ModelLoadError
+    from ..model import DeviceError, DtypeOptionError, ModelLoadError
     from ..output import OutputBusyError, OutputMismatchError
     from ..protocol import ProtocolError
     from ..ray_engine import EngineError
@@ -90,6 +90,7 @@ def exit_for(exc: BaseException) -> tuple[int, str]:
     from ..summary import SummaryError
 
     usage = (
+        DtypeOptionError,
         UnknownFormatError,
         OutputMismatchError,
         ProtocolError,
