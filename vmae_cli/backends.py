@@ -13,22 +13,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+# The model runtimes' names, and INT8, live in `choices` (what `vmae --help` imports); this
+# module re-exports them (`X as X`) for the modules that pick or run a runtime.
+from .choices import BACKEND_AUTO as BACKEND_AUTO
+from .choices import BACKEND_CHOICES as BACKEND_CHOICES
+from .choices import BACKEND_OPENVINO
+from .choices import BACKEND_TORCH as BACKEND_TORCH
+from .choices import INT8 as INT8
 from .errors import VmaeError
-
-#: The model runtimes. ``auto`` is OpenVINO on the CPU when its extra is installed (1.47x the
-#: clips/s of torch bf16 for ViT-B on a 2-core AVX-512 BF16 CPU), torch everywhere else.
-BACKEND_AUTO = "auto"
-BACKEND_TORCH = "torch"
-BACKEND_OPENVINO = "openvino"
-BACKEND_CHOICES = (BACKEND_AUTO, BACKEND_TORCH, BACKEND_OPENVINO)
 
 #: The extra that installs OpenVINO, and the module it provides; NNCF, which quantizes for
 #: OpenVINO (``dtype="int8"``), comes with the same extra.
 OPENVINO_EXTRA = "openvino"
 OPENVINO_MODULE = "openvino"
 NNCF_MODULE = "nncf"
-#: The ``dtype`` of a model quantized to 8-bit integers (OpenVINO only).
-INT8 = "int8"
 
 
 class ConversionError(VmaeError, RuntimeError):

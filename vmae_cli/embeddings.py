@@ -38,6 +38,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+# The vectors' element types live in `choices` (what `vmae --help` imports).
+from .choices import DEFAULT_EMBEDDING_DTYPE, EMBEDDING_DTYPES
 from .output import OutputBusyError, OutputMismatchError, parquet_rows, write_all
 
 if TYPE_CHECKING:
@@ -56,10 +58,6 @@ __all__ = [
     "read_embeddings",
 ]
 
-#: The element types a vector can be stored as (``--embeddings-dtype``). float16 halves the
-#: file; its 3 significant digits are plenty for similarity search and clustering.
-EMBEDDING_DTYPES = ("float16", "float32")
-DEFAULT_EMBEDDING_DTYPE = "float16"
 
 #: The extension the embeddings file must have (it is always Parquet).
 EMBEDDINGS_EXTENSION = ".parquet"

@@ -31,6 +31,8 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
+# The formats' names live in `choices` (what `vmae --help` imports).
+from .choices import FORMAT_CSV, FORMAT_JSONL, FORMAT_PARQUET
 from .errors import VmaeError
 from .identity import is_legacy_cell, key_of_cell, path_cell
 from .output import (
@@ -149,7 +151,7 @@ LABELS_SEPARATOR = "; "
 
 
 #: The format of rows on stdout (or a pipe or device) when ``--format`` is not given.
-DEFAULT_FORMAT = "csv"
+DEFAULT_FORMAT = FORMAT_CSV
 
 
 class UnknownFormatError(VmaeError, ValueError):
@@ -531,7 +533,7 @@ class CsvFormat:
     can be undone exactly); pass ``escape_formulas=False`` to keep them raw.
     """
 
-    name: ClassVar[str] = "csv"
+    name: ClassVar[str] = FORMAT_CSV
     extension: ClassVar[str] = ".csv"
     extensions: ClassVar[tuple[str, ...]] = (".csv",)
     #: A new CSV file starts with a UTF-8 byte-order mark so that spreadsheets read it as
@@ -925,7 +927,7 @@ class JsonlFormat:
     """One JSON object per line (UTF-8, no ASCII escaping), with ``top_k`` as a list of
     ``{label, score}`` and the sampled ``frame_indices``. Values are written raw."""
 
-    name: ClassVar[str] = "jsonl"
+    name: ClassVar[str] = FORMAT_JSONL
     extension: ClassVar[str] = ".jsonl"
     extensions: ClassVar[tuple[str, ...]] = (".jsonl", ".ndjson")
     bom: ClassVar[bool] = False
@@ -1039,7 +1041,7 @@ class ParquetFormat(JsonlFormat):
     into place, then removes the journal (:class:`ParquetStore`). Readers read both.
     """
 
-    name: ClassVar[str] = "parquet"
+    name: ClassVar[str] = FORMAT_PARQUET
     extension: ClassVar[str] = ".parquet"
     extensions: ClassVar[tuple[str, ...]] = (".parquet",)
     bom: ClassVar[bool] = False
@@ -1473,7 +1475,7 @@ def _write_parquet_aside(path: str, schema: pa.Schema, batches: Iterable[pa.Reco
 #: A row format's class (see :class:`CsvFormat` for what one has).
 Format = type[CsvFormat] | type[JsonlFormat] | type[ParquetFormat]
 
-#: Output formats by name.
+#: Output formats by name, in the order of ``choices.FORMAT_NAMES`` (what ``--format`` offers).
 FORMATS: dict[str, Format] = {
     CsvFormat.name: CsvFormat,
     JsonlFormat.name: JsonlFormat,

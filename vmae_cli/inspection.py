@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+# The windows kept for a sheet live in `choices` (what `vmae --help` imports).
+from .choices import SHEET_WINDOWS
 from .preprocessing import PreprocessConfig, cover_size, normalize
 from .protocol import Protocol
 from .results import Failure, VideoMeta, WindowChunk, WindowPrediction
@@ -52,11 +54,6 @@ SHEET_TITLE_GAP_PX = 6
 SHEET_TITLE_MIN_WIDTH_PX = 512
 #: What stands for the middle of a title line too long for the sheet.
 SHEET_ELLIPSIS = "..."
-
-#: Windows of `vmae inspect --segments` whose frames are kept, for ``--sheet`` (one row per
-#: window, per crop with ``--crops 3``) and ``--npz``: the others are only listed, so memory
-#: does not grow with the video.
-SHEET_WINDOWS = 8
 
 #: Names of the crops along each side (see :func:`~vmae_cli.preprocessing.spatial_crops`).
 CROP_NAMES = {"width": ("left", "centre", "right"), "height": ("top", "centre", "bottom")}

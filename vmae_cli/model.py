@@ -25,6 +25,11 @@ from .backends import (
     ConversionError,
 )
 from .checkpoint import load_report, pretrained, quiet_transformers
+
+# The default model and the choices of device and dtype live in `choices` (what `vmae --help`
+# imports); re-exported (`X as X`) where they are not used here.
+from .choices import DEFAULT_MODEL, DTYPE_CHOICES
+from .choices import DEVICE_CHOICES as DEVICE_CHOICES
 from .errors import VmaeError
 from .preprocessing import PreprocessConfig, normalize, parse_preprocess_config
 
@@ -33,14 +38,6 @@ if TYPE_CHECKING:
 
 #: Debug messages (``vmae classify --debug`` shows them on stderr).
 log = logging.getLogger(__name__)
-
-#: The model used when none is given: VideoMAE-base fine-tuned on Kinetics-400 (400 classes,
-#: 16 frames of 224x224; its card reports top-1 80.9 / top-5 94.7).
-DEFAULT_MODEL = "MCG-NJU/videomae-base-finetuned-kinetics"
-
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")  # plus "cuda:N"
-#: ``int8``: the model quantized with NNCF, on the OpenVINO backend only (``calibration``).
-DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16", INT8)
 
 #: ``problem_type`` of a checkpoint whose classes are independent (sigmoid scores).
 MULTI_LABEL = "multi_label_classification"

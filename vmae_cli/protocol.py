@@ -23,21 +23,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+# The protocols' names, the crops and the samplings live in `choices` (what `vmae --help`
+# imports); re-exported (`X as X`) where they are not used here.
+from .choices import (
+    CROP_CHOICES,
+    PROTOCOL_UNIFORM,
+    PROTOCOL_VIDEOMAE,
+    SAMPLING_CHOICES,
+    SAMPLING_EXACT,
+)
+from .choices import SAMPLING_KEYFRAMES as SAMPLING_KEYFRAMES
 from .errors import VmaeError
 from .segments import Segments
-
-#: Crops per clip that the protocol supports: the centre crop, or start/centre/end.
-CROP_CHOICES = (1, 3)
-
-PROTOCOL_UNIFORM = "uniform"
-PROTOCOL_VIDEOMAE = "videomae"
-
-#: Decode exactly the frames the protocol names (the default).
-SAMPLING_EXACT = "exact"
-#: Decode the keyframe nearest each frame the protocol names: no decoding between keyframes.
-SAMPLING_KEYFRAMES = "keyframes"
-#: How the frames are fetched (``--sampling``); the first is the default.
-SAMPLING_CHOICES = (SAMPLING_EXACT, SAMPLING_KEYFRAMES)
 
 
 class ProtocolError(VmaeError, ValueError):
@@ -146,7 +143,7 @@ class Protocol:
         return replace(self, segments=self.segments.resolved(frames_per_clip, self.frame_stride))
 
 
-#: Named protocols (``--protocol``).
+#: Named protocols (``--protocol``), in the order of ``choices.PROTOCOL_NAMES``.
 PROTOCOLS: dict[str, Protocol] = {
     PROTOCOL_UNIFORM: Protocol(),
     PROTOCOL_VIDEOMAE: Protocol(clips=5, crops=3, frame_stride=4),

@@ -40,6 +40,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
+# Videos per task by default lives in `choices` (what `vmae --help` imports).
+from .choices import DEFAULT_VIDEOS_PER_TASK
 from .errors import VmaeError
 from .extras import require
 from .identity import video_path
@@ -51,13 +53,6 @@ log = logging.getLogger(__name__)
 
 #: The optional extra that installs this engine.
 EXTRA = "ray"
-#: Videos per Ray task (one ``map_batches`` batch). An actor takes one batch at a time, and
-#: at the end of each its decoding workers wait while the last videos go through the model:
-#: on 2 cores with ViT-B, 23 videos took 73-74 s in batches of 8 against 56-60 s locally.
-#: Larger batches pay that wait less often; smaller ones spread work more evenly, stream rows
-#: sooner and lose less when a node fails. (Two batches at once per actor, through Ray
-#: Data's max_concurrent_calls_per_actor, failed a run with an error in the actor.)
-DEFAULT_VIDEOS_PER_TASK = 16
 #: How often Ray restarts an actor that died, and retries the task it had. Actors only die
 #: of something outside vmae's control (decoding runs in worker processes), except with
 #: ``--workers 0``, where each video that crashes its decoder costs two restarts.

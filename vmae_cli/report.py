@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from .choices import DEFAULT_REPORT_MAX_BYTES, DEFAULT_REPORT_PER_LABEL, DEFAULT_REPORT_TIMEOUT_S
 from .errors import VmaeError
 from .identity import cell_path
 from .output import write_text_aside
@@ -38,12 +39,11 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-#: Videos shown per label when ``--per-label`` is not given (half the highest scores, half
-#: the lowest).
-DEFAULT_PER_LABEL = 8
-#: The size a report stays under when ``--max-mb`` is not given (bytes): opens quickly,
-#: mails as an attachment.
-DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+#: Videos shown per label, the size a report stays under (bytes) and the seconds a video may
+#: take to decode, when not given: their one home is `choices` (what `vmae --help` imports).
+DEFAULT_PER_LABEL = DEFAULT_REPORT_PER_LABEL
+DEFAULT_MAX_BYTES = DEFAULT_REPORT_MAX_BYTES
+DEFAULT_TIMEOUT_S = DEFAULT_REPORT_TIMEOUT_S
 #: Height of a frame in a strip (pixels): big enough to tell what happens.
 THUMB_HEIGHT_PX = 72
 #: The most frames one strip shows (a clip of 16 shows all; 5 clips x 3 crops, 80 indices,
@@ -74,8 +74,6 @@ TABLE_COLUMNS = (
 #: The columns that say which file a row was classified from: its size and modification
 #: time then. A file whose stamp differs, or a row without one, gets no frames.
 STAMP_COLUMNS = ("size_bytes", "mtime_ns")
-#: Seconds a video may take to decode when ``--timeout`` is not given.
-DEFAULT_TIMEOUT_S = 120.0
 
 
 class ReportError(VmaeError, ValueError):

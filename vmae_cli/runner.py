@@ -28,6 +28,8 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+# The default timeout and the engines' names live in `choices` (what `vmae --help` imports).
+from .choices import DEFAULT_TIMEOUT_S, ENGINE_LOCAL, ENGINE_RAY, ENGINES
 from .discovery import as_inputs, check_inputs, iter_video_paths, path_filter, read_file_list
 from .embeddings import DEFAULT_EMBEDDING_DTYPE, EMBEDDING_DTYPES
 from .errors import VmaeError
@@ -57,17 +59,6 @@ from .sinks import STDOUT, Layout, Outputs
 
 if TYPE_CHECKING:
     from .rowindex import Origin
-
-#: Per-video decoding limit of a run when none is given (seconds): a file that hangs a
-#: decoder (a stuck network mount, a pathological stream) must not hang a cron job for ever,
-#: while a long 4K video read sequentially still fits.
-DEFAULT_TIMEOUT_S = 600.0
-
-#: Ways to spread the work: ``local`` (this machine's cores, or its GPU) and ``ray`` (the
-#: nodes of a Ray cluster, :mod:`vmae_cli.ray_engine`; the optional extra ``vmae-cli[ray]``).
-ENGINE_LOCAL = "local"
-ENGINE_RAY = "ray"
-ENGINES = (ENGINE_LOCAL, ENGINE_RAY)
 
 #: ``RunReport.stopped_by`` when the reader of the output went away (``| head``, ``| true``):
 #: the signal a C program would have died of.

@@ -11,12 +11,23 @@ from typing import Annotated, Any
 
 import typer
 
-# No torch, transformers or cv2 at import time: `vmae --help` must stay fast.
-from ..embeddings import EMBEDDING_DTYPES
-from ..formats import FORMATS
-from ..model import BACKEND_CHOICES, DEFAULT_MODEL, DTYPE_CHOICES
-from ..ray_engine import DEFAULT_VIDEOS_PER_TASK
-from ..runner import DEFAULT_TIMEOUT_S, ENGINES
+# Only the options' choices and defaults at import time (`vmae --help` must stay fast): the
+# run's modules are imported inside `classify`.
+from ..choices import (
+    BACKEND_AUTO,
+    BACKEND_CHOICES,
+    DEFAULT_EMBEDDING_DTYPE,
+    DEFAULT_MODEL,
+    DEFAULT_TIMEOUT_S,
+    DEFAULT_VIDEOS_PER_TASK,
+    DTYPE_CHOICES,
+    EMBEDDING_DTYPES,
+    ENGINE_LOCAL,
+    ENGINES,
+    FORMAT_NAMES,
+    PROTOCOL_UNIFORM,
+    SAMPLING_EXACT,
+)
 from .common import (
     EXIT_OK,
     EXIT_SIGNAL_BASE,
@@ -78,7 +89,7 @@ def classify(
     fmt: Annotated[
         str | None,
         choice(
-            FORMATS,
+            FORMAT_NAMES,
             "--format",
             "-f",
             help="Output format.",
@@ -167,7 +178,7 @@ def classify(
             help="Precision of the stored vectors.",
             rich_help_panel=PANEL_CURATION,
         ),
-    ] = "float16",
+    ] = DEFAULT_EMBEDDING_DTYPE,
     label_map: Annotated[
         Path | None,
         typer.Option(
@@ -229,7 +240,7 @@ def classify(
             "installed (converted once, cached), else torch; torch on CUDA and MPS.",
             rich_help_panel=PANEL_MODEL,
         ),
-    ] = "auto",
+    ] = BACKEND_AUTO,
     allow_untrained_head: Annotated[
         bool,
         typer.Option(
@@ -239,11 +250,11 @@ def classify(
             rich_help_panel=PANEL_MODEL,
         ),
     ] = False,
-    protocol: ProtocolOpt = "uniform",
+    protocol: ProtocolOpt = PROTOCOL_UNIFORM,
     clips: ClipsOpt = None,
     crops: CropsOpt = None,
     frame_stride: StrideOpt = None,
-    sampling: SamplingOpt = "exact",
+    sampling: SamplingOpt = SAMPLING_EXACT,
     segments: SegmentsOpt = False,
     window: WindowOpt = None,
     hop: HopOpt = None,
@@ -336,7 +347,7 @@ def classify(
             "'vmae-cli[ray]').",
             rich_help_panel=PANEL_RAY,
         ),
-    ] = "local",
+    ] = ENGINE_LOCAL,
     ray_address: Annotated[
         str | None,
         typer.Option(

@@ -11,9 +11,10 @@ from typing import Annotated, Any
 
 import typer
 
-# No torch, transformers or cv2 at import time: `vmae --help` must stay fast.
-from ..model import DEVICE_CHOICES
-from ..protocol import CROP_CHOICES, PROTOCOLS, SAMPLING_CHOICES
+# Only the options' choices and defaults (`choices`, which imports nothing) at import time:
+# the library's modules that own them import most of the package, and `vmae --help` must
+# print in 0.2 s (issue 26). Each command imports what does the work inside its function.
+from ..choices import CROP_CHOICES, DEVICE_CHOICES, PROTOCOL_NAMES, SAMPLING_CHOICES
 from .helppage import HelpCommand, HelpGroup
 
 # Exit codes (documented in the README).
@@ -90,7 +91,7 @@ def device_name(value: str) -> str:
 ProtocolOpt = Annotated[
     str,
     choice(
-        PROTOCOLS,
+        PROTOCOL_NAMES,
         help="uniform: T frames spread over the video, centre crop. videomae: the paper's "
         "test (stride 4, 5 clips x 3 crops, softmax averaged).",
         rich_help_panel=PANEL_SAMPLING,
@@ -229,6 +230,8 @@ def protocol_of(
     """The protocol named by --protocol, with --clips/--crops/--frame-stride/--sampling and
     the segments (``vmae_cli.segments.Segments`` or None) applied."""
     from dataclasses import replace
+
+    from ..protocol import PROTOCOLS
 
     changes = {"clips": clips, "crops": crops, "frame_stride": stride, "sampling": sampling}
     changes["segments"] = segments

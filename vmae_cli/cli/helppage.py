@@ -115,7 +115,22 @@ class _PlainText:
                 write_text(formatter, self.help)
 
 
-class HelpCommand(_PlainText, TyperCommand):
+class _HelpFlag:
+    """A help option that reads False when it is not given, as every other flag does.
+
+    Typer leaves it None then, and a value that is not a bool goes through Typer's coercion,
+    whose first use imports pydantic: 0.06 s of `vmae classify --help` (issue 26), spent on
+    the group's own --help, which that command line does not give.
+    """
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        if option is not None and option.default is None:
+            option.default = False
+        return option
+
+
+class HelpCommand(_HelpFlag, _PlainText, TyperCommand):
     """A command whose help is plain text, its options in sections by panel."""
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
@@ -133,7 +148,7 @@ class HelpCommand(_PlainText, TyperCommand):
         write_params(self, ctx, formatter)
 
 
-class HelpGroup(_PlainText, TyperGroup):
+class HelpGroup(_HelpFlag, _PlainText, TyperGroup):
     """`vmae` itself: its options, then its commands, each with the first paragraph of its
     help on one line (Click would cut it to fit, with '...')."""
 

@@ -8,8 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
-# No torch, transformers or cv2 at import time: `vmae --help` must stay fast.
-from ..model import DEFAULT_MODEL
+# Only the options' choices and defaults at import time (`vmae --help` must stay fast): the
+# library's modules are imported inside `inspect`.
+from ..choices import DEFAULT_MODEL, PROTOCOL_UNIFORM, SAMPLING_EXACT, SHEET_WINDOWS
 from .common import (
     EXIT_SOME_FAILED,
     PANEL_SEGMENTS,
@@ -30,12 +31,8 @@ from .common import (
 )
 from .errors import fail
 
-
-def _first_windows() -> str:
-    """Which windows `vmae inspect --segments` keeps for --npz and --sheet (for their help)."""
-    from ..inspection import SHEET_WINDOWS
-
-    return f"the first {SHEET_WINDOWS} windows"
+#: Which windows `vmae inspect --segments` keeps for --npz and --sheet (for their help).
+FIRST_WINDOWS = f"the first {SHEET_WINDOWS} windows"
 
 
 @app.command()
@@ -48,7 +45,7 @@ def inspect(
         typer.Option(
             metavar="FILE.npz",
             help="Save pixel_values (V, T, 3, H, W) and frame_indices here. With --segments: "
-            f"those of {_first_windows()} (V = windows x crops, frame_indices (windows, T)), "
+            f"those of {FIRST_WINDOWS} (V = windows x crops, frame_indices (windows, T)), "
             "and each one's window, start_frame, end_frame, start_s and end_s.",
         ),
     ] = None,
@@ -58,14 +55,14 @@ def inspect(
             metavar="FILE.png",
             help="Save a contact sheet of the sampled frames, titled with the video and the "
             "model. With --segments: one row per "
-            f"window (per crop with --crops 3) for {_first_windows()}.",
+            f"window (per crop with --crops 3) for {FIRST_WINDOWS}.",
         ),
     ] = None,
-    protocol: ProtocolOpt = "uniform",
+    protocol: ProtocolOpt = PROTOCOL_UNIFORM,
     clips: ClipsOpt = None,
     crops: CropsOpt = None,
     frame_stride: StrideOpt = None,
-    sampling: SamplingOpt = "exact",
+    sampling: SamplingOpt = SAMPLING_EXACT,
     segments: Annotated[
         bool,
         typer.Option(

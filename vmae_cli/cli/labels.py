@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 # No torch, transformers or cv2 at import time: `vmae --help` must stay fast.
-from ..model import DEFAULT_MODEL
+from ..choices import DEFAULT_MODEL
 from .common import EscapeFormulasOpt, ModelOpt, RevisionOpt, app
 from .errors import fail
 

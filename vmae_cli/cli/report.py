@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-# No torch, transformers or cv2 at import time: `vmae --help` must stay fast.
-from ..report import DEFAULT_MAX_BYTES, DEFAULT_PER_LABEL
-from ..report import DEFAULT_TIMEOUT_S as REPORT_TIMEOUT_S
+# Only the options' defaults at import time (`vmae --help` must stay fast): the report's
+# modules are imported inside `report`.
+from ..choices import DEFAULT_REPORT_MAX_BYTES, DEFAULT_REPORT_PER_LABEL, DEFAULT_REPORT_TIMEOUT_S
 from .common import WorkersOpt, app, counted, say, stderr_console
 from .errors import fail
 from .progress import Progress
@@ -42,7 +42,7 @@ def report(
             metavar="N",
             help="Videos shown per label: half the highest scores, half the lowest.",
         ),
-    ] = DEFAULT_PER_LABEL,
+    ] = DEFAULT_REPORT_PER_LABEL,
     max_mb: Annotated[
         float,
         typer.Option(
@@ -51,14 +51,14 @@ def report(
             help="The page stays under this size: frames of the least frequent labels are "
             "left out first.",
         ),
-    ] = DEFAULT_MAX_BYTES / 2**20,
+    ] = DEFAULT_REPORT_MAX_BYTES / 2**20,
     workers: WorkersOpt = None,
     timeout: Annotated[
         float,
         typer.Option(
             min=0, metavar="SECONDS", help="Give up on a video's frames after this long; 0 = never."
         ),
-    ] = REPORT_TIMEOUT_S,
+    ] = DEFAULT_REPORT_TIMEOUT_S,
     run_summary: Annotated[
         Path | None,
         typer.Option(
