@@ -74,8 +74,9 @@ PHASES = (
 BOOT = r"""
 import atexit, functools, importlib.abc, importlib.util, json, os, sys, time
 T0 = float(os.environ["STARTUP_T0"]); MARKS = []
-def mark(name, edge):
-    MARKS.append((name, edge, time.time() - T0))
+EVERY = os.environ.get("STARTUP_EVERY") == "1"  # every model call and decoded video marked
+def mark(name, edge, extra=None):
+    MARKS.append((name, edge, time.time() - T0, *([extra] if extra is not None else [])))
 mark("python", "end")
 def dump():
     mark("exit", "start")
@@ -104,7 +105,18 @@ def first_item(name, fn):
         for x in it:
             if first:
                 mark(name, "end"); first = False
+            if EVERY:
+                mark("decoded", "at")
             yield x
+    return wrapper
+def every_call(name, fn):
+    @functools.wraps(fn)
+    def wrapper(self, clips, *a, **k):
+        mark(name, "start", len(clips))
+        try:
+            return fn(self, clips, *a, **k)
+        finally:
+            mark(name, "end")
     return wrapper
 def patch(mod):
     n = mod.__name__
@@ -121,7 +133,8 @@ def patch(mod):
     elif n == "vmae_cli.views":
         mod.iter_decoded = first_item("decode", mod.iter_decoded)
     elif n == "vmae_cli.pipeline":
-        mod._Batches.infer = timed("batch", mod._Batches.infer)
+        infer = mod._Batches.infer
+        mod._Batches.infer = every_call("calls", infer) if EVERY else timed("batch", infer)
     elif n == "openvino":
         core = getattr(mod, "Core", None)
         if core is not None:

@@ -68,6 +68,7 @@ from _common import (
     vmae_command,
     write_json,
 )
+from startup import BOOT
 
 PARTS = ("model", "vmae", "hf")
 
@@ -184,7 +185,17 @@ def _model_worker(args: argparse.Namespace) -> dict[str, Any]:
             print("  model openvino: not installed, skipped", file=sys.stderr)
             continue
         t = time.perf_counter()
-        lm = load_model(args.model, device="cpu", dtype=dtype, backend=backend)
+        if dtype == "int8":
+            # Quantized on the first videos of VIDEOS (cached like the conversion: the first
+            # run quantizes), as ``vmae classify --dtype int8 --calibration VIDEOS`` does.
+            from vmae_cli.pipeline import Classifier
+
+            clf = Classifier(
+                args.model, device="cpu", dtype=dtype, backend=backend, calibration=args.videos
+            )
+            lm = clf.loaded
+        else:
+            lm = load_model(args.model, device="cpu", dtype=dtype, backend=backend)
         load_s = time.perf_counter() - t
         crop = getattr(lm.preprocess, "crop_hw", None) or (224, 224)
         for batch in (int(b) for b in _split(args.model_batch_sizes)):
@@ -299,12 +310,57 @@ def _runtime(summary: Path) -> str | None:
         return None
 
 
+def timeline(marks_file: Path, wall_s: float) -> dict[str, Any] | None:
+    """Where a vmae run's wall time went, from its marks (``startup.BOOT`` with
+    ``STARTUP_EVERY=1``): start-up to the first model call, the model calls (busy), the
+    model waiting between calls (for decoded videos), and the tail after the last call."""
+    try:
+        marks = json.loads(marks_file.read_text())
+    except (OSError, ValueError):
+        return None
+    starts = [m[2] for m in marks if m[0] == "calls" and m[1] == "start"]
+    ends = [m[2] for m in marks if m[0] == "calls" and m[1] == "end"]
+    views = sum(m[3] for m in marks if m[0] == "calls" and m[1] == "start" and len(m) > 3)
+    decoded = [m[2] for m in marks if m[0] == "decoded"]
+    loaded = [m[2] for m in marks if m[0] == "model" and m[1] == "end"]
+    if not starts or len(starts) != len(ends):
+        return None
+    busy = sum(e - s for s, e in zip(starts, ends, strict=True))
+    out = {
+        "wall_s": round(wall_s, 3),
+        "to_first_call_s": round(starts[0], 3),
+        "first_decoded_s": round(decoded[0], 3) if decoded else None,
+        "model_loaded_s": round(loaded[0], 3) if loaded else None,
+        "calls": len(starts),
+        "views": views,
+        "model_busy_s": round(busy, 3),
+        "model_waiting_s": round(ends[-1] - starts[0] - busy, 3),
+        "after_last_call_s": round(wall_s - ends[-1], 3),
+        "last_decoded_s": round(decoded[-1], 3) if decoded else None,
+    }
+    out["model_busy_share"] = round(busy / wall_s, 3) if wall_s > 0 else None
+    return out
+
+
+def _timeline_line(t: dict[str, Any]) -> str:
+    return (
+        f"first model call at {t['to_first_call_s']:.1f} s (first video decoded "
+        f"{t['first_decoded_s']} s, model loaded {t['model_loaded_s']} s); {t['calls']} calls "
+        f"of {t['views']} views busy {t['model_busy_s']:.1f} s ({t['model_busy_share']:.0%} of "
+        f"the wall), waiting for videos {t['model_waiting_s']:.1f} s between calls; "
+        f"{t['after_last_call_s']:.1f} s after the last call (last video decoded at "
+        f"{t['last_decoded_s']} s)"
+    )
+
+
 def _measure_vmae(args: argparse.Namespace, n_videos: int) -> list[dict[str, Any]]:
     runs = []
+    variants = args.vmae_args or [""]
     with tempfile.TemporaryDirectory(prefix="vmae-bench-") as tmp:
-        for i in range(args.runs):
-            csv_path = Path(tmp) / f"run{i}.csv"
-            summary_path = Path(tmp) / f"run{i}.json"
+        # Each variant once per round, so that a drift of the machine's speed hits all alike.
+        for i, variant in ((i, v) for i in range(args.runs) for v in variants):
+            csv_path = Path(tmp) / f"run{len(runs)}.csv"
+            summary_path = Path(tmp) / f"run{len(runs)}.json"
             cmd = [
                 *vmae_command(),
                 "classify",
@@ -316,13 +372,24 @@ def _measure_vmae(args: argparse.Namespace, n_videos: int) -> list[dict[str, Any
                 str(csv_path),
                 "--summary",
                 str(summary_path),
-                *shlex.split(args.vmae_args),
+                *shlex.split(variant),
             ]
             watch = FirstRowWatch(csv_path)
-            m = run_measured(cmd, pss_every=args.pss_every, capture_stdout=False, on_tick=watch)
+            env = None
+            marks = Path(tmp) / f"run{len(runs)}.marks.json"
+            if args.timeline:
+                # vmae started through startup.py's BOOT: every model call and decoded video
+                # is marked, the code itself unchanged.
+                cmd = [sys.executable, "-c", BOOT, *cmd[len(vmae_command()) :]]
+                env = {**os.environ, "STARTUP_MARKS": str(marks), "STARTUP_EVERY": "1"}
+                env["STARTUP_T0"] = repr(time.time())
+            m = run_measured(
+                cmd, env=env, pss_every=args.pss_every, capture_stdout=False, on_tick=watch
+            )
             statuses = count_csv_rows(csv_path)
             rows = sum(statuses.values())
             run = {
+                "args": variant,
                 "cmd": shlex.join(cmd),
                 "exit_code": m.returncode,
                 "wall_s": round(m.wall_s, 3),
@@ -336,13 +403,18 @@ def _measure_vmae(args: argparse.Namespace, n_videos: int) -> list[dict[str, Any
                 "memory": m.memory.as_dict(with_timeline=True),
                 "stderr_tail": "\n".join(m.stderr.strip().splitlines()[-10:]),
             }
+            if args.timeline:
+                run["timeline"] = timeline(marks, m.wall_s)
             runs.append(run)
             print(
-                f"  vmae run {i + 1}/{args.runs}: {m.wall_s:.1f} s (first row after "
+                f"  vmae {variant or '(defaults)'} run {i + 1}/{args.runs}: {m.wall_s:.1f} s "
+                f"(first row after "
                 f"{run['first_row_s']} s), exit {m.returncode}, "
                 f"{run['ok']}/{rows} ok, peak RSS sum {fmt_bytes(m.memory.peak_rss_sum)}",
                 file=sys.stderr,
             )
+            if run.get("timeline"):
+                print(f"    timeline: {_timeline_line(run['timeline'])}", file=sys.stderr)
             if m.returncode not in (0, 3) and run["stderr_tail"]:
                 print(run["stderr_tail"], file=sys.stderr)
     return runs
@@ -363,10 +435,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     parser.add_argument(
         "--vmae-args",
-        default="",
-        help='extra vmae arguments as one string, written --vmae-args="--workers 2"',
+        action="append",
+        help='extra vmae arguments as one string, written --vmae-args="--workers 2"; given '
+        "several times, each is a variant, run in turn in every round",
     )
     parser.add_argument("--runs", type=int, default=1, help="vmae end-to-end runs (default 1)")
+    parser.add_argument(
+        "--timeline",
+        action="store_true",
+        help="mark every model call and decoded video of the vmae runs (startup.py's hooks): "
+        "start-up, model busy, model waiting for videos, the tail",
+    )
     parser.add_argument(
         "--hf-limit", type=int, default=0, help="HF: only the first N videos (0 = all)"
     )
@@ -473,9 +552,15 @@ def _summarise(report: dict[str, Any]) -> dict[str, Any]:
     parts = report["parts"]
     s: dict[str, Any] = {}
     vmae = parts.get("vmae", {}).get("runs", [])
-    rates = [r["videos_per_s"] for r in vmae if r.get("videos_per_s") and r["exit_code"] in (0, 3)]
+    by_args: dict[str, list[float]] = {}
+    for r in vmae:
+        if r.get("videos_per_s") and r["exit_code"] in (0, 3):
+            by_args.setdefault(r.get("args", ""), []).append(r["videos_per_s"])
+    # The first variant is "vmae"; each variant's median is given too.
+    rates = next(iter(by_args.values()), [])
     s["vmae_videos_per_s"] = median(rates)
     s["vmae_videos_per_s_best"] = max(rates) if rates else None
+    s["vmae_videos_per_s_by_args"] = {k: median(v) for k, v in by_args.items()}
     hf = parts.get("hf", {})
     s["hf_videos_per_s_process"] = hf.get("process", {}).get("videos_per_s")
     s["hf_videos_per_s_loop"] = hf.get("loop_videos_per_s")
@@ -500,6 +585,11 @@ def _summarise(report: dict[str, Any]) -> dict[str, Any]:
     s["ratio_vmae_over_model_best"] = ratio(rate, best[top]["clips_per_s"] if top else None)
     for key, run in best.items():
         s[f"ratio_vmae_over_model {key}"] = ratio(rate, run["clips_per_s"])
+    first = next(iter(s["vmae_videos_per_s_by_args"].values()), None)
+    for variant, value in list(s["vmae_videos_per_s_by_args"].items())[1:]:
+        s[f"ratio_vmae {variant} over vmae {next(iter(by_args))}"] = ratio(value, first)
+        for key, run in best.items():
+            s[f"ratio_vmae {variant} over_model {key}"] = ratio(value, run["clips_per_s"])
     return s
 
 
@@ -537,7 +627,7 @@ def _print_report(report: dict[str, Any]) -> None:
     for i, run in enumerate(parts.get("vmae", {}).get("runs", []), 1):
         mem = run["memory"]
         add(
-            name=f"vmae classify (process) run {i}",
+            name=f"vmae classify {run.get('args') or '(defaults)'} run {i}",
             vps=fmt_rate(run["videos_per_s"]),
             wall=f"{run['wall_s']:.1f}",
             first=fmt_rate(run.get("first_row_s"), 1),
@@ -576,6 +666,9 @@ def _print_report(report: dict[str, Any]) -> None:
     ]
     for key in s.get("model_only", {}):
         ratios.append((f"vmae / model-only {key} (best B)", s.get(f"ratio_vmae_over_model {key}")))
+    for key, value in s.items():
+        if key.startswith("ratio_vmae "):  # the variants after the first
+            ratios.append((key.removeprefix("ratio_"), value))
     for name, value in ratios:
         print(f"{name:48s} {fmt_rate(value, 2)}")
     if s.get("vmae_runtime"):
