@@ -308,6 +308,33 @@ def test_kill_9_twice_then_resume_gives_every_video_exactly_once(
 
 
 @pytest.mark.slow
+def test_kill_9_on_the_int8_path_then_resume_gives_every_video_exactly_once(
+    many: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # --dtype int8: the first run quantizes (on its first videos) and is killed once rows
+    # are written; the second reuses the entry and is killed too; the third finishes.
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    monkeypatch.setenv("VMAE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("VMAE_FORCE_INT8", "1")  # int8 on any CPU, VNNI or not
+    out = tmp_path / "labels.csv"
+    args = ("--resume", "--dtype", "int8", "--backend", "openvino")
+    for at_rows in (8, 25):
+        proc = _start(tiny_model_dir, many, out, *args)
+        _wait_forread_rows(out, at_rows, proc, limit_s=120)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert _no_orphans(proc.pid)
+    summary = tmp_path / "summary.json"
+    proc = _start(tiny_model_dir, many, out, *args, "--summary", str(summary))
+    assert proc.wait(timeout=120) == 0, proc.stderr.read().decode()
+    rows = read_rows(out)
+    assert sorted(r["path"] for r in rows) == sorted(str(p) for p in many.iterdir())
+    assert all(r["status"] == "ok" for r in rows)
+    assert json.loads(summary.read_text())["runtime"] == "openvino int8"
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("rows_ext", "windows_ext"), [(".csv", ".jsonl"), (".parquet", ".parquet")]
 )
