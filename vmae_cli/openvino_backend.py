@@ -72,7 +72,13 @@ _DTYPE_OF = {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}
 
 #: Part of the key of every quantized entry: raise it when :func:`quantize` changes (its
 #: settings, what it keeps in float).
-QUANTIZATION_FORMAT = 1
+QUANTIZATION_FORMAT = 2
+#: SmoothQuant's strength for the matrix products (NNCF's ``AdvancedSmoothQuantParameters``;
+#: -1 turns it off). Off: on a ViT-B calibrated on 8 clips, with it on, the probabilities of
+#: videos unlike the calibration clips moved up to 0.21 from float32's and top-1 flipped on 2
+#: of 49 videos; off, at most 0.06, and quantizing took a third of the time
+#: (benchmarks/RESULTS.md, "INT8").
+SMOOTH_QUANT_ALPHA = -1
 #: What a quantization takes, for the line that says one starts (statistics of the
 #: calibration clips in float32, then NNCF's passes over the graph).
 QUANTIZATION_TIME = "about 1 min for ViT-B on 2 cores"
@@ -659,8 +665,9 @@ def quantize(converted: Converted, calibration: Calibration) -> Converted:
     ``ModelType.TRANSFORMER`` keeps what quantization harms in a transformer in float
     (softmax, LayerNorm, GELU, the additions of the residual stream) and quantizes the
     matrix products; the classifier head is not in the OpenVINO model at all (it runs in
-    float32 in torch). Raises :class:`ConversionError` when there are no clips or NNCF
-    fails.
+    float32 in torch). SmoothQuant, which that mode turns on, is left off
+    (:data:`SMOOTH_QUANT_ALPHA`). Raises :class:`ConversionError` when there are no clips or
+    NNCF fails.
     """
     nncf = require(NNCF_MODULE, OPENVINO_EXTRA, dtype=INT8)
     clips, videos = calibration.clips()
@@ -675,6 +682,11 @@ def quantize(converted: Converted, calibration: Calibration) -> Converted:
                 nncf.Dataset(clips),
                 model_type=nncf.ModelType.TRANSFORMER,
                 subset_size=len(clips),
+                advanced_parameters=nncf.AdvancedQuantizationParameters(
+                    smooth_quant_alphas=nncf.AdvancedSmoothQuantParameters(
+                        matmul=SMOOTH_QUANT_ALPHA
+                    )
+                ),
             )
     except Exception as exc:  # noqa: BLE001 - NNCF's failures, one line
         raise ConversionError(f"NNCF cannot quantize it: {_first_line(exc)}") from None
