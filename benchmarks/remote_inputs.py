@@ -8,9 +8,9 @@ sources take turns, ``--repeats`` times, and the median wall time of each is rep
 
 Usage::
 
-    python benchmarks/make_mix.py /tmp/rmix --count 20
-    python benchmarks/remote_inputs.py /tmp/rmix                 # the tiny random model
-    python benchmarks/remote_inputs.py /tmp/rmix --model /tmp/vitb --repeats 3
+    python benchmarks/make_mix.py $BENCH/rmix --count 20
+    python benchmarks/remote_inputs.py $BENCH/rmix                 # the tiny random model
+    python benchmarks/remote_inputs.py $BENCH/rmix --model $BENCH/vitb --repeats 3
 
 With the tiny model (the default) decoding is nearly all of a run, the case where reading
 costs most; ``--model`` takes a full-size checkpoint (``benchmarks/make_model.py``).
