@@ -71,11 +71,22 @@ TARGET_POINTS = 1.0
 # The classes and the videos
 # --------------------------------------------------------------------------------------
 
-#: Motion directions as unit vectors in image coordinates (x right, y down).
-DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
+#: The classes: the moving object's hue, in six sectors of 60 degrees centred on these (the
+#: hue is drawn uniformly within its sector, so videos near a border are ambiguous once the
+#: colour cast, grain and H.264's chroma subsampling move it a little).
+HUES = {"red": 0, "yellow": 60, "green": 120, "cyan": 180, "blue": 240, "magenta": 300}
+LABELS = list(HUES)
+HUE_SECTOR_DEG = 360 / len(HUES)
+#: The object's texture (not a class: both in every class), its saturation and brightness;
+#: the texture's second colour is the first darkened by a factor of SHADE_RANGE.
 TEXTURES = ("stripes", "checks")
-#: Class ``i`` is ``TEXTURES[i // 4]`` moving ``list(DIRECTIONS)[i % 4]``.
-LABELS = [f"{texture} moving {direction}" for texture in TEXTURES for direction in DIRECTIONS]
+SATURATION_RANGE = (0.5, 1.0)
+VALUE_RANGE = (0.55, 1.0)
+SHADE_RANGE = (0.4, 0.75)
+#: A per-video gain on each of R, G, B (a white balance that is off): +-12 %.
+CAST = 0.12
+#: The background's and the distractor's tint: at most this far from grey (0-255 levels).
+TINT_MAX = 18.0
 
 #: Frame sizes drawn per video (width, height): landscape, square and portrait, all larger
 #: than the model's input, so vmae resizes and crops them as it does real videos.
@@ -88,17 +99,13 @@ CRF_CHOICES = (18, 23, 28, 33)
 #: Object radius, texture period and the object's whole displacement over the video, as
 #: fractions of the frame's short side S (vmae's crop is the central S x S square; at the
 #: model's 64 px a period of 0.07 S is 4.5 px, two pixels a stripe).
-RADIUS_RANGE = (0.10, 0.22)
+RADIUS_RANGE = (0.12, 0.25)
 PERIOD_RANGE = (0.07, 0.13)
-TRAVEL_RANGE = (0.10, 0.40)
-#: How far a motion may stray from its class's direction, degrees.
-DIRECTION_JITTER_DEG = 25.0
-#: Contrast between the object's two colours (0-255 per channel, Euclidean).
-CONTRAST_RANGE = (45.0, 170.0)
+TRAVEL_RANGE = (0.0, 0.40)
 #: The background's pan over the video (fraction of S), the distractor's odds, radius and
 #: travel, the grain's standard deviation (0-255 levels).
 PAN_MAX = 0.12
-DISTRACTOR_ODDS = 0.5
+DISTRACTOR_ODDS = 0.4
 DISTRACTOR_RADIUS_RANGE = (0.07, 0.15)
 DISTRACTOR_TRAVEL_MAX = 0.45
 NOISE_RANGE = (2.0, 20.0)
@@ -111,7 +118,7 @@ CALIBRATION_WRITTEN = 32
 #: What the videos' file records, to reuse a folder made by the same recipe.
 RECIPE_FILE = "recipe.json"
 #: Bumped when the scene generator changes, so that old folders are made again.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -137,21 +144,26 @@ class Scene:
     waves: tuple[tuple[float, ...], ...]  # (kx, ky, phase, r, g, b amplitude) sinusoids
     pan: tuple[float, float]  # background displacement over the video, px
     distractor: tuple[float, ...] | None  # (x, y, dx, dy, radius, r, g, b)
+    cast: tuple[float, float, float]  # gains on R, G, B
     noise: float  # grain std, levels
     seed: int  # of the grain
 
 
+def _hsv(hue_deg: float, saturation: float, value: float) -> np.ndarray:
+    """An RGB colour (0-255) from hue (degrees), saturation and value (0-1)."""
+    import colorsys
+
+    return 255 * np.array(colorsys.hsv_to_rgb((hue_deg % 360) / 360, saturation, value))
+
+
 def draw_scene(label: int, rng: np.random.Generator) -> Scene:
-    """A random scene of class ``label``: the class fixes the texture and the direction,
-    everything else is drawn from the ranges above."""
+    """A random scene of class ``label``: the class fixes the object's hue sector, everything
+    else is drawn from the ranges above."""
     width, height = FRAME_SIZES[rng.integers(len(FRAME_SIZES))]
     side = min(width, height)
     cx, cy = width / 2, height / 2
-    texture = TEXTURES[label // len(DIRECTIONS)]
-    dx, dy = list(DIRECTIONS.values())[label % len(DIRECTIONS)]
-    jitter = math.radians(rng.uniform(-DIRECTION_JITTER_DEG, DIRECTION_JITTER_DEG))
-    ux = dx * math.cos(jitter) - dy * math.sin(jitter)
-    uy = dx * math.sin(jitter) + dy * math.cos(jitter)
+    heading = rng.uniform(0, 2 * math.pi)
+    ux, uy = math.cos(heading), math.sin(heading)
     radius = rng.uniform(*RADIUS_RANGE) * side
     travel = rng.uniform(*TRAVEL_RANGE) * side
     # The path's middle anywhere that keeps the whole path inside the central square (the
@@ -159,17 +171,15 @@ def draw_scene(label: int, rng: np.random.Generator) -> Scene:
     slack_x = max(0.0, side / 2 - radius - abs(ux) * travel / 2 - 2)
     slack_y = max(0.0, side / 2 - radius - abs(uy) * travel / 2 - 2)
     mx, my = cx + rng.uniform(-slack_x, slack_x), cy + rng.uniform(-slack_y, slack_y)
-    # The two colours: a random difference of the drawn contrast around a middle that keeps
-    # both within 10..245 (clipping would erase the texture).
-    direction = rng.normal(size=3)
-    half = np.abs(direction / np.linalg.norm(direction) * rng.uniform(*CONTRAST_RANGE) / 2)
-    middle = rng.uniform(10 + half, 245 - half)
-    c1, c2 = middle + half * np.sign(direction), middle - half * np.sign(direction)
+    hue = list(HUES.values())[label] + rng.uniform(-HUE_SECTOR_DEG / 2, HUE_SECTOR_DEG / 2)
+    c1 = _hsv(hue, rng.uniform(*SATURATION_RANGE), rng.uniform(*VALUE_RANGE))
+    c2 = c1 * rng.uniform(*SHADE_RANGE)
+    grey = rng.uniform(50, 205)
     waves = tuple(
         (
             *(rng.normal(size=2) * 2 * math.pi / (side * rng.uniform(0.2, 0.6))),
             rng.uniform(0, 2 * math.pi),
-            *rng.uniform(-30, 30, 3),
+            *(rng.uniform(-25, 25) + rng.uniform(-TINT_MAX / 3, TINT_MAX / 3, 3)),
         )
         for _ in range(3)
     )
@@ -186,7 +196,7 @@ def draw_scene(label: int, rng: np.random.Generator) -> Scene:
             math.cos(d_angle) * d_travel,
             math.sin(d_angle) * d_travel,
             rng.uniform(*DISTRACTOR_RADIUS_RANGE) * side,
-            *rng.uniform(20, 235, 3),
+            *(rng.uniform(30, 225) + rng.uniform(-TINT_MAX, TINT_MAX, 3)),
         )
     return Scene(
         label=label,
@@ -194,7 +204,7 @@ def draw_scene(label: int, rng: np.random.Generator) -> Scene:
         height=int(height),
         frames=int(rng.integers(FRAMES_RANGE[0], FRAMES_RANGE[1] + 1)),
         crf=int(CRF_CHOICES[rng.integers(len(CRF_CHOICES))]),
-        texture=texture,
+        texture=TEXTURES[rng.integers(len(TEXTURES))],
         square=bool(rng.random() < 0.5),
         radius=float(radius),
         period=float(rng.uniform(*PERIOD_RANGE) * side),
@@ -202,12 +212,13 @@ def draw_scene(label: int, rng: np.random.Generator) -> Scene:
         colours=(tuple(map(float, c1)), tuple(map(float, c2))),
         start=(mx - ux * travel / 2, my - uy * travel / 2),
         travel=(ux * travel, uy * travel),
-        background=tuple(map(float, rng.uniform(40, 215, 3))),
-        gradient=tuple(map(float, rng.uniform(-40, 40, 3))),
+        background=tuple(map(float, grey + rng.uniform(-TINT_MAX, TINT_MAX, 3))),
+        gradient=tuple(map(float, rng.uniform(-30, 30) + rng.uniform(-8, 8, 3))),
         gradient_axis=tuple(map(float, axis / np.linalg.norm(axis))),
         waves=tuple(tuple(map(float, w)) for w in waves),
         pan=(math.cos(pan_angle) * pan, math.sin(pan_angle) * pan),
         distractor=distractor,
+        cast=tuple(map(float, rng.uniform(1 - CAST, 1 + CAST, 3))),
         noise=float(rng.uniform(*NOISE_RANGE)),
         seed=int(rng.integers(2**31)),
     )
@@ -259,7 +270,7 @@ def scene_pattern(scene: Scene) -> Callable[[int, int, int], np.ndarray]:
             wave = wave * np.clip(3 * np.sin(2 * math.pi * v / scene.period), -1, 1)
         mix = (0.5 + 0.5 * wave)[..., None]
         obj = c1 * mix + c2 * (1 - mix)
-        frame = frame * (1 - cover) + cover * obj
+        frame = (frame * (1 - cover) + cover * obj) * np.array(scene.cast, np.float32)
         frame += grain.normal(0.0, scene.noise, frame.shape).astype(np.float32)
         return np.clip(frame + 0.5, 0, 255).astype(np.uint8)
 
@@ -328,12 +339,12 @@ IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 #: Optimiser: AdamW, linear warm-up then cosine decay over the time budget.
 BATCH = 32
-LEARNING_RATE = 1e-3
+LEARNING_RATE = 5e-4
 WEIGHT_DECAY = 0.05
 WARMUP_FRACTION = 0.05
 LABEL_SMOOTHING = 0.1
 #: Training steps (batches) by default: about 5 minutes on two idle cores.
-STEPS = 600
+STEPS = 800
 #: Steps between two lines of progress.
 LOG_EVERY = 50
 
@@ -395,30 +406,14 @@ def decode_clips(model_dir: Path, labels: dict[str, int], workers: int) -> tuple
     return x, y
 
 
-def _symmetry(label: int, hflip: bool, vflip: bool, transpose: bool, reverse: bool) -> int:
-    """The class a clip of class ``label`` becomes when mirrored left-right (``hflip``),
-    top-bottom (``vflip``), transposed, and/or played backwards: the texture stays (its
-    angle is random anyway), the direction moves with the picture."""
-    texture, direction = divmod(label, len(DIRECTIONS))
-    dx, dy = list(DIRECTIONS.values())[direction]
-    if transpose:  # applied first to the pixels, so first to the vector
-        dx, dy = dy, dx
-    if hflip:
-        dx = -dx
-    if vflip:
-        dy = -dy
-    if reverse:
-        dx, dy = -dx, -dy
-    return texture * len(DIRECTIONS) + list(DIRECTIONS.values()).index((dx, dy))
-
-
-def augment(x: Any, y: Any, gen: Any) -> tuple[Any, Any]:
-    """Each uint8 clip ``(T, 3, H, W)`` of the batch under a random one of the 16 symmetries
-    of :func:`_symmetry`, with the label it gives: 16 times the distinct training clips."""
+def augment(x: Any, gen: Any) -> Any:
+    """Each uint8 clip ``(T, 3, H, W)`` of the batch under a random one of 16 symmetries
+    (mirrored left-right, top-bottom, transposed, played backwards, or not), none of which
+    changes a class (a hue): 16 times the distinct training clips."""
     import torch
 
-    out, labels = [], []
-    for clip, label in zip(x, y.tolist(), strict=True):
+    out = []
+    for clip in x:
         h, v, t, r = (bool(b) for b in torch.randint(0, 2, (4,), generator=gen))
         if t:
             clip = clip.transpose(-1, -2)
@@ -429,8 +424,7 @@ def augment(x: Any, y: Any, gen: Any) -> tuple[Any, Any]:
         if r:
             clip = clip.flip(0)
         out.append(clip)
-        labels.append(_symmetry(label, h, v, t, r))
-    return torch.stack(out), torch.tensor(labels)
+    return torch.stack(out)
 
 
 def train(model: Any, preprocess: Any, x: Any, y: Any, steps: int, seed: int) -> dict[str, Any]:
@@ -452,7 +446,7 @@ def train(model: Any, preprocess: Any, x: Any, y: Any, steps: int, seed: int) ->
         order = torch.randperm(len(x), generator=gen)
         for first in range(0, len(order) - BATCH + 1, BATCH):
             idx = order[first : first + BATCH]
-            xb, yb = augment(x[idx], y[idx], gen)
+            xb, yb = augment(x[idx], gen), y[idx]
             progress = step / steps
             if progress < WARMUP_FRACTION:
                 scale = progress / WARMUP_FRACTION
