@@ -361,11 +361,15 @@ def write_video(
     vfr: bool = False,
     start_index: int = 0,
     pts_offset: int = 0,
+    pattern: Callable[[int, int, int], np.ndarray] = frame_pattern,
 ) -> Path:
-    """Encode ``num_frames`` frames of :func:`frame_pattern` into ``path`` with PyAV.
+    """Encode ``num_frames`` frames of :func:`frame_pattern` (or of ``pattern``) into
+    ``path`` with PyAV.
 
-    Frame ``i`` shows ``frame_pattern(start_index + i, width, height)``.  The container is
-    chosen from the file extension (case-insensitive).
+    Frame ``i`` shows ``pattern(start_index + i, width, height)``, an ``(height, width, 3)``
+    uint8 RGB array.  The container is chosen from the file extension (case-insensitive).
+    Another ``pattern`` draws other pictures (``benchmarks/int8_trained.py``: moving
+    textured objects a model learns to classify) through the same encoders and containers.
 
     * ``codec``: ``"h264"``, ``"hevc"``, ``"vp9"``, ``"av1"``, ``"mpeg4"``, ``"mjpeg"``,
       ``"prores"`` (see :func:`available_codecs`) or a raw FFmpeg encoder name.
@@ -454,7 +458,7 @@ def write_video(
             stream.set_display_rotation(-(rotation % 360))
         for i, pts in enumerate(stamps):
             frame = av.VideoFrame.from_ndarray(
-                frame_pattern(start_index + i, width, height), format="rgb24"
+                pattern(start_index + i, width, height), format="rgb24"
             )
             frame.pts = pts + shift
             frame.time_base = time_base
