@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -147,6 +148,57 @@ def test_shared_storage_check_passes_when_every_node_sees_the_folders() -> None:
     fake = _FakeRay(missing=[])
     _check_shared_storage(fake, ["/data/videos"])
     assert fake.asked == [_FakeRay.OTHER]
+
+
+class _StuckNodeTable:
+    """A Ray whose ``nodes()`` never answers on its first ``stuck`` connections."""
+
+    def __init__(self, stuck: int) -> None:
+        self.stuck, self.calls = stuck, 0
+        self.release = threading.Event()
+
+    def nodes(self) -> list[dict[str, Any]]:
+        self.calls += 1
+        if self.calls <= self.stuck:
+            self.release.wait()  # as Ray's call that never returns
+        return [
+            {"NodeID": "a", "Alive": True, "Resources": {"CPU": 2.0}},
+            {"NodeID": "b", "Alive": False, "Resources": {"CPU": 2.0}},
+        ]
+
+
+def test_a_node_table_that_does_not_come_is_asked_again_on_a_new_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from vmae_cli import ray_engine
+
+    renewed = []
+    monkeypatch.setattr(ray_engine, "NODE_TABLE_WAIT_S", 0.2)
+    monkeypatch.setattr(ray_engine, "_new_state_connection", lambda: renewed.append(1))
+    fake, never = _StuckNodeTable(stuck=1), _StuckNodeTable(stuck=99)
+    try:
+        assert ray_engine._node_resources(fake) == [{"CPU": 2.0}]
+        assert (fake.calls, len(renewed)) == (2, 1)
+        with pytest.raises(ray_engine.EngineError, match="did not give its list of nodes"):
+            ray_engine._node_resources(never)
+        assert never.calls == ray_engine.NODE_TABLE_TRIES
+    finally:
+        fake.release.set()
+        never.release.set()
+
+
+def test_a_new_state_connection_is_made_on_the_next_query() -> None:
+    from ray._private import state
+
+    from vmae_cli import ray_engine
+
+    saved = state.state._global_state_accessor
+    state.state._global_state_accessor = object()
+    try:
+        ray_engine._new_state_connection()
+        assert state.state._global_state_accessor is None
+    finally:
+        state.state._global_state_accessor = saved
 
 
 class _TaskError(Exception):

@@ -64,6 +64,12 @@ ACTOR_START_TIMEOUT_S = 300.0
 NODE_CHECK_TIMEOUT_S = 120.0
 #: How long a --ray-address HOST:PORT has to accept a connection (seconds).
 CONNECT_TIMEOUT_S = 10.0
+#: How long the cluster's node table may take to come (seconds) before it is asked again on
+#: a new connection to the GCS, and how many times: with Ray 2.60 the driver's own state
+#: connection once stopped answering ``ray.nodes()`` for good after a run whose actors were
+#: killed, while a new connection got the table at once (a test, 2026-12-07).
+NODE_TABLE_WAIT_S = 20.0
+NODE_TABLE_TRIES = 3
 #: How often the driver looks at a stop request while no row arrives (seconds).
 STOP_POLL_S = 0.2
 #: How long the driver waits for its reading thread to leave Ray Data when it stops (s).
@@ -230,7 +236,51 @@ def _wants_gpu(device: str) -> bool:
 
 
 def _node_resources(ray: Any) -> list[dict[str, float]]:
-    return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+    return [dict(n["Resources"]) for n in _alive_nodes(ray)]
+
+
+def _alive_nodes(ray: Any) -> list[dict[str, Any]]:
+    """The live nodes of ``ray.nodes()``, asked of the GCS at most :data:`NODE_TABLE_TRIES`
+    times, each on a new state connection after one that did not answer in
+    :data:`NODE_TABLE_WAIT_S`; :class:`EngineError` if none did."""
+    for _ in range(NODE_TABLE_TRIES):
+        got: dict[str, Any] = {}
+        asker = threading.Thread(
+            target=_ask_nodes, args=(ray, got), name="vmae-ray-nodes", daemon=True
+        )
+        asker.start()
+        asker.join(NODE_TABLE_WAIT_S)
+        if "error" in got:
+            raise got["error"]
+        if "nodes" in got:
+            return [n for n in got["nodes"] if n.get("Alive")]
+        _new_state_connection()
+    raise EngineError(
+        f"the Ray cluster did not give its list of nodes within {NODE_TABLE_WAIT_S:.0f} s, "
+        f"{NODE_TABLE_TRIES} times"
+    )
+
+
+def _ask_nodes(ray: Any, got: dict[str, Any]) -> None:
+    """``ray.nodes()`` into ``got["nodes"]``, or its exception into ``got["error"]``."""
+    try:
+        got["nodes"] = ray.nodes()
+    except Exception as exc:  # noqa: BLE001 - raised in the caller's thread
+        got["error"] = exc
+
+
+def _new_state_connection() -> None:
+    """Make Ray's next state query (``ray.nodes()``) open a new connection to the GCS, the
+    one that did not answer left to its thread. Ray keeps it in its module-level
+    ``GlobalState``; without that attribute (another Ray version) nothing is done."""
+    from ray._private import state
+
+    holder = getattr(state, "state", None)
+    lock = getattr(holder, "_init_lock", None)
+    if holder is None or lock is None or not hasattr(holder, "_global_state_accessor"):
+        return
+    with lock:
+        holder._global_state_accessor = None
 
 
 def _probe_dirs(paths: list[str], model: str) -> list[str]:
@@ -271,8 +321,8 @@ def _check_shared_storage(ray: Any, dirs: list[str]) -> None:
         probe.options(
             scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
         ).remote(dirs)
-        for n in ray.nodes()
-        if n.get("Alive") and n["NodeID"] != here
+        for n in _alive_nodes(ray)
+        if n["NodeID"] != here
     ]
     try:
         answers = ray.get(refs, timeout=NODE_CHECK_TIMEOUT_S)
