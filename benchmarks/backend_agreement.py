@@ -52,13 +52,19 @@ def sharpened_copy(model_dir: str, factor: float, out: Path) -> Path:
 
 
 def probabilities(
-    model: str, paths: list[str], backend: str, dtype: str, workers: int
+    model: str,
+    paths: list[str],
+    backend: str,
+    dtype: str,
+    workers: int,
+    calibration: str | None = None,
 ) -> tuple[dict[str, dict[str, float]], str, float]:
-    """Per path, every label's probability; the runtime used; seconds taken."""
+    """Per path, every label's probability; the runtime used; seconds taken. ``calibration``:
+    the folder an int8 quantization is calibrated on (``dtype="int8"`` only)."""
     from vmae_cli.pipeline import Classifier, ClassifyOptions
 
     start = time.perf_counter()
-    clf = Classifier(model, device="cpu", dtype=dtype, backend=backend)
+    clf = Classifier(model, device="cpu", dtype=dtype, backend=backend, calibration=calibration)
     labels = clf.spec.num_labels or 1000
     out: dict[str, dict[str, float]] = {}
     for p in clf.classify_files(paths, ClassifyOptions(top_k=labels, workers=workers)):

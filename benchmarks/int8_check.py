@@ -35,7 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import list_videos, machine_info, machine_summary, print_table, write_json
-from backend_agreement import sharpened_copy
+from backend_agreement import probabilities, sharpened_copy
 
 #: The 1.6x of issue 26 (int8 model-only against OpenVINO bf16, on a CPU with VNNI).
 TARGET_SPEEDUP = 1.6
@@ -72,22 +72,6 @@ def model_rate(lm: Any, batch: int, seconds: float, min_iters: int = 3) -> dict[
         "batches": len(times),
         "median_batch_s": sorted(times)[len(times) // 2],
     }
-
-
-def probabilities(
-    model: str, paths: list[str], dtype: str, calibration: str | None, workers: int
-) -> tuple[dict[str, dict[str, float]], str, float]:
-    """Per path, every label's probability; the runtime used; seconds taken."""
-    from vmae_cli.pipeline import Classifier, ClassifyOptions
-
-    start = time.perf_counter()
-    clf = Classifier(model, device="cpu", dtype=dtype, backend="openvino", calibration=calibration)
-    labels = clf.spec.num_labels or 1000
-    out: dict[str, dict[str, float]] = {}
-    for p in clf.classify_files(paths, ClassifyOptions(top_k=labels, workers=workers)):
-        if p.status == "ok":
-            out[p.path] = {ls.label: ls.score for ls in p.top_k}
-    return out, clf.runtime or "?", time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
             del lm
         report["speed"] = speed
         if not args.skip_agreement:
-            ref, _, ref_s = probabilities(model, paths, "float32", None, args.workers)
-            got, runtime, secs = probabilities(model, paths, "int8", calibration, args.workers)
+            ov, workers = "openvino", args.workers
+            ref, _, ref_s = probabilities(model, paths, ov, "float32", workers)
+            got, runtime, secs = probabilities(model, paths, ov, "int8", workers, calibration)
             per_video = {
                 path: max(abs(got[path].get(k, 0.0) - v) for k, v in want.items())
                 for path, want in ref.items()

@@ -75,9 +75,9 @@ _DTYPE_OF = {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}
 QUANTIZATION_FORMAT = 2
 #: SmoothQuant's strength for the matrix products (NNCF's ``AdvancedSmoothQuantParameters``;
 #: -1 turns it off). Off: on a ViT-B calibrated on 8 clips, with it on, the probabilities of
-#: videos unlike the calibration clips moved up to 0.21 from float32's and top-1 flipped on 2
-#: of 49 videos; off, at most 0.06, and quantizing took a third of the time
-#: (benchmarks/RESULTS.md, "INT8").
+#: videos unlike the calibration clips moved up to 0.555 from float32's and top-1 flipped on
+#: 6 of 49 videos; off, at most 0.086 and none flipped, and quantizing took 46 s instead of
+#: 74 s (benchmarks/RESULTS.md, "INT8": ``int8_settings.py``).
 SMOOTH_QUANT_ALPHA = -1
 #: What a quantization takes, for the line that says one starts (statistics of the
 #: calibration clips in float32, then NNCF's passes over the graph).
@@ -285,6 +285,7 @@ def load_openvino(
     _remove_stale_temporaries(cache_root())
     conversion = _Job(
         f"converting {name} to OpenVINO",
+        "converted",
         CONVERSION_TIME,
         lambda: convert(name, revision, offline, frames_per_clip, crop_hw, input_name),
     )
@@ -296,6 +297,7 @@ def load_openvino(
         raise ConversionError("dtype='int8' needs calibration clips")
     quantization = _Job(
         f"quantizing {name} to int8",
+        "quantized",
         QUANTIZATION_TIME,
         lambda: quantize(_cached(ov, core, key, conversion, _reader(), *say), calibration),
     )
@@ -305,9 +307,11 @@ def load_openvino(
 @dataclass(frozen=True)
 class _Job:
     """What makes a cache entry: its words for the lines that say it runs (``doing``: "converting
-    NAME to OpenVINO", ``took``: how long it takes) and the function that does it."""
+    NAME to OpenVINO", ``made``: "converted", ``took``: how long it takes) and the function
+    that does it."""
 
     doing: str
+    made: str
     took: str
     make: Callable[[], Converted]
 
@@ -359,7 +363,7 @@ def _cached(
         else:
             on_warning(
                 f"cannot write the OpenVINO cache {root} ({why}): the "
-                f"{_made(job)} model serves this run only (set {CACHE_DIR_ENV} to a writable "
+                f"{job.made} model serves this run only (set {CACHE_DIR_ENV} to a writable "
                 "folder)"
             )
         if made is None and not damage:  # with damage, the line above said it converts
@@ -411,11 +415,6 @@ def _cached(
     if result is None:
         raise ConversionError(f"OpenVINO cannot compile the model it made ({job.doing})")
     return result
-
-
-def _made(job: _Job) -> str:
-    """``converted`` or ``quantized``: what ``job`` makes, as an adjective."""
-    return "quantized" if job.doing.startswith("quantizing") else "converted"
 
 
 def _starting(job: _Job, root: Path | None) -> str:
