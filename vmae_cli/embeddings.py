@@ -21,7 +21,8 @@ Journal layout: a file header record, then one record per vector. Every record i
 
 little-endian, the CRC (``zlib.crc32``) taken over the magic, both lengths, the header and
 the payload. The file header record (magic ``VMEH``) holds ``{"format", "model",
-"protocol", "dtype"}`` and no payload; a vector record (magic ``VMEV``) holds
+"protocol", "dtype", "model_revision"}`` and no payload (``model_revision`` only since vmae
+recorded it: an older journal's is read as unknown); a vector record (magic ``VMEV``) holds
 ``{"path", "window"}`` (``window`` null for a video's own vector) and the vector's values in
 the journal's dtype.
 """
@@ -54,8 +55,13 @@ __all__ = [
     "EMBEDDINGS_EXTENSION",
     "JOURNAL_SUFFIX",
     "ROW_GROUP_ROWS",
+    "REVISION_KEY",
     "EmbeddingsFile",
+    "EmbeddingsInfo",
+    "describe",
+    "file_revision",
     "read_embeddings",
+    "read_video_vectors",
 ]
 
 
@@ -71,6 +77,12 @@ ROW_GROUP_ROWS = 8192
 
 #: The final file's columns, in order.
 COLUMNS = ("path", "window", "model", "protocol", "dim", "embedding")
+
+#: The key of the Parquet schema's key-value metadata that holds the revision of the model
+#: whose vectors the file holds (``provenance.model_revision``: a Hub commit or ``sha256:``
+#: of a folder's files). Files written before vmae recorded it have none: the revision is then
+#: unknown, and such a file is still read and resumed.
+REVISION_KEY = "model_revision"
 
 #: Version of the journal layout, in its file header record.
 JOURNAL_FORMAT = 1
@@ -140,6 +152,7 @@ class EmbeddingsFile:
         model: str,
         protocol: str,
         dtype: str = DEFAULT_EMBEDDING_DTYPE,
+        model_revision: str = "",
     ):
         if dtype not in EMBEDDING_DTYPES:
             raise ValueError(
@@ -150,6 +163,9 @@ class EmbeddingsFile:
         self.model = model
         self.protocol = protocol
         self.dtype = dtype
+        #: The model's revision ("" when unknown), in the journal's header and the final
+        #: file's schema metadata (:data:`REVISION_KEY`).
+        self.model_revision = model_revision
         self.fd = -1
         self._created = False  # lock() made the journal
         self._started = False
@@ -352,6 +368,7 @@ class EmbeddingsFile:
             "model": self.model,
             "protocol": self.protocol,
             "dtype": self.dtype,
+            "model_revision": self.model_revision,
         }
 
     def _reset_journal(self) -> None:
@@ -424,6 +441,20 @@ class EmbeddingsFile:
         self._check_settings(
             self.journal_path, meta.get("dtype"), [meta.get("model")], [meta.get("protocol")]
         )
+        self._check_revision(self.journal_path, meta.get("model_revision"))
+
+    def _check_revision(self, name: str, revision: object) -> None:
+        """Refuse vectors of another revision of the model; a file or journal written before
+        vmae recorded revisions (none), or a run that does not know its own, passes."""
+        if revision and self.model_revision and revision != self.model_revision:
+            raise OutputMismatchError(
+                f"{name} holds vectors of model {self.model!r} at revision {revision}, this "
+                f"run's is at {self.model_revision}: resuming would mix two versions of the "
+                "model in one file; use another file, or start afresh without resume=True",
+                options=("resume",),
+                value=revision,
+                path=name,
+            )
 
     def _check_settings(
         self, name: str, dtype: object, models: Iterable[object], protocols: Iterable[object]
@@ -498,6 +529,7 @@ class EmbeddingsFile:
         if parquet.metadata.num_rows == 0:
             return final  # nothing to mix up: any dtype can follow
         self._check_settings(self.path, dtype, (), ())
+        self._check_revision(self.path, file_revision(parquet.schema_arrow))
         self._dim = dim
         try:
             for batch in parquet.iter_batches(
@@ -532,7 +564,11 @@ class EmbeddingsFile:
         dim = self._dim or journal.dim
         if dim is None and opened is not None and opened[0].metadata.num_rows:
             dim = opened[2]
-        schema = _schema(self.dtype, dim or 0)
+        # The run's revision; where it does not know one, the old file's (if it had one).
+        revision = self.model_revision or (
+            file_revision(opened[0].schema_arrow) if opened is not None else ""
+        )
+        schema = _schema(self.dtype, dim or 0, revision)
         drop = pa.array(sorted(redone), pa.string())
         kept = pa.array(sorted(keep), pa.string()) if keep is not None else None
 
@@ -612,6 +648,94 @@ class EmbeddingsFile:
         return rows
 
 
+@dataclass(frozen=True)
+class EmbeddingsInfo:
+    """What a finished embeddings file says about its vectors (:func:`describe`)."""
+
+    path: str
+    model: str  # the model's name as the run was given it ("" for a file without rows)
+    protocol: str
+    dtype: str  # float16 or float32
+    dim: int  # values per vector
+    model_revision: str  # "" for a file written before vmae recorded it
+    rows: int  # vectors, windows' included
+    journal: bool  # a journal lies beside it: a run is going on, or was killed
+
+
+def describe(path: str | os.PathLike[str]) -> EmbeddingsInfo:
+    """The settings of the finished embeddings file ``path`` (its schema and first row, not
+    its vectors). Raises :class:`~vmae_cli.output.OutputMismatchError` for a file that is
+    not a vmae embeddings file, or whose rows name more than one model or protocol, and
+    :class:`FileNotFoundError` for none."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(2, "no such embeddings file", path)
+    reader = EmbeddingsFile(path, model="", protocol="")
+    opened = reader._open_final()
+    assert opened is not None
+    parquet, dtype, dim = opened
+    models: set[str] = set()
+    protocols: set[str] = set()
+    try:
+        for batch in parquet.iter_batches(batch_size=ROW_GROUP_ROWS, columns=["model", "protocol"]):
+            models.update(pc.unique(batch.column("model")).to_pylist())
+            protocols.update(pc.unique(batch.column("protocol")).to_pylist())
+    except (OSError, pa.ArrowException):
+        raise OutputMismatchError(
+            f"{path} is not a vmae embeddings file (it cannot be read)", path=path
+        ) from None
+    if len(models) > 1 or len(protocols) > 1:
+        raise OutputMismatchError(
+            f"{path} holds vectors of several models or protocols "
+            f"({', '.join(map(repr, sorted(map(str, models | protocols))))})",
+            path=path,
+        )
+    return EmbeddingsInfo(
+        path=path,
+        model=str(next(iter(models), "") or ""),
+        protocol=str(next(iter(protocols), "") or ""),
+        dtype=dtype,
+        dim=dim,
+        model_revision=file_revision(parquet.schema_arrow),
+        rows=parquet.metadata.num_rows,
+        journal=os.path.exists(path + JOURNAL_SUFFIX),
+    )
+
+
+def read_video_vectors(
+    path: str | os.PathLike[str], paths: Iterable[str]
+) -> dict[str, numpy.ndarray]:
+    """The video vectors (window null) of ``paths`` (``path`` cells) in the finished
+    embeddings file ``path``, as float32 arrays by cell; a path without one is absent.
+    Streams the file a row group at a time: in memory are only the vectors asked for."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    wanted = pa.array(sorted(set(paths)), pa.string())
+    found: dict[str, numpy.ndarray] = {}
+    parquet = pq.ParquetFile(os.fspath(path))
+    for batch in parquet.iter_batches(
+        batch_size=ROW_GROUP_ROWS, columns=["path", "window", "embedding"]
+    ):
+        mask = pc.and_(
+            pc.is_null(batch.column("window")), pc.is_in(batch.column("path"), value_set=wanted)
+        )
+        chosen = batch.filter(mask)
+        if not chosen.num_rows:
+            continue
+        column = chosen.column("embedding")
+        values = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+        matrix = values.reshape(chosen.num_rows, column.type.list_size)
+        for cell, vector in zip(chosen.column("path").to_pylist(), matrix, strict=True):
+            found[cell] = vector  # a later row of a path (none in a finished file) wins
+    return found
+
+
 def read_embeddings(path: str | os.PathLike[str]) -> pandas.DataFrame:
     """The final file as a DataFrame (pandas.read_parquet), a convenience for tests and users.
 
@@ -628,8 +752,16 @@ def read_embeddings(path: str | os.PathLike[str]) -> pandas.DataFrame:
 # -- helpers ------------------------------------------------------------------------------
 
 
-def _schema(dtype: str, dim: int) -> pyarrow.Schema:
-    """The final file's columns for vectors of ``dim`` values of ``dtype``."""
+def file_revision(schema: pyarrow.Schema) -> str:
+    """The model revision an embeddings file's schema records (:data:`REVISION_KEY`); ``""``
+    for a file written before vmae recorded it."""
+    raw = (schema.metadata or {}).get(REVISION_KEY.encode())
+    return raw.decode("utf-8", "replace") if raw else ""
+
+
+def _schema(dtype: str, dim: int, revision: str = "") -> pyarrow.Schema:
+    """The final file's columns for vectors of ``dim`` values of ``dtype``, and the model's
+    ``revision`` in its metadata (none when unknown)."""
     import pyarrow as pa
 
     value = pa.float16() if dtype == "float16" else pa.float32()
@@ -643,7 +775,8 @@ def _schema(dtype: str, dim: int) -> pyarrow.Schema:
             # Named "element" as Parquet names a list's values, so a file read back has the
             # very type this one is written with.
             pa.field("embedding", pa.list_(pa.field("element", value), dim)),
-        ]
+        ],
+        metadata={REVISION_KEY: revision} if revision else None,
     )
 
 

@@ -523,6 +523,7 @@ class _Run:
             model=report.model,
             protocol=report.protocol,
             escape_formulas=o.escape_formulas,
+            model_revision=report.model_revision,
         )
         report.replaced = outputs.start(layout, resume=self.resume, on_notice=self._notice)
         if report.replaced:

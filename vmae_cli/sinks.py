@@ -66,6 +66,7 @@ class Layout:
     model: str
     protocol: str
     escape_formulas: bool = True
+    model_revision: str = ""  # the checkpoint's revision (ModelSpec.revision), "" unknown
 
     @property
     def video_rows(self) -> Table:
@@ -276,6 +277,7 @@ class EmbeddingsSink:
     def start(self, layout: Layout, *, resume: bool) -> Started:
         assert self._file is not None
         self._file.model, self._file.protocol = layout.model, layout.protocol
+        self._file.model_revision = layout.model_revision
         self._has = self._file.start(resume=resume)
         return Started()
 
