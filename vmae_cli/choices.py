@@ -61,6 +61,11 @@ FORMAT_NAMES = (FORMAT_CSV, FORMAT_JSONL, FORMAT_PARQUET)
 EMBEDDING_DTYPES = ("float16", "float32")
 DEFAULT_EMBEDDING_DTYPE = "float16"
 
+#: ``vmae fit-head``: the L2 penalty on a head's standardised weights (``fitting``). With a
+#: few dozen examples of 768 values the labels are separable and an unpenalised fit has no
+#: finite optimum; 1e-2 (scikit-learn's default C=1 at 100 examples) keeps it well posed.
+DEFAULT_HEAD_L2 = 1e-2
+
 # A run (vmae_cli.runner, vmae_cli.ray_engine).
 
 #: Per-video decoding limit of a run when none is given (seconds): a file that hangs a

@@ -34,6 +34,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+# The default penalty lives in `choices` (what `vmae --help` imports): ``l2 / 2 * |W|^2``
+# beside the mean loss, on the standardised weights.
+from .choices import DEFAULT_HEAD_L2 as DEFAULT_L2
 from .errors import VmaeError
 from .heads import HEAD_FILES, Head, write_head
 
@@ -52,10 +55,6 @@ EXAMPLE_COLUMNS = ("path", "label")
 MAX_FOLDS = 5
 #: Fewest examples of a label: one to train on and one to test on, in cross-validation.
 MIN_EXAMPLES_PER_LABEL = 2
-#: The L2 penalty on the standardised weights (``l2 / 2 * |W|^2`` beside the mean loss). With
-#: a few dozen examples of 768 values the classes are separable and an unpenalised fit has no
-#: finite optimum; 1e-2 (scikit-learn's default C=1 at 100 examples) keeps it well posed.
-DEFAULT_L2 = 1e-2
 #: L-BFGS: iterations at most, the gradient's largest value that ends it (the loss is a
 #: mean, so its gradient is of order 1; 1e-7 moves the weights by about 1e-6 of themselves
 #: from the optimum, while 1e-9 is below what float64 sums of a few hundred terms reach and

@@ -77,7 +77,9 @@ def exit_for(exc: BaseException) -> tuple[int, str]:
     """The one table from library errors to exit codes, with the line to print."""
     from ..discovery import FileListError, InputNotFoundError
     from ..extras import MissingExtraError
+    from ..fitting import FitError
     from ..formats import UnknownFormatError
+    from ..heads import HeadError
     from ..model import DeviceError, DtypeOptionError, ModelLoadError
     from ..output import OutputBusyError, OutputMismatchError
     from ..protocol import ProtocolError
@@ -101,6 +103,8 @@ def exit_for(exc: BaseException) -> tuple[int, str]:
         SummaryError,
         ReportError,
         LabelMapError,
+        FitError,
+        HeadError,
         typer.BadParameter,
     )
     table: tuple[tuple[Any, int, Any], ...] = (
