@@ -35,7 +35,7 @@ def test_rows_carry_the_model_and_protocol_that_made_them(tmp_path: Path) -> Non
         ("/v/a.mp4", "m", "uniform", "ok"),
         ("/v/b.mp4", "m", "uniform", "not_video"),
     ]
-    assert index.video_origins() == {("m", "uniform", "")}
+    assert index.video_origins() == {("m", "uniform", "", "")}
     line = b'{"path": "/a", "model": "x", "protocol": "videomae"}\n'
     row = read_back(tmp_path / "rows.jsonl", line, JsonlFormat).find("/a")
     assert (row.model, row.protocol) == ("x", "videomae")

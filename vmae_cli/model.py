@@ -36,6 +36,8 @@ from .preprocessing import PreprocessConfig, normalize, parse_preprocess_config
 if TYPE_CHECKING:
     import torch
 
+    from .labelsource import TextLabel
+
 #: Debug messages (``vmae classify --debug`` shows them on stderr).
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,9 @@ MODEL_TYPES = {
     "vivit": ("num_frames", "pixel_values"),
     "vjepa2": ("frames_per_clip", "pixel_values_videos"),
 }
+#: Model types that score a video against text labels the run gives (zero-shot: ``text_labels``),
+#: not against labels of their own.
+ZERO_SHOT_TYPES = ("xclip",)
 #: What the class name of a checkpoint with a classification head ends with.
 CLASSIFIER_SUFFIX = "ForVideoClassification"
 #: Processor config files, the video processor's first: Hugging Face's video classification
@@ -103,6 +108,11 @@ class ModelRef:
     not all load) with a warning instead of refusing it. ``calibration`` (with
     ``dtype="int8"`` only) is a folder whose first :data:`~vmae_cli.pipeline.CALIBRATION_VIDEOS`
     videos calibrate the quantization, instead of the first videos of the run that quantizes.
+
+    Where a run's labels come from (:mod:`vmae_cli.labelsource`): the checkpoint's own head,
+    or ``text_labels`` (each a :class:`~vmae_cli.labelsource.TextLabel`, in order) that a
+    zero-shot model (:data:`ZERO_SHOT_TYPES`) scores a video against, or ``head``, the folder
+    of a head fitted on the model's embeddings (``vmae fit-head``).
     """
 
     name: str = DEFAULT_MODEL
@@ -112,6 +122,8 @@ class ModelRef:
     backend: str = BACKEND_AUTO
     allow_untrained_head: bool = False
     calibration: str | None = None
+    text_labels: tuple[TextLabel, ...] = ()
+    head: str | None = None
 
     @classmethod
     def of(cls, model: ModelRef | str | os.PathLike[str] = DEFAULT_MODEL, **flat: Any) -> ModelRef:
@@ -173,6 +185,9 @@ class LoadedModel:
     multi_label: bool = False
     input_name: str = "pixel_values"  # the forward argument the clips go to (ModelSpec)
     revision: str = ""  # the checkpoint's revision (ModelSpec.revision)
+    #: What produced the labels when they are not the checkpoint's own
+    #: (:func:`vmae_cli.labelsource.labels_from`), as rows record it.
+    labels_from: str = ""
 
     def predict(self, frames: torch.Tensor) -> torch.Tensor:
         """Class scores (float32, on CPU) for uint8 clips ``(B, T, 3, H, W)``: see
@@ -511,9 +526,18 @@ class ModelSpec:
     #: (``provenance.model_revision``); rows carry it as ``model_revision``.
     revision: str = ""
 
+    @property
+    def zero_shot(self) -> bool:
+        """Whether the model scores videos against text labels the run gives
+        (:data:`ZERO_SHOT_TYPES`) rather than labels of its own."""
+        return self.model_type in ZERO_SHOT_TYPES
+
     def head_problem(self) -> str | None:
         """Why this checkpoint has no trained classification head, judged from its config
-        (a pre-training checkpoint: ``VideoMAEForPreTraining``), or ``None``."""
+        (a pre-training checkpoint: ``VideoMAEForPreTraining``), or ``None``. A zero-shot
+        model has none to have: its labels are the run's text labels."""
+        if self.zero_shot:
+            return None
         if self.architectures and not any(
             a.endswith(CLASSIFIER_SUFFIX) for a in self.architectures
         ):
@@ -523,6 +547,30 @@ class ModelSpec:
                 "random (use a fine-tuned checkpoint, or allow_untrained_head=True)"
             )
         return None
+
+
+def check_label_source(spec: ModelSpec, ref: ModelRef) -> None:
+    """Refuse labels that do not fit the model (:class:`~vmae_cli.labelsource.
+    LabelsOptionError`): text labels with a classifier (it has labels of its own), a zero-shot
+    model with neither text labels nor a head, text labels and a head together."""
+    from .labelsource import LabelsOptionError, check_sources
+
+    check_sources(ref)
+    if ref.text_labels and not spec.zero_shot:
+        raise LabelsOptionError(
+            f"text_labels are for a zero-shot model ({', '.join(ZERO_SHOT_TYPES)}); "
+            f"{spec.name!r} is a {spec.model_type} classifier with labels of its own (a head "
+            "fitted on its embeddings gives it others: head=...)",
+            options=("text_labels", "model"),
+            value=spec.name,
+        )
+    if spec.zero_shot and not ref.text_labels and ref.head is None:
+        raise LabelsOptionError(
+            f"{spec.name!r} is a zero-shot {spec.model_type} model: it has no labels of its "
+            "own; give it text_labels (the labels to score each video against)",
+            options=("text_labels",),
+            value=spec.name,
+        )
 
 
 def _num_labels(config: dict[str, Any]) -> int | None:
@@ -758,6 +806,8 @@ def load_model(
     """
     import torch
 
+    from .labelsource import labels_from
+
     ref = ModelRef.of(model, **flat)
     name, revision, allow_untrained_head = ref.name, ref.revision, ref.allow_untrained_head
     dev = resolve_device(backend_device(ref.backend, ref.device, ref.dtype))
@@ -765,6 +815,8 @@ def load_model(
     dtype_name = str(torch_dtype).removeprefix("torch.")  # float32, bfloat16, float16
     runtime = resolve_backend(ref.backend, dev, ref.dtype, ref.calibration)
     spec = spec or read_model_spec(name, revision=revision)
+    check_label_source(spec, ref)
+    source = labels_from(ref)
     warn = on_warning or log.warning
     check_head(spec, allow_untrained_head, warn)
     if ref.dtype == INT8:
@@ -823,6 +875,7 @@ def load_model(
                 multi_label=spec.multi_label,
                 input_name=spec.input_name,
                 revision=spec.revision,
+                labels_from=source,
             )
     try:
         model, info = pretrained(name, revision=revision, dtype=torch_dtype, offline=spec.offline)
@@ -848,6 +901,7 @@ def load_model(
         multi_label=spec.multi_label,
         input_name=spec.input_name,
         revision=spec.revision,
+        labels_from=source,
     )
 
 

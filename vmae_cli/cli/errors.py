@@ -27,6 +27,7 @@ RENAMED = {
     "segments_output": "segments_out",
     "embeddings_output": "embeddings",
     "timeout_s": "timeout",
+    "text_labels": "labels",
 }
 
 
@@ -80,6 +81,7 @@ def exit_for(exc: BaseException) -> tuple[int, str]:
     from ..fitting import FitError
     from ..formats import UnknownFormatError
     from ..heads import HeadError
+    from ..labelsource import LabelsOptionError
     from ..model import DeviceError, DtypeOptionError, ModelLoadError
     from ..output import OutputBusyError, OutputMismatchError
     from ..protocol import ProtocolError
@@ -105,6 +107,7 @@ def exit_for(exc: BaseException) -> tuple[int, str]:
         LabelMapError,
         FitError,
         HeadError,
+        LabelsOptionError,
         typer.BadParameter,
     )
     table: tuple[tuple[Any, int, Any], ...] = (
