@@ -177,6 +177,10 @@ def given_labels(ref: ModelRef) -> list[str] | None:
     the scores), else ``None``."""
     if ref.text_labels:
         return [t.label for t in ref.text_labels]
+    if ref.head is not None:
+        from .heads import read_head
+
+        return list(read_head(ref.head).labels)
     return None
 
 

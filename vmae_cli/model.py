@@ -36,6 +36,7 @@ from .preprocessing import PreprocessConfig, normalize, parse_preprocess_config
 if TYPE_CHECKING:
     import torch
 
+    from .heads import Head
     from .labelsource import TextLabel
 
 #: Debug messages (``vmae classify --debug`` shows them on stderr).
@@ -188,6 +189,9 @@ class LoadedModel:
     #: What produced the labels when they are not the checkpoint's own
     #: (:func:`vmae_cli.labelsource.labels_from`), as rows record it.
     labels_from: str = ""
+    #: A fitted head (``ModelRef.head``) that scores the classifier head's input in place of
+    #: the checkpoint's own head; ``id2label`` is then its labels.
+    head: Head | None = None
 
     def predict(self, frames: torch.Tensor) -> torch.Tensor:
         """Class scores (float32, on CPU) for uint8 clips ``(B, T, 3, H, W)``: see
@@ -197,34 +201,40 @@ class LoadedModel:
     def infer(self, frames: torch.Tensor, *, embeddings: bool = False) -> ModelOutput:
         """Class scores for uint8 clips ``(B, T, 3, H, W)`` and, with ``embeddings``, the
         input of the classifier head (for VideoMAE the mean-pooled, ``fc_norm``-ed last hidden
-        state), taken from the same model call.
+        state), taken from the same model call. With a fitted :attr:`head` the scores are its
+        softmax over that same input (the checkpoint's own logits are not used).
 
         Normalisation happens on the model's device in float32, then the input is cast to
         ``dtype``; softmax (or sigmoid, for a multi-label model) is computed in float32.
-        Raises :class:`EmbeddingsUnavailableError` when ``embeddings`` is asked of a model
-        without a classifier head.
+        Raises :class:`EmbeddingsUnavailableError` when ``embeddings`` (or a head) is asked
+        of a model without a classifier head.
         """
         import torch
 
+        pooled_needed = embeddings or self.head is not None
         with torch.inference_mode():
             x = frames.to(self.device, non_blocking=True)
             pixel_values = normalize(x, self.preprocess, dtype=self.dtype)
             pooled = None
             if self.backend == BACKEND_OPENVINO:
                 logits, pooled = self.model.run(pixel_values)
-                if embeddings and pooled is None:
+                if pooled_needed and pooled is None:
+                    what = "a fitted head's input" if self.head is not None else "embeddings"
                     raise EmbeddingsUnavailableError(
                         f"OpenVINO runs {self.name!r} without a separate classifier head, so it "
-                        "cannot give embeddings: use backend='torch'",
+                        f"cannot give {what}: use backend='torch'",
                         options=("backend",),
                         value=BACKEND_OPENVINO,
                     )
-            elif embeddings:
+            elif pooled_needed:
                 with _head_input(self.model, self.name) as captured:
                     logits = self.model(**{self.input_name: pixel_values}).logits
                 pooled = captured[0]
             else:
                 logits = self.model(**{self.input_name: pixel_values}).logits
+            if self.head is not None:
+                # The head was fitted on these vectors as float32 (stored as float16 or 32).
+                logits = self.head.logits(pooled.float())
             logits = logits.float()
             probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
             return ModelOutput(
@@ -525,6 +535,9 @@ class ModelSpec:
     #: The checkpoint's revision: the Hub commit, or ``sha256:...`` of a folder's files
     #: (``provenance.model_revision``); rows carry it as ``model_revision``.
     revision: str = ""
+    #: Values of the vector the classifier head takes (config.json's ``hidden_size``): what a
+    #: fitted head (``head``) must take; ``None`` when the config does not say.
+    embedding_dim: int | None = None
 
     @property
     def zero_shot(self) -> bool:
@@ -549,10 +562,11 @@ class ModelSpec:
         return None
 
 
-def check_label_source(spec: ModelSpec, ref: ModelRef) -> None:
+def check_label_source(spec: ModelSpec, ref: ModelRef) -> Head | None:
     """Refuse labels that do not fit the model (:class:`~vmae_cli.labelsource.
     LabelsOptionError`): text labels with a classifier (it has labels of its own), a zero-shot
-    model with neither text labels nor a head, text labels and a head together."""
+    model with neither text labels nor a head, text labels and a head together. Returns the
+    fitted head of ``ref.head``, read and checked against the model (:func:`fitted_head`)."""
     from .labelsource import LabelsOptionError, check_sources
 
     check_sources(ref)
@@ -571,6 +585,29 @@ def check_label_source(spec: ModelSpec, ref: ModelRef) -> None:
             options=("text_labels",),
             value=spec.name,
         )
+    return fitted_head(spec, ref.head)
+
+
+def fitted_head(spec: ModelSpec, folder: str | None) -> Head | None:
+    """The head in ``folder`` (``None``: none asked for), read with its checks
+    (:func:`~vmae_cli.heads.read_head`) and refused on a backbone it was not fitted on:
+    another revision, or vectors of another length
+    (:class:`~vmae_cli.heads.HeadMismatchError`)."""
+    if folder is None:
+        return None
+    from .heads import read_head
+
+    head = read_head(folder)
+    head.check_backbone(spec.name, spec.revision, spec.embedding_dim, folder)
+    return head
+
+
+def with_head(spec: ModelSpec, head: Head | None) -> ModelSpec:
+    """``spec`` as the run sees it with a fitted ``head``: the head's labels (their count)
+    and a softmax over them, whatever the checkpoint's own head has."""
+    if head is None:
+        return spec
+    return replace(spec, num_labels=len(head.labels), multi_label=False)
 
 
 def _num_labels(config: dict[str, Any]) -> int | None:
@@ -702,6 +739,7 @@ def read_model_spec(name: str = DEFAULT_MODEL, *, revision: str | None = None) -
         input_name,
         tuple(str(a) for a in architectures if isinstance(a, str)),
         found,
+        hidden if isinstance(hidden := config.get("hidden_size"), int) and hidden > 0 else None,
     )
 
 
@@ -815,7 +853,7 @@ def load_model(
     dtype_name = str(torch_dtype).removeprefix("torch.")  # float32, bfloat16, float16
     runtime = resolve_backend(ref.backend, dev, ref.dtype, ref.calibration)
     spec = spec or read_model_spec(name, revision=revision)
-    check_label_source(spec, ref)
+    head = check_label_source(spec, ref)
     source = labels_from(ref)
     warn = on_warning or log.warning
     check_head(spec, allow_untrained_head, warn)
@@ -869,13 +907,14 @@ def load_model(
                 dtype=torch.float32,  # OpenVINO's input; it computes in compiled.precision
                 frames_per_clip=spec.frames_per_clip,
                 preprocess=spec.preprocess,
-                id2label=_id2label(name, revision, spec.offline),
+                id2label=head.id2label if head else _id2label(name, revision, spec.offline),
                 backend=BACKEND_OPENVINO,
                 precision=compiled.precision,
-                multi_label=spec.multi_label,
+                multi_label=spec.multi_label and head is None,
                 input_name=spec.input_name,
                 revision=spec.revision,
                 labels_from=source,
+                head=head,
             )
     try:
         model, info = pretrained(name, revision=revision, dtype=torch_dtype, offline=spec.offline)
@@ -883,7 +922,7 @@ def load_model(
         raise _translate_load_error(exc, name, spec.offline) from None
     check_load_report(load_report(info), name, allow_untrained_head, warn)
     model.eval().to(dev)
-    id2label = label_table(model.config.id2label or {})
+    id2label = head.id2label if head else label_table(model.config.id2label or {})
     if dev.type == "cpu":
         # Dropping intermediate autograd state also applies to the weights' storage here.
         torch.set_grad_enabled(False)
@@ -898,10 +937,11 @@ def load_model(
         id2label=id2label,
         backend=BACKEND_TORCH,
         precision=dtype_name,
-        multi_label=spec.multi_label,
+        multi_label=spec.multi_label and head is None,
         input_name=spec.input_name,
         revision=spec.revision,
         labels_from=source,
+        head=head,
     )
 
 

@@ -37,6 +37,7 @@ from .model import (
     read_model_spec,
     resolve_backend,
     resolve_device,
+    with_head,
 )
 from .preprocessing import normalize
 from .protocol import Protocol
@@ -157,7 +158,9 @@ class Classifier:
         check_dtype(ref.dtype)
         self.backend = resolve_backend(ref.backend, self.device_type, ref.dtype, ref.calibration)
         self.spec = read_model_spec(ref.name, revision=ref.revision)
-        check_label_source(self.spec, ref)
+        # A fitted head is read and checked now, before decoding starts; the run then sees
+        # its labels.
+        self.spec = with_head(self.spec, check_label_source(self.spec, ref))
         #: What produced the labels, as rows record it (``labels_from``; "": the checkpoint).
         self.labels_from = labels_from(ref)
         if ref.calibration is not None:

@@ -47,6 +47,7 @@ from .model import (
     read_labels,
     read_model_spec,
     resolve_dtype,
+    with_head,
 )
 from .output import OutputMismatchError, write_text_aside
 from .pipeline import Classifier, ClassifyOptions, default_workers
@@ -461,7 +462,7 @@ class _Run:
         model: Classifier | _ModelOnly
         if o.engine == ENGINE_RAY:
             spec = read_model_spec(o.model.name, revision=o.model.revision)
-            check_label_source(spec, o.model)
+            spec = with_head(spec, check_label_source(spec, o.model))
             model = _ModelOnly(spec, labels_from(o.model))
         else:
             model = Classifier(o.model, lazy=True, on_notice=self._notice, on_warning=self._warn)
