@@ -421,8 +421,8 @@ def test_fit_head_usage_errors(
 
 #: Per class: the object's colour, its motion (px per frame) and its texture.
 CLASSES = {
-    "red stripes right": ((220, 40, 40), (1.5, 0.0), "stripes"),
-    "blue checks down": ((40, 60, 220), (0.0, 1.5), "checks"),
+    "red stripes right": ((220, 40, 40), (1.0, 0.0), "stripes"),
+    "blue checks down": ((40, 60, 220), (0.0, 1.0), "checks"),
     "green plain still": ((40, 200, 60), (0.0, 0.0), "plain"),
 }
 VIDEOS_PER_CLASS = 20
@@ -433,8 +433,11 @@ VIDEO_FRAMES = 24  # about 1 s at 25 fps
 def class_pattern(colour, motion, texture, rng: np.random.Generator):
     """A ``write_video`` pattern: a textured square of the class's colour moving the class's
     way over a noisy grey background, its start, size, shade and background drawn at random."""
-    side = int(rng.integers(18, 28))
-    x0, y0 = rng.uniform(4, VIDEO_PX - side - 4 - 36, 2) if motion != (0.0, 0.0) else (20, 20)
+    side = int(rng.integers(14, 22))
+    # Anywhere the whole path stays inside the frame, 2 px from its edges.
+    x0, y0 = (
+        rng.uniform(2, VIDEO_PX - side - 2 - step * (VIDEO_FRAMES - 1)) for step in motion
+    )
     grey = rng.uniform(70, 170)
     shade = rng.uniform(0.75, 1.0)
     period = int(rng.integers(4, 7))
