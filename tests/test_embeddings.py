@@ -399,3 +399,75 @@ def test_paths_are_every_video_with_a_vector_in_the_file_or_the_journal(tmp_path
     emb, _ = open_file(path, resume=False)
     assert emb.paths() == set()
     emb.close()
+
+
+def test_the_model_revision_is_recorded_in_the_journal_and_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "emb.parquet"
+    emb, _ = open_file(path, resume=False, model_revision="sha256:00000000000000aa")
+    header = next(e for e in emb._entries() if isinstance(e, dict))
+    assert header["model_revision"] == "sha256:00000000000000aa"
+    emb.write("a", vec(1))
+    emb.finish()
+    metadata = pq.ParquetFile(path).schema_arrow.metadata
+    assert metadata[embeddings.REVISION_KEY.encode()] == b"sha256:00000000000000aa"
+    info = embeddings.describe(path)
+    assert (info.model, info.protocol, info.dtype) == ("m", "uniform", "float16")
+    assert (info.dim, info.rows, info.model_revision, info.journal) == (
+        DIM,
+        1,
+        "sha256:00000000000000aa",
+        False,
+    )
+    vectors = embeddings.read_video_vectors(path, ["a", "zzz"])
+    assert list(vectors) == ["a"] and vectors["a"].dtype == np.float32
+
+
+def test_an_older_file_without_a_revision_resumes_and_gains_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "emb.parquet"
+    emb, _ = open_file(path, resume=False)  # as vmae wrote it before: no revision
+    emb.write("a", vec(1))
+    emb.finish()
+    assert embeddings.describe(path).model_revision == ""
+    assert embeddings.REVISION_KEY.encode() not in (
+        pq.ParquetFile(path).schema_arrow.metadata or {}
+    )
+    emb, done = open_file(path, resume=True, model_revision="sha256:00000000000000bb")
+    assert done == {"a"}
+    emb.keep_only(done)
+    emb.write("b", vec(2))
+    emb.finish()
+    assert embeddings.describe(path).model_revision == "sha256:00000000000000bb"
+    assert set(rows(path)) == {("a", None), ("b", None)}
+    # A journal of an older vmae (its header without the key) resumes too.
+    meta = EmbeddingsFile._meta
+    with monkeypatch.context() as patch:
+        patch.setattr(EmbeddingsFile, "_meta", lambda self: meta(self) | {"model_revision": None})
+        emb, _ = open_file(path, resume=True)
+        emb._reset_journal()
+        header = next(e for e in emb._entries() if isinstance(e, dict))
+        assert header["model_revision"] is None
+        emb.write("c", vec(3))
+        emb.close()
+    emb, done = open_file(path, resume=True, model_revision="sha256:00000000000000bb")
+    assert done == {"a", "b", "c"}
+    emb.close()
+
+
+@pytest.mark.parametrize("finished", [True, False])
+def test_resuming_with_another_revision_is_refused(tmp_path: Path, finished: bool) -> None:
+    path = tmp_path / "emb.parquet"
+    emb, _ = open_file(path, resume=False, model_revision="sha256:00000000000000aa")
+    emb.write("a", vec(1))
+    if finished:
+        emb.finish()
+    else:
+        emb.close()  # killed: the journal holds it
+    with pytest.raises(OutputMismatchError, match="revision") as caught:
+        open_file(path, resume=True, model_revision="sha256:00000000000000cc")
+    assert caught.value.options == ("resume",)
+    # A run that knows no revision of its own passes.
+    emb, done = open_file(path, resume=True)
+    assert done == {"a"}
+    emb.close()

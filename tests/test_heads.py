@@ -246,9 +246,7 @@ def dataset(tmp_path: Path):
     x, y = blobs(10)
     names = ["cat", "dog", "eel"]
     cells = [f"/videos/{names[label]}_{i:02d}.mp4" for i, label in enumerate(y)]
-    emb = write_embeddings(
-        tmp_path / "e.parquet", dict(zip(cells, x, strict=True)), windows=True
-    )
+    emb = write_embeddings(tmp_path / "e.parquet", dict(zip(cells, x, strict=True)), windows=True)
     examples = write_examples(
         tmp_path / "ex.csv", [(c, names[label]) for c, label in zip(cells, y, strict=True)]
     )
@@ -358,7 +356,9 @@ def test_an_older_embeddings_file_takes_the_model_folders_revision(
 
     _, examples, cells, x, _ = dataset
     vectors = dict(zip(cells, x, strict=True))
-    old = write_embeddings(tmp_path / "old.parquet", vectors, model=str(tiny_model_dir), revision="")
+    old = write_embeddings(
+        tmp_path / "old.parquet", vectors, model=str(tiny_model_dir), revision=""
+    )
     assert describe(old).model_revision == ""
     notices: list[str] = []
     report = fit_head(old, examples, tmp_path / "head", on_notice=notices.append)
@@ -435,9 +435,7 @@ def class_pattern(colour, motion, texture, rng: np.random.Generator):
     way over a noisy grey background, its start, size, shade and background drawn at random."""
     side = int(rng.integers(14, 22))
     # Anywhere the whole path stays inside the frame, 2 px from its edges.
-    x0, y0 = (
-        rng.uniform(2, VIDEO_PX - side - 2 - step * (VIDEO_FRAMES - 1)) for step in motion
-    )
+    x0, y0 = (rng.uniform(2, VIDEO_PX - side - 2 - step * (VIDEO_FRAMES - 1)) for step in motion)
     grey = rng.uniform(70, 170)
     shade = rng.uniform(0.75, 1.0)
     period = int(rng.integers(4, 7))
@@ -466,6 +464,7 @@ def curated(tmp_path_factory: pytest.TempPathFactory):
     """Three visibly different classes of generated videos, classified by a random-weight
     tiny backbone with embeddings; the examples CSV labels every one."""
     from tiny_model import make_tiny_model
+
     from tools.videogen import write_video
 
     root = tmp_path_factory.mktemp("curated")
