@@ -94,6 +94,9 @@ class VideoMeta:
     height: int | None = None
     rotation: int = 0
     frames_hidden: int = 0
+    #: Where the header gives a duration but no frame count (Matroska, WebM): the frames the
+    #: duration holds at the stream's rate. Not a column: what the truncation note compares.
+    frames_expected: int | None = None
 
 
 @dataclass
