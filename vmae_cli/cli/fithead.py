@@ -59,8 +59,7 @@ def fit_head(
         typer.Option(
             "--l2",
             metavar="X",
-            help="L2 penalty on the standardised weights: larger is smoother, for fewer "
-            "examples.",
+            help="L2 penalty on the standardised weights: larger is smoother, for fewer examples.",
         ),
     ] = DEFAULT_HEAD_L2,
     overwrite: Annotated[
