@@ -70,11 +70,12 @@ def fit_head(
         bool, typer.Option("--debug", help="Show the traceback of an unexpected error.")
     ] = False,
 ) -> None:
-    """Train a head of your own labels on the vectors of vmae classify --embeddings.
+    """Train a head of your own labels on a run's embeddings.
 
-    A linear classifier (multinomial logistic regression) on the backbone's video vectors;
-    then classify with --model BACKBONE --head FOLDER. Prints the cross-validated accuracy per
-    label and a confusion table on stderr, the folder on stdout.
+    The embeddings are the vectors of vmae classify --embeddings; the head is a linear
+    classifier (multinomial logistic regression) on them. Then classify with --model BACKBONE
+    --head FOLDER. Prints the cross-validated accuracy per label and a confusion table on
+    stderr, the folder on stdout.
     """
     from ..fitting import fit_head as fit
 
