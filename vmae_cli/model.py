@@ -36,20 +36,34 @@ from .preprocessing import PreprocessConfig, normalize, parse_preprocess_config
 if TYPE_CHECKING:
     import torch
 
+    from .labelsource import TextLabel
+
 #: Debug messages (``vmae classify --debug`` shows them on stderr).
 log = logging.getLogger(__name__)
 
 #: ``problem_type`` of a checkpoint whose classes are independent (sigmoid scores).
 MULTI_LABEL = "multi_label_classification"
 
-#: The model types transformers maps to ``AutoModelForVideoClassification``, with the config
-#: key holding the frames per clip and the forward argument the clips go to.
+#: The model types transformers maps to ``AutoModelForVideoClassification``, and the
+#: zero-shot ones (:data:`ZERO_SHOT_TYPES`), with the config key holding the frames per clip
+#: and the forward argument the clips go to.
 MODEL_TYPES = {
     "videomae": ("num_frames", "pixel_values"),
     "timesformer": ("num_frames", "pixel_values"),
     "vivit": ("num_frames", "pixel_values"),
     "vjepa2": ("frames_per_clip", "pixel_values_videos"),
+    "xclip": ("num_frames", "pixel_values"),
 }
+#: Video-text models whose labels are texts given at run time (``text_labels``), scored by
+#: :mod:`vmae_cli.zeroshot`; their vision keys (frames per clip, sizes) sit in the config's
+#: ``vision_config``.
+ZERO_SHOT_TYPES = ("xclip",)
+#: The nested configs a zero-shot model's vision keys are read from, the later winning as in
+#: transformers' ``XCLIPConfig`` (checkpoints saved before 2023 have both, the second holding
+#: only the values that differ from the defaults).
+VISION_CONFIG_KEYS = ("vision_config", "vision_config_dict")
+#: ``XCLIPVisionConfig``'s frames per clip, for a config that leaves them out.
+XCLIP_DEFAULT_FRAMES = 8
 #: What the class name of a checkpoint with a classification head ends with.
 CLASSIFIER_SUFFIX = "ForVideoClassification"
 #: Processor config files, the video processor's first: Hugging Face's video classification
@@ -112,6 +126,8 @@ class ModelRef:
     backend: str = BACKEND_AUTO
     allow_untrained_head: bool = False
     calibration: str | None = None
+    text_labels: tuple[TextLabel, ...] = ()
+    head: str | None = None
 
     @classmethod
     def of(cls, model: ModelRef | str | os.PathLike[str] = DEFAULT_MODEL, **flat: Any) -> ModelRef:
@@ -511,9 +527,17 @@ class ModelSpec:
     #: (``provenance.model_revision``); rows carry it as ``model_revision``.
     revision: str = ""
 
+    @property
+    def zero_shot(self) -> bool:
+        """A video-text model (:data:`ZERO_SHOT_TYPES`): its labels are the texts given."""
+        return self.model_type in ZERO_SHOT_TYPES
+
     def head_problem(self) -> str | None:
         """Why this checkpoint has no trained classification head, judged from its config
-        (a pre-training checkpoint: ``VideoMAEForPreTraining``), or ``None``."""
+        (a pre-training checkpoint: ``VideoMAEForPreTraining``), or ``None``. A zero-shot
+        model has none to have: its labels are texts."""
+        if self.zero_shot:
+            return None
         if self.architectures and not any(
             a.endswith(CLASSIFIER_SUFFIX) for a in self.architectures
         ):
@@ -624,6 +648,13 @@ def read_model_spec(name: str = DEFAULT_MODEL, *, revision: str | None = None) -
                 f"classifiers transformers knows ({', '.join(MODEL_TYPES)})"
             )
         frames_key, input_name = MODEL_TYPES[model_type]
+        # The keys that size a clip and the weights: X-CLIP's are its vision encoder's.
+        sizes = config
+        if model_type in ZERO_SHOT_TYPES:
+            sizes = {frames_key: XCLIP_DEFAULT_FRAMES}
+            for key in VISION_CONFIG_KEYS:
+                nested = config.get(key)
+                sizes.update(nested if isinstance(nested, dict) else {})
         preprocess = None
         for filename, video in PROCESSOR_FILES:
             raw = _config_json(name, filename, revision, offline, missing_ok=True)
@@ -642,13 +673,13 @@ def read_model_spec(name: str = DEFAULT_MODEL, *, revision: str | None = None) -
     except Exception as exc:  # noqa: BLE001 - mapped to one line; --debug shows the rest
         raise _translate_load_error(exc, name, offline) from None
     architectures = config.get("architectures") or ()
-    check_fits(name, config, frames_key, preprocess)
+    check_fits(name, sizes, frames_key, preprocess)
     return ModelSpec(
         name,
-        int(config.get(frames_key, 16)),
+        int(sizes.get(frames_key, 16)),
         preprocess,
         offline,
-        _num_labels(config),
+        None if model_type in ZERO_SHOT_TYPES else _num_labels(config),
         config.get("problem_type") == MULTI_LABEL,
         model_type,
         input_name,
