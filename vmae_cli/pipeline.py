@@ -30,11 +30,13 @@ from .model import (
     Say,
     backend_device,
     check_dtype,
+    check_zero_shot_dtype,
     known_cpu,
     load_model,
     read_model_spec,
     resolve_backend,
     resolve_device,
+    zero_shot_runtime,
 )
 from .preprocessing import normalize
 from .protocol import Protocol
@@ -154,6 +156,8 @@ class Classifier:
         check_dtype(ref.dtype)
         self.backend = resolve_backend(ref.backend, self.device_type, ref.dtype, ref.calibration)
         self.spec = read_model_spec(ref.name, revision=ref.revision)
+        check_zero_shot_dtype(self.spec, ref.dtype)
+        self.backend = zero_shot_runtime(self.spec, self.backend)
         if ref.calibration is not None:
             self._calibration = folder_calibration(ref.calibration, self.spec)
         if not lazy and (ref.dtype != INT8 or self._calibration is not None):

@@ -35,12 +35,14 @@ from .embeddings import DEFAULT_EMBEDDING_DTYPE, EMBEDDING_DTYPES
 from .errors import VmaeError
 from .extras import require
 from .identity import display_path, path_cell, url_queries_kept, video_path
+from .labelsource import given_labels
 from .model import (
     BACKEND_TORCH,
     MODEL_KEYWORDS,
     ModelRef,
     ModelSpec,
     check_head,
+    check_zero_shot_dtype,
     dtype_warning,
     read_labels,
     read_model_spec,
@@ -475,11 +477,16 @@ class _Run:
         # Segments' defaults (the window: the model's clip) are known now: rows and resume
         # name the windows in frames.
         o.classify.protocol = o.classify.protocol.for_model(model.spec.frames_per_clip)
+        # Refused here for the Ray engine too, not by each of its actors.
+        check_zero_shot_dtype(model.spec, o.model.dtype)
+        # The labels of the scores: the text labels given to a zero-shot model, else the
+        # checkpoint's own.
+        given = given_labels(o.model)
         if o.classify.label_map is not None:
             o.classify.label_map.check(
-                read_labels(spec=model.spec, revision=o.model.revision).values()
+                given or read_labels(spec=model.spec, revision=o.model.revision).values()
             )
-        labels = model.spec.num_labels
+        labels = len(given) if given else model.spec.num_labels
         if labels is not None and o.classify.top_k > labels:
             self._warn(
                 f"top_k={o.classify.top_k}, but the model has {labels} labels: using {labels}"
