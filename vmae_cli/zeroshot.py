@@ -22,6 +22,7 @@ bare class names (no "a video of ..." template), and no prompt ensembling is don
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,8 +32,9 @@ from torch import nn
 
 from .checkpoint import pretrained, quiet_transformers
 
-#: The tokenizer files a CLIP BPE tokenizer is read from (``tokenizer.json`` alone also does).
-TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer.json")
+#: The files a CLIP BPE tokenizer is read from, either set: without them transformers builds
+#: a tokenizer of three special tokens that reads every label as unknown tokens, silently.
+TOKENIZER_FILE_SETS = (("tokenizer.json",), ("vocab.json", "merges.txt"))
 #: Tokens of a prompt X-CLIP's text encoder takes when its config does not say (CLIP's 77):
 #: a longer prompt is cut, keeping its end-of-text token.
 DEFAULT_TEXT_TOKENS = 77
@@ -143,11 +145,37 @@ def text_positions(config: Any) -> int:
 
 def load_tokenizer(name: str, *, revision: str | None, offline: bool) -> Any:
     """The checkpoint's own tokenizer (``AutoTokenizer``: CLIP's BPE for X-CLIP). Raises
-    :class:`OSError` when the checkpoint has none."""
+    :class:`OSError` when the checkpoint has none (:data:`TOKENIZER_FILE_SETS`)."""
     from transformers import AutoTokenizer
 
     quiet_transformers()
+    if not _has_tokenizer(name, revision=revision, offline=offline):
+        wanted = " or ".join(" and ".join(files) for files in TOKENIZER_FILE_SETS)
+        raise OSError(f"no tokenizer ({wanted}) to read the text labels with")
     return AutoTokenizer.from_pretrained(name, revision=revision, local_files_only=offline)
+
+
+def _has_tokenizer(name: str, *, revision: str | None, offline: bool) -> bool:
+    """Whether the folder or Hub model ``name`` has one of :data:`TOKENIZER_FILE_SETS`."""
+    if os.path.isdir(name):
+
+        def found(filename: str) -> bool:
+            return os.path.isfile(os.path.join(name, filename))
+
+    else:
+        from transformers.utils import cached_file
+
+        def found(filename: str) -> bool:
+            path = cached_file(
+                name,
+                filename,
+                revision=revision,
+                local_files_only=offline,
+                _raise_exceptions_for_missing_entries=False,
+            )
+            return path is not None
+
+    return any(all(found(f) for f in files) for files in TOKENIZER_FILE_SETS)
 
 
 def load_zero_shot(
