@@ -35,7 +35,7 @@ def test_rows_carry_the_model_and_protocol_that_made_them(tmp_path: Path) -> Non
         ("/v/a.mp4", "m", "uniform", "ok"),
         ("/v/b.mp4", "m", "uniform", "not_video"),
     ]
-    assert index.video_origins() == {("m", "uniform", "")}
+    assert index.video_origins() == {("m", "uniform", "", "")}
     line = b'{"path": "/a", "model": "x", "protocol": "videomae"}\n'
     row = read_back(tmp_path / "rows.jsonl", line, JsonlFormat).find("/a")
     assert (row.model, row.protocol) == ("x", "videomae")
@@ -110,3 +110,39 @@ def test_copies_a_killed_run_left_half_written_are_removed(fmt: str, tmp_path: P
     store = FORMATS[fmt].store(str(path)).lock()
     store.close()
     assert not stale.exists() and other.exists()
+
+
+def test_a_forked_child_does_not_keep_the_outputs_lock(tmp_path: Path) -> None:
+    """A decoding worker is forked while the output is locked; if it outlives the run (or is
+    slow to exit) the next run must still get the lock."""
+    from vmae_cli.embeddings import EmbeddingsFile
+
+    path = str(tmp_path / "out.csv")
+    out = OutputFile(path, CsvFormat).lock()
+    out.start(resume=False)
+    stream = out.stream()
+    vectors = EmbeddingsFile(str(tmp_path / "vectors.parquet"), model="m", protocol="p").lock()
+    read, write = os.pipe()
+    ready_read, ready_write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child (its fork hooks have run): says so, waits for the parent, exits
+        os.close(write)
+        os.write(ready_write, b"!")
+        os.read(read, 1)
+        os._exit(0)
+    os.close(read)
+    os.close(ready_write)
+    assert os.read(ready_read, 1) == b"!"
+    os.close(ready_read)
+    try:
+        stream.write("path,status\n")
+        out.finish()
+        vectors.close()
+        again = OutputFile(path, CsvFormat).lock()  # not refused as busy
+        again.close()
+        EmbeddingsFile(str(tmp_path / "vectors.parquet"), model="m", protocol="p").lock().close()
+    finally:
+        os.close(write)
+        os.waitpid(child, 0)
+    with open(path, encoding="utf-8-sig") as f:
+        assert f.read() == "path,status\n"  # the child wrote nothing into it

@@ -40,7 +40,7 @@ def test_the_newest_row_of_each_video_and_window_wins() -> None:
     # The rows a rewrite keeps, by their place in the file: the newest of each.
     assert index.rows_kept(()).tolist() == [False, True, True, False, True, True]
     assert index.rows_kept({"/a"}).tolist() == [False, True] + [False] * 4
-    assert index.video_origins() == {("", "", ""), ("m", "", "")}
+    assert index.video_origins() == {("", "", "", ""), ("m", "", "", "")}
 
 
 def test_cells_without_a_number_are_no_stamp_or_count() -> None:
@@ -336,7 +336,7 @@ def test_keys_sharing_the_high_half_of_their_digest_stay_apart() -> None:
         origin=np.zeros(n, np.int32),
         ordinal=order,
         statuses=[""],
-        origins=[("", "", "")],
+        origins=[("", "", "", "")],
         rows=5,
         legacy_rows=np.zeros(0, np.int64),
     )

@@ -40,7 +40,14 @@ from typing import TYPE_CHECKING, Any
 
 # The vectors' element types live in `choices` (what `vmae --help` imports).
 from .choices import DEFAULT_EMBEDDING_DTYPE, EMBEDDING_DTYPES
-from .output import OutputBusyError, OutputMismatchError, parquet_rows, write_all
+from .output import (
+    OutputBusyError,
+    OutputMismatchError,
+    hold_lock,
+    parquet_rows,
+    release_lock,
+    write_all,
+)
 
 if TYPE_CHECKING:
     import numpy
@@ -187,7 +194,7 @@ class EmbeddingsFile:
             except FileNotFoundError:
                 same = False
             if same:
-                self.fd = fd
+                self.fd = hold_lock(fd)
                 return self
             os.close(fd)
         raise OutputBusyError(f"{self.path} keeps being replaced by other vmae runs")
@@ -337,6 +344,7 @@ class EmbeddingsFile:
             if self._created and not self._started and os.fstat(self.fd).st_size == 0:
                 with contextlib.suppress(OSError):
                     os.unlink(self.journal_path)
+            release_lock(self.fd)
             os.close(self.fd)
             self.fd = -1
 

@@ -86,6 +86,10 @@ JSONL_KEYS = (*CSV_HEAD, "top_k", *CSV_TAIL, "mtime", "frame_indices")
 #: The frames the model saw, last in a CSV row, as space-separated indices (what `vmae report`
 #: decodes again).
 CSV_TAIL = (*CSV_TAIL, "frame_indices")
+#: What produced a video row's labels when they are not the checkpoint's own (text labels, a
+#: fitted head: :func:`vmae_cli.labelsource.labels_from`), after ``model_revision``; a run
+#: with the checkpoint's labels writes no such column, as outputs before it had none.
+LABELS_FROM = "labels_from"
 #: What a segmented video's row adds (``--segments``), after its label and scores.
 SEGMENTED_COLUMNS = ("windows", "timeline")
 
@@ -100,17 +104,21 @@ class Table:
     tail: tuple[str, ...]
     keys: tuple[str, ...]
 
-    def plus(self, columns: tuple[str, ...]) -> Table:
-        """This table with ``columns`` after its ``score`` (what ``--label-map`` and
-        ``--min-score`` add: :meth:`vmae_cli.scoring.Scoring.columns`)."""
+    def plus(self, columns: tuple[str, ...], after: str = "score") -> Table:
+        """This table with ``columns`` after its column ``after``: after ``score``, what
+        ``--label-map`` and ``--min-score`` add (:meth:`vmae_cli.scoring.Scoring.columns`);
+        after ``model_revision``, :data:`LABELS_FROM` where the labels are not the
+        checkpoint's own."""
         if not columns:
             return self
 
-        def after_score(names: tuple[str, ...]) -> tuple[str, ...]:
-            at = names.index("score") + 1
+        def insert(names: tuple[str, ...]) -> tuple[str, ...]:
+            if after not in names:
+                return names
+            at = names.index(after) + 1
             return (*names[:at], *columns, *names[at:])
 
-        return Table(after_score(self.head), self.tail, after_score(self.keys))
+        return Table(insert(self.head), insert(self.tail), insert(self.keys))
 
 
 #: One row per video (the main output).
@@ -721,6 +729,7 @@ RESUME_COLUMNS = (
     "model",
     "protocol",
     "model_revision",
+    LABELS_FROM,
     "size_bytes",
     "mtime_ns",
     "windows",
@@ -845,7 +854,7 @@ def _arrow_block(batch: pa.RecordBatch | pa.Table, *, escaped: bool) -> RowBlock
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from .rowindex import MISSING, NO_WINDOW, Coded, RowBlock, int_column
+    from .rowindex import MISSING, NO_WINDOW, ORIGIN_COLUMNS, Coded, RowBlock, int_column
 
     n = batch.num_rows
     names = batch.schema.names
@@ -898,7 +907,7 @@ def _arrow_block(batch: pa.RecordBatch | pa.Table, *, escaped: bool) -> RowBlock
             keys[i] = key.encode("utf-8", "surrogatepass")
             legacy.append(i)
     status_codes, statuses = codes(text("status"))
-    parts = [codes(text(c)) for c in ("model", "protocol", "model_revision")]
+    parts = [codes(text(c)) for c in ORIGIN_COLUMNS]
     sizes = [max(len(names_), 1) for _, names_ in parts]
     combined = np.zeros(n, np.int64)
     for (part, _), size in zip(parts, sizes, strict=True):
@@ -906,11 +915,11 @@ def _arrow_block(batch: pa.RecordBatch | pa.Table, *, escaped: bool) -> RowBlock
     distinct, inverse = np.unique(combined, return_inverse=True)
     origins = []
     for value in distinct.tolist():
-        triple = []
+        origin = []
         for (_, names_), size in zip(reversed(parts), reversed(sizes), strict=True):
-            triple.append(names_[value % size] if names_ else "")
+            origin.append(names_[value % size] if names_ else "")
             value //= size
-        origins.append(tuple(reversed(triple)))
+        origins.append(tuple(reversed(origin)))
     return RowBlock(
         keys=keys,
         status=Coded(status_codes.astype(np.int32), statuses),

@@ -54,9 +54,8 @@ MODEL_TYPES = {
     "vjepa2": ("frames_per_clip", "pixel_values_videos"),
     "xclip": ("num_frames", "pixel_values"),
 }
-#: Video-text models whose labels are texts given at run time (``text_labels``), scored by
-#: :mod:`vmae_cli.zeroshot`; their vision keys (frames per clip, sizes) sit in the config's
-#: ``vision_config``.
+#: Model types that score a video against text labels the run gives (zero-shot: ``text_labels``),
+#: not against labels of their own.
 ZERO_SHOT_TYPES = ("xclip",)
 #: The nested configs a zero-shot model's vision keys are read from, the later winning as in
 #: transformers' ``XCLIPConfig`` (checkpoints saved before 2023 have both, the second holding
@@ -117,6 +116,11 @@ class ModelRef:
     not all load) with a warning instead of refusing it. ``calibration`` (with
     ``dtype="int8"`` only) is a folder whose first :data:`~vmae_cli.pipeline.CALIBRATION_VIDEOS`
     videos calibrate the quantization, instead of the first videos of the run that quantizes.
+
+    Where a run's labels come from (:mod:`vmae_cli.labelsource`): the checkpoint's own head,
+    or ``text_labels`` (each a :class:`~vmae_cli.labelsource.TextLabel`, in order) that a
+    zero-shot model (:data:`ZERO_SHOT_TYPES`) scores a video against, or ``head``, the folder
+    of a head fitted on the model's embeddings (``vmae fit-head``).
     """
 
     name: str = DEFAULT_MODEL
@@ -189,6 +193,9 @@ class LoadedModel:
     multi_label: bool = False
     input_name: str = "pixel_values"  # the forward argument the clips go to (ModelSpec)
     revision: str = ""  # the checkpoint's revision (ModelSpec.revision)
+    #: What produced the labels when they are not the checkpoint's own
+    #: (:func:`vmae_cli.labelsource.labels_from`), as rows record it.
+    labels_from: str = ""
 
     def predict(self, frames: torch.Tensor) -> torch.Tensor:
         """Class scores (float32, on CPU) for uint8 clips ``(B, T, 3, H, W)``: see
@@ -529,13 +536,14 @@ class ModelSpec:
 
     @property
     def zero_shot(self) -> bool:
-        """A video-text model (:data:`ZERO_SHOT_TYPES`): its labels are the texts given."""
+        """Whether the model scores videos against text labels the run gives
+        (:data:`ZERO_SHOT_TYPES`) rather than labels of its own."""
         return self.model_type in ZERO_SHOT_TYPES
 
     def head_problem(self) -> str | None:
         """Why this checkpoint has no trained classification head, judged from its config
         (a pre-training checkpoint: ``VideoMAEForPreTraining``), or ``None``. A zero-shot
-        model has none to have: its labels are texts."""
+        model has none to have: its labels are the run's text labels."""
         if self.zero_shot:
             return None
         if self.architectures and not any(
@@ -547,6 +555,30 @@ class ModelSpec:
                 "random (use a fine-tuned checkpoint, or allow_untrained_head=True)"
             )
         return None
+
+
+def check_label_source(spec: ModelSpec, ref: ModelRef) -> None:
+    """Refuse labels that do not fit the model (:class:`~vmae_cli.labelsource.
+    LabelsOptionError`): text labels with a classifier (it has labels of its own), a zero-shot
+    model with neither text labels nor a head, text labels and a head together."""
+    from .labelsource import LabelsOptionError, check_sources
+
+    check_sources(ref)
+    if ref.text_labels and not spec.zero_shot:
+        raise LabelsOptionError(
+            f"text_labels are for a zero-shot model ({', '.join(ZERO_SHOT_TYPES)}); "
+            f"{spec.name!r} is a {spec.model_type} classifier with labels of its own (a head "
+            "fitted on its embeddings gives it others: head=...)",
+            options=("text_labels", "model"),
+            value=spec.name,
+        )
+    if spec.zero_shot and not ref.text_labels and ref.head is None:
+        raise LabelsOptionError(
+            f"{spec.name!r} is a zero-shot {spec.model_type} model: it has no labels of its "
+            "own; give it text_labels (the labels to score each video against)",
+            options=("text_labels",),
+            value=spec.name,
+        )
 
 
 def _num_labels(config: dict[str, Any]) -> int | None:
@@ -795,12 +827,16 @@ def load_model(
     """
     import torch
 
+    from .labelsource import labels_from
+
     ref = ModelRef.of(model, **flat)
     name, revision, allow_untrained_head = ref.name, ref.revision, ref.allow_untrained_head
     dev = resolve_device(backend_device(ref.backend, ref.device, ref.dtype))
     torch_dtype = resolve_dtype(ref.dtype, dev)
     dtype_name = str(torch_dtype).removeprefix("torch.")  # float32, bfloat16, float16
     spec = spec or read_model_spec(name, revision=revision)
+    check_label_source(spec, ref)
+    source = labels_from(ref)
     check_zero_shot_dtype(spec, ref.dtype)
     runtime = resolve_backend(ref.backend, dev, ref.dtype, ref.calibration)
     warn = on_warning or log.warning
@@ -868,6 +904,7 @@ def load_model(
                 multi_label=spec.multi_label,
                 input_name=spec.input_name,
                 revision=spec.revision,
+                labels_from=source,
             )
     try:
         if spec.zero_shot:
@@ -911,6 +948,7 @@ def load_model(
         multi_label=spec.multi_label,
         input_name=spec.input_name,
         revision=spec.revision,
+        labels_from=source,
     )
 
 

@@ -43,6 +43,40 @@ if TYPE_CHECKING:
 #: How often lock() retries when the file it locked was removed or replaced meanwhile.
 LOCK_ATTEMPTS = 5
 
+#: This process's descriptors that hold an output's lock (an ``flock`` belongs to the open
+#: file, so each duplicate holds it too). A forked child points them at ``/dev/null`` at
+#: once (:func:`_forget_locks_in_child`): a decoding worker that outlives its run, or takes a
+#: while to exit, must not keep the run's output locked against the next run.
+_LOCK_FDS: set[int] = set()
+
+
+def hold_lock(fd: int) -> int:
+    """Remember that ``fd`` holds an output's lock (see :data:`_LOCK_FDS`); returns it."""
+    _LOCK_FDS.add(fd)
+    return fd
+
+
+def release_lock(fd: int) -> None:
+    """Forget ``fd`` (before it is closed)."""
+    _LOCK_FDS.discard(fd)
+
+
+def _forget_locks_in_child() -> None:
+    """In a forked child: the lock descriptors now read and write ``/dev/null`` (the numbers
+    stay valid for objects that still name them; the lock is the parent's alone)."""
+    if not _LOCK_FDS:
+        return
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    for fd in _LOCK_FDS:
+        with contextlib.suppress(OSError):
+            os.dup2(null, fd, inheritable=False)
+    os.close(null)
+    _LOCK_FDS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_locks_in_child)
+
 #: The UTF-8 byte-order mark a CSV file starts with (so spreadsheets read it as UTF-8).
 BOM = "\ufeff".encode()
 
@@ -223,6 +257,7 @@ class OutputFile:
             except FileNotFoundError:
                 same = False
             if same:
+                hold_lock(self.fd)
                 remove_stale_temporaries(self.path)
                 return self
             os.close(self.fd)
@@ -357,7 +392,7 @@ class OutputFile:
         format that wants one)."""
         if self.regular:
             os.lseek(self.fd, 0, os.SEEK_END)
-        raw = os.fdopen(os.dup(self.fd), "ab", buffering=0)
+        raw = os.fdopen(hold_lock(os.dup(self.fd)), "ab", buffering=0)
         self._stream = io.TextIOWrapper(raw, encoding="utf-8", newline="", write_through=True)
         if self.fmt.bom and self.is_empty and self.regular:
             self._stream.write(BOM.decode("utf-8"))
@@ -367,8 +402,6 @@ class OutputFile:
         """Flush and release the lock."""
         if self._stream is not None:
             self._stream.flush()
-            self._stream.close()
-            self._stream = None
         self.close()
 
     def close(self) -> None:
@@ -376,6 +409,7 @@ class OutputFile:
         descriptor is a duplicate holding the same lock, so it is closed too (a run that
         failed midway must not keep its output locked in a long-lived process)."""
         if self._stream is not None:
+            release_lock(self._stream.fileno())
             try:
                 self._stream.close()
             except OSError:
@@ -386,6 +420,7 @@ class OutputFile:
                 # Made by lock() for a run that never started: not left behind, empty.
                 with contextlib.suppress(OSError):
                     os.unlink(self.path)
+            release_lock(self.fd)
             os.close(self.fd)
             self.fd = -1
 
@@ -434,8 +469,9 @@ class OutputFile:
             except OSError:
                 pass
             raise
+        release_lock(self.fd)
         os.close(self.fd)
-        self.fd = fd
+        self.fd = hold_lock(fd)
         self.is_empty = scan.header is None and not out.written
 
 

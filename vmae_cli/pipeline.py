@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .backends import INT8, Calibration
 from .discovery import OnWalkError, as_inputs, check_inputs, iter_video_paths
 from .heap import HeapTrimmer
+from .labelsource import labels_from
 from .model import (
     DEFAULT_MODEL,
     DtypeOptionError,
@@ -30,6 +31,7 @@ from .model import (
     Say,
     backend_device,
     check_dtype,
+    check_label_source,
     check_zero_shot_dtype,
     known_cpu,
     load_model,
@@ -145,6 +147,7 @@ class Classifier:
             self._device = model.device
             self.device_type = model.device.type
             self.backend = model.backend
+            self.labels_from = model.labels_from
             return
         self.ref = ref = ModelRef.of(model, **flat)
         self._say = {"on_notice": on_notice, "on_warning": on_warning}
@@ -156,6 +159,9 @@ class Classifier:
         check_dtype(ref.dtype)
         self.backend = resolve_backend(ref.backend, self.device_type, ref.dtype, ref.calibration)
         self.spec = read_model_spec(ref.name, revision=ref.revision)
+        check_label_source(self.spec, ref)
+        #: What produced the labels, as rows record it (``labels_from``; "": the checkpoint).
+        self.labels_from = labels_from(ref)
         check_zero_shot_dtype(self.spec, ref.dtype)
         self.backend = zero_shot_runtime(self.spec, self.backend)
         if ref.calibration is not None:
@@ -259,6 +265,7 @@ class Classifier:
         batches = _Batches(self, opts.scoring, batch_size, opts.embeddings, self._heap)
         for prediction in self._predictions(outcomes, batches, protocol, stop, on_windows):
             prediction.model_revision = self.spec.revision
+            prediction.labels_from = self.labels_from
             yield prediction
 
     def _predictions(

@@ -70,8 +70,9 @@ def cache_base() -> Path:
 
 def model_files(name: str, revision: str | None = None, offline: bool = True) -> list[Path]:
     """The files of model ``name`` (a folder or a Hub id) that decide it: its config and
-    weights (and in a folder its tokenizer's, :data:`MODEL_FILE_PATTERNS`). For a Hub id the files are fetched the way transformers fetches them (from the
-    local cache when ``offline``). Raises :class:`NoWeightsError` when no weights are found.
+    weights, and in a folder its tokenizer's (:data:`MODEL_FILE_PATTERNS`). For a Hub id the
+    files are fetched the way transformers fetches them (from the local cache when
+    ``offline``). Raises :class:`NoWeightsError` when no weights are found.
     """
     if os.path.isdir(name):
         folder = Path(name)

@@ -45,6 +45,7 @@ from .choices import DEFAULT_VIDEOS_PER_TASK
 from .errors import VmaeError
 from .extras import require
 from .identity import video_path
+from .labelsource import labels_from
 from .model import ModelRef, ModelSpec
 from .pipeline import ClassifyOptions
 from .results import STATUS_CRASHED, STATUS_ERROR, Prediction, file_stamp
@@ -148,6 +149,8 @@ def classify_on_ray(
         if ray_options.actors is not None and plan.actors < ray_options.actors:
             on_warning(f"actors={ray_options.actors}, but the cluster has room for {plan.actors}")
         model = os.path.abspath(spec.name) if os.path.isdir(spec.name) else spec.name
+        head = os.path.abspath(ref.head) if ref.head is not None else None
+        source = labels_from(ref)
         absolute = [video_path(p) for p in paths]  # a URL stays one: each actor fetches it
         probes = _probe_dirs(absolute, model)
         # Held here for the whole run: Ray ends an actor once its creator drops the handle,
@@ -165,7 +168,7 @@ def classify_on_ray(
             plan,
             ray_options.videos_per_task,
             actor_args={
-                "ref": replace(ref, name=model),
+                "ref": replace(ref, name=model, head=head),
                 "classify": replace(classify, workers=plan.workers),
                 "probes": probes,
                 "ledger": ledger,
@@ -173,6 +176,7 @@ def classify_on_ray(
         )
         for prediction in _rows(dataset, paths, stop, spec.name, classify.protocol.name):
             prediction.model_revision = spec.revision  # the driver's, as for the model name
+            prediction.labels_from = source
             yield prediction
     finally:
         session.close()

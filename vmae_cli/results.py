@@ -281,6 +281,9 @@ class Prediction(_Ranked):
     stamp: FileStamp | None = None
     #: The checkpoint's revision (the Hub commit, or ``sha256:...`` of a folder's files).
     model_revision: str = ""
+    #: What produced the labels when they are not the checkpoint's own (text labels, a fitted
+    #: head: :func:`vmae_cli.labelsource.labels_from`); a column only then.
+    labels_from: str = ""
     node: str = ""  # the Ray node that classified it (--engine ray); not a column
     #: The runtime that classified it, as :attr:`RunReport.runtime` words it (``"torch
     #: float32"``), when it ran in another process (--engine ray); not a column.
@@ -317,6 +320,7 @@ class Prediction(_Ranked):
             "protocol": self.protocol,
             "model": self.model,
             "model_revision": self.model_revision,
+            "labels_from": self.labels_from,
             "size_bytes": self.stamp.size_bytes if self.stamp else None,
             "mtime_ns": self.stamp.mtime_ns if self.stamp else None,
             "windows": len(self.windows) if self.windows is not None else None,

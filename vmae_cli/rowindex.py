@@ -56,10 +56,13 @@ class PreviousRow:
     windows: int | None = None  # a segmented video's window count (--segments)
     window: int | None = None  # a window row's number (--segments-out)
     model_revision: str = ""
+    labels_from: str = ""  # text labels' or a fitted head's identity (vmae_cli.labelsource)
 
 
-#: Who made a row: (model, protocol, model_revision).
-Origin = tuple[str, str, str]
+#: The columns that say who made a row, in the order of an :data:`Origin`.
+ORIGIN_COLUMNS = ("model", "protocol", "model_revision", "labels_from")
+#: Who made a row: (model, protocol, model_revision, labels_from).
+Origin = tuple[str, str, str, str]
 
 
 def digest_keys(keys: Sequence[str] | Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
@@ -106,7 +109,7 @@ class RowBlock:
 
     keys: Sequence[str] | Sequence[bytes]  # text, or its UTF-8 bytes (a fast reader's)
     status: Coded
-    origin: Coded  # of Origin triples
+    origin: Coded  # of Origins
     size_bytes: np.ndarray  # int64, MISSING for none
     mtime_ns: np.ndarray  # int64, MISSING for none
     windows: np.ndarray  # int32, NO_WINDOW for none
@@ -127,12 +130,7 @@ class RowBlock:
             keys=keys,
             status=Coded.of(_text(row.get("status")) for row in rows),
             origin=Coded.of(
-                (
-                    _text(row.get("model")),
-                    _text(row.get("protocol")),
-                    _text(row.get("model_revision")),
-                )
-                for row in rows
+                tuple(_text(row.get(column)) for column in ORIGIN_COLUMNS) for row in rows
             ),
             size_bytes=_ints(rows, "size_bytes", np.int64, MISSING),
             mtime_ns=_ints(rows, "mtime_ns", np.int64, MISSING),
@@ -418,7 +416,7 @@ class RowIndex:
     def _row(self, key: str, i: int) -> PreviousRow:
         size, mtime = int(self.size_bytes[i]), int(self.mtime_ns[i])
         stamp = FileStamp(size, mtime) if MISSING not in (size, mtime) else None
-        model, protocol, revision = self.origins[self.origin[i]]
+        model, protocol, revision, labels_from = self.origins[self.origin[i]]
         return PreviousRow(
             key,
             self.statuses[self.status[i]],
@@ -428,6 +426,7 @@ class RowIndex:
             _count_or_none(self.windows[i]),
             _count_or_none(self.window[i]),
             revision,
+            labels_from,
         )
 
     def find_many(self, keys: Sequence[str]) -> list[PreviousRow | None]:
@@ -459,7 +458,7 @@ class RowIndex:
         return found
 
     def video_origins(self) -> set[Origin]:
-        """Who made the video rows (no window): (model, protocol, model_revision) triples."""
+        """Who made the video rows (no window): each an :data:`Origin`."""
         used = np.bincount(self.origin[self.window == NO_WINDOW], minlength=len(self.origins))
         return {self.origins[c] for c in np.flatnonzero(used)}
 

@@ -35,13 +35,14 @@ from .embeddings import DEFAULT_EMBEDDING_DTYPE, EMBEDDING_DTYPES
 from .errors import VmaeError
 from .extras import require
 from .identity import display_path, path_cell, url_queries_kept, video_path
-from .labelsource import given_labels
+from .labelsource import given_labels, labels_from
 from .model import (
     BACKEND_TORCH,
     MODEL_KEYWORDS,
     ModelRef,
     ModelSpec,
     check_head,
+    check_label_source,
     check_zero_shot_dtype,
     dtype_warning,
     read_labels,
@@ -225,6 +226,9 @@ class RunReport:
     linked_folders: int = 0
     embeddings: int | None = None  # vectors in the embeddings file (None: not written)
     model_revision: str = ""  # the checkpoint's revision (ModelSpec.revision)
+    #: What produced the labels when they are not the checkpoint's own (text labels, a fitted
+    #: head: :func:`vmae_cli.labelsource.labels_from`).
+    labels_from: str = ""
 
     @property
     def videos(self) -> int:
@@ -277,6 +281,7 @@ class RunReport:
             "output": display_path(self.output) if self.output else "-",
             "model": self.model,
             "model_revision": self.model_revision,
+            "labels_from": self.labels_from,
             "protocol": self.protocol,
             "windows": self.windows,
             "embeddings": self.embeddings,
@@ -431,6 +436,7 @@ class _Run:
             model = self._model()
             report = RunReport(self.output, model.spec.name, o.classify.protocol.name)
             report.model_revision = model.spec.revision
+            report.labels_from = model.labels_from
             report.started = started
             report.engine = o.engine
             try:
@@ -455,7 +461,10 @@ class _Run:
         self._status("reading the model's config")
         model: Classifier | _ModelOnly
         if o.engine == ENGINE_RAY:
-            model = _ModelOnly(read_model_spec(o.model.name, revision=o.model.revision))
+            spec = read_model_spec(o.model.name, revision=o.model.revision)
+            check_label_source(spec, o.model)
+            check_zero_shot_dtype(spec, o.model.dtype)  # here, not in each of the actors
+            model = _ModelOnly(spec, labels_from(o.model))
         else:
             model = Classifier(o.model, lazy=True, on_notice=self._notice, on_warning=self._warn)
             slow = model.backend == BACKEND_TORCH and dtype_warning(
@@ -477,16 +486,12 @@ class _Run:
         # Segments' defaults (the window: the model's clip) are known now: rows and resume
         # name the windows in frames.
         o.classify.protocol = o.classify.protocol.for_model(model.spec.frames_per_clip)
-        # Refused here for the Ray engine too, not by each of its actors.
-        check_zero_shot_dtype(model.spec, o.model.dtype)
-        # The labels of the scores: the text labels given to a zero-shot model, else the
-        # checkpoint's own.
         given = given_labels(o.model)
         if o.classify.label_map is not None:
             o.classify.label_map.check(
                 given or read_labels(spec=model.spec, revision=o.model.revision).values()
             )
-        labels = len(given) if given else model.spec.num_labels
+        labels = len(given) if given is not None else model.spec.num_labels
         if labels is not None and o.classify.top_k > labels:
             self._warn(
                 f"top_k={o.classify.top_k}, but the model has {labels} labels: using {labels}"
@@ -529,6 +534,7 @@ class _Run:
             segmented=segmented,
             model=report.model,
             protocol=report.protocol,
+            labels_from=report.labels_from,
             escape_formulas=o.escape_formulas,
         )
         report.replaced = outputs.start(layout, resume=self.resume, on_notice=self._notice)
@@ -752,6 +758,7 @@ class _ModelOnly:
     """A model known by its config alone: the Ray engine's actors load the weights."""
 
     spec: ModelSpec
+    labels_from: str  # what produced the labels (vmae_cli.labelsource.labels_from)
 
 
 class RunOptionsError(VmaeError, ValueError):
@@ -795,6 +802,11 @@ def _check_engine(o: RunOptions) -> None:
         )
 
 
+def _labels_source(labels_from: str) -> str:
+    """A ``labels_from`` cell in words, for a refusal."""
+    return labels_from or "the model's own head"
+
+
 def _check_scoring(o: RunOptions) -> None:
     """Read a label map given as a path, and refuse a threshold outside [0, 1] and an
     unknown embeddings dtype, before any work."""
@@ -816,9 +828,9 @@ def _check_scoring(o: RunOptions) -> None:
 
 
 def _refuse_other_model(origins: set[Origin], report: RunReport, path: str) -> None:
-    """Rows of another model or protocol must not be mixed with this run's in one file
-    (``origins``: who made the file's video rows, as (model, protocol, model_revision))."""
-    for model, protocol, revision in sorted(origins):
+    """Rows of another model, protocol or labels must not be mixed with this run's in one
+    file (``origins``: who made the file's video rows, :data:`~vmae_cli.rowindex.Origin`)."""
+    for model, protocol, revision, source in sorted(origins):
         revised = revision and revision != report.model_revision
         if revised and model == report.model:
             raise OutputMismatchError(
@@ -828,6 +840,16 @@ def _refuse_other_model(origins: set[Origin], report: RunReport, path: str) -> N
                 "or start afresh without resume=True",
                 options=("resume",),
                 value=revision,
+                path=path,
+            )
+        if source != report.labels_from:
+            raise OutputMismatchError(
+                f"{path} holds rows labelled by {_labels_source(source)}, this run's are "
+                f"labelled by {_labels_source(report.labels_from)}: resuming would mix two "
+                "sets of labels in one file; use another output file, or start afresh without "
+                "resume=True",
+                options=("text_labels", "head", "resume"),
+                value=source,
                 path=path,
             )
         # The same checkpoint's files (its sha256 revision) named another way, as a

@@ -36,6 +36,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 from .embeddings import DEFAULT_EMBEDDING_DTYPE, EMBEDDINGS_EXTENSION, EmbeddingsFile
 from .formats import (
     FORMATS,
+    LABELS_FROM,
     SEGMENTED_VIDEO_ROWS,
     VIDEO_ROWS,
     WINDOW_ROWS,
@@ -66,11 +67,14 @@ class Layout:
     model: str
     protocol: str
     escape_formulas: bool = True
+    #: What produced the labels when not the checkpoint's own (``""``: no such column).
+    labels_from: str = ""
 
     @property
     def video_rows(self) -> Table:
         """The columns of a video's row."""
-        return (SEGMENTED_VIDEO_ROWS if self.segmented else VIDEO_ROWS).plus(self.added)
+        table = (SEGMENTED_VIDEO_ROWS if self.segmented else VIDEO_ROWS).plus(self.added)
+        return table.plus((LABELS_FROM,) if self.labels_from else (), after="model_revision")
 
     @property
     def window_rows(self) -> Table:

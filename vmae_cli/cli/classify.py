@@ -232,6 +232,34 @@ def classify(
             rich_help_panel=PANEL_MODEL,
         ),
     ] = None,
+    labels: Annotated[
+        str | None,
+        typer.Option(
+            metavar="LIST",
+            help="A zero-shot model (X-CLIP): the labels to score each video against, "
+            'comma-separated ("cooking,skateboarding,a dog playing"); the scores are a softmax '
+            "over them.",
+            rich_help_panel=PANEL_MODEL,
+        ),
+    ] = None,
+    labels_file: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="As --labels, from a UTF-8 file: one label a line, or a label, a tab and the "
+            "prompt the model reads instead; # starts a comment.",
+            rich_help_panel=PANEL_MODEL,
+        ),
+    ] = None,
+    head: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="Label with a head `vmae fit-head` fitted on this model's embeddings instead "
+            "of the model's own labels (refused on another model).",
+            rich_help_panel=PANEL_MODEL,
+        ),
+    ] = None,
     backend: Annotated[
         str,
         choice(
@@ -405,6 +433,7 @@ def classify(
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if debug:
         log_to_stderr()
+    from ..labelsource import parse_text_labels, read_labels_file
     from ..model import ModelRef
     from ..output import check_writable
     from ..pipeline import ClassifyOptions
@@ -415,7 +444,15 @@ def classify(
     console = stderr_console()
     if not inputs and files_from is None:
         raise fail(typer.BadParameter("give INPUTS (files or folders) or --files-from"), debug)
+    if labels is not None and labels_file is not None:
+        raise fail(typer.BadParameter("give --labels or --labels-file, not both"), debug)
     try:
+        if labels is not None:
+            text_labels = parse_text_labels(labels)
+        elif labels_file is not None:
+            text_labels = read_labels_file(labels_file)
+        else:
+            text_labels = ()
         options = RunOptions(
             model=ModelRef(
                 name=model,
@@ -425,6 +462,8 @@ def classify(
                 backend=backend,
                 allow_untrained_head=allow_untrained_head,
                 calibration=str(calibration) if calibration is not None else None,
+                text_labels=text_labels,
+                head=str(head) if head is not None else None,
             ),
             format=fmt,
             segments_output=str(segments_out) if segments_out is not None else None,

@@ -27,6 +27,7 @@ RENAMED = {
     "segments_output": "segments_out",
     "embeddings_output": "embeddings",
     "timeout_s": "timeout",
+    "text_labels": "labels",
 }
 
 
@@ -78,6 +79,7 @@ def exit_for(exc: BaseException) -> tuple[int, str]:
     from ..discovery import FileListError, InputNotFoundError
     from ..extras import MissingExtraError
     from ..formats import UnknownFormatError
+    from ..labelsource import LabelsOptionError
     from ..model import DeviceError, DtypeOptionError, ModelLoadError
     from ..output import OutputBusyError, OutputMismatchError
     from ..protocol import ProtocolError
@@ -101,6 +103,7 @@ def exit_for(exc: BaseException) -> tuple[int, str]:
         SummaryError,
         ReportError,
         LabelMapError,
+        LabelsOptionError,
         typer.BadParameter,
     )
     table: tuple[tuple[Any, int, Any], ...] = (
