@@ -366,6 +366,13 @@ def test_a_zero_shot_model_without_labels_is_a_usage_error(
     assert not out.exists() or read_rows(out) == []
 
 
+def test_vmae_labels_says_a_zero_shot_model_has_none_of_its_own(xclip_dir: Path) -> None:
+    result = _cli("labels", "--model", str(xclip_dir))
+    assert result.exit_code == EXIT_USAGE and result.stdout == ""
+    lines = _vmae_lines(result.stderr)
+    assert len(lines) == 1 and "zero-shot" in lines[0] and "--labels" in lines[0]
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
 def test_resume_refuses_other_labels(
     suffix: str, xclip_dir: Path, videos: Path, tmp_path: Path

@@ -1023,9 +1023,20 @@ def read_labels(
     """The model's class names by index, from its config (no weights): ``vmae labels``.
     ``spec`` is what :func:`read_model_spec` already read, if it was called.
 
-    Raises :class:`ModelLoadError` as :func:`read_model_spec` does.
+    Raises :class:`ModelLoadError` as :func:`read_model_spec` does, and
+    :class:`~vmae_cli.labelsource.LabelsOptionError` for a zero-shot model (it has no labels
+    of its own: a run gives them, ``text_labels``).
     """
     spec = spec or read_model_spec(name, revision=revision)
+    if spec.zero_shot:
+        from .labelsource import LabelsOptionError
+
+        raise LabelsOptionError(
+            f"{spec.name!r} is a zero-shot {spec.model_type} model: it has no labels of its "
+            "own; a run scores videos against the text_labels it is given",
+            options=("text_labels",),
+            value=spec.name,
+        )
     try:
         return dict(sorted(_id2label(spec.name, revision, spec.offline).items()))
     except ModelLoadError:
