@@ -419,6 +419,36 @@ def test_truncation_note(reported: int | None, decoded: int, note: str | None) -
     assert truncation_note(VideoMeta(frames_reported=reported, frames_decoded=decoded)) == note
 
 
+def test_truncation_note_of_a_header_that_gives_a_duration_only() -> None:
+    meta = VideoMeta(frames_decoded=5, frames_expected=78, fps=30.0)
+    assert truncation_note(meta) == "header says 2.6 s (78 frames at 30 fps), 5 decode (truncated?)"
+    assert truncation_note(VideoMeta(frames_decoded=77, frames_expected=78, fps=30.0)) is None
+
+
+@pytest.mark.parametrize("ext", ["mkv", "webm"])
+def test_a_cut_off_matroska_file_is_ok_with_a_truncation_note(tmp_path: Path, ext: str) -> None:
+    """Matroska states a duration and no frame count: a file cut off early decodes a few
+    frames, which must not pass for a whole short video."""
+    from tools.videogen import read_index, write_video
+
+    codec = "h264" if ext == "mkv" else "vp9"
+    full = write_video(
+        tmp_path / f"full.{ext}", codec=codec, width=160, height=120, num_frames=120, fps=30
+    )
+    cut = tmp_path / f"cut.{ext}"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 4])
+    decoded, failure, meta = decode_video(str(cut), T, read_index)
+    assert failure is None and meta.frames_reported is None
+    assert 0 < meta.frames_decoded < 100 and meta.frames_expected == 120
+    note = truncation_note(meta)
+    assert (
+        note
+        == f"header says 4.0 s (120 frames at 30 fps), {meta.frames_decoded} decode (truncated?)"
+    )
+    _, failure, meta = decode_video(str(full), T, read_index)
+    assert (failure, meta.frames_decoded, truncation_note(meta)) == (None, 120, None)
+
+
 def test_faststart_mp4_cut_in_half_is_ok_with_a_truncation_note(tmp_path: Path) -> None:
     """The index (moov first) promises 300 frames; about half of them decode."""
     from tools.videogen import read_index, write_video

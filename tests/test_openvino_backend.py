@@ -733,8 +733,9 @@ def test_int8_without_int8_dot_products_runs_in_float_saying_so(
     monkeypatch.delenv("VMAE_FORCE_INT8")
     monkeypatch.setattr(model, "cpu_flags", lambda: {"avx2", "fma"})
     run = Run()
-    clf, _ = run.classify(sharp_model_dir, int8_videos, dtype="int8")
+    clf, rows = run.classify(sharp_model_dir, int8_videos, dtype="int8")
     assert clf.runtime == "openvino float32"
+    assert {p.runtime for p in rows.values() if p.status == "ok"} == {"openvino float32"}
     assert run.warnings == [
         "dtype='int8': this CPU has no int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI "
         "or AMX), for which int8 is meant: running float32 instead (VMAE_FORCE_INT8=1 "
@@ -790,7 +791,7 @@ def test_int8_calibrated_on_a_folder_end_to_end(
     sharp_model_dir: Path, int8_videos: Path, quantized: Path, tmp_path: Path
 ) -> None:
     """--dtype int8 --calibration DIR: an entry of its own, keyed by DIR's videos; the
-    summary's runtime says int8."""
+    summary's runtime says int8, and so does every ok row (a column of int8 runs only)."""
     calibration = tmp_path / "calibration"
     calibration.mkdir()
     for video in sorted(int8_videos.iterdir())[:2]:
@@ -802,6 +803,13 @@ def test_int8_calibrated_on_a_folder_end_to_end(
     assert result.exit_code == 3, result.stderr  # the file that is no video: its row
     assert result.stderr.count("quantizing") == 1 and "converting" not in result.stderr
     assert json.loads(summary.read_text())["runtime"] == "openvino int8"
+    from conftest import read_rows
+
+    rows = read_rows(out)
+    assert {r["runtime"] for r in rows if r["status"] == "ok"} == {"openvino int8"}
+    assert {r["runtime"] for r in rows if r["status"] != "ok"} == {""}
+    header = out.read_text(encoding="utf-8-sig").splitlines()[0].split(",")
+    assert header[header.index("model_revision") + 1] == "runtime"
     entries = [
         json.loads((p / ovb.ENTRY_KEY).read_text())["int8"]["calibration"]
         for p in quantized.iterdir()

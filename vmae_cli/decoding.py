@@ -76,6 +76,10 @@ MAX_CONSECUTIVE_READ_FAILURES = 64
 DECODER_OPENCV = "opencv"
 DECODER_PYAV = "pyav"
 DECODER_PYAV_SEEK = "pyav-seek"
+#: FFmpeg's names of containers whose header states the duration, not a frame count: their
+#: duration at the stream's rate is what a cut-off file is compared with (an MPEG-TS
+#: "duration" is FFmpeg's guess from the bitrate, so it is not one of them).
+DURATION_HEADER_FORMATS = frozenset({"matroska", "webm"})
 
 #: Turns one decoded RGB frame (H, W, 3 uint8) into whatever the caller keeps (e.g. a crop).
 FrameTransform = Callable[["np.ndarray"], Any]
@@ -151,27 +155,37 @@ class StreamFacts:
     rotation: int | None = None
     shape: tuple[int, int] | None = None
     hidden: int = 0  # frames the header counts that an edit list hides
+    #: Frames the header's duration holds at its rate, where it gives a duration and no count
+    #: (Matroska, WebM); 0 where it does not.
+    expected: int = 0
 
     @classmethod
     def of_stream(cls, stream: Any) -> StreamFacts:
-        """What a PyAV video stream's header says (frame count, rate, coded size, and how
-        many of its frames an edit list hides)."""
+        """What a PyAV video stream's header says (frame count, rate, coded size, how many of
+        its frames an edit list hides, and for a container that states a duration but no
+        frame count, the frames that duration holds)."""
         rate = stream.average_rate or stream.guessed_rate
         cc = stream.codec_context
         reported = stream.frames or 0
-        hidden = 0
+        hidden = expected = 0
         if reported > 0 and rate and stream.duration and stream.time_base:
             # An MP4 header counts every sample, its duration only what the edit list shows
             # (a stream-copy cut keeps the frames before the cut point): those are hidden,
             # not lost. A file cut short keeps the header's whole duration.
             shown = round(float(stream.duration * stream.time_base * rate))
             hidden = max(0, reported - shown)
+        container = getattr(stream, "container", None)
+        if reported <= 0 and rate and container is not None and container.duration:
+            names = set((container.format.name or "").split(","))
+            if names & DURATION_HEADER_FORMATS:
+                expected = round(container.duration / 1_000_000 * float(rate))
         return cls(
             reported=reported,
             fps=float(rate) if rate else None,
             width=cc.width,
             height=cc.height,
             hidden=hidden,
+            expected=expected,
         )
 
     def to_meta(self, decoder: str, n: int) -> VideoMeta:
@@ -189,6 +203,7 @@ class StreamFacts:
             height=int(height) if height else None,
             rotation=int(self.rotation or 0),
             frames_hidden=self.hidden,
+            frames_expected=self.expected or None,
         )
 
 
@@ -916,13 +931,14 @@ TRUNCATION_MIN_MISSING_FRACTION = 0.2
 
 
 def truncation_note(meta: VideoMeta) -> str | None:
-    """A note for an ``ok`` row whose header promises clearly more frames than decode.
+    """A note for an ``ok`` row whose header promises clearly more frames than decode: its
+    frame count, or where it gives none, its duration at its rate (``frames_expected``).
 
     E.g. ``"header says 300 frames, 144 decode (truncated?)"``; ``None`` when the counts agree
     within :data:`TRUNCATION_MIN_MISSING_FRAMES` / :data:`TRUNCATION_MIN_MISSING_FRACTION`
     or the header gives no count. Worded as a question: an AVI header can also simply lie.
     """
-    reported, decoded = meta.frames_reported, meta.frames_decoded
+    reported, decoded = meta.frames_reported or meta.frames_expected, meta.frames_decoded
     if not reported or decoded <= 0:
         return None
     # Frames an edit list hides are in the header's count, not lost (a stream-copy cut).
@@ -932,6 +948,9 @@ def truncation_note(meta: VideoMeta) -> str | None:
         or missing < TRUNCATION_MIN_MISSING_FRACTION * reported
     ):
         return None
+    if not meta.frames_reported and meta.fps:
+        said = f"{reported / meta.fps:.1f} s ({reported} frames at {meta.fps:g} fps)"
+        return f"header says {said}, {decoded} decode (truncated?)"
     return f"header says {reported} frames, {decoded} decode (truncated?)"
 
 

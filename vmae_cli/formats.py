@@ -90,6 +90,10 @@ CSV_TAIL = (*CSV_TAIL, "frame_indices")
 #: fitted head: :func:`vmae_cli.labelsource.labels_from`), after ``model_revision``; a run
 #: with the checkpoint's labels writes no such column, as outputs before it had none.
 LABELS_FROM = "labels_from"
+#: The runtime and precision that classified a video (``openvino int8``), after
+#: ``model_revision`` (and ``labels_from``) in the rows of a ``dtype="int8"`` run only: where
+#: the CPU has no int8 dot products it runs float instead, and the rows say which.
+RUNTIME = "runtime"
 #: What a segmented video's row adds (``--segments``), after its label and scores.
 SEGMENTED_COLUMNS = ("windows", "timeline")
 

@@ -1024,8 +1024,8 @@ def read_labels(
     ``spec`` is what :func:`read_model_spec` already read, if it was called.
 
     Raises :class:`ModelLoadError` as :func:`read_model_spec` does, and
-    :class:`~vmae_cli.labelsource.LabelsOptionError` for a zero-shot model (it has no labels
-    of its own: a run gives them, ``text_labels``).
+    :class:`~vmae_cli.labelsource.LabelsOptionError` for a zero-shot model (no labels of its
+    own).
     """
     spec = spec or read_model_spec(name, revision=revision)
     if spec.zero_shot:
@@ -1033,7 +1033,7 @@ def read_labels(
 
         raise LabelsOptionError(
             f"{spec.name!r} is a zero-shot {spec.model_type} model: it has no labels of its "
-            "own; a run scores videos against the text_labels it is given",
+            "own; its labels are the text_labels a run gives it",
             options=("text_labels",),
             value=spec.name,
         )

@@ -266,6 +266,8 @@ class Classifier:
         for prediction in self._predictions(outcomes, batches, protocol, stop, on_windows):
             prediction.model_revision = self.spec.revision
             prediction.labels_from = self.labels_from
+            if prediction.status == STATUS_OK:
+                prediction.runtime = self.runtime or ""
             yield prediction
 
     def _predictions(

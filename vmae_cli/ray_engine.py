@@ -48,7 +48,7 @@ from .identity import video_path
 from .labelsource import labels_from
 from .model import ModelRef, ModelSpec
 from .pipeline import ClassifyOptions
-from .results import STATUS_CRASHED, STATUS_ERROR, Prediction, file_stamp
+from .results import STATUS_CRASHED, STATUS_ERROR, STATUS_OK, Prediction, file_stamp
 
 log = logging.getLogger(__name__)
 
@@ -739,7 +739,7 @@ class _Actor:
         runtime = self.classifier.runtime or ""  # None until the first batch loaded it
         for row in rows:
             row.node = self.node
-            row.runtime = runtime
+            row.runtime = runtime if row.status == STATUS_OK else ""  # as the local engine
         return {"index": index, "row": np.array([pickle.dumps(r) for r in rows], dtype=object)}
 
     def _alone(self, path: str) -> Prediction:

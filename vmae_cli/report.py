@@ -68,6 +68,7 @@ TABLE_COLUMNS = (
     "frames_decoded",
     "model",
     "model_revision",
+    "labels_from",
     "protocol",
     "windows",
 )
@@ -512,6 +513,8 @@ def _provenance(
     info = {
         "model": values("model"),
         "model revision": values("model_revision"),
+        # Only where the labels were not the checkpoint's own (text labels, a fitted head).
+        **({"labels from": values("labels_from")} if "labels_from" in rows else {}),
         "protocol": values("protocol"),
         "rows from": ", ".join(_stamped(p) for p in sources),
         "report made": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -94,6 +94,9 @@ class VideoMeta:
     height: int | None = None
     rotation: int = 0
     frames_hidden: int = 0
+    #: Where the header gives a duration but no frame count (Matroska, WebM): the frames the
+    #: duration holds at the stream's rate. Not a column: what the truncation note compares.
+    frames_expected: int | None = None
 
 
 @dataclass
@@ -285,8 +288,8 @@ class Prediction(_Ranked):
     #: head: :func:`vmae_cli.labelsource.labels_from`); a column only then.
     labels_from: str = ""
     node: str = ""  # the Ray node that classified it (--engine ray); not a column
-    #: The runtime that classified it, as :attr:`RunReport.runtime` words it (``"torch
-    #: float32"``), when it ran in another process (--engine ray); not a column.
+    #: The runtime that classified it, as :attr:`RunReport.runtime` words it (``"openvino
+    #: int8"``, ``"torch float32"``); a column in the rows of a ``dtype="int8"`` run only.
     runtime: str = ""
     #: The windows of a segmented video (``--segments``), in order; ``None`` otherwise. Its
     #: ``top_k`` is then the mean of the windows' probabilities.
@@ -321,6 +324,7 @@ class Prediction(_Ranked):
             "model": self.model,
             "model_revision": self.model_revision,
             "labels_from": self.labels_from,
+            "runtime": self.runtime,
             "size_bytes": self.stamp.size_bytes if self.stamp else None,
             "mtime_ns": self.stamp.mtime_ns if self.stamp else None,
             "windows": len(self.windows) if self.windows is not None else None,

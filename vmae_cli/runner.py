@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 # The default timeout and the engines' names live in `choices` (what `vmae --help` imports).
-from .choices import DEFAULT_TIMEOUT_S, ENGINE_LOCAL, ENGINE_RAY, ENGINES
+from .choices import DEFAULT_TIMEOUT_S, ENGINE_LOCAL, ENGINE_RAY, ENGINES, INT8
 from .discovery import as_inputs, check_inputs, iter_video_paths, path_filter, read_file_list
 from .embeddings import DEFAULT_EMBEDDING_DTYPE, EMBEDDING_DTYPES
 from .errors import VmaeError
@@ -535,6 +535,7 @@ class _Run:
             model=report.model,
             protocol=report.protocol,
             labels_from=report.labels_from,
+            runtime=o.model.dtype == INT8,
             escape_formulas=o.escape_formulas,
         )
         report.replaced = outputs.start(layout, resume=self.resume, on_notice=self._notice)

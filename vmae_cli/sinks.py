@@ -37,6 +37,7 @@ from .embeddings import DEFAULT_EMBEDDING_DTYPE, EMBEDDINGS_EXTENSION, Embedding
 from .formats import (
     FORMATS,
     LABELS_FROM,
+    RUNTIME,
     SEGMENTED_VIDEO_ROWS,
     VIDEO_ROWS,
     WINDOW_ROWS,
@@ -69,12 +70,18 @@ class Layout:
     escape_formulas: bool = True
     #: What produced the labels when not the checkpoint's own (``""``: no such column).
     labels_from: str = ""
+    #: Whether rows say which runtime classified them (:data:`RUNTIME`: with ``dtype="int8"``,
+    #: whose rows must say whether the CPU ran int8 or fell back to float).
+    runtime: bool = False
 
     @property
     def video_rows(self) -> Table:
         """The columns of a video's row."""
         table = (SEGMENTED_VIDEO_ROWS if self.segmented else VIDEO_ROWS).plus(self.added)
-        return table.plus((LABELS_FROM,) if self.labels_from else (), after="model_revision")
+        provenance = ((LABELS_FROM,) if self.labels_from else ()) + (
+            (RUNTIME,) if self.runtime else ()
+        )
+        return table.plus(provenance, after="model_revision")
 
     @property
     def window_rows(self) -> Table:
