@@ -339,6 +339,18 @@ def test_int8_with_a_zero_shot_model_is_a_usage_error(xclip_dir: Path, test_vide
     assert len(lines) == 1 and "--dtype int8" in lines[0], result.stderr
 
 
+def test_inspect_shows_what_an_xclip_model_sees_without_labels(
+    xclip_dir: Path, test_videos, tmp_path: Path
+) -> None:
+    npz = tmp_path / "views.npz"
+    args = ["inspect", str(test_videos["h264"]), "--model", str(xclip_dir), "--npz", str(npz)]
+    result = _cli(*args)
+    assert result.exit_code == EXIT_OK, result.output
+    with np.load(npz) as data:
+        shape = (1, XCLIP_FRAMES, 3, TINY_IMAGE_PX, TINY_IMAGE_PX)
+        assert data["pixel_values"].shape == shape
+
+
 # ---------------------------------------------------------------------------------------
 # Labels that do not fit the model; resume
 # ---------------------------------------------------------------------------------------
