@@ -238,9 +238,9 @@ def test_a_model_type_vmae_cannot_feed_is_refused(tmp_path: Path, tiny_model_dir
     other = tmp_path / "other"
     shutil.copytree(tiny_model_dir, other)
     config = json.loads((other / "config.json").read_text())
-    config["model_type"] = "xclip"
+    config["model_type"] = "clip"  # an image model (X-CLIP, a video one, is zero-shot)
     (other / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ModelLoadError, match="xclip model: vmae feeds"):
+    with pytest.raises(ModelLoadError, match="clip model: vmae feeds"):
         read_model_spec(str(other))
 
 

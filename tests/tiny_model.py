@@ -198,3 +198,110 @@ def make_tiny_family(out_dir: str | Path, model_type: str, *, seed: int = 0) -> 
     model.eval().save_pretrained(out)
     (out / name).write_text(json.dumps(pre, indent=2))
     return out
+
+
+#: A tiny X-CLIP: 8 frames of 64x64 in 32 px patches, 16-wide projections, one layer each.
+XCLIP_FRAMES = 8
+XCLIP_PATCH_PX = 32
+#: Letters pairs merged by the tiny tokenizer's BPE (a real CLIP vocabulary has 48,894
+#: merges); enough that words are not all single letters.
+_XCLIP_MERGES = ("i n", "in g</w>", "t h", "a n", "e r", "o n", "r e", "a t")
+
+
+def _clip_byte_chars() -> list[str]:
+    """The 256 characters byte-level BPE writes bytes as (GPT-2's and CLIP's table)."""
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
+    chars = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in chars:
+            chars[b] = chr(256 + extra)
+            extra += 1
+    return [chars[b] for b in range(256)]
+
+
+def write_tiny_clip_tokenizer(out_dir: str | Path) -> Path:
+    """Write a small CLIP BPE tokenizer (``vocab.json``, ``merges.txt``,
+    ``tokenizer_config.json``) to ``out_dir``: every byte alone and as a word's end, a few
+    merges, then ``<|startoftext|>`` and ``<|endoftext|>`` last, as in CLIP's vocabulary
+    (X-CLIP's text model pools at the highest token id: the end of text)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    chars = _clip_byte_chars()
+    tokens = [*chars, *(c + "</w>" for c in chars)]
+    tokens += ["".join(m.split()) for m in _XCLIP_MERGES]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    vocab = {t: i for i, t in enumerate(tokens)}
+    (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    merges = "#version: 0.2\n" + "\n".join(_XCLIP_MERGES) + "\n"
+    (out / "merges.txt").write_text(merges, encoding="utf-8")
+    config = {
+        "tokenizer_class": "CLIPTokenizer",
+        "bos_token": "<|startoftext|>",
+        "eos_token": "<|endoftext|>",
+        "pad_token": "<|endoftext|>",
+        "unk_token": "<|endoftext|>",
+        "model_max_length": 77,
+    }
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+    return out
+
+
+def make_tiny_xclip(out_dir: str | Path, *, frames: int = XCLIP_FRAMES, seed: int = 0) -> Path:
+    """Save a random-weight X-CLIP (``XCLIPModel``) with its tokenizer and its processor
+    config to ``out_dir``, laid out as ``microsoft/xclip-base-patch32`` has them (the legacy
+    ``VideoMAEFeatureExtractor`` config with int ``size`` and ``crop_size``, ImageNet
+    mean/std), scaled down: ``frames`` frames of :data:`TINY_IMAGE_PX` px."""
+    import torch
+    from transformers import XCLIPConfig, XCLIPModel
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    write_tiny_clip_tokenizer(out)
+    vocab_size = len(json.loads((out / "vocab.json").read_text(encoding="utf-8")))
+    projection = 16
+    small = {"num_hidden_layers": 1, "num_attention_heads": 2}
+    config = XCLIPConfig(
+        text_config={
+            "vocab_size": vocab_size,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "max_position_embeddings": 77,
+            **small,
+        },
+        vision_config={
+            "image_size": TINY_IMAGE_PX,
+            "patch_size": XCLIP_PATCH_PX,
+            "num_frames": frames,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "mit_hidden_size": projection,  # the MIT runs on the projected frame vectors
+            "mit_intermediate_size": 32,
+            "mit_num_hidden_layers": 1,
+            "mit_num_attention_heads": 2,
+            **small,
+        },
+        projection_dim=projection,
+        prompt_layers=1,
+        prompt_num_attention_heads=2,
+    )
+    XCLIPModel(config).eval().save_pretrained(out)
+    pre = {
+        "crop_size": TINY_IMAGE_PX,
+        "do_center_crop": True,
+        "do_normalize": True,
+        "do_resize": True,
+        "feature_extractor_type": "VideoMAEFeatureExtractor",
+        "image_mean": [0.485, 0.456, 0.406],
+        "image_std": [0.229, 0.224, 0.225],
+        "processor_class": "XCLIPProcessor",
+        "resample": 2,
+        "size": TINY_IMAGE_PX,
+    }
+    (out / "preprocessor_config.json").write_text(json.dumps(pre, indent=2))
+    return out

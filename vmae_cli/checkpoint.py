@@ -23,24 +23,27 @@ def quiet_transformers() -> None:
     hub_logging.set_verbosity_error()
 
 
-def pretrained(name: str, *, revision: str | None, dtype: Any, offline: bool) -> tuple[Any, dict]:
-    """``AutoModelForVideoClassification.from_pretrained`` as vmae loads every model: in
-    ``dtype``, with PyTorch's fused attention (``sdpa``) where the architecture has it and
-    the plain one where it does not (TimeSformer), and the load report; returns ``(model,
-    loading info)``."""
+def pretrained(
+    name: str, *, revision: str | None, dtype: Any, offline: bool, model_class: Any = None
+) -> tuple[Any, dict]:
+    """``AutoModelForVideoClassification.from_pretrained`` (or ``model_class``'s:
+    ``XCLIPModel`` for a zero-shot model) as vmae loads every model: in ``dtype``, with
+    PyTorch's fused attention (``sdpa``) where the architecture has it and the plain one
+    where it does not (TimeSformer), and the load report; returns ``(model, loading info)``."""
     # Imported here: transformers takes seconds to import and `vmae --help` must not wait.
-    from transformers import AutoModelForVideoClassification
+    if model_class is None:
+        from transformers import AutoModelForVideoClassification as model_class
 
     quiet_transformers()
     kwargs = {"revision": revision, "dtype": dtype, "local_files_only": offline}
     try:
-        return AutoModelForVideoClassification.from_pretrained(
+        return model_class.from_pretrained(
             name, attn_implementation="sdpa", output_loading_info=True, **kwargs
         )
     except ValueError as exc:
         if "attention implementation" not in str(exc):
             raise
-        return AutoModelForVideoClassification.from_pretrained(
+        return model_class.from_pretrained(
             name, attn_implementation="eager", output_loading_info=True, **kwargs
         )
 

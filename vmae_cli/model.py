@@ -45,17 +45,25 @@ log = logging.getLogger(__name__)
 #: ``problem_type`` of a checkpoint whose classes are independent (sigmoid scores).
 MULTI_LABEL = "multi_label_classification"
 
-#: The model types transformers maps to ``AutoModelForVideoClassification``, with the config
-#: key holding the frames per clip and the forward argument the clips go to.
+#: The model types transformers maps to ``AutoModelForVideoClassification``, and the
+#: zero-shot ones (:data:`ZERO_SHOT_TYPES`), with the config key holding the frames per clip
+#: and the forward argument the clips go to.
 MODEL_TYPES = {
     "videomae": ("num_frames", "pixel_values"),
     "timesformer": ("num_frames", "pixel_values"),
     "vivit": ("num_frames", "pixel_values"),
     "vjepa2": ("frames_per_clip", "pixel_values_videos"),
+    "xclip": ("num_frames", "pixel_values"),
 }
 #: Model types that score a video against text labels the run gives (zero-shot: ``text_labels``),
 #: not against labels of their own.
 ZERO_SHOT_TYPES = ("xclip",)
+#: The nested configs a zero-shot model's vision keys are read from, the later winning as in
+#: transformers' ``XCLIPConfig`` (checkpoints saved before 2023 have both, the second holding
+#: only the values that differ from the defaults).
+VISION_CONFIG_KEYS = ("vision_config", "vision_config_dict")
+#: ``XCLIPVisionConfig``'s frames per clip, for a config that leaves them out.
+XCLIP_DEFAULT_FRAMES = 8
 #: What the class name of a checkpoint with a classification head ends with.
 CLASSIFIER_SUFFIX = "ForVideoClassification"
 #: Processor config files, the video processor's first: Hugging Face's video classification
@@ -709,6 +717,13 @@ def read_model_spec(name: str = DEFAULT_MODEL, *, revision: str | None = None) -
                 f"classifiers transformers knows ({', '.join(MODEL_TYPES)})"
             )
         frames_key, input_name = MODEL_TYPES[model_type]
+        # The keys that size a clip and the weights: X-CLIP's are its vision encoder's.
+        sizes = config
+        if model_type in ZERO_SHOT_TYPES:
+            sizes = {frames_key: XCLIP_DEFAULT_FRAMES}
+            for key in VISION_CONFIG_KEYS:
+                nested = config.get(key)
+                sizes.update(nested if isinstance(nested, dict) else {})
         preprocess = None
         for filename, video in PROCESSOR_FILES:
             raw = _config_json(name, filename, revision, offline, missing_ok=True)
@@ -727,13 +742,13 @@ def read_model_spec(name: str = DEFAULT_MODEL, *, revision: str | None = None) -
     except Exception as exc:  # noqa: BLE001 - mapped to one line; --debug shows the rest
         raise _translate_load_error(exc, name, offline) from None
     architectures = config.get("architectures") or ()
-    check_fits(name, config, frames_key, preprocess)
+    check_fits(name, sizes, frames_key, preprocess)
     return ModelSpec(
         name,
-        int(config.get(frames_key, 16)),
+        int(sizes.get(frames_key, 16)),
         preprocess,
         offline,
-        _num_labels(config),
+        None if model_type in ZERO_SHOT_TYPES else _num_labels(config),
         config.get("problem_type") == MULTI_LABEL,
         model_type,
         input_name,
@@ -841,6 +856,12 @@ def load_model(
     ``on_warning`` (:func:`int8_fallback`, :data:`FORCE_INT8_ENV`). Raises
     :class:`ModelLoadError` with a one-line explanation when it cannot be loaded, and
     :class:`DeviceError` for a device, dtype or backend this machine does not have.
+
+    A zero-shot model (:data:`ZERO_SHOT_TYPES`: X-CLIP) scores videos against the ref's
+    ``text_labels`` (:mod:`vmae_cli.zeroshot`: each label's prompt encoded once, here); its
+    labels are theirs, in order. It runs on torch: silently with ``backend="auto"``, with one
+    line to ``on_warning`` with ``backend="openvino"``; ``dtype="int8"`` is refused
+    (:func:`check_zero_shot_dtype`).
     """
     import torch
 
@@ -851,12 +872,20 @@ def load_model(
     dev = resolve_device(backend_device(ref.backend, ref.device, ref.dtype))
     torch_dtype = resolve_dtype(ref.dtype, dev)
     dtype_name = str(torch_dtype).removeprefix("torch.")  # float32, bfloat16, float16
-    runtime = resolve_backend(ref.backend, dev, ref.dtype, ref.calibration)
     spec = spec or read_model_spec(name, revision=revision)
     head = check_label_source(spec, ref)
     source = labels_from(ref)
+    check_zero_shot_dtype(spec, ref.dtype)
+    runtime = resolve_backend(ref.backend, dev, ref.dtype, ref.calibration)
     warn = on_warning or log.warning
     check_head(spec, allow_untrained_head, warn)
+    if zero_shot_runtime(spec, runtime) != runtime:
+        if ref.backend != BACKEND_AUTO:  # asked for by name: say that it is not what runs
+            warn(
+                f"backend={ref.backend!r} does not run zero-shot {spec.model_type} models "
+                "(OpenVINO converts video classifiers only): running it on torch"
+            )
+        runtime = zero_shot_runtime(spec, runtime)
     if ref.dtype == INT8:
         dtype_name = int8_fallback() or INT8
         if dtype_name != INT8:
@@ -917,12 +946,32 @@ def load_model(
                 head=head,
             )
     try:
-        model, info = pretrained(name, revision=revision, dtype=torch_dtype, offline=spec.offline)
+        if spec.zero_shot:
+            from .zeroshot import load_zero_shot
+
+            prompts = [t.prompt for t in ref.text_labels]
+            model, info = load_zero_shot(
+                name,
+                prompts,
+                revision=revision,
+                dtype=torch_dtype,
+                device=dev,
+                offline=spec.offline,
+            )
+        else:
+            model, info = pretrained(
+                name, revision=revision, dtype=torch_dtype, offline=spec.offline
+            )
     except Exception as exc:  # noqa: BLE001 - mapped to one line; --debug shows the rest
         raise _translate_load_error(exc, name, spec.offline) from None
     check_load_report(load_report(info), name, allow_untrained_head, warn)
     model.eval().to(dev)
-    id2label = head.id2label if head else label_table(model.config.id2label or {})
+    if head is not None:
+        id2label = head.id2label
+    elif spec.zero_shot:
+        id2label = {i: safe_label(t.label) for i, t in enumerate(ref.text_labels)}
+    else:
+        id2label = label_table(model.config.id2label or {})
     if dev.type == "cpu":
         # Dropping intermediate autograd state also applies to the weights' storage here.
         torch.set_grad_enabled(False)
@@ -947,6 +996,26 @@ def load_model(
 
 #: How many keys of each kind a refusal names.
 REPORT_KEYS_SHOWN = 3
+
+
+def check_zero_shot_dtype(spec: ModelSpec, dtype: str) -> None:
+    """Refuse ``dtype="int8"`` for a zero-shot model (:class:`DtypeOptionError`): int8 is
+    an OpenVINO quantization, and zero-shot models run on torch."""
+    if spec.zero_shot and dtype == INT8:
+        raise DtypeOptionError(
+            f"dtype='int8' quantizes a video classifier with OpenVINO; {spec.name!r} is a "
+            f"zero-shot {spec.model_type} model, which runs on torch: use dtype='auto', "
+            "'bfloat16' or 'float32'",
+            options=("dtype",),
+            value=INT8,
+        )
+
+
+def zero_shot_runtime(spec: ModelSpec, runtime: str) -> str:
+    """The runtime that runs ``spec``: torch for a zero-shot model (OpenVINO converts video
+    classifiers only; :func:`load_model` says so when ``backend="openvino"`` was asked),
+    else ``runtime``."""
+    return BACKEND_TORCH if spec.zero_shot else runtime
 
 
 def check_head(spec: ModelSpec, allow: bool, warn: Say) -> None:

@@ -32,12 +32,14 @@ from .model import (
     backend_device,
     check_dtype,
     check_label_source,
+    check_zero_shot_dtype,
     known_cpu,
     load_model,
     read_model_spec,
     resolve_backend,
     resolve_device,
     with_head,
+    zero_shot_runtime,
 )
 from .preprocessing import normalize
 from .protocol import Protocol
@@ -163,6 +165,8 @@ class Classifier:
         self.spec = with_head(self.spec, check_label_source(self.spec, ref))
         #: What produced the labels, as rows record it (``labels_from``; "": the checkpoint).
         self.labels_from = labels_from(ref)
+        check_zero_shot_dtype(self.spec, ref.dtype)
+        self.backend = zero_shot_runtime(self.spec, self.backend)
         if ref.calibration is not None:
             self._calibration = folder_calibration(ref.calibration, self.spec)
         if not lazy and (ref.dtype != INT8 or self._calibration is not None):

@@ -83,6 +83,8 @@ IMAGE_PROCESSOR_OF = {
     "videomae": "VideoMAEImageProcessor",
     "timesformer": "VideoMAEImageProcessor",
     "vivit": "VivitImageProcessor",
+    # XCLIPProcessor's image processor (its checkpoints' configs name VideoMAE's, legacy).
+    "xclip": "VideoMAEImageProcessor",
 }
 VIDEO_PROCESSOR_OF = {
     "videomae": "VideoMAEVideoProcessor",

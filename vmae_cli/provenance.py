@@ -24,14 +24,19 @@ CACHE_DIR_ENV = "VMAE_CACHE_DIR"
 #: The file hashes already computed (path -> its :func:`file_stamp` then its sha256), under
 #: the cache folder.
 DIGESTS_FILE = "digests.json"
-#: Files of a model folder that decide the model: its config and its weights (single-file or
-#: sharded, safetensors or pickled torch).
+#: Files of a model folder that decide the model: its config, its weights (single-file or
+#: sharded, safetensors or pickled torch) and, for a zero-shot model, its tokenizer (which
+#: turns the text labels into what the model reads; a video classifier has none).
 MODEL_FILE_PATTERNS = (
     "config.json",
     "*.safetensors",
     "*.safetensors.index.json",
     "pytorch_model*.bin",
     "pytorch_model.bin.index.json",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.json",
+    "tokenizer_config.json",
 )
 #: The weight files of a Hub model, in the order transformers looks for them.
 HUB_WEIGHT_FILES = (
@@ -65,8 +70,9 @@ def cache_base() -> Path:
 
 def model_files(name: str, revision: str | None = None, offline: bool = True) -> list[Path]:
     """The files of model ``name`` (a folder or a Hub id) that decide it: its config and
-    weights. For a Hub id the files are fetched the way transformers fetches them (from the
-    local cache when ``offline``). Raises :class:`NoWeightsError` when no weights are found.
+    weights, and in a folder its tokenizer's (:data:`MODEL_FILE_PATTERNS`). For a Hub id the
+    files are fetched the way transformers fetches them (from the local cache when
+    ``offline``). Raises :class:`NoWeightsError` when no weights are found.
     """
     if os.path.isdir(name):
         folder = Path(name)

@@ -43,6 +43,7 @@ from .model import (
     ModelSpec,
     check_head,
     check_label_source,
+    check_zero_shot_dtype,
     dtype_warning,
     read_labels,
     read_model_spec,
@@ -463,6 +464,7 @@ class _Run:
         if o.engine == ENGINE_RAY:
             spec = read_model_spec(o.model.name, revision=o.model.revision)
             spec = with_head(spec, check_label_source(spec, o.model))
+            check_zero_shot_dtype(spec, o.model.dtype)  # here, not in each of the actors
             model = _ModelOnly(spec, labels_from(o.model))
         else:
             model = Classifier(o.model, lazy=True, on_notice=self._notice, on_warning=self._warn)

@@ -80,7 +80,7 @@ def inspect(
     Its decoder, frame counts and sampled frames; with --segments, its windows.
     """
     from ..inspection import inspect_video, save_npz, save_sheet, sheet_title
-    from ..model import ModelRef, load_model
+    from ..model import ModelRef, load_model, read_model_spec
     from ..output import check_writable
 
     if not video.exists():
@@ -102,7 +102,9 @@ def inspect(
                 check_writable(target)  # before the work, not after it
         # torch: inspect only needs the model's input shape, never an OpenVINO conversion.
         ref = ModelRef(model, revision, device="cpu", dtype="float32", backend="torch")
-        lm = load_model(ref)
+        spec = read_model_spec(model, revision=revision)
+        # A zero-shot model's input is all in its configs, and it needs labels to load.
+        lm = spec if spec.zero_shot else load_model(ref, spec=spec)
     except Exception as exc:  # noqa: BLE001 - mapped by _exit_for, one table
         raise fail(exc, False) from None
     title = sheet_title(str(video), model, revision)
