@@ -462,3 +462,44 @@ def test_ray_gives_the_local_rows(
         assert row["label"] == want[row["path"]]["label"]
         if row["score"] is not None:
             assert row["score"] == pytest.approx(want[row["path"]]["score"], abs=1e-4)
+
+
+def test_a_head_fitted_on_its_video_embeddings_labels_without_text(
+    xclip_dir: Path, videos: Path, tmp_path: Path
+) -> None:
+    """The curator's loop on a zero-shot model: its video embeddings, a head fitted on them,
+    then runs with the head and no text labels (the head's labels stand for the prompts, and
+    the head scores)."""
+    from vmae_cli.fitting import fit_head
+    from vmae_cli.heads import read_head
+
+    first, vectors = tmp_path / "first.jsonl", tmp_path / "vectors.parquet"
+    _run(videos, first, xclip_dir, embeddings_output=vectors, embeddings_dtype="float32")
+    ok = sorted(r["path"] for r in read_rows(first) if r["status"] == "ok")
+    examples = tmp_path / "examples.csv"
+    names = ["square" if "square" in Path(p).name else "other" for p in ok]
+    examples.write_text(
+        "path,label\n" + "".join(f"{p},{n}\n" for p, n in zip(ok, names, strict=True))
+    )
+    fit_head(vectors, examples, tmp_path / "head")
+    head = read_head(tmp_path / "head")
+    out = tmp_path / "head.jsonl"
+    report = run(
+        videos,
+        out,
+        model=str(xclip_dir),
+        head=str(tmp_path / "head"),
+        device="cpu",
+        dtype="float32",
+        workers=1,
+        top_k=2,
+    )
+    assert report.by_status == {"ok": VIDEOS, "not_video": 1}
+    rows = {r["path"]: r for r in read_rows(out) if r["status"] == "ok"}
+    stored = read_vectors(vectors)
+    for path, row in rows.items():
+        want = head.probabilities(np.asarray(stored[(path, None)], np.float32)[None])[0]
+        assert row["labels_from"].startswith("head:sha256:")
+        assert row["label"] == head.labels[int(want.argmax())]
+        for entry in row["top_k"]:
+            assert abs(entry["score"] - want[head.labels.index(entry["label"])]) < 1e-4

@@ -64,6 +64,8 @@ ZERO_SHOT_TYPES = ("xclip",)
 VISION_CONFIG_KEYS = ("vision_config", "vision_config_dict")
 #: ``XCLIPVisionConfig``'s frames per clip, for a config that leaves them out.
 XCLIP_DEFAULT_FRAMES = 8
+#: ``XCLIPConfig``'s ``projection_dim`` (its video embedding's values), for a config without it.
+XCLIP_DEFAULT_PROJECTION = 512
 #: What the class name of a checkpoint with a classification head ends with.
 CLASSIFIER_SUFFIX = "ForVideoClassification"
 #: Processor config files, the video processor's first: Hugging Face's video classification
@@ -754,8 +756,20 @@ def read_model_spec(name: str = DEFAULT_MODEL, *, revision: str | None = None) -
         input_name,
         tuple(str(a) for a in architectures if isinstance(a, str)),
         found,
-        hidden if isinstance(hidden := config.get("hidden_size"), int) and hidden > 0 else None,
+        _embedding_dim(config, model_type),
     )
+
+
+def _embedding_dim(config: dict[str, Any], model_type: str) -> int | None:
+    """The values of the vector a model's classifier takes (vmae's embeddings): a
+    classifier's ``hidden_size``, X-CLIP's ``projection_dim`` (its video embedding; 512 when
+    the config does not say, as transformers' default); ``None`` when the config does not
+    say."""
+    if model_type in ZERO_SHOT_TYPES:
+        value = config.get("projection_dim", XCLIP_DEFAULT_PROJECTION)
+    else:
+        value = config.get("hidden_size")
+    return value if isinstance(value, int) and value > 0 else None
 
 
 #: Bytes per value of a clip and of a weight (float32: the widest vmae computes in).
@@ -949,7 +963,9 @@ def load_model(
         if spec.zero_shot:
             from .zeroshot import load_zero_shot
 
-            prompts = [t.prompt for t in ref.text_labels]
+            # With a fitted head (fitted on this model's video embeddings) and no text labels,
+            # the head's labels are the prompts: the text side is built, the head scores.
+            prompts = [t.prompt for t in ref.text_labels] or list(head.labels if head else ())
             model, info = load_zero_shot(
                 name,
                 prompts,
