@@ -430,42 +430,13 @@ VIDEO_PX = 64
 VIDEO_FRAMES = 24  # about 1 s at 25 fps
 
 
-def class_pattern(colour, motion, texture, rng: np.random.Generator):
-    """A ``write_video`` pattern: a textured square of the class's colour moving the class's
-    way over a noisy grey background, its start, size, shade and background drawn at random."""
-    side = int(rng.integers(14, 22))
-    # Anywhere the whole path stays inside the frame, 2 px from its edges.
-    x0, y0 = (rng.uniform(2, VIDEO_PX - side - 2 - step * (VIDEO_FRAMES - 1)) for step in motion)
-    grey = rng.uniform(70, 170)
-    shade = rng.uniform(0.75, 1.0)
-    period = int(rng.integers(4, 7))
-    noise = np.random.default_rng(int(rng.integers(2**31)))
-
-    def pattern(index: int, width: int, height: int) -> np.ndarray:
-        frame = np.full((height, width, 3), grey, np.float32)
-        frame += noise.normal(0, 6, frame.shape)
-        x = int(x0 + motion[0] * index)
-        y = int(y0 + motion[1] * index)
-        patch = np.ones((side, side, 1), np.float32)
-        ys, xs = np.mgrid[0:side, 0:side]
-        if texture == "stripes":
-            patch[..., 0] = 0.4 + 0.6 * ((xs // period) % 2)
-        elif texture == "checks":
-            patch[..., 0] = 0.4 + 0.6 * (((xs // period) + (ys // period)) % 2)
-        region = frame[y : y + side, x : x + side]
-        region[:] = patch[: region.shape[0], : region.shape[1]] * np.array(colour) * shade
-        return np.clip(frame, 0, 255).astype(np.uint8)
-
-    return pattern
-
-
 @pytest.fixture(scope="module")
 def curated(tmp_path_factory: pytest.TempPathFactory):
     """Three visibly different classes of generated videos, classified by a random-weight
     tiny backbone with embeddings; the examples CSV labels every one."""
     from tiny_model import make_tiny_model
 
-    from tools.videogen import write_video
+    from tools.videogen import moving_square, write_video
 
     root = tmp_path_factory.mktemp("curated")
     backbone = make_tiny_model(root / "backbone", seed=0)
@@ -480,7 +451,9 @@ def curated(tmp_path_factory: pytest.TempPathFactory):
                 width=VIDEO_PX,
                 height=VIDEO_PX,
                 num_frames=VIDEO_FRAMES,
-                pattern=class_pattern(colour, motion, texture, rng),
+                pattern=moving_square(
+                    colour, motion, texture, rng, size_px=VIDEO_PX, frames=VIDEO_FRAMES
+                ),
             )
             examples.append((str(path), label))
     emb = root / "emb.parquet"

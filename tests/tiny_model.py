@@ -73,16 +73,7 @@ def make_tiny_model(
     VideoMAEForVideoClassification(config).eval().save_pretrained(out)
     if legacy_preprocessor:
         # The layout of the 2022 checkpoints: int size, no crop_size, a feature extractor.
-        pre = {
-            "do_center_crop": True,
-            "do_normalize": True,
-            "do_resize": True,
-            "feature_extractor_type": "VideoMAEFeatureExtractor",
-            "image_mean": [0.485, 0.456, 0.406],
-            "image_std": [0.229, 0.224, 0.225],
-            "resample": 2,
-            "size": TINY_IMAGE_PX,
-        }
+        pre = legacy_processor_config(TINY_IMAGE_PX)
     else:
         pre = processor_config(
             image_processor_type="VideoMAEImageProcessor",
@@ -291,17 +282,32 @@ def make_tiny_xclip(out_dir: str | Path, *, frames: int = XCLIP_FRAMES, seed: in
         prompt_num_attention_heads=2,
     )
     XCLIPModel(config).eval().save_pretrained(out)
-    pre = {
-        "crop_size": TINY_IMAGE_PX,
+    pre = xclip_processor_config(TINY_IMAGE_PX)
+    (out / "preprocessor_config.json").write_text(json.dumps(pre, indent=2))
+    return out
+
+
+def xclip_processor_config(size_px: int) -> dict[str, object]:
+    """The processor config of the Hub's X-CLIP checkpoints (the legacy
+    ``VideoMAEFeatureExtractor`` layout: int ``size`` and ``crop_size``, ImageNet mean/std)
+    for frames of ``size_px``."""
+    return {
+        **legacy_processor_config(size_px),
+        "crop_size": size_px,
+        "processor_class": "XCLIPProcessor",
+    }
+
+
+def legacy_processor_config(size_px: int) -> dict[str, object]:
+    """The 2022 layout of a VideoMAE processor config: int ``size``, no ``crop_size``, a
+    feature extractor, ImageNet mean/std."""
+    return {
         "do_center_crop": True,
         "do_normalize": True,
         "do_resize": True,
         "feature_extractor_type": "VideoMAEFeatureExtractor",
         "image_mean": [0.485, 0.456, 0.406],
         "image_std": [0.229, 0.224, 0.225],
-        "processor_class": "XCLIPProcessor",
         "resample": 2,
-        "size": TINY_IMAGE_PX,
+        "size": size_px,
     }
-    (out / "preprocessor_config.json").write_text(json.dumps(pre, indent=2))
-    return out

@@ -828,6 +828,55 @@ TEST_SPECS: dict[str, VideoSpec] = {
 }
 
 
+#: Textures :func:`moving_square` draws on its square.
+SQUARE_TEXTURES = ("plain", "stripes", "checks")
+
+
+def moving_square(
+    colour: tuple[float, float, float],
+    motion: tuple[float, float],
+    texture: str,
+    rng: np.random.Generator,
+    *,
+    size_px: int,
+    frames: int,
+) -> Callable[[int, int, int], np.ndarray]:
+    """A :func:`write_video` pattern for videos whose class shows: a square of ``colour``
+    (RGB) and ``texture`` (:data:`SQUARE_TEXTURES`) moving ``motion`` px a frame over a noisy
+    grey background, in a ``size_px`` square frame, for ``frames`` frames; its start, side,
+    shade, stripe period and background drawn from ``rng`` (`vmae fit-head`'s tests and
+    ``benchmarks/fit_head_accuracy.py``)."""
+    scale = size_px / 64
+    side = int(rng.integers(14, 22) * scale)
+    # Anywhere the whole path stays inside the frame, 2 px from its edges.
+    x0, y0 = (rng.uniform(2, size_px - side - 2 - abs(step) * (frames - 1)) for step in motion)
+    x0, y0 = (
+        start + abs(step) * (frames - 1) if step < 0 else start
+        for start, step in zip((x0, y0), motion, strict=True)
+    )
+    grey = rng.uniform(70, 170)
+    shade = rng.uniform(0.75, 1.0)
+    period = max(2, int(rng.integers(4, 7) * scale))
+    noise = np.random.default_rng(int(rng.integers(2**31)))
+
+    def pattern(index: int, width: int, height: int) -> np.ndarray:
+        frame = np.full((height, width, 3), grey, np.float32)
+        frame += noise.normal(0, 6, frame.shape)
+        x = int(x0 + motion[0] * index)
+        y = int(y0 + motion[1] * index)
+        patch = np.ones((side, side, 1), np.float32)
+        ys, xs = np.mgrid[0:side, 0:side]
+        if texture == "stripes":
+            patch[..., 0] = 0.4 + 0.6 * ((xs // period) % 2)
+        elif texture == "checks":
+            patch[..., 0] = 0.4 + 0.6 * (((xs // period) + (ys // period)) % 2)
+        region = frame[y : y + side, x : x + side]
+        region[:] = patch[: region.shape[0], : region.shape[1]] * np.array(colour) * shade
+        return np.clip(frame, 0, 255).astype(np.uint8)
+
+    return pattern
+
+
 def make_sample_videos(out_dir: str | os.PathLike[str]) -> list[Path]:
     """Write the demo clips of :data:`SAMPLE_SPECS` (a few hundred KB in total)."""
     return [spec.write(out_dir) for spec in SAMPLE_SPECS if _spec_supported(spec)]

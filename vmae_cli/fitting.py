@@ -26,8 +26,6 @@ per label and as a confusion table; the head written is then trained on every ex
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -251,32 +249,18 @@ def read_examples(path: str | os.PathLike[str]) -> Examples:
     identity (:func:`~vmae_cli.identity.key_of_cell`). Rows with an empty label are skipped
     (counted); a path labelled twice alike counts once, twice differently is a
     :class:`FitError` naming it."""
-    from .formats import unescape
+    from .formats import read_small_csv
     from .identity import key_of_cell
 
     source = os.fspath(path)
     try:
-        with open(source, encoding="utf-8-sig", newline="") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FitError(
-            f"cannot read the examples {source}: {exc}", options=("examples",), path=source
-        ) from None
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    columns = [c.strip() for c in reader.fieldnames or []]
-    if not all(c in columns for c in EXAMPLE_COLUMNS):
-        raise FitError(
-            f"the examples {source} need a header with the columns path and label "
-            f"(it has: {', '.join(columns) or 'nothing'})",
-            options=("examples",),
-            path=source,
-        )
-    reader.fieldnames = columns
+        records = read_small_csv(source, EXAMPLE_COLUMNS, "the examples file")
+    except ValueError as exc:
+        raise FitError(str(exc), options=("examples",), path=source) from None
     chosen: dict[str, str] = {}
     conflicts: dict[str, set[str]] = {}
     unlabelled = 0
-    for record in reader:
-        cell, label = (unescape(record.get(c) or "") for c in EXAMPLE_COLUMNS)
+    for _, (cell, label) in records:
         label = label.strip()
         if not cell.strip():
             if label:

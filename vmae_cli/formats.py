@@ -501,6 +501,35 @@ def unescape(cell: str) -> str:
 _ESCAPED_PREFIXES = (*FORMULA_PREFIXES, "'")
 
 
+def read_small_csv(
+    path: str | os.PathLike[str], columns: tuple[str, ...], what: str
+) -> list[tuple[int, tuple[str, ...]]]:
+    """The cells of ``columns`` in each record of a small CSV file a person wrote or vmae
+    did (a label map, ``fit-head``'s examples): UTF-8 with or without a byte-order mark, a
+    header naming the columns (blanks around the names allowed, other columns ignored), the
+    formula escapes vmae writes undone (:func:`unescape`); each record with its line number
+    (2 for the first). Raises :class:`ValueError` with one line naming ``what`` (``"the label
+    map"``) for a file that cannot be read or lacks a column."""
+    source = os.fspath(path)
+    try:
+        with open(source, encoding="utf-8-sig", newline="") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {what} {source}: {exc}") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    names = [c.strip() for c in reader.fieldnames or []]
+    if not all(c in names for c in columns):
+        raise ValueError(
+            f"{what} {source} needs a header with the columns {' and '.join(columns)} "
+            f"(it has: {', '.join(names) or 'nothing'})"
+        )
+    reader.fieldnames = names
+    return [
+        (line, tuple(unescape(record.get(c) or "") for c in columns))
+        for line, record in enumerate(reader, start=2)
+    ]
+
+
 def write_csv_table(
     stream: IO[str],
     columns: Iterable[str],

@@ -68,6 +68,22 @@ def cache_base() -> Path:
     return Path(xdg) / "vmae"
 
 
+def hub_file(name: str, filename: str, *, revision: str | None, offline: bool) -> Path | None:
+    """Where the file ``filename`` of the Hub model ``name`` is, fetched the way transformers
+    fetches it (from the local cache only when ``offline``); ``None`` when the model has no
+    such file."""
+    from transformers.utils import cached_file
+
+    path = cached_file(
+        name,
+        filename,
+        revision=revision,
+        local_files_only=offline,
+        _raise_exceptions_for_missing_entries=False,
+    )
+    return Path(path) if path else None
+
+
 def model_files(name: str, revision: str | None = None, offline: bool = True) -> list[Path]:
     """The files of model ``name`` (a folder or a Hub id) that decide it: its config and
     weights, and in a folder its tokenizer's (:data:`MODEL_FILE_PATTERNS`). For a Hub id the
@@ -78,17 +94,9 @@ def model_files(name: str, revision: str | None = None, offline: bool = True) ->
         folder = Path(name)
         found = sorted({p for pattern in MODEL_FILE_PATTERNS for p in folder.glob(pattern)})
     else:
-        from transformers.utils import cached_file
 
         def fetch(filename: str) -> Path | None:
-            path = cached_file(
-                name,
-                filename,
-                revision=revision,
-                local_files_only=offline,
-                _raise_exceptions_for_missing_entries=False,
-            )
-            return Path(path) if path else None
+            return hub_file(name, filename, revision=revision, offline=offline)
 
         config = fetch("config.json")
         found = [config] if config else []

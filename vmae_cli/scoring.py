@@ -20,15 +20,13 @@ multi-label threshold).
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import VmaeError
-from .formats import unescape
+from .formats import read_small_csv
 from .results import LabelScore
 
 #: The group of every label a label map does not name.
@@ -78,27 +76,13 @@ def read_label_map(path: str | os.PathLike[str]) -> LabelMap:
     columns are ignored). Raises :class:`LabelMapError` with a one-line reason."""
     source = os.fspath(path)
     try:
-        with open(source, encoding="utf-8-sig", newline="") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LabelMapError(
-            f"cannot read the label map {source}: {exc}", options=("label_map",), path=source
-        ) from None
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    columns = [c.strip() for c in reader.fieldnames or []]
-    if not all(c in columns for c in LABEL_MAP_COLUMNS):
-        raise LabelMapError(
-            f"the label map {source} needs a header with the columns label and group "
-            f"(it has: {', '.join(columns) or 'nothing'})",
-            options=("label_map",),
-            path=source,
-        )
-    reader.fieldnames = columns
-    groups: dict[str, str] = {}
-    for line, record in enumerate(reader, start=2):
         # A file started from `vmae labels` holds its formula escapes: undone as vmae reads
         # any CSV of its own.
-        label, group = (unescape(record.get(c) or "") for c in LABEL_MAP_COLUMNS)
+        records = read_small_csv(source, LABEL_MAP_COLUMNS, "the label map")
+    except ValueError as exc:
+        raise LabelMapError(str(exc), options=("label_map",), path=source) from None
+    groups: dict[str, str] = {}
+    for line, (label, group) in records:
         if not label and not group:
             continue  # a blank line
         if not label or not group.strip():

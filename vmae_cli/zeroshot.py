@@ -163,17 +163,10 @@ def _has_tokenizer(name: str, *, revision: str | None, offline: bool) -> bool:
             return os.path.isfile(os.path.join(name, filename))
 
     else:
-        from transformers.utils import cached_file
+        from .provenance import hub_file
 
         def found(filename: str) -> bool:
-            path = cached_file(
-                name,
-                filename,
-                revision=revision,
-                local_files_only=offline,
-                _raise_exceptions_for_missing_entries=False,
-            )
-            return path is not None
+            return hub_file(name, filename, revision=revision, offline=offline) is not None
 
     return any(all(found(f) for f in files) for files in TOKENIZER_FILE_SETS)
 
