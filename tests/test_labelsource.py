@@ -149,15 +149,12 @@ def test_resume_refuses_rows_of_another_source_of_labels() -> None:
         _refuse_other_model({("m", "uniform", "", "text:sha256:1")}, report, "out.csv")
 
 
-def test_labels_with_a_classifier_is_a_usage_error_in_one_line(
+def test_labels_given_both_ways_or_too_few_are_usage_errors(
     tiny_model_dir: Path, test_videos: dict[str, Path], tmp_path: Path
 ) -> None:
+    """(Text labels with a classifier: tests/test_zeroshot.py.)"""
     out = tmp_path / "out.csv"
     base = ["classify", str(test_videos["h264"]), "--model", str(tiny_model_dir), "-o", str(out)]
-    result = runner.invoke(app, [*base, "--labels", "goal,corner"])
-    assert result.exit_code == EXIT_USAGE, result.output
-    assert "--labels" in result.output and "zero-shot" in result.output
-    assert not out.exists()
     labels = tmp_path / "labels.txt"
     labels.write_text("goal\ncorner\n")
     result = runner.invoke(app, [*base, "--labels", "a,b", "--labels-file", str(labels)])
