@@ -164,6 +164,23 @@ def test_every_failure_is_a_row_and_resume_redoes_exactly_those(
     assert len(after) == 7 and {r["status"] for r in after} == {OK}
 
 
+def test_a_second_run_in_one_process_lists_and_connects_afresh(
+    s3, test_videos, tiny_model_dir, tmp_path
+):
+    """A library user's second run (a resume) in the same process sees what was added to the
+    bucket since the first, on a filesystem of its own (remote.reset)."""
+    s3.upload("videos", {"fresh/a.mp4": test_videos["h264"]})
+    out = tmp_path / "rows.csv"
+    first = run(["s3://videos/fresh/"], out, **_options(tiny_model_dir))
+    assert first.by_status == {OK: 1}
+    fs_of_the_first_run = remote.filesystem("s3://videos/fresh/")[0]
+    s3.upload("videos", {"fresh/b.mp4": test_videos["vp9"]})
+    again = run(["s3://videos/fresh/"], out, resume=True, **_options(tiny_model_dir))
+    assert (again.skipped, again.by_status) == (1, {OK: 1})
+    assert sorted(_by_name(read_rows(out))) == ["a.mp4", "b.mp4"]
+    assert remote.filesystem("s3://videos/fresh/")[0] is not fs_of_the_first_run
+
+
 def test_http_failures_are_rows(http_server, test_videos, tiny_model_dir, tmp_path):
     ok = http_server.put("ok.mp4", test_videos["h264"])
     forbidden = http_server.put("forbidden.mp4", test_videos["h264"])

@@ -141,7 +141,16 @@ def filesystem(url: str) -> tuple[Any, str]:
         ) from None
     if scheme in ("s3", "s3a"):
         fs.retries = 1  # s3fs's own tries, a class attribute: vmae's tries count instead
+    _FILESYSTEM_CLASSES.add(type(fs))
     return fs, path
+
+
+#: The fsspec filesystem classes this process used. fsspec keeps one instance per class and
+#: options for the process's life, with its pooled connections and its listings;
+#: :func:`reset` drops them, so that each run connects and lists afresh, as a cron job's new
+#: process does (measured: in one test process, a second run's first listing waited the read
+#: timeout, 30 s, on a connection the first run had left in the pool, then was tried again).
+_FILESYSTEM_CLASSES: set[type] = set()
 
 
 #: Seconds to connect, and to wait for the next bytes of an answer, before a request fails
@@ -603,12 +612,15 @@ LISTED_KEPT = 200_000
 
 
 def reset() -> None:
-    """Forget every object, cost and listed info this process holds (done in a forked
-    child: the parent's filesystem objects are not fork-safe, fsspec says so and an HTTP
-    file the parent opened hangs there)."""
+    """Forget every object, cost and listed info this process holds, and the filesystem
+    instances fsspec keeps (:data:`_FILESYSTEM_CLASSES`): done in a forked child (the
+    parent's filesystem objects are not fork-safe, fsspec says so and an HTTP file the
+    parent opened hangs there) and as a run starts (its own connections and listings)."""
     _OBJECTS.clear()
     _FETCHED.clear()
     _LISTED.clear()
+    for cls in _FILESYSTEM_CLASSES:
+        cls.clear_instance_cache()
 
 
 if hasattr(os, "register_at_fork"):

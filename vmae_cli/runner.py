@@ -56,6 +56,7 @@ from .provenance import FOLDER_REVISION_PREFIX
 from .ray_engine import EXTRA as EXTRA_RAY
 from .ray_engine import RayOptions
 from .remote import check_urls, is_url
+from .remote import reset as reset_remote
 from .results import STATUS_OK, Prediction, file_stamp
 from .scoring import read_label_map
 from .segments import Segments
@@ -410,6 +411,9 @@ class _Run:
 
     def _execute(self) -> RunReport:
         started, t0 = time.time(), time.perf_counter()
+        # Objects, listings and connections of the stores as this run finds them, not as an
+        # earlier run in this process left them.
+        reset_remote()
         check_inputs(self.inputs)
         o = self.opts
         self.listed = (
