@@ -707,7 +707,10 @@ def test_failed_model_loads_leak_no_pipe_or_thread(
     kept = [fail()]  # the first one also sets up what a process keeps (multiprocessing's heap)
     before = (_open_fds(), threading.active_count())
     kept += [fail() for _ in range(FAILED_LOADS)]
-    assert (_open_fds(), threading.active_count()) == before
+    # At most as many: a run's start drops the filesystems earlier tests' runs left
+    # (remote.reset), which close their connections when they are collected, any time.
+    after = (_open_fds(), threading.active_count())
+    assert after[0] <= before[0] and after[1] <= before[1], (before, after)
     assert len(kept) == FAILED_LOADS + 1
 
 
