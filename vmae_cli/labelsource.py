@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from .errors import VmaeError
 
 if TYPE_CHECKING:
+    from .heads import Head
     from .model import ModelRef
 
 #: How a ``labels_from`` cell starts for text labels and for a fitted head.
@@ -172,15 +173,14 @@ def labels_from(ref: ModelRef) -> str:
     return ""
 
 
-def given_labels(ref: ModelRef) -> list[str] | None:
+def given_labels(ref: ModelRef, head: Head | None = None) -> list[str] | None:
     """The labels a run's rows use when they are not the checkpoint's own (in the order of
-    the scores), else ``None``."""
+    the scores): ``ref``'s text labels, or those of ``head``, the fitted head of ``ref.head``
+    already read; else ``None``."""
     if ref.text_labels:
         return [t.label for t in ref.text_labels]
-    if ref.head is not None:
-        from .heads import read_head
-
-        return list(read_head(ref.head).labels)
+    if head is not None:
+        return list(head.labels)
     return None
 
 

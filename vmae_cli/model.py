@@ -612,6 +612,19 @@ def fitted_head(spec: ModelSpec, folder: str | None) -> Head | None:
     return head
 
 
+def run_labels(spec: ModelSpec, ref: ModelRef) -> tuple[ModelSpec, Head | None, str]:
+    """A run's labels, settled before any work: the labels checked against the model
+    (:func:`check_label_source`; ``dtype="int8"`` refused for a zero-shot model,
+    :func:`check_zero_shot_dtype`), then ``spec`` as the run sees it (:func:`with_head`), the
+    fitted head (``None``: none) and what rows record as ``labels_from``
+    (:func:`vmae_cli.labelsource.labels_from`)."""
+    from .labelsource import labels_from
+
+    head = check_label_source(spec, ref)
+    check_zero_shot_dtype(spec, ref.dtype)
+    return with_head(spec, head), head, labels_from(ref)
+
+
 def with_head(spec: ModelSpec, head: Head | None) -> ModelSpec:
     """``spec`` as the run sees it with a fitted ``head``: the head's labels (their count)
     and a softmax over them, whatever the checkpoint's own head has."""
@@ -879,17 +892,12 @@ def load_model(
     """
     import torch
 
-    from .labelsource import labels_from
-
     ref = ModelRef.of(model, **flat)
     name, revision, allow_untrained_head = ref.name, ref.revision, ref.allow_untrained_head
     dev = resolve_device(backend_device(ref.backend, ref.device, ref.dtype))
     torch_dtype = resolve_dtype(ref.dtype, dev)
     dtype_name = str(torch_dtype).removeprefix("torch.")  # float32, bfloat16, float16
-    spec = spec or read_model_spec(name, revision=revision)
-    head = check_label_source(spec, ref)
-    source = labels_from(ref)
-    check_zero_shot_dtype(spec, ref.dtype)
+    spec, head, source = run_labels(spec or read_model_spec(name, revision=revision), ref)
     runtime = resolve_backend(ref.backend, dev, ref.dtype, ref.calibration)
     warn = on_warning or log.warning
     check_head(spec, allow_untrained_head, warn)
@@ -953,7 +961,7 @@ def load_model(
                 id2label=head.id2label if head else _id2label(name, revision, spec.offline),
                 backend=BACKEND_OPENVINO,
                 precision=compiled.precision,
-                multi_label=spec.multi_label and head is None,
+                multi_label=spec.multi_label,  # off with a fitted head (with_head)
                 input_name=spec.input_name,
                 revision=spec.revision,
                 labels_from=source,
@@ -1002,7 +1010,7 @@ def load_model(
         id2label=id2label,
         backend=BACKEND_TORCH,
         precision=dtype_name,
-        multi_label=spec.multi_label and head is None,
+        multi_label=spec.multi_label,  # off with a fitted head (with_head)
         input_name=spec.input_name,
         revision=spec.revision,
         labels_from=source,

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from .backends import INT8, Calibration
 from .discovery import OnWalkError, as_inputs, check_inputs, iter_video_paths
 from .heap import HeapTrimmer
-from .labelsource import labels_from
 from .model import (
     DEFAULT_MODEL,
     DtypeOptionError,
@@ -31,14 +30,12 @@ from .model import (
     Say,
     backend_device,
     check_dtype,
-    check_label_source,
-    check_zero_shot_dtype,
     known_cpu,
     load_model,
     read_model_spec,
     resolve_backend,
     resolve_device,
-    with_head,
+    run_labels,
     zero_shot_runtime,
 )
 from .preprocessing import normalize
@@ -148,7 +145,7 @@ class Classifier:
             self._device = model.device
             self.device_type = model.device.type
             self.backend = model.backend
-            self.labels_from = model.labels_from
+            self.head, self.labels_from = model.head, model.labels_from
             return
         self.ref = ref = ModelRef.of(model, **flat)
         self._say = {"on_notice": on_notice, "on_warning": on_warning}
@@ -159,13 +156,11 @@ class Classifier:
         self.device_type = "cpu" if self._device is None else self._device.type
         check_dtype(ref.dtype)
         self.backend = resolve_backend(ref.backend, self.device_type, ref.dtype, ref.calibration)
-        self.spec = read_model_spec(ref.name, revision=ref.revision)
-        # A fitted head is read and checked now, before decoding starts; the run then sees
-        # its labels.
-        self.spec = with_head(self.spec, check_label_source(self.spec, ref))
-        #: What produced the labels, as rows record it (``labels_from``; "": the checkpoint).
-        self.labels_from = labels_from(ref)
-        check_zero_shot_dtype(self.spec, ref.dtype)
+        # The labels are settled now, before decoding starts (a fitted head read and checked;
+        # the run then sees its labels). labels_from: what rows record ("": the checkpoint's).
+        self.spec, self.head, self.labels_from = run_labels(
+            read_model_spec(ref.name, revision=ref.revision), ref
+        )
         self.backend = zero_shot_runtime(self.spec, self.backend)
         if ref.calibration is not None:
             self._calibration = folder_calibration(ref.calibration, self.spec)

@@ -35,20 +35,18 @@ from .embeddings import DEFAULT_EMBEDDING_DTYPE, EMBEDDING_DTYPES
 from .errors import VmaeError
 from .extras import require
 from .identity import display_path, path_cell, url_queries_kept, video_path
-from .labelsource import given_labels, labels_from
+from .labelsource import given_labels
 from .model import (
     BACKEND_TORCH,
     MODEL_KEYWORDS,
     ModelRef,
     ModelSpec,
     check_head,
-    check_label_source,
-    check_zero_shot_dtype,
     dtype_warning,
     read_labels,
     read_model_spec,
     resolve_dtype,
-    with_head,
+    run_labels,
 )
 from .output import OutputMismatchError, write_text_aside
 from .pipeline import Classifier, ClassifyOptions, default_workers
@@ -63,6 +61,7 @@ from .segments import Segments
 from .sinks import STDOUT, Layout, Outputs
 
 if TYPE_CHECKING:
+    from .heads import Head
     from .rowindex import Origin
 
 #: ``RunReport.stopped_by`` when the reader of the output went away (``| head``, ``| true``):
@@ -466,10 +465,10 @@ class _Run:
         self._status("reading the model's config")
         model: Classifier | _ModelOnly
         if o.engine == ENGINE_RAY:
-            spec = read_model_spec(o.model.name, revision=o.model.revision)
-            spec = with_head(spec, check_label_source(spec, o.model))
-            check_zero_shot_dtype(spec, o.model.dtype)  # here, not in each of the actors
-            model = _ModelOnly(spec, labels_from(o.model))
+            # Settled here, not in each of the actors.
+            model = _ModelOnly(
+                *run_labels(read_model_spec(o.model.name, revision=o.model.revision), o.model)
+            )
         else:
             model = Classifier(o.model, lazy=True, on_notice=self._notice, on_warning=self._warn)
             slow = model.backend == BACKEND_TORCH and dtype_warning(
@@ -491,7 +490,7 @@ class _Run:
         # Segments' defaults (the window: the model's clip) are known now: rows and resume
         # name the windows in frames.
         o.classify.protocol = o.classify.protocol.for_model(model.spec.frames_per_clip)
-        given = given_labels(o.model)
+        given = given_labels(o.model, model.head)
         if o.classify.label_map is not None:
             o.classify.label_map.check(
                 given or read_labels(spec=model.spec, revision=o.model.revision).values()
@@ -765,6 +764,7 @@ class _ModelOnly:
     """A model known by its config alone: the Ray engine's actors load the weights."""
 
     spec: ModelSpec
+    head: Head | None  # a fitted head (ModelRef.head), read and checked
     labels_from: str  # what produced the labels (vmae_cli.labelsource.labels_from)
 
 
