@@ -584,8 +584,8 @@ def check_label_source(spec: ModelSpec, ref: ModelRef) -> Head | None:
         raise LabelsOptionError(
             f"text_labels are for a zero-shot model ({', '.join(ZERO_SHOT_TYPES)}); "
             f"{spec.name!r} is a {spec.model_type} classifier with labels of its own (a head "
-            "fitted on its embeddings gives it others: head=...)",
-            options=("text_labels", "model"),
+            "fitted on its embeddings gives it others: head=FOLDER)",
+            options=("text_labels", "model", "head"),
             value=spec.name,
         )
     if spec.zero_shot and not ref.text_labels and ref.head is None:
