@@ -101,6 +101,8 @@ class _FakeRay:
     def __init__(self, missing: Iterable[str]) -> None:
         self.missing = set(missing)
         self.asked: list[str] = []
+        self.started: list[Any] = []
+        self.killed: list[Any] = []
 
     def get_runtime_context(self) -> Any:
         return SimpleNamespace(get_node_id=lambda: self.DRIVER)
@@ -113,16 +115,22 @@ class _FakeRay:
         ]
 
     def remote(self, **_resources: Any) -> Any:
-        def wrap(_fn: Any) -> Any:
+        def wrap(actor_class: Any) -> Any:
             def options(scheduling_strategy: Any) -> Any:
                 node = scheduling_strategy.node_id
 
-                def remote(dirs: list[str]) -> tuple[str, list[str]]:
-                    self.asked.append(node)
-                    return f"10.0.0.2/{node[:8]}", [d for d in dirs if d in self.missing]
+                def start() -> Any:
+                    def missing(dirs: list[str]) -> tuple[str, list[str]]:
+                        self.asked.append(node)
+                        return f"10.0.0.2/{node[:8]}", [d for d in dirs if d in self.missing]
 
-                return SimpleNamespace(remote=remote)
+                    actor = SimpleNamespace(missing=SimpleNamespace(remote=missing), node=node)
+                    self.started.append(actor)
+                    return actor
 
+                return SimpleNamespace(remote=start)
+
+            assert isinstance(actor_class, type)  # an actor, not a task (see the check)
             return SimpleNamespace(options=options)
 
         return wrap
@@ -130,6 +138,9 @@ class _FakeRay:
     def get(self, refs: list[Any], timeout: float | None = None) -> list[Any]:
         del timeout
         return refs  # the fake's "references" are already the results
+
+    def kill(self, actor: Any) -> None:
+        self.killed.append(actor)
 
 
 def test_shared_storage_check_names_the_missing_folder_and_the_node() -> None:
@@ -142,12 +153,14 @@ def test_shared_storage_check_names_the_missing_folder_and_the_node() -> None:
     assert f"10.0.0.2/{_FakeRay.OTHER[:8]}" in message
     # Only the other alive node is asked: the driver's own sees what the driver sees.
     assert fake.asked == [_FakeRay.OTHER]
+    assert fake.killed == fake.started  # its probe is gone, even when the check fails
 
 
 def test_shared_storage_check_passes_when_every_node_sees_the_folders() -> None:
     fake = _FakeRay(missing=[])
     _check_shared_storage(fake, ["/data/videos"])
     assert fake.asked == [_FakeRay.OTHER]
+    assert [a.node for a in fake.killed] == [_FakeRay.OTHER]
 
 
 class _StuckNodeTable:

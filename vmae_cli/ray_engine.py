@@ -306,6 +306,13 @@ def _missing_dirs(dirs: list[str]) -> tuple[str, list[str]]:
     return node_label(), [d for d in dirs if not os.path.isdir(d)]
 
 
+class _StorageProbe:
+    """An actor pinned to one node that answers which of some folders that node lacks."""
+
+    def missing(self, dirs: list[str]) -> tuple[str, list[str]]:
+        return _missing_dirs(dirs)
+
+
 def _shared_storage_error(node: str, missing: list[str]) -> SharedStorageError:
     return SharedStorageError(
         f"shared storage needed: {missing[0]} is not visible on Ray node {node}; every node "
@@ -316,24 +323,35 @@ def _shared_storage_error(node: str, missing: list[str]) -> SharedStorageError:
 
 def _check_shared_storage(ray: Any, dirs: list[str]) -> None:
     """Ask every other alive node whether it sees ``dirs``; raise for the first that does
-    not. The driver's own node needs no asking (a local run costs nothing)."""
+    not. The driver's own node needs no asking (a local run costs nothing).
+
+    Each node is asked by an actor placed on it, not by a task: Ray 2.60's driver dies
+    (exit 1, "Check failed: address.node_id() != \"\"" in ``RayletClientPool::
+    GetOrConnectByAddress``, from ``NormalTaskSubmitter::RequestNewWorkerIfNeeded``) when
+    the lease of a task pinned to another node comes back from its raylet as a spillback:
+    now and then, twice in this project's full test runs on a two-node local cluster.
+    Actors are placed by the GCS, never through that path.
+    """
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = ray.get_runtime_context().get_node_id()
-    probe = ray.remote(num_cpus=0)(_missing_dirs)
-    refs = [
+    probe = ray.remote(num_cpus=0)(_StorageProbe)
+    actors = [
         probe.options(
             scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
-        ).remote(dirs)
+        ).remote()
         for n in _alive_nodes(ray)
         if n["NodeID"] != here
     ]
     try:
-        answers = ray.get(refs, timeout=NODE_CHECK_TIMEOUT_S)
+        answers = ray.get([a.missing.remote(dirs) for a in actors], timeout=NODE_CHECK_TIMEOUT_S)
     except ray.exceptions.GetTimeoutError:
         raise EngineError(
             f"a Ray node did not answer within {NODE_CHECK_TIMEOUT_S:g} s whether it sees {dirs[0]}"
         ) from None
+    finally:
+        for actor in actors:
+            ray.kill(actor)
     for node, missing in answers:
         if missing:
             raise _shared_storage_error(node, missing)
