@@ -29,8 +29,8 @@ the walk and the output read back) and its exit:
   cannot shorten while the workers are forked after torch is imported;
 * *perfect packing*: that part + (``torch`` + ``decode`` + ``load``, CPU) / cores + ``call 1``
   + exit: any design that resizes with torch, its work spread over every core with no wait;
-* *no torch*: the ``no torch`` run plus the command-line part (less the interpreter's start,
-  which both count) and the exit.
+* *no torch*: the ``no torch`` run plus what vmae's command-line part and exit take beyond
+  the interpreter's start and the exit that run has already.
 
 Usage::
 
@@ -293,9 +293,11 @@ def main(argv: list[str] | None = None) -> int:
             cli + (torch_cpu + m["decode"][1] + m["load"][1]) / cores + m["call 1"][0] + exit_s
         )
         if "no torch" in parts:
-            # The bare run's own interpreter start is in both it and the command-line part.
-            interpreter = parts["interpreter"]["wall"]
-            floors["no torch"] = parts["no torch"]["wall"] + cli - interpreter + exit_s
+            # The bare run's wall already holds an interpreter's start and an exit: only what
+            # vmae's command-line part and exit take beyond those is added.
+            nt = parts["no torch"]
+            interpreter, bare_exit = parts["interpreter"]["wall"], nt["wall"] - nt["called"]
+            floors["no torch"] = nt["wall"] + cli - interpreter + max(0.0, exit_s - bare_exit)
         print(f"\nvmae's run of one video (startup.py): {v['wall']:.3f} s; its command-line")
         print(f"part ends at {cli:.3f} s, its exit takes {exit_s:.3f} s")
         for name, value in floors.items():
