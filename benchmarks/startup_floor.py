@@ -170,39 +170,30 @@ print(json.dumps(marks))
 """
 
 
+def run_script(name: str, code: str, args: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """``code`` in a fresh interpreter with ``args``: the JSON of its last line of output,
+    plus its wall time as the parent saw it."""
+    import time
+
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, check=False
+    )
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
+    return {"wall": wall, **json.loads(proc.stdout.strip().splitlines()[-1])}
+
+
 def probe(part: str, opts: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
-    """One fresh process of ``PROBE``: its JSON, plus its wall time from the parent."""
-    import time
-
-    start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-c", PROBE, part, str(opts.model), str(opts.video)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{part} probe failed:\n{proc.stderr[-3000:]}")
-    return {"wall": wall, **json.loads(proc.stdout.strip().splitlines()[-1])}
+    """One fresh process of ``PROBE`` for ``part``."""
+    return run_script(f"{part} probe", PROBE, [part, str(opts.model), str(opts.video)], env)
 
 
-def no_torch(opts: argparse.Namespace, entry: str, env: dict[str, str]) -> dict[str, float]:
-    import time
-
-    start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-c", NO_TORCH, str(opts.video), entry, str(os.cpu_count() or 1)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"no-torch run failed:\n{proc.stderr[-3000:]}")
-    return {"wall": wall, **json.loads(proc.stdout.strip().splitlines()[-1])}
+def no_torch(opts: argparse.Namespace, entry: str, env: dict[str, str]) -> dict[str, Any]:
+    """One bare run (``NO_TORCH``) on the OpenVINO ``entry`` vmae's model load used."""
+    threads = str(os.cpu_count() or 1)
+    return run_script("no-torch run", NO_TORCH, [str(opts.video), entry, threads], env)
 
 
 def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
