@@ -526,6 +526,33 @@ def test_classify_with_the_head_scores_as_the_head_does_on_the_stored_vectors(cu
 
 
 @pytest.mark.slow
+def test_a_classifier_reads_and_hashes_its_head_once(
+    curated, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The labels are settled when the classifier is made; loading the weights later uses
+    # them (a head folder rewritten in between cannot give the rows another head's scores).
+    from vmae_cli import heads, labelsource
+    from vmae_cli.pipeline import Classifier
+
+    head_dir = curated["root"] / "head-once"
+    fit_head(curated["embeddings"], curated["examples"], head_dir)
+    calls = {"read_head": 0, "head_id": 0}
+
+    def counted(name: str, fn):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(heads, "read_head", counted("read_head", heads.read_head))
+    monkeypatch.setattr(labelsource, "head_id", counted("head_id", labelsource.head_id))
+    clf = Classifier(str(curated["backbone"]), device="cpu", head=str(head_dir))
+    assert clf.loaded.head is clf.head and clf.loaded.labels_from == clf.labels_from
+    assert calls == {"read_head": 1, "head_id": 1}
+
+
+@pytest.mark.slow
 def test_a_head_is_refused_on_another_backbone_and_with_text_labels(curated) -> None:
     from tiny_model import make_tiny_model
 

@@ -612,17 +612,28 @@ def fitted_head(spec: ModelSpec, folder: str | None) -> Head | None:
     return head
 
 
-def run_labels(spec: ModelSpec, ref: ModelRef) -> tuple[ModelSpec, Head | None, str]:
+@dataclass(frozen=True)
+class RunLabels:
+    """A run's model before its weights load, with the run's labels settled once
+    (:func:`run_labels`): what the runner, the Ray driver and :func:`load_model` share, so
+    that a fitted head is read and hashed once."""
+
+    spec: ModelSpec  # as the run sees it (with_head): a fitted head's labels, if any
+    head: Head | None  # the fitted head of ModelRef.head, read and checked; None: none
+    labels_from: str  # what rows record (vmae_cli.labelsource.labels_from; "": the checkpoint's)
+
+
+def run_labels(spec: ModelSpec, ref: ModelRef) -> RunLabels:
     """A run's labels, settled before any work: the labels checked against the model
     (:func:`check_label_source`; ``dtype="int8"`` refused for a zero-shot model,
     :func:`check_zero_shot_dtype`), then ``spec`` as the run sees it (:func:`with_head`), the
-    fitted head (``None``: none) and what rows record as ``labels_from``
+    fitted head and what rows record as ``labels_from``
     (:func:`vmae_cli.labelsource.labels_from`)."""
     from .labelsource import labels_from
 
     head = check_label_source(spec, ref)
     check_zero_shot_dtype(spec, ref.dtype)
-    return with_head(spec, head), head, labels_from(ref)
+    return RunLabels(with_head(spec, head), head, labels_from(ref))
 
 
 def with_head(spec: ModelSpec, head: Head | None) -> ModelSpec:
@@ -856,6 +867,7 @@ def load_model(
     model: ModelRef | str | os.PathLike[str] = DEFAULT_MODEL,
     *,
     spec: ModelSpec | None = None,
+    settled: RunLabels | None = None,
     on_notice: Say | None = None,
     on_warning: Say | None = None,
     calibration: Calibration | None = None,
@@ -867,7 +879,9 @@ def load_model(
     (``load_model("m", device="cpu")``, :meth:`ModelRef.of`). The name is a Hub id
     (``MCG-NJU/videomae-base-finetuned-kinetics``) or a folder written by ``save_pretrained``
     holding ``config.json``, the weights and its processor config.
-    ``spec`` is what :func:`read_model_spec` already read, if it was called.
+    ``spec`` is what :func:`read_model_spec` already read, if it was called; ``settled`` what
+    :func:`run_labels` already settled for ``model``, if it was called (its ``spec`` is then
+    the one used, and a fitted head is not read again).
 
     A checkpoint that would give garbage is refused with :class:`UntrainedModelError`: one
     without a classification head (:meth:`ModelSpec.head_problem`), and one whose load report
@@ -897,17 +911,19 @@ def load_model(
     dev = resolve_device(backend_device(ref.backend, ref.device, ref.dtype))
     torch_dtype = resolve_dtype(ref.dtype, dev)
     dtype_name = str(torch_dtype).removeprefix("torch.")  # float32, bfloat16, float16
-    spec, head, source = run_labels(spec or read_model_spec(name, revision=revision), ref)
+    settled = settled or run_labels(spec or read_model_spec(name, revision=revision), ref)
+    spec, head, source = settled.spec, settled.head, settled.labels_from
     runtime = resolve_backend(ref.backend, dev, ref.dtype, ref.calibration)
     warn = on_warning or log.warning
     check_head(spec, allow_untrained_head, warn)
-    if zero_shot_runtime(spec, runtime) != runtime:
-        if ref.backend != BACKEND_AUTO:  # asked for by name: say that it is not what runs
-            warn(
-                f"backend={ref.backend!r} does not run zero-shot {spec.model_type} models "
-                "(OpenVINO converts video classifiers only): running it on torch"
-            )
-        runtime = zero_shot_runtime(spec, runtime)
+    runs_on = zero_shot_runtime(spec, runtime)
+    if runs_on != runtime and ref.backend != BACKEND_AUTO:
+        # Asked for by name: say that it is not what runs.
+        warn(
+            f"backend={ref.backend!r} does not run zero-shot {spec.model_type} models "
+            "(OpenVINO converts video classifiers only): running it on torch"
+        )
+    runtime = runs_on
     if ref.dtype == INT8:
         dtype_name = int8_fallback() or INT8
         if dtype_name != INT8:

@@ -158,9 +158,9 @@ class Classifier:
         self.backend = resolve_backend(ref.backend, self.device_type, ref.dtype, ref.calibration)
         # The labels are settled now, before decoding starts (a fitted head read and checked;
         # the run then sees its labels). labels_from: what rows record ("": the checkpoint's).
-        self.spec, self.head, self.labels_from = run_labels(
-            read_model_spec(ref.name, revision=ref.revision), ref
-        )
+        self._settled = run_labels(read_model_spec(ref.name, revision=ref.revision), ref)
+        self.spec, self.head = self._settled.spec, self._settled.head
+        self.labels_from = self._settled.labels_from
         self.backend = zero_shot_runtime(self.spec, self.backend)
         if ref.calibration is not None:
             self._calibration = folder_calibration(ref.calibration, self.spec)
@@ -188,7 +188,10 @@ class Classifier:
             with self._loading:
                 if self._loaded is None:
                     self._loaded = load_model(
-                        self.ref, spec=self.spec, calibration=self._calibration, **self._say
+                        self.ref,
+                        settled=self._settled,
+                        calibration=self._calibration,
+                        **self._say,
                     )
         return self._loaded
 

@@ -45,8 +45,7 @@ from .choices import DEFAULT_VIDEOS_PER_TASK
 from .errors import VmaeError
 from .extras import require
 from .identity import video_path
-from .labelsource import labels_from
-from .model import ModelRef, ModelSpec
+from .model import ModelRef, RunLabels
 from .pipeline import ClassifyOptions
 from .results import STATUS_CRASHED, STATUS_ERROR, STATUS_OK, Prediction, file_stamp
 
@@ -115,7 +114,7 @@ class ActorPlan:
 
 def classify_on_ray(
     paths: Iterable[str],
-    spec: ModelSpec,
+    settled: RunLabels,
     ref: ModelRef,
     *,
     classify: ClassifyOptions,
@@ -125,7 +124,8 @@ def classify_on_ray(
     on_warning: Callable[[str], None],
 ) -> Iterator[Prediction]:
     """Yield one :class:`Prediction` per path, in completion order, classified by Ray actors,
-    each loading the model ``ref`` says (``spec`` is its config, read by the driver).
+    each loading the model ``ref`` says (``settled`` is its config with the run's labels,
+    settled by the driver: :func:`~vmae_cli.model.run_labels`).
 
     Starts a local Ray (``ray_address`` None) or joins a cluster, checks placement and shared
     storage, and stops what it started when the generator ends or is closed. Raises
@@ -148,9 +148,9 @@ def classify_on_ray(
         plan = plan_actors(_node_resources(ray), ray_options, classify.workers, wants_gpu)
         if ray_options.actors is not None and plan.actors < ray_options.actors:
             on_warning(f"actors={ray_options.actors}, but the cluster has room for {plan.actors}")
+        spec = settled.spec
         model = os.path.abspath(spec.name) if os.path.isdir(spec.name) else spec.name
         head = os.path.abspath(ref.head) if ref.head is not None else None
-        source = labels_from(ref)
         absolute = [video_path(p) for p in paths]  # a URL stays one: each actor fetches it
         probes = _probe_dirs(absolute, model)
         # Held here for the whole run: Ray ends an actor once its creator drops the handle,
@@ -176,7 +176,7 @@ def classify_on_ray(
         )
         for prediction in _rows(dataset, paths, stop, spec.name, classify.protocol.name):
             prediction.model_revision = spec.revision  # the driver's, as for the model name
-            prediction.labels_from = source
+            prediction.labels_from = settled.labels_from
             yield prediction
     finally:
         session.close()

@@ -40,7 +40,7 @@ from .model import (
     BACKEND_TORCH,
     MODEL_KEYWORDS,
     ModelRef,
-    ModelSpec,
+    RunLabels,
     check_head,
     dtype_warning,
     read_labels,
@@ -61,7 +61,6 @@ from .segments import Segments
 from .sinks import STDOUT, Layout, Outputs
 
 if TYPE_CHECKING:
-    from .heads import Head
     from .rowindex import Origin
 
 #: ``RunReport.stopped_by`` when the reader of the output went away (``| head``, ``| true``):
@@ -457,18 +456,17 @@ class _Run:
         report.elapsed_s = time.perf_counter() - t0
         return report
 
-    def _model(self) -> Classifier | _ModelOnly:
+    def _model(self) -> Classifier | RunLabels:
         """The model, lazily (weights load while the first videos decode), with warnings
         about settings that work but cost. With the Ray engine only its config is read
         here: the actors load it, on their own devices."""
         o = self.opts
         self._status("reading the model's config")
-        model: Classifier | _ModelOnly
+        model: Classifier | RunLabels
         if o.engine == ENGINE_RAY:
-            # Settled here, not in each of the actors.
-            model = _ModelOnly(
-                *run_labels(read_model_spec(o.model.name, revision=o.model.revision), o.model)
-            )
+            # Known by its config alone (the actors load the weights); the labels settled
+            # here, for the driver's rows.
+            model = run_labels(read_model_spec(o.model.name, revision=o.model.revision), o.model)
         else:
             model = Classifier(o.model, lazy=True, on_notice=self._notice, on_warning=self._warn)
             slow = model.backend == BACKEND_TORCH and dtype_warning(
@@ -503,7 +501,7 @@ class _Run:
             o.classify.top_k = labels
         return model
 
-    def _rows(self, model: Classifier | _ModelOnly, todo: Iterable[str]) -> Iterator[Prediction]:
+    def _rows(self, model: Classifier | RunLabels, todo: Iterable[str]) -> Iterator[Prediction]:
         """The engine's rows for ``todo``, one per path: the local engine takes the paths as
         ``todo`` yields them, Ray once it has yielded them all (Ray Data numbers a list)."""
         o = self.opts
@@ -515,7 +513,7 @@ class _Run:
 
         return classify_on_ray(
             todo,
-            model.spec,
+            model,
             o.model,
             classify=o.classify,
             ray_options=o.ray,
@@ -524,9 +522,7 @@ class _Run:
             on_warning=self._warn,
         )
 
-    def _classify(
-        self, model: Classifier | _ModelOnly, outputs: Outputs, report: RunReport
-    ) -> None:
+    def _classify(self, model: Classifier | RunLabels, outputs: Outputs, report: RunReport) -> None:
         """Start the outputs, walk, skip what they hold, classify the rest into them: the
         first videos while the walk goes on."""
         o = self.opts
@@ -757,15 +753,6 @@ class _Walk:
             else:
                 self.redone[path] = key
         return new
-
-
-@dataclass
-class _ModelOnly:
-    """A model known by its config alone: the Ray engine's actors load the weights."""
-
-    spec: ModelSpec
-    head: Head | None  # a fitted head (ModelRef.head), read and checked
-    labels_from: str  # what produced the labels (vmae_cli.labelsource.labels_from)
 
 
 class RunOptionsError(VmaeError, ValueError):
