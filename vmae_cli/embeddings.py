@@ -671,10 +671,11 @@ class EmbeddingsInfo:
 
 
 def describe(path: str | os.PathLike[str]) -> EmbeddingsInfo:
-    """The settings of the finished embeddings file ``path`` (its schema and first row, not
-    its vectors). Raises :class:`~vmae_cli.output.OutputMismatchError` for a file that is
-    not a vmae embeddings file, or whose rows name more than one model or protocol, and
-    :class:`FileNotFoundError` for none."""
+    """The settings of the finished embeddings file ``path`` (its schema and its ``model`` and
+    ``protocol`` columns, not its vectors). Raises
+    :class:`~vmae_cli.output.OutputMismatchError` for a file that is not a vmae embeddings
+    file, or whose rows name more than one model or protocol, and :class:`FileNotFoundError`
+    for none."""
     import pyarrow as pa
     import pyarrow.compute as pc
 

@@ -153,7 +153,7 @@ def fit_head(
     """
     import numpy as np
 
-    from .embeddings import describe, read_video_vectors
+    from .embeddings import read_video_vectors
     from .model import safe_label
 
     notice = on_notice or (lambda line: None)
@@ -161,7 +161,7 @@ def fit_head(
         raise FitError(f"l2 must be a positive number, not {l2}", options=("l2",), value=l2)
     out = os.fspath(output)
     _check_output(out, overwrite)
-    info = _describe(embeddings, describe)
+    info = _describe(embeddings)
     revision = _revision(info.model, info.model_revision, info.path, notice)
     if info.journal:
         notice(
@@ -386,10 +386,10 @@ def _check_output(out: str, overwrite: bool) -> None:
         )
 
 
-def _describe(
-    embeddings: str | os.PathLike[str], describe: Callable[[str], EmbeddingsInfo]
-) -> EmbeddingsInfo:
-    """The embeddings file's settings, or a FitError saying why there are none."""
+def _describe(embeddings: str | os.PathLike[str]) -> EmbeddingsInfo:
+    """The embeddings file's settings (:func:`~vmae_cli.embeddings.describe`), or a
+    FitError saying why there are none."""
+    from .embeddings import describe
     from .output import OutputMismatchError
 
     path = os.fspath(embeddings)

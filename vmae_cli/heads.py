@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 WEIGHTS_FILE = "head.safetensors"
 #: The head's labels, backbone and record of how it was made.
 CONFIG_FILE = "head.json"
-#: The files of a head folder, and all of them (``labelsource.head_id`` hashes these).
+#: The files of a head folder, and all of them (``labelsource.head_id`` hashes every file
+#: the folder holds, these and any other).
 HEAD_FILES = (CONFIG_FILE, WEIGHTS_FILE)
 #: ``format`` of head.json: what this version writes and reads.
 HEAD_FORMAT = "vmae-head/1"
